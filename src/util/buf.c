@@ -1,0 +1,113 @@
+/* buf: growable byte buffer. Contract in include/petrel/buf.h. */
+#include "petrel/buf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void
+buf_init(struct buf *b, size_t init, size_t max)
+{
+    *b = (struct buf){.init = init, .max = max < init ? init : max};
+}
+
+void
+buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
+}
+
+int
+buf_reserve(struct buf *b, size_t n)
+{
+    if (b->cap - b->wpos >= n) {
+        return 0;
+    }
+    size_t len = buf_len(b);
+    /* Compacting is cheap next to growing, and the common case is a small unread tail. */
+    if (b->rpos > 0 && b->cap - len >= n) {
+        memmove(b->data, b->data + b->rpos, len);
+        b->rpos = 0;
+        b->wpos = len;
+        return 0;
+    }
+    if (len + n > b->max) {
+        return -ENOBUFS;
+    }
+    size_t cap = b->cap ? b->cap : b->init;
+    while (cap < len + n) {
+        cap *= 2;
+    }
+    if (cap > b->max) {
+        cap = b->max;
+    }
+    char *p = malloc(cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    if (len > 0) {
+        memcpy(p, b->data + b->rpos, len);
+    }
+    free(b->data);
+    b->data = p;
+    b->cap = cap;
+    b->rpos = 0;
+    b->wpos = len;
+    return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+    int rc = buf_reserve(b, n);
+    if (rc < 0) {
+        return rc;
+    }
+    memcpy(buf_wptr(b), p, n);
+    b->wpos += n;
+    return 0;
+}
+
+int
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    /* Most formatted replies are short: try in place after making a little room. */
+    int rc = buf_reserve(b, 64);
+    if (rc < 0) {
+        return rc;
+    }
+    va_start(ap, fmt);
+    int n = vsnprintf(buf_wptr(b), buf_avail(b), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return -EINVAL;
+    }
+    if ((size_t)n < buf_avail(b)) {
+        b->wpos += (size_t)n;
+        return 0;
+    }
+    /* Did not fit: make room for the text and its NUL, then format again. */
+    rc = buf_reserve(b, (size_t)n + 1);
+    if (rc < 0) {
+        return rc;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf_wptr(b), buf_avail(b), fmt, ap);
+    va_end(ap);
+    b->wpos += (size_t)n;
+    return 0;
+}
+
+void
+buf_shrink(struct buf *b)
+{
+    if (buf_len(b) == 0 && b->cap > b->init) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+        b->rpos = b->wpos = 0;
+    }
+}
