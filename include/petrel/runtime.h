@@ -1,0 +1,78 @@
+/*
+ * runtime: the threads every Petrel product runs on.
+ *
+ *   acceptor thread  accepts connections and hands each to the worker with the fewest, through
+ *                    that worker's SPSC ring (acceptor(w) -> worker(r)), waking it only if it sleeps
+ *   worker threads   one epoll loop each, owning their connections, buffers and product state
+ *   admin thread     the admin port (version, stats, quit) and the log flusher
+ *   main thread      configuration, start-up, signals (SIGTERM/SIGINT: graceful stop, SIGHUP:
+ *                    reopen the log file), teardown
+ *
+ * A product (petrel-ping, petrel) is a struct rt_product: callbacks that parse requests from a
+ * connection's read buffer and append replies to its write buffer. The runtime knows no protocol
+ * and no storage.
+ */
+#ifndef PETREL_RUNTIME_H
+#define PETREL_RUNTIME_H
+
+#include "petrel/buf.h"
+#include "petrel/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** A client connection. Owned by one worker; only that worker's thread may touch it. */
+struct conn;
+
+/* Values a product's on_data() returns, besides 0 (keep going). */
+#define RT_CLOSE 1 /* write what is queued, then close (e.g. after "quit") */
+
+/*
+ * A product. Every callback runs on the worker thread that owns the connection or the context.
+ */
+struct rt_product {
+    const char *name;        /* for logs and stats, e.g. "petrel-ping" */
+    size_t conn_state_size;  /* bytes of per-connection product state, zeroed at accept */
+    size_t request_max;      /* the largest request that must fit whole in the read buffer */
+
+    /** Build a worker's context (e.g. its storage shard). Returns 0 or a negative errno. */
+    int (*worker_setup)(unsigned worker, unsigned nworkers, const struct config *cfg, void **ctx);
+    /** Free what worker_setup built. Optional. */
+    void (*worker_teardown)(void *ctx);
+    /**
+     * Bytes arrived on c (conn_rbuf(c)): consume every complete request, append the replies to
+     * conn_wbuf(c), and stop early while conn_output_full(c). Return 0, RT_CLOSE, or a negative
+     * errno to close at once (framing lost).
+     */
+    int (*on_data)(void *ctx, struct conn *c);
+    /** The connection is about to be freed: release anything conn_state(c) owns. Optional. */
+    void (*on_close)(void *ctx, struct conn *c);
+    /** Periodic work, about ten times a second, with a bounded cost. Optional. */
+    void (*tick)(void *ctx);
+};
+
+/** Unread request bytes of c. Worker thread of c. */
+struct buf *conn_rbuf(struct conn *c);
+
+/** Reply bytes not yet sent on c. Worker thread of c. */
+struct buf *conn_wbuf(struct conn *c);
+
+/** The product's per-connection state (rt_product.conn_state_size bytes). Worker thread of c. */
+void *conn_state(struct conn *c);
+
+/**
+ * True when c has so much unsent output that the product should stop parsing requests until
+ * the client reads (backpressure). Worker thread of c.
+ */
+bool conn_output_full(const struct conn *c);
+
+/** The runtime's options (listen addresses, threads, connections, admin, log); see --help. */
+extern const struct opt_table rt_option_table;
+
+/**
+ * Run product p with configuration cfg until SIGTERM or SIGINT: sets up logging, listeners and
+ * threads, serves, then stops gracefully. Main thread. Returns the process exit status.
+ */
+int rt_main(const struct rt_product *p, const struct config *cfg);
+
+#endif /* PETREL_RUNTIME_H */

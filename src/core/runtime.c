@@ -1,0 +1,321 @@
+/*
+ * runtime: options, start-up, the signal loop and an orderly stop. Main thread only.
+ *
+ * Start-up order: log, listeners (so a bad address fails before any thread exists), workers
+ * (each builds its product context on its own thread), acceptor, admin. Stop order is the
+ * reverse of what produces work: the acceptor first (no new connections), then the workers
+ * (answer what was read, send it, close), then the admin thread (last log flush).
+ */
+#include "core.h"
+
+#include "petrel_build.h"
+
+#include "petrel/log.h"
+#include "petrel/sock.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EX_SOFTWARE_FAIL 1 /* start-up failed (address in use, out of memory, ...) */
+
+static const struct opt_def rt_options[] = {
+    {.name = "listen", .short_name = 'l', .section = "server", .type = OPT_STR, .dflt = "",
+     .help = "comma-separated addresses to listen on (default: every interface, IPv4 and IPv6)"},
+    {.name = "unix-socket", .short_name = 's', .section = "server", .type = OPT_STR, .dflt = "",
+     .help = "also listen on this unix socket path"},
+    {.name = "unix-mode", .section = "server", .type = OPT_STR, .dflt = "0700",
+     .help = "permissions of the unix socket, in octal"},
+    {.name = "udp-port", .short_name = 'U', .section = "server", .type = OPT_UINT, .dflt = "0",
+     .min = 0, .max = 65535, .help = "UDP port: not supported, must be 0 (as memcached's default)"},
+    {.name = "threads", .short_name = 't', .section = "server", .type = OPT_UINT, .dflt = "0",
+     .min = 0, .max = 256, .help = "worker threads (0: one per online CPU)"},
+    {.name = "max-conns", .short_name = 'c', .section = "server", .type = OPT_UINT,
+     .dflt = "1024", .min = 1, .max = 1000000, .flags = OPT_RELOADABLE,
+     .help = "simultaneous client connections; more are refused with an error"},
+    {.name = "backlog", .short_name = 'b', .section = "server", .type = OPT_UINT, .dflt = "1024",
+     .min = 1, .max = 65535, .help = "listen backlog"},
+    {.name = "idle-timeout", .section = "server", .type = OPT_UINT, .dflt = "0", .min = 0,
+     .max = 31536000, .flags = OPT_RELOADABLE,
+     .help = "close connections idle for this many seconds (0: never)"},
+    {.name = "read-buffer", .section = "server", .type = OPT_SIZE, .dflt = "16k", .unit = 1,
+     .min = 1024, .max = 1 << 30, .help = "initial read and write buffer per connection"},
+    {.name = "output-limit", .section = "server", .type = OPT_SIZE, .dflt = "1m", .unit = 1,
+     .min = 4096, .max = 1 << 30,
+     .help = "unsent reply bytes after which a connection's requests wait (backpressure)"},
+    {.name = "admin-address", .section = "admin", .type = OPT_STR, .dflt = "127.0.0.1",
+     .help = "address of the admin port"},
+    {.name = "admin-port", .section = "admin", .type = OPT_UINT, .dflt = "9999", .min = 0,
+     .max = 65535, .help = "admin port (0: an ephemeral port, logged at start-up)"},
+    {.name = "log-level", .section = "log", .type = OPT_ENUM, .dflt = "info",
+     .choices = log_level_names, .flags = OPT_RELOADABLE, .help = "least severe level logged"},
+    {.name = "log-file", .section = "log", .type = OPT_STR, .dflt = "",
+     .help = "append the log to this file (default: stderr); SIGHUP reopens it"},
+    {.name = "verbose", .short_name = 'v', .section = "log", .type = OPT_COUNT, .dflt = "0",
+     .min = 0, .max = 2, .flags = OPT_RELOADABLE,
+     .help = "more detail: -v connection events, -vv requests (raises log-level)"},
+};
+
+const struct opt_table rt_option_table = {
+    .name = "runtime",
+    .defs = rt_options,
+    .n = sizeof(rt_options) / sizeof(rt_options[0]),
+};
+
+/* Settings that config's types cannot check alone. Returns 0, or prints and returns 64. */
+static int
+check_options(const struct config *cfg, unsigned *unix_mode)
+{
+    if (config_uint(cfg, "udp-port") != 0) {
+        fprintf(stderr, "-U/--udp-port: UDP is not supported; only 0 is accepted\n");
+        return CONFIG_EX_USAGE;
+    }
+    const char *mode = config_str(cfg, "unix-mode");
+    char *end;
+    errno = 0;
+    unsigned long m = strtoul(mode, &end, 8);
+    if (errno != 0 || end == mode || *end != '\0' || m > 0777) {
+        fprintf(stderr, "--unix-mode: '%s' is not an octal mode (e.g. 0700, 0770)\n", mode);
+        return CONFIG_EX_USAGE;
+    }
+    *unix_mode = (unsigned)m;
+    return 0;
+}
+
+static int
+open_listeners(struct runtime *rt, unsigned unix_mode)
+{
+    char err[256] = "";
+    uint16_t port = (uint16_t)config_uint(rt->cfg, "port");
+    int backlog = (int)config_uint(rt->cfg, "backlog");
+    int rc = sock_listen_tcp(config_str(rt->cfg, "listen"), port, backlog, rt->listen_fds,
+                             RT_MAX_LISTEN, &rt->nlisten, err, sizeof(err));
+    if (rc == 0 && config_str(rt->cfg, "unix-socket")[0] != '\0') {
+        const char *path = config_str(rt->cfg, "unix-socket");
+        rc = sock_listen_unix(path, unix_mode, backlog, err, sizeof(err));
+        if (rc >= 0) {
+            rt->listen_fds[rt->nlisten++] = rc;
+            rt->unix_path = strdup(path);
+            rc = 0;
+        }
+    }
+    if (rc == 0) {
+        rc = admin_listen(rt, err, sizeof(err));
+    }
+    if (rc < 0) {
+        log_error("%s", err);
+        return rc;
+    }
+    for (size_t i = 0; i < rt->nlisten; i++) {
+        char name[128];
+        sock_name(rt->listen_fds[i], name, sizeof(name));
+        log_info("listening on %s", name);
+    }
+    char name[128];
+    sock_name(rt->admin_fd, name, sizeof(name));
+    log_info("admin port on %s", name);
+    return 0;
+}
+
+/* Start the workers; *started counts the threads created, which must all be joined. */
+static int
+start_workers(struct runtime *rt, unsigned *started)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        int rc = worker_init(&rt->workers[i], rt, i);
+        if (rc < 0) {
+            log_error("worker %u: %s", i, strerror(-rc));
+            return rc;
+        }
+    }
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        int rc = pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);
+        if (rc != 0) {
+            log_error("worker %u: pthread_create: %s", i, strerror(rc));
+            return -rc;
+        }
+        (*started)++;
+    }
+    /* Wait until every worker built its product context (a shard can take a while to map). */
+    int failed = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct worker *w = &rt->workers[i];
+        while (!atomic_load_explicit(&w->started, memory_order_acquire)) {
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        }
+        int rc = atomic_load(&w->setup_rc);
+        if (rc < 0) {
+            log_error("worker %u: setup failed: %s", i, strerror(-rc));
+            failed = rc;
+        }
+    }
+    return failed;
+}
+
+/* Block the signals the main thread takes through signalfd; threads inherit the mask. */
+static int
+signals_setup(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+    if (pthread_sigmask(SIG_BLOCK, set, NULL) != 0) {
+        return -errno;
+    }
+    int fd = signalfd(-1, set, SFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Serve until SIGTERM or SIGINT; SIGHUP asks for the log file to be reopened. */
+static void
+signal_loop(int sfd)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+        if (n != (ssize_t)sizeof(si)) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            log_error("signalfd: %s", strerror(errno));
+            return;
+        }
+        if (si.ssi_signo == SIGHUP) {
+            log_info("SIGHUP: reopening the log file");
+            log_request_reopen();
+            continue;
+        }
+        log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+}
+
+static void
+stop_threads(struct runtime *rt, bool acceptor, bool admin, unsigned workers)
+{
+    atomic_store(&rt->stop, true);
+    if (acceptor) {
+        eventfd_write(rt->acceptor_waker.efd, 1);
+        pthread_join(rt->acceptor, NULL);
+    }
+    for (unsigned i = 0; i < workers; i++) {
+        atomic_store(&rt->workers[i].stop, true);
+        eventfd_write(rt->workers[i].waker.efd, 1);
+    }
+    for (unsigned i = 0; i < workers; i++) {
+        pthread_join(rt->workers[i].thread, NULL);
+    }
+    if (admin) {
+        eventfd_write(rt->admin_waker.efd, 1);
+        pthread_join(rt->admin, NULL);
+    }
+}
+
+static void
+runtime_free(struct runtime *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        worker_fini(&rt->workers[i]);
+    }
+    free(rt->workers);
+    for (size_t i = 0; i < rt->nlisten; i++) {
+        if (rt->listen_fds[i] >= 0) {
+            close(rt->listen_fds[i]);
+        }
+    }
+    if (rt->admin_fd >= 0) {
+        close(rt->admin_fd);
+    }
+    if (rt->unix_path != NULL) {
+        unlink(rt->unix_path);
+        free(rt->unix_path);
+    }
+    waker_fini(&rt->acceptor_waker);
+    waker_fini(&rt->admin_waker);
+}
+
+int
+rt_main(const struct rt_product *p, const struct config *cfg)
+{
+    unsigned unix_mode = 0;
+    int status = check_options(cfg, &unix_mode);
+    if (status != 0) {
+        return status;
+    }
+    enum log_level level = (enum log_level)config_enum(cfg, "log-level");
+    unsigned verbose = (unsigned)config_uint(cfg, "verbose");
+    if (verbose > 0 && level < LOG_INFO + verbose) {
+        level = (enum log_level)(LOG_INFO + verbose);
+    }
+    int rc = log_setup(level, config_str(cfg, "log-file"));
+    if (rc < 0) {
+        fprintf(stderr, "--log-file: cannot open '%s': %s\n", config_str(cfg, "log-file"),
+                strerror(-rc));
+        return CONFIG_EX_CONFIG;
+    }
+    /* From here main's lines go through its ring too, so it never races the flusher's reopen. */
+    log_thread_register("main");
+
+    struct runtime rt_storage = {.p = p, .cfg = cfg, .admin_fd = -1}, *rt = &rt_storage;
+    rt->acceptor_waker.efd = rt->admin_waker.efd = -1;
+    unsigned threads = (unsigned)config_uint(cfg, "threads");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    rt->nworkers = threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
+    rt->max_conns = (unsigned)config_uint(cfg, "max-conns");
+    rt->idle_timeout = (unsigned)config_uint(cfg, "idle-timeout");
+    rt->rbuf_init = config_uint(cfg, "read-buffer");
+    /* The read buffer must hold the largest request whole, plus one read's worth. */
+    rt->rbuf_max = p->request_max + rt->rbuf_init;
+    rt->wbuf_limit = config_uint(cfg, "output-limit");
+    /* Past the limit no new request is parsed, so one reply beyond it is all that may arrive. */
+    rt->wbuf_max = rt->wbuf_limit + p->request_max + rt->rbuf_init;
+    rt->started_at = time(NULL);
+
+    sigset_t set;
+    int sfd = signals_setup(&set);
+    unsigned started = 0;
+    status = EX_SOFTWARE_FAIL;
+    rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
+    if (sfd < 0 || rt->workers == NULL || waker_init(&rt->acceptor_waker) < 0 ||
+        waker_init(&rt->admin_waker) < 0) {
+        log_error("start-up: %s", strerror(sfd < 0 ? -sfd : ENOMEM));
+        goto out;
+    }
+    if (open_listeners(rt, unix_mode) < 0) {
+        goto out;
+    }
+    if (start_workers(rt, &started) < 0) {
+        stop_threads(rt, false, false, started);
+        goto out;
+    }
+    if (pthread_create(&rt->admin, NULL, admin_main, rt) != 0) {
+        stop_threads(rt, false, false, started);
+        goto out;
+    }
+    if (pthread_create(&rt->acceptor, NULL, acceptor_main, rt) != 0) {
+        stop_threads(rt, false, true, started);
+        goto out;
+    }
+    log_info("%s %s ready: %u worker%s, up to %u connections", p->name, PETREL_VERSION,
+             rt->nworkers, rt->nworkers == 1 ? "" : "s", rt->max_conns);
+
+    signal_loop(sfd);
+    stop_threads(rt, true, true, started);
+    log_info("stopped");
+    status = 0;
+out:
+    if (sfd >= 0) {
+        close(sfd);
+    }
+    runtime_free(rt);
+    log_teardown();
+    return status;
+}

@@ -1,0 +1,538 @@
+/*
+ * worker: one epoll loop per worker thread, owning its connections.
+ *
+ * Sockets are registered edge-triggered for input and output once, at adoption, so the steady
+ * state needs no epoll_ctl calls: the connection remembers whether it may still have input
+ * (readable) or output room (writable). Work is bounded per loop iteration: a connection gets at
+ * most READ_ROUNDS reads per turn, and one that still has input waits on the pending list for the
+ * next turn, after every other ready connection had its own.
+ */
+#include "core.h"
+
+#include "petrel/log.h"
+#include "petrel/sock.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_CHUNK    16384 /* bytes asked of each read() */
+#define READ_ROUNDS   4     /* reads per connection per turn: fairness bound */
+#define ADOPT_BUDGET  256   /* new connections taken per iteration */
+#define EVENT_BATCH   256   /* epoll events per iteration */
+#define TICK_MS       100   /* product tick and idle sweep period */
+#define SWEEP_BUDGET  512   /* connections examined per tick by the idle sweep */
+#define DRAIN_SECONDS 2     /* at shutdown, how long unsent replies may take */
+
+struct conn {
+    int fd;
+    unsigned slot;
+    struct worker *w;
+    struct buf rbuf;
+    struct buf wbuf;
+    bool readable;   /* input may be waiting in the socket */
+    bool writable;   /* the socket may take output */
+    bool eof;        /* the peer shut down its side */
+    bool closing;    /* close once the output is sent */
+    bool resume;     /* the product stopped early for backpressure: call it again */
+    bool on_pending; /* linked on the worker's pending list */
+    int64_t last_active;
+    struct conn *next_pending;
+    _Alignas(16) unsigned char state[]; /* the product's per-connection state */
+};
+
+/* Worker-private table of connections: slots are reused through a free list. */
+struct conn_table {
+    struct conn **slot;
+    unsigned cap;
+    unsigned used;
+    unsigned *free;
+    unsigned nfree;
+    unsigned sweep_pos;
+    struct conn *pending;      /* connections with unfinished input, FIFO */
+    struct conn *pending_tail;
+    int64_t now;               /* coarse clock for idle timeouts, seconds */
+};
+
+static char waker_tag; /* epoll data for the waker's eventfd */
+
+struct buf *
+conn_rbuf(struct conn *c)
+{
+    return &c->rbuf;
+}
+
+struct buf *
+conn_wbuf(struct conn *c)
+{
+    return &c->wbuf;
+}
+
+void *
+conn_state(struct conn *c)
+{
+    return c->state;
+}
+
+bool
+conn_output_full(const struct conn *c)
+{
+    return buf_len(&c->wbuf) >= c->w->rt->wbuf_limit;
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+worker_init(struct worker *w, struct runtime *rt, unsigned id)
+{
+    *w = (struct worker){.id = id, .rt = rt, .epfd = -1};
+    w->waker.efd = -1;
+    int rc = ring_create(&w->inbox, 4096);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = waker_init(&w->waker);
+    if (rc < 0) {
+        return rc;
+    }
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0) {
+        return -errno;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &waker_tag};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->waker.efd, &ev) < 0) {
+        return -errno;
+    }
+    w->conns = calloc(1, sizeof(*w->conns));
+    return w->conns == NULL ? -ENOMEM : 0;
+}
+
+void
+worker_fini(struct worker *w)
+{
+    /* Descriptors still in the inbox were never adopted: close them. */
+    void *item;
+    if (w->inbox != NULL) {
+        while ((item = ring_pop(w->inbox)) != NULL) {
+            close((int)(intptr_t)item - 1);
+        }
+        ring_destroy(&w->inbox);
+    }
+    if (w->conns != NULL) {
+        free(w->conns->slot);
+        free(w->conns->free);
+        free(w->conns);
+        w->conns = NULL;
+    }
+    waker_fini(&w->waker);
+    if (w->epfd >= 0) {
+        close(w->epfd);
+        w->epfd = -1;
+    }
+}
+
+static void
+pending_add(struct conn_table *t, struct conn *c)
+{
+    if (c->on_pending) {
+        return;
+    }
+    c->on_pending = true;
+    c->next_pending = NULL;
+    if (t->pending_tail != NULL) {
+        t->pending_tail->next_pending = c;
+    } else {
+        t->pending = c;
+    }
+    t->pending_tail = c;
+}
+
+static void
+pending_remove(struct conn_table *t, struct conn *c)
+{
+    if (!c->on_pending) {
+        return;
+    }
+    struct conn *prev = NULL;
+    for (struct conn *p = t->pending; p != NULL; prev = p, p = p->next_pending) {
+        if (p == c) {
+            if (prev != NULL) {
+                prev->next_pending = c->next_pending;
+            } else {
+                t->pending = c->next_pending;
+            }
+            if (t->pending_tail == c) {
+                t->pending_tail = prev;
+            }
+            break;
+        }
+    }
+    c->on_pending = false;
+}
+
+static void
+conn_close(struct worker *w, struct conn *c)
+{
+    struct conn_table *t = w->conns;
+    if (w->rt->p->on_close != NULL) {
+        w->rt->p->on_close(w->pctx, c);
+    }
+    pending_remove(t, c);
+    close(c->fd); /* also removes it from the epoll set */
+    buf_free(&c->rbuf);
+    buf_free(&c->wbuf);
+    t->slot[c->slot] = NULL;
+    t->free[t->nfree++] = c->slot;
+    t->used--;
+    free(c);
+    atomic_fetch_add_explicit(&w->stats.closed, 1, memory_order_relaxed);
+}
+
+static int
+table_reserve(struct conn_table *t)
+{
+    if (t->nfree > 0 || t->cap > t->used) {
+        return 0;
+    }
+    unsigned cap = t->cap ? t->cap * 2 : 64;
+    struct conn **slot = realloc(t->slot, cap * sizeof(*slot));
+    if (slot == NULL) {
+        return -ENOMEM;
+    }
+    t->slot = slot;
+    unsigned *fr = realloc(t->free, cap * sizeof(*fr));
+    if (fr == NULL) {
+        return -ENOMEM;
+    }
+    t->free = fr;
+    for (unsigned i = cap; i > t->cap; i--) {
+        slot[i - 1] = NULL;
+        fr[t->nfree++] = i - 1;
+    }
+    t->cap = cap;
+    return 0;
+}
+
+static void
+conn_adopt(struct worker *w, int fd)
+{
+    struct runtime *rt = w->rt;
+    struct conn_table *t = w->conns;
+    struct conn *c = NULL;
+    atomic_fetch_add_explicit(&w->stats.adopted, 1, memory_order_relaxed);
+    if (table_reserve(t) < 0 || (c = calloc(1, sizeof(*c) + rt->p->conn_state_size)) == NULL) {
+        log_error("out of memory adopting a connection");
+        goto fail;
+    }
+    c->fd = fd;
+    c->w = w;
+    c->slot = t->free[--t->nfree];
+    c->last_active = t->now;
+    buf_init(&c->rbuf, rt->rbuf_init, rt->rbuf_max);
+    buf_init(&c->wbuf, rt->rbuf_init, rt->wbuf_max);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        log_error("epoll_ctl: %s", strerror(errno));
+        t->free[t->nfree++] = c->slot;
+        free(c);
+        goto fail;
+    }
+    t->slot[c->slot] = c;
+    t->used++;
+    log_verbose("connection %d adopted", fd);
+    return;
+fail:
+    close(fd);
+    atomic_fetch_add_explicit(&w->stats.closed, 1, memory_order_relaxed);
+}
+
+/* Send queued output; one send per call while the socket takes it all. */
+static int
+conn_flush(struct worker *w, struct conn *c)
+{
+    while (buf_len(&c->wbuf) > 0 && c->writable) {
+        ssize_t n = send(c->fd, buf_rptr(&c->wbuf), buf_len(&c->wbuf), MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->wbuf, (size_t)n);
+            atomic_fetch_add_explicit(&w->stats.bytes_written, (uint64_t)n, memory_order_relaxed);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->writable = false; /* EPOLLOUT will say when there is room again */
+        } else {
+            log_verbose("connection %d: send: %s", c->fd, strerror(errno));
+            return -EPIPE;
+        }
+    }
+    if (buf_len(&c->wbuf) == 0) {
+        buf_shrink(&c->wbuf);
+    }
+    return 0;
+}
+
+/* Read what the socket has, up to READ_ROUNDS reads. */
+static int
+conn_read(struct worker *w, struct conn *c)
+{
+    for (int round = 0; round < READ_ROUNDS && c->readable; round++) {
+        if (buf_reserve(&c->rbuf, READ_CHUNK) < 0 && buf_avail(&c->rbuf) == 0) {
+            /* Read buffer at its cap: the product must consume before we read more. */
+            return 0;
+        }
+        size_t want = buf_avail(&c->rbuf);
+        ssize_t n = recv(c->fd, buf_wptr(&c->rbuf), want, 0);
+        if (n > 0) {
+            buf_commit(&c->rbuf, (size_t)n);
+            atomic_fetch_add_explicit(&w->stats.bytes_read, (uint64_t)n, memory_order_relaxed);
+            /* A short read emptied the socket; with edge triggering, new bytes raise a new event. */
+            if ((size_t)n < want) {
+                c->readable = false;
+            }
+        } else if (n == 0) {
+            c->eof = true;
+            c->readable = false;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->readable = false;
+        } else {
+            log_verbose("connection %d: recv: %s", c->fd, strerror(errno));
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Give the connection one turn: read, let the product answer, send the answers. Reading pauses
+ * while the output is over its limit; a product that stopped parsing for that reason (resume) is
+ * called again once the client has read enough. Returns a negative errno when the connection
+ * must be closed now.
+ */
+static int
+conn_serve(struct worker *w, struct conn *c)
+{
+    struct runtime *rt = w->rt;
+    bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
+    if (!c->closing && !stopping && !conn_output_full(c)) {
+        size_t before = buf_len(&c->rbuf);
+        int rc = conn_read(w, c);
+        if (rc < 0) {
+            return rc;
+        }
+        if (buf_len(&c->rbuf) > before || c->resume) {
+            c->resume = false;
+            c->last_active = w->conns->now;
+            rc = rt->p->on_data(w->pctx, c);
+            if (rc < 0) {
+                return rc;
+            }
+            if (rc == RT_CLOSE) {
+                c->closing = true;
+            } else if (conn_output_full(c)) {
+                c->resume = buf_len(&c->rbuf) > 0;
+            } else if (buf_len(&c->rbuf) == rt->rbuf_max) {
+                log_warn("connection %d: request larger than %zu bytes, closing", c->fd,
+                         rt->rbuf_max);
+                return -EMSGSIZE;
+            }
+            if (buf_len(&c->rbuf) == 0) {
+                buf_shrink(&c->rbuf);
+            }
+        }
+    }
+    if (conn_flush(w, c) < 0) {
+        return -EPIPE;
+    }
+    if ((c->closing || (c->eof && !c->resume)) && buf_len(&c->wbuf) == 0) {
+        return -ECONNRESET;
+    }
+    /* Input left behind by the read budget, or a paused product that may go on: next turn. */
+    if ((c->readable || c->resume) && !c->closing && !stopping && !conn_output_full(c)) {
+        pending_add(w->conns, c);
+    }
+    return 0;
+}
+
+static void
+handle_event(struct worker *w, struct conn *c, uint32_t events)
+{
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        c->readable = true;
+    }
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+        c->writable = true;
+    }
+    if (conn_serve(w, c) < 0) {
+        conn_close(w, c);
+    }
+}
+
+static void
+adopt_new(struct worker *w)
+{
+    void *item;
+    unsigned n = 0;
+    while (n < ADOPT_BUDGET && (item = ring_pop(w->inbox)) != NULL) {
+        conn_adopt(w, (int)(intptr_t)item - 1);
+        n++;
+    }
+    if (n > 0) {
+        ring_release(w->inbox);
+    }
+}
+
+static void
+serve_pending(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    /* Only the connections pending at the start get a turn: the bound for this iteration. */
+    struct conn *c = t->pending;
+    t->pending = t->pending_tail = NULL;
+    while (c != NULL) {
+        struct conn *next = c->next_pending;
+        c->on_pending = false;
+        if (conn_serve(w, c) < 0) {
+            conn_close(w, c);
+        }
+        c = next;
+    }
+}
+
+/* Close connections idle for longer than the timeout; examines at most SWEEP_BUDGET slots. */
+static void
+sweep_idle(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    unsigned timeout = w->rt->idle_timeout;
+    if (timeout == 0 || t->cap == 0) {
+        return;
+    }
+    for (unsigned i = 0; i < SWEEP_BUDGET && i < t->cap; i++) {
+        t->sweep_pos = (t->sweep_pos + 1) % t->cap;
+        struct conn *c = t->slot[t->sweep_pos];
+        if (c != NULL && t->now - c->last_active >= (int64_t)timeout &&
+            buf_len(&c->wbuf) == 0) {
+            log_verbose("connection %d: idle for %u s, closing", c->fd, timeout);
+            conn_close(w, c);
+        }
+    }
+}
+
+/* After stop: send what is queued for up to DRAIN_SECONDS, then close everything. */
+static void
+drain_and_close(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    int64_t deadline = mono_ms() + DRAIN_SECONDS * 1000;
+    struct epoll_event ev[EVENT_BATCH];
+    for (;;) {
+        unsigned waiting = 0;
+        for (unsigned i = 0; i < t->cap; i++) {
+            struct conn *c = t->slot[i];
+            if (c != NULL && buf_len(&c->wbuf) > 0) {
+                if (conn_flush(w, c) < 0) {
+                    conn_close(w, c);
+                } else if (buf_len(&c->wbuf) > 0) {
+                    waiting++;
+                }
+            }
+        }
+        int64_t left = deadline - mono_ms();
+        if (waiting == 0 || left <= 0) {
+            break;
+        }
+        int n = epoll_wait(w->epfd, ev, EVENT_BATCH, (int)(left < 50 ? left : 50));
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == &waker_tag) {
+                waker_drain(&w->waker);
+            } else if (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+                ((struct conn *)ev[i].data.ptr)->writable = true;
+            }
+        }
+    }
+    for (unsigned i = 0; i < t->cap; i++) {
+        if (t->slot[i] != NULL) {
+            conn_close(w, t->slot[i]);
+        }
+    }
+}
+
+void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct runtime *rt = w->rt;
+    char name[16];
+    snprintf(name, sizeof(name), "worker-%u", w->id);
+    pthread_setname_np(pthread_self(), name);
+    log_thread_register(name);
+
+    int rc = rt->p->worker_setup != NULL
+                 ? rt->p->worker_setup(w->id, rt->nworkers, rt->cfg, &w->pctx)
+                 : 0;
+    atomic_store(&w->setup_rc, rc);
+    atomic_store_explicit(&w->started, true, memory_order_release);
+    if (rc < 0) {
+        return NULL;
+    }
+
+    struct conn_table *t = w->conns;
+    struct epoll_event ev[EVENT_BATCH];
+    int64_t next_tick = mono_ms() + TICK_MS;
+    t->now = time(NULL);
+    while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&w->stats.loops, 1, memory_order_relaxed);
+        adopt_new(w);
+        serve_pending(w);
+
+        int64_t now = mono_ms();
+        int timeout = now >= next_tick ? 0 : (int)(next_tick - now);
+        if (t->pending != NULL) {
+            timeout = 0;
+        }
+        if (timeout != 0) {
+            /* The sleep protocol of ring.h: announce, fence, re-check, then block. */
+            waker_sleep_begin(&w->waker);
+            if (ring_pending(w->inbox) || atomic_load(&w->stop)) {
+                timeout = 0;
+            }
+        }
+        int n = epoll_wait(w->epfd, ev, EVENT_BATCH, timeout);
+        waker_sleep_end(&w->waker);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr == &waker_tag) {
+                waker_drain(&w->waker);
+            } else {
+                handle_event(w, ev[i].data.ptr, ev[i].events);
+            }
+        }
+
+        now = mono_ms();
+        if (now >= next_tick) {
+            next_tick = now + TICK_MS;
+            t->now = time(NULL);
+            sweep_idle(w);
+            if (rt->p->tick != NULL) {
+                rt->p->tick(w->pctx);
+            }
+        }
+    }
+    /* Requests already read were answered as they were parsed; adopt nothing new. */
+    drain_and_close(w);
+    if (rt->p->worker_teardown != NULL) {
+        rt->p->worker_teardown(w->pctx);
+    }
+    return NULL;
+}
