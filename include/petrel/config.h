@@ -32,16 +32,16 @@ enum opt_type {
 #define OPT_RELOADABLE 0x1u /* may change on reload (used by the admin plane) */
 
 struct opt_def {
-    const char *name;            /* long option and INI key: "threads" -> --threads, threads= */
-    char short_name;             /* memcached-compatible short flag, or 0 */
-    const char *section;         /* INI section: "server", "storage", "admin", "tls" or "log" */
+    const char *name;    /* long option and INI key: "threads" -> --threads, threads= */
+    char short_name;     /* memcached-compatible short flag, or 0 */
+    const char *section; /* INI section: "server", "storage", "admin", "tls" or "log" */
     enum opt_type type;
-    const char *dflt;            /* default, written as a user would write it */
-    const char *help;            /* one line for --help */
-    uint64_t min, max;           /* bounds for OPT_UINT, OPT_SIZE (bytes) and OPT_COUNT */
-    uint64_t unit;               /* OPT_SIZE: multiplier for a bare number (-m 64 = 64 MiB) */
-    const char *const *choices;  /* OPT_ENUM: NULL-terminated list */
-    unsigned flags;              /* OPT_RELOADABLE */
+    const char *dflt;           /* default, written as a user would write it */
+    const char *help;           /* one line for --help */
+    uint64_t min, max;          /* bounds for OPT_UINT, OPT_SIZE (bytes) and OPT_COUNT */
+    uint64_t unit;              /* OPT_SIZE: multiplier for a bare number (-m 64 = 64 MiB) */
+    const char *const *choices; /* OPT_ENUM: NULL-terminated list */
+    unsigned flags;             /* OPT_RELOADABLE */
 };
 
 /** A table of options, e.g. the runtime's or a storage engine's. */
@@ -83,9 +83,10 @@ void config_free(struct config **cfg);
 /* Typed getters. Asking for an option that no table declares, or with the wrong type, is a
  * programming error: the process aborts with a message. */
 bool config_bool(const struct config *cfg, const char *name);
-uint64_t config_uint(const struct config *cfg, const char *name); /* OPT_UINT, OPT_SIZE, OPT_COUNT */
-const char *config_str(const struct config *cfg, const char *name);  /* never NULL; "" if empty */
-unsigned config_enum(const struct config *cfg, const char *name);    /* index into choices */
+uint64_t config_uint(const struct config *cfg,
+                     const char *name); /* OPT_UINT, OPT_SIZE, OPT_COUNT */
+const char *config_str(const struct config *cfg, const char *name); /* never NULL; "" if empty */
+unsigned config_enum(const struct config *cfg, const char *name);   /* index into choices */
 
 /** Path of the config file that was loaded, or NULL. */
 const char *config_file(const struct config *cfg);

@@ -181,10 +181,10 @@ bool waker_notify(struct waker *w);
  */
 struct ring_outbox {
     struct ring *ring;
-    void **over;       /* overflow FIFO (circular), grown on demand */
-    size_t over_head;  /* index of the oldest overflow item */
-    size_t over_len;   /* items in the overflow list */
-    size_t over_cap;   /* allocated slots, a power of two or 0 */
+    void **over;         /* overflow FIFO (circular), grown on demand */
+    size_t over_head;    /* index of the oldest overflow item */
+    size_t over_len;     /* items in the overflow list */
+    size_t over_cap;     /* allocated slots, a power of two or 0 */
     uint64_t overflowed; /* items that had to wait in the overflow list, for stats */
 };
 

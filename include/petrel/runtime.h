@@ -2,8 +2,8 @@
  * runtime: the threads every Petrel product runs on.
  *
  *   acceptor thread  accepts connections and hands each to the worker with the fewest, through
- *                    that worker's SPSC ring (acceptor(w) -> worker(r)), waking it only if it sleeps
- *   worker threads   one epoll loop each, owning their connections, buffers and product state
+ *                    that worker's SPSC ring (acceptor(w) -> worker(r)), waking it only if it
+ * sleeps worker threads   one epoll loop each, owning their connections, buffers and product state
  *   admin thread     the admin port (version, stats, quit) and the log flusher
  *   main thread      configuration, start-up, signals (SIGTERM/SIGINT: graceful stop, SIGHUP:
  *                    reopen the log file), teardown
@@ -31,9 +31,9 @@ struct conn;
  * A product. Every callback runs on the worker thread that owns the connection or the context.
  */
 struct rt_product {
-    const char *name;        /* for logs and stats, e.g. "petrel-ping" */
-    size_t conn_state_size;  /* bytes of per-connection product state, zeroed at accept */
-    size_t request_max;      /* the largest request that must fit whole in the read buffer */
+    const char *name;       /* for logs and stats, e.g. "petrel-ping" */
+    size_t conn_state_size; /* bytes of per-connection product state, zeroed at accept */
+    size_t request_max;     /* the largest request that must fit whole in the read buffer */
 
     /** Build a worker's context (e.g. its storage shard). Returns 0 or a negative errno. */
     int (*worker_setup)(unsigned worker, unsigned nworkers, const struct config *cfg, void **ctx);

@@ -9,8 +9,14 @@
 #include "petrel/runtime.h"
 
 static const struct opt_def ping_options[] = {
-    {.name = "port", .short_name = 'p', .section = "server", .type = OPT_UINT, .dflt = "12321",
-     .min = 0, .max = 65535, .help = "TCP port (0: an ephemeral port, logged at start-up)"},
+    {.name = "port",
+     .short_name = 'p',
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "12321",
+     .min = 0,
+     .max = 65535,
+     .help = "TCP port (0: an ephemeral port, logged at start-up)"},
 };
 
 /* Answer every complete line in the read buffer. Worker thread. */

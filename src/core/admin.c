@@ -83,9 +83,9 @@ write_stats(struct runtime *rt, struct buf *b)
         uint64_t open = atomic_load_explicit(&w->stats.adopted, memory_order_relaxed) -
                         atomic_load_explicit(&w->stats.closed, memory_order_relaxed);
         buf_printf(b, "STAT worker_%u_connections %llu\r\n", i, (unsigned long long)open);
-        buf_printf(b, "STAT worker_%u_wakeups %llu\r\n", i,
-                   (unsigned long long)atomic_load_explicit(&w->waker.wakeups,
-                                                            memory_order_relaxed));
+        buf_printf(
+            b, "STAT worker_%u_wakeups %llu\r\n", i,
+            (unsigned long long)atomic_load_explicit(&w->waker.wakeups, memory_order_relaxed));
     }
     buf_puts(b, "END\r\n");
 }

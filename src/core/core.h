@@ -22,7 +22,7 @@ struct worker_stats {
     _Atomic uint64_t closed;  /* connections closed */
     _Atomic uint64_t bytes_read;
     _Atomic uint64_t bytes_written;
-    _Atomic uint64_t loops;   /* event loop iterations (a heartbeat) */
+    _Atomic uint64_t loops; /* event loop iterations (a heartbeat) */
 };
 
 struct worker {
@@ -30,9 +30,9 @@ struct worker {
     struct runtime *rt;
     pthread_t thread;
     int epfd;
-    struct waker waker;        /* producers: acceptor (and later peer workers) */
-    struct ring *inbox;        /* acceptor(w) -> worker(r): accepted fds, as (void *)(intptr_t)(fd + 1) */
-    _Atomic bool stop;         /* main(w) -> worker(r) */
+    struct waker waker; /* producers: acceptor (and later peer workers) */
+    struct ring *inbox; /* acceptor(w) -> worker(r): accepted fds, as (void *)(intptr_t)(fd + 1) */
+    _Atomic bool stop;  /* main(w) -> worker(r) */
     _Atomic int setup_rc;      /* worker(w) -> main(r), valid once started is set */
     _Atomic bool started;      /* worker(w) -> main(r) */
     unsigned assigned;         /* acceptor-private: connections handed to this worker */

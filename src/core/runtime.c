@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,39 +27,112 @@
 #define EX_SOFTWARE_FAIL 1 /* start-up failed (address in use, out of memory, ...) */
 
 static const struct opt_def rt_options[] = {
-    {.name = "listen", .short_name = 'l', .section = "server", .type = OPT_STR, .dflt = "",
+    {.name = "listen",
+     .short_name = 'l',
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
      .help = "comma-separated addresses to listen on (default: every interface, IPv4 and IPv6)"},
-    {.name = "unix-socket", .short_name = 's', .section = "server", .type = OPT_STR, .dflt = "",
+    {.name = "unix-socket",
+     .short_name = 's',
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
      .help = "also listen on this unix socket path"},
-    {.name = "unix-mode", .section = "server", .type = OPT_STR, .dflt = "0700",
+    {.name = "unix-mode",
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "0700",
      .help = "permissions of the unix socket, in octal"},
-    {.name = "udp-port", .short_name = 'U', .section = "server", .type = OPT_UINT, .dflt = "0",
-     .min = 0, .max = 65535, .help = "UDP port: not supported, must be 0 (as memcached's default)"},
-    {.name = "threads", .short_name = 't', .section = "server", .type = OPT_UINT, .dflt = "0",
-     .min = 0, .max = 256, .help = "worker threads (0: one per online CPU)"},
-    {.name = "max-conns", .short_name = 'c', .section = "server", .type = OPT_UINT,
-     .dflt = "1024", .min = 1, .max = 1000000, .flags = OPT_RELOADABLE,
+    {.name = "udp-port",
+     .short_name = 'U',
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .min = 0,
+     .max = 65535,
+     .help = "UDP port: not supported, must be 0 (as memcached's default)"},
+    {.name = "threads",
+     .short_name = 't',
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .min = 0,
+     .max = 256,
+     .help = "worker threads (0: one per online CPU)"},
+    {.name = "max-conns",
+     .short_name = 'c',
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "1024",
+     .min = 1,
+     .max = 1000000,
+     .flags = OPT_RELOADABLE,
      .help = "simultaneous client connections; more are refused with an error"},
-    {.name = "backlog", .short_name = 'b', .section = "server", .type = OPT_UINT, .dflt = "1024",
-     .min = 1, .max = 65535, .help = "listen backlog"},
-    {.name = "idle-timeout", .section = "server", .type = OPT_UINT, .dflt = "0", .min = 0,
-     .max = 31536000, .flags = OPT_RELOADABLE,
+    {.name = "backlog",
+     .short_name = 'b',
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "1024",
+     .min = 1,
+     .max = 65535,
+     .help = "listen backlog"},
+    {.name = "idle-timeout",
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .min = 0,
+     .max = 31536000,
+     .flags = OPT_RELOADABLE,
      .help = "close connections idle for this many seconds (0: never)"},
-    {.name = "read-buffer", .section = "server", .type = OPT_SIZE, .dflt = "16k", .unit = 1,
-     .min = 1024, .max = 1 << 30, .help = "initial read and write buffer per connection"},
-    {.name = "output-limit", .section = "server", .type = OPT_SIZE, .dflt = "1m", .unit = 1,
-     .min = 4096, .max = 1 << 30,
+    {.name = "read-buffer",
+     .section = "server",
+     .type = OPT_SIZE,
+     .dflt = "16k",
+     .unit = 1,
+     .min = 1024,
+     .max = 1 << 30,
+     .help = "initial read and write buffer per connection"},
+    {.name = "output-limit",
+     .section = "server",
+     .type = OPT_SIZE,
+     .dflt = "1m",
+     .unit = 1,
+     .min = 4096,
+     .max = 1 << 30,
      .help = "unsent reply bytes after which a connection's requests wait (backpressure)"},
-    {.name = "admin-address", .section = "admin", .type = OPT_STR, .dflt = "127.0.0.1",
+    {.name = "admin-address",
+     .section = "admin",
+     .type = OPT_STR,
+     .dflt = "127.0.0.1",
      .help = "address of the admin port"},
-    {.name = "admin-port", .section = "admin", .type = OPT_UINT, .dflt = "9999", .min = 0,
-     .max = 65535, .help = "admin port (0: an ephemeral port, logged at start-up)"},
-    {.name = "log-level", .section = "log", .type = OPT_ENUM, .dflt = "info",
-     .choices = log_level_names, .flags = OPT_RELOADABLE, .help = "least severe level logged"},
-    {.name = "log-file", .section = "log", .type = OPT_STR, .dflt = "",
+    {.name = "admin-port",
+     .section = "admin",
+     .type = OPT_UINT,
+     .dflt = "9999",
+     .min = 0,
+     .max = 65535,
+     .help = "admin port (0: an ephemeral port, logged at start-up)"},
+    {.name = "log-level",
+     .section = "log",
+     .type = OPT_ENUM,
+     .dflt = "info",
+     .choices = log_level_names,
+     .flags = OPT_RELOADABLE,
+     .help = "least severe level logged"},
+    {.name = "log-file",
+     .section = "log",
+     .type = OPT_STR,
+     .dflt = "",
      .help = "append the log to this file (default: stderr); SIGHUP reopens it"},
-    {.name = "verbose", .short_name = 'v', .section = "log", .type = OPT_COUNT, .dflt = "0",
-     .min = 0, .max = 2, .flags = OPT_RELOADABLE,
+    {.name = "verbose",
+     .short_name = 'v',
+     .section = "log",
+     .type = OPT_COUNT,
+     .dflt = "0",
+     .min = 0,
+     .max = 2,
+     .flags = OPT_RELOADABLE,
      .help = "more detail: -v connection events, -vv requests (raises log-level)"},
 };
 
@@ -156,6 +230,24 @@ start_workers(struct runtime *rt, unsigned *started)
         }
     }
     return failed;
+}
+
+/* Each connection is a descriptor: make sure max-conns of them can be open. */
+static void
+raise_fd_limit(const struct runtime *rt)
+{
+    rlim_t want = (rlim_t)rt->max_conns + 64 + 4 * rt->nworkers;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        log_warn("descriptor limit %llu is below what %u connections need (%llu): raise "
+                 "LimitNOFILE / ulimit -n or lower --max-conns",
+                 (unsigned long long)rl.rlim_cur, rt->max_conns, (unsigned long long)want);
+    }
 }
 
 /* Block the signals the main thread takes through signalfd; threads inherit the mask. */
@@ -279,6 +371,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     rt->wbuf_max = rt->wbuf_limit + p->request_max + rt->rbuf_init;
     rt->started_at = time(NULL);
 
+    raise_fd_limit(rt);
     sigset_t set;
     int sfd = signals_setup(&set);
     unsigned started = 0;

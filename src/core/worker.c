@@ -54,9 +54,9 @@ struct conn_table {
     unsigned *free;
     unsigned nfree;
     unsigned sweep_pos;
-    struct conn *pending;      /* connections with unfinished input, FIFO */
+    struct conn *pending; /* connections with unfinished input, FIFO */
     struct conn *pending_tail;
-    int64_t now;               /* coarse clock for idle timeouts, seconds */
+    int64_t now; /* coarse clock for idle timeouts, seconds */
 };
 
 static char waker_tag; /* epoll data for the waker's eventfd */
@@ -295,7 +295,8 @@ conn_read(struct worker *w, struct conn *c)
         if (n > 0) {
             buf_commit(&c->rbuf, (size_t)n);
             atomic_fetch_add_explicit(&w->stats.bytes_read, (uint64_t)n, memory_order_relaxed);
-            /* A short read emptied the socket; with edge triggering, new bytes raise a new event. */
+            /* A short read emptied the socket; with edge triggering, new bytes raise a new event.
+             */
             if ((size_t)n < want) {
                 c->readable = false;
             }
@@ -422,8 +423,7 @@ sweep_idle(struct worker *w)
     for (unsigned i = 0; i < SWEEP_BUDGET && i < t->cap; i++) {
         t->sweep_pos = (t->sweep_pos + 1) % t->cap;
         struct conn *c = t->slot[t->sweep_pos];
-        if (c != NULL && t->now - c->last_active >= (int64_t)timeout &&
-            buf_len(&c->wbuf) == 0) {
+        if (c != NULL && t->now - c->last_active >= (int64_t)timeout && buf_len(&c->wbuf) == 0) {
             log_verbose("connection %d: idle for %u s, closing", c->fd, timeout);
             conn_close(w, c);
         }

@@ -27,8 +27,8 @@ struct log_thread {
 
 static struct {
     _Atomic int level;
-    int fd;            /* the sink; written only by the flusher (or main before threads) */
-    char *path;        /* NULL for stderr */
+    int fd;     /* the sink; written only by the flusher (or main before threads) */
+    char *path; /* NULL for stderr */
     _Atomic bool reopen;
     _Atomic uint64_t dropped;
     _Atomic unsigned reserved; /* slots handed out by log_thread_register() */
@@ -114,8 +114,8 @@ log_thread_register(const char *name)
     }
     /* Slots are published in order: wait for earlier registrations to publish theirs. */
     unsigned expect = i;
-    while (!atomic_compare_exchange_weak_explicit(&L.nthreads, &expect, i + 1,
-                                                  memory_order_release, memory_order_relaxed)) {
+    while (!atomic_compare_exchange_weak_explicit(&L.nthreads, &expect, i + 1, memory_order_release,
+                                                  memory_order_relaxed)) {
         expect = i;
     }
     self = t;

@@ -1,4 +1,5 @@
-/* ring: SPSC pointer ring, wakeup protocol and producer outbox. Contract in include/petrel/ring.h */
+/* ring: SPSC pointer ring, wakeup protocol and producer outbox. Contract in include/petrel/ring.h
+ */
 #include "petrel/ring.h"
 
 #include <errno.h>

@@ -11,15 +11,15 @@
 #include <unistd.h>
 
 #define ITEM(i) ((void *)(uintptr_t)((i) + 1))
-#define NUM(p)  ((uintptr_t)(p) - 1)
+#define NUM(p)  ((uintptr_t)(p)-1)
 
 /* Criterion's assertions belong to the test's own thread; helper threads abort instead, which
  * Criterion reports as a crashed (failed) test. */
-#define THREAD_FAIL(...)                                                                          \
-    do {                                                                                          \
-        fprintf(stderr, __VA_ARGS__);                                                             \
-        fputc('\n', stderr);                                                                      \
-        abort();                                                                                  \
+#define THREAD_FAIL(...)                                                                           \
+    do {                                                                                           \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
     } while (0)
 
 static size_t
@@ -175,11 +175,11 @@ Test(waker, publish_after_the_consumer_announced_sleep_writes_the_eventfd)
     struct waker w;
     ring_create(&r, 4);
     cr_assert_eq(waker_init(&w), 0);
-    waker_sleep_begin(&w);                  /* consumer: about to block */
-    cr_assert_not(ring_pending(r));         /* consumer: re-check finds nothing */
-    ring_push(r, ITEM(1));                  /* producer */
+    waker_sleep_begin(&w);          /* consumer: about to block */
+    cr_assert_not(ring_pending(r)); /* consumer: re-check finds nothing */
+    ring_push(r, ITEM(1));          /* producer */
     ring_publish(r);
-    cr_assert(waker_notify(&w));            /* producer sees the sleeper */
+    cr_assert(waker_notify(&w)); /* producer sees the sleeper */
     eventfd_t v = 0;
     cr_assert_eq(eventfd_read(w.efd, &v), 0, "the blocked consumer's epoll would fire");
     cr_assert_eq(v, 1);
@@ -339,8 +339,8 @@ struct mesh_worker {
     unsigned id;
     struct mesh *m;
     struct waker waker;
-    struct ring *in[MESH_N];          /* peer(w) -> this(r) */
-    struct ring_outbox out[MESH_N];   /* this(w) -> peer(r) */
+    struct ring *in[MESH_N];        /* peer(w) -> this(r) */
+    struct ring_outbox out[MESH_N]; /* this(w) -> peer(r) */
     size_t next_expected[MESH_N];
 };
 
@@ -389,7 +389,7 @@ mesh_main(void *arg)
             while ((p = ring_pop(me->in[j])) != NULL) {
                 if (NUM(p) != me->next_expected[j]) {
                     THREAD_FAIL("worker %u: from %u got %zu, expected %zu", me->id, j,
-                             (size_t)NUM(p), me->next_expected[j]);
+                                (size_t)NUM(p), me->next_expected[j]);
                 }
                 me->next_expected[j]++;
                 received++;

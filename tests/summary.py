@@ -1,0 +1,35 @@
+#!/usr/bin/python3
+"""Sum up the meson test logs of several build directories; exit 1 if anything failed.
+
+Each `meson test` run writes meson-logs/testlog.json (one JSON object per test). The make
+targets let every run finish, so that one failure does not hide the others, and this script
+gives the verdict and the closing line.
+"""
+import json
+import os
+import sys
+
+passed = failed = skipped = 0
+failures = []
+for build in sys.argv[1:]:
+    path = os.path.join(build, "meson-logs", "testlog.json")
+    if not os.path.exists(path):
+        print("%s: no test log (the build or the test run failed)" % build)
+        failed += 1
+        failures.append(build)
+        continue
+    with open(path) as f:
+        for line in f:
+            t = json.loads(line)
+            result = t.get("result")
+            if result in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif result == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+                failures.append("%s: %s (%s)" % (build, t.get("name"), result))
+for f in failures:
+    print("FAILED " + f)
+print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+sys.exit(1 if failed else 0)
