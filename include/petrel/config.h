@@ -16,9 +16,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct buf;
+
 /* Exit statuses from sysexits.h: a usage error on the command line, or a bad config file. */
 #define CONFIG_EX_USAGE  64
 #define CONFIG_EX_CONFIG 78
+#define CONFIG_EX_OSERR  71 /* out of memory while building the configuration */
+
+/* Longest accepted OPT_STR value, in bytes, from any source. */
+#define CONFIG_STR_MAX 4095
 
 enum opt_type {
     OPT_BOOL,  /* yes/no/true/false/1/0/on/off; a flag without argument on the command line */
@@ -38,13 +44,19 @@ struct opt_def {
     enum opt_type type;
     const char *dflt;           /* default, written as a user would write it */
     const char *help;           /* one line for --help */
-    uint64_t min, max;          /* bounds for OPT_UINT, OPT_SIZE (bytes) and OPT_COUNT */
-    uint64_t unit;              /* OPT_SIZE: multiplier for a bare number (-m 64 = 64 MiB) */
+    uint64_t min, max;          /* bounds for OPT_UINT, OPT_SIZE (bytes), OPT_COUNT; max 0: none */
+    uint64_t unit;              /* OPT_SIZE: multiplier for a bare number (-m 64 = 64 MiB):
+                                   0 or 1 (bytes), 1 << 10, 1 << 20 or 1 << 30 */
     const char *const *choices; /* OPT_ENUM: NULL-terminated list */
     unsigned flags;             /* OPT_RELOADABLE */
 };
 
-/** A table of options, e.g. the runtime's or a storage engine's. */
+/**
+ * A table of options, e.g. the runtime's or a storage engine's. A configuration keeps pointers to
+ * the definitions (not to the opt_table array itself): they must outlive it, which static const
+ * tables do. Names and short flags must be unique across the tables of one product; a table that
+ * breaks a rule (duplicate, bad default, unknown section...) aborts the process at load.
+ */
 struct opt_table {
     const char *name; /* for --help grouping, e.g. "runtime" */
     const struct opt_def *defs;
@@ -90,5 +102,96 @@ unsigned config_enum(const struct config *cfg, const char *name);   /* index int
 
 /** Path of the config file that was loaded, or NULL. */
 const char *config_file(const struct config *cfg);
+
+/* ---- Below: parsing without printing, output helpers, reload. Main thread only unless noted. */
+
+/** What the command line asks for besides running. */
+enum config_action {
+    CONFIG_ACTION_RUN,     /* no built-in action: run with the configuration */
+    CONFIG_ACTION_HELP,    /* -h/--help */
+    CONFIG_ACTION_VERSION, /* -V/--version */
+    CONFIG_ACTION_PRINT,   /* --print-config */
+    CONFIG_ACTION_CHECK,   /* --check-config */
+};
+
+/**
+ * The work of config_load() without any printing: build a configuration from the defaults, the
+ * file named by -C/--config (read first, wherever -C is on the line) and then the rest of argv.
+ *
+ * On success returns 0, sets *action and, unless the action is HELP or VERSION (which need no
+ * configuration and load no file), sets *out to a configuration the caller frees with
+ * config_free(). On failure *out is NULL, err holds one line without a trailing newline and
+ * without the program name ("--threads: '0' is out of range (1..256)", "petrel.conf:4: ...") and
+ * the return value says whose fault it was: -EINVAL for the command line; -EBADMSG for the
+ * contents of the file; the errno of open/read (-ENOENT, -EACCES, -EISDIR, -EFBIG...) when the
+ * file cannot be read; -ENOMEM. config_exit_status() maps these to exit statuses.
+ *
+ * Uses getopt_long(), whose state is global: call from one thread at a time. argv is not
+ * modified (no permutation: the first non-option argument is an error).
+ */
+int config_parse(struct config **out, enum config_action *action, const struct opt_table *tables,
+                 size_t ntables, int argc, char **argv, char *err, size_t errlen);
+
+/** Exit status for a config_parse()/config_reload() result: 0, 64, 78 or 71 (-ENOMEM). */
+int config_exit_status(int rc);
+
+/**
+ * Re-read the file old was loaded from into a new configuration and apply old's command-line
+ * options on top again, so the result is what a fresh start with the same argv would give. old
+ * is not touched, so a file that fails to parse leaves the running configuration as it was.
+ * Returns 0 and sets *out, or a negative errno as config_parse() does, with err naming file:line.
+ * Without a file (no -C at start) the result equals old. Main thread; old may be read by other
+ * threads meanwhile.
+ */
+int config_reload(const struct config *old, struct config **out, char *err, size_t errlen);
+
+/** Called by config_foreach(): value is the option's text as --print-config writes it. */
+typedef int (*config_visit_fn)(void *arg, const struct opt_def *def, const char *value);
+
+/**
+ * Call fn for every option, in table order, with its value formatted as config_format_value()
+ * does. Stops at, and returns, the first non-zero return of fn; returns 0 after the last option.
+ * Any thread may call it on a configuration that is no longer changed.
+ */
+int config_foreach(const struct config *cfg, config_visit_fn fn, void *arg);
+
+/**
+ * Write option name's value as text a config file accepts ("yes", "64m", "info", "4") into
+ * out[len], NUL-terminated. Returns the length, -ENOENT if no table declares name (the admin plane
+ * may pass user input, so this does not abort) or -ENOSPC if len is too small (CONFIG_STR_MAX + 1
+ * is always enough).
+ */
+int config_format_value(const struct config *cfg, const char *name, char *out, size_t len);
+
+/** Called by config_diff() and config_keep_fixed() for an option whose values differ. */
+typedef void (*config_diff_fn)(void *arg, const struct opt_def *def, const char *old_value,
+                               const char *new_value);
+
+/**
+ * Call fn for every option whose value differs between old and new (built from the same tables,
+ * e.g. by config_reload(); otherwise the process aborts). Returns the number of differences.
+ */
+int config_diff(const struct config *old, const struct config *new, config_diff_fn fn, void *arg);
+
+/**
+ * Put back into next the value old has for every option without OPT_RELOADABLE that differs,
+ * calling fn (may be NULL) for each so the caller can log "changing X needs a restart". Use on a
+ * config_reload() result before publishing it. Returns the number of options put back or -ENOMEM.
+ */
+int config_keep_fixed(struct config *next, const struct config *old, config_diff_fn fn, void *arg);
+
+/**
+ * Append the --help text to b: usage line, the product's summary, every option of every table
+ * grouped by table, then the built-in options. Returns 0 or the buf error (-ENOBUFS, -ENOMEM).
+ */
+int config_help(struct buf *b, const struct config_product *product, const struct opt_table *tables,
+                size_t ntables);
+
+/**
+ * Append the configuration to b as an INI file that --config accepts back (the --print-config
+ * output): every option, grouped by section, each under its help line as a comment. Returns 0 or
+ * the buf error.
+ */
+int config_print(struct buf *b, const struct config *cfg);
 
 #endif /* PETREL_CONFIG_H */
