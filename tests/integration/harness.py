@@ -104,6 +104,8 @@ class Server:
             raise AssertionError("server did not exit within %.0f s after signal %d; log:\n%s"
                                  % (timeout, sig, "\n".join(self.lines)))
         self._reader.join(2)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
         return rc, time.monotonic() - t0
 
     def __enter__(self):
@@ -113,6 +115,9 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(2)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 def recv_exactly(sock, n, timeout=10.0):
