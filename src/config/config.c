@@ -1501,9 +1501,9 @@ wrap(struct buf *b, const char *text, size_t col, const char *prefix)
     return rc ? rc : buf_puts(b, "\n");
 }
 
-/* The description of an option, as --help and --print-config show it. */
+/* The description of an option, as --help (for_cli) and --print-config show it. */
 static void
-describe(const struct opt_def *d, char *out, size_t len)
+describe(const struct opt_def *d, bool for_cli, char *out, size_t len)
 {
     size_t n = (size_t)snprintf(out, len, "%s", d->help);
     const char *dflt = def_default(d);
@@ -1523,7 +1523,7 @@ describe(const struct opt_def *d, char *out, size_t len)
                               : def_unit(d) == (1u << 20) ? "MiB"
                                                           : "GiB");
     }
-    if (n < len && d->type == OPT_COUNT) {
+    if (n < len && d->type == OPT_COUNT && for_cli) {
         n += (size_t)snprintf(out + n, len - n, "repeat to raise; ");
     }
     if (n < len) {
@@ -1564,7 +1564,7 @@ help_option(struct buf *b, const struct opt_def *d)
     }
     snprintf(flags + n, sizeof(flags) - (size_t)n, "--%s%s%s", d->type == OPT_BOOL ? "[no-]" : "",
              d->name, metavar[d->type]);
-    describe(d, text, sizeof(text));
+    describe(d, true, text, sizeof(text));
     return help_line(b, flags, text);
 }
 
@@ -1623,7 +1623,7 @@ config_print(struct buf *b, const struct config *cfg)
                 rc = buf_printf(b, "\n[%s]\n", sections[k]);
                 header = true;
             }
-            describe(s->def, text, sizeof(text));
+            describe(s->def, false, text, sizeof(text));
             rc = rc ? rc : buf_puts(b, "# ");
             rc = rc ? rc : wrap(b, text, 2, "# ");
             format_value(s->def, &s->val, value, sizeof(value));
