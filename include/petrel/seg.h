@@ -1,0 +1,265 @@
+/*
+ * seg: the Segcache storage engine, one instance per worker shard.
+ *
+ * Items are appended to fixed-size segments. Every segment belongs to one TTL bucket and all its
+ * items share the segment's expiry, so expiration and eviction free whole segments. A hash table
+ * of 64-byte buckets (7 item slots + 1 overflow link) maps a key to its item; a slot packs a
+ * 16-bit tag, an 8-bit read-frequency counter and a 40-bit location (segment id + byte offset).
+ * An item costs 5 bytes of metadata plus 4 bytes of client flags when they are non-zero; the CAS
+ * is derived from the item's location and the segment's generation, and only items moved by
+ * touch or merge eviction carry it explicitly (8 bytes). docs/storage.md has the details.
+ *
+ * Threads: an instance is owned by one thread (its worker) and never locked; every function
+ * below taking a struct seg must be called from that thread only. Instances share nothing, so
+ * several may live in one process.
+ *
+ * Keys: the caller hashes a key once with seg_hash() and passes the hash with the key. The
+ * engine takes its bucket index from the low 32 bits and its tag from bits 32..47; it does not
+ * use the top 16 bits, which the server uses to pick the shard.
+ */
+#ifndef PETREL_SEG_H
+#define PETREL_SEG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+#define SEG_KEY_MAX         250     /* longest key, as in memcached */
+#define SEG_EXPTIME_REL_MAX 2592000 /* exptimes up to 30 days are relative, larger absolute */
+#define SEG_SIZE_MIN        4096
+#define SEG_SIZE_MAX        (16u << 20)
+#define SEG_ITEM_OVERHEAD   17 /* worst-case bytes beside key and value: header, flags, CAS */
+
+/** Eviction policies, chosen per instance. */
+enum seg_evict_policy {
+    SEG_EVICT_MERGE = 0, /* merge a few consecutive segments of one TTL bucket, keep hot items */
+    SEG_EVICT_FIFO,      /* evict the oldest segment */
+    SEG_EVICT_RANDOM,    /* evict a random segment */
+    SEG_EVICT_CTE,       /* evict the segment closest to expiry */
+    SEG_EVICT_UTIL,      /* evict the segment with the fewest live bytes */
+    SEG_EVICT_NONE,      /* never evict: writes fail with SEG_NO_MEMORY */
+    SEG_EVICT_COUNT
+};
+
+/** Config names of the policies ("merge", "fifo", "random", "cte", "util", "none"). */
+extern const char *const seg_evict_policy_names[SEG_EVICT_COUNT];
+
+/** Parse a policy name. Returns 0 and sets *out, or -EINVAL for an unknown name. Any thread. */
+int seg_evict_policy_parse(const char *name, enum seg_evict_policy *out);
+
+/** Clock: returns the current unix time in seconds. Called by the owner thread only. */
+typedef int64_t (*seg_clock_fn)(void *ctx);
+
+/** Options of one instance. Fill with seg_options_init() first, then override. */
+struct seg_options {
+    size_t mem_bytes; /* item memory of this shard (its share of -m); at least 2 segments */
+    size_t seg_size;  /* segment size, a power of two in [SEG_SIZE_MIN, SEG_SIZE_MAX] */
+    size_t item_max;  /* largest item (key + value + SEG_ITEM_OVERHEAD), <= seg_size */
+    enum seg_evict_policy evict;
+    unsigned merge_n;       /* segments merged into one by merge eviction, 2..16 */
+    size_t item_bytes_hint; /* expected bytes per item; sizes the hash table (0: 64) */
+    seg_clock_fn clock;     /* NULL: the real-time clock */
+    void *clock_ctx;        /* passed to clock */
+    uint64_t seed;          /* random policy and frequency counters */
+};
+
+/** Defaults: 64 MiB, 1 MiB segments, 1 MiB items, merge of 4, real clock. Any thread. */
+void seg_options_init(struct seg_options *opts);
+
+struct seg;
+
+/**
+ * Create an instance: maps the segment heap (mmap: untouched pages cost no RSS) and the hash
+ * table. Returns 0 and sets *out (owned by the caller, freed with seg_destroy), -EINVAL for bad
+ * options, or -ENOMEM. Any thread; the instance then belongs to the thread that uses it.
+ */
+int seg_create(struct seg **out, const struct seg_options *opts);
+
+/** Release everything and set *sp to NULL. NULL or *sp == NULL is a no-op. Owner thread. */
+void seg_destroy(struct seg **sp);
+
+/** XXH3 64-bit hash of a key: the one hash every layer uses for a key. Any thread. */
+static inline uint64_t
+seg_hash(const void *key, size_t len)
+{
+    return XXH3_64bits(key, len);
+}
+
+/** Results; seg_result_str() gives memcached's reply line for each. */
+enum seg_result {
+    SEG_OK = 0,      /* get hit; incr/decr done (the new value is returned separately) */
+    SEG_STORED,      /* STORED */
+    SEG_NOT_STORED,  /* NOT_STORED */
+    SEG_EXISTS,      /* EXISTS: CAS mismatch */
+    SEG_NOT_FOUND,   /* NOT_FOUND; for get: a miss (the protocol sends nothing for the key) */
+    SEG_DELETED,     /* DELETED */
+    SEG_TOUCHED,     /* TOUCHED */
+    SEG_NON_NUMERIC, /* CLIENT_ERROR cannot increment or decrement non-numeric value */
+    SEG_TOO_LARGE,   /* SERVER_ERROR object too large for cache */
+    SEG_NO_MEMORY,   /* SERVER_ERROR out of memory storing object */
+};
+
+/** memcached's reply line for r, without "\r\n"; "" for SEG_OK. Static storage. Any thread. */
+const char *seg_result_str(enum seg_result r);
+
+/**
+ * Convert a memcached exptime to an absolute unix time: 0 stays 0 (never expires); 1..30 days
+ * is relative to now; larger is already absolute; negative gives -1. A result r != 0 with
+ * r <= now means "already expired". Any thread.
+ */
+int64_t seg_exptime_abs(int64_t exptime, int64_t now);
+
+/**
+ * The most seconds an item stored with a remaining TTL of ttl seconds may expire early:
+ * 0 below 32 s (exact), otherwise at most ttl / 16. Any thread.
+ */
+uint32_t seg_ttl_slack(uint32_t ttl);
+
+/** The engine's current time (the clock, read at the last call). Owner thread. */
+int64_t seg_now(const struct seg *s);
+
+/**
+ * A read result. value points into the segment: it stays valid until the next mutating call
+ * (store, delete, touch, incr, reserve, commit, abort, flush, tick) on the same instance.
+ */
+struct seg_view {
+    const char *value;
+    size_t vlen;
+    uint32_t flags; /* memcached client flags */
+    uint64_t cas;   /* unique per item version, never 0 */
+    int64_t ttl;    /* seconds left (lower bound), -1 when the item never expires */
+};
+
+/** Look a key up. SEG_OK with *out filled, or SEG_NOT_FOUND. Counts a read. Owner thread. */
+enum seg_result seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash,
+                        struct seg_view *out);
+
+/** Store commands. */
+enum seg_store_mode { SEG_SET, SEG_ADD, SEG_REPLACE, SEG_APPEND, SEG_PREPEND, SEG_CAS };
+
+/** One store request; the engine copies what it keeps. */
+struct seg_store_req {
+    enum seg_store_mode mode;
+    const void *key;
+    size_t klen; /* 1..SEG_KEY_MAX */
+    uint64_t hash;
+    const void *value; /* ignored by seg_reserve */
+    size_t vlen;
+    uint32_t flags;  /* ignored by append/prepend, which keep the item's */
+    int64_t exptime; /* memcached exptime (see seg_exptime_abs); ignored by append/prepend */
+    uint64_t cas;    /* SEG_CAS: the value to compare; other modes: 0, or compare like SEG_CAS */
+};
+
+/**
+ * Store. Returns STORED, NOT_STORED (add of a present key; replace/append/prepend of a missing
+ * one), EXISTS / NOT_FOUND (CAS mismatch / missing key when a CAS is compared), TOO_LARGE or
+ * NO_MEMORY. A failed set removes the key's old value, as memcached does. On STORED, *cas_out
+ * (if not NULL) gets the new CAS (0 when the exptime was already past). Owner thread.
+ */
+enum seg_result seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out);
+
+/** Delete. SEG_DELETED or SEG_NOT_FOUND. Owner thread. */
+enum seg_result seg_delete(struct seg *s, const void *key, size_t klen, uint64_t hash);
+
+/** Give an item a new exptime, keeping its CAS. SEG_TOUCHED, SEG_NOT_FOUND or SEG_NO_MEMORY. */
+enum seg_result seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash,
+                          int64_t exptime);
+
+/**
+ * incr (decr = false) or decr: the value must be decimal digits (trailing spaces allowed) of a
+ * 64-bit unsigned number; incr wraps, decr stops at 0. The item gets the decimal result (its
+ * length may change), a new CAS, and keeps flags and expiry. SEG_OK with *value_out (and
+ * *cas_out if not NULL), SEG_NOT_FOUND, SEG_NON_NUMERIC or SEG_NO_MEMORY. Owner thread.
+ */
+enum seg_result seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t delta,
+                         bool decr, uint64_t *value_out, uint64_t *cas_out);
+
+/**
+ * Space reserved in a segment for a value of known size, to be received directly into
+ * storage. Fields after value/vlen are private to the engine.
+ */
+struct seg_reservation {
+    char *value; /* write vlen bytes here before seg_commit() */
+    size_t vlen;
+    struct seg_store_req req; /* key, value and klen are not kept: the key lives in the item */
+    int64_t expire;           /* absolute expiry (seg_exptime_abs) */
+    uint32_t sid;             /* segment, pinned until commit or abort */
+    uint32_t off;
+    bool in_place; /* the reserved item can be linked as it is */
+    bool active;
+};
+
+/**
+ * Reserve space for req (req->value is ignored; req->key is copied). The segment holding it is
+ * pinned (never evicted, merged or reclaimed) until seg_commit() or seg_abort(), and other calls
+ * may run in between. SEG_OK, SEG_TOO_LARGE or SEG_NO_MEMORY. Owner thread.
+ */
+enum seg_result seg_reserve(struct seg *s, const struct seg_store_req *req,
+                            struct seg_reservation *res);
+
+/** Store the reserved item as seg_store() would now. Returns what seg_store() returns. */
+enum seg_result seg_commit(struct seg *s, struct seg_reservation *res, uint64_t *cas_out);
+
+/** Drop a reservation; its bytes become garbage reclaimed with the segment. Owner thread. */
+void seg_abort(struct seg *s, struct seg_reservation *res);
+
+/**
+ * flush_all: at unix time when (0 or past: now) every item stored before that moment becomes
+ * invalid. A later call replaces a pending one. Memory is reclaimed by seg_tick(). Owner thread.
+ */
+void seg_flush(struct seg *s, int64_t when);
+
+/**
+ * Background work; call every ~100 ms (at least 10 times a second). Runs a pending delayed
+ * flush and frees expired and flushed segments in bulk. Bound: one check per TTL bucket (465)
+ * plus at most 65,536 items unlinked (finishing the segment in hand). Owner thread.
+ */
+void seg_tick(struct seg *s);
+
+/** Per-instance statistics. Counters only grow; gauges are current. */
+struct seg_stats {
+    uint64_t items;             /* gauge: linked items (curr_items) */
+    uint64_t bytes;             /* gauge: bytes of linked items (bytes) */
+    uint64_t segs_total;        /* gauge: segments in the heap */
+    uint64_t segs_used;         /* gauge */
+    uint64_t segs_free;         /* gauge */
+    uint64_t heap_bytes;        /* gauge: segment heap (segs_total * seg_size) */
+    uint64_t hash_bytes;        /* gauge: hash table incl. overflow buckets */
+    uint64_t overhead_bytes;    /* gauge: segment headers, TTL buckets, merge buffer */
+    uint64_t hits;              /* get hits */
+    uint64_t misses;            /* get misses (incl. expired) */
+    uint64_t get_expired;       /* gets that found an expired or flushed item */
+    uint64_t total_items;       /* items stored (total_items) */
+    uint64_t evicted_items;     /* live items evicted (evictions) */
+    uint64_t evicted_unfetched; /* evicted items never read */
+    uint64_t evicted_segs;      /* segments freed by eviction or merge */
+    uint64_t merges;            /* merge evictions */
+    uint64_t expired_items;     /* items freed because they expired (reclaimed) */
+    uint64_t expired_unfetched; /* of those, never read (expired_unfetched) */
+    uint64_t expired_segs;      /* segments freed by expiration */
+    uint64_t flushed_items;     /* items freed because of flush_all */
+    uint64_t flushes;           /* flush_all executed */
+    uint64_t store_too_large;   /* stores refused: too large */
+    uint64_t store_no_memory;   /* stores refused: out of memory */
+};
+
+/** Copy the statistics. Owner thread (another thread must get a copy from the owner). */
+void seg_stats_get(const struct seg *s, struct seg_stats *out);
+
+/** Summary of one TTL bucket. */
+struct seg_ttl_stats {
+    uint32_t ttl_lo; /* TTLs in [ttl_lo, ttl_hi] (seconds); 0..0 is "never expires" */
+    uint32_t ttl_hi;
+    uint32_t segs;
+    uint64_t items;
+    uint64_t bytes;
+};
+
+/** Number of TTL buckets (indexes for seg_ttl_stats_get). Any thread. */
+size_t seg_ttl_bucket_count(void);
+
+/** Fill *out for bucket idx. Returns 0, or -EINVAL for a bad index. Owner thread. */
+int seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out);
+
+#endif /* PETREL_SEG_H */

@@ -1,0 +1,1612 @@
+/* seg: Segcache storage engine. Contract in include/petrel/seg.h, design in docs/storage.md. */
+#include "petrel/seg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+/*
+ * TTL buckets. Index 0 holds items that never expire. A remaining TTL t in 1..31 s has its own
+ * bucket (1 s wide, so short TTLs are exact); above that each power of two [2^k, 2^(k+1)) is cut
+ * into 16 buckets of width 2^(k-4) <= t/16. A segment opened in bucket i at time now expires at
+ * now + lo(i) and accepts items whose expiry falls in [expire_at, expire_at + width(i)), so an item
+ * expires at most width - 1 seconds early and never late.
+ */
+#define TB_SHORT   32
+#define TB_COUNT   (TB_SHORT + 27 * 16) /* k = 5..31 */
+#define TB_NEVER   0
+#define TICK_ITEMS 65536 /* items unlinked per seg_tick() before it stops */
+
+/*
+ * A hash slot: tag (16 bits, from hash bits 32..47, never 0 so an empty slot is 0), frequency
+ * counter (8 bits), location (40 bits: segment id << off_bits | byte offset).
+ */
+#define SLOT_TAG_SHIFT  48
+#define SLOT_FREQ_SHIFT 40
+#define SLOT_LOC_MASK   ((UINT64_C(1) << SLOT_FREQ_SHIFT) - 1)
+#define SLOT_FREQ_MASK  (UINT64_C(0xff) << SLOT_FREQ_SHIFT)
+#define SLOT_TAG_MASK   (~(SLOT_LOC_MASK | SLOT_FREQ_MASK))
+#define SLOTS           7 /* item slots per 64-byte bucket; slot 7 links the overflow bucket */
+#define OVF_CHUNK_SHIFT 10
+#define OVF_CHUNK       (1u << OVF_CHUNK_SHIFT) /* overflow buckets allocated 1024 at a time */
+
+/*
+ * An item: 5 header bytes (key length, item flags, 24-bit value length), then the explicit CAS
+ * (8 bytes, only for relocated items), the client flags (4 bytes, only when non-zero), the key and
+ * the value. Items are byte-aligned: multi-byte fields are read with memcpy.
+ */
+#define IT_HDR   5
+#define IT_DEAD  0x01 /* replaced, deleted, or a reservation not yet committed */
+#define IT_FLAGS 0x02
+#define IT_CAS   0x04
+
+/* Segment header, kept apart from the segment's data. */
+struct seg_hdr {
+    uint64_t cas_base;   /* CAS of the item at offset o is cas_base + o + 1; also the age */
+    uint32_t write_off;  /* bytes used */
+    uint32_t live_bytes; /* bytes of linked items */
+    uint32_t live_items;
+    uint32_t expire_at; /* unix time; 0 = never */
+    int32_t prev;       /* TTL bucket chain, oldest first; free list uses next */
+    int32_t next;
+    uint16_t bucket;
+    uint16_t pinned; /* reservations and in-flight copies: not evictable while > 0 */
+    uint8_t used;
+};
+
+struct ttl_bucket {
+    int32_t head;       /* oldest segment */
+    int32_t tail;       /* segment being written */
+    int32_t merge_next; /* where the next merge in this bucket starts, -1 = head */
+    uint32_t segs;
+    uint64_t items;
+    uint64_t bytes;
+};
+
+struct seg {
+    /* hot: read on every request */
+    uint8_t *heap;
+    uint64_t *ht; /* nbuckets * 8 slots */
+    uint64_t **ovf;
+    struct seg_hdr *hdrs;
+    uint32_t nbuckets;
+    unsigned off_bits;
+    int64_t now;
+    int64_t flush_at; /* pending delayed flush_all, 0 = none */
+    uint64_t flush_cas;
+    uint64_t cas_next;
+    uint64_t ht_epoch; /* bumped whenever a slot may move or vanish */
+    uint64_t rng;
+    seg_clock_fn clock;
+    void *clock_ctx;
+
+    uint32_t seg_size;
+    uint32_t nseg;
+    size_t item_max;
+    size_t heap_len;
+    size_t ht_len;
+    int32_t free_head;
+    uint32_t nfree;
+    uint32_t ovf_nchunks;
+    uint32_t ovf_cap;
+    uint32_t ovf_free; /* free overflow bucket list, link values (index + 1), 0 = empty */
+    enum seg_evict_policy evict;
+    unsigned merge_n;
+    unsigned merge_cursor;
+    unsigned tick_cursor;
+    uint8_t *scratch; /* merge builds the merged segment here */
+    struct seg_stats st;
+    struct ttl_bucket tb[TB_COUNT];
+};
+
+const char *const seg_evict_policy_names[SEG_EVICT_COUNT] = {
+    [SEG_EVICT_MERGE] = "merge", [SEG_EVICT_FIFO] = "fifo", [SEG_EVICT_RANDOM] = "random",
+    [SEG_EVICT_CTE] = "cte",     [SEG_EVICT_UTIL] = "util", [SEG_EVICT_NONE] = "none",
+};
+
+int
+seg_evict_policy_parse(const char *name, enum seg_evict_policy *out)
+{
+    for (int i = 0; i < SEG_EVICT_COUNT; i++) {
+        if (strcmp(name, seg_evict_policy_names[i]) == 0) {
+            *out = (enum seg_evict_policy)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *
+seg_result_str(enum seg_result r)
+{
+    switch (r) {
+    case SEG_OK:
+        return "";
+    case SEG_STORED:
+        return "STORED";
+    case SEG_NOT_STORED:
+        return "NOT_STORED";
+    case SEG_EXISTS:
+        return "EXISTS";
+    case SEG_NOT_FOUND:
+        return "NOT_FOUND";
+    case SEG_DELETED:
+        return "DELETED";
+    case SEG_TOUCHED:
+        return "TOUCHED";
+    case SEG_NON_NUMERIC:
+        return "CLIENT_ERROR cannot increment or decrement non-numeric value";
+    case SEG_TOO_LARGE:
+        return "SERVER_ERROR object too large for cache";
+    case SEG_NO_MEMORY:
+        return "SERVER_ERROR out of memory storing object";
+    }
+    return "SERVER_ERROR";
+}
+
+static int64_t
+real_clock(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    /* The coarse clock is a plain memory read in the vDSO; one-second resolution is all we need. */
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return ts.tv_sec;
+}
+
+void
+seg_options_init(struct seg_options *opts)
+{
+    *opts = (struct seg_options){
+        .mem_bytes = 64u << 20,
+        .seg_size = 1u << 20,
+        .item_max = 1u << 20,
+        .evict = SEG_EVICT_MERGE,
+        .merge_n = 4,
+        .item_bytes_hint = 64,
+        .clock = NULL,
+        .clock_ctx = NULL,
+        .seed = 0x9e3779b97f4a7c15ull,
+    };
+}
+
+int64_t
+seg_exptime_abs(int64_t exptime, int64_t now)
+{
+    if (exptime == 0) {
+        return 0;
+    }
+    if (exptime < 0) {
+        return -1;
+    }
+    if (exptime <= SEG_EXPTIME_REL_MAX) {
+        return now + exptime;
+    }
+    return exptime;
+}
+
+/* ---- TTL buckets ---- */
+
+static unsigned
+tb_index(uint32_t ttl)
+{
+    if (ttl < TB_SHORT) {
+        return ttl; /* ttl >= 1 here; 0 is TB_NEVER */
+    }
+    unsigned k = 31u - (unsigned)__builtin_clz(ttl);
+    return TB_SHORT + (k - 5) * 16 + ((ttl >> (k - 4)) & 15);
+}
+
+static uint32_t
+tb_width(unsigned i)
+{
+    if (i < TB_SHORT) {
+        return 1;
+    }
+    return UINT32_C(1) << ((i - TB_SHORT) / 16 + 1);
+}
+
+static uint32_t
+tb_lo(unsigned i)
+{
+    if (i < TB_SHORT) {
+        return i;
+    }
+    unsigned k = (i - TB_SHORT) / 16 + 5;
+    return (UINT32_C(16) + (i - TB_SHORT) % 16) << (k - 4);
+}
+
+uint32_t
+seg_ttl_slack(uint32_t ttl)
+{
+    return ttl == 0 ? 0 : tb_width(tb_index(ttl)) - 1;
+}
+
+size_t
+seg_ttl_bucket_count(void)
+{
+    return TB_COUNT;
+}
+
+/* ---- small helpers ---- */
+
+static inline uint64_t
+rng_next(struct seg *s)
+{
+    /* xorshift64*: cheap, and good enough for sampling. */
+    uint64_t x = s->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static inline struct seg_hdr *
+hdr(const struct seg *s, uint32_t sid)
+{
+    return &s->hdrs[sid];
+}
+
+static inline uint8_t *
+seg_data(const struct seg *s, uint32_t sid)
+{
+    return s->heap + ((size_t)sid << s->off_bits);
+}
+
+static inline uint64_t
+make_loc(const struct seg *s, uint32_t sid, uint32_t off)
+{
+    return ((uint64_t)sid << s->off_bits) | off;
+}
+
+static inline uint32_t
+loc_sid(const struct seg *s, uint64_t loc)
+{
+    return (uint32_t)(loc >> s->off_bits);
+}
+
+static inline uint32_t
+loc_off(const struct seg *s, uint64_t loc)
+{
+    return (uint32_t)(loc & ((UINT64_C(1) << s->off_bits) - 1));
+}
+
+static inline uint8_t *
+loc_item(const struct seg *s, uint64_t loc)
+{
+    return s->heap + ((size_t)loc_sid(s, loc) << s->off_bits) + loc_off(s, loc);
+}
+
+static inline uint64_t
+tag_of(uint64_t hash)
+{
+    uint64_t tag = (hash >> 32) & 0xffff;
+    return (tag == 0 ? 1 : tag) << SLOT_TAG_SHIFT;
+}
+
+static inline unsigned
+slot_freq(uint64_t v)
+{
+    return (unsigned)((v >> SLOT_FREQ_SHIFT) & 0xff);
+}
+
+/* A segment's items are invalid once it expired or a flush_all came after it was opened. */
+static inline bool
+seg_dead(const struct seg *s, const struct seg_hdr *h)
+{
+    return h->cas_base < s->flush_cas || (h->expire_at != 0 && h->expire_at <= s->now);
+}
+
+static inline uint32_t
+it_vlen(const uint8_t *it)
+{
+    return it[2] | (uint32_t)it[3] << 8 | (uint32_t)it[4] << 16;
+}
+
+static inline size_t
+it_meta(const uint8_t *it)
+{
+    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_FLAGS) ? 4 : 0);
+}
+
+static inline const uint8_t *
+it_key(const uint8_t *it)
+{
+    return it + it_meta(it);
+}
+
+static inline uint8_t *
+it_val(uint8_t *it)
+{
+    return it + it_meta(it) + it[0];
+}
+
+static inline uint32_t
+it_size(const uint8_t *it)
+{
+    return (uint32_t)(it_meta(it) + it[0] + it_vlen(it));
+}
+
+static inline uint32_t
+it_flags(const uint8_t *it)
+{
+    uint32_t f = 0;
+    if (it[1] & IT_FLAGS) {
+        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
+    }
+    return f;
+}
+
+static inline uint64_t
+it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
+{
+    if (it[1] & IT_CAS) {
+        uint64_t cas;
+        memcpy(&cas, it + IT_HDR, 8);
+        return cas;
+    }
+    return hdr(s, loc_sid(s, loc))->cas_base + loc_off(s, loc) + 1;
+}
+
+static inline size_t
+item_size(size_t klen, size_t vlen, uint32_t flags, bool with_cas)
+{
+    return IT_HDR + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen;
+}
+
+/* Write an item header; returns where the key goes. */
+static uint8_t *
+it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint8_t iflags)
+{
+    uint8_t *p = it + IT_HDR;
+    it[0] = (uint8_t)klen;
+    it[2] = (uint8_t)vlen;
+    it[3] = (uint8_t)(vlen >> 8);
+    it[4] = (uint8_t)(vlen >> 16);
+    if (cas != 0) {
+        iflags |= IT_CAS;
+        memcpy(p, &cas, 8);
+        p += 8;
+    }
+    if (flags != 0) {
+        iflags |= IT_FLAGS;
+        memcpy(p, &flags, 4);
+        p += 4;
+    }
+    it[1] = iflags;
+    return p;
+}
+
+/* ---- hash table ---- */
+
+static inline uint64_t *
+ht_head(const struct seg *s, uint64_t hash)
+{
+    /* Fixed-point multiply of the low 32 bits: any table size, no modulo. */
+    uint64_t i = ((hash & 0xffffffffu) * s->nbuckets) >> 32;
+    return s->ht + i * 8;
+}
+
+static inline uint64_t *
+ovf_at(const struct seg *s, uint64_t link)
+{
+    uint64_t i = link - 1;
+    return s->ovf[i >> OVF_CHUNK_SHIFT] + (i & (OVF_CHUNK - 1)) * 8;
+}
+
+static uint64_t
+ovf_new(struct seg *s)
+{
+    if (s->ovf_free == 0) {
+        if (s->ovf_nchunks == s->ovf_cap) {
+            uint32_t cap = s->ovf_cap ? s->ovf_cap * 2 : 16;
+            uint64_t **n = realloc(s->ovf, cap * sizeof(*n));
+            if (n == NULL) {
+                return 0;
+            }
+            s->ovf = n;
+            s->ovf_cap = cap;
+        }
+        uint64_t *chunk = aligned_alloc(64, (size_t)OVF_CHUNK * 64);
+        if (chunk == NULL) {
+            return 0;
+        }
+        uint32_t first = s->ovf_nchunks * OVF_CHUNK;
+        s->ovf[s->ovf_nchunks++] = chunk;
+        for (uint32_t j = OVF_CHUNK; j-- > 0;) {
+            chunk[j * 8 + 7] = s->ovf_free;
+            s->ovf_free = first + j + 1;
+        }
+    }
+    uint64_t link = s->ovf_free;
+    uint64_t *b = ovf_at(s, link);
+    s->ovf_free = (uint32_t)b[7];
+    memset(b, 0, 64);
+    return link;
+}
+
+static void
+ovf_release(struct seg *s, uint64_t link)
+{
+    ovf_at(s, link)[7] = s->ovf_free;
+    s->ovf_free = (uint32_t)link;
+}
+
+/* The slot holding key, or NULL. Says nothing about whether the item is still valid. */
+static inline uint64_t *
+ht_find(const struct seg *s, const void *key, size_t klen, uint64_t hash)
+{
+    uint64_t tag = tag_of(hash);
+    uint64_t *b = ht_head(s, hash);
+    for (;;) {
+        for (int i = 0; i < SLOTS; i++) {
+            uint64_t v = b[i];
+            if ((v & SLOT_TAG_MASK) != tag) {
+                continue;
+            }
+            const uint8_t *it = loc_item(s, v & SLOT_LOC_MASK);
+            if (it[0] == klen && memcmp(it_key(it), key, klen) == 0) {
+                return &b[i];
+            }
+        }
+        if (b[7] == 0) {
+            return NULL;
+        }
+        b = ovf_at(s, b[7]);
+    }
+}
+
+/*
+ * The slot pointing exactly at loc. Compares tag and location only, never dereferencing other
+ * slots, so it is safe while a merge has slots pointing at data not yet copied.
+ */
+static uint64_t *
+ht_find_loc(const struct seg *s, uint64_t hash, uint64_t loc)
+{
+    uint64_t want = tag_of(hash) | loc;
+    uint64_t *b = ht_head(s, hash);
+    for (;;) {
+        for (int i = 0; i < SLOTS; i++) {
+            if ((b[i] & ~SLOT_FREQ_MASK) == want) {
+                return &b[i];
+            }
+        }
+        if (b[7] == 0) {
+            return NULL;
+        }
+        b = ovf_at(s, b[7]);
+    }
+}
+
+static int
+ht_insert(struct seg *s, uint64_t hash, uint64_t v)
+{
+    uint64_t *b = ht_head(s, hash);
+    for (;;) {
+        for (int i = 0; i < SLOTS; i++) {
+            if (b[i] == 0) {
+                b[i] = v;
+                return 0;
+            }
+        }
+        if (b[7] == 0) {
+            break;
+        }
+        b = ovf_at(s, b[7]);
+    }
+    uint64_t link = ovf_new(s);
+    if (link == 0) {
+        return -ENOMEM;
+    }
+    ovf_at(s, link)[0] = v;
+    b[7] = link;
+    return 0;
+}
+
+/* Empty a slot; an overflow bucket left empty goes back to the free list. */
+static void
+ht_clear(struct seg *s, uint64_t hash, uint64_t *slot)
+{
+    *slot = 0;
+    s->ht_epoch++;
+    uint64_t *prev = ht_head(s, hash);
+    while (prev[7] != 0) {
+        uint64_t *b = ovf_at(s, prev[7]);
+        if (slot >= b && slot < b + SLOTS) {
+            for (int i = 0; i < SLOTS; i++) {
+                if (b[i] != 0) {
+                    return;
+                }
+            }
+            uint64_t link = prev[7];
+            prev[7] = b[7];
+            ovf_release(s, link);
+            return;
+        }
+        prev = b;
+    }
+}
+
+/* ---- segments ---- */
+
+static int32_t
+free_pop(struct seg *s)
+{
+    int32_t sid = s->free_head;
+    if (sid >= 0) {
+        s->free_head = hdr(s, (uint32_t)sid)->next;
+        s->nfree--;
+    }
+    return sid;
+}
+
+static void
+free_push(struct seg *s, uint32_t sid)
+{
+    struct seg_hdr *h = hdr(s, sid);
+    *h = (struct seg_hdr){.next = s->free_head, .prev = -1};
+    s->free_head = (int32_t)sid;
+    s->nfree++;
+}
+
+static void
+chain_append(struct seg *s, unsigned bi, uint32_t sid)
+{
+    struct ttl_bucket *b = &s->tb[bi];
+    struct seg_hdr *h = hdr(s, sid);
+    h->prev = b->tail;
+    h->next = -1;
+    if (b->tail >= 0) {
+        hdr(s, (uint32_t)b->tail)->next = (int32_t)sid;
+    } else {
+        b->head = (int32_t)sid;
+    }
+    b->tail = (int32_t)sid;
+    b->segs++;
+}
+
+static void
+chain_remove(struct seg *s, uint32_t sid)
+{
+    struct seg_hdr *h = hdr(s, sid);
+    struct ttl_bucket *b = &s->tb[h->bucket];
+    if (h->prev >= 0) {
+        hdr(s, (uint32_t)h->prev)->next = h->next;
+    } else {
+        b->head = h->next;
+    }
+    if (h->next >= 0) {
+        hdr(s, (uint32_t)h->next)->prev = h->prev;
+    } else {
+        b->tail = h->prev;
+    }
+    if (b->merge_next == (int32_t)sid) {
+        b->merge_next = -1;
+    }
+    b->segs--;
+}
+
+static void
+seg_release(struct seg *s, uint32_t sid)
+{
+    chain_remove(s, sid);
+    free_push(s, sid);
+}
+
+/* Account for an item that stops being linked, and mark it so walks skip it. */
+static void
+item_kill(struct seg *s, uint64_t loc)
+{
+    uint8_t *it = loc_item(s, loc);
+    struct seg_hdr *h = hdr(s, loc_sid(s, loc));
+    uint32_t sz = it_size(it);
+    it[1] |= IT_DEAD;
+    h->live_bytes -= sz;
+    h->live_items--;
+    s->tb[h->bucket].items--;
+    s->tb[h->bucket].bytes -= sz;
+    s->st.items--;
+    s->st.bytes -= sz;
+}
+
+static void
+item_live(struct seg *s, uint32_t sid, uint32_t sz)
+{
+    struct seg_hdr *h = hdr(s, sid);
+    h->live_bytes += sz;
+    h->live_items++;
+    s->tb[h->bucket].items++;
+    s->tb[h->bucket].bytes += sz;
+    s->st.items++;
+    s->st.bytes += sz;
+}
+
+static void
+unlink_slot(struct seg *s, uint64_t hash, uint64_t *slot)
+{
+    item_kill(s, *slot & SLOT_LOC_MASK);
+    ht_clear(s, hash, slot);
+}
+
+enum why { WHY_EXPIRE, WHY_FLUSH, WHY_EVICT };
+
+/* Unlink every live item of a segment. Returns the number of items visited. */
+static uint32_t
+seg_unlink_all(struct seg *s, uint32_t sid, enum why why)
+{
+    struct seg_hdr *h = hdr(s, sid);
+    uint8_t *base = seg_data(s, sid);
+    uint32_t off = 0, n = 0;
+    while (off < h->write_off) {
+        uint8_t *it = base + off;
+        uint32_t sz = it_size(it);
+        if (!(it[1] & IT_DEAD)) {
+            uint64_t hash = seg_hash(it_key(it), it[0]);
+            uint64_t *slot = ht_find_loc(s, hash, make_loc(s, sid, off));
+            if (slot != NULL) {
+                bool unfetched = slot_freq(*slot) == 0;
+                unlink_slot(s, hash, slot);
+                if (why == WHY_EVICT) {
+                    s->st.evicted_items++;
+                    s->st.evicted_unfetched += unfetched;
+                } else if (why == WHY_EXPIRE) {
+                    s->st.expired_items++;
+                    s->st.expired_unfetched += unfetched;
+                } else {
+                    s->st.flushed_items++;
+                }
+            }
+        }
+        n++;
+        off += sz;
+    }
+    return n;
+}
+
+/* Free an expired or flushed segment. Returns the number of items visited. */
+static uint32_t
+seg_reclaim(struct seg *s, uint32_t sid)
+{
+    bool flushed = hdr(s, sid)->cas_base < s->flush_cas;
+    uint32_t n = seg_unlink_all(s, sid, flushed ? WHY_FLUSH : WHY_EXPIRE);
+    seg_release(s, sid);
+    s->st.expired_segs += !flushed;
+    return n;
+}
+
+/*
+ * Find one dead segment and free it. Chains are ordered by age and by expiry, so only bucket heads
+ * need a look: 464 header reads, done only when the free list is empty.
+ */
+static bool
+reclaim_one(struct seg *s)
+{
+    for (unsigned i = 0; i < TB_COUNT; i++) {
+        int32_t sid = s->tb[i].head;
+        if (sid >= 0 && hdr(s, (uint32_t)sid)->pinned == 0 && seg_dead(s, hdr(s, (uint32_t)sid))) {
+            seg_reclaim(s, (uint32_t)sid);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+seg_evict_one(struct seg *s, uint32_t sid)
+{
+    seg_unlink_all(s, sid, WHY_EVICT);
+    seg_release(s, sid);
+    s->st.evicted_segs++;
+}
+
+/* Victim of the whole-segment policies: a full scan of the headers, O(segments). */
+static int32_t
+pick_victim(struct seg *s, enum seg_evict_policy p)
+{
+    if (p == SEG_EVICT_RANDOM) {
+        uint32_t start = (uint32_t)(rng_next(s) % s->nseg);
+        for (uint32_t i = 0; i < s->nseg; i++) {
+            uint32_t sid = (start + i) % s->nseg;
+            if (hdr(s, sid)->used && hdr(s, sid)->pinned == 0) {
+                return (int32_t)sid;
+            }
+        }
+        return -1;
+    }
+    int32_t best = -1;
+    uint64_t best_key = UINT64_MAX;
+    for (uint32_t sid = 0; sid < s->nseg; sid++) {
+        const struct seg_hdr *h = hdr(s, sid);
+        if (!h->used || h->pinned != 0) {
+            continue;
+        }
+        uint64_t key;
+        if (p == SEG_EVICT_CTE) {
+            key = h->expire_at == 0 ? UINT64_MAX - 1 : h->expire_at;
+        } else if (p == SEG_EVICT_UTIL) {
+            key = h->live_bytes;
+        } else {
+            key = h->cas_base;
+        }
+        if (best < 0 || key < best_key) {
+            best = (int32_t)sid;
+            best_key = key;
+        }
+    }
+    return best;
+}
+
+/* ---- merge eviction ---- */
+
+static bool
+merge_candidate(const struct seg *s, const struct ttl_bucket *b, int32_t sid)
+{
+    const struct seg_hdr *h = hdr(s, (uint32_t)sid);
+    return sid != b->tail && h->pinned == 0 && !seg_dead(s, h);
+}
+
+static unsigned
+merge_collect(const struct seg *s, const struct ttl_bucket *b, int32_t sid, uint32_t *ids)
+{
+    unsigned n = 0;
+    while (sid >= 0 && n < s->merge_n && merge_candidate(s, b, sid)) {
+        ids[n++] = (uint32_t)sid;
+        sid = hdr(s, (uint32_t)sid)->next;
+    }
+    return n;
+}
+
+/*
+ * The frequency cutoff for a merge: the smallest f such that the items of the group read at least
+ * f times fit in one segment (counting the 8 bytes a moved item may gain for its CAS). One cutoff
+ * for the whole group, so the hottest items survive wherever they sit.
+ */
+static unsigned
+merge_cutoff(const struct seg *s, const uint32_t *ids, unsigned n)
+{
+    uint32_t hist[256] = {0};
+    for (unsigned i = 0; i < n; i++) {
+        const struct seg_hdr *h = hdr(s, ids[i]);
+        const uint8_t *base = seg_data(s, ids[i]);
+        for (uint32_t off = 0; off < h->write_off;) {
+            const uint8_t *it = base + off;
+            uint32_t sz = it_size(it);
+            if (!(it[1] & IT_DEAD)) {
+                uint64_t loc = make_loc(s, ids[i], off);
+                uint64_t *slot = ht_find_loc(s, seg_hash(it_key(it), it[0]), loc);
+                if (slot != NULL) {
+                    hist[slot_freq(*slot)] += sz + 8;
+                }
+            }
+            off += sz;
+        }
+    }
+    uint64_t sum = 0;
+    int f = 255;
+    while (f >= 0 && sum + hist[f] <= s->seg_size) {
+        sum += hist[f];
+        f--;
+    }
+    return f < 0 ? 0 : (f == 255 ? 255 : (unsigned)f + 1);
+}
+
+/* Copy (or drop) the live items of src into the merge buffer at *woff, as part of dst. */
+static void
+merge_one(struct seg *s, uint32_t dst, uint32_t src, unsigned cutoff, uint32_t *woff,
+          uint32_t *kept)
+{
+    const struct seg_hdr *h = hdr(s, src);
+    uint8_t *base = seg_data(s, src);
+    for (uint32_t off = 0; off < h->write_off;) {
+        uint8_t *it = base + off;
+        uint32_t sz = it_size(it);
+        off += sz;
+        if (it[1] & IT_DEAD) {
+            continue;
+        }
+        uint64_t loc = make_loc(s, src, off - sz);
+        uint64_t hash = seg_hash(it_key(it), it[0]);
+        uint64_t *slot = ht_find_loc(s, hash, loc);
+        if (slot == NULL) {
+            continue;
+        }
+        unsigned freq = slot_freq(*slot);
+        bool moves = src != dst || off - sz != *woff;
+        /* A moved item keeps its CAS explicitly: the derived one depends on the location. */
+        uint32_t nsz = sz + ((moves && !(it[1] & IT_CAS)) ? 8 : 0);
+        if (freq < cutoff || *woff + nsz > s->seg_size) {
+            s->st.evicted_items++;
+            s->st.evicted_unfetched += freq == 0;
+            unlink_slot(s, hash, slot);
+            continue;
+        }
+        uint8_t *out = s->scratch + *woff;
+        if (nsz == sz) {
+            memcpy(out, it, sz);
+        } else {
+            uint64_t cas = it_cas(s, loc, it);
+            uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, 0);
+            memcpy(p, it_key(it), (size_t)it[0] + it_vlen(it));
+            s->st.bytes += 8;
+            s->tb[h->bucket].bytes += 8;
+        }
+        /* Survivors must earn their place again: halve the counter. */
+        *slot = (*slot & SLOT_TAG_MASK) | ((uint64_t)(freq >> 1) << SLOT_FREQ_SHIFT) |
+                make_loc(s, dst, *woff);
+        *woff += nsz;
+        (*kept)++;
+    }
+}
+
+/*
+ * Merge n consecutive segments of one TTL bucket into the first: keep the most frequently read
+ * items that fit in one segment, drop the rest, and free the other n - 1 segments. Items moved into
+ * the first segment may expire a little earlier (its expiry is the earliest of the group).
+ */
+static void
+merge_run(struct seg *s, const uint32_t *ids, unsigned n)
+{
+    uint32_t dst = ids[0], woff = 0, kept = 0;
+    unsigned cutoff = merge_cutoff(s, ids, n);
+    for (unsigned i = 0; i < n; i++) {
+        merge_one(s, dst, ids[i], cutoff, &woff, &kept);
+    }
+    struct seg_hdr *h = hdr(s, dst);
+    memcpy(seg_data(s, dst), s->scratch, woff);
+    s->ht_epoch++;
+    /* Every kept item now lives in dst: rebuild the live counts from what was copied. */
+    h->write_off = woff;
+    h->live_items = kept;
+    h->live_bytes = woff;
+    for (unsigned i = 1; i < n; i++) {
+        seg_release(s, ids[i]);
+        s->st.evicted_segs++;
+    }
+    if (kept == 0) {
+        seg_release(s, dst);
+        s->st.evicted_segs++;
+    }
+    s->st.merges++;
+}
+
+/*
+ * Merge eviction walks one bucket's chain front to back, a group of merge_n segments per call,
+ * then moves on to the next bucket, so each bucket is visited in proportion to its size. Returns
+ * false when no bucket has two adjacent evictable segments.
+ */
+static bool
+evict_merge(struct seg *s)
+{
+    uint32_t ids[16];
+    for (unsigned tries = 0; tries <= TB_COUNT; tries++) {
+        struct ttl_bucket *b = &s->tb[s->merge_cursor];
+        int32_t start = b->merge_next >= 0 ? b->merge_next : b->head;
+        unsigned n = merge_collect(s, b, start, ids);
+        if (n >= 2) {
+            merge_run(s, ids, n);
+            int32_t next = hdr(s, ids[0])->used ? hdr(s, ids[0])->next : -1;
+            b->merge_next = next;
+            if (next < 0 || next == b->tail) {
+                b->merge_next = -1;
+                s->merge_cursor = (s->merge_cursor + 1) % TB_COUNT;
+            }
+            return true;
+        }
+        b->merge_next = -1;
+        s->merge_cursor = (s->merge_cursor + 1) % TB_COUNT;
+    }
+    return false;
+}
+
+/* A free segment: from the free list, else by reclaiming a dead one, else by eviction. */
+static int32_t
+seg_take(struct seg *s)
+{
+    if (s->free_head >= 0 || reclaim_one(s)) {
+        return free_pop(s);
+    }
+    if (s->evict == SEG_EVICT_NONE) {
+        return -1;
+    }
+    if (s->evict == SEG_EVICT_MERGE && evict_merge(s) && s->free_head >= 0) {
+        return free_pop(s);
+    }
+    /* Merge falls back to FIFO when no bucket has two mergeable segments. */
+    int32_t victim = pick_victim(s, s->evict == SEG_EVICT_MERGE ? SEG_EVICT_FIFO : s->evict);
+    if (victim < 0) {
+        return -1;
+    }
+    seg_evict_one(s, (uint32_t)victim);
+    return free_pop(s);
+}
+
+static bool
+tail_accepts(const struct seg *s, const struct seg_hdr *h, unsigned bi, int64_t expire)
+{
+    if (h->cas_base < s->flush_cas) {
+        return false;
+    }
+    if (bi == TB_NEVER) {
+        return true;
+    }
+    return h->expire_at > s->now && h->expire_at <= expire &&
+           expire < (int64_t)h->expire_at + tb_width(bi);
+}
+
+/* Space for an item of sz bytes expiring at expire (0 = never, else > now). */
+static int
+item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32_t *off_out)
+{
+    unsigned bi = expire == 0 ? TB_NEVER : tb_index((uint32_t)(expire - s->now));
+    struct ttl_bucket *b = &s->tb[bi];
+    if (b->tail >= 0) {
+        struct seg_hdr *h = hdr(s, (uint32_t)b->tail);
+        if (h->write_off + sz <= s->seg_size && tail_accepts(s, h, bi, expire)) {
+            *sid_out = (uint32_t)b->tail;
+            *off_out = h->write_off;
+            h->write_off += sz;
+            return 0;
+        }
+    }
+    int32_t sid = seg_take(s);
+    if (sid < 0) {
+        return -ENOMEM;
+    }
+    struct seg_hdr *h = hdr(s, (uint32_t)sid);
+    *h = (struct seg_hdr){
+        .cas_base = s->cas_next,
+        .write_off = sz,
+        .expire_at = expire == 0 ? 0 : (uint32_t)(s->now + tb_lo(bi)),
+        .bucket = (uint16_t)bi,
+        .used = 1,
+    };
+    s->cas_next += s->seg_size;
+    chain_append(s, bi, (uint32_t)sid);
+    *sid_out = (uint32_t)sid;
+    *off_out = 0;
+    return 0;
+}
+
+/* ---- time and flush ---- */
+
+static void
+flush_now(struct seg *s)
+{
+    /* Every segment opened so far becomes dead; seg_tick() frees them in bulk. */
+    s->flush_cas = s->cas_next;
+    s->flush_at = 0;
+    s->st.flushes++;
+}
+
+static inline void
+clock_update(struct seg *s)
+{
+    s->now = s->clock(s->clock_ctx);
+    if (s->flush_at != 0 && s->now >= s->flush_at) {
+        flush_now(s);
+    }
+}
+
+int64_t
+seg_now(const struct seg *s)
+{
+    return s->now;
+}
+
+void
+seg_flush(struct seg *s, int64_t when)
+{
+    clock_update(s);
+    if (when <= s->now) {
+        flush_now(s);
+    } else {
+        s->flush_at = when;
+    }
+}
+
+void
+seg_tick(struct seg *s)
+{
+    clock_update(s);
+    /*
+     * Bound: TB_COUNT head checks, and reclaiming stops once TICK_ITEMS items were visited (the
+     * segment in hand is finished, so at most TICK_ITEMS + one segment's items).
+     */
+    uint32_t budget = TICK_ITEMS;
+    for (unsigned n = 0; n < TB_COUNT && budget > 0; n++) {
+        unsigned i = (s->tick_cursor + n) % TB_COUNT;
+        int32_t sid;
+        while (budget > 0 && (sid = s->tb[i].head) >= 0 && hdr(s, (uint32_t)sid)->pinned == 0 &&
+               seg_dead(s, hdr(s, (uint32_t)sid))) {
+            uint32_t visited = seg_reclaim(s, (uint32_t)sid) + 1;
+            budget = visited >= budget ? 0 : budget - visited;
+        }
+    }
+    s->tick_cursor = (s->tick_cursor + 1) % TB_COUNT;
+}
+
+/* ---- operations ---- */
+
+static inline int64_t
+clamp_expire(int64_t e)
+{
+    return e > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : e;
+}
+
+static inline bool
+expired(const struct seg *s, int64_t expire)
+{
+    return expire != 0 && expire <= s->now;
+}
+
+/* A valid (linked, not expired, not flushed) item for key; fills *loc. */
+static inline uint64_t *
+find_live(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t *loc)
+{
+    uint64_t *slot = ht_find(s, key, klen, hash);
+    if (slot == NULL) {
+        return NULL;
+    }
+    *loc = *slot & SLOT_LOC_MASK;
+    if (seg_dead(s, hdr(s, loc_sid(s, *loc)))) {
+        return NULL;
+    }
+    return slot;
+}
+
+/*
+ * Link the item at (sid, off) for its key, replacing the current version if any. When known,
+ * slot is the key's slot (NULL: the key has none); otherwise it is looked up.
+ */
+static enum seg_result
+link_item(struct seg *s, uint64_t hash, uint32_t sid, uint32_t off, uint64_t *slot, bool known,
+          uint64_t *cas_out)
+{
+    uint8_t *it = seg_data(s, sid) + off;
+    uint64_t loc = make_loc(s, sid, off);
+    if (!known) {
+        slot = ht_find(s, it_key(it), it[0], hash);
+    }
+    if (slot != NULL) {
+        uint64_t old = *slot;
+        item_kill(s, old & SLOT_LOC_MASK);
+        *slot = (old & (SLOT_TAG_MASK | SLOT_FREQ_MASK)) | loc;
+    } else if (ht_insert(s, hash, tag_of(hash) | loc) != 0) {
+        it[1] |= IT_DEAD;
+        s->st.store_no_memory++;
+        return SEG_NO_MEMORY;
+    }
+    it[1] &= (uint8_t)~IT_DEAD;
+    item_live(s, sid, it_size(it));
+    s->st.total_items++;
+    if (cas_out != NULL) {
+        *cas_out = it_cas(s, loc, it);
+    }
+    return SEG_STORED;
+}
+
+/* What a new item version is made of. */
+struct put {
+    const void *key;
+    size_t klen;
+    uint64_t hash;
+    uint32_t flags;
+    int64_t expire;
+    const void *a; /* value = a then b */
+    size_t alen;
+    const void *b;
+    size_t blen;
+    uint64_t cas;   /* keep this CAS (relocation), 0 = a new one */
+    int32_t pin;    /* segment to keep in place meanwhile (holds a or b), -1 = none */
+    uint64_t *slot; /* the key's slot before allocation (NULL: none) ... */
+    bool known;     /* ... if the caller looked it up */
+};
+
+/* Write a new version of a key and link it. */
+static enum seg_result
+put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
+{
+    size_t sz = item_size(p->klen, p->alen + p->blen, p->flags, p->cas != 0);
+    uint64_t epoch = s->ht_epoch;
+    uint32_t sid, off;
+    if (p->pin >= 0) {
+        hdr(s, (uint32_t)p->pin)->pinned++;
+    }
+    int rc = item_alloc(s, p->expire, (uint32_t)sz, &sid, &off);
+    if (p->pin >= 0) {
+        hdr(s, (uint32_t)p->pin)->pinned--;
+    }
+    if (rc != 0) {
+        s->st.store_no_memory++;
+        return SEG_NO_MEMORY;
+    }
+    uint8_t *it = seg_data(s, sid) + off;
+    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, IT_DEAD);
+    memcpy(w, p->key, p->klen);
+    w += p->klen;
+    if (p->alen != 0) {
+        memcpy(w, p->a, p->alen);
+    }
+    if (p->blen != 0) {
+        memcpy(w + p->alen, p->b, p->blen);
+    }
+    return link_item(s, p->hash, sid, off, p->slot, p->known && epoch == s->ht_epoch, cas_out);
+}
+
+static bool
+too_large(const struct seg *s, size_t klen, size_t vlen)
+{
+    return klen > SEG_KEY_MAX || item_size(klen, vlen, 1, true) > s->item_max;
+}
+
+/* A failed set must not leave the old value behind (memcached does the same). */
+static enum seg_result
+store_failed(struct seg *s, const struct seg_store_req *r, enum seg_result res)
+{
+    if (r->mode == SEG_SET) {
+        uint64_t *slot = ht_find(s, r->key, r->klen, r->hash);
+        if (slot != NULL) {
+            unlink_slot(s, r->hash, slot);
+        }
+    }
+    if (res == SEG_TOO_LARGE) {
+        s->st.store_too_large++;
+    }
+    return res;
+}
+
+/*
+ * The store command logic. placed, if not NULL, is a reserved item (sid, off) already holding
+ * exactly the new version; it is linked instead of writing a copy.
+ */
+static enum seg_result
+do_store(struct seg *s, const struct seg_store_req *r, int64_t expire, const uint32_t *placed,
+         uint64_t *cas_out)
+{
+    bool concat = r->mode == SEG_APPEND || r->mode == SEG_PREPEND;
+    if (cas_out != NULL) {
+        *cas_out = 0;
+    }
+    if (!concat && too_large(s, r->klen, r->vlen)) {
+        return store_failed(s, r, SEG_TOO_LARGE);
+    }
+    uint64_t loc = 0;
+    uint64_t *slot = find_live(s, r->key, r->klen, r->hash, &loc);
+    uint8_t *old = slot != NULL ? loc_item(s, loc) : NULL;
+    if (r->mode == SEG_ADD && old != NULL) {
+        return SEG_NOT_STORED;
+    }
+    if ((r->mode == SEG_REPLACE || concat) && old == NULL) {
+        return SEG_NOT_STORED;
+    }
+    if (r->mode == SEG_CAS || (r->cas != 0 && r->mode != SEG_ADD)) {
+        if (old == NULL) {
+            return SEG_NOT_FOUND;
+        }
+        if (it_cas(s, loc, old) != r->cas) {
+            return SEG_EXISTS;
+        }
+    }
+    struct put p = {
+        .key = r->key,
+        .klen = r->klen,
+        .hash = r->hash,
+        .flags = r->flags,
+        .expire = expire,
+        .a = r->value,
+        .alen = r->vlen,
+        .pin = old != NULL ? (int32_t)loc_sid(s, loc) : -1,
+    };
+    if (concat) {
+        uint32_t olen = it_vlen(old);
+        if (too_large(s, r->klen, olen + r->vlen)) {
+            s->st.store_too_large++;
+            return SEG_TOO_LARGE;
+        }
+        p.flags = it_flags(old);
+        p.expire = hdr(s, loc_sid(s, loc))->expire_at;
+        p.b = r->mode == SEG_APPEND ? r->value : it_val(old);
+        p.blen = r->mode == SEG_APPEND ? r->vlen : olen;
+        p.a = r->mode == SEG_APPEND ? it_val(old) : r->value;
+        p.alen = r->mode == SEG_APPEND ? olen : r->vlen;
+    }
+    /* Even a dead version's slot is replaced in place rather than leaving two for one key. */
+    p.slot = slot != NULL ? slot : ht_find(s, r->key, r->klen, r->hash);
+    p.known = true;
+    if (expired(s, p.expire)) {
+        if (p.slot != NULL) {
+            unlink_slot(s, r->hash, p.slot);
+        }
+        return SEG_STORED;
+    }
+    if (placed != NULL) {
+        return link_item(s, r->hash, placed[0], placed[1], p.slot, true, cas_out);
+    }
+    enum seg_result res = put_item(s, &p, cas_out);
+    return res == SEG_STORED ? res : store_failed(s, r, res);
+}
+
+enum seg_result
+seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out)
+{
+    clock_update(s);
+    int64_t expire = clamp_expire(seg_exptime_abs(req->exptime, s->now));
+    return do_store(s, req, expire, NULL, cas_out);
+}
+
+enum seg_result
+seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
+{
+    clock_update(s);
+    uint64_t *slot = ht_find(s, key, klen, hash);
+    if (slot == NULL) {
+        s->st.misses++;
+        return SEG_NOT_FOUND;
+    }
+    uint64_t v = *slot;
+    uint64_t loc = v & SLOT_LOC_MASK;
+    const struct seg_hdr *h = hdr(s, loc_sid(s, loc));
+    if (seg_dead(s, h)) {
+        s->st.misses++;
+        s->st.get_expired++;
+        return SEG_NOT_FOUND;
+    }
+    uint8_t *it = loc_item(s, loc);
+    out->value = (const char *)it_val(it);
+    out->vlen = it_vlen(it);
+    out->flags = it_flags(it);
+    out->cas = it_cas(s, loc, it);
+    out->ttl = h->expire_at == 0 ? -1 : (int64_t)h->expire_at - s->now;
+    /*
+     * Approximate counter: exact up to 16 reads, then incremented with probability 1/freq, so
+     * 8 bits rank items read thousands of times.
+     */
+    unsigned f = slot_freq(v);
+    if (f < 255 && (f < 16 || rng_next(s) % f == 0)) {
+        *slot = v + (UINT64_C(1) << SLOT_FREQ_SHIFT);
+    }
+    s->st.hits++;
+    return SEG_OK;
+}
+
+enum seg_result
+seg_delete(struct seg *s, const void *key, size_t klen, uint64_t hash)
+{
+    clock_update(s);
+    uint64_t loc;
+    uint64_t *slot = find_live(s, key, klen, hash, &loc);
+    if (slot == NULL) {
+        return SEG_NOT_FOUND;
+    }
+    unlink_slot(s, hash, slot);
+    return SEG_DELETED;
+}
+
+enum seg_result
+seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t exptime)
+{
+    clock_update(s);
+    uint64_t loc;
+    uint64_t *slot = find_live(s, key, klen, hash, &loc);
+    if (slot == NULL) {
+        return SEG_NOT_FOUND;
+    }
+    int64_t expire = clamp_expire(seg_exptime_abs(exptime, s->now));
+    if (expired(s, expire)) {
+        unlink_slot(s, hash, slot);
+        return SEG_TOUCHED;
+    }
+    uint32_t sid = loc_sid(s, loc);
+    const struct seg_hdr *h = hdr(s, sid);
+    unsigned bi = expire == 0 ? TB_NEVER : tb_index((uint32_t)(expire - s->now));
+    if (h->bucket == bi && (bi == TB_NEVER || (h->expire_at <= expire &&
+                                               expire < (int64_t)h->expire_at + tb_width(bi)))) {
+        return SEG_TOUCHED; /* its segment already expires at the right time */
+    }
+    uint8_t *it = loc_item(s, loc);
+    struct put p = {
+        .key = key,
+        .klen = klen,
+        .hash = hash,
+        .flags = it_flags(it),
+        .expire = expire,
+        .a = it_val(it),
+        .alen = it_vlen(it),
+        .cas = it_cas(s, loc, it),
+        .pin = (int32_t)sid,
+        .slot = slot,
+        .known = true,
+    };
+    enum seg_result res = put_item(s, &p, NULL);
+    if (res == SEG_STORED) {
+        s->st.total_items--; /* a move, not a new item */
+        return SEG_TOUCHED;
+    }
+    return res;
+}
+
+/* memcached accepts decimal digits followed by optional whitespace. */
+static bool
+parse_u64(const uint8_t *p, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+        unsigned d = p[i] - '0';
+        if (v > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    if (i == 0) {
+        return false;
+    }
+    for (; i < len; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') {
+            return false;
+        }
+    }
+    *out = v;
+    return true;
+}
+
+enum seg_result
+seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t delta, bool decr,
+         uint64_t *value_out, uint64_t *cas_out)
+{
+    clock_update(s);
+    uint64_t loc;
+    uint64_t *slot = find_live(s, key, klen, hash, &loc);
+    if (slot == NULL) {
+        return SEG_NOT_FOUND;
+    }
+    uint8_t *it = loc_item(s, loc);
+    uint64_t v;
+    if (!parse_u64(it_val(it), it_vlen(it), &v)) {
+        return SEG_NON_NUMERIC;
+    }
+    v = decr ? (v > delta ? v - delta : 0) : v + delta;
+    char buf[24];
+    int len = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    struct put p = {
+        .key = key,
+        .klen = klen,
+        .hash = hash,
+        .flags = it_flags(it),
+        .expire = hdr(s, loc_sid(s, loc))->expire_at,
+        .a = buf,
+        .alen = (size_t)len,
+        .pin = (int32_t)loc_sid(s, loc),
+        .slot = slot,
+        .known = true,
+    };
+    enum seg_result res = put_item(s, &p, cas_out);
+    if (res != SEG_STORED) {
+        return res;
+    }
+    *value_out = v;
+    return SEG_OK;
+}
+
+enum seg_result
+seg_reserve(struct seg *s, const struct seg_store_req *req, struct seg_reservation *res)
+{
+    clock_update(s);
+    res->active = false;
+    if (too_large(s, req->klen, req->vlen)) {
+        return store_failed(s, req, SEG_TOO_LARGE);
+    }
+    int64_t expire = clamp_expire(seg_exptime_abs(req->exptime, s->now));
+    /*
+     * set/add/replace/cas with a live exptime are written where they will stay; the others
+     * (append, prepend, past exptime) hold the bytes in a never-expiring segment until commit
+     * copies them.
+     */
+    bool in_place = req->mode != SEG_APPEND && req->mode != SEG_PREPEND && !expired(s, expire);
+    uint32_t flags = in_place ? req->flags : 0;
+    uint32_t sid, off;
+    if (item_alloc(s, in_place ? expire : 0, (uint32_t)item_size(req->klen, req->vlen, flags, 0),
+                   &sid, &off) != 0) {
+        s->st.store_no_memory++;
+        return store_failed(s, req, SEG_NO_MEMORY);
+    }
+    uint8_t *it = seg_data(s, sid) + off;
+    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, 0, IT_DEAD);
+    memcpy(w, req->key, req->klen);
+    hdr(s, sid)->pinned++;
+    *res = (struct seg_reservation){
+        .value = (char *)w + req->klen,
+        .vlen = req->vlen,
+        .req = *req,
+        .expire = expire,
+        .sid = sid,
+        .off = off,
+        .in_place = in_place,
+        .active = true,
+    };
+    res->req.key = NULL;
+    res->req.value = NULL;
+    return SEG_OK;
+}
+
+enum seg_result
+seg_commit(struct seg *s, struct seg_reservation *res, uint64_t *cas_out)
+{
+    clock_update(s);
+    if (!res->active) {
+        return SEG_NOT_STORED;
+    }
+    struct seg_hdr *h = hdr(s, res->sid);
+    uint8_t *it = seg_data(s, res->sid) + res->off;
+    struct seg_store_req r = res->req;
+    r.key = it_key(it);
+    r.value = it_val(it);
+    enum seg_result out;
+    if (res->in_place && !seg_dead(s, h) && !expired(s, res->expire)) {
+        uint32_t placed[2] = {res->sid, res->off};
+        out = do_store(s, &r, res->expire, placed, cas_out);
+    } else {
+        /* The reservation's segment stays pinned, so the bytes do not move while copied. */
+        out = do_store(s, &r, res->expire, NULL, cas_out);
+    }
+    h->pinned--;
+    res->active = false;
+    return out;
+}
+
+void
+seg_abort(struct seg *s, struct seg_reservation *res)
+{
+    if (res->active) {
+        hdr(s, res->sid)->pinned--;
+        res->active = false;
+    }
+}
+
+/* ---- stats ---- */
+
+void
+seg_stats_get(const struct seg *s, struct seg_stats *out)
+{
+    *out = s->st;
+    out->segs_total = s->nseg;
+    out->segs_free = s->nfree;
+    out->segs_used = s->nseg - s->nfree;
+    out->heap_bytes = s->heap_len;
+    out->hash_bytes = s->ht_len + (uint64_t)s->ovf_nchunks * OVF_CHUNK * 64;
+    out->overhead_bytes = (uint64_t)s->nseg * sizeof(struct seg_hdr) + sizeof(*s) +
+                          (s->scratch != NULL ? s->seg_size : 0);
+}
+
+int
+seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out)
+{
+    if (idx >= TB_COUNT) {
+        return -EINVAL;
+    }
+    const struct ttl_bucket *b = &s->tb[idx];
+    *out = (struct seg_ttl_stats){
+        .ttl_lo = tb_lo((unsigned)idx),
+        .ttl_hi = idx == TB_NEVER ? 0 : tb_lo((unsigned)idx) + tb_width((unsigned)idx) - 1,
+        .segs = b->segs,
+        .items = b->items,
+        .bytes = b->bytes,
+    };
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static int
+check_options(const struct seg_options *o)
+{
+    if (o->seg_size < SEG_SIZE_MIN || o->seg_size > SEG_SIZE_MAX ||
+        (o->seg_size & (o->seg_size - 1)) != 0) {
+        return -EINVAL;
+    }
+    if (o->item_max > o->seg_size || o->item_max < 64) {
+        return -EINVAL;
+    }
+    if (o->mem_bytes / o->seg_size < 2 || (unsigned)o->evict >= SEG_EVICT_COUNT) {
+        return -EINVAL;
+    }
+    if (o->merge_n < 2 || o->merge_n > 16) {
+        return -EINVAL;
+    }
+    unsigned off_bits = (unsigned)__builtin_ctzll(o->seg_size);
+    if (o->mem_bytes / o->seg_size >= (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) ||
+        o->mem_bytes / o->seg_size > INT32_MAX) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int
+seg_create(struct seg **out, const struct seg_options *opts)
+{
+    int rc = check_options(opts);
+    if (rc != 0) {
+        return rc;
+    }
+    struct seg *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->seg_size = (uint32_t)opts->seg_size;
+    s->off_bits = (unsigned)__builtin_ctzll(opts->seg_size);
+    s->nseg = (uint32_t)(opts->mem_bytes / opts->seg_size);
+    s->item_max = opts->item_max;
+    s->evict = opts->evict;
+    s->merge_n = opts->merge_n;
+    s->clock = opts->clock != NULL ? opts->clock : real_clock;
+    s->clock_ctx = opts->clock_ctx;
+    s->rng = opts->seed != 0 ? opts->seed : 1;
+    s->free_head = -1;
+    s->heap_len = (size_t)s->nseg * s->seg_size;
+    s->heap = mmap(NULL, s->heap_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s->heap == MAP_FAILED) {
+        s->heap = NULL;
+        goto fail;
+    }
+    /*
+     * Hash table: one bucket (7 item slots) per 6 expected items, where an item is expected to
+     * take item_bytes_hint bytes of the heap. Collisions past 7 go to overflow buckets.
+     */
+    size_t hint = opts->item_bytes_hint != 0 ? opts->item_bytes_hint : 64;
+    uint64_t nb = s->heap_len / hint / 6;
+    s->nbuckets = (uint32_t)(nb < 64 ? 64 : (nb > UINT32_MAX ? UINT32_MAX : nb));
+    s->ht_len = (size_t)s->nbuckets * 64;
+    s->ht = mmap(NULL, s->ht_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s->ht == MAP_FAILED) {
+        s->ht = NULL;
+        goto fail;
+    }
+    s->hdrs = calloc(s->nseg, sizeof(*s->hdrs));
+    if (s->hdrs == NULL) {
+        goto fail;
+    }
+    if (s->evict == SEG_EVICT_MERGE && (s->scratch = malloc(s->seg_size)) == NULL) {
+        goto fail;
+    }
+    for (uint32_t i = s->nseg; i-- > 0;) {
+        free_push(s, i); /* low ids first: untouched high segments cost no RSS */
+    }
+    for (unsigned i = 0; i < TB_COUNT; i++) {
+        s->tb[i] = (struct ttl_bucket){.head = -1, .tail = -1, .merge_next = -1};
+    }
+    s->now = s->clock(s->clock_ctx);
+    *out = s;
+    return 0;
+fail:
+    seg_destroy(&s);
+    return -ENOMEM;
+}
+
+void
+seg_destroy(struct seg **sp)
+{
+    if (sp == NULL || *sp == NULL) {
+        return;
+    }
+    struct seg *s = *sp;
+    if (s->heap != NULL) {
+        munmap(s->heap, s->heap_len);
+    }
+    if (s->ht != NULL) {
+        munmap(s->ht, s->ht_len);
+    }
+    for (uint32_t i = 0; i < s->ovf_nchunks; i++) {
+        free(s->ovf[i]);
+    }
+    free(s->ovf);
+    free(s->hdrs);
+    free(s->scratch);
+    free(s);
+    *sp = NULL;
+}

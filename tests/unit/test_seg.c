@@ -1,0 +1,1281 @@
+/* Unit tests of the Segcache storage engine (include/petrel/seg.h). */
+#include "petrel/seg.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1700000000 /* a plausible unix time for the test clock */
+
+struct fake_clock {
+    int64_t now;
+};
+
+static int64_t
+fake_now(void *ctx)
+{
+    return ((struct fake_clock *)ctx)->now;
+}
+
+static struct fake_clock clk;
+
+static struct seg *
+mk(size_t mem, size_t seg_size, enum seg_evict_policy evict)
+{
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = mem;
+    o.seg_size = seg_size;
+    o.item_max = seg_size;
+    o.evict = evict;
+    o.clock = fake_now;
+    o.clock_ctx = &clk;
+    clk.now = T0;
+    struct seg *s = NULL;
+    cr_assert_eq(seg_create(&s, &o), 0);
+    return s;
+}
+
+static struct seg *
+mk_default(void)
+{
+    return mk(8 << 20, 1 << 20, SEG_EVICT_MERGE);
+}
+
+static enum seg_result
+st(struct seg *s, enum seg_store_mode mode, const char *key, const char *val, uint32_t flags,
+   int64_t exptime, uint64_t cas, uint64_t *cas_out)
+{
+    struct seg_store_req r = {
+        .mode = mode,
+        .key = key,
+        .klen = strlen(key),
+        .hash = seg_hash(key, strlen(key)),
+        .value = val,
+        .vlen = strlen(val),
+        .flags = flags,
+        .exptime = exptime,
+        .cas = cas,
+    };
+    return seg_store(s, &r, cas_out);
+}
+
+static enum seg_result
+set(struct seg *s, const char *key, const char *val, int64_t exptime)
+{
+    return st(s, SEG_SET, key, val, 0, exptime, 0, NULL);
+}
+
+static enum seg_result
+get(struct seg *s, const char *key, struct seg_view *v)
+{
+    return seg_get(s, key, strlen(key), seg_hash(key, strlen(key)), v);
+}
+
+static bool
+has(struct seg *s, const char *key)
+{
+    struct seg_view v;
+    return get(s, key, &v) == SEG_OK;
+}
+
+static void
+assert_value(struct seg *s, const char *key, const char *val)
+{
+    struct seg_view v;
+    cr_assert_eq(get(s, key, &v), SEG_OK, "%s missing", key);
+    cr_assert_eq(v.vlen, strlen(val));
+    cr_assert(memcmp(v.value, val, v.vlen) == 0, "%s: got %.*s want %s", key, (int)v.vlen, v.value,
+              val);
+}
+
+static uint64_t
+cas_of(struct seg *s, const char *key)
+{
+    struct seg_view v;
+    cr_assert_eq(get(s, key, &v), SEG_OK);
+    return v.cas;
+}
+
+static enum seg_result
+incr(struct seg *s, const char *key, uint64_t delta, bool decr, uint64_t *out)
+{
+    return seg_incr(s, key, strlen(key), seg_hash(key, strlen(key)), delta, decr, out, NULL);
+}
+
+static enum seg_result
+touch(struct seg *s, const char *key, int64_t exptime)
+{
+    return seg_touch(s, key, strlen(key), seg_hash(key, strlen(key)), exptime);
+}
+
+static enum seg_result
+del(struct seg *s, const char *key)
+{
+    return seg_delete(s, key, strlen(key), seg_hash(key, strlen(key)));
+}
+
+static void
+tick_for(struct seg *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        seg_tick(s);
+    }
+}
+
+/* ---- options, names, helpers ---- */
+
+Test(seg, create_rejects_bad_options)
+{
+    struct seg_options o;
+    struct seg *s = NULL;
+    seg_options_init(&o);
+    o.seg_size = 3000;
+    cr_assert_eq(seg_create(&s, &o), -EINVAL);
+    seg_options_init(&o);
+    o.mem_bytes = o.seg_size; /* one segment is not enough */
+    cr_assert_eq(seg_create(&s, &o), -EINVAL);
+    seg_options_init(&o);
+    o.item_max = o.seg_size * 2;
+    cr_assert_eq(seg_create(&s, &o), -EINVAL);
+    cr_assert_null(s);
+}
+
+Test(seg, destroy_sets_pointer_to_null)
+{
+    struct seg *s = mk_default();
+    seg_destroy(&s);
+    cr_assert_null(s);
+    seg_destroy(&s);
+}
+
+Test(seg, policy_names_parse_both_ways)
+{
+    const char *names[] = {"merge", "fifo", "random", "cte", "util", "none"};
+    for (int i = 0; i < 6; i++) {
+        enum seg_evict_policy p;
+        cr_assert_eq(seg_evict_policy_parse(names[i], &p), 0);
+        cr_assert_str_eq(seg_evict_policy_names[p], names[i]);
+    }
+    enum seg_evict_policy p;
+    cr_assert_eq(seg_evict_policy_parse("lru", &p), -EINVAL);
+}
+
+Test(seg, result_strings_are_memcached_replies)
+{
+    cr_assert_str_eq(seg_result_str(SEG_STORED), "STORED");
+    cr_assert_str_eq(seg_result_str(SEG_NOT_STORED), "NOT_STORED");
+    cr_assert_str_eq(seg_result_str(SEG_EXISTS), "EXISTS");
+    cr_assert_str_eq(seg_result_str(SEG_NOT_FOUND), "NOT_FOUND");
+    cr_assert_str_eq(seg_result_str(SEG_DELETED), "DELETED");
+    cr_assert_str_eq(seg_result_str(SEG_TOUCHED), "TOUCHED");
+    cr_assert_str_eq(seg_result_str(SEG_NON_NUMERIC),
+                     "CLIENT_ERROR cannot increment or decrement non-numeric value");
+    cr_assert_str_eq(seg_result_str(SEG_TOO_LARGE), "SERVER_ERROR object too large for cache");
+    cr_assert_str_eq(seg_result_str(SEG_NO_MEMORY), "SERVER_ERROR out of memory storing object");
+}
+
+Test(seg, exptime_conversion_follows_memcached)
+{
+    cr_assert_eq(seg_exptime_abs(0, T0), 0);
+    cr_assert_eq(seg_exptime_abs(10, T0), T0 + 10);
+    cr_assert_eq(seg_exptime_abs(2592000, T0), T0 + 2592000);
+    cr_assert_eq(seg_exptime_abs(2592001, T0), 2592001); /* absolute, long past */
+    cr_assert_eq(seg_exptime_abs(T0 + 5, T0), T0 + 5);
+    cr_assert(seg_exptime_abs(-1, T0) <= T0);
+}
+
+Test(seg, ttl_slack_is_zero_below_32s_and_at_most_a_sixteenth)
+{
+    for (uint32_t t = 1; t < 32; t++) {
+        cr_assert_eq(seg_ttl_slack(t), 0);
+    }
+    for (uint32_t t = 32; t < 5000000; t = t * 5 / 4 + 1) {
+        cr_assert_leq(seg_ttl_slack(t), t / 16, "ttl %u slack %u", t, seg_ttl_slack(t));
+    }
+}
+
+/* ---- get / set ---- */
+
+Test(seg, set_then_get_returns_value_and_flags)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(st(s, SEG_SET, "k", "hello", 0xdeadbeef, 0, 0, NULL), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.vlen, 5);
+    cr_assert(memcmp(v.value, "hello", 5) == 0);
+    cr_assert_eq(v.flags, 0xdeadbeef);
+    cr_assert_eq(v.ttl, -1);
+    cr_assert_neq(v.cas, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, get_of_missing_key_is_not_found)
+{
+    struct seg *s = mk_default();
+    struct seg_view v;
+    cr_assert_eq(get(s, "nope", &v), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, keys_and_values_are_binary_safe)
+{
+    struct seg *s = mk_default();
+    const char key[] = {'a', 0, 'b', '\r', '\n'};
+    const char val[] = {0, 1, 2, 0, '\r', '\n', 0};
+    uint64_t h = seg_hash(key, sizeof(key));
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = key,
+                              .klen = sizeof(key),
+                              .hash = h,
+                              .value = val,
+                              .vlen = sizeof(val)};
+    cr_assert_eq(seg_store(s, &r, NULL), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(seg_get(s, key, sizeof(key), h, &v), SEG_OK);
+    cr_assert_eq(v.vlen, sizeof(val));
+    cr_assert(memcmp(v.value, val, sizeof(val)) == 0);
+    cr_assert_eq(seg_get(s, key, 1, seg_hash(key, 1), &v), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, set_replaces_the_value)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "one", 0);
+    set(s, "k", "two", 0);
+    assert_value(s, "k", "two");
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 1);
+    seg_destroy(&s);
+}
+
+Test(seg, empty_value_is_stored)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(set(s, "k", "", 0), SEG_STORED);
+    assert_value(s, "k", "");
+    seg_destroy(&s);
+}
+
+/* ---- add / replace / append / prepend ---- */
+
+Test(seg, add_stores_only_a_missing_key)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(st(s, SEG_ADD, "k", "a", 0, 0, 0, NULL), SEG_STORED);
+    cr_assert_eq(st(s, SEG_ADD, "k", "b", 0, 0, 0, NULL), SEG_NOT_STORED);
+    assert_value(s, "k", "a");
+    seg_destroy(&s);
+}
+
+Test(seg, replace_stores_only_an_existing_key)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(st(s, SEG_REPLACE, "k", "a", 0, 0, 0, NULL), SEG_NOT_STORED);
+    cr_assert(!has(s, "k"));
+    set(s, "k", "a", 0);
+    cr_assert_eq(st(s, SEG_REPLACE, "k", "b", 0, 0, 0, NULL), SEG_STORED);
+    assert_value(s, "k", "b");
+    seg_destroy(&s);
+}
+
+Test(seg, append_and_prepend_concatenate_and_keep_flags)
+{
+    struct seg *s = mk_default();
+    st(s, SEG_SET, "k", "mid", 42, 0, 0, NULL);
+    cr_assert_eq(st(s, SEG_APPEND, "k", "-end", 7, 0, 0, NULL), SEG_STORED);
+    cr_assert_eq(st(s, SEG_PREPEND, "k", "start-", 9, 0, 0, NULL), SEG_STORED);
+    assert_value(s, "k", "start-mid-end");
+    struct seg_view v;
+    get(s, "k", &v);
+    cr_assert_eq(v.flags, 42);
+    seg_destroy(&s);
+}
+
+Test(seg, append_to_missing_key_is_not_stored)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(st(s, SEG_APPEND, "k", "x", 0, 0, 0, NULL), SEG_NOT_STORED);
+    cr_assert_eq(st(s, SEG_PREPEND, "k", "x", 0, 0, 0, NULL), SEG_NOT_STORED);
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
+Test(seg, append_keeps_the_expiry)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "a", 5);
+    clk.now += 2;
+    st(s, SEG_APPEND, "k", "b", 0, 100, 0, NULL);
+    clk.now += 2;
+    assert_value(s, "k", "ab");
+    clk.now += 1;
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
+/* ---- cas ---- */
+
+Test(seg, cas_with_matching_value_stores)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "a", 0);
+    uint64_t c = cas_of(s, "k"), nc = 0;
+    cr_assert_eq(st(s, SEG_CAS, "k", "b", 0, 0, c, &nc), SEG_STORED);
+    cr_assert_neq(nc, c);
+    cr_assert_eq(cas_of(s, "k"), nc);
+    assert_value(s, "k", "b");
+    seg_destroy(&s);
+}
+
+Test(seg, cas_with_stale_value_is_exists)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "a", 0);
+    uint64_t c = cas_of(s, "k");
+    set(s, "k", "b", 0);
+    cr_assert_eq(st(s, SEG_CAS, "k", "c", 0, 0, c, NULL), SEG_EXISTS);
+    assert_value(s, "k", "b");
+    seg_destroy(&s);
+}
+
+Test(seg, cas_on_missing_key_is_not_found)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(st(s, SEG_CAS, "k", "c", 0, 0, 12345, NULL), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, set_with_compare_cas_behaves_like_cas)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "a", 0);
+    uint64_t c = cas_of(s, "k");
+    cr_assert_eq(st(s, SEG_SET, "k", "x", 0, 0, c + 1, NULL), SEG_EXISTS);
+    cr_assert_eq(st(s, SEG_SET, "k", "x", 0, 0, c, NULL), SEG_STORED);
+    cr_assert_eq(st(s, SEG_SET, "zz", "x", 0, 0, c, NULL), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, unchanged_item_keeps_its_cas)
+{
+    struct seg *s = mk_default();
+    uint64_t c0 = 0;
+    st(s, SEG_SET, "k", "a", 0, 0, 0, &c0);
+    set(s, "other", "b", 0);
+    cr_assert_eq(cas_of(s, "k"), c0);
+    cr_assert_eq(cas_of(s, "k"), c0);
+    seg_destroy(&s);
+}
+
+Test(seg, every_update_gets_a_new_cas)
+{
+    struct seg *s = mk_default();
+    uint64_t seen[8];
+    int n = 0;
+    set(s, "k", "1", 0);
+    seen[n++] = cas_of(s, "k");
+    st(s, SEG_APPEND, "k", "2", 0, 0, 0, NULL);
+    seen[n++] = cas_of(s, "k");
+    st(s, SEG_PREPEND, "k", "3", 0, 0, 0, NULL);
+    seen[n++] = cas_of(s, "k");
+    uint64_t v;
+    incr(s, "k", 1, false, &v);
+    seen[n++] = cas_of(s, "k");
+    incr(s, "k", 1, true, &v);
+    seen[n++] = cas_of(s, "k");
+    del(s, "k");
+    set(s, "k", "1", 0);
+    seen[n++] = cas_of(s, "k");
+    for (int i = 0; i < n; i++) {
+        for (int j = i + 1; j < n; j++) {
+            cr_assert_neq(seen[i], seen[j], "cas %d == cas %d", i, j);
+        }
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, cas_values_stay_unique_across_segment_reuse)
+{
+    /* 2 segments of 4 KiB: segments are reused many times as items expire and get evicted. */
+    struct seg *s = mk(8192, 4096, SEG_EVICT_FIFO);
+    size_t cap = 20000, n = 0;
+    uint64_t *all = malloc(cap * sizeof(*all));
+    char key[32], val[64];
+    for (int i = 0; i < 4000; i++) {
+        snprintf(key, sizeof(key), "key%d", i % 50);
+        snprintf(val, sizeof(val), "value-%d-%0*d", i, i % 40, 0);
+        uint64_t c = 0;
+        cr_assert_eq(st(s, SEG_SET, key, val, 0, i % 3 == 0 ? 1 : 0, 0, &c), SEG_STORED);
+        all[n++] = c;
+        if (i % 100 == 0) {
+            clk.now++;
+            seg_tick(s);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            cr_assert_neq(all[i], all[j]);
+        }
+    }
+    free(all);
+    seg_destroy(&s);
+}
+
+/* ---- incr / decr ---- */
+
+Test(seg, incr_adds_and_returns_the_new_value)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "41", 0);
+    uint64_t v = 0;
+    cr_assert_eq(incr(s, "n", 1, false, &v), SEG_OK);
+    cr_assert_eq(v, 42);
+    assert_value(s, "n", "42");
+    seg_destroy(&s);
+}
+
+Test(seg, incr_may_lengthen_the_value)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "99", 0);
+    uint64_t v = 0;
+    incr(s, "n", 1, false, &v);
+    assert_value(s, "n", "100");
+    incr(s, "n", 95, true, &v);
+    assert_value(s, "n", "5");
+    seg_destroy(&s);
+}
+
+Test(seg, incr_wraps_at_64_bits)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "18446744073709551615", 0);
+    uint64_t v = 1;
+    cr_assert_eq(incr(s, "n", 2, false, &v), SEG_OK);
+    cr_assert_eq(v, 1);
+    assert_value(s, "n", "1");
+    seg_destroy(&s);
+}
+
+Test(seg, decr_stops_at_zero)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "5", 0);
+    uint64_t v = 1;
+    cr_assert_eq(incr(s, "n", 10, true, &v), SEG_OK);
+    cr_assert_eq(v, 0);
+    assert_value(s, "n", "0");
+    seg_destroy(&s);
+}
+
+Test(seg, incr_of_non_numeric_value_is_refused)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "abc", 0);
+    set(s, "b", "", 0);
+    set(s, "c", "18446744073709551616", 0); /* 2^64 does not fit */
+    set(s, "d", "-1", 0);
+    uint64_t v;
+    cr_assert_eq(incr(s, "a", 1, false, &v), SEG_NON_NUMERIC);
+    cr_assert_eq(incr(s, "b", 1, false, &v), SEG_NON_NUMERIC);
+    cr_assert_eq(incr(s, "c", 1, false, &v), SEG_NON_NUMERIC);
+    cr_assert_eq(incr(s, "d", 1, true, &v), SEG_NON_NUMERIC);
+    assert_value(s, "a", "abc");
+    seg_destroy(&s);
+}
+
+Test(seg, incr_accepts_trailing_spaces)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "9 ", 0);
+    uint64_t v;
+    cr_assert_eq(incr(s, "n", 1, false, &v), SEG_OK);
+    cr_assert_eq(v, 10);
+    seg_destroy(&s);
+}
+
+Test(seg, incr_of_missing_key_is_not_found)
+{
+    struct seg *s = mk_default();
+    uint64_t v;
+    cr_assert_eq(incr(s, "n", 1, false, &v), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, incr_keeps_flags_and_expiry)
+{
+    struct seg *s = mk_default();
+    st(s, SEG_SET, "n", "1", 77, 3, 0, NULL);
+    uint64_t v;
+    clk.now += 1;
+    incr(s, "n", 1, false, &v);
+    struct seg_view view;
+    cr_assert_eq(get(s, "n", &view), SEG_OK);
+    cr_assert_eq(view.flags, 77);
+    clk.now += 2;
+    cr_assert(!has(s, "n"));
+    seg_destroy(&s);
+}
+
+/* ---- delete / touch ---- */
+
+Test(seg, delete_removes_an_existing_key)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    cr_assert_eq(del(s, "k"), SEG_DELETED);
+    cr_assert(!has(s, "k"));
+    cr_assert_eq(del(s, "k"), SEG_NOT_FOUND);
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 0);
+    cr_assert_eq(stats.bytes, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, touch_sets_a_new_expiry_and_keeps_the_cas)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 2);
+    uint64_t c = cas_of(s, "k");
+    cr_assert_eq(touch(s, "k", 10), SEG_TOUCHED);
+    cr_assert_eq(cas_of(s, "k"), c);
+    clk.now += 5;
+    assert_value(s, "k", "v");
+    cr_assert_eq(cas_of(s, "k"), c);
+    clk.now += 5;
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
+Test(seg, touch_to_zero_makes_an_item_permanent)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 2);
+    cr_assert_eq(touch(s, "k", 0), SEG_TOUCHED);
+    clk.now += 100000;
+    assert_value(s, "k", "v");
+    struct seg_view v;
+    get(s, "k", &v);
+    cr_assert_eq(v.ttl, -1);
+    seg_destroy(&s);
+}
+
+Test(seg, touch_with_negative_exptime_expires_the_item)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    cr_assert_eq(touch(s, "k", -1), SEG_TOUCHED);
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
+Test(seg, touch_of_missing_key_is_not_found)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(touch(s, "k", 10), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+/* ---- expiry ---- */
+
+Test(seg, item_with_exptime_2_is_there_after_1s_and_gone_after_3s)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 2);
+    clk.now += 1;
+    cr_assert(has(s, "k"));
+    clk.now += 2;
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
+Test(seg, short_ttls_expire_at_the_exact_second)
+{
+    struct seg *s = mk(8 << 20, 64 << 10, SEG_EVICT_MERGE); /* 31 buckets need 31 segments */
+    char key[16];
+    for (int ttl = 1; ttl < 32; ttl++) {
+        snprintf(key, sizeof(key), "k%d", ttl);
+        set(s, key, "v", ttl);
+    }
+    for (int t = 1; t <= 32; t++) {
+        clk.now = T0 + t;
+        for (int ttl = 1; ttl < 32; ttl++) {
+            snprintf(key, sizeof(key), "k%d", ttl);
+            cr_assert_eq(has(s, key), t < ttl, "ttl %d at +%d", ttl, t);
+        }
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, long_ttl_expires_early_by_at_most_its_slack)
+{
+    struct seg *s = mk_default();
+    char key[16];
+    int ttls[] = {32, 100, 1000, 3600, 86400, 2592000};
+    for (int i = 0; i < 6; i++) {
+        /* A later write into an older segment of the bucket is the worst case. */
+        snprintf(key, sizeof(key), "k%d", i);
+        set(s, "warm", "v", ttls[i]);
+        clk.now += seg_ttl_slack((uint32_t)ttls[i]) / 2;
+        set(s, key, "v", ttls[i]);
+        int64_t stored = clk.now;
+        struct seg_view v;
+        cr_assert_eq(get(s, key, &v), SEG_OK);
+        cr_assert_leq(v.ttl, ttls[i]);
+        cr_assert_geq(v.ttl, ttls[i] - (int64_t)seg_ttl_slack((uint32_t)ttls[i]));
+        clk.now = stored + ttls[i] - seg_ttl_slack((uint32_t)ttls[i]) - 1;
+        cr_assert(has(s, key), "ttl %d gone too early", ttls[i]);
+        clk.now = stored + ttls[i];
+        cr_assert(!has(s, key), "ttl %d alive too long", ttls[i]);
+        clk.now = T0;
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, negative_exptime_stores_nothing_and_removes_the_old_value)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    cr_assert_eq(set(s, "k", "w", -1), SEG_STORED);
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
+Test(seg, absolute_exptime_is_honoured)
+{
+    struct seg *s = mk_default();
+    set(s, "past", "v", T0 - 10);
+    set(s, "now", "v", T0);
+    set(s, "future", "v", T0 + 3000000);
+    cr_assert(!has(s, "past"));
+    cr_assert(!has(s, "now"));
+    cr_assert(has(s, "future"));
+    clk.now = T0 + 3000000;
+    cr_assert(!has(s, "future"));
+    seg_destroy(&s);
+}
+
+Test(seg, expired_item_is_never_returned)
+{
+    struct seg *s = mk_default();
+    char key[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        set(s, key, "v", 1 + i % 40);
+    }
+    for (int t = 0; t < 50; t++) {
+        clk.now = T0 + t;
+        for (int i = 0; i < 1000; i++) {
+            snprintf(key, sizeof(key), "k%d", i);
+            struct seg_view v;
+            if (get(s, key, &v) == SEG_OK) {
+                cr_assert_lt(t, 1 + i % 40);
+                cr_assert_gt(v.ttl, 0);
+            }
+        }
+        seg_tick(s);
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, expired_segments_are_freed_by_tick_without_reads)
+{
+    struct seg *s = mk(16 << 20, 64 << 10, SEG_EVICT_MERGE);
+    char key[32], val[100];
+    memset(val, 'x', sizeof(val) - 1);
+    val[sizeof(val) - 1] = 0;
+    for (int i = 0; i < 50000; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        set(s, key, val, 5);
+    }
+    struct seg_stats a, b;
+    seg_stats_get(s, &a);
+    cr_assert_gt(a.segs_used, 50);
+    clk.now += 5;
+    tick_for(s, 10); /* one second of ticks */
+    seg_stats_get(s, &b);
+    cr_assert_eq(b.segs_used, 0);
+    cr_assert_eq(b.items, 0);
+    cr_assert_eq(b.bytes, 0);
+    cr_assert_eq(b.expired_items, 50000);
+    cr_assert_eq(b.expired_unfetched, 50000);
+    seg_destroy(&s);
+}
+
+Test(seg, tick_leaves_live_segments_alone)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "v", 100);
+    set(s, "b", "v", 0);
+    clk.now += 50;
+    tick_for(s, 10);
+    cr_assert(has(s, "a"));
+    cr_assert(has(s, "b"));
+    seg_destroy(&s);
+}
+
+/* ---- flush_all ---- */
+
+Test(seg, flush_now_invalidates_everything_stored_before)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "v", 0);
+    set(s, "b", "v", 100);
+    seg_flush(s, 0);
+    cr_assert(!has(s, "a"));
+    cr_assert(!has(s, "b"));
+    set(s, "c", "v", 0);
+    cr_assert(has(s, "c"));
+    cr_assert_eq(st(s, SEG_ADD, "a", "new", 0, 0, 0, NULL), SEG_STORED);
+    assert_value(s, "a", "new");
+    seg_destroy(&s);
+}
+
+Test(seg, delayed_flush_takes_effect_at_its_time)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "v", 0);
+    seg_flush(s, T0 + 10);
+    clk.now += 5;
+    cr_assert(has(s, "a"));
+    set(s, "b", "v", 0); /* stored before the flush time: flushed too */
+    clk.now = T0 + 10;
+    cr_assert(!has(s, "a"));
+    cr_assert(!has(s, "b"));
+    set(s, "c", "v", 0);
+    clk.now += 100;
+    cr_assert(has(s, "c"), "items stored after the flush time stay");
+    seg_destroy(&s);
+}
+
+Test(seg, later_flush_replaces_a_pending_one)
+{
+    struct seg *s = mk_default();
+    seg_flush(s, T0 + 10);
+    seg_flush(s, T0 + 20);
+    set(s, "a", "v", 0);
+    clk.now = T0 + 15;
+    cr_assert(has(s, "a"));
+    clk.now = T0 + 20;
+    cr_assert(!has(s, "a"));
+    seg_destroy(&s);
+}
+
+Test(seg, flushed_memory_is_reclaimed_by_tick)
+{
+    struct seg *s = mk(8 << 20, 64 << 10, SEG_EVICT_MERGE);
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        set(s, key, "some value bytes", 0);
+    }
+    seg_flush(s, 0);
+    tick_for(s, 10);
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.segs_used, 0);
+    cr_assert_eq(stats.items, 0);
+    cr_assert_eq(stats.flushed_items, 20000);
+    seg_destroy(&s);
+}
+
+/* ---- size limits ---- */
+
+static char *
+filled(size_t n)
+{
+    char *p = malloc(n + 1);
+    memset(p, 'v', n);
+    p[n] = 0;
+    return p;
+}
+
+Test(seg, largest_memcached_value_is_stored)
+{
+    struct seg *s = mk(8 << 20, 1 << 20, SEG_EVICT_MERGE);
+    char *big = filled(1047552);
+    char key[251];
+    memset(key, 'k', 250);
+    key[250] = 0;
+    cr_assert_eq(set(s, key, big, 0), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(get(s, key, &v), SEG_OK);
+    cr_assert_eq(v.vlen, 1047552);
+    free(big);
+    seg_destroy(&s);
+}
+
+Test(seg, value_over_the_limit_is_too_large_and_removes_the_old_value)
+{
+    struct seg *s = mk(8 << 20, 1 << 20, SEG_EVICT_MERGE);
+    char *big = filled(1049600);
+    set(s, "k", "old", 0);
+    cr_assert_eq(set(s, "k", big, 0), SEG_TOO_LARGE);
+    cr_assert(!has(s, "k"));
+    cr_assert_eq(st(s, SEG_ADD, "k2", big, 0, 0, 0, NULL), SEG_TOO_LARGE);
+    size_t limit = (1 << 20) - SEG_ITEM_OVERHEAD - 1;
+    big[limit] = 0;
+    cr_assert_eq(set(s, "k", big, 0), SEG_STORED);
+    big[limit] = 'v';
+    big[limit + 1] = 0;
+    cr_assert_eq(set(s, "k", big, 0), SEG_TOO_LARGE);
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.store_too_large, 3);
+    free(big);
+    seg_destroy(&s);
+}
+
+Test(seg, append_beyond_the_limit_is_too_large)
+{
+    struct seg *s = mk(8 << 20, 1 << 20, SEG_EVICT_MERGE);
+    char *big = filled(600000);
+    set(s, "k", big, 0);
+    cr_assert_eq(st(s, SEG_APPEND, "k", big, 0, 0, 0, NULL), SEG_TOO_LARGE);
+    struct seg_view v;
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.vlen, 600000);
+    free(big);
+    seg_destroy(&s);
+}
+
+Test(seg, key_of_250_bytes_is_stored_and_251_refused)
+{
+    struct seg *s = mk_default();
+    char key[252];
+    memset(key, 'k', 251);
+    key[250] = 0;
+    cr_assert_eq(set(s, key, "v", 0), SEG_STORED);
+    cr_assert(has(s, key));
+    key[250] = 'k';
+    key[251] = 0;
+    cr_assert_eq(set(s, key, "v", 0), SEG_TOO_LARGE);
+    seg_destroy(&s);
+}
+
+/* ---- eviction and the memory bound ---- */
+
+/* Write 10x the memory in 100-byte values; check bound and that every hit is right. */
+static void
+fill_ten_times(enum seg_evict_policy p)
+{
+    size_t mem = 1 << 20;
+    struct seg *s = mk(mem, 64 << 10, p);
+    char key[32], val[128];
+    int n = (int)(10 * mem / 100);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        snprintf(val, sizeof(val), "%-80d", i);
+        enum seg_result r = set(s, key, val, i % 2 ? 0 : 3600);
+        cr_assert_eq(r, SEG_STORED, "%s at %d", seg_evict_policy_names[p], i);
+        struct seg_stats stats;
+        seg_stats_get(s, &stats);
+        cr_assert_leq(stats.segs_used, stats.segs_total);
+        cr_assert_leq(stats.bytes, stats.heap_bytes);
+    }
+    int hits = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        snprintf(val, sizeof(val), "%-80d", i);
+        struct seg_view v;
+        if (get(s, key, &v) == SEG_OK) {
+            hits++;
+            cr_assert_eq(v.vlen, strlen(val));
+            cr_assert(memcmp(v.value, val, v.vlen) == 0);
+        }
+    }
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.heap_bytes, mem);
+    cr_assert_gt(stats.evicted_items, 0);
+    cr_assert_eq((uint64_t)hits, stats.items);
+    /* Most of the heap still holds readable items. */
+    cr_assert_gt(hits, (int)(mem / 100 / 2), "%s kept only %d", seg_evict_policy_names[p], hits);
+    seg_destroy(&s);
+}
+
+Test(seg, merge_eviction_keeps_memory_bounded_and_values_right)
+{
+    fill_ten_times(SEG_EVICT_MERGE);
+}
+
+Test(seg, fifo_eviction_keeps_memory_bounded_and_values_right)
+{
+    fill_ten_times(SEG_EVICT_FIFO);
+}
+
+Test(seg, random_eviction_keeps_memory_bounded_and_values_right)
+{
+    fill_ten_times(SEG_EVICT_RANDOM);
+}
+
+Test(seg, cte_eviction_keeps_memory_bounded_and_values_right)
+{
+    fill_ten_times(SEG_EVICT_CTE);
+}
+
+Test(seg, util_eviction_keeps_memory_bounded_and_values_right)
+{
+    fill_ten_times(SEG_EVICT_UTIL);
+}
+
+Test(seg, no_eviction_fails_writes_with_out_of_memory)
+{
+    struct seg *s = mk(256 << 10, 64 << 10, SEG_EVICT_NONE);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    int i = 0;
+    enum seg_result r = SEG_STORED;
+    for (; i < 10000 && r == SEG_STORED; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        r = set(s, key, val, 0);
+    }
+    cr_assert_eq(r, SEG_NO_MEMORY);
+    cr_assert_lt(i, 10000);
+    cr_assert(has(s, "key:0"), "nothing was evicted");
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.evicted_items, 0);
+    cr_assert_eq(stats.store_no_memory, 1);
+    /* Expired memory is still reused. */
+    seg_destroy(&s);
+}
+
+Test(seg, no_eviction_still_reuses_expired_memory)
+{
+    struct seg *s = mk(256 << 10, 64 << 10, SEG_EVICT_NONE);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        cr_assert_eq(set(s, key, val, 1), SEG_STORED, "at %d", i);
+        if (i % 500 == 499) {
+            clk.now++;
+        }
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, fifo_evicts_the_oldest_items_first)
+{
+    struct seg *s = mk(256 << 10, 64 << 10, SEG_EVICT_FIFO);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        set(s, key, val, 0);
+    }
+    cr_assert(!has(s, "key:0"));
+    cr_assert(has(s, "key:1999"));
+    seg_destroy(&s);
+}
+
+Test(seg, cte_evicts_what_expires_soonest)
+{
+    struct seg *s = mk(512 << 10, 64 << 10, SEG_EVICT_CTE);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    /* Short-lived items first, long-lived after: CTE drops the short ones although older. */
+    for (int i = 0; i < 600; i++) {
+        snprintf(key, sizeof(key), "long:%d", i);
+        set(s, key, val, 100000);
+    }
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "short:%d", i);
+        set(s, key, val, 1000);
+    }
+    cr_assert(has(s, "long:0"));
+    cr_assert(!has(s, "short:0"));
+    seg_destroy(&s);
+}
+
+Test(seg, util_evicts_the_emptiest_segment)
+{
+    struct seg *s = mk(256 << 10, 64 << 10, SEG_EVICT_UTIL);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    int per_seg = (64 << 10) / 210;
+    /* Fill the first segment, then the second, and delete most of the second. */
+    for (int i = 0; i < 2 * per_seg; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        set(s, key, val, 0);
+    }
+    for (int i = per_seg + 5; i < 2 * per_seg; i++) {
+        snprintf(key, sizeof(key), "key:%d", i);
+        del(s, key);
+    }
+    for (int i = 0; i < 3 * per_seg; i++) {
+        snprintf(key, sizeof(key), "more:%d", i);
+        set(s, key, val, 0);
+    }
+    cr_assert(has(s, "key:0"), "the full, older segment survives");
+    snprintf(key, sizeof(key), "key:%d", per_seg + 1);
+    cr_assert(!has(s, key));
+    seg_destroy(&s);
+}
+
+Test(seg, merge_keeps_frequently_read_items)
+{
+    struct seg *s = mk(1 << 20, 64 << 10, SEG_EVICT_MERGE);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "hot:%d", i);
+        set(s, key, val, 0);
+    }
+    int n = 20000;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "cold:%d", i);
+        set(s, key, val, 0);
+        if (i % 50 == 0) {
+            for (int j = 0; j < 200; j++) {
+                snprintf(key, sizeof(key), "hot:%d", j);
+                has(s, key);
+            }
+        }
+    }
+    int hot = 0, cold = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "hot:%d", i);
+        hot += has(s, key);
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "cold:%d", i);
+        cold += has(s, key);
+    }
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_gt(stats.merges, 0);
+    cr_assert_geq(hot, 190, "hot kept %d of 200", hot);
+    cr_assert_lt(cold * 100 / n, 50, "cold kept %d of %d", cold, n);
+    seg_destroy(&s);
+}
+
+Test(seg, merge_relocation_keeps_the_cas)
+{
+    struct seg *s = mk(1 << 20, 64 << 10, SEG_EVICT_MERGE);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    uint64_t cas[100];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "hot:%d", i);
+        st(s, SEG_SET, key, val, 0, 0, 0, &cas[i]);
+    }
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "cold:%d", i);
+        set(s, key, val, 0);
+        if (i % 50 == 0) {
+            for (int j = 0; j < 100; j++) {
+                snprintf(key, sizeof(key), "hot:%d", j);
+                struct seg_view v;
+                if (get(s, key, &v) == SEG_OK) {
+                    cr_assert_eq(v.cas, cas[j], "hot:%d changed CAS after a move", j);
+                }
+            }
+        }
+    }
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_gt(stats.merges, 10);
+    int kept = 0;
+    for (int j = 0; j < 100; j++) {
+        snprintf(key, sizeof(key), "hot:%d", j);
+        kept += has(s, key);
+    }
+    cr_assert_gt(kept, 90);
+    seg_destroy(&s);
+}
+
+/* ---- reserve / commit ---- */
+
+static struct seg_store_req
+req_of(enum seg_store_mode mode, const char *key, size_t vlen, int64_t exptime)
+{
+    return (struct seg_store_req){.mode = mode,
+                                  .key = key,
+                                  .klen = strlen(key),
+                                  .hash = seg_hash(key, strlen(key)),
+                                  .vlen = vlen,
+                                  .flags = 5,
+                                  .exptime = exptime};
+}
+
+Test(seg, reserve_then_commit_stores_the_value)
+{
+    struct seg *s = mk_default();
+    struct seg_store_req r = req_of(SEG_SET, "k", 5, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    cr_assert_eq(res.vlen, 5);
+    cr_assert(!has(s, "k"), "not visible before commit");
+    memcpy(res.value, "hello", 5);
+    uint64_t cas = 0;
+    cr_assert_eq(seg_commit(s, &res, &cas), SEG_STORED);
+    assert_value(s, "k", "hello");
+    cr_assert_eq(cas_of(s, "k"), cas);
+    seg_destroy(&s);
+}
+
+Test(seg, reservation_survives_other_writes_and_eviction)
+{
+    struct seg *s = mk(256 << 10, 64 << 10, SEG_EVICT_FIFO);
+    struct seg_store_req r = req_of(SEG_SET, "big", 1000, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    memset(res.value, 'b', 1000);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    for (int i = 0; i < 5000; i++) { /* 4x the memory */
+        snprintf(key, sizeof(key), "key:%d", i);
+        set(s, key, val, 0);
+    }
+    cr_assert_eq(seg_commit(s, &res, NULL), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(get(s, "big", &v), SEG_OK);
+    cr_assert_eq(v.vlen, 1000);
+    cr_assert_eq(v.value[999], 'b');
+    cr_assert_eq(v.flags, 5);
+    seg_destroy(&s);
+}
+
+Test(seg, aborted_reservation_stores_nothing)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "old", 0);
+    struct seg_store_req r = req_of(SEG_SET, "k", 3, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    memcpy(res.value, "new", 3);
+    seg_abort(s, &res);
+    assert_value(s, "k", "old");
+    seg_destroy(&s);
+}
+
+Test(seg, committed_add_on_existing_key_is_not_stored)
+{
+    struct seg *s = mk_default();
+    struct seg_store_req r = req_of(SEG_ADD, "k", 3, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    memcpy(res.value, "new", 3);
+    set(s, "k", "old", 0); /* arrives while the value is being received */
+    cr_assert_eq(seg_commit(s, &res, NULL), SEG_NOT_STORED);
+    assert_value(s, "k", "old");
+    seg_destroy(&s);
+}
+
+Test(seg, reserved_append_is_applied_at_commit)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "abc", 0);
+    struct seg_store_req r = req_of(SEG_APPEND, "k", 3, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    memcpy(res.value, "def", 3);
+    cr_assert_eq(seg_commit(s, &res, NULL), SEG_STORED);
+    assert_value(s, "k", "abcdef");
+    seg_destroy(&s);
+}
+
+Test(seg, reservation_committed_after_flush_is_stored)
+{
+    struct seg *s = mk_default();
+    struct seg_store_req r = req_of(SEG_SET, "k", 3, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    memcpy(res.value, "new", 3);
+    seg_flush(s, 0);
+    tick_for(s, 10);
+    cr_assert_eq(seg_commit(s, &res, NULL), SEG_STORED);
+    assert_value(s, "k", "new");
+    seg_destroy(&s);
+}
+
+Test(seg, oversized_reservation_is_refused)
+{
+    struct seg *s = mk_default();
+    struct seg_store_req r = req_of(SEG_SET, "k", 2 << 20, 0);
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_TOO_LARGE);
+    cr_assert(!res.active);
+    seg_destroy(&s);
+}
+
+/* ---- stats ---- */
+
+Test(seg, stats_count_hits_misses_and_items)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "12345", 0);
+    set(s, "b", "1", 10);
+    has(s, "a");
+    has(s, "a");
+    has(s, "zz");
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.hits, 2);
+    cr_assert_eq(stats.misses, 1);
+    cr_assert_eq(stats.items, 2);
+    cr_assert_eq(stats.total_items, 2);
+    cr_assert_eq(stats.bytes, (5 + 1 + 5) + (5 + 1 + 1)); /* header + key + value */
+    cr_assert_eq(stats.segs_used, 2);
+    cr_assert_gt(stats.hash_bytes, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, ttl_bucket_summary_reports_items_per_bucket)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "v", 0);
+    set(s, "b", "v", 10);
+    set(s, "c", "v", 10);
+    set(s, "d", "v", 5000);
+    uint64_t total = 0;
+    int nonempty = 0;
+    for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
+        struct seg_ttl_stats t;
+        cr_assert_eq(seg_ttl_stats_get(s, i, &t), 0);
+        total += t.items;
+        nonempty += t.items > 0;
+        if (t.items == 2) {
+            cr_assert_eq(t.ttl_lo, 10);
+            cr_assert_eq(t.ttl_hi, 10);
+        }
+        if (t.items == 1 && t.ttl_lo > 0) {
+            cr_assert_leq(t.ttl_lo, 5000);
+            cr_assert_geq(t.ttl_hi, 5000);
+        }
+    }
+    cr_assert_eq(total, 4);
+    cr_assert_eq(nonempty, 3);
+    struct seg_ttl_stats t;
+    cr_assert_eq(seg_ttl_stats_get(s, seg_ttl_bucket_count(), &t), -EINVAL);
+    seg_destroy(&s);
+}
+
+Test(seg, instances_are_independent)
+{
+    struct seg *a = mk_default();
+    struct seg *b = mk_default();
+    set(a, "k", "a", 0);
+    cr_assert(!has(b, "k"));
+    seg_flush(b, 0);
+    cr_assert(has(a, "k"));
+    seg_destroy(&a);
+    seg_destroy(&b);
+}
