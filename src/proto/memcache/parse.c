@@ -368,6 +368,7 @@ parse_store(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char
     req->vlen = (uint32_t)vlen;
     req->key = req->key_raw = t[1].p;
     req->klen = req->klen_raw = (uint8_t)t[1].len;
+    req->nkeys = 1;
     if (req->vlen > p->opts.max_value) {
         return fail_swallow(p, req, LIT(E_TOO_LARGE), quiet, linelen, (size_t)req->vlen + 2);
     }
@@ -940,10 +941,24 @@ find_line(struct mc_parser *p, const char *buf, size_t n, const char **nl)
 enum mc_parse_rc
 mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
 {
+    /* Fields a command does not set stay zero, so a request never carries stale values. */
     req->cmd = MC_CMD_NONE;
     req->consumed = 0;
     req->noreply = false;
     req->nkeys = 0;
+    req->key = req->key_raw = NULL;
+    req->klen = req->klen_raw = 0;
+    req->args = NULL;
+    req->args_len = 0;
+    req->nargs = 0;
+    req->flags = 0;
+    req->exptime = 0;
+    req->vlen = 0;
+    req->val = NULL;
+    req->cas = 0;
+    req->delta = 0;
+    req->meta.seen = 0;
+    req->meta.nflags = 0;
     if (p->swallow > 0) {
         if (n == 0) {
             return MC_PARSE_AGAIN;
