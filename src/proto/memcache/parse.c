@@ -959,6 +959,7 @@ mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
     req->delta = 0;
     req->meta.seen = 0;
     req->meta.nflags = 0;
+    req->meta.binary_key = false;
     if (p->swallow > 0) {
         if (n == 0) {
             return MC_PARSE_AGAIN;
