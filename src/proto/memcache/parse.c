@@ -1,0 +1,1042 @@
+/*
+ * memcache parse: the memcached text and meta request parser. Contract in
+ * include/petrel/memcache.h; the protocol surface and the deliberate differences from memcached
+ * are in docs/protocol.md.
+ *
+ * The parser mirrors memcached 1.6's observable behaviour: which lines get ERROR and which get
+ * a CLIENT_ERROR, when noreply silences an error, when a refused data block is swallowed and when
+ * it is instead read as the next command. It is written for the hot path: one memchr() for the
+ * line, a single pass over the tokens, no copies, no allocation.
+ */
+#include "petrel/memcache.h"
+
+#include <limits.h>
+#include <string.h>
+
+#define MAX_TOKENS 24 /* like memcached: counts above this only ever mean "too many" */
+
+struct tok {
+    const char *p;
+    size_t len;
+};
+
+#define LIT(s) s, (sizeof(s) - 1)
+
+/* Literal equality of a token, compiled to a few compares for short literals. */
+#define TOK_IS(t, s) ((t).len == sizeof(s) - 1 && memcmp((t).p, s, sizeof(s) - 1) == 0)
+
+static const char E_ERROR[] = "ERROR";
+static const char E_FORMAT[] = "CLIENT_ERROR bad command line format";
+static const char E_CHUNK[] = "CLIENT_ERROR bad data chunk";
+static const char E_TOO_LARGE[] = "SERVER_ERROR object too large for cache";
+static const char E_EXPTIME[] = "CLIENT_ERROR invalid exptime argument";
+static const char E_DELTA_ARG[] = "CLIENT_ERROR invalid numeric delta argument";
+static const char E_DELETE[] = "CLIENT_ERROR bad command line format.  "
+                               "Usage: delete <key> [noreply]";
+static const char E_SHUTDOWN_OFF[] = "ERROR: shutdown not enabled";
+static const char E_SHUTDOWN_MODE[] = "CLIENT_ERROR invalid shutdown mode";
+static const char E_DUP_FLAG[] = "CLIENT_ERROR duplicate flag";
+static const char E_INVALID_FLAG[] = "CLIENT_ERROR invalid flag";
+static const char E_INVALID_OR_DUP[] = "CLIENT_ERROR invalid or duplicate flag";
+static const char E_BAD_TOKEN[] = "CLIENT_ERROR bad token in command line format";
+static const char E_DECODE_KEY[] = "CLIENT_ERROR error decoding key";
+static const char E_M_LENGTH[] = "CLIENT_ERROR incorrect length for M token";
+static const char E_INITIAL[] = "CLIENT_ERROR invalid numeric initial value";
+static const char E_DELTA[] = "CLIENT_ERROR invalid numeric delta value";
+static const char E_OPAQUE[] = "CLIENT_ERROR opaque token too long";
+static const char E_MG_TOO_LONG[] = "CLIENT_ERROR options flags are too long";
+static const char E_TOO_LONG[] = "CLIENT_ERROR options flags too long";
+static const char E_MS_MODE[] = "CLIENT_ERROR invalid mode for ms M token";
+static const char E_MA_MODE[] = "CLIENT_ERROR invalid mode for ma M token";
+
+void
+mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts)
+{
+    *p = (struct mc_parser){.opts = *opts};
+    if (p->opts.max_get_line == 0) {
+        p->opts.max_get_line = MC_GET_LINE_DEFAULT;
+    }
+    /* A get line is always allowed the ordinary line length. */
+    if (p->opts.max_get_line < MC_LINE_MAX + 1) {
+        p->opts.max_get_line = MC_LINE_MAX + 1;
+    }
+}
+
+/* ---- small helpers ---- */
+
+static enum mc_parse_rc
+fail(struct mc_req *req, const char *msg, size_t len, bool quiet, size_t consumed)
+{
+    req->cmd = MC_CMD_NONE;
+    req->consumed = consumed;
+    req->err = (struct mc_err){.msg = msg, .len = (uint16_t)len, .quiet = quiet};
+    return MC_PARSE_ERROR;
+}
+
+/* An error that refuses a data block: the line is consumed, the block swallowed later. */
+static enum mc_parse_rc
+fail_swallow(struct mc_parser *p, struct mc_req *req, const char *msg, size_t len, bool quiet,
+             size_t consumed, size_t swallow)
+{
+    fail(req, msg, len, quiet, consumed);
+    req->err.action = MC_ERR_SWALLOW;
+    req->err.swallow = swallow;
+    p->swallow = swallow;
+    return MC_PARSE_ERROR;
+}
+
+static enum mc_parse_rc
+fail_close(struct mc_req *req)
+{
+    fail(req, NULL, 0, true, 0);
+    req->err.action = MC_ERR_CLOSE;
+    return MC_PARSE_ERROR;
+}
+
+/*
+ * Keys are at most 250 bytes without control characters. memcached itself accepts control
+ * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
+ */
+static bool
+key_ok(const char *k, size_t len)
+{
+    if (len > MC_KEY_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)k[i];
+        if (c < 0x20 || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Unsigned decimal with an optional '+', no overflow, nothing else in the token. */
+static bool
+parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    size_t i = 0;
+    if (len > 0 && s[0] == '+') {
+        i = 1;
+    }
+    if (i == len) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9) {
+            return false;
+        }
+        if (v > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static bool
+parse_u32(const char *s, size_t len, uint32_t *out)
+{
+    uint64_t v;
+    if (!parse_u64(s, len, &v) || v > UINT32_MAX) {
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Signed 32-bit decimal (exptimes, lengths): optional sign, within range. */
+static bool
+parse_i32(const char *s, size_t len, int32_t *out)
+{
+    bool neg = false;
+    if (len > 0 && s[0] == '-') {
+        neg = true;
+        s++;
+        len--;
+        if (len > 0 && s[0] == '+') {
+            return false;
+        }
+    }
+    uint64_t v;
+    if (!parse_u64(s, len, &v) || v > (uint64_t)INT32_MAX + (neg ? 1 : 0)) {
+        return false;
+    }
+    *out = neg ? (int32_t)(-(int64_t)v) : (int32_t)v;
+    return true;
+}
+
+static int
+b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+') {
+        return 62;
+    }
+    if (c == '/') {
+        return 63;
+    }
+    return -1;
+}
+
+/* Standard base64 with padding; returns the decoded length, 0 for invalid input. */
+static size_t
+b64_decode(const char *in, size_t len, char *out, size_t cap)
+{
+    if (len == 0 || len % 4 != 0) {
+        return 0;
+    }
+    size_t pad = 0;
+    if (in[len - 1] == '=') {
+        pad = in[len - 2] == '=' ? 2 : 1;
+    }
+    size_t olen = len / 4 * 3 - pad;
+    if (olen == 0 || olen > cap) {
+        return 0;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int j = 0; j < 4; j++) {
+            bool padding = i + (size_t)j >= len - pad;
+            v[j] = padding ? 0 : b64_value((unsigned char)in[i + (size_t)j]);
+            if (v[j] < 0) {
+                return 0;
+            }
+        }
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        char b3[3] = {(char)(w >> 16), (char)(w >> 8), (char)w};
+        for (int j = 0; j < 3 && o < olen; j++) {
+            out[o++] = b3[j];
+        }
+    }
+    return olen;
+}
+
+/* Split [s, e) at spaces into at most MAX_TOKENS tokens; returns MAX_TOKENS + 1 for more. */
+static unsigned
+tokenize(const char *s, const char *e, struct tok *t)
+{
+    unsigned n = 0;
+    while (s < e) {
+        if (*s == ' ') {
+            s++;
+            continue;
+        }
+        if (n == MAX_TOKENS) {
+            return MAX_TOKENS + 1;
+        }
+        const char *b = s;
+        while (s < e && *s != ' ') {
+            s++;
+        }
+        t[n].p = b;
+        t[n].len = (size_t)(s - b);
+        n++;
+    }
+    return n;
+}
+
+/* memcached's noreply: the last token of the line is exactly "noreply". */
+static bool
+last_is_noreply(const struct tok *t, unsigned n)
+{
+    return n > 0 && TOK_IS(t[n - 1], "noreply");
+}
+
+/* ---- retrieval ---- */
+
+/*
+ * get/gets/gat/gats: the keys are validated here, all of them, so that a bad key anywhere on the
+ * line gives one CLIENT_ERROR and no partial reply, as memcached does.
+ */
+static enum mc_parse_rc
+parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, size_t linelen)
+{
+    bool touch = cmd == MC_CMD_GAT || cmd == MC_CMD_GATS;
+    while (s < e && *s == ' ') {
+        s++;
+    }
+    if (s == e) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    if (touch) {
+        const char *b = s;
+        while (s < e && *s != ' ') {
+            s++;
+        }
+        if (!parse_i32(b, (size_t)(s - b), &req->exptime)) {
+            return fail(req, LIT(E_EXPTIME), false, linelen);
+        }
+    }
+    req->args = s;
+    req->args_len = (size_t)(e - s);
+    req->key = NULL;
+    req->klen = 0;
+    uint32_t nkeys = 0;
+    while (s < e) {
+        if (*s == ' ') {
+            s++;
+            continue;
+        }
+        const char *b = s;
+        bool bad = false;
+        while (s < e && *s != ' ') {
+            unsigned char c = (unsigned char)*s;
+            bad |= c < 0x20 || c == 0x7f;
+            s++;
+        }
+        size_t len = (size_t)(s - b);
+        if (bad || len > MC_KEY_MAX) {
+            return fail(req, LIT(E_FORMAT), false, linelen);
+        }
+        if (nkeys == 0) {
+            req->key = req->key_raw = b;
+            req->klen = req->klen_raw = (uint8_t)len;
+        }
+        nkeys++;
+    }
+    req->nkeys = nkeys;
+    req->cmd = cmd;
+    req->consumed = linelen;
+    return MC_PARSE_OK;
+}
+
+/* ---- storage ---- */
+
+/* The data block of a storage command: wait for it, check its "\r\n", point at the value. */
+static enum mc_parse_rc
+take_value(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char *buf, size_t n,
+           size_t linelen, bool quiet)
+{
+    size_t need = linelen + (size_t)req->vlen + 2;
+    if (n < need) {
+        p->need = need;
+        return MC_PARSE_AGAIN;
+    }
+    p->need = 0;
+    const char *v = buf + linelen;
+    if (v[req->vlen] != '\r' || v[req->vlen + 1] != '\n') {
+        /* memcached reads the whole block first, then refuses it: framing continues after. */
+        return fail(req, LIT(E_CHUNK), quiet, need);
+    }
+    req->val = v;
+    req->cmd = cmd;
+    req->consumed = need;
+    return MC_PARSE_OK;
+}
+
+static enum mc_parse_rc
+parse_store(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char *buf, size_t n,
+            const struct tok *t, unsigned nt, size_t linelen)
+{
+    bool cas = cmd == MC_CMD_CAS;
+    if (nt != (cas ? 6u : 5u) && nt != (cas ? 7u : 6u)) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    bool quiet = last_is_noreply(t, nt);
+    req->noreply = quiet;
+    /* A refused line is consumed alone: its data block is then read as a command, as in
+     * memcached. Only a well-formed but too large value is swallowed. */
+    if (!key_ok(t[1].p, t[1].len)) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    int32_t vlen;
+    if (!parse_u32(t[2].p, t[2].len, &req->flags) || !parse_i32(t[3].p, t[3].len, &req->exptime) ||
+        !parse_i32(t[4].p, t[4].len, &vlen)) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    if (cas && !parse_u64(t[5].p, t[5].len, &req->cas)) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    if (vlen < 0 || vlen > INT_MAX - 2) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    req->vlen = (uint32_t)vlen;
+    req->key = req->key_raw = t[1].p;
+    req->klen = req->klen_raw = (uint8_t)t[1].len;
+    req->nkeys = 1;
+    if (req->vlen > p->opts.max_value) {
+        return fail_swallow(p, req, LIT(E_TOO_LARGE), quiet, linelen, (size_t)req->vlen + 2);
+    }
+    return take_value(p, req, cmd, buf, n, linelen, quiet);
+}
+
+/* ---- other text commands ---- */
+
+static enum mc_parse_rc
+set_key(struct mc_req *req, const struct tok *k, bool quiet, size_t linelen)
+{
+    if (!key_ok(k->p, k->len)) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    req->key = req->key_raw = k->p;
+    req->klen = req->klen_raw = (uint8_t)k->len;
+    req->nkeys = 1;
+    return MC_PARSE_OK;
+}
+
+static enum mc_parse_rc
+done(struct mc_req *req, enum mc_cmd cmd, size_t linelen)
+{
+    req->cmd = cmd;
+    req->consumed = linelen;
+    return MC_PARSE_OK;
+}
+
+static enum mc_parse_rc
+parse_arith(struct mc_req *req, enum mc_cmd cmd, const struct tok *t, unsigned nt, size_t linelen)
+{
+    if (nt != 3 && nt != 4) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    req->noreply = last_is_noreply(t, nt);
+    if (set_key(req, &t[1], req->noreply, linelen) != MC_PARSE_OK) {
+        return MC_PARSE_ERROR;
+    }
+    if (!parse_u64(t[2].p, t[2].len, &req->delta)) {
+        return fail(req, LIT(E_DELTA_ARG), req->noreply, linelen);
+    }
+    return done(req, cmd, linelen);
+}
+
+static enum mc_parse_rc
+parse_delete(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    if (nt < 2 || nt > 4) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    if (nt > 2) {
+        /* Only the legacy "delete <key> 0" and noreply may follow the key. */
+        bool zero = TOK_IS(t[2], "0");
+        req->noreply = last_is_noreply(t, nt);
+        bool valid = (nt == 3 && (zero || req->noreply)) || (nt == 4 && zero && req->noreply);
+        if (!valid) {
+            return fail(req, LIT(E_DELETE), req->noreply, linelen);
+        }
+    }
+    if (set_key(req, &t[1], req->noreply, linelen) != MC_PARSE_OK) {
+        return MC_PARSE_ERROR;
+    }
+    return done(req, MC_CMD_DELETE, linelen);
+}
+
+static enum mc_parse_rc
+parse_touch(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    if (nt != 3 && nt != 4) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    req->noreply = last_is_noreply(t, nt);
+    if (set_key(req, &t[1], req->noreply, linelen) != MC_PARSE_OK) {
+        return MC_PARSE_ERROR;
+    }
+    if (!parse_i32(t[2].p, t[2].len, &req->exptime)) {
+        return fail(req, LIT(E_EXPTIME), req->noreply, linelen);
+    }
+    return done(req, MC_CMD_TOUCH, linelen);
+}
+
+static enum mc_parse_rc
+parse_flush_all(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    if (nt > 3) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    req->noreply = last_is_noreply(t, nt);
+    req->exptime = 0;
+    req->has_delay = false;
+    if (nt != (req->noreply ? 2u : 1u)) {
+        if (!parse_i32(t[1].p, t[1].len, &req->exptime)) {
+            return fail(req, LIT(E_EXPTIME), req->noreply, linelen);
+        }
+        req->has_delay = true;
+    }
+    return done(req, MC_CMD_FLUSH_ALL, linelen);
+}
+
+static enum mc_parse_rc
+parse_verbosity(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    if (nt != 2 && nt != 3) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    req->noreply = last_is_noreply(t, nt);
+    if (!parse_u32(t[1].p, t[1].len, &req->verbosity)) {
+        return fail(req, LIT(E_FORMAT), req->noreply, linelen);
+    }
+    return done(req, MC_CMD_VERBOSITY, linelen);
+}
+
+static enum mc_parse_rc
+parse_shutdown(struct mc_parser *p, struct mc_req *req, const struct tok *t, unsigned nt,
+               size_t linelen)
+{
+    if (!p->opts.shutdown_enabled) {
+        return fail(req, LIT(E_SHUTDOWN_OFF), false, linelen);
+    }
+    req->graceful = false;
+    if (nt == 2 && TOK_IS(t[1], "graceful")) {
+        req->graceful = true;
+    } else if (nt != 1) {
+        return fail(req, LIT(E_SHUTDOWN_MODE), false, linelen);
+    }
+    return done(req, MC_CMD_SHUTDOWN, linelen);
+}
+
+static enum mc_parse_rc
+parse_stats(struct mc_req *req, const struct tok *t, unsigned nt, const char *e, size_t linelen)
+{
+    if (nt > 1) {
+        req->args = t[1].p;
+        req->args_len = (size_t)(e - t[1].p);
+        req->nargs = nt - 1;
+    } else {
+        req->args = e;
+        req->args_len = 0;
+        req->nargs = 0;
+    }
+    return done(req, MC_CMD_STATS, linelen);
+}
+
+/* ---- meta ---- */
+
+static void
+meta_reset(struct mc_meta *m)
+{
+    m->seen = 0;
+    m->nflags = 0;
+    m->mode = 0;
+    m->binary_key = false;
+    m->opaque = NULL;
+    m->opaque_len = 0;
+    m->ttl = m->vivify_ttl = m->recache_ttl = 0;
+    m->client_flags = 0;
+    m->compare_cas = m->new_cas = 0;
+    m->delta = 1;
+    m->initial = 0;
+}
+
+static bool
+is_letter(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/*
+ * One meta flag. Returns NULL when fine, else the error text; *stop tells whether memcached
+ * gives up at once (unknown and duplicate flags) or goes on checking the other flags, in which
+ * case the last error seen wins, as in memcached.
+ */
+static const char *
+meta_flag(struct mc_req *req, const struct tok *f, bool *stop)
+{
+    struct mc_meta *m = &req->meta;
+    unsigned char c = (unsigned char)f->p[0];
+    const char *arg = f->p + 1;
+    size_t alen = f->len - 1;
+    *stop = false;
+    if (c >= 127 || (is_letter(c) && (m->seen & MC_MF(c)))) {
+        *stop = true;
+        return E_DUP_FLAG;
+    }
+    if (!is_letter(c)) {
+        *stop = true;
+        return E_INVALID_FLAG;
+    }
+    m->seen |= MC_MF(c);
+    m->order[m->nflags++] = (char)c;
+    switch (c) {
+    case 'b': {
+        size_t len = b64_decode(req->key_raw, req->klen_raw, req->binkey, sizeof(req->binkey));
+        m->binary_key = true;
+        req->key = req->binkey;
+        req->klen = (uint8_t)len;
+        return len == 0 ? E_DECODE_KEY : NULL;
+    }
+    case 'N':
+        return parse_i32(arg, alen, &m->vivify_ttl) ? NULL : E_BAD_TOKEN;
+    case 'T':
+        return parse_i32(arg, alen, &m->ttl) ? NULL : E_BAD_TOKEN;
+    case 'R':
+        return parse_i32(arg, alen, &m->recache_ttl) ? NULL : E_BAD_TOKEN;
+    case 'C':
+        return parse_u64(arg, alen, &m->compare_cas) ? NULL : E_BAD_TOKEN;
+    case 'E':
+        return parse_u64(arg, alen, &m->new_cas) ? NULL : E_BAD_TOKEN;
+    case 'F':
+        /* memcached keeps its default message for a bad F token. */
+        return parse_u32(arg, alen, &m->client_flags) ? NULL : E_FORMAT;
+    case 'J':
+        return parse_u64(arg, alen, &m->initial) ? NULL : E_INITIAL;
+    case 'D':
+        return parse_u64(arg, alen, &m->delta) ? NULL : E_DELTA;
+    case 'M':
+        if (f->len != 2) {
+            return E_M_LENGTH;
+        }
+        m->mode = f->p[1];
+        return NULL;
+    case 'O':
+        m->opaque = arg;
+        m->opaque_len = alen > 255 ? 255 : (uint8_t)alen;
+        return NULL;
+    case 'q':
+        req->noreply = true;
+        return NULL;
+    case 'c':
+    case 'f':
+    case 'h':
+    case 'k':
+    case 'l':
+    case 's':
+    case 't':
+    case 'u':
+    case 'v':
+    case 'I':
+    case 'x':
+    case 'P':
+    case 'L':
+        return NULL;
+    default:
+        *stop = true;
+        m->nflags--;
+        return E_INVALID_FLAG;
+    }
+}
+
+/* All flags from t[0]; returns NULL or the error text memcached would give. */
+static const char *
+meta_flags(struct mc_req *req, const struct tok *t, unsigned nt)
+{
+    const char *err = NULL;
+    for (unsigned i = 0; i < nt; i++) {
+        bool stop;
+        const char *e = meta_flag(req, &t[i], &stop);
+        if (e != NULL) {
+            err = e;
+            if (stop) {
+                return err;
+            }
+        }
+    }
+    return err;
+}
+
+/* memcached measures the opaque with its 'O'. */
+static bool
+opaque_ok(const struct mc_meta *m)
+{
+    return !(m->seen & MC_MF('O')) || (size_t)m->opaque_len + 1 <= MC_OPAQUE_MAX;
+}
+
+static enum mc_parse_rc
+parse_ms(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, const struct tok *t,
+         unsigned nt, size_t linelen)
+{
+    if (nt == 2) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    if (nt > MC_META_TOKENS_MAX) {
+        return fail(req, LIT(E_TOO_LONG), false, linelen);
+    }
+    int32_t vlen;
+    if (!parse_i32(t[2].p, t[2].len, &vlen) || vlen < 0 || vlen > INT_MAX - 2) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    req->vlen = (uint32_t)vlen;
+    size_t swallow = (size_t)req->vlen + 2;
+    /* From here on memcached knows the block's length and swallows it after an error. */
+    const char *err = meta_flags(req, &t[3], nt - 3);
+    if (err != NULL) {
+        return fail_swallow(p, req, err, strlen(err), false, linelen, swallow);
+    }
+    char mode = req->meta.mode;
+    if (mode != 0 && mode != 'E' && mode != 'A' && mode != 'P' && mode != 'R' && mode != 'S') {
+        return fail_swallow(p, req, LIT(E_MS_MODE), false, linelen, swallow);
+    }
+    if (!opaque_ok(&req->meta)) {
+        return fail_swallow(p, req, LIT(E_OPAQUE), false, linelen, swallow);
+    }
+    if (req->vlen > p->opts.max_value) {
+        return fail_swallow(p, req, LIT(E_TOO_LARGE), false, linelen, swallow);
+    }
+    req->flags = req->meta.client_flags;
+    req->exptime = req->meta.ttl;
+    req->cas = req->meta.compare_cas;
+    /* Meta errors are never silenced by q. */
+    return take_value(p, req, MC_CMD_MS, buf, n, linelen, false);
+}
+
+static enum mc_parse_rc
+parse_me(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    if (nt < 2 || !key_ok(t[1].p, t[1].len)) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    req->key = req->key_raw = t[1].p;
+    req->klen = req->klen_raw = (uint8_t)t[1].len;
+    req->nkeys = 1;
+    if (nt >= 3 && TOK_IS(t[2], "b")) {
+        size_t len = b64_decode(req->key_raw, req->klen_raw, req->binkey, sizeof(req->binkey));
+        if (len == 0) {
+            return fail(req, LIT(E_FORMAT), false, linelen);
+        }
+        req->meta.binary_key = true;
+        req->meta.seen |= MC_MF('b');
+        req->key = req->binkey;
+        req->klen = (uint8_t)len;
+    }
+    return done(req, MC_CMD_ME, linelen);
+}
+
+static enum mc_parse_rc
+parse_meta(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, const struct tok *t,
+           unsigned nt, size_t linelen)
+{
+    enum mc_cmd cmd;
+    switch (t[0].p[1]) {
+    case 'g':
+        cmd = MC_CMD_MG;
+        break;
+    case 's':
+        cmd = MC_CMD_MS;
+        break;
+    case 'd':
+        cmd = MC_CMD_MD;
+        break;
+    case 'a':
+        cmd = MC_CMD_MA;
+        break;
+    case 'n':
+        return done(req, MC_CMD_MN, linelen);
+    case 'e':
+        meta_reset(&req->meta);
+        return parse_me(req, t, nt, linelen);
+    default:
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    if (nt < 2) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    meta_reset(&req->meta);
+    if (!key_ok(t[1].p, t[1].len)) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    req->key = req->key_raw = t[1].p;
+    req->klen = req->klen_raw = (uint8_t)t[1].len;
+    req->nkeys = 1;
+    if (cmd == MC_CMD_MS) {
+        return parse_ms(p, req, buf, n, t, nt, linelen);
+    }
+    if (nt > MC_META_TOKENS_MAX) {
+        return fail(req, cmd == MC_CMD_MG ? E_MG_TOO_LONG : E_TOO_LONG,
+                    cmd == MC_CMD_MG ? sizeof(E_MG_TOO_LONG) - 1 : sizeof(E_TOO_LONG) - 1, false,
+                    linelen);
+    }
+    const char *err = meta_flags(req, &t[2], nt - 2);
+    if (err != NULL) {
+        /* memcached 1.6 md and ma report every flag error the same way. */
+        if (cmd != MC_CMD_MG) {
+            err = E_INVALID_OR_DUP;
+        }
+        return fail(req, err, strlen(err), false, linelen);
+    }
+    char mode = req->meta.mode;
+    if (cmd == MC_CMD_MA && mode != 0 && mode != 'I' && mode != '+' && mode != 'D' && mode != '-') {
+        return fail(req, LIT(E_MA_MODE), false, linelen);
+    }
+    if (!opaque_ok(&req->meta)) {
+        return fail(req, LIT(E_OPAQUE), false, linelen);
+    }
+    req->exptime = req->meta.ttl;
+    req->cas = req->meta.compare_cas;
+    req->delta = req->meta.delta;
+    return done(req, cmd, linelen);
+}
+
+/* ---- dispatch ---- */
+
+/* Commands other than the get family, by their first token. */
+static enum mc_parse_rc
+dispatch(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, const char *e,
+         size_t linelen)
+{
+    struct tok t[MAX_TOKENS];
+    unsigned nt = tokenize(buf, e, t);
+    if (nt == 0 || t[0].len < 2) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    const struct tok c = t[0];
+    if (c.len == 2 && c.p[0] == 'm') {
+        return parse_meta(p, req, buf, n, t, nt, linelen);
+    }
+    switch (c.len) {
+    case 3:
+        if (TOK_IS(c, "set")) {
+            return parse_store(p, req, MC_CMD_SET, buf, n, t, nt, linelen);
+        }
+        if (TOK_IS(c, "add")) {
+            return parse_store(p, req, MC_CMD_ADD, buf, n, t, nt, linelen);
+        }
+        if (TOK_IS(c, "cas")) {
+            return parse_store(p, req, MC_CMD_CAS, buf, n, t, nt, linelen);
+        }
+        break;
+    case 4:
+        if (TOK_IS(c, "incr")) {
+            return parse_arith(req, MC_CMD_INCR, t, nt, linelen);
+        }
+        if (TOK_IS(c, "decr")) {
+            return parse_arith(req, MC_CMD_DECR, t, nt, linelen);
+        }
+        if (TOK_IS(c, "quit")) {
+            return done(req, MC_CMD_QUIT, linelen);
+        }
+        break;
+    case 5:
+        if (TOK_IS(c, "touch")) {
+            return parse_touch(req, t, nt, linelen);
+        }
+        if (TOK_IS(c, "stats")) {
+            return parse_stats(req, t, nt, e, linelen);
+        }
+        break;
+    case 6:
+        if (TOK_IS(c, "delete")) {
+            return parse_delete(req, t, nt, linelen);
+        }
+        if (TOK_IS(c, "append")) {
+            return parse_store(p, req, MC_CMD_APPEND, buf, n, t, nt, linelen);
+        }
+        break;
+    case 7:
+        if (TOK_IS(c, "replace")) {
+            return parse_store(p, req, MC_CMD_REPLACE, buf, n, t, nt, linelen);
+        }
+        if (TOK_IS(c, "prepend")) {
+            return parse_store(p, req, MC_CMD_PREPEND, buf, n, t, nt, linelen);
+        }
+        if (TOK_IS(c, "version")) {
+            return done(req, MC_CMD_VERSION, linelen);
+        }
+        break;
+    case 8:
+        if (TOK_IS(c, "shutdown")) {
+            return parse_shutdown(p, req, t, nt, linelen);
+        }
+        break;
+    case 9:
+        if (TOK_IS(c, "flush_all")) {
+            return parse_flush_all(req, t, nt, linelen);
+        }
+        if (TOK_IS(c, "verbosity")) {
+            return parse_verbosity(req, t, nt, linelen);
+        }
+        break;
+    default:
+        break;
+    }
+    /* memcached drops a connection that speaks HTTP to it, without a word. */
+    const struct tok *last = &t[(nt > MAX_TOKENS ? MAX_TOKENS : nt) - 1];
+    if (last->len >= 5 && memcmp(last->p, "HTTP/", 5) == 0) {
+        return fail_close(req);
+    }
+    return fail(req, LIT(E_ERROR), false, linelen);
+}
+
+/* Which get command a line starting at s (spaces skipped) is, if any. */
+static enum mc_cmd
+get_family(const char *s, const char *e)
+{
+    size_t len = (size_t)(e - s);
+    if (len < 4 || s[0] != 'g') {
+        return MC_CMD_NONE;
+    }
+    if (s[1] == 'e' && s[2] == 't') {
+        if (s[3] == ' ') {
+            return MC_CMD_GET;
+        }
+        if (s[3] == 's' && (len == 4 || s[4] == ' ')) {
+            return MC_CMD_GETS;
+        }
+    } else if (s[1] == 'a' && s[2] == 't') {
+        if (s[3] == ' ') {
+            return MC_CMD_GAT;
+        }
+        if (s[3] == 's' && (len == 4 || s[4] == ' ')) {
+            return MC_CMD_GATS;
+        }
+    }
+    return MC_CMD_NONE;
+}
+
+/*
+ * A line without '\n' in its first MC_LINE_MAX + 1 bytes may only be a get or gets (memcached
+ * lets multigets grow without bound, after at most 100 leading spaces); anything else has lost
+ * framing. The decision depends on the bytes only, never on how they were split.
+ */
+static bool
+long_line_ok(const char *buf, size_t n)
+{
+    size_t i = 0;
+    while (i < n && buf[i] == ' ') {
+        i++;
+    }
+    if (i > 100 || n - i < 5) {
+        return false;
+    }
+    return memcmp(buf + i, "get ", 4) == 0 || memcmp(buf + i, "gets ", 5) == 0;
+}
+
+/* Find the '\n' ending the first line, or decide to wait or to close. */
+static enum mc_parse_rc
+find_line(struct mc_parser *p, const char *buf, size_t n, const char **nl)
+{
+    size_t from = p->scanned <= n ? p->scanned : 0;
+    size_t lim = n < MC_LINE_MAX + 1 ? n : MC_LINE_MAX + 1;
+    *nl = NULL;
+    if (from < lim) {
+        *nl = memchr(buf + from, '\n', lim - from);
+    }
+    if (*nl != NULL) {
+        return MC_PARSE_OK;
+    }
+    if (n <= MC_LINE_MAX) {
+        p->scanned = n;
+        return MC_PARSE_AGAIN;
+    }
+    if (!long_line_ok(buf, n)) {
+        return MC_PARSE_ERROR;
+    }
+    size_t max = p->opts.max_get_line;
+    size_t end = n < max ? n : max;
+    from = from > lim ? from : lim;
+    if (from < end) {
+        *nl = memchr(buf + from, '\n', end - from);
+    }
+    if (*nl != NULL) {
+        return MC_PARSE_OK;
+    }
+    if (n >= max) {
+        return MC_PARSE_ERROR;
+    }
+    p->scanned = n;
+    return MC_PARSE_AGAIN;
+}
+
+enum mc_parse_rc
+mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
+{
+    /* Fields a command does not set stay zero, so a request never carries stale values. */
+    req->cmd = MC_CMD_NONE;
+    req->consumed = 0;
+    req->noreply = false;
+    req->nkeys = 0;
+    req->key = req->key_raw = NULL;
+    req->klen = req->klen_raw = 0;
+    req->args = NULL;
+    req->args_len = 0;
+    req->nargs = 0;
+    req->flags = 0;
+    req->exptime = 0;
+    req->vlen = 0;
+    req->val = NULL;
+    req->cas = 0;
+    req->delta = 0;
+    req->meta.seen = 0;
+    req->meta.nflags = 0;
+    req->meta.binary_key = false;
+    if (p->swallow > 0) {
+        if (n == 0) {
+            return MC_PARSE_AGAIN;
+        }
+        size_t k = n < p->swallow ? n : p->swallow;
+        p->swallow -= k;
+        req->consumed = k;
+        return MC_PARSE_SKIP;
+    }
+    if (p->need > n) {
+        return MC_PARSE_AGAIN;
+    }
+    p->need = 0;
+    const char *nl;
+    enum mc_parse_rc rc = find_line(p, buf, n, &nl);
+    if (rc == MC_PARSE_AGAIN) {
+        return rc;
+    }
+    p->scanned = 0;
+    if (rc == MC_PARSE_ERROR) {
+        return fail_close(req);
+    }
+    size_t linelen = (size_t)(nl - buf) + 1;
+    const char *e = nl;
+    /* Like memcached, a lone "\r\n" keeps its '\r' (and is an unknown command either way). */
+    if (e - buf > 1 && e[-1] == '\r') {
+        e--;
+    }
+    const char *s = buf;
+    while (s < e && *s == ' ') {
+        s++;
+    }
+    enum mc_cmd get = get_family(s, e);
+    if (get != MC_CMD_NONE) {
+        return parse_get(req, get, s + (get == MC_CMD_GET || get == MC_CMD_GAT ? 3 : 4), e,
+                         linelen);
+    }
+    return dispatch(p, req, buf, n, e, linelen);
+}
+
+const char *
+mc_cmd_name(enum mc_cmd cmd)
+{
+    static const char *const names[MC_CMD_COUNT] = {
+        [MC_CMD_NONE] = "none",
+        [MC_CMD_GET] = "get",
+        [MC_CMD_GETS] = "gets",
+        [MC_CMD_GAT] = "gat",
+        [MC_CMD_GATS] = "gats",
+        [MC_CMD_SET] = "set",
+        [MC_CMD_ADD] = "add",
+        [MC_CMD_REPLACE] = "replace",
+        [MC_CMD_APPEND] = "append",
+        [MC_CMD_PREPEND] = "prepend",
+        [MC_CMD_CAS] = "cas",
+        [MC_CMD_INCR] = "incr",
+        [MC_CMD_DECR] = "decr",
+        [MC_CMD_DELETE] = "delete",
+        [MC_CMD_TOUCH] = "touch",
+        [MC_CMD_FLUSH_ALL] = "flush_all",
+        [MC_CMD_VERSION] = "version",
+        [MC_CMD_VERBOSITY] = "verbosity",
+        [MC_CMD_QUIT] = "quit",
+        [MC_CMD_STATS] = "stats",
+        [MC_CMD_SHUTDOWN] = "shutdown",
+        [MC_CMD_MG] = "mg",
+        [MC_CMD_MS] = "ms",
+        [MC_CMD_MD] = "md",
+        [MC_CMD_MA] = "ma",
+        [MC_CMD_MN] = "mn",
+        [MC_CMD_ME] = "me",
+    };
+    return (unsigned)cmd < MC_CMD_COUNT ? names[cmd] : "unknown";
+}
+
+bool
+mc_cmd_is_storage(enum mc_cmd cmd)
+{
+    return (cmd >= MC_CMD_SET && cmd <= MC_CMD_CAS) || cmd == MC_CMD_MS;
+}
