@@ -1,0 +1,68 @@
+/*
+ * mc_exec: what a memcached request does on one storage shard. Takes a request parsed by
+ * include/petrel/memcache.h, runs it against a Segcache instance (include/petrel/seg.h) and
+ * appends memcached's exact reply to a buffer. No sockets, no threads: the server decides which
+ * shard owns a key (and forwards the request there); this module only executes.
+ *
+ * Threads: a struct mc_shard belongs to the worker that owns its seg instance; every function
+ * taking one must be called on that thread.
+ */
+#ifndef PETREL_MC_EXEC_H
+#define PETREL_MC_EXEC_H
+
+#include "petrel/buf.h"
+#include "petrel/memcache.h"
+#include "petrel/seg.h"
+
+#include <stdint.h>
+
+/* Command counters of one shard, named as memcached's "stats" fields. Owner thread writes. */
+struct mc_stats {
+    uint64_t cmd_get, cmd_set, cmd_touch, cmd_flush;
+    uint64_t get_hits, get_misses, get_expired;
+    uint64_t delete_hits, delete_misses;
+    uint64_t incr_hits, incr_misses, decr_hits, decr_misses;
+    uint64_t cas_hits, cas_misses, cas_badval;
+    uint64_t touch_hits, touch_misses;
+};
+
+/** One shard: its storage and its counters. */
+struct mc_shard {
+    struct seg *seg;
+    struct mc_stats stats;
+};
+
+/** The hash that picks a key's shard and its hash-table bucket (seg_hash of the key bytes). */
+static inline uint64_t
+mc_key_hash(const char *key, size_t klen)
+{
+    return seg_hash(key, klen);
+}
+
+/**
+ * The shard of n that owns a key with this hash: a fixed-point multiply of the top 32 bits, which
+ * the storage engine leaves alone (it uses the low bits for its bucket and bits 32..47 for tags).
+ */
+static inline unsigned
+mc_shard_of(uint64_t hash, unsigned n)
+{
+    return (unsigned)(((hash >> 32) * (uint64_t)n) >> 32);
+}
+
+/**
+ * Execute a request whose key lives on this shard: the storage commands, cas, incr/decr,
+ * delete, touch, and the meta commands mg/ms/md/ma/me (mn too, though it needs no shard).
+ * Appends the reply (nothing for noreply / quiet). Returns 0, or the buf error (-ENOBUFS,
+ * -ENOMEM) after which the connection should be closed.
+ */
+int mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out);
+
+/**
+ * One key of a get/gets/gat/gats request (req gives the command and, for gat/gats, the
+ * exptime): appends "VALUE ..." block for a hit, nothing for a miss; counts the get.
+ * Returns 0 or a buf error.
+ */
+int mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
+                    uint64_t hash, struct buf *out);
+
+#endif /* PETREL_MC_EXEC_H */
