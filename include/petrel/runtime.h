@@ -20,9 +20,27 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** A client connection. Owned by one worker; only that worker's thread may touch it. */
 struct conn;
+
+/*
+ * Cross-worker messages. A product that shards its data forwards a request to the worker owning
+ * it: it embeds struct rt_msg at the start of its own message, calls conn_forward() on the
+ * connection's worker, the owner's on_request() runs it and calls rt_msg_return(), and the
+ * origin's on_reply() gets it back. Messages travel over one SPSC ring per ordered worker pair,
+ * published once per loop iteration; a full ring never blocks (an overflow list holds the rest).
+ * A message names its connection by (slot, generation), never by pointer, so a reply for a
+ * connection closed meanwhile is handed back with c == NULL and nothing else happens.
+ */
+struct rt_msg {
+    uint32_t conn_slot; /* origin connection: slot in its worker's table ... */
+    uint32_t conn_gen;  /* ... and that slot's generation when the request left */
+    uint16_t origin;    /* worker that sent the request and receives the reply */
+    uint16_t dest;      /* worker that executes it */
+    bool is_reply;
+};
 
 /* Values a product's on_data() returns, besides 0 (keep going). */
 #define RT_CLOSE 1 /* write what is queued, then close (e.g. after "quit") */
@@ -49,6 +67,18 @@ struct rt_product {
     void (*on_close)(void *ctx, struct conn *c);
     /** Periodic work, about ten times a second, with a bounded cost. Optional. */
     void (*tick)(void *ctx);
+    /**
+     * On the destination worker: execute a forwarded request, then hand it back with
+     * rt_msg_return(). Must not forward anything itself. Needed by products that forward.
+     */
+    void (*on_request)(void *ctx, struct rt_msg *m);
+    /**
+     * On the origin worker: the request came back with its reply. c is the connection, or NULL
+     * if it was closed meanwhile; either way the product owns m again and frees it.
+     */
+    void (*on_reply)(void *ctx, struct conn *c, struct rt_msg *m);
+    /** At shutdown: free a message that never finished its round trip. */
+    void (*msg_free)(struct rt_msg *m);
 };
 
 /** Unread request bytes of c. Worker thread of c. */
@@ -65,6 +95,37 @@ void *conn_state(struct conn *c);
  * the client reads (backpressure). Worker thread of c.
  */
 bool conn_output_full(const struct conn *c);
+
+/** Index of the worker that owns c (0..nworkers-1). Worker thread of c. */
+unsigned conn_worker(const struct conn *c);
+
+/**
+ * Send m to worker dest on behalf of c; it leaves at the end of this loop iteration, batched
+ * with every other message for dest. Never blocks. Returns 0, or -ENOMEM (m was not sent).
+ * Worker thread of c; dest must differ from conn_worker(c).
+ */
+int conn_forward(struct conn *c, unsigned dest, struct rt_msg *m);
+
+/** Inside on_request(): send m back to its origin as a reply. Returns 0 or -ENOMEM. */
+int rt_msg_return(struct rt_msg *m);
+
+/**
+ * Ask the runtime to stop as SIGTERM would (e.g. memcached's "shutdown" command). Any thread;
+ * async-signal-safe.
+ */
+void rt_request_stop(void);
+
+/** Live figures of the runtime, for a product's own stats reply. Any thread. */
+struct rt_stats {
+    uint64_t uptime;            /* seconds since start */
+    uint64_t curr_connections;  /* open client connections */
+    uint64_t total_connections; /* accepted since start */
+    uint64_t rejected_connections;
+    uint64_t bytes_read, bytes_written;
+    unsigned threads;
+    unsigned max_connections;
+};
+void rt_stats_get(struct rt_stats *out);
 
 /** The runtime's options (listen addresses, threads, connections, admin, log); see --help. */
 extern const struct opt_table rt_option_table;

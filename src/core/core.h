@@ -39,6 +39,10 @@ struct worker {
     struct worker_stats stats; /* worker(w) -> admin(r) */
     void *pctx;                /* the product's worker context; worker-private */
     struct conn_table *conns;  /* worker-private */
+    /* The forwarding mesh: one ring per ordered pair of workers; [id] is unused. */
+    struct ring **peer_in;        /* peer j(w) -> this(r), messages from worker j */
+    struct ring_outbox *peer_out; /* this(w) -> peer j(r); worker-private */
+    bool *peer_dirty;             /* worker-private: something staged for peer j */
 };
 
 struct runtime {
@@ -75,7 +79,11 @@ worker_nconns(struct worker *w, unsigned assigned)
 
 /* worker.c */
 int worker_init(struct worker *w, struct runtime *rt, unsigned id);
+/* Build the mesh of rings between every ordered pair of workers (all initialised). */
+int workers_connect(struct runtime *rt);
 void worker_fini(struct worker *w);
+/* After every worker stopped: free messages left in the mesh. */
+void workers_free_mesh(struct runtime *rt);
 void *worker_main(void *arg);
 
 /* acceptor.c */

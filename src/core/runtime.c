@@ -26,6 +26,9 @@
 
 #define EX_SOFTWARE_FAIL 1 /* start-up failed (address in use, out of memory, ...) */
 
+/* The running runtime, for rt_stats_get(); set by rt_main() before any thread starts. */
+static struct runtime *current;
+
 static const struct opt_def rt_options[] = {
     {.name = "listen",
      .short_name = 'l',
@@ -208,8 +211,13 @@ start_workers(struct runtime *rt, unsigned *started)
             return rc;
         }
     }
+    int rc = workers_connect(rt);
+    if (rc < 0) {
+        log_error("forwarding rings: %s", strerror(-rc));
+        return rc;
+    }
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        int rc = pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);
+        rc = pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]);
         if (rc != 0) {
             log_error("worker %u: pthread_create: %s", i, strerror(rc));
             return -rc;
@@ -223,7 +231,7 @@ start_workers(struct runtime *rt, unsigned *started)
         while (!atomic_load_explicit(&w->started, memory_order_acquire)) {
             nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
         }
-        int rc = atomic_load(&w->setup_rc);
+        rc = atomic_load(&w->setup_rc);
         if (rc < 0) {
             log_error("worker %u: setup failed: %s", i, strerror(-rc));
             failed = rc;
@@ -314,6 +322,9 @@ stop_threads(struct runtime *rt, bool acceptor, bool admin, unsigned workers)
 static void
 runtime_free(struct runtime *rt)
 {
+    if (rt->workers != NULL) {
+        workers_free_mesh(rt);
+    }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         worker_fini(&rt->workers[i]);
     }
@@ -332,6 +343,29 @@ runtime_free(struct runtime *rt)
     }
     waker_fini(&rt->acceptor_waker);
     waker_fini(&rt->admin_waker);
+}
+
+void
+rt_request_stop(void)
+{
+    kill(getpid(), SIGTERM); /* taken by the main thread's signalfd like an operator's */
+}
+
+void
+rt_stats_get(struct rt_stats *out)
+{
+    struct runtime *rt = current;
+    *out = (struct rt_stats){.threads = rt->nworkers, .max_connections = rt->max_conns};
+    out->uptime = (uint64_t)(time(NULL) - rt->started_at);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct worker_stats *s = &rt->workers[i].stats;
+        out->curr_connections += atomic_load_explicit(&s->adopted, memory_order_relaxed) -
+                                 atomic_load_explicit(&s->closed, memory_order_relaxed);
+        out->bytes_read += atomic_load_explicit(&s->bytes_read, memory_order_relaxed);
+        out->bytes_written += atomic_load_explicit(&s->bytes_written, memory_order_relaxed);
+    }
+    out->total_connections = atomic_load_explicit(&rt->accepted, memory_order_relaxed);
+    out->rejected_connections = atomic_load_explicit(&rt->rejected, memory_order_relaxed);
 }
 
 int
@@ -370,6 +404,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     /* Past the limit no new request is parsed, so one reply beyond it is all that may arrive. */
     rt->wbuf_max = rt->wbuf_limit + p->request_max + rt->rbuf_init;
     rt->started_at = time(NULL);
+    current = rt;
 
     raise_fd_limit(rt);
     sigset_t set;
@@ -409,6 +444,7 @@ out:
         close(sfd);
     }
     runtime_free(rt);
+    current = NULL;
     log_teardown();
     return status;
 }

@@ -28,6 +28,8 @@
 #define TICK_MS       100   /* product tick and idle sweep period */
 #define SWEEP_BUDGET  512   /* connections examined per tick by the idle sweep */
 #define DRAIN_SECONDS 2     /* at shutdown, how long unsent replies may take */
+#define PEER_BUDGET   1024  /* messages taken from each peer's ring per iteration */
+#define PEER_RING     1024  /* slots of each ring of the forwarding mesh */
 
 struct conn {
     int fd;
@@ -35,12 +37,13 @@ struct conn {
     struct worker *w;
     struct buf rbuf;
     struct buf wbuf;
-    bool readable;   /* input may be waiting in the socket */
-    bool writable;   /* the socket may take output */
-    bool eof;        /* the peer shut down its side */
-    bool closing;    /* close once the output is sent */
-    bool resume;     /* the product stopped early for backpressure: call it again */
-    bool on_pending; /* linked on the worker's pending list */
+    bool readable;     /* input may be waiting in the socket */
+    bool writable;     /* the socket may take output */
+    bool eof;          /* the peer shut down its side */
+    bool closing;      /* close once the output is sent */
+    bool resume;       /* the product stopped early for backpressure: call it again */
+    unsigned inflight; /* forwarded requests whose replies have not come back */
+    bool on_pending;   /* linked on the worker's pending list */
     int64_t last_active;
     struct conn *next_pending;
     _Alignas(16) unsigned char state[]; /* the product's per-connection state */
@@ -53,6 +56,7 @@ struct conn_table {
     unsigned used;
     unsigned *free;
     unsigned nfree;
+    uint32_t *gen; /* per slot: bumped when its connection closes (late replies check it) */
     unsigned sweep_pos;
     struct conn *pending; /* connections with unfinished input, FIFO */
     struct conn *pending_tail;
@@ -60,6 +64,9 @@ struct conn_table {
 };
 
 static char waker_tag; /* epoll data for the waker's eventfd */
+
+/* The worker running on this thread, for rt_msg_return(). */
+static _Thread_local struct worker *self_worker;
 
 struct buf *
 conn_rbuf(struct conn *c)
@@ -83,6 +90,41 @@ bool
 conn_output_full(const struct conn *c)
 {
     return buf_len(&c->wbuf) >= c->w->rt->wbuf_limit;
+}
+
+unsigned
+conn_worker(const struct conn *c)
+{
+    return c->w->id;
+}
+
+int
+conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
+{
+    struct worker *w = c->w;
+    m->conn_slot = c->slot;
+    m->conn_gen = w->conns->gen[c->slot];
+    m->origin = (uint16_t)w->id;
+    m->dest = (uint16_t)dest;
+    m->is_reply = false;
+    int rc = ring_outbox_push(&w->peer_out[dest], m);
+    if (rc == 0) {
+        w->peer_dirty[dest] = true;
+        c->inflight++;
+    }
+    return rc;
+}
+
+int
+rt_msg_return(struct rt_msg *m)
+{
+    struct worker *w = self_worker;
+    m->is_reply = true;
+    int rc = ring_outbox_push(&w->peer_out[m->origin], m);
+    if (rc == 0) {
+        w->peer_dirty[m->origin] = true;
+    }
+    return rc;
 }
 
 static int64_t
@@ -115,7 +157,67 @@ worker_init(struct worker *w, struct runtime *rt, unsigned id)
         return -errno;
     }
     w->conns = calloc(1, sizeof(*w->conns));
-    return w->conns == NULL ? -ENOMEM : 0;
+    w->peer_in = calloc(rt->nworkers, sizeof(*w->peer_in));
+    w->peer_out = calloc(rt->nworkers, sizeof(*w->peer_out));
+    w->peer_dirty = calloc(rt->nworkers, sizeof(*w->peer_dirty));
+    if (w->conns == NULL || w->peer_in == NULL || w->peer_out == NULL || w->peer_dirty == NULL) {
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int
+workers_connect(struct runtime *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        for (unsigned j = 0; j < rt->nworkers; j++) {
+            if (i == j) {
+                continue;
+            }
+            struct ring **r = &rt->workers[j].peer_in[i];
+            int rc = ring_create(r, PEER_RING);
+            if (rc < 0) {
+                return rc;
+            }
+            ring_outbox_init(&rt->workers[i].peer_out[j], *r);
+        }
+    }
+    return 0;
+}
+
+void
+workers_free_mesh(struct runtime *rt)
+{
+    void (*msg_free)(struct rt_msg *) = rt->p->msg_free;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct worker *w = &rt->workers[i];
+        for (unsigned j = 0; j < rt->nworkers && w->peer_out != NULL; j++) {
+            struct ring_outbox *o = &w->peer_out[j];
+            while (ring_outbox_backlog(o) > 0) {
+                void *m = o->over[o->over_head];
+                o->over_head = (o->over_head + 1) & (o->over_cap - 1);
+                o->over_len--;
+                if (msg_free != NULL) {
+                    msg_free(m);
+                }
+            }
+            ring_outbox_fini(o);
+        }
+        for (unsigned j = 0; j < rt->nworkers && w->peer_in != NULL; j++) {
+            if (w->peer_in[j] == NULL) {
+                continue;
+            }
+            /* Staged but unpublished items are lost with the producer; publish them first. */
+            ring_publish(w->peer_in[j]);
+            void *m;
+            while ((m = ring_pop(w->peer_in[j])) != NULL) {
+                if (msg_free != NULL) {
+                    msg_free(m);
+                }
+            }
+            ring_destroy(&w->peer_in[j]);
+        }
+    }
 }
 
 void
@@ -132,9 +234,16 @@ worker_fini(struct worker *w)
     if (w->conns != NULL) {
         free(w->conns->slot);
         free(w->conns->free);
+        free(w->conns->gen);
         free(w->conns);
         w->conns = NULL;
     }
+    free(w->peer_in);
+    free(w->peer_out);
+    free(w->peer_dirty);
+    w->peer_in = NULL;
+    w->peer_out = NULL;
+    w->peer_dirty = NULL;
     waker_fini(&w->waker);
     if (w->epfd >= 0) {
         close(w->epfd);
@@ -193,6 +302,7 @@ conn_close(struct worker *w, struct conn *c)
     buf_free(&c->rbuf);
     buf_free(&c->wbuf);
     t->slot[c->slot] = NULL;
+    t->gen[c->slot]++; /* replies still in flight for this connection will not find it */
     t->free[t->nfree++] = c->slot;
     t->used--;
     free(c);
@@ -216,8 +326,14 @@ table_reserve(struct conn_table *t)
         return -ENOMEM;
     }
     t->free = fr;
+    uint32_t *gen = realloc(t->gen, cap * sizeof(*gen));
+    if (gen == NULL) {
+        return -ENOMEM;
+    }
+    t->gen = gen;
     for (unsigned i = cap; i > t->cap; i--) {
         slot[i - 1] = NULL;
+        gen[i - 1] = 0;
         fr[t->nfree++] = i - 1;
     }
     t->cap = cap;
@@ -356,7 +472,8 @@ conn_serve(struct worker *w, struct conn *c)
     if (conn_flush(w, c) < 0) {
         return -EPIPE;
     }
-    if ((c->closing || (c->eof && !c->resume)) && buf_len(&c->wbuf) == 0) {
+    /* Close when everything asked for was answered and sent. */
+    if ((c->closing || (c->eof && !c->resume)) && buf_len(&c->wbuf) == 0 && c->inflight == 0) {
         return -ECONNRESET;
     }
     /* Input left behind by the read budget, or a paused product that may go on: next turn. */
@@ -392,6 +509,85 @@ adopt_new(struct worker *w)
     if (n > 0) {
         ring_release(w->inbox);
     }
+}
+
+/* Messages from other workers: requests to execute here, replies for our connections. */
+static void
+drain_peers(struct worker *w)
+{
+    const struct rt_product *p = w->rt->p;
+    struct conn_table *t = w->conns;
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        struct ring *r = w->peer_in[j];
+        struct rt_msg *m;
+        unsigned n = 0;
+        if (r == NULL) {
+            continue;
+        }
+        while (n < PEER_BUDGET && (m = ring_pop(r)) != NULL) {
+            n++;
+            if (!m->is_reply) {
+                p->on_request(w->pctx, m);
+                continue;
+            }
+            struct conn *c = m->conn_slot < t->cap ? t->slot[m->conn_slot] : NULL;
+            if (c != NULL && t->gen[m->conn_slot] != m->conn_gen) {
+                c = NULL; /* the slot holds a newer connection */
+            }
+            p->on_reply(w->pctx, c, m);
+            if (c != NULL) {
+                /* Send what the reply completed, and let a paused product go on. */
+                c->inflight--;
+                c->resume = buf_len(&c->rbuf) > 0;
+                pending_add(t, c);
+            }
+        }
+        if (n > 0) {
+            ring_release(r);
+        }
+    }
+}
+
+/* Publish what this iteration staged for each peer, and wake the peers that sleep. */
+static void
+flush_peers(struct worker *w)
+{
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        if (!w->peer_dirty[j]) {
+            continue;
+        }
+        if (ring_outbox_flush(&w->peer_out[j])) {
+            waker_notify(&w->rt->workers[j].waker);
+        }
+        w->peer_dirty[j] = ring_outbox_backlog(&w->peer_out[j]) > 0;
+    }
+}
+
+/* True if a peer's ring or the inbox has something: the sleep protocol's re-check. */
+static bool
+inbound_pending(struct worker *w)
+{
+    if (ring_pending(w->inbox)) {
+        return true;
+    }
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        if (w->peer_in[j] != NULL && ring_pending(w->peer_in[j])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Backlog in an outbox needs another turn soon: the peer is busy draining its ring. */
+static bool
+outbound_backlog(struct worker *w)
+{
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        if (w->peer_dirty[j]) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void
@@ -449,6 +645,14 @@ drain_and_close(struct worker *w)
                 }
             }
         }
+        /* Peers may still need our shard's answers, and we theirs. */
+        drain_peers(w);
+        serve_pending(w);
+        flush_peers(w);
+        for (unsigned i = 0; i < t->cap; i++) {
+            struct conn *c = t->slot[i];
+            waiting += c != NULL && c->inflight > 0;
+        }
         int64_t left = deadline - mono_ms();
         if (waiting == 0 || left <= 0) {
             break;
@@ -478,6 +682,7 @@ worker_main(void *arg)
     snprintf(name, sizeof(name), "worker-%u", w->id);
     pthread_setname_np(pthread_self(), name);
     log_thread_register(name);
+    self_worker = w;
 
     int rc = rt->p->worker_setup != NULL
                  ? rt->p->worker_setup(w->id, rt->nworkers, rt->cfg, &w->pctx)
@@ -495,17 +700,19 @@ worker_main(void *arg)
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&w->stats.loops, 1, memory_order_relaxed);
         adopt_new(w);
+        drain_peers(w);
         serve_pending(w);
+        flush_peers(w);
 
         int64_t now = mono_ms();
         int timeout = now >= next_tick ? 0 : (int)(next_tick - now);
-        if (t->pending != NULL) {
+        if (t->pending != NULL || outbound_backlog(w)) {
             timeout = 0;
         }
         if (timeout != 0) {
             /* The sleep protocol of ring.h: announce, fence, re-check, then block. */
             waker_sleep_begin(&w->waker);
-            if (ring_pending(w->inbox) || atomic_load(&w->stop)) {
+            if (inbound_pending(w) || atomic_load(&w->stop)) {
                 timeout = 0;
             }
         }
@@ -518,6 +725,8 @@ worker_main(void *arg)
                 handle_event(w, ev[i].data.ptr, ev[i].events);
             }
         }
+        /* Requests forwarded while serving these events leave now, not after the next wait. */
+        flush_peers(w);
 
         now = mono_ms();
         if (now >= next_tick) {
