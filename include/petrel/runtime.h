@@ -44,6 +44,9 @@ struct rt_msg {
 
 /* Values a product's on_data() returns, besides 0 (keep going). */
 #define RT_CLOSE 1 /* write what is queued, then close (e.g. after "quit") */
+#define RT_PAUSED                                                                                  \
+    2 /* too many requests of c are waiting for other workers: stop reading c and                  \
+         call on_data again when the next reply for c comes back */
 
 /*
  * A product. Every callback runs on the worker thread that owns the connection or the context.
@@ -52,6 +55,7 @@ struct rt_product {
     const char *name;       /* for logs and stats, e.g. "petrel-ping" */
     size_t conn_state_size; /* bytes of per-connection product state, zeroed at accept */
     size_t request_max;     /* the largest request that must fit whole in the read buffer */
+    size_t reply_max;       /* the largest reply one request may produce (0: request_max) */
 
     /** Build a worker's context (e.g. its storage shard). Returns 0 or a negative errno. */
     int (*worker_setup)(unsigned worker, unsigned nworkers, const struct config *cfg, void **ctx);
@@ -59,8 +63,8 @@ struct rt_product {
     void (*worker_teardown)(void *ctx);
     /**
      * Bytes arrived on c (conn_rbuf(c)): consume every complete request, append the replies to
-     * conn_wbuf(c), and stop early while conn_output_full(c). Return 0, RT_CLOSE, or a negative
-     * errno to close at once (framing lost).
+     * conn_wbuf(c), and stop early while conn_output_full(c). Return 0, RT_CLOSE, RT_PAUSED, or a
+     * negative errno to close at once (framing lost).
      */
     int (*on_data)(void *ctx, struct conn *c);
     /** The connection is about to be freed: release anything conn_state(c) owns. Optional. */

@@ -402,7 +402,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     rt->rbuf_max = p->request_max + rt->rbuf_init;
     rt->wbuf_limit = config_uint(cfg, "output-limit");
     /* Past the limit no new request is parsed, so one reply beyond it is all that may arrive. */
-    rt->wbuf_max = rt->wbuf_limit + p->request_max + rt->rbuf_init;
+    rt->wbuf_max = rt->wbuf_limit + (p->reply_max ? p->reply_max : p->request_max) + rt->rbuf_init;
     rt->started_at = time(NULL);
     current = rt;
 

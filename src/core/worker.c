@@ -42,6 +42,7 @@ struct conn {
     bool eof;          /* the peer shut down its side */
     bool closing;      /* close once the output is sent */
     bool resume;       /* the product stopped early for backpressure: call it again */
+    bool paused;       /* the product waits for replies before it parses more (RT_PAUSED) */
     unsigned inflight; /* forwarded requests whose replies have not come back */
     bool on_pending;   /* linked on the worker's pending list */
     int64_t last_active;
@@ -442,7 +443,7 @@ conn_serve(struct worker *w, struct conn *c)
 {
     struct runtime *rt = w->rt;
     bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
-    if (!c->closing && !stopping && !conn_output_full(c)) {
+    if (!c->closing && !stopping && !c->paused && !conn_output_full(c)) {
         size_t before = buf_len(&c->rbuf);
         int rc = conn_read(w, c);
         if (rc < 0) {
@@ -457,6 +458,8 @@ conn_serve(struct worker *w, struct conn *c)
             }
             if (rc == RT_CLOSE) {
                 c->closing = true;
+            } else if (rc == RT_PAUSED) {
+                c->paused = true;
             } else if (conn_output_full(c)) {
                 c->resume = buf_len(&c->rbuf) > 0;
             } else if (buf_len(&c->rbuf) == rt->rbuf_max) {
@@ -477,7 +480,8 @@ conn_serve(struct worker *w, struct conn *c)
         return -ECONNRESET;
     }
     /* Input left behind by the read budget, or a paused product that may go on: next turn. */
-    if ((c->readable || c->resume) && !c->closing && !stopping && !conn_output_full(c)) {
+    if ((c->readable || c->resume) && !c->closing && !stopping && !c->paused &&
+        !conn_output_full(c)) {
         pending_add(w->conns, c);
     }
     return 0;
@@ -538,6 +542,7 @@ drain_peers(struct worker *w)
             if (c != NULL) {
                 /* Send what the reply completed, and let a paused product go on. */
                 c->inflight--;
+                c->paused = false;
                 c->resume = buf_len(&c->rbuf) > 0;
                 pending_add(t, c);
             }

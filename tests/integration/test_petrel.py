@@ -1,0 +1,385 @@
+"""petrel over real sockets: memcached clients, exact replies, ordering across shards."""
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheServerError
+
+from harness import Server, recv_exactly, recv_until_closed, run
+
+PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
+MAX_VALUE = 1024 * 1024 - 1024  # -I 1m minus the room for key and header
+
+
+def request(sock, data, expect_end, timeout=10):
+    """Send data; read until the reply ends with expect_end."""
+    sock.sendall(data)
+    sock.settimeout(timeout)
+    got = b""
+    while not got.endswith(expect_end):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+class Clients(unittest.TestCase):
+    """pymemcache, Debian's python3-pymemcache, against 2 workers (most keys are forwarded)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PETREL, "-t", "2", "-m", "64")
+        cls.mc = Client(("127.0.0.1", cls.server.port), timeout=10, default_noreply=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mc.close()
+        cls.server.__exit__()
+
+    def test_set_then_get(self):
+        self.assertTrue(self.mc.set("greeting", b"hello"))
+        self.assertEqual(self.mc.get("greeting"), b"hello")
+
+    def test_get_of_a_missing_key_is_none(self):
+        self.assertIsNone(self.mc.get("never-set"))
+
+    def test_add_only_stores_a_new_key(self):
+        self.mc.delete("add-key")
+        self.assertTrue(self.mc.add("add-key", b"1"))
+        self.assertFalse(self.mc.add("add-key", b"2"))
+        self.assertEqual(self.mc.get("add-key"), b"1")
+
+    def test_replace_only_stores_an_existing_key(self):
+        self.mc.delete("rep-key")
+        self.assertFalse(self.mc.replace("rep-key", b"x"))
+        self.mc.set("rep-key", b"a")
+        self.assertTrue(self.mc.replace("rep-key", b"b"))
+        self.assertEqual(self.mc.get("rep-key"), b"b")
+
+    def test_append_and_prepend(self):
+        self.mc.set("ap", b"mid")
+        self.assertTrue(self.mc.append("ap", b"-end"))
+        self.assertTrue(self.mc.prepend("ap", b"start-"))
+        self.assertEqual(self.mc.get("ap"), b"start-mid-end")
+
+    def test_cas_succeeds_once_then_reports_exists(self):
+        self.mc.set("cas-key", b"v1")
+        _, cas = self.mc.gets("cas-key")
+        self.assertTrue(self.mc.cas("cas-key", b"v2", cas))
+        self.assertFalse(self.mc.cas("cas-key", b"v3", cas))
+        self.assertEqual(self.mc.get("cas-key"), b"v2")
+
+    def test_incr_and_decr(self):
+        self.mc.set("counter", b"10")
+        self.assertEqual(self.mc.incr("counter", 5), 15)
+        self.assertEqual(self.mc.decr("counter", 20), 0)
+        self.assertIsNone(self.mc.incr("no-counter", 1))
+
+    def test_incr_wraps_at_64_bits(self):
+        self.mc.set("wrap", b"18446744073709551615")
+        self.assertEqual(self.mc.incr("wrap", 2), 1)
+
+    def test_delete(self):
+        self.mc.set("del-key", b"x")
+        self.assertTrue(self.mc.delete("del-key", noreply=False))
+        self.assertFalse(self.mc.delete("del-key", noreply=False))
+        self.assertIsNone(self.mc.get("del-key"))
+
+    def test_touch_keeps_the_item(self):
+        self.mc.set("touch-key", b"x", expire=1)
+        self.assertTrue(self.mc.touch("touch-key", expire=100, noreply=False))
+        time.sleep(2.1)
+        self.assertEqual(self.mc.get("touch-key"), b"x")
+
+    def test_item_expires(self):
+        self.mc.set("short", b"x", expire=1)
+        self.assertEqual(self.mc.get("short"), b"x")
+        time.sleep(2.1)
+        self.assertIsNone(self.mc.get("short"))
+
+    def test_flags_round_trip(self):
+        self.mc.raw_command(b"set flagged 4294967295 0 1", b"x")
+        with self.server.connect() as s:
+            got = request(s, b"get flagged\r\n", b"END\r\n")
+        self.assertEqual(got, b"VALUE flagged 4294967295 1\r\nx\r\nEND\r\n")
+
+    def test_binary_values_round_trip(self):
+        value = bytes(range(256)) * 16 + b"\r\n\x00END\r\n"
+        self.mc.set("binary", value)
+        self.assertEqual(self.mc.get("binary"), value)
+
+    def test_value_at_the_size_limit_is_stored(self):
+        value = os.urandom(MAX_VALUE)
+        self.assertTrue(self.mc.set("largest", value))
+        self.assertEqual(self.mc.get("largest"), value)
+
+    def test_value_over_the_size_limit_is_refused(self):
+        with self.assertRaises(MemcacheServerError) as e:
+            self.mc.set("too-big", b"x" * (MAX_VALUE + 1))
+        self.assertIn("object too large for cache", str(e.exception))
+        self.assertEqual(self.mc.get("greeting-after"), None)  # the connection still works
+
+    def test_many_keys_in_one_get(self):
+        items = {"multi-%d" % i: ("v%d" % i).encode() * (i % 7 + 1) for i in range(300)}
+        self.mc.set_many(items)
+        keys = list(items) + ["multi-missing-%d" % i for i in range(20)]
+        random.Random(7).shuffle(keys)
+        got = self.mc.get_many(keys)
+        self.assertEqual(got, items)
+
+    def test_flush_all_empties_every_shard(self):
+        for i in range(50):
+            self.mc.set("fl-%d" % i, b"x")
+        self.assertTrue(self.mc.flush_all(noreply=False))
+        self.assertEqual(self.mc.get_many(["fl-%d" % i for i in range(50)]), {})
+
+    def test_stats_sum_every_shard(self):
+        before = self.mc.stats()
+        for i in range(20):
+            self.mc.set("st-%d" % i, b"x")
+            self.mc.get("st-%d" % i)
+        after = self.mc.stats()
+        self.assertEqual(after[b"cmd_set"] - before[b"cmd_set"], 20)
+        self.assertEqual(after[b"get_hits"] - before[b"get_hits"], 20)
+        self.assertEqual(after[b"threads"], 2)
+        self.assertEqual(after[b"limit_maxbytes"], 64 * 1024 * 1024)
+
+    def test_stats_settings(self):
+        st = self.mc.stats("settings")
+        self.assertEqual(st[b"maxbytes"], 64 * 1024 * 1024)
+        self.assertEqual(st[b"maxconns"], 1024)
+
+    def test_version(self):
+        self.assertRegex(self.mc.version(), rb"^\d+\.\d+\.\d+$")
+
+
+class ExactReplies(unittest.TestCase):
+    """memcached's exact bytes for requests and bad input."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PETREL, "-t", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def setUp(self):
+        self.s = self.server.connect()
+
+    def tearDown(self):
+        self.s.close()
+
+    def test_unknown_command_is_error(self):
+        self.assertEqual(request(self.s, b"bogus\r\n", b"\r\n"), b"ERROR\r\n")
+
+    def test_bad_command_line_format(self):
+        self.assertEqual(request(self.s, b"set k 0 0 abc\r\n", b"\r\n"),
+                         b"CLIENT_ERROR bad command line format\r\n")
+
+    def test_bad_data_chunk(self):
+        got = request(self.s, b"set k 0 0 3\r\nabcde\r\n", b"\r\n")
+        self.assertTrue(got.startswith(b"CLIENT_ERROR bad data chunk\r\n"), got)
+
+    def test_key_over_250_bytes_is_refused(self):
+        got = request(self.s, b"get " + b"k" * 251 + b"\r\n", b"\r\n")
+        self.assertEqual(got, b"CLIENT_ERROR bad command line format\r\n")
+
+    def test_too_large_value_is_swallowed_and_the_connection_keeps_working(self):
+        big = b"x" * (MAX_VALUE + 10)
+        got = request(self.s, b"set big 0 0 %d\r\n" % len(big) + big + b"\r\nget big\r\n",
+                      b"END\r\n")
+        self.assertEqual(got, b"SERVER_ERROR object too large for cache\r\nEND\r\n")
+
+    def test_noreply_set_sends_nothing(self):
+        got = request(self.s, b"set q 0 0 1 noreply\r\nx\r\nget q\r\n", b"END\r\n")
+        self.assertEqual(got, b"VALUE q 0 1\r\nx\r\nEND\r\n")
+
+    def test_non_numeric_incr(self):
+        got = request(self.s, b"set nn 0 0 1\r\nx\r\nincr nn 1\r\n", b"value\r\n")
+        self.assertEqual(got, b"STORED\r\n"
+                         b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+
+    def test_meta_set_and_get(self):
+        got = request(self.s, b"ms mkey 2 T0 F5\r\nhi\r\nmg mkey v f s k\r\n", b"hi\r\n")
+        self.assertEqual(got, b"HD\r\nVA 2 f5 s2 kmkey\r\nhi\r\n")
+
+    def test_meta_noop(self):
+        self.assertEqual(request(self.s, b"mn\r\n", b"MN\r\n"), b"MN\r\n")
+
+    def test_quit_closes(self):
+        self.s.sendall(b"quit\r\n")
+        self.assertEqual(recv_until_closed(self.s), b"")
+
+    def test_shutdown_is_refused_unless_enabled(self):
+        self.assertEqual(request(self.s, b"shutdown\r\n", b"\r\n"),
+                         b"ERROR: shutdown not enabled\r\n")
+
+    def test_garbage_does_not_hurt_other_connections(self):
+        rng = random.Random(1)
+        for _ in range(20):
+            with self.server.connect() as g:
+                g.sendall(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 5000))))
+                g.shutdown(socket.SHUT_WR)
+                try:
+                    recv_until_closed(g, timeout=5)
+                except (ConnectionResetError, socket.timeout):
+                    pass
+        self.assertEqual(request(self.s, b"version\r\n", b"\r\n")[:8], b"VERSION ")
+
+
+class Ordering(unittest.TestCase):
+    """Pipelines whose keys land on every shard: replies come back in request order."""
+
+    def pipeline(self, workers):
+        rng = random.Random(workers)
+        with Server(PETREL, "-t", str(workers)) as server, server.connect() as s:
+            model = {}
+            req, want = [], []
+            for i in range(3000):
+                key = "k%d" % rng.randrange(200)
+                op = rng.randrange(6)
+                if op == 0:
+                    val = ("v%d" % i).encode()
+                    req.append(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(val), val))
+                    want.append(b"STORED\r\n")
+                    model[key] = val
+                elif op == 1:
+                    req.append(b"get %s\r\n" % key.encode())
+                    v = model.get(key)
+                    want.append((b"VALUE %s 0 %d\r\n%s\r\n" % (key.encode(), len(v), v)
+                                 if v is not None else b"") + b"END\r\n")
+                elif op == 2:
+                    req.append(b"delete %s\r\n" % key.encode())
+                    want.append(b"DELETED\r\n" if model.pop(key, None) is not None
+                                else b"NOT_FOUND\r\n")
+                elif op == 3:
+                    keys = ["k%d" % rng.randrange(200) for _ in range(rng.randrange(1, 12))]
+                    req.append(b"get " + " ".join(keys).encode() + b"\r\n")
+                    out = b""
+                    for k in keys:
+                        v = model.get(k)
+                        if v is not None:
+                            out += b"VALUE %s 0 %d\r\n%s\r\n" % (k.encode(), len(v), v)
+                    want.append(out + b"END\r\n")
+                elif op == 4:
+                    req.append(b"mn\r\n")
+                    want.append(b"MN\r\n")
+                else:
+                    req.append(b"add %s 0 0 1\r\nA\r\n" % key.encode())
+                    if key in model:
+                        want.append(b"NOT_STORED\r\n")
+                    else:
+                        model[key] = b"A"
+                        want.append(b"STORED\r\n")
+            expected = b"".join(want)
+            s.sendall(b"".join(req))
+            got = recv_exactly(s, len(expected), timeout=30)
+            self.assertEqual(len(got), len(expected))
+            for i, w in enumerate(want):  # find the first request whose reply differs
+                if not got.startswith(w):
+                    self.fail("reply %d differs: wanted %r, got %r" % (i, w, got[:len(w) + 40]))
+                got = got[len(w):]
+
+    def test_pipeline_of_mixed_requests_with_1_worker(self):
+        self.pipeline(1)
+
+    def test_pipeline_of_mixed_requests_with_2_workers(self):
+        self.pipeline(2)
+
+    def test_pipeline_of_mixed_requests_with_4_workers(self):
+        self.pipeline(4)
+
+    def test_concurrent_clients_on_overlapping_keys_end_in_the_model_state(self):
+        with Server(PETREL, "-t", "4") as server:
+            nclients, rounds = 8, 200
+
+            def work(n):
+                mc = Client(("127.0.0.1", server.port), timeout=20)
+                for r in range(rounds):
+                    mc.incr("shared-%d" % (r % 10), 1)
+                    mc.set("own-%d-%d" % (n, r), b"%d" % r)
+                mc.close()
+
+            setup = Client(("127.0.0.1", server.port), timeout=20)
+            for k in range(10):
+                setup.set("shared-%d" % k, b"0")
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(nclients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for k in range(10):
+                self.assertEqual(int(setup.get("shared-%d" % k)), nclients * rounds // 10)
+            own = setup.get_many(["own-%d-%d" % (n, r) for n in range(nclients)
+                                  for r in range(rounds)])
+            self.assertEqual(len(own), nclients * rounds)
+            setup.close()
+
+    def test_a_connection_closed_with_requests_in_flight_loses_nothing(self):
+        with Server(PETREL, "-t", "4") as server:
+            for attempt in range(5):
+                with server.connect() as s:
+                    s.sendall(b"".join(b"set gone-%d-%d 0 0 1\r\nx\r\nget gone-%d-%d\r\n"
+                                       % (attempt, i, attempt, i) for i in range(500)))
+                # closed at once: replies for forwarded requests arrive after the close
+            time.sleep(0.5)
+            mc = Client(("127.0.0.1", server.port), timeout=10)
+            for attempt in range(5):
+                got = mc.get_many(["gone-%d-%d" % (attempt, i) for i in range(500)])
+                self.assertEqual(len(got), 500)
+            mc.close()
+            rc, _ = server.stop()
+            self.assertEqual(rc, 0)
+
+
+class Compatibility(unittest.TestCase):
+    def test_memccapable_ascii_passes(self):
+        with Server(PETREL, "-t", "2") as server:
+            p = subprocess.run(["memccapable", "-h", "127.0.0.1", "-p", str(server.port), "-a"],
+                               capture_output=True, timeout=120)
+            out = p.stdout.decode() + p.stderr.decode()
+            self.assertIn("All tests passed", out, out)
+            self.assertEqual(p.returncode, 0)
+
+    def test_libmemcached_client(self):
+        client = os.environ.get("PETREL_MC_CLIENT")
+        if not client:
+            self.skipTest("the libmemcached client test program was not built")
+        with Server(PETREL, "-t", "2") as server:
+            p = subprocess.run([client, "127.0.0.1", str(server.port)], capture_output=True,
+                               timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
+
+class Lifecycle(unittest.TestCase):
+    def test_shutdown_command_when_enabled_stops_the_server(self):
+        server = Server(PETREL, "-t", "2", "-A")
+        with server.connect() as s:
+            s.sendall(b"shutdown\r\n")
+            recv_until_closed(s)
+        server.proc.wait(10)
+        self.assertEqual(server.proc.returncode, 0)
+        server.__exit__()
+
+    def test_udp_is_refused(self):
+        rc, _, err = run(PETREL, "-U", "11211")
+        self.assertEqual(rc, 64)
+
+    def test_help_names_memcached_flags(self):
+        rc, out, _ = run(PETREL, "--help")
+        self.assertEqual(rc, 0)
+        for flag in ("-p, --port", "-m, --memory-limit", "-I, --max-item-size", "-t, --threads",
+                     "-c, --max-conns", "-A, --enable-shutdown"):
+            self.assertIn(flag, out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
