@@ -89,6 +89,9 @@ void *worker_main(void *arg);
 /* acceptor.c */
 void *acceptor_main(void *arg);
 
+/* notify.c: send "READY=1" and friends to systemd if $NOTIFY_SOCKET is set; 0 or -errno. */
+int notify_send(const char *msg);
+
 /* admin.c */
 int admin_listen(struct runtime *rt, char *err, size_t errlen);
 void *admin_main(void *arg);

@@ -435,7 +435,13 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     log_info("%s %s ready: %u worker%s, up to %u connections", p->name, PETREL_VERSION,
              rt->nworkers, rt->nworkers == 1 ? "" : "s", rt->max_conns);
 
+    char status_msg[128];
+    snprintf(status_msg, sizeof(status_msg), "READY=1\nSTATUS=serving with %u workers\nMAINPID=%ld",
+             rt->nworkers, (long)getpid());
+    notify_send(status_msg);
+
     signal_loop(sfd);
+    notify_send("STOPPING=1");
     stop_threads(rt, true, true, started);
     log_info("stopped");
     status = 0;

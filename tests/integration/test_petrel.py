@@ -104,8 +104,8 @@ class Clients(unittest.TestCase):
         time.sleep(2.1)
         self.assertIsNone(self.mc.get("short"))
 
-    def test_flags_round_trip(self):
-        self.mc.raw_command(b"set flagged 4294967295 0 1", b"x")
+    def test_largest_client_flags_round_trip(self):
+        self.mc.set("flagged", b"x", flags=4294967295)
         with self.server.connect() as s:
             got = request(s, b"get flagged\r\n", b"END\r\n")
         self.assertEqual(got, b"VALUE flagged 4294967295 1\r\nx\r\nEND\r\n")
@@ -377,7 +377,7 @@ class Lifecycle(unittest.TestCase):
         rc, out, _ = run(PETREL, "--help")
         self.assertEqual(rc, 0)
         for flag in ("-p, --port", "-m, --memory-limit", "-I, --max-item-size", "-t, --threads",
-                     "-c, --max-conns", "-A, --enable-shutdown"):
+                     "-c, --max-conns", "-A, --[no-]enable-shutdown"):
             self.assertIn(flag, out)
 
 
