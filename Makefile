@@ -39,7 +39,7 @@ test-tsan:
 	@test -f build-tsan/build.ninja || CC=clang $(MESON_SETUP) -Db_sanitize=thread \
 		-Djemalloc=disabled -Db_lundef=false build-tsan
 	meson compile -C build-tsan
-	TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --print-errorlogs --suite threads || true
+	TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" meson test -C build-tsan --print-errorlogs --suite threads || true
 
 # libFuzzer targets, built with clang, each run for a bounded time.
 test-fuzz:

@@ -61,6 +61,9 @@ buf_reserve(struct buf *b, size_t n)
 int
 buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0) {
+        return 0; /* nothing to copy, and memcpy() must not see a NULL buffer */
+    }
     int rc = buf_reserve(b, n);
     if (rc < 0) {
         return rc;

@@ -302,13 +302,14 @@ class Ordering(unittest.TestCase):
             nclients, rounds = 8, 200
 
             def work(n):
-                mc = Client(("127.0.0.1", server.port), timeout=20)
+                mc = Client(("127.0.0.1", server.port), timeout=20, default_noreply=False)
                 for r in range(rounds):
                     mc.incr("shared-%d" % (r % 10), 1)
                     mc.set("own-%d-%d" % (n, r), b"%d" % r)
                 mc.close()
 
-            setup = Client(("127.0.0.1", server.port), timeout=20)
+            # Without noreply: a set must be stored before another connection's incr may see it.
+            setup = Client(("127.0.0.1", server.port), timeout=20, default_noreply=False)
             for k in range(10):
                 setup.set("shared-%d" % k, b"0")
             threads = [threading.Thread(target=work, args=(n,)) for n in range(nclients)]
