@@ -62,14 +62,13 @@ hist_bucket(const struct hist *h, uint64_t v)
 {
     uint64_t m = 1ull << h->sub_bits;
 
-    if (v > h->highest) {
-        return h->nbuckets - 1;
-    }
     if (v < m) {
         return (uint32_t)v;
     }
+    /* The layout ends at the power of two above `highest`; larger values share the top bucket. */
     uint32_t shift = top_bit(v) - h->sub_bits;
-    return (uint32_t)(((uint64_t)shift << h->sub_bits) + (v >> shift));
+    uint64_t idx = ((uint64_t)shift << h->sub_bits) + (v >> shift);
+    return idx < h->nbuckets ? (uint32_t)idx : h->nbuckets - 1;
 }
 
 void

@@ -9,8 +9,9 @@
  *     true percentile <= hist_percentile() < true percentile * (1 + 2^-s)
  *
  * i.e. the report never understates the tail, and overstates it by less than 2^-s (0.79% for
- * the load generator's s = 7). Values above the `highest` given to hist_init() are counted in
- * the top bucket: min and max stay exact, but percentiles that fall there lose the bound.
+ * the load generator's s = 7). The layout covers every value below the power of two above the
+ * `highest` given to hist_init(); larger values are counted in the top bucket: min and max stay
+ * exact, but percentiles that fall there lose the bound.
  *
  * Threads: a histogram has one owner thread; merging is done by one thread after the owners of
  * the sources have stopped writing them (e.g. after pthread_join()).
@@ -25,7 +26,7 @@ struct hist {
     uint64_t *counts;  /* nbuckets counters */
     uint32_t nbuckets; /* (top exponent - sub_bits + 2) << sub_bits */
     uint32_t sub_bits; /* s: log2 of the linear sub-buckets per power of two */
-    uint64_t highest;  /* largest value with the error bound */
+    uint64_t highest;  /* as given to hist_init(); the bound holds at least up to it */
     uint64_t total;    /* values recorded */
     uint64_t min;      /* smallest value recorded (UINT64_MAX when empty) */
     uint64_t max;      /* largest value recorded (0 when empty) */
