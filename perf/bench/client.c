@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,8 +76,7 @@ struct cthread {
     uint32_t idx;
     struct shared *sh;
     int epfd;
-    int tfd;
-    uint64_t timer_at; /* absolute time the timerfd is armed for, 0 if disarmed */
+    bool no_pwait2; /* the kernel lacks epoll_pwait2(): millisecond timeouts instead */
     struct conn *conns;
     uint32_t nconns;
     struct bench_rng rng;
@@ -100,13 +98,18 @@ int
 bench_stats_init(struct bench_stats *s)
 {
     memset(s, 0, sizeof(*s));
-    return hist_init(&s->latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    int rc = hist_init(&s->latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    if (rc == 0) {
+        rc = hist_init(&s->send_lag, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    }
+    return rc;
 }
 
 void
 bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src)
 {
     hist_merge(&dst->latency, &src->latency);
+    hist_merge(&dst->send_lag, &src->send_lag);
     dst->requests += src->requests;
     for (int i = 0; i < OP__COUNT; i++) {
         dst->by_op[i] += src->by_op[i];
@@ -125,6 +128,7 @@ void
 bench_stats_free(struct bench_stats *s)
 {
     hist_free(&s->latency);
+    hist_free(&s->send_lag);
 }
 
 /* ---- connections ---- */
@@ -234,6 +238,9 @@ conn_fill(struct cthread *th, struct conn *c, uint64_t now)
         if (conn_push(th, c, t) < 0) {
             return;
         }
+        if (t >= sh->mstart) {
+            hist_record(&th->st.send_lag, now - t);
+        }
     }
 }
 
@@ -316,13 +323,10 @@ thread_setup(struct cthread *th)
     const struct bench_opts *o = th->sh->o;
 
     th->epfd = epoll_create1(EPOLL_CLOEXEC);
-    th->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (th->epfd < 0 || th->tfd < 0) {
-        fprintf(stderr, "petrel-bench: epoll/timerfd: %s\n", strerror(errno));
+    if (th->epfd < 0) {
+        fprintf(stderr, "petrel-bench: epoll_create1: %s\n", strerror(errno));
         return -errno;
     }
-    struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
-    epoll_ctl(th->epfd, EPOLL_CTL_ADD, th->tfd, &tev);
 
     for (uint32_t i = 0; i < th->nconns; i++) {
         struct conn *c = &th->conns[i];
@@ -364,27 +368,33 @@ thread_teardown(struct cthread *th)
         buf_free(&c->out);
         free(c->q);
     }
-    if (th->tfd >= 0) {
-        close(th->tfd);
-    }
     if (th->epfd >= 0) {
         close(th->epfd);
     }
 }
 
-static void
-timer_arm(struct cthread *th, uint64_t at)
+/*
+ * Wait for I/O until `wake` (0: no limit). epoll_pwait2() takes a nanosecond timeout, so the
+ * open-loop schedule costs no extra system call per request (a timerfd would cost two: arm and
+ * read). Kernels before 5.11 lack it; then the timeout is rounded up to whole milliseconds,
+ * which makes sends late by up to a millisecond — the report's send lag shows it.
+ */
+static int
+thread_wait(struct cthread *th, struct epoll_event *evs, uint64_t now, uint64_t wake)
 {
-    if (at == th->timer_at) {
-        return;
+    uint64_t left = wake > now ? wake - now : 0;
+
+    if (!th->no_pwait2) {
+        struct timespec ts = {.tv_sec = (time_t)(left / NS_PER_S),
+                              .tv_nsec = (long)(left % NS_PER_S)};
+        int n = epoll_pwait2(th->epfd, evs, EVENTS_PER_WAIT, wake ? &ts : NULL, NULL);
+        if (n >= 0 || errno != ENOSYS) {
+            return n;
+        }
+        th->no_pwait2 = true;
     }
-    struct itimerspec its = {0};
-    if (at != 0) {
-        its.it_value.tv_sec = (time_t)(at / NS_PER_S);
-        its.it_value.tv_nsec = (long)(at % NS_PER_S);
-    }
-    timerfd_settime(th->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-    th->timer_at = at;
+    int ms = wake ? (int)((left + 999999) / 1000000) : -1;
+    return epoll_wait(th->epfd, evs, EVENTS_PER_WAIT, ms);
 }
 
 /*
@@ -447,8 +457,7 @@ thread_loop(struct cthread *th)
         if (thread_done(th, now, &wake)) {
             break;
         }
-        timer_arm(th, wake);
-        int n = epoll_wait(th->epfd, evs, EVENTS_PER_WAIT, -1);
+        int n = thread_wait(th, evs, now, wake);
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "petrel-bench: epoll_wait: %s\n", strerror(errno));
             break;
@@ -456,13 +465,6 @@ thread_loop(struct cthread *th)
         now = now_ns();
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
-            if (c == NULL) {
-                uint64_t ticks;
-                ssize_t r = read(th->tfd, &ticks, sizeof(ticks));
-                (void)r;
-                th->timer_at = 0; /* an absolute timer that fired is disarmed */
-                continue;
-            }
             if (!c->dead && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
                 conn_read(th, c, now);
             }
@@ -471,7 +473,6 @@ thread_loop(struct cthread *th)
             }
         }
     }
-    timer_arm(th, 0);
 }
 
 /* Requests of the window left without a reply when the drain ended. */
@@ -502,7 +503,7 @@ thread_main(void *arg)
     struct cthread *th = arg;
     struct shared *sh = th->sh;
 
-    /* Timers fire when asked: the default 50 us slack would blur a fine-grained schedule. */
+    /* Timeouts end when asked: the default 50 us slack would blur a fine-grained schedule. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     if (thread_setup(th) < 0) {
         atomic_store(&sh->abort, true);
@@ -561,7 +562,7 @@ bench_run(const struct bench_opts *o, const struct workload *w, struct bench_res
         struct cthread *th = &ths[i];
         th->idx = i;
         th->sh = &sh;
-        th->epfd = th->tfd = -1;
+        th->epfd = -1;
         th->nconns = o->connections / nt + (i < o->connections % nt ? 1 : 0);
         th->conns = calloc(th->nconns, sizeof(*th->conns));
         /* Streams differ per thread but repeat from run to run for the same seed. */

@@ -15,7 +15,13 @@
  *   time, so the wait counts as latency. Requests due at the same moment go in one write.
  * - closed loop: the moment it is written. Each connection keeps --pipeline requests in flight,
  *   topping the pipeline up whenever replies arrive.
- * A request belongs to the measured window if that time falls inside it.
+ * A request belongs to the measured window if that time falls inside it. In open loop the
+ * client also records how late it wrote each request after its scheduled time (send lag): a
+ * large lag with a full pipeline means the server is behind; with free pipeline slots, that
+ * the client itself is. In open loop the
+ * client also records how late it wrote each request after its scheduled time (send lag): a
+ * large lag with a full pipeline means the server is behind; with free pipeline slots, that
+ * the client itself is.
  */
 #ifndef PETREL_BENCH_CLIENT_H
 #define PETREL_BENCH_CLIENT_H
@@ -33,6 +39,7 @@
 /** Counters of one thread, or of the whole run once merged. */
 struct bench_stats {
     struct hist latency;       /* ns, every request of the window that got a reply */
+    struct hist send_lag;      /* ns, open loop: how late the client wrote each request */
     uint64_t requests;         /* requests of the window answered (error replies included) */
     uint64_t by_op[OP__COUNT]; /* the same, per command */
     uint64_t get_keys;         /* keys asked for by gets of the window */

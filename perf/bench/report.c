@@ -98,6 +98,13 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
         fprintf(f, " %9.1f", us(hist_percentile(&s->latency, pcts[i])));
     }
     fprintf(f, " %9.1f %9.1f\n", us(s->latency.max), hist_mean(&s->latency) / 1000.0);
+    if (o->rate) {
+        fprintf(f, "send lag    ");
+        for (size_t i = 0; i < NPCTS; i++) {
+            fprintf(f, " %9.1f", us(hist_percentile(&s->send_lag, pcts[i])));
+        }
+        fprintf(f, " %9.1f %9.1f\n", us(s->send_lag.max), hist_mean(&s->send_lag) / 1000.0);
+    }
 }
 
 /* Host names are printed inside a JSON string: escape what JSON requires. */
@@ -164,6 +171,11 @@ report_json(FILE *f, const struct bench_opts *o, const struct workload *w,
     for (size_t i = 0; i < NPCTS; i++) {
         fprintf(f, "\"%s\":%.3f,", pct_names[i], us(hist_percentile(&s->latency, pcts[i])));
     }
-    fprintf(f, "\"max\":%.3f,\"min\":%.3f,\"mean\":%.3f}}\n", us(s->latency.max),
+    fprintf(f, "\"max\":%.3f,\"min\":%.3f,\"mean\":%.3f},", us(s->latency.max),
             us(s->latency.total ? s->latency.min : 0), hist_mean(&s->latency) / 1000.0);
+    fprintf(f, "\"send_lag_us\":{");
+    for (size_t i = 0; i < NPCTS; i++) {
+        fprintf(f, "\"%s\":%.3f,", pct_names[i], us(hist_percentile(&s->send_lag, pcts[i])));
+    }
+    fprintf(f, "\"max\":%.3f}}\n", us(s->send_lag.max));
 }

@@ -4,6 +4,7 @@
  * Throughput is answered requests of the measured window divided by the window's length. Hit
  * ratio is keys found over keys asked for by gets. Latencies are in microseconds; percentiles
  * come from the log-linear histogram (hist.h) and overstate the exact value by less than 0.79%.
+ * In open loop, the send lag (how late the client wrote requests) is reported beside them.
  *
  * Threads: main thread, after bench_run() returned.
  */
