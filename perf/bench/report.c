@@ -47,8 +47,9 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
     char dist[32];
 
     describe_keys(dist, sizeof(dist), w);
-    fprintf(f, "petrel-bench %s: %s %s:%s, %u threads, %u connections, pipeline %u, ",
-            PETREL_VERSION, o->proto->name, o->host, o->port, o->threads, o->connections,
+    fprintf(f, "petrel-bench %s: %s %s:%s, %u thread%s, %u connection%s, pipeline %u, ",
+            PETREL_VERSION, o->proto->name, o->host, o->port, o->threads,
+            o->threads == 1 ? "" : "s", o->connections, o->connections == 1 ? "" : "s",
             o->pipeline);
     if (o->rate) {
         fprintf(f, "open loop at %" PRIu64 " req/s\n", o->rate);
@@ -61,8 +62,9 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
         if (c->value_max != c->value_min) {
             fprintf(f, "-%u", c->value_max);
         }
-        fprintf(f, " B, get:set:delete:incr %u:%u:%u:%u, %u keys per get\n", c->weight[OP_GET],
-                c->weight[OP_SET], c->weight[OP_DELETE], c->weight[OP_INCR], c->multiget);
+        fprintf(f, " B, get:set:delete:incr %u:%u:%u:%u, %u key%s per get\n", c->weight[OP_GET],
+                c->weight[OP_SET], c->weight[OP_DELETE], c->weight[OP_INCR], c->multiget,
+                c->multiget == 1 ? "" : "s");
     }
     if (o->preload) {
         fprintf(f, "preload: %" PRIu64 " sets in %.2f s, %" PRIu64 " not stored\n", s->preload_sets,
