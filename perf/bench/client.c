@@ -1,0 +1,607 @@
+/*
+ * client: the client threads and their event loops; the phases and timing rules are described
+ * in client.h.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "petrel/buf.h"
+#include "rate.h"
+#include "transport.h"
+
+#define NS_PER_S   1000000000ull
+#define READ_CHUNK (64 * 1024)
+/*
+ * Buffers are not shrunk: they never hold more than one pipeline's worth of requests or
+ * replies, and keeping them avoids a malloc/free per burst.
+ */
+#define IN_BUF_MAX      (512u << 20) /* pipeline * multiget * (value + line), generously */
+#define OUT_BUF_MAX     (512u << 20)
+#define PRELOAD_DEPTH   16 /* in-flight sets per connection while preloading */
+#define EVENTS_PER_WAIT 64
+
+enum phase {
+    PHASE_PRELOAD,
+    PHASE_RUN,
+};
+
+/* A request written and not yet answered. */
+struct inflight {
+    uint64_t t0; /* what its latency is measured from (scheduled or written time) */
+    uint8_t op;  /* enum op_type */
+    uint32_t nkeys;
+};
+
+/* One connection; owned by one thread. */
+struct conn {
+    struct transport tp;
+    uint32_t gidx;      /* index among all connections of the run */
+    struct buf in;      /* replies received, not yet parsed */
+    struct buf out;     /* requests composed, not yet written */
+    struct inflight *q; /* ring of qcap entries, oldest at qhead */
+    uint32_t qhead;
+    uint32_t qlen;
+    uint32_t qcap;        /* max(pipeline, PRELOAD_DEPTH); the run uses only `pipeline` */
+    struct rate rate;     /* open-loop schedule */
+    uint64_t preload_pos; /* next position of the preload sequence this connection writes */
+    bool want_out;        /* EPOLLOUT is registered */
+    bool dead;
+};
+
+/* Written by the main thread before a barrier, read by the client threads after it. */
+struct shared {
+    const struct bench_opts *o;
+    const struct workload *w;
+    pthread_barrier_t barrier;
+    uint64_t start_ns; /* run start: warm-up begins, the open-loop schedule starts */
+    uint64_t mstart;   /* measured window [mstart, mend) */
+    uint64_t mend;
+    uint64_t deadline; /* end of the drain */
+    atomic_bool abort; /* a thread failed to set up: everyone stops after the barrier */
+};
+
+struct cthread {
+    pthread_t tid;
+    uint32_t idx;
+    struct shared *sh;
+    int epfd;
+    bool no_pwait2; /* the kernel lacks epoll_pwait2(): millisecond timeouts instead */
+    struct conn *conns;
+    uint32_t nconns;
+    struct bench_rng rng;
+    struct bench_stats st;
+    enum phase phase;
+    uint32_t live;      /* connections not dead */
+    struct request req; /* scratch: the request being composed (large: up to 256 keys) */
+};
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+int
+bench_stats_init(struct bench_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    int rc = hist_init(&s->latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    if (rc == 0) {
+        rc = hist_init(&s->send_lag, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    }
+    return rc;
+}
+
+void
+bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src)
+{
+    hist_merge(&dst->latency, &src->latency);
+    hist_merge(&dst->send_lag, &src->send_lag);
+    dst->requests += src->requests;
+    for (int i = 0; i < OP__COUNT; i++) {
+        dst->by_op[i] += src->by_op[i];
+    }
+    dst->get_keys += src->get_keys;
+    dst->get_hits += src->get_hits;
+    dst->errors += src->errors;
+    dst->conn_errors += src->conn_errors;
+    dst->unfinished += src->unfinished;
+    dst->scheduled += src->scheduled;
+    dst->preload_sets += src->preload_sets;
+    dst->preload_errors += src->preload_errors;
+}
+
+void
+bench_stats_free(struct bench_stats *s)
+{
+    hist_free(&s->latency);
+    hist_free(&s->send_lag);
+}
+
+/* ---- connections ---- */
+
+static void
+conn_fail(struct cthread *th, struct conn *c, const char *why, int err)
+{
+    if (c->dead) {
+        return;
+    }
+    /* One line per lost connection: rare, and the reason matters when it happens. */
+    fprintf(stderr, "petrel-bench: connection %u: %s%s%s\n", c->gidx, why, err ? ": " : "",
+            err ? strerror(-err) : "");
+    c->tp.ops->close(&c->tp); /* closing the fd also removes it from the epoll set */
+    c->dead = true;
+    th->live--;
+    th->st.conn_errors++;
+}
+
+static void
+conn_want_out(struct cthread *th, struct conn *c, bool on)
+{
+    if (c->want_out == on) {
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(th->epfd, EPOLL_CTL_MOD, c->tp.fd, &ev) == 0) {
+        c->want_out = on;
+    }
+}
+
+/* Write what is composed; bounded by the out buffer, which holds at most qcap requests. */
+static void
+conn_flush(struct cthread *th, struct conn *c)
+{
+    while (!c->dead && buf_len(&c->out) > 0) {
+        ssize_t n = c->tp.ops->write(&c->tp, buf_rptr(&c->out), buf_len(&c->out));
+        if (n == -EAGAIN) {
+            conn_want_out(th, c, true);
+            return;
+        }
+        if (n <= 0) {
+            conn_fail(th, c, "write failed", n < 0 ? (int)n : -EPIPE);
+            return;
+        }
+        buf_consume(&c->out, (size_t)n);
+    }
+    if (!c->dead) {
+        conn_want_out(th, c, false);
+    }
+}
+
+/* Compose th->req and queue it as in flight since t0. Returns 0 or a negative errno. */
+static int
+conn_push(struct cthread *th, struct conn *c, uint64_t t0)
+{
+    int rc = th->sh->o->proto->compose(&c->out, th->sh->w, &th->req);
+    if (rc < 0) {
+        conn_fail(th, c, "cannot compose a request", rc);
+        return rc;
+    }
+    struct inflight *e = &c->q[(c->qhead + c->qlen) % c->qcap];
+    e->t0 = t0;
+    e->op = (uint8_t)th->req.op;
+    e->nkeys = th->req.nkeys;
+    c->qlen++;
+    return 0;
+}
+
+/*
+ * Queue what this connection may send now: at most its pipeline's free slots, so the work per
+ * call is bounded by --pipeline (PRELOAD_DEPTH while preloading).
+ */
+static void
+conn_fill(struct cthread *th, struct conn *c, uint64_t now)
+{
+    const struct shared *sh = th->sh;
+    const struct bench_opts *o = sh->o;
+
+    if (th->phase == PHASE_PRELOAD) {
+        uint64_t total = workload_preload_count(sh->w);
+        while (c->qlen < c->qcap && c->preload_pos < total) {
+            workload_preload(sh->w, &th->rng, c->preload_pos, &th->req);
+            c->preload_pos += o->connections;
+            if (conn_push(th, c, now) < 0) {
+                return;
+            }
+        }
+        return;
+    }
+    if (o->rate == 0) {
+        while (now < sh->mend && c->qlen < o->pipeline) {
+            workload_next(sh->w, &th->rng, &th->req);
+            if (conn_push(th, c, now) < 0) {
+                return;
+            }
+        }
+        return;
+    }
+    while (c->qlen < o->pipeline) {
+        uint64_t t = rate_peek(&c->rate);
+        if (t > now || t >= sh->mend) {
+            break;
+        }
+        rate_take(&c->rate);
+        workload_next(sh->w, &th->rng, &th->req);
+        if (conn_push(th, c, t) < 0) {
+            return;
+        }
+        if (t >= sh->mstart) {
+            hist_record(&th->st.send_lag, now - t);
+        }
+    }
+}
+
+/* Account for the reply to the oldest request in flight, received at now. */
+static void
+conn_complete(struct cthread *th, const struct inflight *e, const struct proto_result *res,
+              uint64_t now)
+{
+    struct bench_stats *st = &th->st;
+
+    if (th->phase == PHASE_PRELOAD) {
+        st->preload_sets++;
+        st->preload_errors += (res->error || res->misses) ? 1 : 0;
+        return;
+    }
+    if (e->t0 < th->sh->mstart || e->t0 >= th->sh->mend) {
+        return;
+    }
+    hist_record(&st->latency, now > e->t0 ? now - e->t0 : 0);
+    st->requests++;
+    st->by_op[e->op]++;
+    st->errors += res->error ? 1 : 0;
+    if (e->op == OP_GET && !res->error) {
+        st->get_keys += e->nkeys;
+        st->get_hits += res->hits;
+    } else if (e->op == OP_GET) {
+        st->get_keys += e->nkeys;
+    }
+}
+
+/*
+ * Read once (level-triggered epoll calls again if more is waiting) and match every complete
+ * reply to its request: bounded by READ_CHUNK bytes per call.
+ */
+static void
+conn_read(struct cthread *th, struct conn *c, uint64_t now)
+{
+    const struct proto *p = th->sh->o->proto;
+    int rc = buf_reserve(&c->in, READ_CHUNK);
+    if (rc < 0) {
+        conn_fail(th, c, "reply too large", rc);
+        return;
+    }
+    ssize_t n = c->tp.ops->read(&c->tp, buf_wptr(&c->in), buf_avail(&c->in));
+    if (n == -EAGAIN) {
+        return;
+    }
+    if (n <= 0) {
+        conn_fail(th, c, n == 0 ? "closed by the server" : "read failed", (int)n);
+        return;
+    }
+    buf_commit(&c->in, (size_t)n);
+    while (c->qlen > 0 && buf_len(&c->in) > 0) {
+        const struct inflight *e = &c->q[c->qhead];
+        struct proto_result res;
+        ssize_t len =
+            p->parse(buf_rptr(&c->in), buf_len(&c->in), (enum op_type)e->op, e->nkeys, &res);
+        if (len == 0) {
+            break;
+        }
+        if (len < 0) {
+            conn_fail(th, c, "malformed reply", (int)len);
+            return;
+        }
+        buf_consume(&c->in, (size_t)len);
+        conn_complete(th, e, &res, now);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+    if (c->qlen == 0 && buf_len(&c->in) > 0) {
+        conn_fail(th, c, "reply to no request", -EPROTO);
+    }
+}
+
+/* ---- thread ---- */
+
+static int
+thread_setup(struct cthread *th)
+{
+    const struct bench_opts *o = th->sh->o;
+
+    th->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (th->epfd < 0) {
+        fprintf(stderr, "petrel-bench: epoll_create1: %s\n", strerror(errno));
+        return -errno;
+    }
+
+    for (uint32_t i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+        c->gidx = th->idx + i * o->threads;
+        c->tp.ops = &transport_tcp;
+        c->tp.fd = -1;
+        c->qcap = o->pipeline > PRELOAD_DEPTH ? o->pipeline : PRELOAD_DEPTH;
+        c->q = calloc(c->qcap, sizeof(*c->q));
+        c->preload_pos = c->gidx;
+        buf_init(&c->in, READ_CHUNK, IN_BUF_MAX);
+        buf_init(&c->out, 4096, OUT_BUF_MAX);
+        if (c->q == NULL) {
+            return -ENOMEM;
+        }
+        int rc = c->tp.ops->open(&c->tp, o->host, o->port);
+        if (rc < 0) {
+            fprintf(stderr, "petrel-bench: cannot connect to %s:%s: %s\n", o->host, o->port,
+                    strerror(-rc));
+            return rc;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(th->epfd, EPOLL_CTL_ADD, c->tp.fd, &ev) < 0) {
+            return -errno;
+        }
+        th->live++;
+    }
+    return 0;
+}
+
+static void
+thread_teardown(struct cthread *th)
+{
+    for (uint32_t i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+        if (c->tp.ops != NULL) {
+            c->tp.ops->close(&c->tp);
+        }
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c->q);
+    }
+    if (th->epfd >= 0) {
+        close(th->epfd);
+    }
+}
+
+/*
+ * Wait for I/O until `wake` (0: no limit). epoll_pwait2() takes a nanosecond timeout, so the
+ * open-loop schedule costs no extra system call per request (a timerfd would cost two: arm and
+ * read). Kernels before 5.11 lack it; then the timeout is rounded up to whole milliseconds,
+ * which makes sends late by up to a millisecond — the report's send lag shows it.
+ */
+static int
+thread_wait(struct cthread *th, struct epoll_event *evs, uint64_t now, uint64_t wake)
+{
+    uint64_t left = wake > now ? wake - now : 0;
+
+    if (!th->no_pwait2) {
+        struct timespec ts = {.tv_sec = (time_t)(left / NS_PER_S),
+                              .tv_nsec = (long)(left % NS_PER_S)};
+        int n = epoll_pwait2(th->epfd, evs, EVENTS_PER_WAIT, wake ? &ts : NULL, NULL);
+        if (n >= 0 || errno != ENOSYS) {
+            return n;
+        }
+        th->no_pwait2 = true;
+    }
+    int ms = wake ? (int)((left + 999999) / 1000000) : -1;
+    return epoll_wait(th->epfd, evs, EVENTS_PER_WAIT, ms);
+}
+
+/*
+ * Whether the phase is over, and when the loop must wake next if nothing arrives (0: only for
+ * I/O). Looks at every connection of the thread once: bounded by its connection count.
+ */
+static bool
+thread_done(struct cthread *th, uint64_t now, uint64_t *wake)
+{
+    const struct shared *sh = th->sh;
+    bool busy = false;
+
+    *wake = 0;
+    if (th->live == 0) {
+        return true;
+    }
+    if (th->phase == PHASE_PRELOAD) {
+        uint64_t total = workload_preload_count(sh->w);
+        for (uint32_t i = 0; i < th->nconns && !busy; i++) {
+            const struct conn *c = &th->conns[i];
+            busy = !c->dead && (c->qlen > 0 || c->preload_pos < total);
+        }
+        return !busy;
+    }
+    if (now >= sh->deadline) {
+        return true;
+    }
+    uint64_t next = now < sh->mend ? sh->mend : sh->deadline;
+    for (uint32_t i = 0; i < th->nconns; i++) {
+        const struct conn *c = &th->conns[i];
+        if (c->dead) {
+            continue;
+        }
+        bool unsent = sh->o->rate > 0 && rate_peek(&c->rate) < sh->mend;
+        busy = busy || c->qlen > 0 || unsent;
+        if (unsent && c->qlen < sh->o->pipeline && rate_peek(&c->rate) < next) {
+            next = rate_peek(&c->rate);
+        }
+    }
+    *wake = next;
+    return now >= sh->mend && !busy;
+}
+
+static void
+thread_loop(struct cthread *th)
+{
+    struct epoll_event evs[EVENTS_PER_WAIT];
+
+    for (;;) {
+        uint64_t now = now_ns(), wake;
+        for (uint32_t i = 0; i < th->nconns; i++) {
+            struct conn *c = &th->conns[i];
+            if (!c->dead) {
+                conn_fill(th, c, now);
+                if (!c->want_out) {
+                    conn_flush(th, c);
+                }
+            }
+        }
+        if (thread_done(th, now, &wake)) {
+            break;
+        }
+        int n = thread_wait(th, evs, now, wake);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "petrel-bench: epoll_wait: %s\n", strerror(errno));
+            break;
+        }
+        now = now_ns();
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (!c->dead && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+                conn_read(th, c, now);
+            }
+            if (!c->dead && (evs[i].events & EPOLLOUT)) {
+                conn_flush(th, c);
+            }
+        }
+    }
+}
+
+/* Requests of the window left without a reply when the drain ended. */
+static void
+thread_count_unfinished(struct cthread *th)
+{
+    const struct shared *sh = th->sh;
+
+    for (uint32_t i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+        for (uint32_t k = 0; k < c->qlen; k++) {
+            uint64_t t0 = c->q[(c->qhead + k) % c->qcap].t0;
+            th->st.unfinished += (t0 >= sh->mstart && t0 < sh->mend) ? 1 : 0;
+        }
+        if (sh->o->rate > 0) {
+            uint64_t first = rate_count_by(&c->rate, sh->mstart - 1);
+            uint64_t last = rate_count_by(&c->rate, sh->mend - 1);
+            uint64_t from = c->rate.next_k > first ? c->rate.next_k : first;
+            th->st.unfinished += last > from ? last - from : 0;
+            th->st.scheduled += last - first;
+        }
+    }
+}
+
+static void *
+thread_main(void *arg)
+{
+    struct cthread *th = arg;
+    struct shared *sh = th->sh;
+
+    /* Timeouts end when asked: the default 50 us slack would blur a fine-grained schedule. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    if (thread_setup(th) < 0) {
+        atomic_store(&sh->abort, true);
+    }
+    pthread_barrier_wait(&sh->barrier); /* 1: everyone connected (or not) */
+    if (!atomic_load(&sh->abort) && sh->o->preload) {
+        th->phase = PHASE_PRELOAD;
+        thread_loop(th);
+    }
+    pthread_barrier_wait(&sh->barrier); /* 2: preload finished everywhere */
+    pthread_barrier_wait(&sh->barrier); /* 3: the main thread has set the clock */
+    if (!atomic_load(&sh->abort)) {
+        th->phase = PHASE_RUN;
+        if (sh->o->rate > 0) {
+            for (uint32_t i = 0; i < th->nconns; i++) {
+                rate_init(&th->conns[i].rate, sh->start_ns, sh->o->rate, sh->o->connections,
+                          th->conns[i].gidx);
+            }
+        }
+        thread_loop(th);
+        thread_count_unfinished(th);
+    }
+    thread_teardown(th);
+    return NULL;
+}
+
+/* ---- run ---- */
+
+static void
+threads_free(struct cthread *ths, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        free(ths[i].conns);
+        bench_stats_free(&ths[i].st);
+    }
+    free(ths);
+}
+
+int
+bench_run(const struct bench_opts *o, const struct workload *w, struct bench_result *res)
+{
+    struct shared sh = {.o = o, .w = w};
+    uint32_t nt = o->threads, started = 0;
+    int rc = 0;
+
+    memset(res, 0, sizeof(*res));
+    if (bench_stats_init(&res->total) < 0) {
+        return -ENOMEM;
+    }
+    struct cthread *ths = calloc(nt, sizeof(*ths));
+    if (ths == NULL) {
+        bench_stats_free(&res->total);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        struct cthread *th = &ths[i];
+        th->idx = i;
+        th->sh = &sh;
+        th->epfd = -1;
+        th->nconns = o->connections / nt + (i < o->connections % nt ? 1 : 0);
+        th->conns = calloc(th->nconns, sizeof(*th->conns));
+        /* Streams differ per thread but repeat from run to run for the same seed. */
+        bench_rng_seed(&th->rng, o->seed * 0x100000001b3ull + i);
+        if (th->conns == NULL || bench_stats_init(&th->st) < 0) {
+            threads_free(ths, nt);
+            bench_stats_free(&res->total);
+            return -ENOMEM;
+        }
+    }
+    pthread_barrier_init(&sh.barrier, NULL, nt + 1);
+    for (; started < nt; started++) {
+        rc = -pthread_create(&ths[started].tid, NULL, thread_main, &ths[started]);
+        if (rc < 0) {
+            fprintf(stderr, "petrel-bench: cannot start a thread: %s\n", strerror(-rc));
+            /* The barrier counts every thread; the missing ones cannot arrive, so give up. */
+            exit(1);
+        }
+    }
+    pthread_barrier_wait(&sh.barrier); /* 1 */
+    uint64_t t = now_ns();
+    pthread_barrier_wait(&sh.barrier); /* 2 */
+    res->preload_s = o->preload ? (double)(now_ns() - t) / 1e9 : 0.0;
+    /* A short lead so every thread is back in its loop before the first request is due. */
+    sh.start_ns = now_ns() + 10000000ull;
+    sh.mstart = sh.start_ns + (uint64_t)(o->warmup_s * 1e9);
+    sh.mend = sh.mstart + (uint64_t)(o->duration_s * 1e9);
+    sh.deadline = sh.mend + BENCH_DRAIN_S * NS_PER_S;
+    res->measured_s = (double)(sh.mend - sh.mstart) / 1e9;
+    pthread_barrier_wait(&sh.barrier); /* 3 */
+    for (uint32_t i = 0; i < nt; i++) {
+        pthread_join(ths[i].tid, NULL);
+        bench_stats_merge(&res->total, &ths[i].st);
+    }
+    pthread_barrier_destroy(&sh.barrier);
+    if (atomic_load(&sh.abort)) {
+        rc = -ECONNREFUSED;
+        bench_stats_free(&res->total);
+    }
+    threads_free(ths, nt);
+    return rc;
+}
