@@ -558,7 +558,9 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     if (has_flag(req, 'C') || has_flag(req, 't')) {
         /* The engine's incr neither compares a CAS nor reports the TTL: look first. */
         found = seg_get(s, req->key, req->klen, hash, &v) == SEG_OK;
-        if (found && has_flag(req, 'C') && v.cas != req->meta.compare_cas) {
+        /* Unlike md and ms, ma takes C0 as "no compare", as memcached does. */
+        uint64_t want = req->meta.compare_cas;
+        if (found && has_flag(req, 'C') && want != 0 && v.cas != want) {
             return mc_compose_meta(out, req, MC_META_EX, NULL);
         }
         ttl = found ? (int32_t)v.ttl : -1;

@@ -880,6 +880,18 @@ Test(mc_exec, ma_C_with_current_cas_increments)
     expect(line, "VA 1\r\n2\r\n");
 }
 
+Test(mc_exec, ma_C0_compares_nothing)
+{
+    put("n", "1", 0, 0);
+    expect("ma n C0 v\r\n", "VA 1\r\n2\r\n");
+}
+
+Test(mc_exec, md_C0_never_matches)
+{
+    put("k", "x", 0, 0);
+    expect("md k C0\r\n", "EX\r\n");
+}
+
 Test(mc_exec, ma_of_text_is_a_client_error_even_with_q)
 {
     put("n", "abc", 0, 0);
