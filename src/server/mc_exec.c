@@ -308,6 +308,9 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
     enum seg_result res =
         touch ? touch_and_get(sh->seg, key, klen, hash, req->exptime, &v, &old_ttl, &drop)
               : seg_get(sh->seg, key, klen, hash, &v);
+    if (res == SEG_NO_MEMORY) {
+        return mc_compose_reply(out, MC_R_OOM);
+    }
     if (touch) {
         sh->stats.cmd_touch++;
         res == SEG_OK ? sh->stats.touch_hits++ : sh->stats.touch_misses++;
@@ -318,9 +321,6 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
     if (res == SEG_NOT_FOUND) {
         sync_expired(sh);
         return 0;
-    }
-    if (res == SEG_NO_MEMORY) {
-        return mc_compose_reply(out, MC_R_OOM);
     }
     int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen, v.cas, with_cas);
     drop_expired(sh->seg, key, klen, hash, drop);

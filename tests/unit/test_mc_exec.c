@@ -964,3 +964,34 @@ Test(mc_exec, full_output_buffer_is_reported)
     cr_assert_eq(mc_exec(&sh, &req, mc_key_hash("k", 1), &tiny), -ENOBUFS);
     buf_free(&tiny);
 }
+
+/* Fill a two-segment shard that never evicts, so that no segment is left for a new TTL. */
+static void
+fill_without_eviction(void)
+{
+    make_shard(128 << 10, SEG_EVICT_NONE);
+    put("k", "x", 0, 0);
+    static char req[16 << 10];
+    for (int i = 0; i < 64; i++) {
+        int n = snprintf(req, sizeof(req), "set f%d 0 0 8000\r\n", i);
+        memset(req + n, 'x', 8000);
+        memcpy(req + n + 8000, "\r\n", 2);
+        if (strcmp(run_n(req, (size_t)n + 8002), "STORED\r\n") != 0) {
+            return;
+        }
+    }
+    cr_assert_fail("the shard never filled up");
+}
+
+Test(mc_exec, touch_without_room_for_the_new_ttl_is_out_of_memory)
+{
+    fill_without_eviction();
+    expect("touch k 100\r\n", "SERVER_ERROR out of memory\r\n");
+    expect("mg k t\r\n", "HD t-1\r\n");
+}
+
+Test(mc_exec, gat_without_room_for_the_new_ttl_is_out_of_memory)
+{
+    fill_without_eviction();
+    expect("gat 100 k\r\n", "SERVER_ERROR out of memory\r\nEND\r\n");
+}
