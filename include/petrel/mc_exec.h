@@ -52,15 +52,19 @@ mc_shard_of(uint64_t hash, unsigned n)
 /**
  * Execute a request whose key lives on this shard: the storage commands, cas, incr/decr,
  * delete, touch, and the meta commands mg/ms/md/ma/me (mn too, though it needs no shard).
- * Appends the reply (nothing for noreply / quiet). Returns 0, or the buf error (-ENOBUFS,
- * -ENOMEM) after which the connection should be closed.
+ * Appends the reply (nothing for noreply / quiet). Meta flags the engine cannot serve get
+ * "CLIENT_ERROR unsupported flag" (docs/protocol.md lists them). req and its views are only
+ * read. Returns 0, the buf error (-ENOBUFS, -ENOMEM) after which the connection should be
+ * closed, or -EINVAL (nothing appended) for a command not executed here: the get family
+ * (mc_exec_get_key) and the server's own commands.
  */
 int mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out);
 
 /**
  * One key of a get/gets/gat/gats request (req gives the command and, for gat/gats, the
- * exptime): appends "VALUE ..." block for a hit, nothing for a miss; counts the get.
- * Returns 0 or a buf error.
+ * exptime): appends the "VALUE ..." block for a hit, nothing for a miss; counts the get (or,
+ * for gat/gats, the touch). A gat whose item cannot be moved to its new TTL for lack of memory
+ * gets "SERVER_ERROR out of memory". Returns 0 or a buf error.
  */
 int mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
                     uint64_t hash, struct buf *out);

@@ -1,0 +1,637 @@
+/*
+ * mc_exec: memcached request semantics on one Segcache shard. Contract in
+ * include/petrel/mc_exec.h; the reply rules, and what the engine cannot answer, are in
+ * docs/protocol.md ("Command semantics").
+ *
+ * Everything here runs on the shard's owner thread, so a lookup followed by a change (compare a
+ * CAS, then delete) is atomic without locks: nothing else touches the shard in between.
+ *
+ * Counters follow memcached 1.6: a get-family hit counts cmd_get and get_hits, but a hit that
+ * also touches (gat, gats, mg with T) counts cmd_touch and touch_hits instead; a miss of gat
+ * counts touch_misses, while a miss of mg counts get_misses even with T.
+ */
+#include "petrel/mc_exec.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Reply lines memcached has but the codec's fixed set does not. */
+#define UNSUPPORTED_FLAG "CLIENT_ERROR unsupported flag\r\n"
+#define UNSUPPORTED_ME   "CLIENT_ERROR unsupported command\r\n"
+
+/*
+ * Meta flags whose answer or effect needs item state Segcache does not keep: last access (l),
+ * fetched-before (h), a caller-chosen CAS (E, and x which keeps the old CAS), the stale and
+ * win-token bits (I, N and R on mg). Refused rather than answered with invented values.
+ */
+#define MG_UNSUPPORTED (MC_MF('h') | MC_MF('l') | MC_MF('E') | MC_MF('N') | MC_MF('R'))
+#define MS_UNSUPPORTED (MC_MF('E') | MC_MF('I'))
+#define MD_UNSUPPORTED (MC_MF('E') | MC_MF('I') | MC_MF('x'))
+#define MA_UNSUPPORTED (MC_MF('E'))
+
+static int
+put_lit(struct buf *out, const char *s, size_t len)
+{
+    return buf_append(out, s, len);
+}
+
+#define PUT_LIT(out, s) put_lit(out, s, sizeof(s) - 1)
+
+static bool
+has_flag(const struct mc_req *req, char f)
+{
+    return (req->meta.seen & MC_MF(f)) != 0;
+}
+
+/* True when flag a comes before flag b on the request line (both given). */
+static bool
+flag_before(const struct mc_req *req, char a, char b)
+{
+    for (unsigned i = 0; i < req->meta.nflags; i++) {
+        if (req->meta.order[i] == a) {
+            return true;
+        }
+        if (req->meta.order[i] == b) {
+            return false;
+        }
+    }
+    return false;
+}
+
+/*
+ * Seconds an item given this memcached exptime has left, as the t flag shows it: -1 for
+ * never, 0 when already expired.
+ */
+static int32_t
+ttl_of_exptime(int64_t exptime, int64_t now)
+{
+    int64_t abs = seg_exptime_abs(exptime, now);
+    if (abs == 0) {
+        return -1;
+    }
+    if (abs <= now) {
+        return 0;
+    }
+    return abs - now > INT32_MAX ? INT32_MAX : (int32_t)(abs - now);
+}
+
+/* True when a memcached exptime means "expire now" (negative, or an absolute time passed). */
+static bool
+exptime_is_past(int64_t exptime, int64_t now)
+{
+    int64_t abs = seg_exptime_abs(exptime, now);
+    return abs != 0 && abs <= now;
+}
+
+/* The engine counts expired finds in seg_get; mirror its count after a miss. */
+static void
+sync_expired(struct mc_shard *sh)
+{
+    struct seg_stats st;
+    seg_stats_get(sh->seg, &st);
+    sh->stats.get_expired = st.get_expired;
+}
+
+/* ---- text storage commands ---- */
+
+static enum seg_store_mode
+store_mode(enum mc_cmd cmd)
+{
+    switch (cmd) {
+    case MC_CMD_ADD:
+        return SEG_ADD;
+    case MC_CMD_REPLACE:
+        return SEG_REPLACE;
+    case MC_CMD_APPEND:
+        return SEG_APPEND;
+    case MC_CMD_PREPEND:
+        return SEG_PREPEND;
+    case MC_CMD_CAS:
+        return SEG_CAS;
+    default:
+        return SEG_SET;
+    }
+}
+
+/*
+ * Count a store as memcached does: cmd_set for every command that got as far as having room
+ * for its value (not for too-large or out-of-memory), cas_* for compare-and-swap stores.
+ * An append whose result outgrows the item limit did get room for its own data, so it counts.
+ */
+static void
+count_store(struct mc_stats *st, enum seg_store_mode mode, enum seg_result res)
+{
+    bool concat = mode == SEG_APPEND || mode == SEG_PREPEND;
+    if (res == SEG_NO_MEMORY || (res == SEG_TOO_LARGE && !concat)) {
+        return;
+    }
+    st->cmd_set++;
+    if (mode != SEG_CAS) {
+        return;
+    }
+    if (res == SEG_STORED) {
+        st->cas_hits++;
+    } else if (res == SEG_EXISTS) {
+        st->cas_badval++;
+    } else if (res == SEG_NOT_FOUND) {
+        st->cas_misses++;
+    }
+}
+
+/*
+ * memcached refuses an append or prepend whose result would exceed the item limit with
+ * NOT_STORED and keeps the old value; the engine reports that as too large.
+ */
+static enum seg_result
+concat_overflow(enum seg_store_mode mode, enum seg_result res)
+{
+    if (res == SEG_TOO_LARGE && (mode == SEG_APPEND || mode == SEG_PREPEND)) {
+        return SEG_NOT_STORED;
+    }
+    return res;
+}
+
+static int
+text_store_reply(struct buf *out, enum seg_result res)
+{
+    switch (res) {
+    case SEG_STORED:
+        return mc_compose_reply(out, MC_R_STORED);
+    case SEG_NOT_STORED:
+        return mc_compose_reply(out, MC_R_NOT_STORED);
+    case SEG_EXISTS:
+        return mc_compose_reply(out, MC_R_EXISTS);
+    case SEG_NOT_FOUND:
+        return mc_compose_reply(out, MC_R_NOT_FOUND);
+    case SEG_TOO_LARGE:
+        return mc_compose_reply(out, MC_R_TOO_LARGE);
+    default:
+        return mc_compose_reply(out, MC_R_OUT_OF_MEMORY);
+    }
+}
+
+static int
+exec_store(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    struct seg_store_req r = {
+        .mode = store_mode(req->cmd),
+        .key = req->key,
+        .klen = req->klen,
+        .hash = hash,
+        .value = req->val,
+        .vlen = req->vlen,
+        .flags = req->flags,
+        .exptime = req->exptime,
+        .cas = req->cmd == MC_CMD_CAS ? req->cas : 0,
+    };
+    enum seg_result res = seg_store(sh->seg, &r, NULL);
+    count_store(&sh->stats, r.mode, res);
+    res = concat_overflow(r.mode, res);
+    /* memcached's noreply silences every reply of a storage command, errors included. */
+    return req->noreply ? 0 : text_store_reply(out, res);
+}
+
+/* ---- incr, decr, delete, touch ---- */
+
+static int
+exec_incr(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    bool decr = req->cmd == MC_CMD_DECR;
+    uint64_t v = 0;
+    enum seg_result res = seg_incr(sh->seg, req->key, req->klen, hash, req->delta, decr, &v, NULL);
+    if (res == SEG_OK) {
+        decr ? sh->stats.decr_hits++ : sh->stats.incr_hits++;
+    } else if (res == SEG_NOT_FOUND) {
+        decr ? sh->stats.decr_misses++ : sh->stats.incr_misses++;
+    }
+    if (req->noreply) {
+        return 0;
+    }
+    switch (res) {
+    case SEG_OK:
+        return mc_compose_u64(out, v);
+    case SEG_NOT_FOUND:
+        return mc_compose_reply(out, MC_R_NOT_FOUND);
+    case SEG_NON_NUMERIC:
+        return mc_compose_reply(out, MC_R_NON_NUMERIC);
+    default:
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+}
+
+static int
+exec_delete(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    enum seg_result res = seg_delete(sh->seg, req->key, req->klen, hash);
+    bool hit = res == SEG_DELETED;
+    hit ? sh->stats.delete_hits++ : sh->stats.delete_misses++;
+    if (req->noreply) {
+        return 0;
+    }
+    return mc_compose_reply(out, hit ? MC_R_DELETED : MC_R_NOT_FOUND);
+}
+
+static int
+exec_touch(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    enum seg_result res = seg_touch(sh->seg, req->key, req->klen, hash, req->exptime);
+    sh->stats.cmd_touch++;
+    if (res == SEG_TOUCHED) {
+        sh->stats.touch_hits++;
+    } else if (res == SEG_NOT_FOUND) {
+        sh->stats.touch_misses++;
+    }
+    if (req->noreply) {
+        return 0;
+    }
+    switch (res) {
+    case SEG_TOUCHED:
+        return mc_compose_reply(out, MC_R_TOUCHED);
+    case SEG_NOT_FOUND:
+        return mc_compose_reply(out, MC_R_NOT_FOUND);
+    default:
+        /* Moving the item to a segment of its new TTL found no room. */
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+}
+
+/* ---- get, gets, gat, gats ---- */
+
+/*
+ * Read a key and give it a new exptime, as gat and mg T do: *view is the item after the touch,
+ * *old_ttl its TTL before. An exptime already in the past still returns the item once
+ * (memcached hands out the item it has just touched), so then the view is taken before the item
+ * is dropped and *drop is set: the view stays valid only until the next engine call, so the
+ * caller composes its reply first and calls drop_expired() after. Returns SEG_OK,
+ * SEG_NOT_FOUND or SEG_NO_MEMORY.
+ */
+static enum seg_result
+touch_and_get(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t exptime,
+              struct seg_view *view, int32_t *old_ttl, bool *drop)
+{
+    *drop = false;
+    enum seg_result res = seg_get(s, key, klen, hash, view);
+    if (res != SEG_OK) {
+        return res;
+    }
+    *old_ttl = (int32_t)view->ttl;
+    if (exptime_is_past(exptime, seg_now(s))) {
+        *drop = true;
+        view->ttl = 0;
+        return SEG_OK;
+    }
+    res = seg_touch(s, key, klen, hash, exptime);
+    if (res != SEG_TOUCHED) {
+        return res;
+    }
+    /* The touch may have moved the item: read it again where it lives now. */
+    return seg_get(s, key, klen, hash, view);
+}
+
+static void
+drop_expired(struct seg *s, const void *key, size_t klen, uint64_t hash, bool drop)
+{
+    if (drop) {
+        seg_delete(s, key, klen, hash);
+    }
+}
+
+int
+mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
+                uint64_t hash, struct buf *out)
+{
+    bool touch = req->cmd == MC_CMD_GAT || req->cmd == MC_CMD_GATS;
+    bool with_cas = req->cmd == MC_CMD_GETS || req->cmd == MC_CMD_GATS;
+    struct seg_view v;
+    bool drop = false;
+    int32_t old_ttl;
+    enum seg_result res =
+        touch ? touch_and_get(sh->seg, key, klen, hash, req->exptime, &v, &old_ttl, &drop)
+              : seg_get(sh->seg, key, klen, hash, &v);
+    if (res == SEG_NO_MEMORY) {
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+    if (touch) {
+        sh->stats.cmd_touch++;
+        res == SEG_OK ? sh->stats.touch_hits++ : sh->stats.touch_misses++;
+    } else {
+        sh->stats.cmd_get++;
+        res == SEG_OK ? sh->stats.get_hits++ : sh->stats.get_misses++;
+    }
+    if (res == SEG_NOT_FOUND) {
+        sync_expired(sh);
+        return 0;
+    }
+    int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen, v.cas, with_cas);
+    drop_expired(sh->seg, key, klen, hash, drop);
+    return rc;
+}
+
+/* ---- meta ---- */
+
+static int
+unsupported_flag(struct buf *out)
+{
+    return PUT_LIT(out, UNSUPPORTED_FLAG);
+}
+
+static int
+exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    if (req->meta.seen & MG_UNSUPPORTED) {
+        return unsupported_flag(out);
+    }
+    struct seg *s = sh->seg;
+    bool touch = has_flag(req, 'T');
+    struct seg_view v;
+    bool drop = false;
+    int32_t old_ttl = -1;
+    enum seg_result res;
+    if (touch) {
+        res = touch_and_get(s, req->key, req->klen, hash, req->meta.ttl, &v, &old_ttl, &drop);
+    } else {
+        res = seg_get(s, req->key, req->klen, hash, &v);
+    }
+    if (res == SEG_NO_MEMORY) {
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+    if (res != SEG_OK) {
+        sh->stats.cmd_get++;
+        sh->stats.get_misses++;
+        sync_expired(sh);
+        return mc_compose_meta(out, req, MC_META_EN, NULL);
+    }
+    if (touch) {
+        sh->stats.cmd_touch++;
+        sh->stats.touch_hits++;
+    } else {
+        sh->stats.cmd_get++;
+        sh->stats.get_hits++;
+    }
+    struct mc_meta_item it = {
+        .value = has_flag(req, 'v') ? v.value : NULL,
+        .vlen = (uint32_t)v.vlen,
+        .cas = v.cas,
+        .flags = v.flags,
+        .ttl = (int32_t)v.ttl,
+        .size = (uint32_t)v.vlen,
+    };
+    if (touch && flag_before(req, 't', 'T')) {
+        /* memcached answers t where it stands on the line: before T, the old TTL. */
+        it.ttl = old_ttl;
+    }
+    int rc = mc_compose_meta(out, req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it);
+    drop_expired(s, req->key, req->klen, hash, drop);
+    return rc;
+}
+
+static enum seg_store_mode
+ms_mode(const struct mc_req *req)
+{
+    switch (req->meta.mode) {
+    case 'E':
+        return SEG_ADD;
+    case 'A':
+        return SEG_APPEND;
+    case 'P':
+        return SEG_PREPEND;
+    case 'R':
+        return SEG_REPLACE;
+    default:
+        return SEG_SET;
+    }
+}
+
+static enum mc_meta_code
+meta_code(enum seg_result res)
+{
+    switch (res) {
+    case SEG_STORED:
+        return MC_META_HD;
+    case SEG_EXISTS:
+        return MC_META_EX;
+    case SEG_NOT_FOUND:
+        return MC_META_NF;
+    default:
+        return MC_META_NS;
+    }
+}
+
+/*
+ * ms. A C token turns set and replace into compare-and-swap (add ignores it; append and
+ * prepend compare only a non-zero CAS, which the engine does by itself). N makes append and
+ * prepend create a missing item from the data, with N's TTL.
+ */
+static int
+exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    if (req->meta.seen & MS_UNSUPPORTED) {
+        return unsupported_flag(out);
+    }
+    struct seg *s = sh->seg;
+    struct seg_store_req r = {
+        .mode = ms_mode(req),
+        .key = req->key,
+        .klen = req->klen,
+        .hash = hash,
+        .value = req->val,
+        .vlen = req->vlen,
+        .flags = req->meta.client_flags,
+        .exptime = req->meta.ttl,
+    };
+    bool concat = r.mode == SEG_APPEND || r.mode == SEG_PREPEND;
+    if (has_flag(req, 'C')) {
+        if (r.mode == SEG_SET || r.mode == SEG_REPLACE) {
+            r.mode = SEG_CAS;
+        }
+        r.cas = r.mode == SEG_ADD ? 0 : req->meta.compare_cas;
+    }
+    uint64_t cas = 0;
+    enum seg_result res = seg_store(s, &r, &cas);
+    if (res == SEG_NOT_STORED && concat && has_flag(req, 'N')) {
+        r.mode = SEG_ADD;
+        r.cas = 0;
+        r.exptime = req->meta.vivify_ttl;
+        res = seg_store(s, &r, &cas);
+    }
+    count_store(&sh->stats, r.mode, res);
+    res = concat_overflow(r.mode, res);
+    if (res == SEG_TOO_LARGE || res == SEG_NO_MEMORY) {
+        /* memcached drops the old value whenever ms cannot get room, whatever the mode. */
+        seg_delete(s, req->key, req->klen, hash);
+        return mc_compose_reply(out, res == SEG_TOO_LARGE ? MC_R_TOO_LARGE : MC_R_OUT_OF_MEMORY);
+    }
+    /* Like memcached, c and s answer on every code: c0 and the sent size when not stored. */
+    struct mc_meta_item it = {.cas = res == SEG_STORED ? cas : 0, .size = req->vlen};
+    struct seg_view v;
+    if (res == SEG_STORED && concat && has_flag(req, 's') &&
+        seg_get(s, req->key, req->klen, hash, &v) == SEG_OK) {
+        it.size = (uint32_t)v.vlen; /* the size after appending */
+    }
+    return mc_compose_meta(out, req, meta_code(res), &it);
+}
+
+static int
+exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    if (req->meta.seen & MD_UNSUPPORTED) {
+        return unsupported_flag(out);
+    }
+    struct seg *s = sh->seg;
+    if (has_flag(req, 'C')) {
+        struct seg_view v;
+        if (seg_get(s, req->key, req->klen, hash, &v) != SEG_OK) {
+            sh->stats.delete_misses++;
+            return mc_compose_meta(out, req, MC_META_NF, NULL);
+        }
+        if (v.cas != req->meta.compare_cas) {
+            sh->stats.delete_misses++;
+            return mc_compose_meta(out, req, MC_META_EX, NULL);
+        }
+    }
+    if (seg_delete(s, req->key, req->klen, hash) != SEG_DELETED) {
+        sh->stats.delete_misses++;
+        return mc_compose_meta(out, req, MC_META_NF, NULL);
+    }
+    sh->stats.delete_hits++;
+    return mc_compose_meta(out, req, MC_META_HD, NULL);
+}
+
+/*
+ * The TTL changes of ma, taken in line order as memcached does: T sets the TTL, N sets it on
+ * an item just created, and t reports the TTL as it stands at its place on the line.
+ */
+struct ma_ttl {
+    bool changed;    /* the item needs exptime below */
+    bool t_final;    /* t stands after the last change: read the TTL the engine gave */
+    int64_t exptime; /* memcached exptime to apply */
+    int32_t shown;   /* what t reports otherwise */
+};
+
+static void
+ma_walk_ttl(const struct mc_req *req, bool created, int32_t ttl, int64_t now, struct ma_ttl *o)
+{
+    *o = (struct ma_ttl){.shown = ttl};
+    for (unsigned i = 0; i < req->meta.nflags; i++) {
+        char f = req->meta.order[i];
+        if (f == 'T' || (f == 'N' && created)) {
+            o->changed = true;
+            o->t_final = false;
+            o->exptime = f == 'T' ? req->meta.ttl : req->meta.vivify_ttl;
+            ttl = ttl_of_exptime(o->exptime, now);
+        } else if (f == 't') {
+            o->shown = ttl;
+            o->t_final = o->changed;
+        }
+    }
+}
+
+/* ma on a missing key with N: create it from J (default 0) with the TTL the line gives. */
+static enum seg_result
+ma_vivify(struct seg *s, const struct mc_req *req, uint64_t hash, struct ma_ttl *tt, uint64_t *cas)
+{
+    char num[24];
+    ma_walk_ttl(req, true, -1, seg_now(s), tt);
+    struct seg_store_req r = {
+        .mode = SEG_ADD,
+        .key = req->key,
+        .klen = req->klen,
+        .hash = hash,
+        .value = num,
+        .vlen = mc_u64toa(req->meta.initial, num),
+        .exptime = tt->exptime,
+    };
+    return seg_store(s, &r, cas) == SEG_STORED ? SEG_OK : SEG_NO_MEMORY;
+}
+
+static int
+exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    if (req->meta.seen & MA_UNSUPPORTED) {
+        return unsupported_flag(out);
+    }
+    struct seg *s = sh->seg;
+    bool decr = req->meta.mode == 'D' || req->meta.mode == '-';
+    struct seg_view v;
+    int32_t ttl = -1;
+    bool found = true;
+    if (has_flag(req, 'C') || has_flag(req, 't')) {
+        /* The engine's incr neither compares a CAS nor reports the TTL: look first. */
+        found = seg_get(s, req->key, req->klen, hash, &v) == SEG_OK;
+        /* Unlike md and ms, ma takes C0 as "no compare", as memcached does. */
+        uint64_t want = req->meta.compare_cas;
+        if (found && has_flag(req, 'C') && want != 0 && v.cas != want) {
+            return mc_compose_meta(out, req, MC_META_EX, NULL);
+        }
+        ttl = found ? (int32_t)v.ttl : -1;
+    }
+    uint64_t value = 0, cas = 0;
+    enum seg_result res = SEG_NOT_FOUND;
+    if (found) {
+        res = seg_incr(s, req->key, req->klen, hash, req->meta.delta, decr, &value, &cas);
+    }
+    struct ma_ttl tt = {.shown = ttl};
+    if (res == SEG_NOT_FOUND && has_flag(req, 'N')) {
+        if (ma_vivify(s, req, hash, &tt, &cas) != SEG_OK) {
+            return PUT_LIT(out, "SERVER_ERROR Out of memory allocating new item\r\n");
+        }
+        value = req->meta.initial;
+    } else if (res == SEG_OK) {
+        decr ? sh->stats.decr_hits++ : sh->stats.incr_hits++;
+        ma_walk_ttl(req, false, ttl, seg_now(s), &tt);
+        if (tt.changed && seg_touch(s, req->key, req->klen, hash, tt.exptime) == SEG_NO_MEMORY) {
+            return mc_compose_reply(out, MC_R_OOM);
+        }
+    } else if (res == SEG_NOT_FOUND) {
+        decr ? sh->stats.decr_misses++ : sh->stats.incr_misses++;
+        return mc_compose_meta(out, req, MC_META_NF, NULL);
+    } else {
+        return mc_compose_reply(out, res == SEG_NON_NUMERIC ? MC_R_NON_NUMERIC : MC_R_OOM);
+    }
+    if (tt.t_final) {
+        /* Long TTLs share a segment's expiry, so show what the engine actually kept. */
+        tt.shown = seg_get(s, req->key, req->klen, hash, &v) == SEG_OK ? (int32_t)v.ttl : 0;
+    }
+    char num[24];
+    struct mc_meta_item it = {.cas = cas, .ttl = tt.shown};
+    it.vlen = (uint32_t)mc_u64toa(value, num);
+    it.value = has_flag(req, 'v') ? num : NULL;
+    return mc_compose_meta(out, req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it);
+}
+
+int
+mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    switch (req->cmd) {
+    case MC_CMD_SET:
+    case MC_CMD_ADD:
+    case MC_CMD_REPLACE:
+    case MC_CMD_APPEND:
+    case MC_CMD_PREPEND:
+    case MC_CMD_CAS:
+        return exec_store(sh, req, hash, out);
+    case MC_CMD_INCR:
+    case MC_CMD_DECR:
+        return exec_incr(sh, req, hash, out);
+    case MC_CMD_DELETE:
+        return exec_delete(sh, req, hash, out);
+    case MC_CMD_TOUCH:
+        return exec_touch(sh, req, hash, out);
+    case MC_CMD_MG:
+        return exec_mg(sh, req, hash, out);
+    case MC_CMD_MS:
+        return exec_ms(sh, req, hash, out);
+    case MC_CMD_MD:
+        return exec_md(sh, req, hash, out);
+    case MC_CMD_MA:
+        return exec_ma(sh, req, hash, out);
+    case MC_CMD_ME:
+        /* me reports last access, fetched-before and a slab class: the engine has none. */
+        return PUT_LIT(out, UNSUPPORTED_ME);
+    case MC_CMD_MN:
+        return mc_compose_reply(out, MC_R_MN);
+    default:
+        /* The get family goes through mc_exec_get_key; the rest is the server's. */
+        return -EINVAL;
+    }
+}

@@ -1,0 +1,997 @@
+/*
+ * Unit tests of mc_exec (include/petrel/mc_exec.h): request text goes through the real parser,
+ * runs on a real Segcache instance with a test clock, and the reply bytes must be memcached's.
+ */
+#include "petrel/mc_exec.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1700000000 /* a plausible unix time for the test clock */
+
+static int64_t clock_now;
+static struct mc_shard sh;
+static struct buf out;
+static char reply[1 << 16];
+
+static int64_t
+test_clock(void *ctx)
+{
+    (void)ctx;
+    return clock_now;
+}
+
+/* A fresh shard: mem bytes of 64 KiB segments, items up to 16 KiB. */
+static void
+make_shard(size_t mem, enum seg_evict_policy evict)
+{
+    seg_destroy(&sh.seg);
+    memset(&sh.stats, 0, sizeof(sh.stats));
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = mem;
+    o.seg_size = 64 << 10;
+    o.item_max = 16 << 10;
+    o.evict = evict;
+    o.clock = test_clock;
+    cr_assert_eq(seg_create(&sh.seg, &o), 0);
+}
+
+static void
+setup(void)
+{
+    clock_now = T0;
+    make_shard(1 << 20, SEG_EVICT_MERGE);
+    buf_init(&out, 256, 1 << 22);
+}
+
+static void
+teardown(void)
+{
+    seg_destroy(&sh.seg);
+    buf_free(&out);
+}
+
+TestSuite(mc_exec, .init = setup, .fini = teardown);
+
+static bool
+is_get_family(enum mc_cmd cmd)
+{
+    return cmd == MC_CMD_GET || cmd == MC_CMD_GETS || cmd == MC_CMD_GAT || cmd == MC_CMD_GATS;
+}
+
+/* One parsed request as the server runs it: per key for the get family, then END. */
+static void
+exec_one(const struct mc_req *req)
+{
+    if (!is_get_family(req->cmd)) {
+        cr_assert_eq(mc_exec(&sh, req, mc_key_hash(req->key, req->klen), &out), 0);
+        return;
+    }
+    struct mc_key_iter it;
+    const char *key;
+    size_t klen;
+    mc_args_begin(req, &it);
+    while (mc_args_next(&it, &key, &klen)) {
+        cr_assert_eq(mc_exec_get_key(&sh, req, key, klen, mc_key_hash(key, klen), &out), 0);
+    }
+    cr_assert_eq(mc_compose_reply(&out, MC_R_END), 0);
+}
+
+/* Parse and execute every request of text; returns the replies as a string. */
+static const char *
+run_n(const char *text, size_t n)
+{
+    struct mc_parser p;
+    struct mc_parser_opts o = {.max_value = 1 << 20};
+    mc_parser_init(&p, &o);
+    buf_consume(&out, buf_len(&out));
+    size_t off = 0;
+    while (off < n) {
+        struct mc_req req;
+        enum mc_parse_rc rc = mc_parse(&p, text + off, n - off, &req);
+        cr_assert(rc == MC_PARSE_OK || rc == MC_PARSE_ERROR, "parse of [%s] gave %d", text + off,
+                  rc);
+        if (rc == MC_PARSE_ERROR) {
+            cr_assert_eq(mc_compose_error(&out, &req.err), 0);
+        } else {
+            exec_one(&req);
+        }
+        off += req.consumed;
+    }
+    size_t len = buf_len(&out);
+    cr_assert_lt(len, sizeof(reply));
+    memcpy(reply, buf_rptr(&out), len);
+    reply[len] = '\0';
+    return reply;
+}
+
+static const char *
+run(const char *text)
+{
+    return run_n(text, strlen(text));
+}
+
+#define expect(text, want) cr_assert_str_eq(run(text), want, "request [%s]", text)
+
+/* Store without checking the reply (test preconditions). */
+static void
+put(const char *key, const char *val, uint32_t flags, int64_t exptime)
+{
+    char line[512];
+    snprintf(line, sizeof(line), "set %s %u %lld %zu\r\n%s\r\n", key, flags, (long long)exptime,
+             strlen(val), val);
+    cr_assert_str_eq(run(line), "STORED\r\n");
+}
+
+static uint64_t
+cas_of(const char *key)
+{
+    struct seg_view v;
+    cr_assert_eq(seg_get(sh.seg, key, strlen(key), seg_hash(key, strlen(key)), &v), SEG_OK);
+    return v.cas;
+}
+
+static bool
+present(const char *key)
+{
+    struct seg_view v;
+    return seg_get(sh.seg, key, strlen(key), seg_hash(key, strlen(key)), &v) == SEG_OK;
+}
+
+/* ---- text storage commands ---- */
+
+Test(mc_exec, set_then_get_returns_value_and_flags)
+{
+    expect("set k 5 0 2\r\nhi\r\nget k\r\n", "STORED\r\nVALUE k 5 2\r\nhi\r\nEND\r\n");
+}
+
+Test(mc_exec, gets_shows_the_items_cas)
+{
+    put("k", "hi", 0, 0);
+    char want[128];
+    snprintf(want, sizeof(want), "VALUE k 0 2 %llu\r\nhi\r\nEND\r\n",
+             (unsigned long long)cas_of("k"));
+    expect("gets k\r\n", want);
+}
+
+Test(mc_exec, get_of_several_keys_returns_hits_in_order_and_skips_misses)
+{
+    put("a", "1", 0, 0);
+    put("c", "3", 0, 0);
+    expect("get c b a\r\n", "VALUE c 0 1\r\n3\r\nVALUE a 0 1\r\n1\r\nEND\r\n");
+}
+
+Test(mc_exec, add_of_present_key_is_not_stored)
+{
+    put("k", "old", 0, 0);
+    expect("add k 0 0 3\r\nnew\r\nget k\r\n", "NOT_STORED\r\nVALUE k 0 3\r\nold\r\nEND\r\n");
+}
+
+Test(mc_exec, add_of_missing_key_is_stored)
+{
+    expect("add k 0 0 3\r\nnew\r\n", "STORED\r\n");
+}
+
+Test(mc_exec, replace_of_missing_key_is_not_stored)
+{
+    expect("replace k 0 0 3\r\nnew\r\nget k\r\n", "NOT_STORED\r\nEND\r\n");
+}
+
+Test(mc_exec, replace_of_present_key_is_stored)
+{
+    put("k", "old", 0, 0);
+    expect("replace k 7 0 3\r\nnew\r\nget k\r\n", "STORED\r\nVALUE k 7 3\r\nnew\r\nEND\r\n");
+}
+
+Test(mc_exec, append_adds_after_the_value_and_keeps_flags)
+{
+    put("k", "ab", 9, 0);
+    expect("append k 1 0 2\r\ncd\r\nget k\r\n", "STORED\r\nVALUE k 9 4\r\nabcd\r\nEND\r\n");
+}
+
+Test(mc_exec, prepend_adds_before_the_value)
+{
+    put("k", "ab", 0, 0);
+    expect("prepend k 0 0 2\r\ncd\r\nget k\r\n", "STORED\r\nVALUE k 0 4\r\ncdab\r\nEND\r\n");
+}
+
+Test(mc_exec, append_to_missing_key_is_not_stored)
+{
+    expect("append k 0 0 2\r\ncd\r\n", "NOT_STORED\r\n");
+}
+
+Test(mc_exec, cas_with_current_unique_is_stored)
+{
+    put("k", "old", 0, 0);
+    char line[128];
+    snprintf(line, sizeof(line), "cas k 0 0 3 %llu\r\nnew\r\nget k\r\n",
+             (unsigned long long)cas_of("k"));
+    expect(line, "STORED\r\nVALUE k 0 3\r\nnew\r\nEND\r\n");
+}
+
+Test(mc_exec, cas_with_stale_unique_exists)
+{
+    put("k", "old", 0, 0);
+    char line[128];
+    snprintf(line, sizeof(line), "cas k 0 0 3 %llu\r\nnew\r\n",
+             (unsigned long long)cas_of("k") + 1);
+    expect(line, "EXISTS\r\n");
+}
+
+Test(mc_exec, cas_on_missing_key_is_not_found)
+{
+    expect("cas k 0 0 3 1\r\nnew\r\n", "NOT_FOUND\r\n");
+}
+
+Test(mc_exec, noreply_silences_a_store)
+{
+    expect("set k 0 0 1 noreply\r\nx\r\nget k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n");
+}
+
+Test(mc_exec, noreply_silences_a_store_error_too)
+{
+    put("k", "old", 0, 0);
+    expect("add k 0 0 1 noreply\r\nx\r\n", "");
+}
+
+Test(mc_exec, value_larger_than_the_engine_item_limit_is_too_large)
+{
+    static char req[32 << 10];
+    int n = snprintf(req, sizeof(req), "set k 0 0 20000\r\n");
+    memset(req + n, 'x', 20000);
+    memcpy(req + n + 20000, "\r\n", 2);
+    cr_assert_str_eq(run_n(req, (size_t)n + 20002), "SERVER_ERROR object too large for cache\r\n");
+}
+
+Test(mc_exec, failed_set_removes_the_old_value)
+{
+    put("k", "old", 0, 0);
+    static char req[32 << 10];
+    int n = snprintf(req, sizeof(req), "set k 0 0 20000\r\n");
+    memset(req + n, 'x', 20000);
+    memcpy(req + n + 20000, "\r\n", 2);
+    run_n(req, (size_t)n + 20002);
+    cr_assert(!present("k"));
+}
+
+Test(mc_exec, append_beyond_the_item_limit_is_not_stored_and_keeps_the_value)
+{
+    static char req[32 << 10];
+    int n = snprintf(req, sizeof(req), "set k 0 0 10000\r\n");
+    memset(req + n, 'x', 10000);
+    memcpy(req + n + 10000, "\r\n", 2);
+    cr_assert_str_eq(run_n(req, (size_t)n + 10002), "STORED\r\n");
+    n = snprintf(req, sizeof(req), "append k 0 0 10000\r\n");
+    memset(req + n, 'y', 10000);
+    memcpy(req + n + 10000, "\r\n", 2);
+    cr_assert_str_eq(run_n(req, (size_t)n + 10002), "NOT_STORED\r\n");
+    cr_assert_str_eq(run("mg k s\r\n"), "HD s10000\r\n");
+}
+
+Test(mc_exec, store_without_memory_is_out_of_memory)
+{
+    make_shard(128 << 10, SEG_EVICT_NONE); /* two segments, never evicted */
+    static char req[16 << 10];
+    const char *r = "";
+    for (int i = 0; i < 64; i++) {
+        int n = snprintf(req, sizeof(req), "set k%d 0 0 8000\r\n", i);
+        memset(req + n, 'x', 8000);
+        memcpy(req + n + 8000, "\r\n", 2);
+        r = run_n(req, (size_t)n + 8002);
+        if (strcmp(r, "STORED\r\n") != 0) {
+            break;
+        }
+    }
+    cr_assert_str_eq(r, "SERVER_ERROR out of memory storing object\r\n");
+}
+
+Test(mc_exec, negative_exptime_stores_an_invisible_item)
+{
+    expect("set k 0 -1 1\r\nx\r\nget k\r\n", "STORED\r\nEND\r\n");
+}
+
+Test(mc_exec, item_expires_when_its_ttl_has_passed)
+{
+    put("k", "x", 0, 10);
+    clock_now += 9;
+    expect("get k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n");
+    clock_now += 1;
+    expect("get k\r\n", "END\r\n");
+}
+
+Test(mc_exec, store_commands_count_cmd_set_and_cas_outcomes)
+{
+    put("k", "x", 0, 0);
+    char line[128];
+    snprintf(line, sizeof(line), "add k 0 0 1\r\ny\r\ncas k 0 0 1 %llu\r\ny\r\n",
+             (unsigned long long)cas_of("k") + 1);
+    run(line);
+    run("cas nope 0 0 1 1\r\ny\r\n");
+    snprintf(line, sizeof(line), "cas k 0 0 1 %llu\r\nz\r\n", (unsigned long long)cas_of("k"));
+    run(line);
+    cr_assert_eq(sh.stats.cmd_set, 5);
+    cr_assert_eq(sh.stats.cas_badval, 1);
+    cr_assert_eq(sh.stats.cas_misses, 1);
+    cr_assert_eq(sh.stats.cas_hits, 1);
+}
+
+/* ---- incr, decr ---- */
+
+Test(mc_exec, incr_returns_the_new_value)
+{
+    put("n", "41", 0, 0);
+    expect("incr n 1\r\nget n\r\n", "42\r\nVALUE n 0 2\r\n42\r\nEND\r\n");
+}
+
+Test(mc_exec, decr_stops_at_zero)
+{
+    put("n", "5", 0, 0);
+    expect("decr n 9\r\n", "0\r\n");
+}
+
+Test(mc_exec, incr_wraps_around_at_64_bits)
+{
+    put("n", "18446744073709551615", 0, 0);
+    expect("incr n 2\r\n", "1\r\n");
+}
+
+Test(mc_exec, incr_of_missing_key_is_not_found)
+{
+    expect("incr n 1\r\n", "NOT_FOUND\r\n");
+}
+
+Test(mc_exec, incr_of_text_is_a_client_error)
+{
+    put("n", "abc", 0, 0);
+    expect("incr n 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+}
+
+Test(mc_exec, incr_noreply_silences_even_the_error)
+{
+    put("n", "abc", 0, 0);
+    expect("incr n 1 noreply\r\n", "");
+}
+
+Test(mc_exec, incr_and_decr_count_hits_and_misses)
+{
+    put("n", "5", 0, 0);
+    run("incr n 1\r\nincr x 1\r\ndecr n 1\r\ndecr n 1\r\ndecr x 1\r\n");
+    cr_assert_eq(sh.stats.incr_hits, 1);
+    cr_assert_eq(sh.stats.incr_misses, 1);
+    cr_assert_eq(sh.stats.decr_hits, 2);
+    cr_assert_eq(sh.stats.decr_misses, 1);
+}
+
+/* ---- delete, touch ---- */
+
+Test(mc_exec, delete_of_present_key_is_deleted)
+{
+    put("k", "x", 0, 0);
+    expect("delete k\r\nget k\r\n", "DELETED\r\nEND\r\n");
+}
+
+Test(mc_exec, delete_of_missing_key_is_not_found)
+{
+    expect("delete k\r\n", "NOT_FOUND\r\n");
+}
+
+Test(mc_exec, delete_noreply_is_silent)
+{
+    put("k", "x", 0, 0);
+    expect("delete k noreply\r\n", "");
+    cr_assert(!present("k"));
+}
+
+Test(mc_exec, delete_counts_hits_and_misses)
+{
+    put("k", "x", 0, 0);
+    run("delete k\r\ndelete k\r\n");
+    cr_assert_eq(sh.stats.delete_hits, 1);
+    cr_assert_eq(sh.stats.delete_misses, 1);
+}
+
+Test(mc_exec, touch_gives_a_new_ttl)
+{
+    put("k", "x", 0, 0);
+    expect("touch k 10\r\n", "TOUCHED\r\n");
+    clock_now += 10;
+    expect("get k\r\n", "END\r\n");
+}
+
+Test(mc_exec, touch_of_missing_key_is_not_found)
+{
+    expect("touch k 10\r\n", "NOT_FOUND\r\n");
+}
+
+Test(mc_exec, touch_counts_cmd_touch_hits_and_misses)
+{
+    put("k", "x", 0, 0);
+    run("touch k 10\r\ntouch x 10\r\n");
+    cr_assert_eq(sh.stats.cmd_touch, 2);
+    cr_assert_eq(sh.stats.touch_hits, 1);
+    cr_assert_eq(sh.stats.touch_misses, 1);
+}
+
+/* ---- get, gets, gat, gats ---- */
+
+Test(mc_exec, get_of_missing_key_is_only_end)
+{
+    expect("get k\r\n", "END\r\n");
+}
+
+Test(mc_exec, get_counts_cmd_get_hits_and_misses)
+{
+    put("k", "x", 0, 0);
+    run("get k x\r\ngets k\r\n");
+    cr_assert_eq(sh.stats.cmd_get, 3);
+    cr_assert_eq(sh.stats.get_hits, 2);
+    cr_assert_eq(sh.stats.get_misses, 1);
+    cr_assert_eq(sh.stats.cmd_touch, 0);
+}
+
+Test(mc_exec, get_of_expired_item_counts_get_expired)
+{
+    put("k", "x", 0, 5);
+    clock_now += 6;
+    run("get k\r\n");
+    cr_assert_eq(sh.stats.get_expired, 1);
+}
+
+Test(mc_exec, gat_returns_the_value_and_sets_the_ttl)
+{
+    put("k", "x", 3, 0);
+    expect("gat 10 k\r\n", "VALUE k 3 1\r\nx\r\nEND\r\n");
+    expect("mg k t\r\n", "HD t10\r\n");
+}
+
+Test(mc_exec, gats_returns_the_cas)
+{
+    put("k", "x", 0, 0);
+    uint64_t cas = cas_of("k");
+    char want[128];
+    snprintf(want, sizeof(want), "VALUE k 0 1 %llu\r\nx\r\nEND\r\n", (unsigned long long)cas);
+    expect("gats 100 k\r\n", want);
+}
+
+Test(mc_exec, gat_keeps_the_cas)
+{
+    put("k", "x", 0, 0);
+    uint64_t cas = cas_of("k");
+    run("gat 100 k\r\n");
+    cr_assert_eq(cas_of("k"), cas);
+}
+
+Test(mc_exec, gat_with_negative_exptime_returns_the_value_once)
+{
+    put("k", "x", 0, 0);
+    expect("gat -1 k\r\nget k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\nEND\r\n");
+}
+
+Test(mc_exec, gat_counts_touches_not_gets)
+{
+    put("k", "x", 0, 0);
+    run("gat 10 k x\r\n");
+    cr_assert_eq(sh.stats.cmd_touch, 2);
+    cr_assert_eq(sh.stats.touch_hits, 1);
+    cr_assert_eq(sh.stats.touch_misses, 1);
+    cr_assert_eq(sh.stats.cmd_get, 0);
+    cr_assert_eq(sh.stats.get_hits, 0);
+}
+
+/* ---- mg ---- */
+
+Test(mc_exec, mg_hit_without_flags_is_hd)
+{
+    put("k", "x", 0, 0);
+    expect("mg k\r\n", "HD\r\n");
+}
+
+Test(mc_exec, mg_miss_is_en)
+{
+    expect("mg k v\r\n", "EN\r\n");
+}
+
+Test(mc_exec, mg_q_hides_en)
+{
+    expect("mg k q v\r\nmn\r\n", "MN\r\n");
+}
+
+Test(mc_exec, mg_q_keeps_a_hit)
+{
+    put("k", "x", 0, 0);
+    expect("mg k q k\r\n", "HD kk\r\n");
+}
+
+Test(mc_exec, mg_v_returns_the_value)
+{
+    put("k", "hello", 0, 0);
+    expect("mg k v\r\n", "VA 5\r\nhello\r\n");
+}
+
+Test(mc_exec, mg_returns_flags_in_request_order)
+{
+    put("k", "hi", 5, 0);
+    char want[128];
+    snprintf(want, sizeof(want), "VA 2 c%llu f5 s2 t-1 kk Oxx\r\nhi\r\n",
+             (unsigned long long)cas_of("k"));
+    expect("mg k v c f s t k Oxx\r\n", want);
+}
+
+Test(mc_exec, mg_t_shows_seconds_left)
+{
+    put("k", "x", 0, 30);
+    clock_now += 12;
+    expect("mg k t\r\n", "HD t18\r\n");
+}
+
+Test(mc_exec, mg_miss_echoes_key_and_opaque)
+{
+    expect("mg k k Oab v\r\n", "EN kk Oab\r\n");
+}
+
+Test(mc_exec, mg_T_sets_a_new_ttl)
+{
+    put("k", "x", 0, 0);
+    expect("mg k T20 t v\r\n", "VA 1 t20\r\nx\r\n");
+    clock_now += 20;
+    expect("mg k\r\n", "EN\r\n");
+}
+
+Test(mc_exec, mg_t_before_T_shows_the_old_ttl)
+{
+    put("k", "x", 0, 0);
+    expect("mg k t T20\r\n", "HD t-1\r\n");
+    expect("mg k t\r\n", "HD t20\r\n");
+}
+
+Test(mc_exec, mg_T_counts_a_touch)
+{
+    put("k", "x", 0, 0);
+    run("mg k T20\r\nmg x T20\r\n");
+    cr_assert_eq(sh.stats.cmd_touch, 1);
+    cr_assert_eq(sh.stats.touch_hits, 1);
+    cr_assert_eq(sh.stats.cmd_get, 1); /* memcached counts a miss of mg T as a get miss */
+    cr_assert_eq(sh.stats.get_misses, 1);
+    cr_assert_eq(sh.stats.get_hits, 0);
+}
+
+Test(mc_exec, mg_counts_gets)
+{
+    put("k", "x", 0, 0);
+    run("mg k v\r\nmg x v\r\n");
+    cr_assert_eq(sh.stats.cmd_get, 2);
+    cr_assert_eq(sh.stats.get_hits, 1);
+    cr_assert_eq(sh.stats.get_misses, 1);
+}
+
+Test(mc_exec, mg_base64_key_is_decoded_and_echoed_as_sent)
+{
+    put("a", "x", 0, 0);
+    expect("mg YQ== b k v\r\n", "VA 1 kYQ== b\r\nx\r\n");
+}
+
+Test(mc_exec, mg_u_is_accepted)
+{
+    put("k", "x", 0, 0);
+    expect("mg k u v\r\n", "VA 1\r\nx\r\n");
+}
+
+Test(mc_exec, mg_h_is_refused)
+{
+    put("k", "x", 0, 0);
+    expect("mg k h\r\n", "CLIENT_ERROR unsupported flag\r\n");
+}
+
+Test(mc_exec, mg_l_is_refused)
+{
+    put("k", "x", 0, 0);
+    expect("mg k l\r\n", "CLIENT_ERROR unsupported flag\r\n");
+}
+
+Test(mc_exec, mg_N_is_refused_and_creates_nothing)
+{
+    expect("mg k N30 v\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    cr_assert(!present("k"));
+}
+
+Test(mc_exec, mg_R_is_refused)
+{
+    put("k", "x", 0, 100);
+    expect("mg k R30 v\r\n", "CLIENT_ERROR unsupported flag\r\n");
+}
+
+Test(mc_exec, mg_E_is_refused)
+{
+    put("k", "x", 0, 0);
+    expect("mg k E5 v\r\n", "CLIENT_ERROR unsupported flag\r\n");
+}
+
+/* ---- ms ---- */
+
+Test(mc_exec, ms_stores_the_value)
+{
+    expect("ms k 2\r\nhi\r\nmg k v f t\r\n", "HD\r\nVA 2 f0 t-1\r\nhi\r\n");
+}
+
+Test(mc_exec, ms_F_and_T_set_flags_and_ttl)
+{
+    expect("ms k 2 F7 T30\r\nhi\r\nmg k f t\r\n", "HD\r\nHD f7 t30\r\n");
+}
+
+Test(mc_exec, ms_c_returns_the_new_cas)
+{
+    run("ms k 2 c\r\nhi\r\n");
+    char want[64];
+    snprintf(want, sizeof(want), "HD c%llu\r\n", (unsigned long long)cas_of("k"));
+    cr_assert_str_eq(reply, want);
+}
+
+Test(mc_exec, ms_q_hides_hd)
+{
+    expect("ms k 2 q\r\nhi\r\nmn\r\n", "MN\r\n");
+}
+
+Test(mc_exec, ms_q_keeps_ns)
+{
+    put("k", "x", 0, 0);
+    expect("ms k 2 ME q\r\nhi\r\n", "NS\r\n");
+}
+
+Test(mc_exec, ms_mode_E_adds_only_a_missing_key)
+{
+    put("k", "x", 0, 0);
+    expect("ms k 2 ME\r\nhi\r\nms j 2 ME\r\nhi\r\n", "NS\r\nHD\r\n");
+}
+
+Test(mc_exec, ms_mode_R_replaces_only_a_present_key)
+{
+    put("k", "x", 0, 0);
+    expect("ms k 2 MR\r\nhi\r\nms j 2 MR\r\nhi\r\n", "HD\r\nNS\r\n");
+}
+
+Test(mc_exec, ms_mode_A_appends)
+{
+    put("k", "ab", 0, 0);
+    expect("ms k 2 MA\r\ncd\r\nmg k v\r\n", "HD\r\nVA 4\r\nabcd\r\n");
+}
+
+Test(mc_exec, ms_mode_P_prepends)
+{
+    put("k", "ab", 0, 0);
+    expect("ms k 2 MP\r\ncd\r\nmg k v\r\n", "HD\r\nVA 4\r\ncdab\r\n");
+}
+
+Test(mc_exec, ms_append_to_missing_key_is_ns)
+{
+    expect("ms k 2 MA\r\ncd\r\n", "NS\r\n");
+}
+
+Test(mc_exec, ms_append_with_N_creates_a_missing_item)
+{
+    expect("ms k 2 MA N40\r\ncd\r\nmg k v t\r\n", "HD\r\nVA 2 t40\r\ncd\r\n");
+}
+
+Test(mc_exec, ms_s_after_append_is_the_final_size)
+{
+    put("k", "abc", 0, 0);
+    expect("ms k 2 MA s\r\nde\r\n", "HD s5\r\n");
+}
+
+Test(mc_exec, ms_C_with_current_cas_stores)
+{
+    put("k", "x", 0, 0);
+    char line[128];
+    snprintf(line, sizeof(line), "ms k 2 C%llu\r\nhi\r\n", (unsigned long long)cas_of("k"));
+    expect(line, "HD\r\n");
+}
+
+Test(mc_exec, ms_C_with_stale_cas_is_ex)
+{
+    put("k", "x", 0, 0);
+    char line[128];
+    snprintf(line, sizeof(line), "ms k 2 C%llu\r\nhi\r\n", (unsigned long long)cas_of("k") + 1);
+    expect(line, "EX\r\n");
+    cr_assert_eq(sh.stats.cas_badval, 1);
+}
+
+Test(mc_exec, ms_C_on_missing_key_is_nf)
+{
+    expect("ms k 2 C1\r\nhi\r\n", "NF\r\n");
+    cr_assert_eq(sh.stats.cas_misses, 1);
+}
+
+Test(mc_exec, ms_add_ignores_C)
+{
+    expect("ms k 2 ME C1\r\nhi\r\n", "HD\r\n");
+}
+
+Test(mc_exec, ms_not_stored_answers_c0_and_the_sent_size)
+{
+    expect("ms k 2 MR c s k O1\r\nhi\r\n", "NS c0 s2 kk O1\r\n");
+}
+
+Test(mc_exec, ms_too_large_drops_the_old_value_in_any_mode)
+{
+    put("k", "x", 0, 0);
+    static char req[32 << 10];
+    int n = snprintf(req, sizeof(req), "ms k 20000 MR q\r\n");
+    memset(req + n, 'x', 20000);
+    memcpy(req + n + 20000, "\r\n", 2);
+    cr_assert_str_eq(run_n(req, (size_t)n + 20002), "SERVER_ERROR object too large for cache\r\n");
+    cr_assert(!present("k"));
+}
+
+Test(mc_exec, ms_base64_key_is_stored_decoded)
+{
+    expect("ms YQ== 2 b k\r\nhi\r\nget a\r\n", "HD kYQ== b\r\nVALUE a 0 2\r\nhi\r\nEND\r\n");
+}
+
+Test(mc_exec, ms_I_is_refused_and_stores_nothing)
+{
+    expect("ms k 2 I\r\nhi\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    cr_assert(!present("k"));
+}
+
+Test(mc_exec, ms_E_is_refused)
+{
+    expect("ms k 2 E99\r\nhi\r\n", "CLIENT_ERROR unsupported flag\r\n");
+}
+
+Test(mc_exec, ms_counts_cmd_set)
+{
+    run("ms k 1\r\nx\r\nms k 1 ME\r\nx\r\n");
+    cr_assert_eq(sh.stats.cmd_set, 2);
+}
+
+/* ---- md ---- */
+
+Test(mc_exec, md_of_present_key_is_hd)
+{
+    put("k", "x", 0, 0);
+    expect("md k\r\nmg k\r\n", "HD\r\nEN\r\n");
+}
+
+Test(mc_exec, md_of_missing_key_is_nf)
+{
+    expect("md k\r\n", "NF\r\n");
+}
+
+Test(mc_exec, md_q_hides_hd_but_not_nf)
+{
+    put("k", "x", 0, 0);
+    expect("md k q\r\nmd k q\r\n", "NF\r\n");
+}
+
+Test(mc_exec, md_echoes_key_and_opaque)
+{
+    expect("md k k O9\r\n", "NF kk O9\r\n");
+}
+
+Test(mc_exec, md_C_with_current_cas_deletes)
+{
+    put("k", "x", 0, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "md k C%llu\r\n", (unsigned long long)cas_of("k"));
+    expect(line, "HD\r\n");
+    cr_assert(!present("k"));
+}
+
+Test(mc_exec, md_C_with_stale_cas_is_ex_and_keeps_the_item)
+{
+    put("k", "x", 0, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "md k C%llu\r\n", (unsigned long long)cas_of("k") + 1);
+    expect(line, "EX\r\n");
+    cr_assert(present("k"));
+    cr_assert_eq(sh.stats.delete_misses, 1);
+}
+
+Test(mc_exec, md_counts_hits_and_misses)
+{
+    put("k", "x", 0, 0);
+    run("md k\r\nmd k\r\n");
+    cr_assert_eq(sh.stats.delete_hits, 1);
+    cr_assert_eq(sh.stats.delete_misses, 1);
+}
+
+Test(mc_exec, md_I_is_refused_and_deletes_nothing)
+{
+    put("k", "x", 0, 0);
+    expect("md k I\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    cr_assert(present("k"));
+}
+
+Test(mc_exec, md_x_is_refused)
+{
+    put("k", "x", 0, 0);
+    expect("md k x\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    cr_assert(present("k"));
+}
+
+/* ---- ma ---- */
+
+Test(mc_exec, ma_increments_by_one)
+{
+    put("n", "5", 0, 0);
+    expect("ma n\r\nmg n v\r\n", "HD\r\nVA 1\r\n6\r\n");
+}
+
+Test(mc_exec, ma_v_returns_the_new_value)
+{
+    put("n", "5", 0, 0);
+    expect("ma n v D10\r\n", "VA 2\r\n15\r\n");
+}
+
+Test(mc_exec, ma_mode_D_decrements)
+{
+    put("n", "5", 0, 0);
+    expect("ma n MD D2 v\r\nma n M- D9 v\r\n", "VA 1\r\n3\r\nVA 1\r\n0\r\n");
+}
+
+Test(mc_exec, ma_of_missing_key_is_nf)
+{
+    expect("ma n v\r\n", "NF\r\n");
+    cr_assert_eq(sh.stats.incr_misses, 1);
+}
+
+Test(mc_exec, ma_q_hides_success_but_not_nf)
+{
+    put("n", "5", 0, 0);
+    expect("ma n q v\r\nma x q\r\n", "NF\r\n");
+}
+
+Test(mc_exec, ma_N_creates_a_missing_counter_from_J)
+{
+    expect("ma n N30 J5 v t\r\nmg n v t\r\n", "VA 1 t30\r\n5\r\nVA 1 t30\r\n5\r\n");
+}
+
+Test(mc_exec, ma_N_without_J_starts_at_zero_and_t_before_N_shows_no_ttl)
+{
+    expect("ma n t N0 v\r\n", "VA 1 t-1\r\n0\r\n");
+}
+
+Test(mc_exec, ma_c_returns_the_new_cas)
+{
+    put("n", "1", 0, 0);
+    run("ma n c\r\n");
+    char want[64];
+    snprintf(want, sizeof(want), "HD c%llu\r\n", (unsigned long long)cas_of("n"));
+    cr_assert_str_eq(reply, want);
+}
+
+Test(mc_exec, ma_C_with_stale_cas_is_ex)
+{
+    put("n", "1", 0, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "ma n C%llu v\r\n", (unsigned long long)cas_of("n") + 1);
+    expect(line, "EX\r\n");
+    expect("mg n v\r\n", "VA 1\r\n1\r\n");
+}
+
+Test(mc_exec, ma_C_with_current_cas_increments)
+{
+    put("n", "1", 0, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "ma n C%llu v\r\n", (unsigned long long)cas_of("n"));
+    expect(line, "VA 1\r\n2\r\n");
+}
+
+Test(mc_exec, ma_C0_compares_nothing)
+{
+    put("n", "1", 0, 0);
+    expect("ma n C0 v\r\n", "VA 1\r\n2\r\n");
+}
+
+Test(mc_exec, md_C0_never_matches)
+{
+    put("k", "x", 0, 0);
+    expect("md k C0\r\n", "EX\r\n");
+}
+
+Test(mc_exec, ma_of_text_is_a_client_error_even_with_q)
+{
+    put("n", "abc", 0, 0);
+    expect("ma n q\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+}
+
+Test(mc_exec, ma_T_sets_the_ttl)
+{
+    put("n", "1", 0, 0);
+    expect("ma n T25 t\r\n", "HD t25\r\n");
+    expect("mg n t\r\n", "HD t25\r\n");
+}
+
+Test(mc_exec, ma_t_before_T_shows_the_old_ttl)
+{
+    put("n", "1", 0, 100);
+    expect("ma n t T25\r\n", "HD t100\r\n");
+}
+
+Test(mc_exec, ma_counts_incr_and_decr_hits)
+{
+    put("n", "5", 0, 0);
+    run("ma n\r\nma n MD\r\nma x N0\r\n");
+    cr_assert_eq(sh.stats.incr_hits, 1);
+    cr_assert_eq(sh.stats.decr_hits, 1);
+    cr_assert_eq(sh.stats.incr_misses, 0); /* a counter created by N is no miss */
+}
+
+Test(mc_exec, ma_E_is_refused)
+{
+    put("n", "5", 0, 0);
+    expect("ma n E7\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    expect("mg n v\r\n", "VA 1\r\n5\r\n");
+}
+
+/* ---- me, mn, commands the server keeps ---- */
+
+Test(mc_exec, me_is_refused)
+{
+    put("k", "x", 0, 0);
+    expect("me k\r\n", "CLIENT_ERROR unsupported command\r\n");
+}
+
+Test(mc_exec, mn_is_mn)
+{
+    expect("mn\r\n", "MN\r\n");
+}
+
+Test(mc_exec, server_commands_are_not_executed_here)
+{
+    struct mc_parser p;
+    struct mc_parser_opts o = {.max_value = 1 << 20};
+    mc_parser_init(&p, &o);
+    struct mc_req req;
+    cr_assert_eq(mc_parse(&p, "version\r\n", 9, &req), MC_PARSE_OK);
+    cr_assert_eq(mc_exec(&sh, &req, 0, &out), -EINVAL);
+    cr_assert_eq(buf_len(&out), 0);
+}
+
+Test(mc_exec, full_output_buffer_is_reported)
+{
+    put("k", "hello", 0, 0);
+    struct buf tiny;
+    buf_init(&tiny, 4, 4);
+    struct mc_parser p;
+    struct mc_parser_opts o = {.max_value = 1 << 20};
+    mc_parser_init(&p, &o);
+    struct mc_req req;
+    cr_assert_eq(mc_parse(&p, "mg k v\r\n", 8, &req), MC_PARSE_OK);
+    cr_assert_eq(mc_exec(&sh, &req, mc_key_hash("k", 1), &tiny), -ENOBUFS);
+    buf_free(&tiny);
+}
+
+/* Fill a two-segment shard that never evicts, so that no segment is left for a new TTL. */
+static void
+fill_without_eviction(void)
+{
+    make_shard(128 << 10, SEG_EVICT_NONE);
+    put("k", "x", 0, 0);
+    static char req[16 << 10];
+    for (int i = 0; i < 64; i++) {
+        int n = snprintf(req, sizeof(req), "set f%d 0 0 8000\r\n", i);
+        memset(req + n, 'x', 8000);
+        memcpy(req + n + 8000, "\r\n", 2);
+        if (strcmp(run_n(req, (size_t)n + 8002), "STORED\r\n") != 0) {
+            return;
+        }
+    }
+    cr_assert_fail("the shard never filled up");
+}
+
+Test(mc_exec, touch_without_room_for_the_new_ttl_is_out_of_memory)
+{
+    fill_without_eviction();
+    expect("touch k 100\r\n", "SERVER_ERROR out of memory\r\n");
+    expect("mg k t\r\n", "HD t-1\r\n");
+}
+
+Test(mc_exec, gat_without_room_for_the_new_ttl_is_out_of_memory)
+{
+    fill_without_eviction();
+    expect("gat 100 k\r\n", "SERVER_ERROR out of memory\r\nEND\r\n");
+}
