@@ -62,6 +62,7 @@ struct seg_options {
     seg_clock_fn clock;     /* NULL: the real-time clock */
     void *clock_ctx;        /* passed to clock */
     uint64_t seed;          /* random policy and frequency counters */
+    bool prefault;          /* touch all memory at creation (like memcached -L): RSS = full size */
 };
 
 /** Defaults: 64 MiB, 1 MiB segments, 1 MiB items, merge of 4, real clock. Any thread. */
@@ -134,6 +135,28 @@ struct seg_view {
 /** Look a key up. SEG_OK with *out filled, or SEG_NOT_FOUND. Counts a read. Owner thread. */
 enum seg_result seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash,
                         struct seg_view *out);
+
+/** A key with its hash, for batch calls. */
+struct seg_key {
+    const void *key;
+    size_t klen;
+    uint64_t hash;
+};
+
+/**
+ * Look up n keys: the same as n seg_get() calls, but the memory accesses of different keys are
+ * overlapped (prefetched a few keys ahead), which matters once the table outgrows the CPU cache.
+ * Use it for multi-key gets and for gets pipelined in one read. All n views stay valid until the
+ * next mutating call. Owner thread.
+ */
+void seg_get_batch(struct seg *s, size_t n, const struct seg_key *keys, struct seg_view *views,
+                   enum seg_result *results);
+
+/**
+ * Hint that hash will be looked up soon (e.g. the next request already parsed): prefetches its
+ * hash bucket. No effect on contents. Owner thread.
+ */
+void seg_prefetch(const struct seg *s, uint64_t hash);
 
 /** Store commands. */
 enum seg_store_mode { SEG_SET, SEG_ADD, SEG_REPLACE, SEG_APPEND, SEG_PREPEND, SEG_CAS };
