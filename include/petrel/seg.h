@@ -29,7 +29,7 @@
 #define SEG_EXPTIME_REL_MAX 2592000 /* exptimes up to 30 days are relative, larger absolute */
 #define SEG_SIZE_MIN        4096
 #define SEG_SIZE_MAX        (16u << 20)
-#define SEG_ITEM_OVERHEAD   17 /* worst-case bytes beside key and value: header, flags, CAS */
+#define SEG_ITEM_OVERHEAD   21 /* worst case beside key and value: header, CAS, expiry, flags */
 
 /** Eviction policies, chosen per instance. */
 enum seg_evict_policy {

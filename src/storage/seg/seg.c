@@ -12,9 +12,14 @@
 /*
  * TTL buckets. Index 0 holds items that never expire. A remaining TTL t in 1..31 s has its own
  * bucket (1 s wide, so short TTLs are exact); above that each power of two [2^k, 2^(k+1)) is cut
- * into 16 buckets of width 2^(k-4) <= t/16. A segment opened in bucket i at time now expires at
- * now + lo(i) and accepts items whose expiry falls in [expire_at, expire_at + width(i)), so an item
- * expires at most width - 1 seconds early and never late.
+ * into 16 buckets of width 2^(k-4) <= t/16. A segment opened in bucket i at time now gets
+ * expire_at = now + lo(i). Items whose expiry falls in [expire_at, expire_at + width(i)) share
+ * that expiry: they expire at most width - 1 seconds early, never late, at no cost per item.
+ *
+ * So that a bucket written slowly does not open a new, mostly empty segment every width seconds,
+ * a segment keeps accepting items up to expire_at + accept(i) (a quarter of the TTL); the later
+ * ones carry their exact expiry (4 bytes, IT_EXP). The segment is freed once its last item
+ * expired (max_expire).
  */
 #define TB_SHORT   32
 #define TB_COUNT   (TB_SHORT + 27 * 16) /* k = 5..31 */
@@ -36,13 +41,15 @@
 
 /*
  * An item: 5 header bytes (key length, item flags, 24-bit value length), then the explicit CAS
- * (8 bytes, only for relocated items), the client flags (4 bytes, only when non-zero), the key and
- * the value. Items are byte-aligned: multi-byte fields are read with memcpy.
+ * (8 bytes, only for relocated items), the expiry (4 bytes, only when it differs from the
+ * segment's), the client flags (4 bytes, only when non-zero), the key and the value. Items are
+ * byte-aligned: multi-byte fields are read with memcpy.
  */
 #define IT_HDR   5
 #define IT_DEAD  0x01 /* replaced, deleted, or a reservation not yet committed */
 #define IT_FLAGS 0x02
 #define IT_CAS   0x04
+#define IT_EXP   0x08 /* the item carries its own expiry (4 bytes, after the CAS) */
 
 /* Segment header, kept apart from the segment's data. */
 struct seg_hdr {
@@ -50,8 +57,9 @@ struct seg_hdr {
     uint32_t write_off;  /* bytes used */
     uint32_t live_bytes; /* bytes of linked items */
     uint32_t live_items;
-    uint32_t expire_at; /* unix time; 0 = never */
-    int32_t prev;       /* TTL bucket chain, oldest first; free list uses next */
+    uint32_t expire_at;  /* unix time its items without IT_EXP expire; 0 = never */
+    uint32_t max_expire; /* when its last item expires: free after that; 0 = never */
+    int32_t prev;        /* TTL bucket chain, oldest first; free list uses next */
     int32_t next;
     uint16_t bucket;
     uint16_t pinned; /* reservations and in-flight copies: not evictable while > 0 */
@@ -220,6 +228,14 @@ tb_lo(unsigned i)
     return (UINT32_C(16) + (i - TB_SHORT) % 16) << (k - 4);
 }
 
+/* How long after expire_at a segment of bucket i still takes items (with IT_EXP past width). */
+static uint32_t
+tb_accept(unsigned i)
+{
+    uint32_t quarter = tb_lo(i) / 4;
+    return quarter > tb_width(i) ? quarter : tb_width(i);
+}
+
 uint32_t
 seg_ttl_slack(uint32_t ttl)
 {
@@ -295,11 +311,18 @@ slot_freq(uint64_t v)
     return (unsigned)((v >> SLOT_FREQ_SHIFT) & 0xff);
 }
 
-/* A segment's items are invalid once it expired or a flush_all came after it was opened. */
+/* A flush_all came after the segment was opened: all its items are invalid. */
 static inline bool
-seg_dead(const struct seg *s, const struct seg_hdr *h)
+seg_flushed(const struct seg *s, const struct seg_hdr *h)
 {
-    return h->cas_base < s->flush_cas || (h->expire_at != 0 && h->expire_at <= s->now);
+    return h->cas_base < s->flush_cas;
+}
+
+/* Every item of the segment is invalid: it can be freed. */
+static inline bool
+seg_reclaimable(const struct seg *s, const struct seg_hdr *h)
+{
+    return seg_flushed(s, h) || (h->max_expire != 0 && h->max_expire <= s->now);
 }
 
 static inline uint32_t
@@ -311,7 +334,8 @@ it_vlen(const uint8_t *it)
 static inline size_t
 it_meta(const uint8_t *it)
 {
-    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_FLAGS) ? 4 : 0);
+    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0) +
+           ((it[1] & IT_FLAGS) ? 4 : 0);
 }
 
 static inline const uint8_t *
@@ -337,9 +361,28 @@ it_flags(const uint8_t *it)
 {
     uint32_t f = 0;
     if (it[1] & IT_FLAGS) {
-        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
+        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0), 4);
     }
     return f;
+}
+
+/* The item's expiry: its own, or its segment's. 0 = never. */
+static inline uint32_t
+it_expire(const struct seg_hdr *h, const uint8_t *it)
+{
+    uint32_t e = h->expire_at;
+    if (it[1] & IT_EXP) {
+        memcpy(&e, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
+    }
+    return e;
+}
+
+/* Not flushed and not expired. */
+static inline bool
+it_valid(const struct seg *s, const struct seg_hdr *h, const uint8_t *it)
+{
+    uint32_t e = it_expire(h, it);
+    return !seg_flushed(s, h) && (e == 0 || e > s->now);
 }
 
 static inline uint64_t
@@ -353,15 +396,17 @@ it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
     return hdr(s, loc_sid(s, loc))->cas_base + loc_off(s, loc) + 1;
 }
 
+/* Size of an item, without the expiry field (item_alloc decides about that). */
 static inline size_t
 item_size(size_t klen, size_t vlen, uint32_t flags, bool with_cas)
 {
     return IT_HDR + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen;
 }
 
-/* Write an item header; returns where the key goes. */
+/* Write an item header (cas, exp: 0 = none); returns where the key goes. */
 static uint8_t *
-it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint8_t iflags)
+it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint32_t exp,
+             uint8_t iflags)
 {
     uint8_t *p = it + IT_HDR;
     it[0] = (uint8_t)klen;
@@ -372,6 +417,11 @@ it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas
         iflags |= IT_CAS;
         memcpy(p, &cas, 8);
         p += 8;
+    }
+    if (exp != 0) {
+        iflags |= IT_EXP;
+        memcpy(p, &exp, 4);
+        p += 4;
     }
     if (flags != 0) {
         iflags |= IT_FLAGS;
@@ -721,16 +771,38 @@ seg_reclaim(struct seg *s, uint32_t sid)
     return n;
 }
 
+#define SCAN_DEPTH 8 /* segments looked at per bucket when searching for reclaimable ones */
+
 /*
- * Find one dead segment and free it. Chains are ordered by age and by expiry, so only bucket heads
- * need a look: 464 header reads, done only when the free list is empty.
+ * The first reclaimable segment of a bucket, or -1. Chains are ordered by age, so flushed
+ * segments come first and expire_at only grows along a chain: once a segment's expire_at is in
+ * the future, no later one can be freed. max_expire is not ordered (accept windows overlap), so
+ * a few segments past the head are checked too.
  */
+static int32_t
+bucket_reclaimable(const struct seg *s, const struct ttl_bucket *b)
+{
+    int32_t sid = b->head;
+    for (int n = 0; sid >= 0 && n < SCAN_DEPTH; n++) {
+        const struct seg_hdr *h = hdr(s, (uint32_t)sid);
+        if (h->pinned == 0 && seg_reclaimable(s, h)) {
+            return sid;
+        }
+        if (!seg_flushed(s, h) && (h->expire_at == 0 || h->expire_at > s->now)) {
+            return -1;
+        }
+        sid = h->next;
+    }
+    return -1;
+}
+
+/* Find one reclaimable segment and free it: at most TB_COUNT * SCAN_DEPTH header reads. */
 static bool
 reclaim_one(struct seg *s)
 {
     for (unsigned i = 0; i < TB_COUNT; i++) {
-        int32_t sid = s->tb[i].head;
-        if (sid >= 0 && hdr(s, (uint32_t)sid)->pinned == 0 && seg_dead(s, hdr(s, (uint32_t)sid))) {
+        int32_t sid = bucket_reclaimable(s, &s->tb[i]);
+        if (sid >= 0) {
             seg_reclaim(s, (uint32_t)sid);
             return true;
         }
@@ -789,7 +861,7 @@ static bool
 merge_candidate(const struct seg *s, const struct ttl_bucket *b, int32_t sid)
 {
     const struct seg_hdr *h = hdr(s, (uint32_t)sid);
-    return sid != b->tail && h->pinned == 0 && !seg_dead(s, h);
+    return sid != b->tail && h->pinned == 0 && !seg_reclaimable(s, h);
 }
 
 static unsigned
@@ -808,12 +880,12 @@ merge_count(struct seg *s, uint32_t sid, uint32_t off, uint8_t *it, uint64_t has
             void *ctx)
 {
     (void)s, (void)sid, (void)off, (void)hash;
-    ((uint32_t *)ctx)[slot_freq(*slot)] += it_size(it) + 8;
+    ((uint32_t *)ctx)[slot_freq(*slot)] += it_size(it) + 12;
 }
 
 /*
  * The frequency cutoff for a merge: the smallest f such that the items of the group read at least
- * f times fit in one segment (counting the 8 bytes a moved item may gain for its CAS). One cutoff
+ * f times fit in one segment (counting the 12 bytes a moved item may gain: CAS, expiry). One cutoff
  * for the whole group, so the hottest items survive wherever they sit.
  */
 static unsigned
@@ -834,6 +906,8 @@ merge_cutoff(struct seg *s, const uint32_t *ids, unsigned n)
 
 struct merge_ctx {
     uint32_t dst;
+    uint32_t dst_expire; /* expire_at of dst: the earliest of the group */
+    uint32_t max_expire;
     unsigned cutoff;
     uint32_t woff;
     uint32_t kept;
@@ -847,9 +921,22 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
     struct merge_ctx *m = ctx;
     uint32_t sz = it_size(it);
     unsigned freq = slot_freq(*slot);
+    uint32_t e = it_expire(hdr(s, src), it);
+    if (e != 0 && e <= s->now) {
+        /* Expired items of a half-expired segment are dropped, never carried over. */
+        s->st.expired_items++;
+        s->st.expired_unfetched += freq == 0;
+        unlink_slot(s, hash, slot);
+        return;
+    }
     bool moves = src != m->dst || off != m->woff;
-    /* A moved item keeps its CAS explicitly: the derived one depends on the location. */
-    uint32_t nsz = sz + ((moves && !(it[1] & IT_CAS)) ? 8 : 0);
+    /*
+     * A moved item keeps its CAS explicitly (the derived one depends on the location) and its
+     * expiry if dst's differs, so a merge changes neither.
+     */
+    bool add_cas = moves && !(it[1] & IT_CAS);
+    bool add_exp = e != m->dst_expire && !(it[1] & IT_EXP);
+    uint32_t nsz = sz + (add_cas ? 8 : 0) + (add_exp ? 4 : 0);
     if (freq < m->cutoff || m->woff + nsz > s->seg_size) {
         s->st.evicted_items++;
         s->st.evicted_unfetched += freq == 0;
@@ -860,11 +947,15 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
     if (nsz == sz) {
         memcpy(out, it, sz);
     } else {
-        uint64_t cas = it_cas(s, make_loc(s, src, off), it);
-        uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, 0);
+        uint64_t cas = (add_cas || (it[1] & IT_CAS)) ? it_cas(s, make_loc(s, src, off), it) : 0;
+        uint32_t exp = (add_exp || (it[1] & IT_EXP)) ? e : 0;
+        uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, exp, 0);
         memcpy(p, it_key(it), (size_t)it[0] + it_vlen(it));
-        s->st.bytes += 8;
-        s->tb[hdr(s, src)->bucket].bytes += 8;
+        s->st.bytes += nsz - sz;
+        s->tb[hdr(s, src)->bucket].bytes += nsz - sz;
+    }
+    if (e > m->max_expire) {
+        m->max_expire = e;
     }
     /* Survivors must earn their place again: halve the counter. */
     *slot = (*slot & SLOT_TAG_MASK) | ((uint64_t)(freq >> 1) << SLOT_FREQ_SHIFT) |
@@ -882,7 +973,8 @@ static void
 merge_run(struct seg *s, const uint32_t *ids, unsigned n)
 {
     uint32_t dst = ids[0];
-    struct merge_ctx m = {.dst = dst, .cutoff = merge_cutoff(s, ids, n)};
+    struct merge_ctx m = {
+        .dst = dst, .dst_expire = hdr(s, dst)->expire_at, .cutoff = merge_cutoff(s, ids, n)};
     for (unsigned i = 0; i < n; i++) {
         seg_walk(s, ids[i], merge_item, &m);
     }
@@ -894,6 +986,7 @@ merge_run(struct seg *s, const uint32_t *ids, unsigned n)
     h->write_off = woff;
     h->live_items = kept;
     h->live_bytes = woff;
+    h->max_expire = m.max_expire;
     for (unsigned i = 1; i < n; i++) {
         seg_release(s, ids[i]);
         s->st.evicted_segs++;
@@ -956,31 +1049,36 @@ seg_take(struct seg *s)
     return free_pop(s);
 }
 
-static bool
-tail_accepts(const struct seg *s, const struct seg_hdr *h, unsigned bi, int64_t expire)
-{
-    if (h->cas_base < s->flush_cas) {
-        return false;
-    }
-    if (bi == TB_NEVER) {
-        return true;
-    }
-    return h->expire_at > s->now && h->expire_at <= expire &&
-           expire < (int64_t)h->expire_at + tb_width(bi);
-}
-
-/* Space for an item of sz bytes expiring at expire (0 = never, else > now). */
+/*
+ * Space for an item of sz bytes (without expiry field) expiring at expire (0 = never, else > now).
+ * *exp_out is 0, or the expiry the item must carry (then it takes 4 more bytes, included in the
+ * space given).
+ */
 static int
-item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32_t *off_out)
+item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32_t *off_out,
+           uint32_t *exp_out)
 {
     unsigned bi = expire == 0 ? TB_NEVER : tb_index((uint32_t)(expire - s->now));
     struct ttl_bucket *b = &s->tb[bi];
+    *exp_out = 0;
     if (b->tail >= 0) {
         struct seg_hdr *h = hdr(s, (uint32_t)b->tail);
-        if (h->write_off + sz <= s->seg_size && tail_accepts(s, h, bi, expire)) {
+        bool fits = !seg_flushed(s, h);
+        bool own = false;
+        if (fits && bi != TB_NEVER) {
+            fits = h->expire_at > s->now && expire >= h->expire_at &&
+                   expire < (int64_t)h->expire_at + tb_accept(bi);
+            own = expire >= (int64_t)h->expire_at + tb_width(bi);
+        }
+        uint32_t need = sz + (own ? 4 : 0);
+        if (fits && h->write_off + need <= s->seg_size) {
             *sid_out = (uint32_t)b->tail;
             *off_out = h->write_off;
-            h->write_off += sz;
+            *exp_out = own ? (uint32_t)expire : 0;
+            h->write_off += need;
+            if (expire > h->max_expire) {
+                h->max_expire = (uint32_t)expire;
+            }
             return 0;
         }
     }
@@ -993,6 +1091,7 @@ item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32
         .cas_base = s->cas_next,
         .write_off = sz,
         .expire_at = expire == 0 ? 0 : (uint32_t)(s->now + tb_lo(bi)),
+        .max_expire = (uint32_t)expire,
         .bucket = (uint16_t)bi,
         .used = 1,
     };
@@ -1045,15 +1144,14 @@ seg_tick(struct seg *s)
 {
     clock_update(s);
     /*
-     * Bound: TB_COUNT head checks, and reclaiming stops once TICK_ITEMS items were visited (the
-     * segment in hand is finished, so at most TICK_ITEMS + one segment's items).
+     * Bound: TB_COUNT * SCAN_DEPTH header checks per pass, and reclaiming stops once TICK_ITEMS
+     * items were visited (the segment in hand is finished: at most TICK_ITEMS + one segment's).
      */
     uint32_t budget = TICK_ITEMS;
     for (unsigned n = 0; n < TB_COUNT && budget > 0; n++) {
         unsigned i = (s->tick_cursor + n) % TB_COUNT;
         int32_t sid;
-        while (budget > 0 && (sid = s->tb[i].head) >= 0 && hdr(s, (uint32_t)sid)->pinned == 0 &&
-               seg_dead(s, hdr(s, (uint32_t)sid))) {
+        while (budget > 0 && (sid = bucket_reclaimable(s, &s->tb[i])) >= 0) {
             uint32_t visited = seg_reclaim(s, (uint32_t)sid) + 1;
             budget = visited >= budget ? 0 : budget - visited;
         }
@@ -1084,7 +1182,7 @@ find_live(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t *
         return NULL;
     }
     *loc = *slot & SLOT_LOC_MASK;
-    if (seg_dead(s, hdr(s, loc_sid(s, *loc)))) {
+    if (!it_valid(s, hdr(s, loc_sid(s, *loc)), loc_item(s, *loc))) {
         return NULL;
     }
     return slot;
@@ -1144,11 +1242,11 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
 {
     size_t sz = item_size(p->klen, p->alen + p->blen, p->flags, p->cas != 0);
     uint64_t epoch = s->ht_epoch;
-    uint32_t sid, off;
+    uint32_t sid, off, exp;
     if (p->pin >= 0) {
         hdr(s, (uint32_t)p->pin)->pinned++;
     }
-    int rc = item_alloc(s, p->expire, (uint32_t)sz, &sid, &off);
+    int rc = item_alloc(s, p->expire, (uint32_t)sz, &sid, &off, &exp);
     if (p->pin >= 0) {
         hdr(s, (uint32_t)p->pin)->pinned--;
     }
@@ -1157,7 +1255,7 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
         return SEG_NO_MEMORY;
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, exp, IT_DEAD);
     memcpy(w, p->key, p->klen);
     w += p->klen;
     if (p->alen != 0) {
@@ -1172,7 +1270,7 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
 static bool
 too_large(const struct seg *s, size_t klen, size_t vlen)
 {
-    return klen > SEG_KEY_MAX || item_size(klen, vlen, 1, true) > s->item_max;
+    return klen > SEG_KEY_MAX || item_size(klen, vlen, 1, true) + 4 > s->item_max;
 }
 
 /* A failed set must not leave the old value behind (memcached does the same). */
@@ -1240,7 +1338,7 @@ do_store(struct seg *s, const struct seg_store_req *r, int64_t expire, const uin
             return SEG_TOO_LARGE;
         }
         p.flags = it_flags(old);
-        p.expire = hdr(s, loc_sid(s, loc))->expire_at;
+        p.expire = it_expire(hdr(s, loc_sid(s, loc)), old);
         p.b = r->mode == SEG_APPEND ? r->value : it_val(old);
         p.blen = r->mode == SEG_APPEND ? r->vlen : olen;
         p.a = r->mode == SEG_APPEND ? it_val(old) : r->value;
@@ -1281,17 +1379,18 @@ get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_v
     uint64_t v = *slot;
     uint64_t loc = v & SLOT_LOC_MASK;
     const struct seg_hdr *h = hdr(s, loc_sid(s, loc));
-    if (seg_dead(s, h)) {
+    uint8_t *it = loc_item(s, loc);
+    if (!it_valid(s, h, it)) {
         s->st.misses++;
         s->st.get_expired++;
         return SEG_NOT_FOUND;
     }
-    uint8_t *it = loc_item(s, loc);
     out->value = (const char *)it_val(it);
     out->vlen = it_vlen(it);
     out->flags = it_flags(it);
     out->cas = it_cas(s, loc, it);
-    out->ttl = h->expire_at == 0 ? -1 : (int64_t)h->expire_at - s->now;
+    uint32_t e = it_expire(h, it);
+    out->ttl = e == 0 ? -1 : (int64_t)e - s->now;
     /*
      * Approximate counter: exact up to 16 reads, then incremented with probability 1/freq, so
      * 8 bits rank items read thousands of times.
@@ -1381,8 +1480,10 @@ seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t ex
     uint32_t sid = loc_sid(s, loc);
     const struct seg_hdr *h = hdr(s, sid);
     unsigned bi = expire == 0 ? TB_NEVER : tb_index((uint32_t)(expire - s->now));
-    if (h->bucket == bi && (bi == TB_NEVER || (h->expire_at <= expire &&
-                                               expire < (int64_t)h->expire_at + tb_width(bi)))) {
+    uint8_t *cur = loc_item(s, loc);
+    if (h->bucket == bi && !(cur[1] & IT_EXP) &&
+        (bi == TB_NEVER ||
+         (h->expire_at <= expire && expire < (int64_t)h->expire_at + tb_width(bi)))) {
         return SEG_TOUCHED; /* its segment already expires at the right time */
     }
     uint8_t *it = loc_item(s, loc);
@@ -1455,7 +1556,7 @@ seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t de
         .klen = klen,
         .hash = hash,
         .flags = it_flags(it),
-        .expire = hdr(s, loc_sid(s, loc))->expire_at,
+        .expire = it_expire(hdr(s, loc_sid(s, loc)), it),
         .a = buf,
         .alen = (size_t)len,
         .pin = (int32_t)loc_sid(s, loc),
@@ -1486,14 +1587,14 @@ seg_reserve(struct seg *s, const struct seg_store_req *req, struct seg_reservati
      */
     bool in_place = req->mode != SEG_APPEND && req->mode != SEG_PREPEND && !expired(s, expire);
     uint32_t flags = in_place ? req->flags : 0;
-    uint32_t sid, off;
+    uint32_t sid, off, exp;
     if (item_alloc(s, in_place ? expire : 0, (uint32_t)item_size(req->klen, req->vlen, flags, 0),
-                   &sid, &off) != 0) {
+                   &sid, &off, &exp) != 0) {
         s->st.store_no_memory++;
         return store_failed(s, req, SEG_NO_MEMORY);
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, 0, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, 0, exp, IT_DEAD);
     memcpy(w, req->key, req->klen);
     hdr(s, sid)->pinned++;
     *res = (struct seg_reservation){
@@ -1524,7 +1625,7 @@ seg_commit(struct seg *s, struct seg_reservation *res, uint64_t *cas_out)
     r.key = it_key(it);
     r.value = it_val(it);
     enum seg_result out;
-    if (res->in_place && !seg_dead(s, h) && !expired(s, res->expire)) {
+    if (res->in_place && it_valid(s, h, it)) {
         uint32_t placed[2] = {res->sid, res->off};
         out = do_store(s, &r, res->expire, placed, cas_out);
     } else {
