@@ -94,6 +94,7 @@ struct seg {
 
     uint32_t seg_size;
     uint32_t nseg;
+    uint32_t temp_sid; /* a segment id no segment has: merge's provisional locations */
     size_t item_max;
     size_t heap_len;
     size_t ht_len;
@@ -957,9 +958,13 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
     if (e > m->max_expire) {
         m->max_expire = e;
     }
-    /* Survivors must earn their place again: halve the counter. */
+    /*
+     * Survivors must earn their place again: halve the counter. The slot gets a provisional
+     * location in temp_sid: a final one in dst could equal the old location of an item not yet
+     * visited (moved items may grow), and lookups by location must stay unambiguous.
+     */
     *slot = (*slot & SLOT_TAG_MASK) | ((uint64_t)(freq >> 1) << SLOT_FREQ_SHIFT) |
-            make_loc(s, m->dst, m->woff);
+            make_loc(s, s->temp_sid, m->woff);
     m->woff += nsz;
     m->kept++;
 }
@@ -980,6 +985,15 @@ merge_run(struct seg *s, const uint32_t *ids, unsigned n)
     }
     uint32_t woff = m.woff, kept = m.kept;
     struct seg_hdr *h = hdr(s, dst);
+    /* Point the survivors' slots at their final place, then move the bytes there. */
+    for (uint32_t off = 0; off < woff;) {
+        const uint8_t *it = s->scratch + off;
+        uint64_t *slot = ht_find_loc(s, seg_hash(it_key(it), it[0]), make_loc(s, s->temp_sid, off));
+        if (slot != NULL) {
+            *slot = (*slot & ~SLOT_LOC_MASK) | make_loc(s, dst, off);
+        }
+        off += it_size(it);
+    }
     memcpy(seg_data(s, dst), s->scratch, woff);
     s->ht_epoch++;
     /* Every kept item now lives in dst: rebuild the live counts from what was copied. */
@@ -1727,7 +1741,8 @@ check_options(const struct seg_options *o)
         return -EINVAL;
     }
     unsigned off_bits = (unsigned)__builtin_ctzll(o->seg_size);
-    if (o->mem_bytes / o->seg_size >= (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) ||
+    /* Segment ids must fit the slot, with one id to spare (temp_sid). */
+    if (o->mem_bytes / o->seg_size >= (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) - 1 ||
         o->mem_bytes / o->seg_size > INT32_MAX) {
         return -EINVAL;
     }
@@ -1748,6 +1763,7 @@ seg_create(struct seg **out, const struct seg_options *opts)
     s->seg_size = (uint32_t)opts->seg_size;
     s->off_bits = (unsigned)__builtin_ctzll(opts->seg_size);
     s->nseg = (uint32_t)(opts->mem_bytes / opts->seg_size);
+    s->temp_sid = (uint32_t)((UINT64_C(1) << (SLOT_FREQ_SHIFT - s->off_bits)) - 1);
     s->item_max = opts->item_max;
     s->evict = opts->evict;
     s->merge_n = opts->merge_n;
