@@ -5,9 +5,10 @@
  * items share the segment's expiry, so expiration and eviction free whole segments. A hash table
  * of 64-byte buckets (7 item slots + 1 overflow link) maps a key to its item; a slot packs a
  * 16-bit tag, an 8-bit read-frequency counter and a 40-bit location (segment id + byte offset).
- * An item costs 5 bytes of metadata plus 4 bytes of client flags when they are non-zero; the CAS
- * is derived from the item's location and the segment's generation, and only items moved by
- * touch or merge eviction carry it explicitly (8 bytes). docs/storage.md has the details.
+ * An item costs 5 bytes of metadata, plus 4 bytes of client flags when they are non-zero and
+ * 4 bytes of expiry when it differs from its segment's. The CAS is derived from the item's
+ * location and the segment's generation; only items moved by touch or merge eviction carry it
+ * explicitly (8 bytes). docs/storage.md has the details.
  *
  * Threads: an instance is owned by one thread (its worker) and never locked; every function
  * below taking a struct seg must be called from that thread only. Instances share nothing, so
@@ -235,8 +236,9 @@ void seg_flush(struct seg *s, int64_t when);
 
 /**
  * Background work; call every ~100 ms (at least 10 times a second). Runs a pending delayed
- * flush and frees expired and flushed segments in bulk. Bound: one check per TTL bucket (465)
- * plus at most 65,536 items unlinked (finishing the segment in hand). Owner thread.
+ * flush and frees expired and flushed segments in bulk. Bound: a few segment header reads per
+ * TTL bucket (464 buckets) plus at most 65,536 items unlinked (finishing the segment in hand;
+ * ~2-4 ms on these machines). Owner thread.
  */
 void seg_tick(struct seg *s);
 
