@@ -639,6 +639,52 @@ Test(seg, long_ttl_expires_early_by_at_most_its_slack)
     seg_destroy(&s);
 }
 
+Test(seg, late_item_in_an_open_segment_keeps_its_exact_expiry)
+{
+    struct seg *s = mk_default();
+    set(s, "first", "v", 20);
+    clk.now += 3;
+    set(s, "late", "v", 20); /* same segment, expiring 3 s after it */
+    struct seg_view v;
+    cr_assert_eq(get(s, "late", &v), SEG_OK);
+    cr_assert_eq(v.ttl, 20);
+    clk.now = T0 + 20;
+    cr_assert(!has(s, "first"));
+    clk.now = T0 + 22;
+    cr_assert(has(s, "late"));
+    clk.now = T0 + 23;
+    cr_assert(!has(s, "late"));
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.segs_used, 1);
+    tick_for(s, 10);
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.segs_used, 0, "freed once its last item expired");
+    seg_destroy(&s);
+}
+
+Test(seg, slow_writes_with_one_ttl_share_a_few_segments)
+{
+    /* One write a second with a 20 s TTL must not hold a segment per second. */
+    struct seg *s = mk(4 << 20, 64 << 10, SEG_EVICT_MERGE);
+    char key[32];
+    struct seg_stats stats;
+    for (int t = 0; t < 120; t++) {
+        snprintf(key, sizeof(key), "k%d", t);
+        set(s, key, "v", 20);
+        clk.now++;
+        seg_tick(s);
+        seg_stats_get(s, &stats);
+        cr_assert_leq(stats.segs_used, 6, "at %d s: %llu segments", t,
+                      (unsigned long long)stats.segs_used);
+    }
+    for (int t = 101; t < 120; t++) {
+        snprintf(key, sizeof(key), "k%d", t);
+        cr_assert(has(s, key));
+    }
+    seg_destroy(&s);
+}
+
 Test(seg, negative_exptime_stores_nothing_and_removes_the_old_value)
 {
     struct seg *s = mk_default();

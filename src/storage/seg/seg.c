@@ -12,9 +12,14 @@
 /*
  * TTL buckets. Index 0 holds items that never expire. A remaining TTL t in 1..31 s has its own
  * bucket (1 s wide, so short TTLs are exact); above that each power of two [2^k, 2^(k+1)) is cut
- * into 16 buckets of width 2^(k-4) <= t/16. A segment opened in bucket i at time now expires at
- * now + lo(i) and accepts items whose expiry falls in [expire_at, expire_at + width(i)), so an item
- * expires at most width - 1 seconds early and never late.
+ * into 16 buckets of width 2^(k-4) <= t/16. A segment opened in bucket i at time now gets
+ * expire_at = now + lo(i). Items whose expiry falls in [expire_at, expire_at + width(i)) share
+ * that expiry: they expire at most width - 1 seconds early, never late, at no cost per item.
+ *
+ * So that a bucket written slowly does not open a new, mostly empty segment every width seconds,
+ * a segment keeps accepting items up to expire_at + accept(i) (a quarter of the TTL); the later
+ * ones carry their exact expiry (4 bytes, IT_EXP). The segment is freed once its last item
+ * expired (max_expire).
  */
 #define TB_SHORT   32
 #define TB_COUNT   (TB_SHORT + 27 * 16) /* k = 5..31 */
@@ -36,13 +41,15 @@
 
 /*
  * An item: 5 header bytes (key length, item flags, 24-bit value length), then the explicit CAS
- * (8 bytes, only for relocated items), the client flags (4 bytes, only when non-zero), the key and
- * the value. Items are byte-aligned: multi-byte fields are read with memcpy.
+ * (8 bytes, only for relocated items), the expiry (4 bytes, only when it differs from the
+ * segment's), the client flags (4 bytes, only when non-zero), the key and the value. Items are
+ * byte-aligned: multi-byte fields are read with memcpy.
  */
 #define IT_HDR   5
 #define IT_DEAD  0x01 /* replaced, deleted, or a reservation not yet committed */
 #define IT_FLAGS 0x02
 #define IT_CAS   0x04
+#define IT_EXP   0x08 /* the item carries its own expiry (4 bytes, after the CAS) */
 
 /* Segment header, kept apart from the segment's data. */
 struct seg_hdr {
@@ -50,8 +57,9 @@ struct seg_hdr {
     uint32_t write_off;  /* bytes used */
     uint32_t live_bytes; /* bytes of linked items */
     uint32_t live_items;
-    uint32_t expire_at; /* unix time; 0 = never */
-    int32_t prev;       /* TTL bucket chain, oldest first; free list uses next */
+    uint32_t expire_at;  /* unix time its items without IT_EXP expire; 0 = never */
+    uint32_t max_expire; /* when its last item expires: free after that; 0 = never */
+    int32_t prev;        /* TTL bucket chain, oldest first; free list uses next */
     int32_t next;
     uint16_t bucket;
     uint16_t pinned; /* reservations and in-flight copies: not evictable while > 0 */
@@ -86,6 +94,7 @@ struct seg {
 
     uint32_t seg_size;
     uint32_t nseg;
+    uint32_t temp_sid; /* a segment id no segment has: merge's provisional locations */
     size_t item_max;
     size_t heap_len;
     size_t ht_len;
@@ -220,6 +229,14 @@ tb_lo(unsigned i)
     return (UINT32_C(16) + (i - TB_SHORT) % 16) << (k - 4);
 }
 
+/* How long after expire_at a segment of bucket i still takes items (with IT_EXP past width). */
+static uint32_t
+tb_accept(unsigned i)
+{
+    uint32_t quarter = tb_lo(i) / 4;
+    return quarter > tb_width(i) ? quarter : tb_width(i);
+}
+
 uint32_t
 seg_ttl_slack(uint32_t ttl)
 {
@@ -295,11 +312,18 @@ slot_freq(uint64_t v)
     return (unsigned)((v >> SLOT_FREQ_SHIFT) & 0xff);
 }
 
-/* A segment's items are invalid once it expired or a flush_all came after it was opened. */
+/* A flush_all came after the segment was opened: all its items are invalid. */
 static inline bool
-seg_dead(const struct seg *s, const struct seg_hdr *h)
+seg_flushed(const struct seg *s, const struct seg_hdr *h)
 {
-    return h->cas_base < s->flush_cas || (h->expire_at != 0 && h->expire_at <= s->now);
+    return h->cas_base < s->flush_cas;
+}
+
+/* Every item of the segment is invalid: it can be freed. */
+static inline bool
+seg_reclaimable(const struct seg *s, const struct seg_hdr *h)
+{
+    return seg_flushed(s, h) || (h->max_expire != 0 && h->max_expire <= s->now);
 }
 
 static inline uint32_t
@@ -311,7 +335,8 @@ it_vlen(const uint8_t *it)
 static inline size_t
 it_meta(const uint8_t *it)
 {
-    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_FLAGS) ? 4 : 0);
+    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0) +
+           ((it[1] & IT_FLAGS) ? 4 : 0);
 }
 
 static inline const uint8_t *
@@ -337,9 +362,28 @@ it_flags(const uint8_t *it)
 {
     uint32_t f = 0;
     if (it[1] & IT_FLAGS) {
-        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
+        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0), 4);
     }
     return f;
+}
+
+/* The item's expiry: its own, or its segment's. 0 = never. */
+static inline uint32_t
+it_expire(const struct seg_hdr *h, const uint8_t *it)
+{
+    uint32_t e = h->expire_at;
+    if (it[1] & IT_EXP) {
+        memcpy(&e, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
+    }
+    return e;
+}
+
+/* Not flushed and not expired. */
+static inline bool
+it_valid(const struct seg *s, const struct seg_hdr *h, const uint8_t *it)
+{
+    uint32_t e = it_expire(h, it);
+    return !seg_flushed(s, h) && (e == 0 || e > s->now);
 }
 
 static inline uint64_t
@@ -353,15 +397,17 @@ it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
     return hdr(s, loc_sid(s, loc))->cas_base + loc_off(s, loc) + 1;
 }
 
+/* Size of an item, without the expiry field (item_alloc decides about that). */
 static inline size_t
 item_size(size_t klen, size_t vlen, uint32_t flags, bool with_cas)
 {
     return IT_HDR + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen;
 }
 
-/* Write an item header; returns where the key goes. */
+/* Write an item header (cas, exp: 0 = none); returns where the key goes. */
 static uint8_t *
-it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint8_t iflags)
+it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint32_t exp,
+             uint8_t iflags)
 {
     uint8_t *p = it + IT_HDR;
     it[0] = (uint8_t)klen;
@@ -372,6 +418,11 @@ it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas
         iflags |= IT_CAS;
         memcpy(p, &cas, 8);
         p += 8;
+    }
+    if (exp != 0) {
+        iflags |= IT_EXP;
+        memcpy(p, &exp, 4);
+        p += 4;
     }
     if (flags != 0) {
         iflags |= IT_FLAGS;
@@ -633,39 +684,81 @@ unlink_slot(struct seg *s, uint64_t hash, uint64_t *slot)
     ht_clear(s, hash, slot);
 }
 
+/* Called for each live item of a walked segment, with its hash and slot (slot never NULL). */
+typedef void (*walk_fn)(struct seg *s, uint32_t sid, uint32_t off, uint8_t *it, uint64_t hash,
+                        uint64_t *slot, void *ctx);
+
+#define WALK_AHEAD 8 /* items between prefetching a bucket and using it */
+
+/*
+ * Visit every live item of a segment in order. Each needs its hash bucket, a likely cache miss,
+ * so buckets are prefetched WALK_AHEAD items ahead: this is what makes bulk expiration, eviction
+ * and merges cheap per item. fn may unlink the item it is given. Returns the items visited.
+ */
+static uint32_t
+seg_walk(struct seg *s, uint32_t sid, walk_fn fn, void *ctx)
+{
+    struct {
+        uint32_t off;
+        uint64_t hash;
+    } q[WALK_AHEAD];
+    const struct seg_hdr *h = hdr(s, sid);
+    uint8_t *base = seg_data(s, sid);
+    unsigned qh = 0, qn = 0;
+    uint32_t off = 0, n = 0;
+    for (;;) {
+        while (qn < WALK_AHEAD && off < h->write_off) {
+            uint8_t *it = base + off;
+            if (!(it[1] & IT_DEAD)) {
+                uint64_t hash = seg_hash(it_key(it), it[0]);
+                __builtin_prefetch(ht_head(s, hash));
+                q[(qh + qn) % WALK_AHEAD].off = off;
+                q[(qh + qn) % WALK_AHEAD].hash = hash;
+                qn++;
+            }
+            n++;
+            off += it_size(it);
+        }
+        if (qn == 0) {
+            return n;
+        }
+        uint32_t ioff = q[qh].off;
+        uint64_t hash = q[qh].hash;
+        qh = (qh + 1) % WALK_AHEAD;
+        qn--;
+        uint64_t *slot = ht_find_loc(s, hash, make_loc(s, sid, ioff));
+        if (slot != NULL) {
+            fn(s, sid, ioff, base + ioff, hash, slot, ctx);
+        }
+    }
+}
+
 enum why { WHY_EXPIRE, WHY_FLUSH, WHY_EVICT };
+
+static void
+unlink_one(struct seg *s, uint32_t sid, uint32_t off, uint8_t *it, uint64_t hash, uint64_t *slot,
+           void *ctx)
+{
+    enum why why = *(enum why *)ctx;
+    bool unfetched = slot_freq(*slot) == 0;
+    (void)sid, (void)off, (void)it;
+    unlink_slot(s, hash, slot);
+    if (why == WHY_EVICT) {
+        s->st.evicted_items++;
+        s->st.evicted_unfetched += unfetched;
+    } else if (why == WHY_EXPIRE) {
+        s->st.expired_items++;
+        s->st.expired_unfetched += unfetched;
+    } else {
+        s->st.flushed_items++;
+    }
+}
 
 /* Unlink every live item of a segment. Returns the number of items visited. */
 static uint32_t
 seg_unlink_all(struct seg *s, uint32_t sid, enum why why)
 {
-    struct seg_hdr *h = hdr(s, sid);
-    uint8_t *base = seg_data(s, sid);
-    uint32_t off = 0, n = 0;
-    while (off < h->write_off) {
-        uint8_t *it = base + off;
-        uint32_t sz = it_size(it);
-        if (!(it[1] & IT_DEAD)) {
-            uint64_t hash = seg_hash(it_key(it), it[0]);
-            uint64_t *slot = ht_find_loc(s, hash, make_loc(s, sid, off));
-            if (slot != NULL) {
-                bool unfetched = slot_freq(*slot) == 0;
-                unlink_slot(s, hash, slot);
-                if (why == WHY_EVICT) {
-                    s->st.evicted_items++;
-                    s->st.evicted_unfetched += unfetched;
-                } else if (why == WHY_EXPIRE) {
-                    s->st.expired_items++;
-                    s->st.expired_unfetched += unfetched;
-                } else {
-                    s->st.flushed_items++;
-                }
-            }
-        }
-        n++;
-        off += sz;
-    }
-    return n;
+    return seg_walk(s, sid, unlink_one, &why);
 }
 
 /* Free an expired or flushed segment. Returns the number of items visited. */
@@ -679,16 +772,38 @@ seg_reclaim(struct seg *s, uint32_t sid)
     return n;
 }
 
+#define SCAN_DEPTH 8 /* segments looked at per bucket when searching for reclaimable ones */
+
 /*
- * Find one dead segment and free it. Chains are ordered by age and by expiry, so only bucket heads
- * need a look: 464 header reads, done only when the free list is empty.
+ * The first reclaimable segment of a bucket, or -1. Chains are ordered by age, so flushed
+ * segments come first and expire_at only grows along a chain: once a segment's expire_at is in
+ * the future, no later one can be freed. max_expire is not ordered (accept windows overlap), so
+ * a few segments past the head are checked too.
  */
+static int32_t
+bucket_reclaimable(const struct seg *s, const struct ttl_bucket *b)
+{
+    int32_t sid = b->head;
+    for (int n = 0; sid >= 0 && n < SCAN_DEPTH; n++) {
+        const struct seg_hdr *h = hdr(s, (uint32_t)sid);
+        if (h->pinned == 0 && seg_reclaimable(s, h)) {
+            return sid;
+        }
+        if (!seg_flushed(s, h) && (h->expire_at == 0 || h->expire_at > s->now)) {
+            return -1;
+        }
+        sid = h->next;
+    }
+    return -1;
+}
+
+/* Find one reclaimable segment and free it: at most TB_COUNT * SCAN_DEPTH header reads. */
 static bool
 reclaim_one(struct seg *s)
 {
     for (unsigned i = 0; i < TB_COUNT; i++) {
-        int32_t sid = s->tb[i].head;
-        if (sid >= 0 && hdr(s, (uint32_t)sid)->pinned == 0 && seg_dead(s, hdr(s, (uint32_t)sid))) {
+        int32_t sid = bucket_reclaimable(s, &s->tb[i]);
+        if (sid >= 0) {
             seg_reclaim(s, (uint32_t)sid);
             return true;
         }
@@ -747,7 +862,7 @@ static bool
 merge_candidate(const struct seg *s, const struct ttl_bucket *b, int32_t sid)
 {
     const struct seg_hdr *h = hdr(s, (uint32_t)sid);
-    return sid != b->tail && h->pinned == 0 && !seg_dead(s, h);
+    return sid != b->tail && h->pinned == 0 && !seg_reclaimable(s, h);
 }
 
 static unsigned
@@ -761,30 +876,25 @@ merge_collect(const struct seg *s, const struct ttl_bucket *b, int32_t sid, uint
     return n;
 }
 
+static void
+merge_count(struct seg *s, uint32_t sid, uint32_t off, uint8_t *it, uint64_t hash, uint64_t *slot,
+            void *ctx)
+{
+    (void)s, (void)sid, (void)off, (void)hash;
+    ((uint32_t *)ctx)[slot_freq(*slot)] += it_size(it) + 12;
+}
+
 /*
  * The frequency cutoff for a merge: the smallest f such that the items of the group read at least
- * f times fit in one segment (counting the 8 bytes a moved item may gain for its CAS). One cutoff
+ * f times fit in one segment (counting the 12 bytes a moved item may gain: CAS, expiry). One cutoff
  * for the whole group, so the hottest items survive wherever they sit.
  */
 static unsigned
-merge_cutoff(const struct seg *s, const uint32_t *ids, unsigned n)
+merge_cutoff(struct seg *s, const uint32_t *ids, unsigned n)
 {
     uint32_t hist[256] = {0};
     for (unsigned i = 0; i < n; i++) {
-        const struct seg_hdr *h = hdr(s, ids[i]);
-        const uint8_t *base = seg_data(s, ids[i]);
-        for (uint32_t off = 0; off < h->write_off;) {
-            const uint8_t *it = base + off;
-            uint32_t sz = it_size(it);
-            if (!(it[1] & IT_DEAD)) {
-                uint64_t loc = make_loc(s, ids[i], off);
-                uint64_t *slot = ht_find_loc(s, seg_hash(it_key(it), it[0]), loc);
-                if (slot != NULL) {
-                    hist[slot_freq(*slot)] += sz + 8;
-                }
-            }
-            off += sz;
-        }
+        seg_walk(s, ids[i], merge_count, hist);
     }
     uint64_t sum = 0;
     int f = 255;
@@ -795,52 +905,68 @@ merge_cutoff(const struct seg *s, const uint32_t *ids, unsigned n)
     return f < 0 ? 0 : (f == 255 ? 255 : (unsigned)f + 1);
 }
 
-/* Copy (or drop) the live items of src into the merge buffer at *woff, as part of dst. */
+struct merge_ctx {
+    uint32_t dst;
+    uint32_t dst_expire; /* expire_at of dst: the earliest of the group */
+    uint32_t max_expire;
+    unsigned cutoff;
+    uint32_t woff;
+    uint32_t kept;
+};
+
+/* Copy one live item into the merge buffer (as part of dst), or drop it. */
 static void
-merge_one(struct seg *s, uint32_t dst, uint32_t src, unsigned cutoff, uint32_t *woff,
-          uint32_t *kept)
+merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash, uint64_t *slot,
+           void *ctx)
 {
-    const struct seg_hdr *h = hdr(s, src);
-    uint8_t *base = seg_data(s, src);
-    for (uint32_t off = 0; off < h->write_off;) {
-        uint8_t *it = base + off;
-        uint32_t sz = it_size(it);
-        off += sz;
-        if (it[1] & IT_DEAD) {
-            continue;
-        }
-        uint64_t loc = make_loc(s, src, off - sz);
-        uint64_t hash = seg_hash(it_key(it), it[0]);
-        uint64_t *slot = ht_find_loc(s, hash, loc);
-        if (slot == NULL) {
-            continue;
-        }
-        unsigned freq = slot_freq(*slot);
-        bool moves = src != dst || off - sz != *woff;
-        /* A moved item keeps its CAS explicitly: the derived one depends on the location. */
-        uint32_t nsz = sz + ((moves && !(it[1] & IT_CAS)) ? 8 : 0);
-        if (freq < cutoff || *woff + nsz > s->seg_size) {
-            s->st.evicted_items++;
-            s->st.evicted_unfetched += freq == 0;
-            unlink_slot(s, hash, slot);
-            continue;
-        }
-        uint8_t *out = s->scratch + *woff;
-        if (nsz == sz) {
-            memcpy(out, it, sz);
-        } else {
-            uint64_t cas = it_cas(s, loc, it);
-            uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, 0);
-            memcpy(p, it_key(it), (size_t)it[0] + it_vlen(it));
-            s->st.bytes += 8;
-            s->tb[h->bucket].bytes += 8;
-        }
-        /* Survivors must earn their place again: halve the counter. */
-        *slot = (*slot & SLOT_TAG_MASK) | ((uint64_t)(freq >> 1) << SLOT_FREQ_SHIFT) |
-                make_loc(s, dst, *woff);
-        *woff += nsz;
-        (*kept)++;
+    struct merge_ctx *m = ctx;
+    uint32_t sz = it_size(it);
+    unsigned freq = slot_freq(*slot);
+    uint32_t e = it_expire(hdr(s, src), it);
+    if (e != 0 && e <= s->now) {
+        /* Expired items of a half-expired segment are dropped, never carried over. */
+        s->st.expired_items++;
+        s->st.expired_unfetched += freq == 0;
+        unlink_slot(s, hash, slot);
+        return;
     }
+    bool moves = src != m->dst || off != m->woff;
+    /*
+     * A moved item keeps its CAS explicitly (the derived one depends on the location) and its
+     * expiry if dst's differs, so a merge changes neither.
+     */
+    bool add_cas = moves && !(it[1] & IT_CAS);
+    bool add_exp = e != m->dst_expire && !(it[1] & IT_EXP);
+    uint32_t nsz = sz + (add_cas ? 8 : 0) + (add_exp ? 4 : 0);
+    if (freq < m->cutoff || m->woff + nsz > s->seg_size) {
+        s->st.evicted_items++;
+        s->st.evicted_unfetched += freq == 0;
+        unlink_slot(s, hash, slot);
+        return;
+    }
+    uint8_t *out = s->scratch + m->woff;
+    if (nsz == sz) {
+        memcpy(out, it, sz);
+    } else {
+        uint64_t cas = (add_cas || (it[1] & IT_CAS)) ? it_cas(s, make_loc(s, src, off), it) : 0;
+        uint32_t exp = (add_exp || (it[1] & IT_EXP)) ? e : 0;
+        uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, exp, 0);
+        memcpy(p, it_key(it), (size_t)it[0] + it_vlen(it));
+        s->st.bytes += nsz - sz;
+        s->tb[hdr(s, src)->bucket].bytes += nsz - sz;
+    }
+    if (e > m->max_expire) {
+        m->max_expire = e;
+    }
+    /*
+     * Survivors must earn their place again: halve the counter. The slot gets a provisional
+     * location in temp_sid: a final one in dst could equal the old location of an item not yet
+     * visited (moved items may grow), and lookups by location must stay unambiguous.
+     */
+    *slot = (*slot & SLOT_TAG_MASK) | ((uint64_t)(freq >> 1) << SLOT_FREQ_SHIFT) |
+            make_loc(s, s->temp_sid, m->woff);
+    m->woff += nsz;
+    m->kept++;
 }
 
 /*
@@ -851,18 +977,30 @@ merge_one(struct seg *s, uint32_t dst, uint32_t src, unsigned cutoff, uint32_t *
 static void
 merge_run(struct seg *s, const uint32_t *ids, unsigned n)
 {
-    uint32_t dst = ids[0], woff = 0, kept = 0;
-    unsigned cutoff = merge_cutoff(s, ids, n);
+    uint32_t dst = ids[0];
+    struct merge_ctx m = {
+        .dst = dst, .dst_expire = hdr(s, dst)->expire_at, .cutoff = merge_cutoff(s, ids, n)};
     for (unsigned i = 0; i < n; i++) {
-        merge_one(s, dst, ids[i], cutoff, &woff, &kept);
+        seg_walk(s, ids[i], merge_item, &m);
     }
+    uint32_t woff = m.woff, kept = m.kept;
     struct seg_hdr *h = hdr(s, dst);
+    /* Point the survivors' slots at their final place, then move the bytes there. */
+    for (uint32_t off = 0; off < woff;) {
+        const uint8_t *it = s->scratch + off;
+        uint64_t *slot = ht_find_loc(s, seg_hash(it_key(it), it[0]), make_loc(s, s->temp_sid, off));
+        if (slot != NULL) {
+            *slot = (*slot & ~SLOT_LOC_MASK) | make_loc(s, dst, off);
+        }
+        off += it_size(it);
+    }
     memcpy(seg_data(s, dst), s->scratch, woff);
     s->ht_epoch++;
     /* Every kept item now lives in dst: rebuild the live counts from what was copied. */
     h->write_off = woff;
     h->live_items = kept;
     h->live_bytes = woff;
+    h->max_expire = m.max_expire;
     for (unsigned i = 1; i < n; i++) {
         seg_release(s, ids[i]);
         s->st.evicted_segs++;
@@ -925,31 +1063,36 @@ seg_take(struct seg *s)
     return free_pop(s);
 }
 
-static bool
-tail_accepts(const struct seg *s, const struct seg_hdr *h, unsigned bi, int64_t expire)
-{
-    if (h->cas_base < s->flush_cas) {
-        return false;
-    }
-    if (bi == TB_NEVER) {
-        return true;
-    }
-    return h->expire_at > s->now && h->expire_at <= expire &&
-           expire < (int64_t)h->expire_at + tb_width(bi);
-}
-
-/* Space for an item of sz bytes expiring at expire (0 = never, else > now). */
+/*
+ * Space for an item of sz bytes (without expiry field) expiring at expire (0 = never, else > now).
+ * *exp_out is 0, or the expiry the item must carry (then it takes 4 more bytes, included in the
+ * space given).
+ */
 static int
-item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32_t *off_out)
+item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32_t *off_out,
+           uint32_t *exp_out)
 {
     unsigned bi = expire == 0 ? TB_NEVER : tb_index((uint32_t)(expire - s->now));
     struct ttl_bucket *b = &s->tb[bi];
+    *exp_out = 0;
     if (b->tail >= 0) {
         struct seg_hdr *h = hdr(s, (uint32_t)b->tail);
-        if (h->write_off + sz <= s->seg_size && tail_accepts(s, h, bi, expire)) {
+        bool fits = !seg_flushed(s, h);
+        bool own = false;
+        if (fits && bi != TB_NEVER) {
+            fits = h->expire_at > s->now && expire >= h->expire_at &&
+                   expire < (int64_t)h->expire_at + tb_accept(bi);
+            own = expire >= (int64_t)h->expire_at + tb_width(bi);
+        }
+        uint32_t need = sz + (own ? 4 : 0);
+        if (fits && h->write_off + need <= s->seg_size) {
             *sid_out = (uint32_t)b->tail;
             *off_out = h->write_off;
-            h->write_off += sz;
+            *exp_out = own ? (uint32_t)expire : 0;
+            h->write_off += need;
+            if (expire > h->max_expire) {
+                h->max_expire = (uint32_t)expire;
+            }
             return 0;
         }
     }
@@ -962,6 +1105,7 @@ item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32
         .cas_base = s->cas_next,
         .write_off = sz,
         .expire_at = expire == 0 ? 0 : (uint32_t)(s->now + tb_lo(bi)),
+        .max_expire = (uint32_t)expire,
         .bucket = (uint16_t)bi,
         .used = 1,
     };
@@ -1014,15 +1158,14 @@ seg_tick(struct seg *s)
 {
     clock_update(s);
     /*
-     * Bound: TB_COUNT head checks, and reclaiming stops once TICK_ITEMS items were visited (the
-     * segment in hand is finished, so at most TICK_ITEMS + one segment's items).
+     * Bound: TB_COUNT * SCAN_DEPTH header checks per pass, and reclaiming stops once TICK_ITEMS
+     * items were visited (the segment in hand is finished: at most TICK_ITEMS + one segment's).
      */
     uint32_t budget = TICK_ITEMS;
     for (unsigned n = 0; n < TB_COUNT && budget > 0; n++) {
         unsigned i = (s->tick_cursor + n) % TB_COUNT;
         int32_t sid;
-        while (budget > 0 && (sid = s->tb[i].head) >= 0 && hdr(s, (uint32_t)sid)->pinned == 0 &&
-               seg_dead(s, hdr(s, (uint32_t)sid))) {
+        while (budget > 0 && (sid = bucket_reclaimable(s, &s->tb[i])) >= 0) {
             uint32_t visited = seg_reclaim(s, (uint32_t)sid) + 1;
             budget = visited >= budget ? 0 : budget - visited;
         }
@@ -1053,7 +1196,7 @@ find_live(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t *
         return NULL;
     }
     *loc = *slot & SLOT_LOC_MASK;
-    if (seg_dead(s, hdr(s, loc_sid(s, *loc)))) {
+    if (!it_valid(s, hdr(s, loc_sid(s, *loc)), loc_item(s, *loc))) {
         return NULL;
     }
     return slot;
@@ -1113,11 +1256,11 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
 {
     size_t sz = item_size(p->klen, p->alen + p->blen, p->flags, p->cas != 0);
     uint64_t epoch = s->ht_epoch;
-    uint32_t sid, off;
+    uint32_t sid, off, exp;
     if (p->pin >= 0) {
         hdr(s, (uint32_t)p->pin)->pinned++;
     }
-    int rc = item_alloc(s, p->expire, (uint32_t)sz, &sid, &off);
+    int rc = item_alloc(s, p->expire, (uint32_t)sz, &sid, &off, &exp);
     if (p->pin >= 0) {
         hdr(s, (uint32_t)p->pin)->pinned--;
     }
@@ -1126,7 +1269,7 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
         return SEG_NO_MEMORY;
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, exp, IT_DEAD);
     memcpy(w, p->key, p->klen);
     w += p->klen;
     if (p->alen != 0) {
@@ -1141,7 +1284,7 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
 static bool
 too_large(const struct seg *s, size_t klen, size_t vlen)
 {
-    return klen > SEG_KEY_MAX || item_size(klen, vlen, 1, true) > s->item_max;
+    return klen > SEG_KEY_MAX || item_size(klen, vlen, 1, true) + 4 > s->item_max;
 }
 
 /* A failed set must not leave the old value behind (memcached does the same). */
@@ -1209,7 +1352,7 @@ do_store(struct seg *s, const struct seg_store_req *r, int64_t expire, const uin
             return SEG_TOO_LARGE;
         }
         p.flags = it_flags(old);
-        p.expire = hdr(s, loc_sid(s, loc))->expire_at;
+        p.expire = it_expire(hdr(s, loc_sid(s, loc)), old);
         p.b = r->mode == SEG_APPEND ? r->value : it_val(old);
         p.blen = r->mode == SEG_APPEND ? r->vlen : olen;
         p.a = r->mode == SEG_APPEND ? it_val(old) : r->value;
@@ -1239,10 +1382,9 @@ seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out)
     return do_store(s, req, expire, NULL, cas_out);
 }
 
-enum seg_result
-seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
+static enum seg_result
+get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
 {
-    clock_update(s);
     uint64_t *slot = ht_find(s, key, klen, hash);
     if (slot == NULL) {
         s->st.misses++;
@@ -1251,17 +1393,18 @@ seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_v
     uint64_t v = *slot;
     uint64_t loc = v & SLOT_LOC_MASK;
     const struct seg_hdr *h = hdr(s, loc_sid(s, loc));
-    if (seg_dead(s, h)) {
+    uint8_t *it = loc_item(s, loc);
+    if (!it_valid(s, h, it)) {
         s->st.misses++;
         s->st.get_expired++;
         return SEG_NOT_FOUND;
     }
-    uint8_t *it = loc_item(s, loc);
     out->value = (const char *)it_val(it);
     out->vlen = it_vlen(it);
     out->flags = it_flags(it);
     out->cas = it_cas(s, loc, it);
-    out->ttl = h->expire_at == 0 ? -1 : (int64_t)h->expire_at - s->now;
+    uint32_t e = it_expire(h, it);
+    out->ttl = e == 0 ? -1 : (int64_t)e - s->now;
     /*
      * Approximate counter: exact up to 16 reads, then incremented with probability 1/freq, so
      * 8 bits rank items read thousands of times.
@@ -1272,6 +1415,53 @@ seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_v
     }
     s->st.hits++;
     return SEG_OK;
+}
+
+enum seg_result
+seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
+{
+    clock_update(s);
+    return get_one(s, key, klen, hash, out);
+}
+
+void
+seg_prefetch(const struct seg *s, uint64_t hash)
+{
+    __builtin_prefetch(ht_head(s, hash));
+}
+
+/* Second prefetch stage: the bucket should be in cache now; fetch the items its tags point at. */
+static void
+prefetch_items(const struct seg *s, uint64_t hash)
+{
+    uint64_t tag = tag_of(hash);
+    const uint64_t *b = ht_head(s, hash);
+    for (int i = 0; i < SLOTS; i++) {
+        if ((b[i] & SLOT_TAG_MASK) == tag) {
+            __builtin_prefetch(loc_item(s, b[i] & SLOT_LOC_MASK));
+        }
+    }
+}
+
+#define BATCH_AHEAD 8 /* keys between prefetching a bucket and using it */
+
+void
+seg_get_batch(struct seg *s, size_t n, const struct seg_key *keys, struct seg_view *views,
+              enum seg_result *results)
+{
+    clock_update(s);
+    for (size_t i = 0; i < n && i < BATCH_AHEAD; i++) {
+        seg_prefetch(s, keys[i].hash);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i + BATCH_AHEAD < n) {
+            seg_prefetch(s, keys[i + BATCH_AHEAD].hash);
+        }
+        if (i + BATCH_AHEAD / 2 < n) {
+            prefetch_items(s, keys[i + BATCH_AHEAD / 2].hash);
+        }
+        results[i] = get_one(s, keys[i].key, keys[i].klen, keys[i].hash, &views[i]);
+    }
 }
 
 enum seg_result
@@ -1304,8 +1494,10 @@ seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t ex
     uint32_t sid = loc_sid(s, loc);
     const struct seg_hdr *h = hdr(s, sid);
     unsigned bi = expire == 0 ? TB_NEVER : tb_index((uint32_t)(expire - s->now));
-    if (h->bucket == bi && (bi == TB_NEVER || (h->expire_at <= expire &&
-                                               expire < (int64_t)h->expire_at + tb_width(bi)))) {
+    uint8_t *cur = loc_item(s, loc);
+    if (h->bucket == bi && !(cur[1] & IT_EXP) &&
+        (bi == TB_NEVER ||
+         (h->expire_at <= expire && expire < (int64_t)h->expire_at + tb_width(bi)))) {
         return SEG_TOUCHED; /* its segment already expires at the right time */
     }
     uint8_t *it = loc_item(s, loc);
@@ -1378,7 +1570,7 @@ seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t de
         .klen = klen,
         .hash = hash,
         .flags = it_flags(it),
-        .expire = hdr(s, loc_sid(s, loc))->expire_at,
+        .expire = it_expire(hdr(s, loc_sid(s, loc)), it),
         .a = buf,
         .alen = (size_t)len,
         .pin = (int32_t)loc_sid(s, loc),
@@ -1409,14 +1601,14 @@ seg_reserve(struct seg *s, const struct seg_store_req *req, struct seg_reservati
      */
     bool in_place = req->mode != SEG_APPEND && req->mode != SEG_PREPEND && !expired(s, expire);
     uint32_t flags = in_place ? req->flags : 0;
-    uint32_t sid, off;
+    uint32_t sid, off, exp;
     if (item_alloc(s, in_place ? expire : 0, (uint32_t)item_size(req->klen, req->vlen, flags, 0),
-                   &sid, &off) != 0) {
+                   &sid, &off, &exp) != 0) {
         s->st.store_no_memory++;
         return store_failed(s, req, SEG_NO_MEMORY);
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, 0, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, 0, exp, IT_DEAD);
     memcpy(w, req->key, req->klen);
     hdr(s, sid)->pinned++;
     *res = (struct seg_reservation){
@@ -1447,7 +1639,7 @@ seg_commit(struct seg *s, struct seg_reservation *res, uint64_t *cas_out)
     r.key = it_key(it);
     r.value = it_val(it);
     enum seg_result out;
-    if (res->in_place && !seg_dead(s, h) && !expired(s, res->expire)) {
+    if (res->in_place && it_valid(s, h, it)) {
         uint32_t placed[2] = {res->sid, res->off};
         out = do_store(s, &r, res->expire, placed, cas_out);
     } else {
@@ -1502,6 +1694,36 @@ seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out)
 
 /* ---- lifecycle ---- */
 
+#define HUGE_PAGE (2u << 20)
+
+/*
+ * Anonymous memory for the heap or the hash table, 2 MiB aligned and marked for transparent huge
+ * pages: both are read at random, and with 4 KiB pages nearly every lookup also misses the TLB
+ * (costly under virtualization). Pages still cost RSS only once touched. NULL on failure.
+ */
+static void *
+map_region(size_t len, int extra_flags)
+{
+    size_t padded = len + HUGE_PAGE;
+    uint8_t *p = mmap(NULL, padded, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    uint8_t *start = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (start > p) {
+        munmap(p, (size_t)(start - p));
+    }
+    size_t tail = (size_t)((p + padded) - (start + len));
+    if (tail > 0) {
+        munmap(start + len, tail);
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(start, len, MADV_HUGEPAGE); /* advice only: failure just means small pages */
+#endif
+    return start;
+}
+
 static int
 check_options(const struct seg_options *o)
 {
@@ -1519,7 +1741,8 @@ check_options(const struct seg_options *o)
         return -EINVAL;
     }
     unsigned off_bits = (unsigned)__builtin_ctzll(o->seg_size);
-    if (o->mem_bytes / o->seg_size >= (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) ||
+    /* Segment ids must fit the slot, with one id to spare (temp_sid). */
+    if (o->mem_bytes / o->seg_size >= (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) - 1 ||
         o->mem_bytes / o->seg_size > INT32_MAX) {
         return -EINVAL;
     }
@@ -1540,6 +1763,7 @@ seg_create(struct seg **out, const struct seg_options *opts)
     s->seg_size = (uint32_t)opts->seg_size;
     s->off_bits = (unsigned)__builtin_ctzll(opts->seg_size);
     s->nseg = (uint32_t)(opts->mem_bytes / opts->seg_size);
+    s->temp_sid = (uint32_t)((UINT64_C(1) << (SLOT_FREQ_SHIFT - s->off_bits)) - 1);
     s->item_max = opts->item_max;
     s->evict = opts->evict;
     s->merge_n = opts->merge_n;
@@ -1548,10 +1772,8 @@ seg_create(struct seg **out, const struct seg_options *opts)
     s->rng = opts->seed != 0 ? opts->seed : 1;
     s->free_head = -1;
     s->heap_len = (size_t)s->nseg * s->seg_size;
-    s->heap = mmap(NULL, s->heap_len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (s->heap == MAP_FAILED) {
-        s->heap = NULL;
+    s->heap = map_region(s->heap_len, MAP_NORESERVE);
+    if (s->heap == NULL) {
         goto fail;
     }
     /*
@@ -1562,9 +1784,8 @@ seg_create(struct seg **out, const struct seg_options *opts)
     uint64_t nb = s->heap_len / hint / 6;
     s->nbuckets = (uint32_t)(nb < 64 ? 64 : (nb > UINT32_MAX ? UINT32_MAX : nb));
     s->ht_len = (size_t)s->nbuckets * 64;
-    s->ht = mmap(NULL, s->ht_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (s->ht == MAP_FAILED) {
-        s->ht = NULL;
+    s->ht = map_region(s->ht_len, 0);
+    if (s->ht == NULL) {
         goto fail;
     }
     s->hdrs = calloc(s->nseg, sizeof(*s->hdrs));
@@ -1579,6 +1800,11 @@ seg_create(struct seg **out, const struct seg_options *opts)
     }
     for (unsigned i = 0; i < TB_COUNT; i++) {
         s->tb[i] = (struct ttl_bucket){.head = -1, .tail = -1, .merge_next = -1};
+    }
+    if (opts->prefault) {
+        /* Page faults now rather than on the request path; the table is already zero. */
+        memset(s->heap, 0, s->heap_len);
+        memset(s->ht, 0, s->ht_len);
     }
     s->now = s->clock(s->clock_ctx);
     *out = s;
