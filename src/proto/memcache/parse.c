@@ -226,6 +226,42 @@ b64_decode(const char *in, size_t len, char *out, size_t cap)
     return olen;
 }
 
+/*
+ * Token scanning, 8 bytes at a time: a word is tested at once for a byte below 0x21 (space or
+ * control) or equal to 0x7f. The classic "has a byte less than n" bit trick may flag bytes above
+ * the first real hit through borrows, but never below it, so the lowest flag is exact.
+ */
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t
+special_bytes(uint64_t w)
+{
+    uint64_t low = (w - ONES * 0x21) & ~w & HIGHS;
+    uint64_t x = w ^ (ONES * 0x7f);
+    uint64_t del = (x - ONES) & ~x & HIGHS;
+    return low | del;
+}
+
+/* First byte in [s, e) that is a space, a control character or DEL; e if none. */
+static inline const char *
+token_end(const char *s, const char *e)
+{
+    while (e - s >= 8) {
+        uint64_t w;
+        memcpy(&w, s, sizeof(w));
+        uint64_t m = special_bytes(w);
+        if (m != 0) {
+            return s + (__builtin_ctzll(m) >> 3);
+        }
+        s += 8;
+    }
+    while (s < e && (unsigned char)*s > 0x20 && *s != 0x7f) {
+        s++;
+    }
+    return s;
+}
+
 /* Split [s, e) at spaces into at most MAX_TOKENS tokens; returns MAX_TOKENS + 1 for more. */
 static unsigned
 tokenize(const char *s, const char *e, struct tok *t)
@@ -240,7 +276,12 @@ tokenize(const char *s, const char *e, struct tok *t)
             return MAX_TOKENS + 1;
         }
         const char *b = s;
-        while (s < e && *s != ' ') {
+        /* Control characters belong to the token (the key check refuses them later). */
+        for (;;) {
+            s = token_end(s, e);
+            if (s == e || *s == ' ') {
+                break;
+            }
             s++;
         }
         t[n].p = b;
@@ -293,14 +334,10 @@ parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, siz
             continue;
         }
         const char *b = s;
-        bool bad = false;
-        while (s < e && *s != ' ') {
-            unsigned char c = (unsigned char)*s;
-            bad |= c < 0x20 || c == 0x7f;
-            s++;
-        }
+        s = token_end(s, e);
         size_t len = (size_t)(s - b);
-        if (bad || len > MC_KEY_MAX) {
+        /* Stopping anywhere but at a space or the end means a control character. */
+        if ((s < e && *s != ' ') || len > MC_KEY_MAX) {
             return fail(req, LIT(E_FORMAT), false, linelen);
         }
         if (nkeys == 0) {
