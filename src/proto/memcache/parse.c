@@ -93,25 +93,6 @@ fail_close(struct mc_req *req)
     return MC_PARSE_ERROR;
 }
 
-/*
- * Keys are at most 250 bytes without control characters. memcached itself accepts control
- * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
- */
-static bool
-key_ok(const char *k, size_t len)
-{
-    if (len > MC_KEY_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)k[i];
-        if (c < 0x20 || c == 0x7f) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Unsigned decimal with an optional '+', no overflow, nothing else in the token. */
 static bool
 parse_u64(const char *s, size_t len, uint64_t *out)
@@ -124,12 +105,18 @@ parse_u64(const char *s, size_t len, uint64_t *out)
         return false;
     }
     uint64_t v = 0;
-    for (; i < len; i++) {
+    /* Up to 19 digits cannot overflow: check for overflow only past that. */
+    size_t safe = len - i <= 19 ? len : i + 19;
+    for (; i < safe; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
         if (d > 9) {
             return false;
         }
-        if (v > (UINT64_MAX - d) / 10) {
+        v = v * 10 + d;
+    }
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10) {
             return false;
         }
         v = v * 10 + d;
@@ -262,6 +249,17 @@ token_end(const char *s, const char *e)
     return s;
 }
 
+/*
+ * Keys are at most 250 bytes without control characters. memcached itself accepts control
+ * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
+ */
+static bool
+key_ok(const char *k, size_t len)
+{
+    /* A token holds no space, so stopping early means a control character. */
+    return len <= MC_KEY_MAX && token_end(k, k + len) == k + len;
+}
+
 /* Split [s, e) at spaces into at most MAX_TOKENS tokens; returns MAX_TOKENS + 1 for more. */
 static unsigned
 tokenize(const char *s, const char *e, struct tok *t)
@@ -276,12 +274,9 @@ tokenize(const char *s, const char *e, struct tok *t)
             return MAX_TOKENS + 1;
         }
         const char *b = s;
-        /* Control characters belong to the token (the key check refuses them later). */
-        for (;;) {
-            s = token_end(s, e);
-            if (s == e || *s == ' ') {
-                break;
-            }
+        /* Tokens here are short numbers and one key: a byte loop beats word tricks. Control
+         * characters belong to the token (the key check refuses them later). */
+        while (s < e && *s != ' ') {
             s++;
         }
         t[n].p = b;
