@@ -48,6 +48,7 @@ static const char E_MG_TOO_LONG[] = "CLIENT_ERROR options flags are too long";
 static const char E_TOO_LONG[] = "CLIENT_ERROR options flags too long";
 static const char E_MS_MODE[] = "CLIENT_ERROR invalid mode for ms M token";
 static const char E_MA_MODE[] = "CLIENT_ERROR invalid mode for ma M token";
+static const char E_KEEP[] = ""; /* a meta flag failed without a message of its own */
 
 void
 mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts)
@@ -507,9 +508,12 @@ parse_verbosity(struct mc_req *req, const struct tok *t, unsigned nt, size_t lin
         return fail(req, LIT(E_ERROR), false, linelen);
     }
     req->noreply = last_is_noreply(t, nt);
-    if (!parse_u32(t[1].p, t[1].len, &req->verbosity)) {
+    /* Any 64-bit level is accepted and capped, as memcached does; the server caps it further. */
+    uint64_t level;
+    if (!parse_u64(t[1].p, t[1].len, &level)) {
         return fail(req, LIT(E_FORMAT), req->noreply, linelen);
     }
+    req->verbosity = level > UINT32_MAX ? UINT32_MAX : (uint32_t)level;
     return done(req, MC_CMD_VERBOSITY, linelen);
 }
 
@@ -610,8 +614,8 @@ meta_flag(struct mc_req *req, const struct tok *f, bool *stop)
     case 'E':
         return parse_u64(arg, alen, &m->new_cas) ? NULL : E_BAD_TOKEN;
     case 'F':
-        /* memcached keeps its default message for a bad F token. */
-        return parse_u32(arg, alen, &m->client_flags) ? NULL : E_FORMAT;
+        /* A bad F token fails the line but leaves the message as it was (see meta_flags). */
+        return parse_u32(arg, alen, &m->client_flags) ? NULL : E_KEEP;
     case 'J':
         return parse_u64(arg, alen, &m->initial) ? NULL : E_INITIAL;
     case 'D':
@@ -650,22 +654,29 @@ meta_flag(struct mc_req *req, const struct tok *f, bool *stop)
     }
 }
 
-/* All flags from t[0]; returns NULL or the error text memcached would give. */
+/*
+ * All flags from t[0]; returns NULL or the error text memcached would give: the message of the
+ * last failing flag that has one, else the generic format error.
+ */
 static const char *
 meta_flags(struct mc_req *req, const struct tok *t, unsigned nt)
 {
-    const char *err = NULL;
+    const char *msg = E_FORMAT;
+    bool failed = false;
     for (unsigned i = 0; i < nt; i++) {
         bool stop;
         const char *e = meta_flag(req, &t[i], &stop);
         if (e != NULL) {
-            err = e;
+            failed = true;
+            if (e != E_KEEP) {
+                msg = e;
+            }
             if (stop) {
-                return err;
+                return msg;
             }
         }
     }
-    return err;
+    return failed ? msg : NULL;
 }
 
 /* memcached measures the opaque with its 'O'. */
