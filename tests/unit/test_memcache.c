@@ -884,3 +884,20 @@ Test(memcache, incomplete_request_consumes_nothing_and_reports_its_size)
     cr_assert_eq(r.consumed, 0);
     cr_assert_eq(p.need, 14 + 12);
 }
+
+Test(memcache, bad_f_token_keeps_the_previous_flag_error_message)
+{
+    cr_assert_wire("mg a Jx Fx\r\nmg a Fx\r\nmg a Fx Tx\r\n",
+                   "CLIENT_ERROR invalid numeric initial value\r\n"
+                   "CLIENT_ERROR bad command line format\r\n"
+                   "CLIENT_ERROR bad token in command line format\r\n");
+}
+
+Test(memcache, verbosity_level_beyond_32_bits_is_capped)
+{
+    struct mc_req r;
+    parse_one("verbosity 18446744073709551615\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.verbosity, UINT32_MAX);
+    cr_assert_wire("verbosity 18446744073709551616\r\n",
+                   "CLIENT_ERROR bad command line format\r\n");
+}

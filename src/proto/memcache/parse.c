@@ -48,6 +48,7 @@ static const char E_MG_TOO_LONG[] = "CLIENT_ERROR options flags are too long";
 static const char E_TOO_LONG[] = "CLIENT_ERROR options flags too long";
 static const char E_MS_MODE[] = "CLIENT_ERROR invalid mode for ms M token";
 static const char E_MA_MODE[] = "CLIENT_ERROR invalid mode for ma M token";
+static const char E_KEEP[] = ""; /* a meta flag failed without a message of its own */
 
 void
 mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts)
@@ -93,25 +94,6 @@ fail_close(struct mc_req *req)
     return MC_PARSE_ERROR;
 }
 
-/*
- * Keys are at most 250 bytes without control characters. memcached itself accepts control
- * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
- */
-static bool
-key_ok(const char *k, size_t len)
-{
-    if (len > MC_KEY_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)k[i];
-        if (c < 0x20 || c == 0x7f) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Unsigned decimal with an optional '+', no overflow, nothing else in the token. */
 static bool
 parse_u64(const char *s, size_t len, uint64_t *out)
@@ -124,12 +106,18 @@ parse_u64(const char *s, size_t len, uint64_t *out)
         return false;
     }
     uint64_t v = 0;
-    for (; i < len; i++) {
+    /* Up to 19 digits cannot overflow: check for overflow only past that. */
+    size_t safe = len - i <= 19 ? len : i + 19;
+    for (; i < safe; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
         if (d > 9) {
             return false;
         }
-        if (v > (UINT64_MAX - d) / 10) {
+        v = v * 10 + d;
+    }
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10) {
             return false;
         }
         v = v * 10 + d;
@@ -226,6 +214,53 @@ b64_decode(const char *in, size_t len, char *out, size_t cap)
     return olen;
 }
 
+/*
+ * Token scanning, 8 bytes at a time: a word is tested at once for a byte below 0x21 (space or
+ * control) or equal to 0x7f. The classic "has a byte less than n" bit trick may flag bytes above
+ * the first real hit through borrows, but never below it, so the lowest flag is exact.
+ */
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t
+special_bytes(uint64_t w)
+{
+    uint64_t low = (w - ONES * 0x21) & ~w & HIGHS;
+    uint64_t x = w ^ (ONES * 0x7f);
+    uint64_t del = (x - ONES) & ~x & HIGHS;
+    return low | del;
+}
+
+/* First byte in [s, e) that is a space, a control character or DEL; e if none. */
+static inline const char *
+token_end(const char *s, const char *e)
+{
+    while (e - s >= 8) {
+        uint64_t w;
+        memcpy(&w, s, sizeof(w));
+        uint64_t m = special_bytes(w);
+        if (m != 0) {
+            return s + (__builtin_ctzll(m) >> 3);
+        }
+        s += 8;
+    }
+    while (s < e && (unsigned char)*s > 0x20 && *s != 0x7f) {
+        s++;
+    }
+    return s;
+}
+
+/*
+ * Keys are at most 250 bytes without control characters. memcached itself accepts control
+ * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
+ */
+static bool
+key_ok(const char *k, size_t len)
+{
+    /* A token holds no space, so stopping early means a control character. */
+    return len <= MC_KEY_MAX && token_end(k, k + len) == k + len;
+}
+
 /* Split [s, e) at spaces into at most MAX_TOKENS tokens; returns MAX_TOKENS + 1 for more. */
 static unsigned
 tokenize(const char *s, const char *e, struct tok *t)
@@ -240,6 +275,8 @@ tokenize(const char *s, const char *e, struct tok *t)
             return MAX_TOKENS + 1;
         }
         const char *b = s;
+        /* Tokens here are short numbers and one key: a byte loop beats word tricks. Control
+         * characters belong to the token (the key check refuses them later). */
         while (s < e && *s != ' ') {
             s++;
         }
@@ -293,14 +330,10 @@ parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, siz
             continue;
         }
         const char *b = s;
-        bool bad = false;
-        while (s < e && *s != ' ') {
-            unsigned char c = (unsigned char)*s;
-            bad |= c < 0x20 || c == 0x7f;
-            s++;
-        }
+        s = token_end(s, e);
         size_t len = (size_t)(s - b);
-        if (bad || len > MC_KEY_MAX) {
+        /* Stopping anywhere but at a space or the end means a control character. */
+        if ((s < e && *s != ' ') || len > MC_KEY_MAX) {
             return fail(req, LIT(E_FORMAT), false, linelen);
         }
         if (nkeys == 0) {
@@ -475,9 +508,12 @@ parse_verbosity(struct mc_req *req, const struct tok *t, unsigned nt, size_t lin
         return fail(req, LIT(E_ERROR), false, linelen);
     }
     req->noreply = last_is_noreply(t, nt);
-    if (!parse_u32(t[1].p, t[1].len, &req->verbosity)) {
+    /* Any 64-bit level is accepted and capped, as memcached does; the server caps it further. */
+    uint64_t level;
+    if (!parse_u64(t[1].p, t[1].len, &level)) {
         return fail(req, LIT(E_FORMAT), req->noreply, linelen);
     }
+    req->verbosity = level > UINT32_MAX ? UINT32_MAX : (uint32_t)level;
     return done(req, MC_CMD_VERBOSITY, linelen);
 }
 
@@ -578,8 +614,8 @@ meta_flag(struct mc_req *req, const struct tok *f, bool *stop)
     case 'E':
         return parse_u64(arg, alen, &m->new_cas) ? NULL : E_BAD_TOKEN;
     case 'F':
-        /* memcached keeps its default message for a bad F token. */
-        return parse_u32(arg, alen, &m->client_flags) ? NULL : E_FORMAT;
+        /* A bad F token fails the line but leaves the message as it was (see meta_flags). */
+        return parse_u32(arg, alen, &m->client_flags) ? NULL : E_KEEP;
     case 'J':
         return parse_u64(arg, alen, &m->initial) ? NULL : E_INITIAL;
     case 'D':
@@ -618,22 +654,29 @@ meta_flag(struct mc_req *req, const struct tok *f, bool *stop)
     }
 }
 
-/* All flags from t[0]; returns NULL or the error text memcached would give. */
+/*
+ * All flags from t[0]; returns NULL or the error text memcached would give: the message of the
+ * last failing flag that has one, else the generic format error.
+ */
 static const char *
 meta_flags(struct mc_req *req, const struct tok *t, unsigned nt)
 {
-    const char *err = NULL;
+    const char *msg = E_FORMAT;
+    bool failed = false;
     for (unsigned i = 0; i < nt; i++) {
         bool stop;
         const char *e = meta_flag(req, &t[i], &stop);
         if (e != NULL) {
-            err = e;
+            failed = true;
+            if (e != E_KEEP) {
+                msg = e;
+            }
             if (stop) {
-                return err;
+                return msg;
             }
         }
     }
-    return err;
+    return failed ? msg : NULL;
 }
 
 /* memcached measures the opaque with its 'O'. */
