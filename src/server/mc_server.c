@@ -29,10 +29,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SLOTS_MAX    1024        /* unfinished replies per connection before it pauses */
-#define ITEM_ROOM    1024        /* -I minus this is the largest value: key and header room */
-#define REPLY_MAX    (64u << 20) /* the largest reply one request may produce */
-#define MSG_BUF_INIT 256
+#define SLOTS_MAX 1024        /* unfinished replies per connection before it pauses */
+#define ITEM_ROOM 1024        /* -I minus this is the largest value: key and header room */
+#define REPLY_MAX (64u << 20) /* the largest reply one request may produce */
+
+/*
+ * What "version" answers. Clients and tools pick protocol features by the memcached version
+ * they see (memccapable, for one, expects a pre-1.4 server to refuse "version foo"), so we
+ * answer with the memcached release whose protocol we implement, and name ourselves after it.
+ */
+#define MC_PROTOCOL_VERSION "1.6.18-petrel-" PETREL_VERSION
+#define MSG_BUF_INIT        256
 
 static const char *const evict_names[] = {"merge", "fifo", "random", "cte", "util", "none", NULL};
 
@@ -355,7 +362,7 @@ write_stats(struct buf *out, const struct mc_stats *st, const struct seg_stats *
     mc_compose_stat_u64(out, "pid", (uint64_t)getpid());
     mc_compose_stat_u64(out, "uptime", rs.uptime);
     mc_compose_stat_u64(out, "time", (uint64_t)time(NULL));
-    mc_compose_stat(out, "version", PETREL_VERSION);
+    mc_compose_stat(out, "version", MC_PROTOCOL_VERSION);
     mc_compose_stat_u64(out, "pointer_size", sizeof(void *) * 8);
     buf_printf(out, "STAT rusage_cpu %ld.%06ld\r\n", (long)ru.tv_sec, ru.tv_nsec / 1000);
     mc_compose_stat_u64(out, "max_connections", rs.max_connections);
@@ -681,7 +688,7 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
     }
     switch (req->cmd) {
     case MC_CMD_VERSION:
-        return mc_compose_version(out, PETREL_VERSION);
+        return mc_compose_version(out, MC_PROTOCOL_VERSION);
     case MC_CMD_VERBOSITY:
         log_set_level(req->verbosity >= 2   ? LOG_DEBUG
                       : req->verbosity == 1 ? LOG_VERBOSE
@@ -789,6 +796,10 @@ mc_on_data(void *ctx, struct conn *c)
         case MC_PARSE_OK:
             r = dispatch(mw, c, st, &req, buf_rptr(in));
             buf_consume(in, req.consumed);
+            /* A slot whose parts all ran here is complete already: send it now. */
+            if (r == 0 && st->qlen > 0) {
+                r = slots_flush(mw, c, st);
+            }
             break;
         }
         if (r != 0) {

@@ -157,7 +157,7 @@ class Clients(unittest.TestCase):
         self.assertEqual(st[b"maxconns"], 1024)
 
     def test_version(self):
-        self.assertRegex(self.mc.version(), rb"^\d+\.\d+\.\d+$")
+        self.assertRegex(self.mc.version(), rb"^1\.6\.\d+-petrel-\d+\.\d+\.\d+$")
 
 
 class ExactReplies(unittest.TestCase):
