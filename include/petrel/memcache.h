@@ -157,6 +157,18 @@ struct mc_parser {
     size_t swallow; /* bytes of a refused data block still to drop */
 };
 
+/**
+ * Forget the scanning shortcuts (need, scanned) so that the next call may start at an earlier
+ * byte than the last one did: for a caller that parsed requests ahead and will parse some of
+ * them again. A data block being swallowed is kept.
+ */
+static inline void
+mc_parser_rewind(struct mc_parser *p)
+{
+    p->need = 0;
+    p->scanned = 0;
+}
+
 /** Prepare a parser for a new connection. */
 void mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts);
 

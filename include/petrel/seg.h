@@ -159,6 +159,12 @@ void seg_get_batch(struct seg *s, size_t n, const struct seg_key *keys, struct s
  */
 void seg_prefetch(const struct seg *s, uint64_t hash);
 
+/**
+ * Second stage, some time after seg_prefetch(hash): reads the (now cached) bucket and prefetches
+ * the items whose tags match, so that the lookup itself finds both in cache. Owner thread.
+ */
+void seg_prefetch_item(const struct seg *s, uint64_t hash);
+
 /** Store commands. */
 enum seg_store_mode { SEG_SET, SEG_ADD, SEG_REPLACE, SEG_APPEND, SEG_PREPEND, SEG_CAS };
 

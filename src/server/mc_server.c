@@ -713,15 +713,48 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
     }
 }
 
-static int
-dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
-         const char *text)
+/* True for requests about one key, whose hash the caller computes once. */
+static bool
+is_keyed(const struct mc_req *req)
 {
     switch (req->cmd) {
     case MC_CMD_GET:
     case MC_CMD_GETS:
     case MC_CMD_GAT:
     case MC_CMD_GATS:
+        return req->nkeys == 1;
+    case MC_CMD_FLUSH_ALL:
+    case MC_CMD_STATS:
+    case MC_CMD_VERSION:
+    case MC_CMD_VERBOSITY:
+    case MC_CMD_QUIT:
+    case MC_CMD_SHUTDOWN:
+    case MC_CMD_MN:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* One parsed request; hash is its key's hash when is_keyed(req). */
+static int
+dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+         const char *text, uint64_t hash)
+{
+    switch (req->cmd) {
+    case MC_CMD_GET:
+    case MC_CMD_GETS:
+    case MC_CMD_GAT:
+    case MC_CMD_GATS:
+        if (req->nkeys == 1 && mc_shard_of(hash, mw->n) == mw->id) {
+            /* The most common request of all: one key, ours. */
+            struct buf *out = reply_out(c, st);
+            if (out == NULL) {
+                return -ENOMEM;
+            }
+            int rc = mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
+            return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
+        }
         return dispatch_get(mw, c, st, req);
     case MC_CMD_FLUSH_ALL:
         return dispatch_all(mw, c, st, req);
@@ -740,7 +773,6 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         break;
     }
     /* A single-key command: here, or on the key's owner. */
-    uint64_t hash = mc_key_hash(req->key, req->klen);
     unsigned owner = mc_shard_of(hash, mw->n);
     if (owner != mw->id) {
         return forward_exec(mw, c, st, text, req->consumed, owner);
@@ -751,59 +783,115 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
 
 /* ---- the product's callbacks ---- */
 
+/* Requests parsed ahead of execution, so that their storage lookups overlap. */
+#define AHEAD 8
+
+struct ahead {
+    struct mc_req req;
+    uint64_t hash;
+    bool local; /* keyed and owned by this worker: prefetched */
+};
+
+/* A parse result that is not a request to execute: an error, swallowed bytes, or "need more". */
+static int
+handle_parse_result(struct conn *c, struct mc_conn *st, enum mc_parse_rc rc, struct mc_req *req)
+{
+    struct buf *in = conn_rbuf(c);
+    switch (rc) {
+    case MC_PARSE_AGAIN:
+        /* Make room for the whole request at once: a large value is read in place. */
+        if (st->parser.need > buf_len(in)) {
+            (void)buf_reserve(in, st->parser.need - buf_len(in));
+        }
+        return 1;
+    case MC_PARSE_SKIP:
+        buf_consume(in, req->consumed);
+        return 0;
+    case MC_PARSE_ERROR: {
+        struct buf *out = reply_out(c, st);
+        if (out == NULL) {
+            return -ENOMEM;
+        }
+        mc_compose_error(out, &req->err);
+        if (req->err.action == MC_ERR_CLOSE) {
+            return RT_CLOSE;
+        }
+        buf_consume(in, req->consumed);
+        return 0;
+    }
+    case MC_PARSE_OK:
+        break;
+    }
+    return 0;
+}
+
+/*
+ * Parse up to AHEAD requests, prefetch the hash buckets of those this shard owns, then their
+ * items, then execute them in order: the memory latency of a pipeline's lookups overlaps
+ * instead of adding up. Requests parsed but not executed (backpressure) are parsed again on the
+ * next call.
+ */
 static int
 mc_on_data(void *ctx, struct conn *c)
 {
     struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
     struct buf *in = conn_rbuf(c);
+    struct ahead batch[AHEAD];
     if (!st->init) {
         mc_parser_init(&st->parser, &mw->popts);
         st->init = true;
     }
     while (buf_len(in) > 0) {
-        if (conn_output_full(c)) {
-            return 0;
-        }
-        if (st->qlen >= SLOTS_MAX) {
-            return RT_PAUSED;
-        }
-        struct mc_req req;
-        enum mc_parse_rc rc = mc_parse(&st->parser, buf_rptr(in), buf_len(in), &req);
-        int r = 0;
-        switch (rc) {
-        case MC_PARSE_AGAIN:
-            /* Make room for the whole request at once: a large value is read in place. */
-            if (st->parser.need > buf_len(in)) {
-                (void)buf_reserve(in, st->parser.need - buf_len(in));
+        size_t n = 0, off = 0;
+        enum mc_parse_rc last = MC_PARSE_OK;
+        while (n < AHEAD && off < buf_len(in)) {
+            last = mc_parse(&st->parser, buf_rptr(in) + off, buf_len(in) - off, &batch[n].req);
+            if (last != MC_PARSE_OK) {
+                break;
             }
-            return 0;
-        case MC_PARSE_SKIP:
-            buf_consume(in, req.consumed);
-            continue;
-        case MC_PARSE_ERROR: {
-            struct buf *out = reply_out(c, st);
-            if (out == NULL) {
-                return -ENOMEM;
-            }
-            mc_compose_error(out, &req.err);
-            if (req.err.action == MC_ERR_CLOSE) {
-                return RT_CLOSE;
-            }
-            buf_consume(in, req.consumed);
-            continue;
+            off += batch[n].req.consumed;
+            n++;
         }
-        case MC_PARSE_OK:
-            r = dispatch(mw, c, st, &req, buf_rptr(in));
-            buf_consume(in, req.consumed);
+        for (size_t i = 0; i < n; i++) {
+            struct ahead *a = &batch[i];
+            a->hash = 0;
+            a->local = is_keyed(&a->req);
+            if (a->local) {
+                a->hash = mc_key_hash(a->req.key, a->req.klen);
+                a->local = mc_shard_of(a->hash, mw->n) == mw->id;
+                if (a->local) {
+                    seg_prefetch(mw->shard.seg, a->hash);
+                }
+            }
+        }
+        for (size_t i = 0; i < n && n > 1; i++) {
+            if (batch[i].local) {
+                seg_prefetch_item(mw->shard.seg, batch[i].hash);
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
+                mc_parser_rewind(&st->parser);
+                return st->qlen >= SLOTS_MAX ? RT_PAUSED : 0;
+            }
+            int r = dispatch(mw, c, st, &batch[i].req, buf_rptr(in), batch[i].hash);
+            buf_consume(in, batch[i].req.consumed);
             /* A slot whose parts all ran here is complete already: send it now. */
             if (r == 0 && st->qlen > 0) {
                 r = slots_flush(mw, c, st);
             }
-            break;
+            if (r != 0) {
+                return r;
+            }
         }
-        if (r != 0) {
-            return r;
+        if (last != MC_PARSE_OK) {
+            /* Handled now, whatever the backpressure: an error may have started a swallow in the
+             * parser, so it must not be parsed twice. */
+            int r = handle_parse_result(c, st, last, &batch[n].req);
+            if (r != 0) {
+                return r > 0 ? 0 : r;
+            }
         }
     }
     return 0;

@@ -1430,9 +1430,8 @@ seg_prefetch(const struct seg *s, uint64_t hash)
     __builtin_prefetch(ht_head(s, hash));
 }
 
-/* Second prefetch stage: the bucket should be in cache now; fetch the items its tags point at. */
-static void
-prefetch_items(const struct seg *s, uint64_t hash)
+void
+seg_prefetch_item(const struct seg *s, uint64_t hash)
 {
     uint64_t tag = tag_of(hash);
     const uint64_t *b = ht_head(s, hash);
@@ -1458,7 +1457,7 @@ seg_get_batch(struct seg *s, size_t n, const struct seg_key *keys, struct seg_vi
             seg_prefetch(s, keys[i + BATCH_AHEAD].hash);
         }
         if (i + BATCH_AHEAD / 2 < n) {
-            prefetch_items(s, keys[i + BATCH_AHEAD / 2].hash);
+            seg_prefetch_item(s, keys[i + BATCH_AHEAD / 2].hash);
         }
         results[i] = get_one(s, keys[i].key, keys[i].klen, keys[i].hash, &views[i]);
     }
