@@ -1,10 +1,10 @@
 # A thin wrapper over meson, so that the two everyday commands are short:
-#   make run    build and start the server in the foreground on localhost
+#   make run    build and start petrel in the foreground on localhost:11211
 #   make test   build and run every test: unit + integration, then ASan/UBSan, TSan and fuzzing
 # Dependencies: .ci/deps installs them on Debian 12.
 
 MESON_SETUP := meson setup --wrap-mode=nodownload -Dwerror=true
-SERVER      := build/src/bin/petrel-ping
+SERVER      := build/src/bin/petrel
 SERVER_ARGS := -l localhost
 
 .PHONY: all build run test test-main test-asan test-tsan test-fuzz clean
