@@ -62,6 +62,18 @@ class PingBasics(unittest.TestCase):
                 s.sendall(b"PING\r\n")
                 self.assertEqual(recv_exactly(s, 6), b"PONG\r\n")
 
+    def test_unix_socket_listener_answers_with_its_mode(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "ping.sock")
+            with Server(PING, "-t", "1", "-s", path, "--unix-mode", "0770") as server:
+                self.assertEqual(os.stat(path).st_mode & 0o777, 0o770)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(path)
+                    s.sendall(b"PING\r\n")
+                    self.assertEqual(recv_exactly(s, 6), b"PONG\r\n")
+                self.assertEqual(server.stop()[0], 0)
+            self.assertFalse(os.path.exists(path), "the socket file is removed at exit")
+
     def test_admin_version_and_stats(self):
         self.assertRegex(self.server.admin("version"), r"^VERSION \d+\.\d+\.\d+\r\n$")
         with self.server.connect() as s:
