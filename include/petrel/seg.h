@@ -176,8 +176,7 @@ enum seg_result seg_mark(struct seg *s, const void *key, size_t klen, uint64_t h
  * SEG_OK with *cas_out (if not NULL), SEG_NOT_FOUND or SEG_NO_MEMORY. Owner thread.
  */
 enum seg_result seg_invalidate(struct seg *s, const void *key, size_t klen, uint64_t hash,
-                               bool set_ttl, int64_t exptime, uint64_t new_cas,
-                               uint64_t *cas_out);
+                               bool set_ttl, int64_t exptime, uint64_t new_cas, uint64_t *cas_out);
 
 /**
  * Replace an item's value with an empty one (meta md x), keeping its client flags and expiry;
@@ -226,9 +225,9 @@ struct seg_store_req {
     uint64_t hash;
     const void *value; /* ignored by seg_reserve */
     size_t vlen;
-    uint32_t flags;  /* ignored by append/prepend, which keep the item's */
-    int64_t exptime; /* memcached exptime (see seg_exptime_abs); ignored by append/prepend */
-    uint64_t cas;    /* SEG_CAS: the value to compare; other modes: 0, or compare like SEG_CAS */
+    uint32_t flags;   /* ignored by append/prepend, which keep the item's */
+    int64_t exptime;  /* memcached exptime (see seg_exptime_abs); ignored by append/prepend */
+    uint64_t cas;     /* SEG_CAS: the value to compare; other modes: 0, or compare like SEG_CAS */
     uint64_t new_cas; /* 0: the engine picks the CAS; else the new version's (kept in 8 bytes) */
     /*
      * Invalidate (meta ms I): when the compared CAS is lower than the item's, store anyway,

@@ -1403,8 +1403,7 @@ seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out)
 }
 
 static enum seg_result
-get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out,
-        bool peek)
+get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out, bool peek)
 {
     uint64_t *slot = ht_find(s, key, klen, hash);
     if (slot == NULL) {
