@@ -8,7 +8,9 @@
  * An item costs 5 bytes of metadata, plus 4 bytes of client flags when they are non-zero and
  * 4 bytes of expiry when it differs from its segment's. The CAS is derived from the item's
  * location and the segment's generation; only items moved by touch or merge eviction carry it
- * explicitly (8 bytes). docs/storage.md has the details.
+ * explicitly (8 bytes), and items given a CAS by the client. Spare bits of the item header hold
+ * the state memcached's meta commands need (fetched, stale, win token sent) at no cost.
+ * docs/storage.md has the details.
  *
  * Threads: an instance is owned by one thread (its worker) and never locked; every function
  * below taking a struct seg must be called from that thread only. Instances share nothing, so
@@ -122,20 +124,67 @@ uint32_t seg_ttl_slack(uint32_t ttl);
 int64_t seg_now(const struct seg *s);
 
 /**
+ * Item state bits, kept in the item header at no cost in bytes (struct seg_view.state,
+ * seg_mark()). A new version of an item (a store of any mode, seg_clear_value) starts with none;
+ * rewrites of the same version (touch, merge, incr, seg_invalidate) keep them.
+ */
+#define SEG_ST_FETCHED 0x10u /* read at least once by seg_get (not by a peek) */
+#define SEG_ST_STALE   0x20u /* invalidated (meta I): the value is known to be out of date */
+#define SEG_ST_WIN     0x40u /* a recache token ("win") was handed out for this version */
+#define SEG_ST_MASK    (SEG_ST_FETCHED | SEG_ST_STALE | SEG_ST_WIN)
+
+/**
  * A read result. value points into the segment: it stays valid until the next mutating call
- * (store, delete, touch, incr, reserve, commit, abort, flush, tick) on the same instance.
+ * (store, delete, touch, incr, mark, invalidate, clear, reserve, commit, abort, flush, tick)
+ * on the same instance.
  */
 struct seg_view {
     const char *value;
     size_t vlen;
     uint32_t flags; /* memcached client flags */
-    uint64_t cas;   /* unique per item version, never 0 */
+    uint64_t cas;   /* unique per item version, never 0 (unless a caller chose it) */
     int64_t ttl;    /* seconds left (lower bound), -1 when the item never expires */
+    uint32_t age;   /* seconds since its segment was opened: >= seconds since it was written */
+    uint32_t size;  /* bytes the item takes in its segment (header, key and value) */
+    uint8_t state;  /* SEG_ST_* bits as they were before this read */
 };
 
 /** Look a key up. SEG_OK with *out filled, or SEG_NOT_FOUND. Counts a read. Owner thread. */
 enum seg_result seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash,
                         struct seg_view *out);
+
+/**
+ * Look a key up without counting a read in the item: neither its frequency counter nor its
+ * SEG_ST_FETCHED bit change (memcached's mg u, me, and lookups made on behalf of another
+ * command). The instance's hit and miss statistics still count it. As seg_get otherwise.
+ */
+enum seg_result seg_peek(struct seg *s, const void *key, size_t klen, uint64_t hash,
+                         struct seg_view *out);
+
+/**
+ * Set, then clear, SEG_ST_STALE / SEG_ST_WIN bits of a live item, in place: neither its CAS
+ * nor its place change. SEG_OK, or SEG_NOT_FOUND. Owner thread.
+ */
+enum seg_result seg_mark(struct seg *s, const void *key, size_t klen, uint64_t hash, unsigned set,
+                         unsigned clear);
+
+/**
+ * Invalidate (meta md I): the item stays readable but gets SEG_ST_STALE, loses SEG_ST_WIN (so
+ * that the next reader may win the recache token), and gets a new CAS: new_cas, or a fresh one
+ * when 0. With set_ttl, it also gets exptime (memcached semantics, see seg_exptime_abs). The
+ * item is rewritten (segments are append-only), so this can fail for lack of memory.
+ * SEG_OK with *cas_out (if not NULL), SEG_NOT_FOUND or SEG_NO_MEMORY. Owner thread.
+ */
+enum seg_result seg_invalidate(struct seg *s, const void *key, size_t klen, uint64_t hash,
+                               bool set_ttl, int64_t exptime, uint64_t new_cas, uint64_t *cas_out);
+
+/**
+ * Replace an item's value with an empty one (meta md x), keeping its client flags and expiry;
+ * the new version has no state bits and a new CAS (new_cas, or a fresh one when 0).
+ * SEG_OK with *cas_out (if not NULL), SEG_NOT_FOUND or SEG_NO_MEMORY. Owner thread.
+ */
+enum seg_result seg_clear_value(struct seg *s, const void *key, size_t klen, uint64_t hash,
+                                uint64_t new_cas, uint64_t *cas_out);
 
 /** A key with its hash, for batch calls. */
 struct seg_key {
@@ -176,9 +225,15 @@ struct seg_store_req {
     uint64_t hash;
     const void *value; /* ignored by seg_reserve */
     size_t vlen;
-    uint32_t flags;  /* ignored by append/prepend, which keep the item's */
-    int64_t exptime; /* memcached exptime (see seg_exptime_abs); ignored by append/prepend */
-    uint64_t cas;    /* SEG_CAS: the value to compare; other modes: 0, or compare like SEG_CAS */
+    uint32_t flags;   /* ignored by append/prepend, which keep the item's */
+    int64_t exptime;  /* memcached exptime (see seg_exptime_abs); ignored by append/prepend */
+    uint64_t cas;     /* SEG_CAS: the value to compare; other modes: 0, or compare like SEG_CAS */
+    uint64_t new_cas; /* 0: the engine picks the CAS; else the new version's (kept in 8 bytes) */
+    /*
+     * Invalidate (meta ms I): when the compared CAS is lower than the item's, store anyway,
+     * marked SEG_ST_STALE, with the old version's expiry and SEG_ST_WIN bit, instead of EXISTS.
+     */
+    bool invalidate;
 };
 
 /**
@@ -192,7 +247,10 @@ enum seg_result seg_store(struct seg *s, const struct seg_store_req *req, uint64
 /** Delete. SEG_DELETED or SEG_NOT_FOUND. Owner thread. */
 enum seg_result seg_delete(struct seg *s, const void *key, size_t klen, uint64_t hash);
 
-/** Give an item a new exptime, keeping its CAS. SEG_TOUCHED, SEG_NOT_FOUND or SEG_NO_MEMORY. */
+/**
+ * Give an item a new exptime, keeping its CAS and state bits. SEG_TOUCHED, SEG_NOT_FOUND or
+ * SEG_NO_MEMORY. Owner thread.
+ */
 enum seg_result seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash,
                           int64_t exptime);
 
@@ -204,6 +262,11 @@ enum seg_result seg_touch(struct seg *s, const void *key, size_t klen, uint64_t 
  */
 enum seg_result seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t delta,
                          bool decr, uint64_t *value_out, uint64_t *cas_out);
+
+/** seg_incr() whose result gets the CAS new_cas (0: a fresh one, as seg_incr). Owner thread. */
+enum seg_result seg_incr_cas(struct seg *s, const void *key, size_t klen, uint64_t hash,
+                             uint64_t delta, bool decr, uint64_t new_cas, uint64_t *value_out,
+                             uint64_t *cas_out);
 
 /**
  * Space reserved in a segment for a value of known size, to be received directly into

@@ -15,19 +15,11 @@
 #include <errno.h>
 #include <string.h>
 
-/* Reply lines memcached has but the codec's fixed set does not. */
-#define UNSUPPORTED_FLAG "CLIENT_ERROR unsupported flag\r\n"
-#define UNSUPPORTED_ME   "CLIENT_ERROR unsupported command\r\n"
-
 /*
- * Meta flags whose answer or effect needs item state Segcache does not keep: last access (l),
- * fetched-before (h), a caller-chosen CAS (E, and x which keeps the old CAS), the stale and
- * win-token bits (I, N and R on mg). Refused rather than answered with invented values.
+ * me reports no slab class: Segcache has none (items of every size share segments), so every
+ * item is in the one class 1.
  */
-#define MG_UNSUPPORTED (MC_MF('h') | MC_MF('l') | MC_MF('E') | MC_MF('N') | MC_MF('R'))
-#define MS_UNSUPPORTED (MC_MF('E') | MC_MF('I'))
-#define MD_UNSUPPORTED (MC_MF('E') | MC_MF('I') | MC_MF('x'))
-#define MA_UNSUPPORTED (MC_MF('E'))
+#define ME_CLASS 1
 
 static int
 put_lit(struct buf *out, const char *s, size_t len)
@@ -267,10 +259,11 @@ exec_touch(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
  */
 static enum seg_result
 touch_and_get(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t exptime,
-              struct seg_view *view, int32_t *old_ttl, bool *drop)
+              struct seg_view *view, int32_t *old_ttl, bool *drop, bool peek)
 {
     *drop = false;
-    enum seg_result res = seg_get(s, key, klen, hash, view);
+    enum seg_result res =
+        peek ? seg_peek(s, key, klen, hash, view) : seg_get(s, key, klen, hash, view);
     if (res != SEG_OK) {
         return res;
     }
@@ -284,8 +277,12 @@ touch_and_get(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_
     if (res != SEG_TOUCHED) {
         return res;
     }
-    /* The touch may have moved the item: read it again where it lives now. */
-    return seg_get(s, key, klen, hash, view);
+    /* The touch may have moved the item: read it again where it lives now (the state bits
+     * as the first read found them). */
+    uint8_t state = view->state;
+    res = seg_peek(s, key, klen, hash, view);
+    view->state = state;
+    return res;
 }
 
 static void
@@ -306,7 +303,7 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
     bool drop = false;
     int32_t old_ttl;
     enum seg_result res =
-        touch ? touch_and_get(sh->seg, key, klen, hash, req->exptime, &v, &old_ttl, &drop)
+        touch ? touch_and_get(sh->seg, key, klen, hash, req->exptime, &v, &old_ttl, &drop, false)
               : seg_get(sh->seg, key, klen, hash, &v);
     if (res == SEG_NO_MEMORY) {
         return mc_compose_reply(out, MC_R_OOM);
@@ -329,28 +326,81 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
 
 /* ---- meta ---- */
 
-static int
-unsupported_flag(struct buf *out)
+/* The CAS an E flag asks for, or 0 (the engine picks one). */
+static uint64_t
+new_cas_of(const struct mc_req *req)
 {
-    return PUT_LIT(out, UNSUPPORTED_FLAG);
+    return has_flag(req, 'E') ? req->meta.new_cas : 0;
+}
+
+/*
+ * mg N on a miss: create an empty item (client flags 0) with N's TTL, and E's CAS if given,
+ * then read it as mg would. Returns SEG_OK, or what failed.
+ */
+static enum seg_result
+mg_vivify(struct seg *s, const struct mc_req *req, uint64_t hash, struct seg_view *v, bool peek)
+{
+    struct seg_store_req r = {
+        .mode = SEG_ADD,
+        .key = req->key,
+        .klen = req->klen,
+        .hash = hash,
+        .value = "",
+        .exptime = req->meta.vivify_ttl,
+        .new_cas = new_cas_of(req),
+    };
+    enum seg_result res = seg_store(s, &r, NULL);
+    if (res != SEG_STORED) {
+        return res == SEG_NOT_STORED ? SEG_NOT_FOUND : res;
+    }
+    return peek ? seg_peek(s, req->key, req->klen, hash, v)
+                : seg_get(s, req->key, req->klen, hash, v);
+}
+
+/*
+ * Whether this mg wins the recache token, as memcached decides: it created the item (N); or
+ * R is given, no token was handed out for this version, and the TTL where R stands on the
+ * line (after a T before it) is below R's; or the item is stale and no token was handed out.
+ */
+static bool
+mg_wins(const struct mc_req *req, const struct seg_view *v, bool created, int32_t old_ttl)
+{
+    bool sent = (v->state & SEG_ST_WIN) != 0;
+    if (created) {
+        return true;
+    }
+    if (has_flag(req, 'R') && !sent) {
+        bool touched_first = has_flag(req, 'T') && flag_before(req, 'T', 'R');
+        int64_t ttl = has_flag(req, 'T') && !touched_first ? old_ttl : v->ttl;
+        if (ttl >= 0 && ttl < req->meta.recache_ttl) {
+            return true;
+        }
+    }
+    return (v->state & SEG_ST_STALE) && !sent;
 }
 
 static int
 exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
-    if (req->meta.seen & MG_UNSUPPORTED) {
-        return unsupported_flag(out);
-    }
     struct seg *s = sh->seg;
     bool touch = has_flag(req, 'T');
+    bool peek = has_flag(req, 'u'); /* memcached's u: the read does not mark the item */
     struct seg_view v;
     bool drop = false;
     int32_t old_ttl = -1;
     enum seg_result res;
     if (touch) {
-        res = touch_and_get(s, req->key, req->klen, hash, req->meta.ttl, &v, &old_ttl, &drop);
+        res = touch_and_get(s, req->key, req->klen, hash, req->meta.ttl, &v, &old_ttl, &drop, peek);
     } else {
-        res = seg_get(s, req->key, req->klen, hash, &v);
+        res = peek ? seg_peek(s, req->key, req->klen, hash, &v)
+                   : seg_get(s, req->key, req->klen, hash, &v);
+    }
+    bool created = false;
+    if (res == SEG_NOT_FOUND && has_flag(req, 'N')) {
+        sync_expired(sh);
+        res = mg_vivify(s, req, hash, &v, peek);
+        created = res == SEG_OK;
+        old_ttl = created ? (int32_t)v.ttl : -1;
     }
     if (res == SEG_NO_MEMORY) {
         return mc_compose_reply(out, MC_R_OOM);
@@ -368,19 +418,29 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         sh->stats.cmd_get++;
         sh->stats.get_hits++;
     }
+    bool won = mg_wins(req, &v, created, old_ttl);
     struct mc_meta_item it = {
         .value = has_flag(req, 'v') ? v.value : NULL,
         .vlen = (uint32_t)v.vlen,
         .cas = v.cas,
         .flags = v.flags,
         .ttl = (int32_t)v.ttl,
+        .la = v.age,
         .size = (uint32_t)v.vlen,
+        .hit = (v.state & SEG_ST_FETCHED) != 0,
+        .won = won,
+        .stale = (v.state & SEG_ST_STALE) != 0,
+        .win_sent = (v.state & SEG_ST_WIN) != 0,
     };
     if (touch && flag_before(req, 't', 'T')) {
         /* memcached answers t where it stands on the line: before T, the old TTL. */
         it.ttl = old_ttl;
     }
     int rc = mc_compose_meta(out, req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it);
+    if (won && !drop) {
+        /* After composing: the reply holds a view of the value. Only a header bit changes. */
+        seg_mark(s, req->key, req->klen, hash, SEG_ST_WIN, 0);
+    }
     drop_expired(s, req->key, req->klen, hash, drop);
     return rc;
 }
@@ -425,9 +485,6 @@ meta_code(enum seg_result res)
 static int
 exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
-    if (req->meta.seen & MS_UNSUPPORTED) {
-        return unsupported_flag(out);
-    }
     struct seg *s = sh->seg;
     struct seg_store_req r = {
         .mode = ms_mode(req),
@@ -438,6 +495,8 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         .vlen = req->vlen,
         .flags = req->meta.client_flags,
         .exptime = req->meta.ttl,
+        .new_cas = new_cas_of(req),
+        .invalidate = has_flag(req, 'I'),
     };
     bool concat = r.mode == SEG_APPEND || r.mode == SEG_PREPEND;
     if (has_flag(req, 'C')) {
@@ -465,22 +524,24 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     struct mc_meta_item it = {.cas = res == SEG_STORED ? cas : 0, .size = req->vlen};
     struct seg_view v;
     if (res == SEG_STORED && concat && has_flag(req, 's') &&
-        seg_get(s, req->key, req->klen, hash, &v) == SEG_OK) {
+        seg_peek(s, req->key, req->klen, hash, &v) == SEG_OK) {
         it.size = (uint32_t)v.vlen; /* the size after appending */
     }
     return mc_compose_meta(out, req, meta_code(res), &it);
 }
 
+/*
+ * md. I keeps the item, marked stale, with a new CAS (E's if given) and T's TTL if given;
+ * x keeps the item with an empty value, its client flags and TTL, and a new CAS; I wins over
+ * x, as in memcached. Both count as delete hits.
+ */
 static int
 exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
-    if (req->meta.seen & MD_UNSUPPORTED) {
-        return unsupported_flag(out);
-    }
     struct seg *s = sh->seg;
     if (has_flag(req, 'C')) {
         struct seg_view v;
-        if (seg_get(s, req->key, req->klen, hash, &v) != SEG_OK) {
+        if (seg_peek(s, req->key, req->klen, hash, &v) != SEG_OK) {
             sh->stats.delete_misses++;
             return mc_compose_meta(out, req, MC_META_NF, NULL);
         }
@@ -489,7 +550,19 @@ exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
             return mc_compose_meta(out, req, MC_META_EX, NULL);
         }
     }
-    if (seg_delete(s, req->key, req->klen, hash) != SEG_DELETED) {
+    enum seg_result res;
+    if (has_flag(req, 'I')) {
+        res = seg_invalidate(s, req->key, req->klen, hash, has_flag(req, 'T'), req->meta.ttl,
+                             new_cas_of(req), NULL);
+    } else if (has_flag(req, 'x')) {
+        res = seg_clear_value(s, req->key, req->klen, hash, new_cas_of(req), NULL);
+    } else {
+        res = seg_delete(s, req->key, req->klen, hash) == SEG_DELETED ? SEG_OK : SEG_NOT_FOUND;
+    }
+    if (res == SEG_NO_MEMORY) {
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+    if (res != SEG_OK) {
         sh->stats.delete_misses++;
         return mc_compose_meta(out, req, MC_META_NF, NULL);
     }
@@ -540,6 +613,7 @@ ma_vivify(struct seg *s, const struct mc_req *req, uint64_t hash, struct ma_ttl 
         .value = num,
         .vlen = mc_u64toa(req->meta.initial, num),
         .exptime = tt->exptime,
+        .new_cas = new_cas_of(req),
     };
     return seg_store(s, &r, cas) == SEG_STORED ? SEG_OK : SEG_NO_MEMORY;
 }
@@ -547,9 +621,6 @@ ma_vivify(struct seg *s, const struct mc_req *req, uint64_t hash, struct ma_ttl 
 static int
 exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
-    if (req->meta.seen & MA_UNSUPPORTED) {
-        return unsupported_flag(out);
-    }
     struct seg *s = sh->seg;
     bool decr = req->meta.mode == 'D' || req->meta.mode == '-';
     struct seg_view v;
@@ -557,7 +628,7 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     bool found = true;
     if (has_flag(req, 'C') || has_flag(req, 't')) {
         /* The engine's incr neither compares a CAS nor reports the TTL: look first. */
-        found = seg_get(s, req->key, req->klen, hash, &v) == SEG_OK;
+        found = seg_peek(s, req->key, req->klen, hash, &v) == SEG_OK;
         /* Unlike md and ms, ma takes C0 as "no compare", as memcached does. */
         uint64_t want = req->meta.compare_cas;
         if (found && has_flag(req, 'C') && want != 0 && v.cas != want) {
@@ -568,7 +639,8 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     uint64_t value = 0, cas = 0;
     enum seg_result res = SEG_NOT_FOUND;
     if (found) {
-        res = seg_incr(s, req->key, req->klen, hash, req->meta.delta, decr, &value, &cas);
+        res = seg_incr_cas(s, req->key, req->klen, hash, req->meta.delta, decr, new_cas_of(req),
+                           &value, &cas);
     }
     struct ma_ttl tt = {.shown = ttl};
     if (res == SEG_NOT_FOUND && has_flag(req, 'N')) {
@@ -590,13 +662,30 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     }
     if (tt.t_final) {
         /* Long TTLs share a segment's expiry, so show what the engine actually kept. */
-        tt.shown = seg_get(s, req->key, req->klen, hash, &v) == SEG_OK ? (int32_t)v.ttl : 0;
+        tt.shown = seg_peek(s, req->key, req->klen, hash, &v) == SEG_OK ? (int32_t)v.ttl : 0;
     }
     char num[24];
     struct mc_meta_item it = {.cas = cas, .ttl = tt.shown};
     it.vlen = (uint32_t)mc_u64toa(value, num);
     it.value = has_flag(req, 'v') ? num : NULL;
     return mc_compose_meta(out, req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it);
+}
+
+/*
+ * me: the item's debug line, without counting a read. la is the item's age (see seg_view.age:
+ * an upper bound on the seconds since it was written; reads are not timed), size the bytes it
+ * takes in its segment.
+ */
+static int
+exec_me(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    struct seg_view v;
+    if (seg_peek(sh->seg, req->key, req->klen, hash, &v) != SEG_OK) {
+        sync_expired(sh);
+        return mc_compose_reply(out, MC_R_EN);
+    }
+    return mc_compose_me(out, req, v.ttl, v.age, v.cas, (v.state & SEG_ST_FETCHED) != 0, ME_CLASS,
+                         v.size);
 }
 
 int
@@ -626,8 +715,7 @@ mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     case MC_CMD_MA:
         return exec_ma(sh, req, hash, out);
     case MC_CMD_ME:
-        /* me reports last access, fetched-before and a slab class: the engine has none. */
-        return PUT_LIT(out, UNSUPPORTED_ME);
+        return exec_me(sh, req, hash, out);
     case MC_CMD_MN:
         return mc_compose_reply(out, MC_R_MN);
     default:

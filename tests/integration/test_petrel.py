@@ -211,6 +211,22 @@ class ExactReplies(unittest.TestCase):
         got = request(self.s, b"ms mkey 2 T0 F5\r\nhi\r\nmg mkey v f s k\r\n", b"hi\r\n")
         self.assertEqual(got, b"HD\r\nVA 2 f5 s2 kmkey\r\nhi\r\n")
 
+    def test_meta_vivify_wins_once_and_h_reports_the_first_read(self):
+        got = request(self.s, b"mg viv N30 s t v\r\nmg viv N30 s t v\r\nmg viv h\r\n",
+                      b"h1 Z\r\n")
+        self.assertEqual(got, b"VA 0 s0 t30 W\r\n\r\nVA 0 s0 t30 Z\r\n\r\nHD h1 Z\r\n")
+
+    def test_meta_delete_invalidate_leaves_a_stale_item_with_one_win(self):
+        got = request(self.s, b"ms inv 2 T100\r\nhi\r\nmd inv I\r\nmg inv t v\r\n"
+                      b"mg inv\r\n", b"Z X\r\n")
+        self.assertEqual(got, b"HD\r\nHD\r\nVA 2 t100 X W\r\nhi\r\nHD Z X\r\n")
+
+    def test_meta_debug(self):
+        # la is the age of the item's segment, which other tests may have opened earlier.
+        got = request(self.s, b"ms dbg 2 E4242\r\nhi\r\nme dbg\r\nme nodbg\r\n", b"EN\r\n")
+        self.assertRegex(got, rb"^HD\r\nME dbg exp=-1 la=\d+ cas=4242 fetch=no cls=1 size=18\r\n"
+                         rb"EN\r\n$")
+
     def test_meta_noop(self):
         self.assertEqual(request(self.s, b"mn\r\n", b"MN\r\n"), b"MN\r\n")
 

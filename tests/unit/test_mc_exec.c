@@ -131,7 +131,7 @@ static uint64_t
 cas_of(const char *key)
 {
     struct seg_view v;
-    cr_assert_eq(seg_get(sh.seg, key, strlen(key), seg_hash(key, strlen(key)), &v), SEG_OK);
+    cr_assert_eq(seg_peek(sh.seg, key, strlen(key), seg_hash(key, strlen(key)), &v), SEG_OK);
     return v.cas;
 }
 
@@ -580,34 +580,100 @@ Test(mc_exec, mg_u_is_accepted)
     expect("mg k u v\r\n", "VA 1\r\nx\r\n");
 }
 
-Test(mc_exec, mg_h_is_refused)
+Test(mc_exec, mg_h_tells_whether_the_item_was_read_before)
 {
     put("k", "x", 0, 0);
-    expect("mg k h\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    expect("mg k h\r\n", "HD h0\r\n");
+    expect("mg k h\r\n", "HD h1\r\n");
 }
 
-Test(mc_exec, mg_l_is_refused)
+Test(mc_exec, mg_u_does_not_mark_the_item_read)
 {
     put("k", "x", 0, 0);
-    expect("mg k l\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    expect("mg k u h\r\n", "HD h0\r\n");
+    expect("mg k h\r\n", "HD h0\r\n");
+    expect("mg k u h\r\n", "HD h1\r\n");
 }
 
-Test(mc_exec, mg_N_is_refused_and_creates_nothing)
+Test(mc_exec, mg_l_counts_seconds_since_the_item_was_written_not_read)
 {
-    expect("mg k N30 v\r\n", "CLIENT_ERROR unsupported flag\r\n");
-    cr_assert(!present("k"));
+    put("k", "x", 0, 0);
+    clock_now += 3;
+    expect("mg k l\r\n", "HD l3\r\n");
+    clock_now += 2;
+    expect("mg k l v\r\n", "VA 1 l5\r\nx\r\n");
+    put("k", "y", 0, 0); /* a new version: its segment is still the one opened at T0 */
+    expect("mg k l\r\n", "HD l5\r\n");
 }
 
-Test(mc_exec, mg_R_is_refused)
+Test(mc_exec, mg_N_creates_an_empty_item_and_wins_the_token)
+{
+    expect("mg k N30 s t v\r\n", "VA 0 s0 t30 W\r\n\r\n");
+    expect("mg k N30 s t v\r\n", "VA 0 s0 t30 Z\r\n\r\n");
+    expect("mg k h f\r\n", "HD h1 f0 Z\r\n");
+}
+
+Test(mc_exec, mg_N_reports_h0_on_the_item_it_created)
+{
+    expect("mg k N30 h\r\n", "HD h0 W\r\n");
+}
+
+Test(mc_exec, mg_N_answers_the_win_even_with_q)
+{
+    expect("mg k N30 q k\r\n", "HD kk W\r\n");
+    expect("mg k q k\r\n", "HD kk Z\r\n");
+}
+
+Test(mc_exec, mg_N_on_a_hit_changes_nothing)
+{
+    put("k", "x", 0, 0);
+    expect("mg k N30 t v\r\n", "VA 1 t-1\r\nx\r\n");
+}
+
+Test(mc_exec, mg_R_wins_once_when_the_ttl_left_is_below_it)
 {
     put("k", "x", 0, 100);
-    expect("mg k R30 v\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    expect("mg k R30 t\r\n", "HD t100\r\n");
+    expect("mg k R200 t\r\n", "HD t100 W\r\n");
+    expect("mg k R200 t\r\n", "HD t100 Z\r\n");
+    expect("mg k v\r\n", "VA 1 Z\r\nx\r\n");
 }
 
-Test(mc_exec, mg_E_is_refused)
+Test(mc_exec, mg_R_never_wins_on_an_item_without_ttl)
 {
     put("k", "x", 0, 0);
-    expect("mg k E5 v\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    expect("mg k R30\r\n", "HD\r\n");
+}
+
+Test(mc_exec, mg_R_sees_the_ttl_a_T_before_it_set)
+{
+    put("a", "x", 0, 100);
+    put("b", "x", 0, 100);
+    expect("mg a T20 R30 t\r\n", "HD t20 W\r\n");
+    expect("mg b R30 T20 t\r\n", "HD t20\r\n");
+}
+
+Test(mc_exec, a_new_version_clears_the_token)
+{
+    put("k", "x", 0, 100);
+    expect("mg k R200\r\n", "HD W\r\n");
+    put("k", "y", 0, 100);
+    expect("mg k R200\r\n", "HD W\r\n");
+}
+
+Test(mc_exec, mg_E_gives_the_item_N_creates_that_cas)
+{
+    expect("mg k N30 E77 c\r\n", "HD c77 W\r\n");
+    expect("mg k c\r\n", "HD c77 Z\r\n");
+}
+
+Test(mc_exec, mg_E_without_a_new_item_changes_nothing)
+{
+    put("k", "x", 0, 0);
+    char want[64];
+    snprintf(want, sizeof(want), "HD c%llu\r\n", (unsigned long long)cas_of("k"));
+    expect("mg k E5 c\r\n", want);
+    expect("mg k T100 E5 c\r\n", want);
 }
 
 /* ---- ms ---- */
@@ -730,15 +796,46 @@ Test(mc_exec, ms_base64_key_is_stored_decoded)
     expect("ms YQ== 2 b k\r\nhi\r\nget a\r\n", "HD kYQ== b\r\nVALUE a 0 2\r\nhi\r\nEND\r\n");
 }
 
-Test(mc_exec, ms_I_is_refused_and_stores_nothing)
+Test(mc_exec, ms_I_with_a_lower_cas_stores_a_stale_value_keeping_ttl_and_token)
 {
-    expect("ms k 2 I\r\nhi\r\n", "CLIENT_ERROR unsupported flag\r\n");
-    cr_assert(!present("k"));
+    put("a", "x", 0, 0);
+    put("k", "x", 0, 100);
+    expect("mg k R200\r\n", "HD W\r\n");
+    expect("ms k 2 I C1 T10\r\nhi\r\n", "HD\r\n");
+    expect("mg k t v\r\n", "VA 2 t100 Z X\r\nhi\r\n");
 }
 
-Test(mc_exec, ms_E_is_refused)
+Test(mc_exec, ms_I_stale_value_hands_out_one_win)
 {
-    expect("ms k 2 E99\r\nhi\r\n", "CLIENT_ERROR unsupported flag\r\n");
+    put("a", "x", 0, 0);
+    put("k", "x", 0, 100);
+    expect("ms k 2 I C1\r\nhi\r\n", "HD\r\n");
+    expect("mg k\r\n", "HD X W\r\n");
+    expect("mg k\r\n", "HD Z X\r\n");
+}
+
+Test(mc_exec, ms_I_with_a_higher_cas_is_EX)
+{
+    put("k", "x", 0, 0);
+    char line[64];
+    snprintf(line, sizeof(line), "ms k 2 I C%llu c\r\nhi\r\n", (unsigned long long)cas_of("k") + 1);
+    expect(line, "EX c0\r\n");
+    expect("mg k v\r\n", "VA 1\r\nx\r\n");
+}
+
+Test(mc_exec, ms_I_without_C_is_a_plain_set)
+{
+    put("k", "x", 0, 100);
+    expect("ms k 2 I\r\nhi\r\n", "HD\r\n");
+    expect("mg k t v\r\n", "VA 2 t-1\r\nhi\r\n");
+}
+
+Test(mc_exec, ms_E_sets_the_new_cas)
+{
+    expect("ms k 2 E12345 c\r\nhi\r\n", "HD c12345\r\n");
+    expect("mg k c v\r\n", "VA 2 c12345\r\nhi\r\n");
+    expect("ms k 2 C12345 E12346 c\r\nyo\r\n", "HD c12346\r\n");
+    expect("ms k 2 C12345\r\nzz\r\n", "EX\r\n");
 }
 
 Test(mc_exec, ms_counts_cmd_set)
@@ -798,18 +895,58 @@ Test(mc_exec, md_counts_hits_and_misses)
     cr_assert_eq(sh.stats.delete_misses, 1);
 }
 
-Test(mc_exec, md_I_is_refused_and_deletes_nothing)
+Test(mc_exec, md_I_keeps_the_item_stale_with_a_new_cas)
 {
-    put("k", "x", 0, 0);
-    expect("md k I\r\n", "CLIENT_ERROR unsupported flag\r\n");
-    cr_assert(present("k"));
+    put("k", "x", 0, 100);
+    uint64_t cas = cas_of("k");
+    expect("mg k R200\r\n", "HD W\r\n");
+    expect("md k I\r\n", "HD\r\n");
+    cr_assert_neq(cas_of("k"), cas);
+    expect("mg k t v\r\n", "VA 1 t100 X W\r\nx\r\n");
+    expect("mg k\r\n", "HD Z X\r\n");
+    cr_assert_eq(sh.stats.delete_hits, 1);
 }
 
-Test(mc_exec, md_x_is_refused)
+Test(mc_exec, md_I_keeps_the_fetched_bit)
 {
     put("k", "x", 0, 0);
-    expect("md k x\r\n", "CLIENT_ERROR unsupported flag\r\n");
-    cr_assert(present("k"));
+    expect("mg k\r\n", "HD\r\n");
+    expect("md k I q\r\n", "");
+    expect("mg k h\r\n", "HD h1 X W\r\n");
+}
+
+Test(mc_exec, md_I_with_T_and_E_sets_ttl_and_cas)
+{
+    put("k", "x", 0, 100);
+    expect("md k I T50 E900\r\n", "HD\r\n");
+    expect("mg k t c\r\n", "HD t50 c900 X W\r\n");
+}
+
+Test(mc_exec, md_I_of_a_missing_key_is_NF)
+{
+    expect("md k I\r\n", "NF\r\n");
+    cr_assert_eq(sh.stats.delete_misses, 1);
+}
+
+Test(mc_exec, md_x_empties_the_value_and_keeps_flags_and_ttl)
+{
+    put("k", "hello", 9, 100);
+    uint64_t cas = cas_of("k");
+    expect("mg k\r\n", "HD\r\n");
+    expect("md k x\r\n", "HD\r\n");
+    expect("mg k v f t s h\r\n", "VA 0 f9 t100 s0 h0\r\n\r\n");
+    cr_assert_neq(cas_of("k"), cas);
+}
+
+Test(mc_exec, md_x_with_E_and_C)
+{
+    put("k", "hello", 0, 0);
+    expect("md k x C999999 E42\r\n", "EX\r\n");
+    char line[64];
+    snprintf(line, sizeof(line), "md k x C%llu E42\r\n", (unsigned long long)cas_of("k"));
+    expect(line, "HD\r\n");
+    expect("mg k c s\r\n", "HD c42 s0\r\n");
+    expect("md nope x\r\n", "NF\r\n");
 }
 
 /* ---- ma ---- */
@@ -920,19 +1057,43 @@ Test(mc_exec, ma_counts_incr_and_decr_hits)
     cr_assert_eq(sh.stats.incr_misses, 0); /* a counter created by N is no miss */
 }
 
-Test(mc_exec, ma_E_is_refused)
+Test(mc_exec, ma_E_sets_the_cas_of_the_result)
 {
     put("n", "5", 0, 0);
-    expect("ma n E7\r\n", "CLIENT_ERROR unsupported flag\r\n");
-    expect("mg n v\r\n", "VA 1\r\n5\r\n");
+    expect("ma n E7 c v\r\n", "VA 1 c7\r\n6\r\n");
+    expect("mg n c v\r\n", "VA 1 c7\r\n6\r\n");
+    expect("ma m N0 J10 E8 c v\r\n", "VA 2 c8\r\n10\r\n");
 }
 
 /* ---- me, mn, commands the server keeps ---- */
 
-Test(mc_exec, me_is_refused)
+Test(mc_exec, me_reports_the_item_without_reading_it)
 {
-    put("k", "x", 0, 0);
-    expect("me k\r\n", "CLIENT_ERROR unsupported command\r\n");
+    put("k", "x", 0, 100);
+    clock_now += 3;
+    char want[128];
+    snprintf(want, sizeof(want), "ME k exp=97 la=3 cas=%llu fetch=no cls=1 size=7\r\n",
+             (unsigned long long)cas_of("k"));
+    expect("me k\r\n", want);
+    expect("me k\r\n", want);
+    expect("mg k\r\n", "HD\r\n");
+    snprintf(want, sizeof(want), "ME k exp=97 la=3 cas=%llu fetch=yes cls=1 size=7\r\n",
+             (unsigned long long)cas_of("k"));
+    expect("me k\r\n", want);
+}
+
+Test(mc_exec, me_of_a_permanent_item_shows_exp_minus_1)
+{
+    put("k", "abc", 5, 0);
+    char want[128];
+    snprintf(want, sizeof(want), "ME k exp=-1 la=0 cas=%llu fetch=no cls=1 size=13\r\n",
+             (unsigned long long)cas_of("k"));
+    expect("me k\r\n", want);
+}
+
+Test(mc_exec, me_of_a_missing_key_is_EN)
+{
+    expect("me k\r\n", "EN\r\n");
 }
 
 Test(mc_exec, mn_is_mn)

@@ -1325,3 +1325,287 @@ Test(seg, instances_are_independent)
     seg_destroy(&a);
     seg_destroy(&b);
 }
+
+/* ---- item state (meta protocol): fetched, stale, win token, caller CAS, age ---- */
+
+static enum seg_result
+peek(struct seg *s, const char *key, struct seg_view *v)
+{
+    return seg_peek(s, key, strlen(key), seg_hash(key, strlen(key)), v);
+}
+
+static unsigned
+state_of(struct seg *s, const char *key)
+{
+    struct seg_view v;
+    cr_assert_eq(peek(s, key, &v), SEG_OK, "%s missing", key);
+    return v.state;
+}
+
+static enum seg_result
+mark(struct seg *s, const char *key, unsigned set_bits, unsigned clear_bits)
+{
+    return seg_mark(s, key, strlen(key), seg_hash(key, strlen(key)), set_bits, clear_bits);
+}
+
+Test(seg, first_read_reports_unfetched_and_marks_the_item)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    struct seg_view v;
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.state & SEG_ST_FETCHED, 0);
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.state & SEG_ST_FETCHED, SEG_ST_FETCHED);
+    seg_destroy(&s);
+}
+
+Test(seg, peek_neither_marks_nor_changes_the_item)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    uint64_t cas = cas_of(s, "k"); /* a read: marks it */
+    set(s, "j", "w", 0);
+    struct seg_view v;
+    cr_assert_eq(peek(s, "j", &v), SEG_OK);
+    cr_assert_eq(peek(s, "j", &v), SEG_OK);
+    cr_assert_eq(v.state, 0);
+    cr_assert_eq(v.vlen, 1);
+    cr_assert_eq(peek(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.state, SEG_ST_FETCHED);
+    cr_assert_eq(v.cas, cas);
+    cr_assert_eq(peek(s, "nope", &v), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, mark_sets_and_clears_bits_in_place)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    uint64_t cas = cas_of(s, "k");
+    cr_assert_eq(mark(s, "k", SEG_ST_WIN | SEG_ST_STALE, 0), SEG_OK);
+    cr_assert_eq(state_of(s, "k"), SEG_ST_FETCHED | SEG_ST_WIN | SEG_ST_STALE);
+    cr_assert_eq(mark(s, "k", 0, SEG_ST_STALE), SEG_OK);
+    cr_assert_eq(state_of(s, "k"), SEG_ST_FETCHED | SEG_ST_WIN);
+    cr_assert_eq(cas_of(s, "k"), cas);
+    assert_value(s, "k", "v");
+    cr_assert_eq(mark(s, "nope", SEG_ST_WIN, 0), SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, a_new_version_starts_without_state)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    mark(s, "k", SEG_ST_WIN | SEG_ST_STALE | SEG_ST_FETCHED, 0);
+    set(s, "k", "w", 0);
+    cr_assert_eq(state_of(s, "k"), 0);
+    mark(s, "k", SEG_ST_WIN, 0);
+    cr_assert_eq(st(s, SEG_APPEND, "k", "x", 0, 0, 0, NULL), SEG_STORED);
+    cr_assert_eq(state_of(s, "k"), 0);
+    seg_destroy(&s);
+}
+
+Test(seg, touch_and_incr_keep_the_state_bits)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "5", 100);
+    mark(s, "k", SEG_ST_WIN | SEG_ST_FETCHED, 0);
+    cr_assert_eq(touch(s, "k", 5000), SEG_TOUCHED); /* another TTL bucket: the item moves */
+    cr_assert_eq(state_of(s, "k"), SEG_ST_WIN | SEG_ST_FETCHED);
+    uint64_t n;
+    cr_assert_eq(incr(s, "k", 1, false, &n), SEG_OK);
+    cr_assert_eq(state_of(s, "k"), SEG_ST_WIN | SEG_ST_FETCHED);
+    seg_destroy(&s);
+}
+
+Test(seg, merge_keeps_the_state_bits_of_moved_items)
+{
+    struct seg *s = mk(1 << 20, 64 << 10, SEG_EVICT_MERGE);
+    char key[32], val[200];
+    memset(val, 'x', 199);
+    val[199] = 0;
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "hot:%d", i);
+        set(s, key, val, 0);
+        mark(s, key, SEG_ST_STALE, 0);
+    }
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "cold:%d", i);
+        set(s, key, val, 0);
+        if (i % 50 == 0) {
+            for (int j = 0; j < 50; j++) {
+                snprintf(key, sizeof(key), "hot:%d", j);
+                struct seg_view v;
+                if (get(s, key, &v) == SEG_OK) {
+                    cr_assert(v.state & SEG_ST_STALE, "hot:%d lost its stale bit in a move", j);
+                }
+            }
+        }
+    }
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_gt(stats.merges, 10);
+    seg_destroy(&s);
+}
+
+Test(seg, store_with_new_cas_gives_the_item_that_cas)
+{
+    struct seg *s = mk_default();
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = "k",
+                              .klen = 1,
+                              .hash = seg_hash("k", 1),
+                              .value = "v",
+                              .vlen = 1,
+                              .new_cas = 123456789};
+    uint64_t cas = 0;
+    cr_assert_eq(seg_store(s, &r, &cas), SEG_STORED);
+    cr_assert_eq(cas, 123456789);
+    cr_assert_eq(cas_of(s, "k"), 123456789);
+    cr_assert_eq(st(s, SEG_CAS, "k", "w", 0, 0, 123456789, NULL), SEG_STORED);
+    cr_assert_neq(cas_of(s, "k"), 123456789);
+    seg_destroy(&s);
+}
+
+Test(seg, reserved_store_with_new_cas_gives_the_item_that_cas)
+{
+    struct seg *s = mk_default();
+    struct seg_store_req r = {
+        .mode = SEG_SET, .key = "k", .klen = 1, .hash = seg_hash("k", 1), .vlen = 2, .new_cas = 77};
+    struct seg_reservation res;
+    cr_assert_eq(seg_reserve(s, &r, &res), SEG_OK);
+    memcpy(res.value, "hi", 2);
+    uint64_t cas = 0;
+    cr_assert_eq(seg_commit(s, &res, &cas), SEG_STORED);
+    cr_assert_eq(cas, 77);
+    cr_assert_eq(cas_of(s, "k"), 77);
+    assert_value(s, "k", "hi");
+    seg_destroy(&s);
+}
+
+Test(seg, incr_with_new_cas_gives_the_result_that_cas)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "41", 0);
+    uint64_t v = 0, cas = 0;
+    cr_assert_eq(seg_incr_cas(s, "n", 1, seg_hash("n", 1), 1, false, 4242, &v, &cas), SEG_OK);
+    cr_assert_eq(v, 42);
+    cr_assert_eq(cas, 4242);
+    cr_assert_eq(cas_of(s, "n"), 4242);
+    seg_destroy(&s);
+}
+
+static enum seg_result
+store_invalidate(struct seg *s, const char *key, const char *val, int64_t exptime, uint64_t cas)
+{
+    struct seg_store_req r = {.mode = SEG_CAS,
+                              .key = key,
+                              .klen = strlen(key),
+                              .hash = seg_hash(key, strlen(key)),
+                              .value = val,
+                              .vlen = strlen(val),
+                              .exptime = exptime,
+                              .cas = cas,
+                              .invalidate = true};
+    return seg_store(s, &r, NULL);
+}
+
+Test(seg, invalidating_store_with_a_lower_cas_stores_a_stale_value_with_the_old_expiry)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "a", 0);
+    set(s, "k", "old", 100);
+    mark(s, "k", SEG_ST_WIN, 0);
+    uint64_t cas = cas_of(s, "k");
+    cr_assert_eq(store_invalidate(s, "k", "new", 10, cas - 1), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(peek(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.state, SEG_ST_STALE | SEG_ST_WIN);
+    cr_assert_eq(v.ttl, 100);
+    cr_assert_neq(v.cas, cas);
+    assert_value(s, "k", "new");
+    seg_destroy(&s);
+}
+
+Test(seg, invalidating_store_with_a_higher_cas_is_exists_and_a_match_stores_normally)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "old", 100);
+    uint64_t cas = cas_of(s, "k");
+    cr_assert_eq(store_invalidate(s, "k", "new", 10, cas + 1), SEG_EXISTS);
+    assert_value(s, "k", "old");
+    cr_assert_eq(store_invalidate(s, "k", "new", 10, cas), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(peek(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.state, 0);
+    cr_assert_eq(v.ttl, 10);
+    seg_destroy(&s);
+}
+
+Test(seg, invalidate_marks_stale_clears_the_token_and_bumps_the_cas)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 100);
+    uint64_t cas = cas_of(s, "k");
+    mark(s, "k", SEG_ST_WIN, 0);
+    uint64_t ncas = 0;
+    cr_assert_eq(seg_invalidate(s, "k", 1, seg_hash("k", 1), false, 0, 0, &ncas), SEG_OK);
+    struct seg_view v;
+    cr_assert_eq(peek(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.state, SEG_ST_FETCHED | SEG_ST_STALE);
+    cr_assert_eq(v.cas, ncas);
+    cr_assert_neq(v.cas, cas);
+    cr_assert_eq(v.ttl, 100);
+    assert_value(s, "k", "v");
+    seg_destroy(&s);
+}
+
+Test(seg, invalidate_may_set_the_ttl_and_the_cas)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 100);
+    cr_assert_eq(seg_invalidate(s, "k", 1, seg_hash("k", 1), true, 50, 999, NULL), SEG_OK);
+    struct seg_view v;
+    cr_assert_eq(peek(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.ttl, 50);
+    cr_assert_eq(v.cas, 999);
+    cr_assert_eq(seg_invalidate(s, "nope", 4, seg_hash("nope", 4), false, 0, 0, NULL),
+                 SEG_NOT_FOUND);
+    seg_destroy(&s);
+}
+
+Test(seg, clear_value_keeps_flags_and_expiry_and_drops_the_state)
+{
+    struct seg *s = mk_default();
+    cr_assert_eq(st(s, SEG_SET, "k", "hello", 9, 100, 0, NULL), SEG_STORED);
+    uint64_t cas = cas_of(s, "k");
+    uint64_t ncas = 0;
+    cr_assert_eq(seg_clear_value(s, "k", 1, seg_hash("k", 1), 0, &ncas), SEG_OK);
+    struct seg_view v;
+    cr_assert_eq(peek(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.vlen, 0);
+    cr_assert_eq(v.flags, 9);
+    cr_assert_eq(v.ttl, 100);
+    cr_assert_eq(v.state, 0);
+    cr_assert_eq(v.cas, ncas);
+    cr_assert_neq(v.cas, cas);
+    cr_assert_eq(seg_clear_value(s, "k", 1, seg_hash("k", 1), 31337, NULL), SEG_OK);
+    cr_assert_eq(cas_of(s, "k"), 31337);
+    seg_destroy(&s);
+}
+
+Test(seg, age_counts_from_the_segment_opening_and_not_from_reads)
+{
+    struct seg *s = mk_default();
+    set(s, "k", "v", 0);
+    clk.now += 3;
+    struct seg_view v;
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.age, 3);
+    clk.now += 2;
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    cr_assert_eq(v.age, 5);
+    cr_assert_eq(v.size, 5 + 1 + 1); /* header, key, value */
+    seg_destroy(&s);
+}

@@ -50,6 +50,9 @@
 #define IT_FLAGS 0x02
 #define IT_CAS   0x04
 #define IT_EXP   0x08 /* the item carries its own expiry (4 bytes, after the CAS) */
+/* 0x10, 0x20, 0x40: the SEG_ST_* state bits (fetched, stale, win token sent); 0x80 spare. */
+#define IT_STATE SEG_ST_MASK
+_Static_assert((SEG_ST_MASK & (IT_DEAD | IT_FLAGS | IT_CAS | IT_EXP)) == 0, "state bits overlap");
 
 /* Segment header, kept apart from the segment's data. */
 struct seg_hdr {
@@ -59,6 +62,7 @@ struct seg_hdr {
     uint32_t live_items;
     uint32_t expire_at;  /* unix time its items without IT_EXP expire; 0 = never */
     uint32_t max_expire; /* when its last item expires: free after that; 0 = never */
+    uint32_t opened;     /* unix time it was opened: its items are at most now - opened old */
     int32_t prev;        /* TTL bucket chain, oldest first; free list uses next */
     int32_t next;
     uint16_t bucket;
@@ -950,7 +954,8 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
     } else {
         uint64_t cas = (add_cas || (it[1] & IT_CAS)) ? it_cas(s, make_loc(s, src, off), it) : 0;
         uint32_t exp = (add_exp || (it[1] & IT_EXP)) ? e : 0;
-        uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, exp, 0);
+        uint8_t *p =
+            it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, exp, it[1] & IT_STATE);
         memcpy(p, it_key(it), (size_t)it[0] + it_vlen(it));
         s->st.bytes += nsz - sz;
         s->tb[hdr(s, src)->bucket].bytes += nsz - sz;
@@ -1106,6 +1111,7 @@ item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32
         .write_off = sz,
         .expire_at = expire == 0 ? 0 : (uint32_t)(s->now + tb_lo(bi)),
         .max_expire = (uint32_t)expire,
+        .opened = (uint32_t)s->now,
         .bucket = (uint16_t)bi,
         .used = 1,
     };
@@ -1244,7 +1250,8 @@ struct put {
     size_t alen;
     const void *b;
     size_t blen;
-    uint64_t cas;   /* keep this CAS (relocation), 0 = a new one */
+    uint64_t cas;   /* keep this CAS (relocation) or take the caller's, 0 = a new one */
+    uint8_t state;  /* SEG_ST_* bits the new version starts with */
     int32_t pin;    /* segment to keep in place meanwhile (holds a or b), -1 = none */
     uint64_t *slot; /* the key's slot before allocation (NULL: none) ... */
     bool known;     /* ... if the caller looked it up */
@@ -1269,7 +1276,8 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
         return SEG_NO_MEMORY;
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, exp, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, exp,
+                              IT_DEAD | (p->state & IT_STATE));
     memcpy(w, p->key, p->klen);
     w += p->klen;
     if (p->alen != 0) {
@@ -1327,12 +1335,17 @@ do_store(struct seg *s, const struct seg_store_req *r, int64_t expire, const uin
     if ((r->mode == SEG_REPLACE || concat) && old == NULL) {
         return SEG_NOT_STORED;
     }
+    bool stale = false;
     if (r->mode == SEG_CAS || (r->cas != 0 && r->mode != SEG_ADD)) {
         if (old == NULL) {
             return SEG_NOT_FOUND;
         }
-        if (it_cas(s, loc, old) != r->cas) {
-            return SEG_EXISTS;
+        uint64_t cur = it_cas(s, loc, old);
+        if (cur != r->cas) {
+            if (!r->invalidate || r->cas > cur) {
+                return SEG_EXISTS;
+            }
+            stale = true;
         }
     }
     struct put p = {
@@ -1343,8 +1356,15 @@ do_store(struct seg *s, const struct seg_store_req *r, int64_t expire, const uin
         .expire = expire,
         .a = r->value,
         .alen = r->vlen,
+        .cas = r->new_cas,
         .pin = old != NULL ? (int32_t)loc_sid(s, loc) : -1,
     };
+    if (stale) {
+        /* A late writer's value is kept as stale: it keeps the old expiry and token state. */
+        p.expire = it_expire(hdr(s, loc_sid(s, loc)), old);
+        p.state = SEG_ST_STALE | (old[1] & SEG_ST_WIN);
+        placed = NULL;
+    }
     if (concat) {
         uint32_t olen = it_vlen(old);
         if (too_large(s, r->klen, olen + r->vlen)) {
@@ -1383,7 +1403,7 @@ seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out)
 }
 
 static enum seg_result
-get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
+get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out, bool peek)
 {
     uint64_t *slot = ht_find(s, key, klen, hash);
     if (slot == NULL) {
@@ -1405,6 +1425,18 @@ get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_v
     out->cas = it_cas(s, loc, it);
     uint32_t e = it_expire(h, it);
     out->ttl = e == 0 ? -1 : (int64_t)e - s->now;
+    out->age = s->now > h->opened ? (uint32_t)(s->now - h->opened) : 0;
+    out->size = it_size(it);
+    uint8_t iflags = it[1];
+    out->state = iflags & IT_STATE;
+    if (peek) {
+        s->st.hits++;
+        return SEG_OK;
+    }
+    /* Written only on the first read, so that later reads leave the line clean. */
+    if (!(iflags & SEG_ST_FETCHED)) {
+        it[1] = iflags | SEG_ST_FETCHED;
+    }
     /*
      * Approximate counter: exact up to 16 reads, then incremented with probability 1/freq, so
      * 8 bits rank items read thousands of times.
@@ -1421,7 +1453,14 @@ enum seg_result
 seg_get(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
 {
     clock_update(s);
-    return get_one(s, key, klen, hash, out);
+    return get_one(s, key, klen, hash, out, false);
+}
+
+enum seg_result
+seg_peek(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_view *out)
+{
+    clock_update(s);
+    return get_one(s, key, klen, hash, out, true);
 }
 
 void
@@ -1459,7 +1498,7 @@ seg_get_batch(struct seg *s, size_t n, const struct seg_key *keys, struct seg_vi
         if (i + BATCH_AHEAD / 2 < n) {
             seg_prefetch_item(s, keys[i + BATCH_AHEAD / 2].hash);
         }
-        results[i] = get_one(s, keys[i].key, keys[i].klen, keys[i].hash, &views[i]);
+        results[i] = get_one(s, keys[i].key, keys[i].klen, keys[i].hash, &views[i], false);
     }
 }
 
@@ -1509,6 +1548,7 @@ seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t ex
         .a = it_val(it),
         .alen = it_vlen(it),
         .cas = it_cas(s, loc, it),
+        .state = it[1] & IT_STATE,
         .pin = (int32_t)sid,
         .slot = slot,
         .known = true,
@@ -1519,6 +1559,88 @@ seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t ex
         return SEG_TOUCHED;
     }
     return res;
+}
+
+enum seg_result
+seg_mark(struct seg *s, const void *key, size_t klen, uint64_t hash, unsigned set, unsigned clear)
+{
+    clock_update(s);
+    uint64_t loc;
+    if (find_live(s, key, klen, hash, &loc) == NULL) {
+        return SEG_NOT_FOUND;
+    }
+    uint8_t *it = loc_item(s, loc);
+    uint8_t f = (uint8_t)((it[1] | (set & IT_STATE)) & ~(clear & IT_STATE));
+    if (f != it[1]) {
+        it[1] = f;
+    }
+    return SEG_OK;
+}
+
+/*
+ * Write a new version of a live item: its flags, with value (or its own value when value is
+ * NULL), expiry (or its own when keep_exp), CAS new_cas (0: a fresh one) and state bits.
+ * SEG_STORED, SEG_DELETED when the new expiry is already past (the item is gone),
+ * SEG_NOT_FOUND or SEG_NO_MEMORY.
+ */
+static enum seg_result
+rewrite(struct seg *s, const void *key, size_t klen, uint64_t hash, const void *value, size_t vlen,
+        bool keep_exp, int64_t expire, uint64_t new_cas, unsigned set, unsigned clear,
+        uint64_t *cas_out)
+{
+    uint64_t loc;
+    uint64_t *slot = find_live(s, key, klen, hash, &loc);
+    if (slot == NULL) {
+        return SEG_NOT_FOUND;
+    }
+    uint8_t *it = loc_item(s, loc);
+    struct put p = {
+        .key = key,
+        .klen = klen,
+        .hash = hash,
+        .flags = it_flags(it),
+        .expire = keep_exp ? it_expire(hdr(s, loc_sid(s, loc)), it) : expire,
+        .a = value != NULL ? value : it_val(it),
+        .alen = value != NULL ? vlen : it_vlen(it),
+        .cas = new_cas,
+        .state = (uint8_t)(((it[1] & IT_STATE) | set) & ~clear),
+        .pin = (int32_t)loc_sid(s, loc),
+        .slot = slot,
+        .known = true,
+    };
+    if (expired(s, p.expire)) {
+        unlink_slot(s, hash, slot);
+        if (cas_out != NULL) {
+            *cas_out = 0;
+        }
+        return SEG_DELETED;
+    }
+    return put_item(s, &p, cas_out);
+}
+
+enum seg_result
+seg_invalidate(struct seg *s, const void *key, size_t klen, uint64_t hash, bool set_ttl,
+               int64_t exptime, uint64_t new_cas, uint64_t *cas_out)
+{
+    clock_update(s);
+    int64_t expire = set_ttl ? clamp_expire(seg_exptime_abs(exptime, s->now)) : 0;
+    /* A fresh CAS comes with the new location; the rewrite is a new version, not a new item. */
+    enum seg_result res = rewrite(s, key, klen, hash, NULL, 0, !set_ttl, expire, new_cas,
+                                  SEG_ST_STALE, SEG_ST_WIN, cas_out);
+    if (res == SEG_STORED) {
+        s->st.total_items--;
+    }
+    return res == SEG_STORED || res == SEG_DELETED ? SEG_OK : res;
+}
+
+enum seg_result
+seg_clear_value(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t new_cas,
+                uint64_t *cas_out)
+{
+    clock_update(s);
+    enum seg_result res =
+        rewrite(s, key, klen, hash, "", 0, true, 0, new_cas, 0, SEG_ST_MASK, cas_out);
+    return res == SEG_STORED || res == SEG_DELETED ? SEG_OK : res;
 }
 
 /* memcached accepts decimal digits followed by optional whitespace. */
@@ -1550,6 +1672,13 @@ enum seg_result
 seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t delta, bool decr,
          uint64_t *value_out, uint64_t *cas_out)
 {
+    return seg_incr_cas(s, key, klen, hash, delta, decr, 0, value_out, cas_out);
+}
+
+enum seg_result
+seg_incr_cas(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t delta, bool decr,
+             uint64_t new_cas, uint64_t *value_out, uint64_t *cas_out)
+{
     clock_update(s);
     uint64_t loc;
     uint64_t *slot = find_live(s, key, klen, hash, &loc);
@@ -1572,6 +1701,8 @@ seg_incr(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t de
         .expire = it_expire(hdr(s, loc_sid(s, loc)), it),
         .a = buf,
         .alen = (size_t)len,
+        .cas = new_cas,
+        .state = it[1] & IT_STATE,
         .pin = (int32_t)loc_sid(s, loc),
         .slot = slot,
         .known = true,
@@ -1601,13 +1732,15 @@ seg_reserve(struct seg *s, const struct seg_store_req *req, struct seg_reservati
     bool in_place = req->mode != SEG_APPEND && req->mode != SEG_PREPEND && !expired(s, expire);
     uint32_t flags = in_place ? req->flags : 0;
     uint32_t sid, off, exp;
-    if (item_alloc(s, in_place ? expire : 0, (uint32_t)item_size(req->klen, req->vlen, flags, 0),
-                   &sid, &off, &exp) != 0) {
+    uint64_t cas = in_place ? req->new_cas : 0;
+    if (item_alloc(s, in_place ? expire : 0,
+                   (uint32_t)item_size(req->klen, req->vlen, flags, cas != 0), &sid, &off,
+                   &exp) != 0) {
         s->st.store_no_memory++;
         return store_failed(s, req, SEG_NO_MEMORY);
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, 0, exp, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, cas, exp, IT_DEAD);
     memcpy(w, req->key, req->klen);
     hdr(s, sid)->pinned++;
     *res = (struct seg_reservation){
