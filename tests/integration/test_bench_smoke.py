@@ -1,0 +1,134 @@
+"""petrel-bench smoke runs: about a second each against petrel-ping and petrel.
+
+They check that the report makes sense (requests counted, no errors, gets hit after a preload,
+percentiles positive and in order), not how fast anything is.
+"""
+import json
+import os
+import subprocess
+import unittest
+
+from harness import Server
+
+BENCH = os.environ.get("PETREL_BENCH", "build/perf/bench/petrel-bench")
+PING = os.environ.get("PETREL_PING", "build/src/bin/petrel-ping")
+PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
+
+PERCENTILES = ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
+
+
+def bench(port, *args):
+    """Run petrel-bench with --json against 127.0.0.1:port; return its exit status and output."""
+    p = subprocess.run([BENCH, "-s", "127.0.0.1:%d" % port, "--json", *args],
+                       capture_output=True, timeout=60)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+class BenchChecks:
+    """Checks shared by the runs; each test class runs petrel-bench once, in setUpClass."""
+
+    def test_exits_zero_with_one_json_object(self):
+        self.assertEqual(self.rc, 0, self.err)
+        self.assertIsInstance(self.out, dict)
+
+    def test_counts_requests_in_the_window(self):
+        self.assertGreater(self.out["requests"], 0)
+        self.assertGreater(self.out["throughput"], 0)
+        self.assertEqual(sum(self.out["ops"].values()), self.out["requests"])
+
+    def test_reports_no_errors(self):
+        self.assertEqual(self.out["errors"], 0)
+        self.assertEqual(self.out["conn_errors"], 0)
+        self.assertEqual(self.out["unfinished"], 0)
+
+    def test_percentiles_are_positive_and_ordered(self):
+        lat = self.out["latency_us"]
+        values = [lat[p] for p in PERCENTILES]
+        self.assertGreater(lat["min"], 0)
+        self.assertLessEqual(lat["min"], values[0])
+        self.assertEqual(values, sorted(values), values)
+        self.assertLessEqual(lat["min"], lat["mean"])
+        self.assertLessEqual(lat["mean"], lat["max"])
+
+    def test_echoes_the_configuration(self):
+        self.assertEqual(self.out["port"], self.server.port)
+        self.assertEqual(self.out["connections"], 4)
+
+
+class PingClosedLoop(BenchChecks, unittest.TestCase):
+    """Closed loop, ping protocol, pipelines 4 deep, against 2 workers of petrel-ping."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PING, "-t", "2")
+        cls.rc, out, cls.err = bench(cls.server.port, "-P", "ping", "-c", "4", "-d", "4",
+                                     "-w", "0.2", "-D", "1")
+        cls.out = json.loads(out) if cls.rc == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def test_says_ping(self):
+        self.assertEqual(self.out["protocol"], "ping")
+        self.assertEqual(self.out["mode"], "closed")
+
+
+class PetrelPreloaded(BenchChecks, unittest.TestCase):
+    """Closed loop, memcache protocol, after --preload: every get must hit."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PETREL, "-t", "2", "-m", "64")
+        cls.rc, out, cls.err = bench(cls.server.port, "-c", "4", "-d", "2", "--keys", "2000",
+                                     "-v", "32", "--ratio", "9:1", "--preload", "-w", "0.2",
+                                     "-D", "1")
+        cls.out = json.loads(out) if cls.rc == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def test_preload_wrote_every_key(self):
+        self.assertEqual(self.out["preload_sets"], 2000)
+        self.assertEqual(self.out["preload_errors"], 0)
+
+    def test_every_get_hits_after_preload(self):
+        self.assertGreater(self.out["get_keys"], 0)
+        self.assertEqual(self.out["get_hits"], self.out["get_keys"])
+        self.assertEqual(self.out["hit_ratio"], 1.0)
+
+    def test_mix_has_gets_and_sets(self):
+        self.assertGreater(self.out["ops"]["get"], self.out["ops"]["set"])
+        self.assertGreater(self.out["ops"]["set"], 0)
+
+
+class PetrelOpenLoop(BenchChecks, unittest.TestCase):
+    """Open loop at a low fixed rate: it sends what it schedules, and reports the send lag."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PETREL, "-t", "1", "-m", "64")
+        cls.rc, out, cls.err = bench(cls.server.port, "-c", "4", "--keys", "1000", "-v", "32",
+                                     "--preload", "--rate", "2000", "-w", "0.2", "-D", "1")
+        cls.out = json.loads(out) if cls.rc == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def test_answers_what_it_scheduled(self):
+        self.assertEqual(self.out["mode"], "open")
+        self.assertGreater(self.out["scheduled"], 0)
+        self.assertEqual(self.out["requests"], self.out["scheduled"])
+        self.assertAlmostEqual(self.out["throughput"], 2000, delta=200)
+
+    def test_send_lag_percentiles_are_ordered(self):
+        lag = self.out["send_lag_us"]
+        values = [lag[p] for p in PERCENTILES]
+        self.assertGreaterEqual(values[0], 0)
+        self.assertEqual(values, sorted(values), values)
+
+
+if __name__ == "__main__":
+    unittest.main()
