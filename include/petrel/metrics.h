@@ -182,6 +182,10 @@ size_t metrics_table_slots(const struct metrics *m, unsigned table);
 /** Free p with fn after a grace period (call_rcu). Registered RCU thread. Returns 0 or -ENOMEM. */
 int metrics_defer_free(void *p, void (*fn)(void *));
 
+/** Wait until every RCU reader that might see an old pointer is done. Registered RCU thread,
+ * outside any read-side section; slow (a grace period): for rare paths only. */
+void metrics_synchronize(void);
+
 /** Enter and leave an RCU read-side section (nests). Registered RCU thread. */
 void metrics_read_lock(void);
 void metrics_read_unlock(void);

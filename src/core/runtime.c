@@ -421,7 +421,8 @@ reload(struct runtime *rt)
         raise_fd_limit(rt, l->max_conns);
     }
     if (metrics_defer_free(old, live_free) < 0) {
-        log_error("reload: out of memory freeing the old settings (%zu bytes kept)", sizeof(*old));
+        metrics_synchronize(); /* no memory for a deferred free: wait for the readers here */
+        live_free(old);
     }
     atomic_fetch_add(&rt->reloads, 1);
 }

@@ -289,6 +289,12 @@ metrics_defer_free(void *p, void (*fn)(void *))
 }
 
 void
+metrics_synchronize(void)
+{
+    urcu_memb_synchronize_rcu();
+}
+
+void
 metrics_read_lock(void)
 {
     urcu_memb_read_lock();
