@@ -325,9 +325,9 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
     size_t cap = 0;
     int rc = 0;
     urcu_memb_read_lock();
-    struct metrics_block *b;
-    cds_list_for_each_entry_rcu(b, &m->list, node)
-    {
+    /* Walked by hand: the list macros form a block pointer from the (unaligned) list head. */
+    struct cds_list_head *p;
+    for (p = rcu_dereference(m->list.next); p != &m->list; p = rcu_dereference(p->next)) {
         cap++;
     }
     /* Blocks registered after the count are left out; they are new and nearly empty. */
@@ -336,8 +336,8 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
     if (s->ids == NULL || s->vals == NULL) {
         rc = -ENOMEM;
     } else {
-        cds_list_for_each_entry_rcu(b, &m->list, node)
-        {
+        for (p = rcu_dereference(m->list.next); p != &m->list; p = rcu_dereference(p->next)) {
+            struct metrics_block *b = caa_container_of(p, struct metrics_block, node);
             if (s->n == cap) {
                 break;
             }
