@@ -186,6 +186,15 @@ int metrics_defer_free(void *p, void (*fn)(void *));
  * outside any read-side section; slow (a grace period): for rare paths only. */
 void metrics_synchronize(void);
 
+/**
+ * For RCU pointers published with rcu_xchg_pointer()/rcu_assign_pointer() and read with
+ * rcu_dereference(): call metrics_rcu_publish() after initialising the object and before
+ * publishing it, and metrics_rcu_subscribe() after dereferencing and before reading the object.
+ * They cost nothing except under ThreadSanitizer, which cannot see liburcu's ordering otherwise.
+ */
+void metrics_rcu_publish(void);
+void metrics_rcu_subscribe(void);
+
 /** Enter and leave an RCU read-side section (nests). Registered RCU thread. */
 void metrics_read_lock(void);
 void metrics_read_unlock(void);

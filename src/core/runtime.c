@@ -236,7 +236,9 @@ struct rt_live
 rt_live_get(struct runtime *rt)
 {
     metrics_read_lock();
-    struct rt_live copy = *rcu_dereference(rt->live);
+    const struct rt_live *l = rcu_dereference(rt->live);
+    metrics_rcu_subscribe();
+    struct rt_live copy = *l;
     metrics_read_unlock();
     copy.cfg = NULL; /* only valid inside the read-side section */
     return copy;
@@ -415,6 +417,7 @@ reload(struct runtime *rt)
         log_info("reload: %s: no reloadable setting changed",
                  config_file(next) ? config_file(next) : "no config file");
     }
+    metrics_rcu_publish();
     struct rt_live *old = rcu_xchg_pointer(&rt->live, l);
     log_set_level(l->level);
     if (l->max_conns > old->max_conns) {

@@ -196,9 +196,9 @@ write_all(int fd, const char *p, size_t n)
 static void
 emit(char mark, const char *line, size_t len)
 {
-    int fd = mark ? L.kfd : L.fd;
     if (self == NULL || self->ring == NULL) {
-        write_all(fd, line, len);
+        /* Only unregistered threads (main before start-up) touch the sinks from here. */
+        write_all(mark ? L.kfd : L.fd, line, len);
         return;
     }
     size_t skip = mark ? 1 : 0;

@@ -1,9 +1,7 @@
 /* metrics: blocks in an RCU list, snapshots and renderers. Contract in include/petrel/metrics.h */
 #include "petrel/metrics.h"
 
-#include <urcu/urcu-memb.h> /* the flavour first, then the lists that use it */
-
-#include <urcu/rculist.h>
+#include <urcu/urcu-memb.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -11,6 +9,41 @@
 #include <string.h>
 
 #define CACHE_LINE 64
+
+/*
+ * ThreadSanitizer cannot see liburcu's ordering (its barriers are inline assembly, and a grace
+ * period ends through membarrier(2)), so under TSan we tell it what RCU guarantees: every reader's
+ * unlock happens before any call_rcu callback that follows (release on leaving a read-side
+ * section, acquire in the callback), and whatever a writer did before publishing a pointer
+ * happens before a reader's use of it (metrics_rcu_publish / metrics_rcu_subscribe). No-ops in
+ * other builds.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define PETREL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PETREL_TSAN 1
+#endif
+#endif
+#ifdef PETREL_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char tsan_grace, tsan_publish;
+#define TSAN_ACQUIRE(x) __tsan_acquire(&(x))
+#define TSAN_RELEASE(x) __tsan_release(&(x))
+/* liburcu itself is not built with TSan, so its own hand-offs (e.g. rcu_barrier's completion,
+ * allocated by the caller and freed by the call_rcu thread) look like races: ignore the
+ * allocations and frees it makes. Our callbacks' frees are made from our code and stay checked. */
+const char *__tsan_default_suppressions(void);
+const char *
+__tsan_default_suppressions(void)
+{
+    return "called_from_lib:liburcu\n";
+}
+#else
+#define TSAN_ACQUIRE(x) ((void)0)
+#define TSAN_RELEASE(x) ((void)0)
+#endif
 
 /* Prometheus buckets: le = 2^k ns for k in [PROM_EXP_LO, PROM_EXP_HI], then +Inf. */
 #define PROM_EXP_LO 10
@@ -21,12 +54,15 @@ struct metrics {
     size_t ntables;
     size_t *offset; /* first slot of each table */
     size_t nslots;
-    pthread_mutex_t lock;      /* writers of the list only: register / unregister */
-    struct cds_list_head list; /* RCU-protected: the registered blocks */
+    pthread_mutex_t lock; /* writers of the list only: register / unregister */
+    /* The registered blocks, newest first: an RCU-protected singly linked list. Writers (under
+     * lock) publish with release stores, readers walk it with acquire loads inside a read-side
+     * section, and an unlinked block is freed by call_rcu after every reader left. */
+    struct metrics_block *_Atomic head;
 };
 
 struct metrics_block {
-    struct cds_list_head node;
+    struct metrics_block *_Atomic next;
     struct rcu_head rcu;
     const struct metrics *m;
     unsigned id;
@@ -195,7 +231,7 @@ metrics_create(struct metrics **out, const struct metric_table *tables, size_t n
         m->nslots += table_slots(&tables[t]);
     }
     pthread_mutex_init(&m->lock, NULL);
-    CDS_INIT_LIST_HEAD(&m->list);
+    atomic_init(&m->head, NULL);
     *out = m;
     return 0;
 }
@@ -229,7 +265,9 @@ metrics_block_register(struct metrics *m, unsigned id, struct metrics_block **ou
     b->m = m;
     b->id = id;
     pthread_mutex_lock(&m->lock);
-    cds_list_add_tail_rcu(&b->node, &m->list);
+    atomic_store_explicit(&b->next, atomic_load_explicit(&m->head, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&m->head, b, memory_order_release);
     pthread_mutex_unlock(&m->lock);
     *out = b;
     return 0;
@@ -238,6 +276,7 @@ metrics_block_register(struct metrics *m, unsigned id, struct metrics_block **ou
 static void
 block_free_rcu(struct rcu_head *head)
 {
+    TSAN_ACQUIRE(tsan_grace);
     free(caa_container_of(head, struct metrics_block, rcu));
 }
 
@@ -249,8 +288,18 @@ metrics_block_unregister(struct metrics *m, struct metrics_block **bp)
         return;
     }
     pthread_mutex_lock(&m->lock);
-    cds_list_del_rcu(&b->node);
+    /* Readers on b still find its successor through b->next until b is freed. */
+    struct metrics_block *_Atomic *pp = &m->head;
+    struct metrics_block *cur;
+    while ((cur = atomic_load_explicit(pp, memory_order_relaxed)) != NULL && cur != b) {
+        pp = &cur->next;
+    }
+    if (cur == b) {
+        atomic_store_explicit(pp, atomic_load_explicit(&b->next, memory_order_relaxed),
+                              memory_order_release);
+    }
     pthread_mutex_unlock(&m->lock);
+    TSAN_RELEASE(tsan_grace); /* what the caller did happens before the callback */
     urcu_memb_call_rcu(&b->rcu, block_free_rcu);
     *bp = NULL;
 }
@@ -271,6 +320,7 @@ static void
 deferred_run(struct rcu_head *head)
 {
     struct deferred *d = caa_container_of(head, struct deferred, rcu);
+    TSAN_ACQUIRE(tsan_grace);
     d->fn(d->p);
     free(d);
 }
@@ -284,6 +334,7 @@ metrics_defer_free(void *p, void (*fn)(void *))
     }
     d->p = p;
     d->fn = fn;
+    TSAN_RELEASE(tsan_grace); /* what the caller did happens before the callback */
     urcu_memb_call_rcu(&d->rcu, deferred_run);
     return 0;
 }
@@ -303,7 +354,20 @@ metrics_read_lock(void)
 void
 metrics_read_unlock(void)
 {
+    TSAN_RELEASE(tsan_grace);
     urcu_memb_read_unlock();
+}
+
+void
+metrics_rcu_publish(void)
+{
+    TSAN_RELEASE(tsan_publish);
+}
+
+void
+metrics_rcu_subscribe(void)
+{
+    TSAN_ACQUIRE(tsan_publish);
 }
 
 static int
@@ -324,10 +388,10 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
     s->m = m;
     size_t cap = 0;
     int rc = 0;
-    urcu_memb_read_lock();
-    /* Walked by hand: the list macros form a block pointer from the (unaligned) list head. */
-    struct cds_list_head *p;
-    for (p = rcu_dereference(m->list.next); p != &m->list; p = rcu_dereference(p->next)) {
+    metrics_read_lock();
+    struct metrics_block *b;
+    for (b = atomic_load_explicit(&m->head, memory_order_acquire); b != NULL;
+         b = atomic_load_explicit(&b->next, memory_order_acquire)) {
         cap++;
     }
     /* Blocks registered after the count are left out; they are new and nearly empty. */
@@ -336,8 +400,8 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
     if (s->ids == NULL || s->vals == NULL) {
         rc = -ENOMEM;
     } else {
-        for (p = rcu_dereference(m->list.next); p != &m->list; p = rcu_dereference(p->next)) {
-            struct metrics_block *b = caa_container_of(p, struct metrics_block, node);
+        for (b = atomic_load_explicit(&m->head, memory_order_acquire); b != NULL;
+             b = atomic_load_explicit(&b->next, memory_order_acquire)) {
             if (s->n == cap) {
                 break;
             }
@@ -349,7 +413,7 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
             s->n++;
         }
     }
-    urcu_memb_read_unlock();
+    metrics_read_unlock();
     if (rc < 0) {
         metrics_snapshot_free(&s);
         return rc;

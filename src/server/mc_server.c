@@ -405,6 +405,7 @@ publish_ttl(struct mc_worker *mw)
         return; /* the admin keeps the older view */
     }
     memcpy(copy, v, size);
+    metrics_rcu_publish();
     struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->id], copy);
     if (old != NULL && metrics_defer_free(old, free) < 0) {
         metrics_synchronize(); /* rare: no memory for a deferred free, so wait for readers */
@@ -1190,6 +1191,7 @@ mc_admin_stats(const char *what, struct buf *out)
     metrics_read_lock();
     for (unsigned w = 0; w < MAX_WORKERS; w++) {
         const struct ttl_view *v = rcu_dereference(ttl_views[w]);
+        metrics_rcu_subscribe();
         for (size_t i = 0; v != NULL && i < v->n; i++) {
             struct seg_ttl_stats *d = &sum[v->e[i].idx];
             d->ttl_lo = v->e[i].st.ttl_lo;

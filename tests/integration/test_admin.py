@@ -322,6 +322,9 @@ class Reload(unittest.TestCase):
         self.assertEqual(settings[b"maxconns"], 2)
         self.assertEqual(settings[b"idle_timeout"], 7)
         mc.close()
+        deadline = time.monotonic() + 5  # until the worker has seen the close
+        while time.monotonic() < deadline and self.stats()["curr_connections"] != "0":
+            time.sleep(0.05)
         # The new limit holds: two connections are served, the third is refused.
         with self.server.connect() as a, self.server.connect() as b:
             for s in (a, b):
