@@ -64,6 +64,23 @@ void log_request_reopen(void);
 /** Lines dropped because a thread's ring was full. */
 uint64_t log_dropped(void);
 
+/**
+ * Open the command log (sampled requests, see rt_klog_sample()): path "" for none. Main thread,
+ * after log_setup() and before other threads start. Returns 0 or a negative errno. The same
+ * flusher writes it, log_request_reopen() reopens it too, and log_teardown() closes it.
+ */
+int log_klog_setup(const char *path);
+
+/**
+ * Append one line to the command log, through the calling thread's ring (never blocks; a full
+ * ring drops the line and counts it in log_dropped()). Lines look like
+ * "2026-11-23T20:11:05.123Z worker-1 <text>". Any thread; nothing happens without a command log.
+ */
+void log_klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/** Lines written to the command log so far. Any thread. */
+uint64_t log_klog_lines(void);
+
 #define log_error(...)   log_write(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)    log_write(LOG_WARN, __VA_ARGS__)
 #define log_info(...)    log_write(LOG_INFO, __VA_ARGS__)

@@ -4,9 +4,14 @@
  *   acceptor thread  accepts connections and hands each to the worker with the fewest, through
  *                    that worker's SPSC ring (acceptor(w) -> worker(r)), waking it only if it
  * sleeps worker threads   one epoll loop each, owning their connections, buffers and product state
- *   admin thread     the admin port (version, stats, quit) and the log flusher
+ *   admin thread     the admin port (stats text, HTTP /metrics, /vars, /health), the health
+ *                    check and the log flusher
  *   main thread      configuration, start-up, signals (SIGTERM/SIGINT: graceful stop, SIGHUP:
- *                    reopen the log file), teardown
+ *                    reopen the log files and reload the configuration), teardown
+ *
+ * Metrics: the runtime keeps a registry (include/petrel/metrics.h) whose first table is its own
+ * per-worker metrics (connections, bytes, loop turns, buffers, messages) and whose next tables
+ * are the product's (rt_product.metrics). Each worker owns one block of it.
  *
  * A product (petrel-ping, petrel) is a struct rt_product: callbacks that parse requests from a
  * connection's read buffer and append replies to its write buffer. The runtime knows no protocol
@@ -17,6 +22,7 @@
 
 #include "petrel/buf.h"
 #include "petrel/config.h"
+#include "petrel/metrics.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,6 +89,21 @@ struct rt_product {
     void (*on_reply)(void *ctx, struct conn *c, struct rt_msg *m);
     /** At shutdown: free a message that never finished its round trip. */
     void (*msg_free)(struct rt_msg *m);
+    /**
+     * The product's per-worker metric tables (static const; names distinct from the runtime's:
+     * curr_connections, closed_connections, bytes_read, bytes_written, event_loops,
+     * conn_buffer_bytes, messages_sent, messages_received). A worker finds its slots of table i
+     * with rt_metrics(i). Optional.
+     */
+    const struct metric_table *metrics;
+    size_t nmetrics;
+    /**
+     * On the admin thread: append the STAT lines of "stats <what>" for a subcommand the runtime
+     * does not know (e.g. "seg"), without the final END. Must only read what workers publish
+     * for other threads (RCU, atomics); may use metrics_read_lock(). Returns 0, -ENOENT for an
+     * unknown subcommand, or a buf error. Optional.
+     */
+    int (*admin_stats)(const char *what, struct buf *out);
 };
 
 /** Unread request bytes of c. Worker thread of c. */
@@ -127,9 +148,34 @@ struct rt_stats {
     uint64_t rejected_connections;
     uint64_t bytes_read, bytes_written;
     unsigned threads;
-    unsigned max_connections;
+    unsigned max_connections; /* the setting in force (it may be reloaded) */
+    unsigned idle_timeout;    /* the setting in force, seconds */
 };
+/** Fill *out. Any RCU-registered thread (workers, admin, main). */
 void rt_stats_get(struct rt_stats *out);
+
+/**
+ * memcached "stats": STAT lines (no END) for pid, time, version (as given), pointer_size,
+ * rusage_user, rusage_system, the runtime's process-wide values (uptime, threads,
+ * max_connections, total_connections, rejected_connections, reloads, memory...) and every
+ * counter and gauge of the registry summed over the workers. The admin port and a product's
+ * data-port "stats" both answer with it. Any RCU-registered thread. Returns 0 or a buf error.
+ */
+int rt_stats_write(struct buf *out, const char *version);
+
+/**
+ * The calling worker's slots of the product's metric table i (rt_product.metrics[i]), to update
+ * with metrics_incr() and friends. Worker thread only, from worker_setup() on; valid until
+ * worker_teardown() returns.
+ */
+metric_t *rt_metrics(unsigned table);
+
+/**
+ * Command log sampling: true for 1 request in klog-sample on this worker when a klog-file is
+ * set (then the product writes the request with log_klog()), false otherwise. A decrement and
+ * a compare. Worker thread only; the setting is picked up within a tick (100 ms) of a reload.
+ */
+bool rt_klog_sample(void);
 
 /** The runtime's options (listen addresses, threads, connections, admin, log); see --help. */
 extern const struct opt_table rt_option_table;

@@ -76,7 +76,8 @@ accept_from(struct runtime *rt, int lfd, struct ring_outbox *out, bool *dirty, u
             return;
         }
         atomic_fetch_add_explicit(&rt->accepted, 1, memory_order_relaxed);
-        if (live_connections(rt) >= rt->max_conns) {
+        /* max-conns may be reloaded: read the setting in force for every connection. */
+        if (live_connections(rt) >= rt_live_get(rt).max_conns) {
             reject(rt, fd);
             continue;
         }
@@ -113,6 +114,7 @@ acceptor_main(void *arg)
     struct runtime *rt = arg;
     pthread_setname_np(pthread_self(), "acceptor");
     log_thread_register("acceptor");
+    metrics_thread_register(); /* it reads the live settings */
 
     struct ring_outbox *out = calloc(rt->nworkers, sizeof(*out));
     bool *dirty = calloc(rt->nworkers, sizeof(*dirty));
@@ -168,5 +170,6 @@ done:
     if (epfd >= 0) {
         close(epfd);
     }
+    metrics_thread_unregister();
     return NULL;
 }

@@ -1,8 +1,14 @@
 /*
- * admin: the admin port (text: version, stats, quit) and the log flusher.
+ * admin: the admin port, the health check and the log flusher, on one thread.
  *
- * Runs on its own thread so that operators and log I/O never take time from the workers. It only
- * reads what the workers publish (relaxed atomic counters) and never writes worker state.
+ * The port speaks two protocols, told apart by the first line: memcached-style text commands
+ * (version, stats [workers|latency|<product's>], log level [LEVEL], reload, quit, and with
+ * --debug-commands "debug stall WORKER MS") and HTTP/1.x GET for /metrics (Prometheus text),
+ * /vars (JSON) and /health. An HTTP request gets one response and the connection closes.
+ *
+ * It runs on its own thread so that operators, scrapes and log I/O never take time from the
+ * workers. It only reads what workers publish (the metrics registry under RCU, relaxed atomics)
+ * and writes nothing of theirs but the debug hook's stall request.
  */
 #include "core.h"
 
@@ -11,7 +17,13 @@
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
+#if PETREL_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -20,12 +32,16 @@
 #include <unistd.h>
 
 #define ADMIN_MAX_CONNS 64
-#define ADMIN_LINE_MAX  1024
-#define FLUSH_MS        100 /* log flush period */
+#define ADMIN_IN_MAX    8192       /* a command line, or an HTTP request's head */
+#define ADMIN_OUT_MAX   (64 << 20) /* /metrics of 256 workers fits many times over */
+#define FLUSH_MS        100        /* log flush and health check period */
+#define MEMORY_MS       1000       /* jemalloc statistics refresh period */
 
 struct admin_conn {
     int fd;
     unsigned slot; /* index in conns[] below */
+    bool closing;  /* close once out is sent */
+    bool eof;      /* the peer sent everything it will */
     struct buf in;
     struct buf out;
 };
@@ -35,6 +51,106 @@ static char listen_tag;
 
 /* Open admin connections, so that shutdown can free them. Admin thread only. */
 static struct admin_conn *conns[ADMIN_MAX_CONNS];
+
+/* Health check state, admin thread only: per worker, the heartbeat last seen and when. */
+static uint64_t *hb_seen;
+static int64_t *hb_since;
+static bool *hb_stuck;
+
+/* jemalloc's figures, refreshed by the admin thread (the only caller of the "epoch" mallctl,
+ * which merges every arena's statistics): admin(w) -> any(r). */
+enum { MEM_ALLOCATED, MEM_ACTIVE, MEM_RESIDENT, MEM_MAPPED, MEM_COUNT };
+static _Atomic uint64_t mem[MEM_COUNT];
+
+enum global {
+    G_UPTIME,
+    G_THREADS,
+    G_MAX_CONNECTIONS,
+    G_TOTAL_CONNECTIONS,
+    G_REJECTED_CONNECTIONS,
+    G_RELOADS,
+    G_RELOAD_ERRORS,
+    G_LOG_DROPPED,
+    G_KLOG_LINES,
+    G_WORKERS_STUCK,
+    G_MEM_ALLOCATED, /* the memory figures come last: only with jemalloc */
+    G_MEM_ACTIVE,
+    G_MEM_RESIDENT,
+    G_MEM_MAPPED,
+    G_COUNT
+};
+
+static const struct metric_def global_defs[G_COUNT] = {
+    [G_UPTIME] = {"uptime", METRIC_GAUGE, "seconds since the server started"},
+    [G_THREADS] = {"threads", METRIC_GAUGE, "worker threads"},
+    [G_MAX_CONNECTIONS] = {"max_connections", METRIC_GAUGE,
+                           "connection limit in force (max-conns)"},
+    [G_TOTAL_CONNECTIONS] = {"total_connections", METRIC_COUNTER, "connections accepted"},
+    [G_REJECTED_CONNECTIONS] = {"rejected_connections", METRIC_COUNTER,
+                                "connections refused at the connection limit"},
+    [G_RELOADS] = {"config_reloads", METRIC_COUNTER, "configuration reloads that took effect"},
+    [G_RELOAD_ERRORS] = {"config_reload_errors", METRIC_COUNTER,
+                         "configuration reloads refused because the file did not load"},
+    [G_LOG_DROPPED] = {"log_dropped", METRIC_COUNTER,
+                       "log and command log lines dropped because a thread's ring was full"},
+    [G_KLOG_LINES] = {"klog_lines", METRIC_COUNTER, "lines written to the command log"},
+    [G_WORKERS_STUCK] = {"workers_stuck", METRIC_GAUGE,
+                         "workers whose event loop has not turned for health-timeout seconds"},
+    [G_MEM_ALLOCATED] = {"mem_allocated", METRIC_GAUGE,
+                         "bytes allocated by the process (jemalloc stats.allocated)"},
+    [G_MEM_ACTIVE] = {"mem_active", METRIC_GAUGE,
+                      "bytes in pages backing allocations (jemalloc stats.active)"},
+    [G_MEM_RESIDENT] = {"mem_resident", METRIC_GAUGE,
+                        "bytes of allocator memory resident (jemalloc stats.resident)"},
+    [G_MEM_MAPPED] = {"mem_mapped", METRIC_GAUGE, "bytes mapped by jemalloc (stats.mapped)"},
+};
+
+size_t
+admin_globals(struct runtime *rt, struct metric_value *out, size_t cap)
+{
+    uint64_t v[G_COUNT] = {
+        [G_UPTIME] = (uint64_t)(time(NULL) - rt->started_at),
+        [G_THREADS] = rt->nworkers,
+        [G_MAX_CONNECTIONS] = rt_live_get(rt).max_conns,
+        [G_TOTAL_CONNECTIONS] = atomic_load_explicit(&rt->accepted, memory_order_relaxed),
+        [G_REJECTED_CONNECTIONS] = atomic_load_explicit(&rt->rejected, memory_order_relaxed),
+        [G_RELOADS] = atomic_load_explicit(&rt->reloads, memory_order_relaxed),
+        [G_RELOAD_ERRORS] = atomic_load_explicit(&rt->reload_errors, memory_order_relaxed),
+        [G_LOG_DROPPED] = log_dropped(),
+        [G_KLOG_LINES] = log_klog_lines(),
+        [G_WORKERS_STUCK] = atomic_load_explicit(&rt->workers_stuck, memory_order_relaxed),
+    };
+    size_t n = PETREL_HAVE_JEMALLOC ? G_COUNT : G_MEM_ALLOCATED;
+    for (unsigned i = 0; i < MEM_COUNT; i++) {
+        v[G_MEM_ALLOCATED + i] = atomic_load_explicit(&mem[i], memory_order_relaxed);
+    }
+    for (size_t i = 0; i < n && i < cap; i++) {
+        out[i] = (struct metric_value){&global_defs[i], v[i]};
+    }
+    return n < cap ? n : cap;
+}
+
+/* Refresh jemalloc's statistics. Admin thread (the "epoch" call takes every arena's lock). */
+static void
+memory_refresh(void)
+{
+#if PETREL_HAVE_JEMALLOC
+    static const char *const names[MEM_COUNT] = {"stats.allocated", "stats.active",
+                                                 "stats.resident", "stats.mapped"};
+    uint64_t epoch = 1;
+    size_t sz = sizeof(epoch);
+    if (mallctl("epoch", &epoch, &sz, &epoch, sz) != 0) {
+        return;
+    }
+    for (unsigned i = 0; i < MEM_COUNT; i++) {
+        size_t v;
+        sz = sizeof(v);
+        if (mallctl(names[i], &v, &sz, NULL, 0) == 0) {
+            atomic_store_explicit(&mem[i], v, memory_order_relaxed);
+        }
+    }
+#endif
+}
 
 int
 admin_listen(struct runtime *rt, char *err, size_t errlen)
@@ -51,74 +167,313 @@ admin_listen(struct runtime *rt, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- health ---- */
+
+/* Compare every worker's heartbeat with the last one seen; log changes of state. */
+static void
+health_check(struct runtime *rt, int64_t now_ms)
+{
+    int64_t limit = (int64_t)rt_live_get(rt).health_timeout * 1000;
+    unsigned stuck = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        uint64_t hb = atomic_load_explicit(&rt->workers[i].heartbeat, memory_order_relaxed);
+        if (hb != hb_seen[i]) {
+            hb_seen[i] = hb;
+            hb_since[i] = now_ms;
+            if (hb_stuck[i]) {
+                log_warn("worker %u: event loop turning again", i);
+                hb_stuck[i] = false;
+            }
+            continue;
+        }
+        if (now_ms - hb_since[i] > limit) {
+            if (!hb_stuck[i]) {
+                log_error("worker %u: event loop stuck for %lld ms", i,
+                          (long long)(now_ms - hb_since[i]));
+                hb_stuck[i] = true;
+            }
+            stuck++;
+        }
+    }
+    atomic_store_explicit(&rt->workers_stuck, stuck, memory_order_relaxed);
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* /health: "OK", or one line per stuck worker. Returns the HTTP status. */
+static int
+write_health(struct runtime *rt, struct buf *b)
+{
+    int64_t now = mono_ms();
+    int status = 200;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        if (hb_stuck[i]) {
+            buf_printf(b, "worker %u: event loop stuck for %.1f s\n", i,
+                       (double)(now - hb_since[i]) / 1000);
+            status = 503;
+        }
+    }
+    if (status == 200) {
+        buf_puts(b, "OK\n");
+    }
+    return status;
+}
+
+/* ---- text commands ---- */
+
 static void
 write_stats(struct runtime *rt, struct buf *b)
 {
-    time_t now = time(NULL);
-    uint64_t curr = 0, rbytes = 0, wbytes = 0;
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        struct worker_stats *s = &rt->workers[i].stats;
-        curr += atomic_load_explicit(&s->adopted, memory_order_relaxed) -
-                atomic_load_explicit(&s->closed, memory_order_relaxed);
-        rbytes += atomic_load_explicit(&s->bytes_read, memory_order_relaxed);
-        wbytes += atomic_load_explicit(&s->bytes_written, memory_order_relaxed);
-    }
-    buf_printf(b, "STAT pid %ld\r\n", (long)getpid());
-    buf_printf(b, "STAT uptime %lld\r\n", (long long)(now - rt->started_at));
-    buf_printf(b, "STAT time %lld\r\n", (long long)now);
-    buf_printf(b, "STAT version %s\r\n", PETREL_VERSION);
+    rt_stats_write(b, PETREL_VERSION);
     buf_printf(b, "STAT product %s\r\n", rt->p->name);
-    buf_printf(b, "STAT threads %u\r\n", rt->nworkers);
-    buf_printf(b, "STAT max_connections %u\r\n", rt->max_conns);
-    buf_printf(b, "STAT curr_connections %llu\r\n", (unsigned long long)curr);
-    buf_printf(b, "STAT total_connections %llu\r\n",
-               (unsigned long long)atomic_load_explicit(&rt->accepted, memory_order_relaxed));
-    buf_printf(b, "STAT rejected_connections %llu\r\n",
-               (unsigned long long)atomic_load_explicit(&rt->rejected, memory_order_relaxed));
-    buf_printf(b, "STAT bytes_read %llu\r\n", (unsigned long long)rbytes);
-    buf_printf(b, "STAT bytes_written %llu\r\n", (unsigned long long)wbytes);
-    buf_printf(b, "STAT log_dropped %llu\r\n", (unsigned long long)log_dropped());
+    struct metrics_snapshot *s;
+    if (metrics_snapshot_take(rt->metrics, &s) == 0) {
+        for (size_t i = 0; i < metrics_snapshot_blocks(s); i++) {
+            buf_printf(b, "STAT worker_%u_connections %llu\r\n", metrics_snapshot_block_id(s, i),
+                       (unsigned long long)metrics_snapshot_value(s, i, 0, RTM_CURR_CONNECTIONS));
+        }
+        metrics_snapshot_free(&s);
+    }
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        struct worker *w = &rt->workers[i];
-        uint64_t open = atomic_load_explicit(&w->stats.adopted, memory_order_relaxed) -
-                        atomic_load_explicit(&w->stats.closed, memory_order_relaxed);
-        buf_printf(b, "STAT worker_%u_connections %llu\r\n", i, (unsigned long long)open);
-        buf_printf(
-            b, "STAT worker_%u_wakeups %llu\r\n", i,
-            (unsigned long long)atomic_load_explicit(&w->waker.wakeups, memory_order_relaxed));
+        buf_printf(b, "STAT worker_%u_wakeups %llu\r\n", i,
+                   (unsigned long long)atomic_load_explicit(&rt->workers[i].waker.wakeups,
+                                                            memory_order_relaxed));
     }
     buf_puts(b, "END\r\n");
 }
 
-/* Answer every complete line. Returns -1 when the connection should close. */
+static int
+write_snapshot(struct runtime *rt, struct buf *b,
+               int (*fn)(struct buf *, const struct metrics_snapshot *))
+{
+    struct metrics_snapshot *s;
+    int rc = metrics_snapshot_take(rt->metrics, &s);
+    if (rc == 0) {
+        rc = fn(b, s);
+        metrics_snapshot_free(&s);
+    }
+    return rc;
+}
+
+static void
+write_workers(struct runtime *rt, struct buf *b)
+{
+    write_snapshot(rt, b, metrics_write_workers);
+    int64_t now = mono_ms();
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct worker *w = &rt->workers[i];
+        buf_printf(
+            b, "STAT worker_%u_wakeups %llu\r\n", i,
+            (unsigned long long)atomic_load_explicit(&w->waker.wakeups, memory_order_relaxed));
+        buf_printf(b, "STAT worker_%u_heartbeat_age_ms %lld\r\n", i,
+                   (long long)(now - hb_since[i]));
+    }
+    buf_puts(b, "END\r\n");
+}
+
+/* "log level [NAME]": show or change the level at run time. */
+static void
+cmd_log_level(const char *arg, struct buf *out)
+{
+    if (arg[0] == '\0') {
+        buf_printf(out, "STAT log_level %s\r\nEND\r\n", log_level_names[log_get_level()]);
+        return;
+    }
+    for (int i = 0; log_level_names[i] != NULL; i++) {
+        if (strcmp(arg, log_level_names[i]) == 0) {
+            log_set_level((enum log_level)i);
+            log_warn("admin: log level set to %s", arg);
+            buf_puts(out, "OK\r\n");
+            return;
+        }
+    }
+    buf_puts(out, "CLIENT_ERROR unknown log level\r\n");
+}
+
+/* "debug stall WORKER MS": only with --debug-commands, else indistinguishable from unknown. */
+static void
+cmd_debug(struct runtime *rt, const char *arg, struct buf *out)
+{
+    unsigned worker, ms;
+    char tail;
+    if (!rt->debug_commands || sscanf(arg, "stall %u %u%c", &worker, &ms, &tail) != 2) {
+        buf_puts(out, "ERROR\r\n");
+        return;
+    }
+    if (worker >= rt->nworkers || ms == 0 || ms > 600000) {
+        buf_puts(out, "CLIENT_ERROR bad worker or duration\r\n");
+        return;
+    }
+    log_warn("admin: debug stall of worker %u for %u ms requested", worker, ms);
+    atomic_store_explicit(&rt->workers[worker].stall_ms, ms, memory_order_relaxed);
+    buf_puts(out, "OK\r\n");
+}
+
+/* One text command (NUL-terminated, no line end). Returns -1 to close after the reply. */
+static int
+admin_command(struct runtime *rt, char *line, struct buf *out)
+{
+    if (strcmp(line, "version") == 0) {
+        buf_printf(out, "VERSION %s\r\n", PETREL_VERSION);
+    } else if (strcmp(line, "stats") == 0) {
+        write_stats(rt, out);
+    } else if (strcmp(line, "stats workers") == 0) {
+        write_workers(rt, out);
+    } else if (strcmp(line, "stats latency") == 0) {
+        write_snapshot(rt, out, metrics_write_latency);
+        buf_puts(out, "END\r\n");
+    } else if (strncmp(line, "stats ", 6) == 0) {
+        size_t mark = buf_len(out);
+        int rc = rt->p->admin_stats != NULL ? rt->p->admin_stats(line + 6, out) : -ENOENT;
+        if (rc < 0) {
+            out->wpos = out->rpos + mark;
+            buf_puts(out, "ERROR\r\n");
+        } else {
+            buf_puts(out, "END\r\n");
+        }
+    } else if (strcmp(line, "log level") == 0 || strncmp(line, "log level ", 10) == 0) {
+        cmd_log_level(line[9] == ' ' ? line + 10 : "", out);
+    } else if (strcmp(line, "reload") == 0) {
+        /* The main thread reloads, exactly as for an operator's SIGHUP. */
+        kill(getpid(), SIGHUP);
+        buf_puts(out, "OK\r\n");
+    } else if (strncmp(line, "debug ", 6) == 0) {
+        cmd_debug(rt, line + 6, out);
+    } else if (strcmp(line, "quit") == 0) {
+        return -1;
+    } else {
+        buf_puts(out, "ERROR\r\n");
+    }
+    return 0;
+}
+
+/* ---- HTTP ---- */
+
+static void
+http_respond(struct buf *out, int status, const char *type, const struct buf *body)
+{
+    const char *reason = status == 200   ? "OK"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 503 ? "Service Unavailable"
+                                         : "Internal Server Error";
+    buf_printf(out,
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+               status, reason, type, buf_len(body));
+    buf_append(out, buf_rptr(body), buf_len(body));
+}
+
+/* An HTTP request whose head is complete; line is its request line. */
+static void
+http_request(struct runtime *rt, const char *line, struct buf *out)
+{
+    char method[8], target[256];
+    if (sscanf(line, "%7s %255s", method, target) != 2) {
+        method[0] = '\0';
+    }
+    struct buf body;
+    buf_init(&body, 4096, ADMIN_OUT_MAX / 2);
+    const char *text = "text/plain; charset=utf-8";
+    int status = 200;
+    bool head = strcmp(method, "HEAD") == 0;
+    char *q = strchr(target, '?'); /* Prometheus may add parameters; none are used */
+    if (q != NULL) {
+        *q = '\0';
+    }
+    if (strcmp(method, "GET") != 0 && !head) {
+        status = 405;
+        buf_puts(&body, "only GET and HEAD\n");
+    } else if (strcmp(target, "/metrics") == 0) {
+        struct metrics_snapshot *s;
+        struct metric_value g[G_COUNT];
+        size_t ng = admin_globals(rt, g, G_COUNT);
+        text = "text/plain; version=0.0.4; charset=utf-8";
+        if (metrics_snapshot_take(rt->metrics, &s) < 0 ||
+            metrics_write_prometheus(&body, s, "petrel_", g, ng) < 0) {
+            status = 500;
+        }
+        metrics_snapshot_free(&s);
+    } else if (strcmp(target, "/vars") == 0) {
+        struct metrics_snapshot *s;
+        struct metric_value g[G_COUNT];
+        size_t ng = admin_globals(rt, g, G_COUNT);
+        text = "application/json";
+        if (metrics_snapshot_take(rt->metrics, &s) < 0 || metrics_write_json(&body, s, g, ng) < 0) {
+            status = 500;
+        }
+        metrics_snapshot_free(&s);
+    } else if (strcmp(target, "/health") == 0) {
+        status = write_health(rt, &body);
+    } else {
+        status = 404;
+        buf_puts(&body, "try /metrics, /vars or /health\n");
+    }
+    if (status == 500) {
+        buf_consume(&body, buf_len(&body));
+        buf_puts(&body, "out of memory\n");
+    }
+    size_t len = buf_len(&body);
+    http_respond(out, status, text, &body);
+    if (head) {
+        out->wpos -= len; /* the head only, with the body's length */
+    }
+    buf_free(&body);
+}
+
+static bool
+is_http(const char *line, size_t len)
+{
+    const char *sp = memchr(line, ' ', len);
+    return sp != NULL && len > 9 && memcmp(line + len - 9, " HTTP/1.", 8) == 0;
+}
+
+/* Answer every complete request in a->in. Returns -1 when the connection should close. */
 static int
 admin_process(struct runtime *rt, struct admin_conn *a)
 {
-    for (;;) {
+    while (!a->closing) {
         char *line = buf_rptr(&a->in);
-        char *nl = memchr(line, '\n', buf_len(&a->in));
+        size_t have = buf_len(&a->in);
+        char *nl = memchr(line, '\n', have);
         if (nl == NULL) {
-            return buf_len(&a->in) >= ADMIN_LINE_MAX ? -1 : 0;
+            return have >= ADMIN_IN_MAX ? -1 : 0;
         }
         size_t len = (size_t)(nl - line);
         if (len > 0 && line[len - 1] == '\r') {
             len--;
         }
-        int rc = 0;
-        if (len == 7 && memcmp(line, "version", 7) == 0) {
-            buf_printf(&a->out, "VERSION %s\r\n", PETREL_VERSION);
-        } else if (len == 5 && memcmp(line, "stats", 5) == 0) {
-            write_stats(rt, &a->out);
-        } else if (len == 4 && memcmp(line, "quit", 4) == 0) {
-            rc = -1;
-        } else {
-            buf_puts(&a->out, "ERROR\r\n");
+        if (is_http(line, len)) {
+            /* Wait for the whole head: an empty line ends it. */
+            char *end = memmem(line, have, "\r\n\r\n", 4);
+            size_t endlen = 4;
+            if (end == NULL) {
+                end = memmem(line, have, "\n\n", 2);
+                endlen = 2;
+            }
+            if (end == NULL) {
+                return have >= ADMIN_IN_MAX ? -1 : 0;
+            }
+            line[len] = '\0';
+            http_request(rt, line, &a->out);
+            buf_consume(&a->in, (size_t)(end + endlen - line));
+            a->closing = true;
+            return 0;
         }
-        buf_consume(&a->in, (size_t)(nl + 1 - buf_rptr(&a->in)));
+        line[len] = '\0';
+        int rc = admin_command(rt, line, &a->out);
+        buf_consume(&a->in, (size_t)(nl + 1 - line));
         if (rc < 0) {
-            return rc;
+            a->closing = true;
         }
     }
+    return 0;
 }
 
 static void
@@ -136,39 +491,47 @@ admin_close(int epfd, struct admin_conn *a)
 static int
 admin_serve(struct runtime *rt, int epfd, struct admin_conn *a)
 {
-    for (;;) {
+    while (!a->closing && !a->eof) {
         if (buf_reserve(&a->in, 512) < 0) {
-            return -1;
+            return -1; /* a line longer than ADMIN_IN_MAX */
         }
         ssize_t n = recv(a->fd, buf_wptr(&a->in), buf_avail(&a->in), 0);
         if (n > 0) {
             buf_commit(&a->in, (size_t)n);
-            continue;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        } else if (n == 0) {
+            a->eof = true;
+        } else if (errno == EAGAIN) {
+            break;
+        } else if (errno != EINTR) {
             return -1;
         }
-        if (errno == EAGAIN) {
-            break;
-        }
     }
-    int rc = admin_process(rt, a);
+    if (admin_process(rt, a) < 0) {
+        return -1;
+    }
     while (buf_len(&a->out) > 0) {
         ssize_t n = send(a->fd, buf_rptr(&a->out), buf_len(&a->out), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            /* A large /metrics: wait for room, then go on. */
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = a};
+            epoll_ctl(epfd, EPOLL_CTL_MOD, a->fd, &ev);
+            return 0;
+        }
         if (n <= 0) {
-            if (n < 0 && errno == EAGAIN) {
-                /* Rare for replies this small; wait for room. */
-                struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = a};
-                epoll_ctl(epfd, EPOLL_CTL_MOD, a->fd, &ev);
-                return rc;
-            }
             return -1;
         }
         buf_consume(&a->out, (size_t)n);
     }
+    buf_shrink(&a->out);
+    if (a->closing || a->eof) {
+        return -1;
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = a};
     epoll_ctl(epfd, EPOLL_CTL_MOD, a->fd, &ev);
-    return rc;
+    return 0;
 }
 
 static void
@@ -191,8 +554,8 @@ admin_accept(int epfd, int lfd)
         a->fd = fd;
         a->slot = slot;
         conns[slot] = a;
-        buf_init(&a->in, 512, ADMIN_LINE_MAX);
-        buf_init(&a->out, 4096, 1 << 20);
+        buf_init(&a->in, 512, ADMIN_IN_MAX);
+        buf_init(&a->out, 4096, ADMIN_OUT_MAX);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = a};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             admin_close(epfd, a);
@@ -205,19 +568,27 @@ admin_main(void *arg)
 {
     struct runtime *rt = arg;
     pthread_setname_np(pthread_self(), "admin");
+    metrics_thread_register();
     int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) {
-        log_error("admin: epoll_create1: %s", strerror(errno));
-        return NULL;
+    hb_seen = calloc(rt->nworkers, sizeof(*hb_seen));
+    hb_since = calloc(rt->nworkers, sizeof(*hb_since));
+    hb_stuck = calloc(rt->nworkers, sizeof(*hb_stuck));
+    if (epfd < 0 || hb_seen == NULL || hb_since == NULL || hb_stuck == NULL) {
+        log_error("admin: cannot start: %s", strerror(epfd < 0 ? errno : ENOMEM));
+        goto out;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &waker_tag};
     epoll_ctl(epfd, EPOLL_CTL_ADD, rt->admin_waker.efd, &ev);
     ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &listen_tag};
     epoll_ctl(epfd, EPOLL_CTL_ADD, rt->admin_fd, &ev);
 
+    int64_t now = mono_ms(), next_flush = now + FLUSH_MS, next_mem = now;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        hb_since[i] = now;
+    }
     struct epoll_event evs[16];
     while (!atomic_load_explicit(&rt->stop, memory_order_relaxed)) {
-        int n = epoll_wait(epfd, evs, 16, FLUSH_MS);
+        int n = epoll_wait(epfd, evs, 16, (int)(next_flush > now ? next_flush - now : 0));
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (tag == &waker_tag) {
@@ -228,9 +599,19 @@ admin_main(void *arg)
                 admin_close(epfd, tag);
             }
         }
-        /* The admin thread is the log flusher while it runs. */
-        log_flush();
+        now = mono_ms();
+        if (now >= next_flush) {
+            /* The admin thread is the log flusher while it runs, and the health checker. */
+            next_flush = now + FLUSH_MS;
+            log_flush();
+            health_check(rt, now);
+        }
+        if (now >= next_mem) {
+            next_mem = now + MEMORY_MS;
+            memory_refresh();
+        }
     }
+out:
     for (unsigned i = 0; i < ADMIN_MAX_CONNS; i++) {
         if (conns[i] != NULL) {
             admin_close(epfd, conns[i]);
@@ -238,6 +619,15 @@ admin_main(void *arg)
     }
     close(rt->admin_fd);
     rt->admin_fd = -1;
-    close(epfd);
+    if (epfd >= 0) {
+        close(epfd);
+    }
+    free(hb_seen);
+    free(hb_since);
+    free(hb_stuck);
+    hb_seen = NULL;
+    hb_since = NULL;
+    hb_stuck = NULL;
+    metrics_thread_unregister();
     return NULL;
 }

@@ -13,6 +13,8 @@
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
+#include <urcu/pointer.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,13 +140,109 @@ static const struct opt_def rt_options[] = {
      .max = 2,
      .flags = OPT_RELOADABLE,
      .help = "more detail: -v connection events, -vv requests (raises log-level)"},
+    {.name = "klog-file",
+     .section = "log",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "command log: append sampled requests to this file (none: off); SIGHUP reopens it"},
+    {.name = "klog-sample",
+     .section = "log",
+     .type = OPT_UINT,
+     .dflt = "100",
+     .min = 0,
+     .max = 1000000000,
+     .flags = OPT_RELOADABLE,
+     .help = "command log: log 1 request in this many, per worker (0: none)"},
+    {.name = "health-timeout",
+     .section = "admin",
+     .type = OPT_UINT,
+     .dflt = "10",
+     .min = 1,
+     .max = 3600,
+     .flags = OPT_RELOADABLE,
+     .help =
+         "seconds a worker's event loop may go without turning before /health reports it stuck"},
+    {.name = "debug-commands",
+     .section = "admin",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "accept the admin port's debug commands (for tests only: one stalls a worker)"},
 };
+
+const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
+    [RTM_CURR_CONNECTIONS] = {"curr_connections", METRIC_GAUGE, "open client connections"},
+    [RTM_CONNECTIONS_CLOSED] = {"closed_connections", METRIC_COUNTER, "client connections closed"},
+    [RTM_BYTES_READ] = {"bytes_read", METRIC_COUNTER, "bytes read from clients"},
+    [RTM_BYTES_WRITTEN] = {"bytes_written", METRIC_COUNTER, "bytes sent to clients"},
+    [RTM_EVENT_LOOPS] = {"event_loops", METRIC_COUNTER, "event loop iterations"},
+    [RTM_CONN_BUFFER_BYTES] = {"conn_buffer_bytes", METRIC_GAUGE,
+                               "bytes allocated for connections' read and write buffers"},
+    [RTM_MESSAGES_SENT] = {"messages_sent", METRIC_COUNTER,
+                           "messages sent to other workers (forwarded requests and replies)"},
+    [RTM_MESSAGES_RECEIVED] = {"messages_received", METRIC_COUNTER,
+                               "messages received from other workers"},
+};
+
+const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};
 
 const struct opt_table rt_option_table = {
     .name = "runtime",
     .defs = rt_options,
     .n = sizeof(rt_options) / sizeof(rt_options[0]),
 };
+
+/* log-level, raised by -v/-vv. */
+static enum log_level
+effective_level(const struct config *cfg)
+{
+    enum log_level level = (enum log_level)config_enum(cfg, "log-level");
+    unsigned verbose = (unsigned)config_uint(cfg, "verbose");
+    if (verbose > 0 && level < LOG_INFO + verbose) {
+        level = (enum log_level)(LOG_INFO + verbose);
+    }
+    return level;
+}
+
+static struct rt_live *
+live_new(struct config *cfg, bool owned)
+{
+    struct rt_live *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return NULL;
+    }
+    l->cfg = cfg;
+    l->owned = owned;
+    l->max_conns = (unsigned)config_uint(cfg, "max-conns");
+    l->idle_timeout = (unsigned)config_uint(cfg, "idle-timeout");
+    /* Sampling costs nothing when there is no command log to write to. */
+    l->klog_every =
+        config_str(cfg, "klog-file")[0] != '\0' ? (unsigned)config_uint(cfg, "klog-sample") : 0;
+    l->health_timeout = (unsigned)config_uint(cfg, "health-timeout");
+    l->level = effective_level(cfg);
+    return l;
+}
+
+static void
+live_free(void *p)
+{
+    struct rt_live *l = p;
+    if (l->owned) {
+        config_free(&l->cfg);
+    }
+    free(l);
+}
+
+struct rt_live
+rt_live_get(struct runtime *rt)
+{
+    metrics_read_lock();
+    const struct rt_live *l = rcu_dereference(rt->live);
+    metrics_rcu_subscribe();
+    struct rt_live copy = *l;
+    metrics_read_unlock();
+    copy.cfg = NULL; /* only valid inside the read-side section */
+    return copy;
+}
 
 /* Settings that config's types cannot check alone. Returns 0, or prints and returns 64. */
 static int
@@ -242,9 +341,9 @@ start_workers(struct runtime *rt, unsigned *started)
 
 /* Each connection is a descriptor: make sure max-conns of them can be open. */
 static void
-raise_fd_limit(const struct runtime *rt)
+raise_fd_limit(const struct runtime *rt, unsigned max_conns)
 {
-    rlim_t want = (rlim_t)rt->max_conns + 64 + 4 * rt->nworkers;
+    rlim_t want = (rlim_t)max_conns + 64 + 4 * rt->nworkers;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want) {
         return;
@@ -254,7 +353,7 @@ raise_fd_limit(const struct runtime *rt)
     if (rl.rlim_cur < want) {
         log_warn("descriptor limit %llu is below what %u connections need (%llu): raise "
                  "LimitNOFILE / ulimit -n or lower --max-conns",
-                 (unsigned long long)rl.rlim_cur, rt->max_conns, (unsigned long long)want);
+                 (unsigned long long)rl.rlim_cur, max_conns, (unsigned long long)want);
     }
 }
 
@@ -274,9 +373,66 @@ signals_setup(sigset_t *set)
     return fd < 0 ? -errno : fd;
 }
 
-/* Serve until SIGTERM or SIGINT; SIGHUP asks for the log file to be reopened. */
 static void
-signal_loop(int sfd)
+report_fixed(void *arg, const struct opt_def *def, const char *old_value, const char *new_value)
+{
+    log_warn("reload: %s changed from '%s' to '%s' but cannot change while running: keeping '%s' "
+             "(restart to apply)",
+             def->name, old_value, new_value, old_value);
+}
+
+static void
+report_change(void *arg, const struct opt_def *def, const char *old_value, const char *new_value)
+{
+    log_info("reload: %s: '%s' -> '%s'", def->name, old_value, new_value);
+}
+
+/*
+ * Re-read the config file. A file that does not load leaves everything as it was; settings
+ * that cannot change while running are named and kept; the rest is published as a new struct
+ * rt_live (rcu_xchg_pointer), and the old one is freed after every reader is done with it.
+ * Main thread, the only writer of rt->live.
+ */
+static void
+reload(struct runtime *rt)
+{
+    struct rt_live *cur = rt->live;
+    char err[512];
+    struct config *next = NULL;
+    int rc = config_reload(cur->cfg, &next, err, sizeof(err));
+    if (rc < 0) {
+        log_error("reload: %s; the running configuration is unchanged", err);
+        atomic_fetch_add(&rt->reload_errors, 1);
+        return;
+    }
+    struct rt_live *l = NULL;
+    if (config_keep_fixed(next, cur->cfg, report_fixed, NULL) < 0 ||
+        (l = live_new(next, true)) == NULL) {
+        log_error("reload: out of memory; the running configuration is unchanged");
+        config_free(&next);
+        atomic_fetch_add(&rt->reload_errors, 1);
+        return;
+    }
+    if (config_diff(cur->cfg, next, report_change, NULL) == 0) {
+        log_info("reload: %s: no reloadable setting changed",
+                 config_file(next) ? config_file(next) : "no config file");
+    }
+    metrics_rcu_publish();
+    struct rt_live *old = rcu_xchg_pointer(&rt->live, l);
+    log_set_level(l->level);
+    if (l->max_conns > old->max_conns) {
+        raise_fd_limit(rt, l->max_conns);
+    }
+    if (metrics_defer_free(old, live_free) < 0) {
+        metrics_synchronize(); /* no memory for a deferred free: wait for the readers here */
+        live_free(old);
+    }
+    atomic_fetch_add(&rt->reloads, 1);
+}
+
+/* Serve until SIGTERM or SIGINT; SIGHUP reopens the log files and reloads the configuration. */
+static void
+signal_loop(struct runtime *rt, int sfd)
 {
     for (;;) {
         struct signalfd_siginfo si;
@@ -289,8 +445,9 @@ signal_loop(int sfd)
             return;
         }
         if (si.ssi_signo == SIGHUP) {
-            log_info("SIGHUP: reopening the log file");
+            log_info("SIGHUP: reopening the log files and reloading the configuration");
             log_request_reopen();
+            reload(rt);
             continue;
         }
         log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -345,6 +502,27 @@ runtime_free(struct runtime *rt)
     waker_fini(&rt->admin_waker);
 }
 
+/* The registry: the runtime's per-worker table, then the product's. */
+static int
+metrics_tables_create(struct runtime *rt)
+{
+    size_t n = 1 + rt->p->nmetrics;
+    struct metric_table *t = calloc(n, sizeof(*t));
+    if (t == NULL) {
+        return -ENOMEM;
+    }
+    t[0] = rt_worker_metrics;
+    for (size_t i = 0; i < rt->p->nmetrics; i++) {
+        t[i + 1] = rt->p->metrics[i];
+    }
+    int rc = metrics_create(&rt->metrics, t, n);
+    free(t);
+    if (rc < 0) {
+        log_error("metrics: the product's tables repeat a name");
+    }
+    return rc;
+}
+
 void
 rt_request_stop(void)
 {
@@ -355,17 +533,45 @@ void
 rt_stats_get(struct rt_stats *out)
 {
     struct runtime *rt = current;
-    *out = (struct rt_stats){.threads = rt->nworkers, .max_connections = rt->max_conns};
+    struct rt_live l = rt_live_get(rt);
+    *out = (struct rt_stats){
+        .threads = rt->nworkers, .max_connections = l.max_conns, .idle_timeout = l.idle_timeout};
     out->uptime = (uint64_t)(time(NULL) - rt->started_at);
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        struct worker_stats *s = &rt->workers[i].stats;
-        out->curr_connections += atomic_load_explicit(&s->adopted, memory_order_relaxed) -
-                                 atomic_load_explicit(&s->closed, memory_order_relaxed);
-        out->bytes_read += atomic_load_explicit(&s->bytes_read, memory_order_relaxed);
-        out->bytes_written += atomic_load_explicit(&s->bytes_written, memory_order_relaxed);
+    struct metrics_snapshot *s;
+    if (metrics_snapshot_take(rt->metrics, &s) == 0) {
+        out->curr_connections = metrics_snapshot_total(s, 0, RTM_CURR_CONNECTIONS);
+        out->bytes_read = metrics_snapshot_total(s, 0, RTM_BYTES_READ);
+        out->bytes_written = metrics_snapshot_total(s, 0, RTM_BYTES_WRITTEN);
+        metrics_snapshot_free(&s);
     }
     out->total_connections = atomic_load_explicit(&rt->accepted, memory_order_relaxed);
     out->rejected_connections = atomic_load_explicit(&rt->rejected, memory_order_relaxed);
+}
+
+int
+rt_stats_write(struct buf *out, const char *version)
+{
+    struct runtime *rt = current;
+    struct metrics_snapshot *s;
+    int rc = metrics_snapshot_take(rt->metrics, &s);
+    if (rc < 0) {
+        return rc;
+    }
+    struct metric_value g[32];
+    size_t ng = admin_globals(rt, g, sizeof(g) / sizeof(g[0]));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    rc = buf_printf(out, "STAT pid %ld\r\n", (long)getpid());
+    rc |= buf_printf(out, "STAT time %lld\r\n", (long long)time(NULL));
+    rc |= buf_printf(out, "STAT version %s\r\n", version);
+    rc |= buf_printf(out, "STAT pointer_size %zu\r\n", sizeof(void *) * 8);
+    rc |= buf_printf(out, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
+                     (long)ru.ru_utime.tv_usec);
+    rc |= buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
+                     (long)ru.ru_stime.tv_usec);
+    rc |= metrics_write_stats(out, s, g, ng);
+    metrics_snapshot_free(&s);
+    return rc < 0 ? rc : 0;
 }
 
 int
@@ -376,27 +582,30 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     if (status != 0) {
         return status;
     }
-    enum log_level level = (enum log_level)config_enum(cfg, "log-level");
-    unsigned verbose = (unsigned)config_uint(cfg, "verbose");
-    if (verbose > 0 && level < LOG_INFO + verbose) {
-        level = (enum log_level)(LOG_INFO + verbose);
-    }
-    int rc = log_setup(level, config_str(cfg, "log-file"));
+    int rc = log_setup(effective_level(cfg), config_str(cfg, "log-file"));
     if (rc < 0) {
         fprintf(stderr, "--log-file: cannot open '%s': %s\n", config_str(cfg, "log-file"),
                 strerror(-rc));
         return CONFIG_EX_CONFIG;
     }
+    rc = log_klog_setup(config_str(cfg, "klog-file"));
+    if (rc < 0) {
+        fprintf(stderr, "--klog-file: cannot open '%s': %s\n", config_str(cfg, "klog-file"),
+                strerror(-rc));
+        log_teardown();
+        return CONFIG_EX_CONFIG;
+    }
     /* From here main's lines go through its ring too, so it never races the flusher's reopen. */
     log_thread_register("main");
 
+    /* main takes part in RCU: it publishes reloaded settings and frees the old ones. */
+    metrics_thread_register();
     struct runtime rt_storage = {.p = p, .cfg = cfg, .admin_fd = -1}, *rt = &rt_storage;
     rt->acceptor_waker.efd = rt->admin_waker.efd = -1;
     unsigned threads = (unsigned)config_uint(cfg, "threads");
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     rt->nworkers = threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
-    rt->max_conns = (unsigned)config_uint(cfg, "max-conns");
-    rt->idle_timeout = (unsigned)config_uint(cfg, "idle-timeout");
+    rt->debug_commands = config_bool(cfg, "debug-commands");
     rt->rbuf_init = config_uint(cfg, "read-buffer");
     /* The read buffer must hold the largest request whole, plus one read's worth. */
     rt->rbuf_max = p->request_max + rt->rbuf_init;
@@ -406,17 +615,18 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     rt->started_at = time(NULL);
     current = rt;
 
-    raise_fd_limit(rt);
     sigset_t set;
     int sfd = signals_setup(&set);
     unsigned started = 0;
     status = EX_SOFTWARE_FAIL;
+    rt->live = live_new((struct config *)cfg, false);
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
-    if (sfd < 0 || rt->workers == NULL || waker_init(&rt->acceptor_waker) < 0 ||
-        waker_init(&rt->admin_waker) < 0) {
+    if (sfd < 0 || rt->live == NULL || rt->workers == NULL || waker_init(&rt->acceptor_waker) < 0 ||
+        waker_init(&rt->admin_waker) < 0 || metrics_tables_create(rt) < 0) {
         log_error("start-up: %s", strerror(sfd < 0 ? -sfd : ENOMEM));
         goto out;
     }
+    raise_fd_limit(rt, rt->live->max_conns);
     if (open_listeners(rt, unix_mode) < 0) {
         goto out;
     }
@@ -433,14 +643,14 @@ rt_main(const struct rt_product *p, const struct config *cfg)
         goto out;
     }
     log_info("%s %s ready: %u worker%s, up to %u connections", p->name, PETREL_VERSION,
-             rt->nworkers, rt->nworkers == 1 ? "" : "s", rt->max_conns);
+             rt->nworkers, rt->nworkers == 1 ? "" : "s", rt->live->max_conns);
 
     char status_msg[128];
     snprintf(status_msg, sizeof(status_msg), "READY=1\nSTATUS=serving with %u workers\nMAINPID=%ld",
              rt->nworkers, (long)getpid());
     notify_send(status_msg);
 
-    signal_loop(sfd);
+    signal_loop(rt, sfd);
     notify_send("STOPPING=1");
     stop_threads(rt, true, true, started);
     log_info("stopped");
@@ -451,6 +661,11 @@ out:
     }
     runtime_free(rt);
     current = NULL;
+    if (rt->live != NULL) {
+        live_free(rt->live);
+    }
+    metrics_destroy(&rt->metrics); /* after rcu_barrier: every deferred free has run */
+    metrics_thread_unregister();
     log_teardown();
     return status;
 }

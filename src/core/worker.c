@@ -45,6 +45,7 @@ struct conn {
     bool paused;       /* the product waits for replies before it parses more (RT_PAUSED) */
     unsigned inflight; /* forwarded requests whose replies have not come back */
     bool on_pending;   /* linked on the worker's pending list */
+    size_t buf_bytes;  /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
     int64_t last_active;
     struct conn *next_pending;
     _Alignas(16) unsigned char state[]; /* the product's per-connection state */
@@ -112,6 +113,7 @@ conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
     if (rc == 0) {
         w->peer_dirty[dest] = true;
         c->inflight++;
+        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
     }
     return rc;
 }
@@ -124,8 +126,26 @@ rt_msg_return(struct rt_msg *m)
     int rc = ring_outbox_push(&w->peer_out[m->origin], m);
     if (rc == 0) {
         w->peer_dirty[m->origin] = true;
+        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
     }
     return rc;
+}
+
+metric_t *
+rt_metrics(unsigned table)
+{
+    return self_worker->pm[table];
+}
+
+bool
+rt_klog_sample(void)
+{
+    struct worker *w = self_worker;
+    if (w->klog_every == 0 || --w->klog_left > 0) {
+        return false;
+    }
+    w->klog_left = w->klog_every;
+    return true;
 }
 
 static int64_t
@@ -161,7 +181,9 @@ worker_init(struct worker *w, struct runtime *rt, unsigned id)
     w->peer_in = calloc(rt->nworkers, sizeof(*w->peer_in));
     w->peer_out = calloc(rt->nworkers, sizeof(*w->peer_out));
     w->peer_dirty = calloc(rt->nworkers, sizeof(*w->peer_dirty));
-    if (w->conns == NULL || w->peer_in == NULL || w->peer_out == NULL || w->peer_dirty == NULL) {
+    w->pm = calloc(rt->p->nmetrics + 1, sizeof(*w->pm));
+    if (w->conns == NULL || w->peer_in == NULL || w->peer_out == NULL || w->peer_dirty == NULL ||
+        w->pm == NULL) {
         return -ENOMEM;
     }
     return 0;
@@ -242,6 +264,8 @@ worker_fini(struct worker *w)
     free(w->peer_in);
     free(w->peer_out);
     free(w->peer_dirty);
+    free(w->pm);
+    w->pm = NULL;
     w->peer_in = NULL;
     w->peer_out = NULL;
     w->peer_dirty = NULL;
@@ -291,6 +315,17 @@ pending_remove(struct conn_table *t, struct conn *c)
     c->on_pending = false;
 }
 
+/* Bring RTM_CONN_BUFFER_BYTES up to date with c's buffers: two loads and a store. */
+static void
+conn_account(struct worker *w, struct conn *c)
+{
+    size_t now = c->rbuf.cap + c->wbuf.cap;
+    if (now != c->buf_bytes) {
+        metrics_add(&w->m[RTM_CONN_BUFFER_BYTES], (uint64_t)now - (uint64_t)c->buf_bytes);
+        c->buf_bytes = now;
+    }
+}
+
 static void
 conn_close(struct worker *w, struct conn *c)
 {
@@ -302,12 +337,15 @@ conn_close(struct worker *w, struct conn *c)
     close(c->fd); /* also removes it from the epoll set */
     buf_free(&c->rbuf);
     buf_free(&c->wbuf);
+    conn_account(w, c);
     t->slot[c->slot] = NULL;
     t->gen[c->slot]++; /* replies still in flight for this connection will not find it */
     t->free[t->nfree++] = c->slot;
     t->used--;
     free(c);
-    atomic_fetch_add_explicit(&w->stats.closed, 1, memory_order_relaxed);
+    metrics_add(&w->m[RTM_CURR_CONNECTIONS], (uint64_t)-1);
+    metrics_incr(&w->m[RTM_CONNECTIONS_CLOSED]);
+    metrics_incr(&w->closed);
 }
 
 static int
@@ -347,7 +385,6 @@ conn_adopt(struct worker *w, int fd)
     struct runtime *rt = w->rt;
     struct conn_table *t = w->conns;
     struct conn *c = NULL;
-    atomic_fetch_add_explicit(&w->stats.adopted, 1, memory_order_relaxed);
     if (table_reserve(t) < 0 || (c = calloc(1, sizeof(*c) + rt->p->conn_state_size)) == NULL) {
         log_error("out of memory adopting a connection");
         goto fail;
@@ -367,11 +404,12 @@ conn_adopt(struct worker *w, int fd)
     }
     t->slot[c->slot] = c;
     t->used++;
+    metrics_incr(&w->m[RTM_CURR_CONNECTIONS]);
     log_verbose("connection %d adopted", fd);
     return;
 fail:
     close(fd);
-    atomic_fetch_add_explicit(&w->stats.closed, 1, memory_order_relaxed);
+    metrics_incr(&w->closed); /* the acceptor counted it as handed over */
 }
 
 /* Send queued output; one send per call while the socket takes it all. */
@@ -382,7 +420,7 @@ conn_flush(struct worker *w, struct conn *c)
         ssize_t n = send(c->fd, buf_rptr(&c->wbuf), buf_len(&c->wbuf), MSG_NOSIGNAL);
         if (n > 0) {
             buf_consume(&c->wbuf, (size_t)n);
-            atomic_fetch_add_explicit(&w->stats.bytes_written, (uint64_t)n, memory_order_relaxed);
+            metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -411,7 +449,7 @@ conn_read(struct worker *w, struct conn *c)
         ssize_t n = recv(c->fd, buf_wptr(&c->rbuf), want, 0);
         if (n > 0) {
             buf_commit(&c->rbuf, (size_t)n);
-            atomic_fetch_add_explicit(&w->stats.bytes_read, (uint64_t)n, memory_order_relaxed);
+            metrics_add(&w->m[RTM_BYTES_READ], (uint64_t)n);
             /* A short read emptied the socket; with edge triggering, new bytes raise a new event.
              */
             if ((size_t)n < want) {
@@ -475,6 +513,7 @@ conn_serve(struct worker *w, struct conn *c)
     if (conn_flush(w, c) < 0) {
         return -EPIPE;
     }
+    conn_account(w, c);
     /* Close when everything asked for was answered and sent. */
     if ((c->closing || (c->eof && !c->resume)) && buf_len(&c->wbuf) == 0 && c->inflight == 0) {
         return -ECONNRESET;
@@ -549,6 +588,7 @@ drain_peers(struct worker *w)
         }
         if (n > 0) {
             ring_release(r);
+            metrics_add(&w->m[RTM_MESSAGES_RECEIVED], n);
         }
     }
 }
@@ -617,7 +657,7 @@ static void
 sweep_idle(struct worker *w)
 {
     struct conn_table *t = w->conns;
-    unsigned timeout = w->rt->idle_timeout;
+    unsigned timeout = w->idle_timeout;
     if (timeout == 0 || t->cap == 0) {
         return;
     }
@@ -662,6 +702,8 @@ drain_and_close(struct worker *w)
         if (waiting == 0 || left <= 0) {
             break;
         }
+        /* Still alive for the health check while draining. */
+        metrics_incr(&w->heartbeat);
         int n = epoll_wait(w->epfd, ev, EVENT_BATCH, (int)(left < 50 ? left : 50));
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == &waker_tag) {
@@ -678,6 +720,57 @@ drain_and_close(struct worker *w)
     }
 }
 
+/* Take this worker's copy of the reloadable settings (every tick: readers never wait). */
+static void
+worker_refresh(struct worker *w)
+{
+    struct rt_live l = rt_live_get(w->rt);
+    w->idle_timeout = l.idle_timeout;
+    if (w->klog_every != l.klog_every) {
+        w->klog_every = l.klog_every;
+        w->klog_left = l.klog_every;
+    }
+}
+
+/* The stuck-worker test's hook (admin "debug stall", only with --debug-commands): stall the
+ * loop as a runaway request would, heartbeat and all. */
+static void
+debug_stall(struct worker *w)
+{
+    unsigned ms = atomic_exchange_explicit(&w->stall_ms, 0, memory_order_relaxed);
+    if (ms > 0) {
+        log_warn("debug: stalling this worker for %u ms", ms);
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
+}
+
+/* Register with RCU and the metrics registry; find the product's slots. */
+static int
+worker_metrics_setup(struct worker *w)
+{
+    metrics_thread_register();
+    int rc = metrics_block_register(w->rt->metrics, w->id, &w->mblk);
+    if (rc < 0) {
+        return rc;
+    }
+    w->m = metrics_slots(w->mblk, 0);
+    for (size_t i = 0; i < w->rt->p->nmetrics; i++) {
+        w->pm[i] = metrics_slots(w->mblk, (unsigned)i + 1);
+    }
+    worker_refresh(w);
+    return 0;
+}
+
+static void
+worker_metrics_teardown(struct worker *w)
+{
+    metrics_block_unregister(w->rt->metrics, &w->mblk);
+    w->m = NULL;
+    metrics_thread_unregister();
+}
+
 void *
 worker_main(void *arg)
 {
@@ -689,12 +782,14 @@ worker_main(void *arg)
     log_thread_register(name);
     self_worker = w;
 
-    int rc = rt->p->worker_setup != NULL
-                 ? rt->p->worker_setup(w->id, rt->nworkers, rt->cfg, &w->pctx)
-                 : 0;
+    int rc = worker_metrics_setup(w);
+    if (rc == 0 && rt->p->worker_setup != NULL) {
+        rc = rt->p->worker_setup(w->id, rt->nworkers, rt->cfg, &w->pctx);
+    }
     atomic_store(&w->setup_rc, rc);
     atomic_store_explicit(&w->started, true, memory_order_release);
     if (rc < 0) {
+        worker_metrics_teardown(w);
         return NULL;
     }
 
@@ -703,7 +798,8 @@ worker_main(void *arg)
     int64_t next_tick = mono_ms() + TICK_MS;
     t->now = time(NULL);
     while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-        atomic_fetch_add_explicit(&w->stats.loops, 1, memory_order_relaxed);
+        metrics_incr(&w->heartbeat);
+        metrics_incr(&w->m[RTM_EVENT_LOOPS]);
         adopt_new(w);
         drain_peers(w);
         serve_pending(w);
@@ -737,10 +833,12 @@ worker_main(void *arg)
         if (now >= next_tick) {
             next_tick = now + TICK_MS;
             t->now = time(NULL);
+            worker_refresh(w);
             sweep_idle(w);
             if (rt->p->tick != NULL) {
                 rt->p->tick(w->pctx);
             }
+            debug_stall(w);
         }
     }
     /* Requests already read were answered as they were parsed; adopt nothing new. */
@@ -748,5 +846,6 @@ worker_main(void *arg)
     if (rt->p->worker_teardown != NULL) {
         rt->p->worker_teardown(w->pctx);
     }
+    worker_metrics_teardown(w);
     return NULL;
 }

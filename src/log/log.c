@@ -17,6 +17,7 @@
 #define LOG_MAX_THREADS 1024
 #define LOG_RING_SIZE   1024 /* records per thread between two flushes (flush runs every 100 ms) */
 #define LOG_LINE_MAX    1024
+#define KLOG_MARK       '\001' /* first byte of a ring record bound for the command log */
 
 const char *const log_level_names[] = {"error", "warn", "info", "verbose", "debug", NULL};
 
@@ -31,10 +32,13 @@ static struct {
     char *path; /* NULL for stderr */
     _Atomic bool reopen;
     _Atomic uint64_t dropped;
+    int kfd;     /* the command log, or -1; written only by the flusher */
+    char *kpath; /* its path */
+    _Atomic uint64_t klines;
     _Atomic unsigned reserved; /* slots handed out by log_thread_register() */
     _Atomic unsigned nthreads; /* registered threads, published with release */
     struct log_thread threads[LOG_MAX_THREADS];
-} L = {.level = LOG_INFO, .fd = STDERR_FILENO};
+} L = {.level = LOG_INFO, .fd = STDERR_FILENO, .kfd = -1};
 
 static _Thread_local struct log_thread *self;
 
@@ -83,6 +87,31 @@ log_teardown(void)
     }
     free(L.path);
     L.path = NULL;
+    if (L.kfd >= 0) {
+        close(L.kfd);
+        L.kfd = -1;
+    }
+    free(L.kpath);
+    L.kpath = NULL;
+}
+
+int
+log_klog_setup(const char *path)
+{
+    if (path == NULL || path[0] == '\0') {
+        return 0;
+    }
+    int fd = open_sink(path);
+    if (fd < 0) {
+        return fd;
+    }
+    L.kpath = strdup(path);
+    if (L.kpath == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    L.kfd = fd;
+    return 0;
 }
 
 void
@@ -122,16 +151,18 @@ log_thread_register(const char *name)
     return 0;
 }
 
+/* A line: timestamp, thread, "level: " (none for the command log: level NULL), the text. */
 static size_t
-format_line(char *out, size_t cap, enum log_level level, const char *fmt, va_list ap)
+format_line(char *out, size_t cap, const char *level, const char *fmt, va_list ap)
 {
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, self ? self->name : "main", log_level_names[level]);
+    int n =
+        snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s%s", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                 self ? self->name : "main", level ? level : "", level ? ": " : "");
     if (n < 0 || (size_t)n >= cap) {
         n = 0;
     }
@@ -161,24 +192,20 @@ write_all(int fd, const char *p, size_t n)
     }
 }
 
-void
-log_write(enum log_level level, const char *fmt, ...)
+/* Queue a formatted line on the caller's ring (mark: KLOG_MARK or 0), or write it at once. */
+static void
+emit(char mark, const char *line, size_t len)
 {
-    if ((int)level > atomic_load_explicit(&L.level, memory_order_relaxed)) {
-        return;
-    }
-    char line[LOG_LINE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t len = format_line(line, sizeof(line), level, fmt, ap);
-    va_end(ap);
     if (self == NULL || self->ring == NULL) {
-        write_all(L.fd, line, len);
+        /* Only unregistered threads (main before start-up) touch the sinks from here. */
+        write_all(mark ? L.kfd : L.fd, line, len);
         return;
     }
-    char *rec = malloc(len + 1);
+    size_t skip = mark ? 1 : 0;
+    char *rec = malloc(len + 1 + skip);
     if (rec != NULL) {
-        memcpy(rec, line, len + 1);
+        rec[0] = mark;
+        memcpy(rec + skip, line, len + 1);
     }
     if (rec == NULL || !ring_push(self->ring, rec)) {
         free(rec);
@@ -188,22 +215,68 @@ log_write(enum log_level level, const char *fmt, ...)
     ring_publish(self->ring);
 }
 
-static void
-reopen_if_asked(void)
+void
+log_write(enum log_level level, const char *fmt, ...)
 {
-    if (!atomic_exchange(&L.reopen, false) || L.path == NULL) {
+    if ((int)level > atomic_load_explicit(&L.level, memory_order_relaxed)) {
         return;
     }
-    int fd = open_sink(L.path);
+    char line[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = format_line(line, sizeof(line), log_level_names[level], fmt, ap);
+    va_end(ap);
+    emit(0, line, len);
+}
+
+void
+log_klog(const char *fmt, ...)
+{
+    if (L.kfd < 0) {
+        return;
+    }
+    char line[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = format_line(line, sizeof(line), NULL, fmt, ap);
+    va_end(ap);
+    emit(KLOG_MARK, line, len);
+}
+
+uint64_t
+log_klog_lines(void)
+{
+    return atomic_load_explicit(&L.klines, memory_order_relaxed);
+}
+
+/* Reopen one sink at path; on failure keep the old descriptor and say so in the main log. */
+static void
+reopen_sink(int *fdp, const char *path)
+{
+    int fd = open_sink(path);
     if (fd < 0) {
         char msg[256];
         int n = snprintf(msg, sizeof(msg), "log: cannot reopen %s: %s (keeping the old file)\n",
-                         L.path, strerror(-fd));
+                         path, strerror(-fd));
         write_all(L.fd, msg, (size_t)n);
         return;
     }
-    close(L.fd);
-    L.fd = fd;
+    close(*fdp);
+    *fdp = fd;
+}
+
+static void
+reopen_if_asked(void)
+{
+    if (!atomic_exchange(&L.reopen, false)) {
+        return;
+    }
+    if (L.path != NULL) {
+        reopen_sink(&L.fd, L.path);
+    }
+    if (L.kpath != NULL && L.kfd >= 0) {
+        reopen_sink(&L.kfd, L.kpath);
+    }
 }
 
 unsigned
@@ -216,7 +289,12 @@ log_flush(void)
         struct ring *r = L.threads[i].ring;
         char *rec;
         while ((rec = ring_pop(r)) != NULL) {
-            write_all(L.fd, rec, strlen(rec));
+            if (rec[0] == KLOG_MARK) {
+                write_all(L.kfd, rec + 1, strlen(rec + 1));
+                atomic_fetch_add_explicit(&L.klines, 1, memory_order_relaxed);
+            } else {
+                write_all(L.fd, rec, strlen(rec));
+            }
             free(rec);
             written++;
         }

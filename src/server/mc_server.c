@@ -13,6 +13,19 @@
  * queue, and every later reply queues behind it, even a local one; slots leave from the head,
  * in request order, as they complete. At most SLOTS_MAX slots per connection; past that the
  * connection is paused until replies come back.
+ *
+ * Metrics (three per-worker tables in the runtime's registry): the command counters are plain
+ * fields of the shard (mc_exec increments them) and the storage figures belong to seg, which
+ * has no locks; both are published into the worker's metrics block with relaxed stores on every
+ * tick (100 ms) and whenever a data-port "stats" asks every shard, so the admin port sees them
+ * at most a tick late and the data port exactly. The latency histograms are written directly.
+ *
+ * Latency: per command class (get, set, delete, other), the time from a request being parsed to
+ * its reply being complete and queued on the connection (in its write buffer, or in its reply
+ * queue behind an earlier reply still waiting for another worker). The clock is read once after
+ * a batch of up to AHEAD requests is parsed from one read, and once when the batch has been
+ * executed; every request answered on the spot gets that interval. A request answered by other
+ * workers keeps its parse time in its reply slot and is recorded when the slot completes.
  */
 #include "petrel/mc_server.h"
 
@@ -23,7 +36,10 @@
 #include "petrel/memcache.h"
 #include "petrel/seg.h"
 
+#include <urcu/pointer.h>
+
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,7 +119,7 @@ enum msg_op {
     OP_EXEC,  /* one single-key request, as text */
     OP_GET,   /* the keys of a get family request that this shard owns, as a request line */
     OP_FLUSH, /* flush_all */
-    OP_STATS, /* copy the shard's counters */
+    OP_STATS, /* publish the shard's counters into its metrics block */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -118,8 +134,6 @@ struct mc_msg {
     struct buf reply; /* reply bytes written by the owner */
     uint32_t nkeys;   /* OP_GET: keys in req */
     uint32_t *koff;   /* OP_GET: end offset in reply of key i's answer */
-    struct mc_stats st;
-    struct seg_stats ss;
 };
 
 /* A reply slot: one per request that could not be answered at once (and the local replies
@@ -139,7 +153,9 @@ struct key_ref {
 
 struct slot {
     uint8_t kind;
+    uint8_t lat_class; /* with t0: the class of the request waiting here */
     bool noreply;
+    int64_t t0;       /* ns: when the request waiting here was parsed; 0 for SLOT_BYTES */
     uint32_t waiting; /* parts not back yet */
     uint32_t nparts;
     struct mc_msg **parts; /* returned (or local) parts; NULL while in flight */
@@ -157,6 +173,113 @@ struct mc_conn {
     uint64_t seq_head; /* sequence number of q[qhead] */
 };
 
+/* ---- metrics ---- */
+
+/* The command counters, published from struct mc_stats (memcached's names and meanings). */
+#define STAT_FIELDS(X)                                                                             \
+    X(cmd_get, "get family commands, one per key")                                                 \
+    X(cmd_set, "storage commands that got room for their value")                                   \
+    X(cmd_flush, "flush_all commands")                                                             \
+    X(cmd_touch, "touch and gat commands, one per key")                                            \
+    X(get_hits, "keys found by gets")                                                              \
+    X(get_misses, "keys not found by gets")                                                        \
+    X(get_expired, "gets that found only an expired or flushed item")                              \
+    X(delete_misses, "deletes of a missing key")                                                   \
+    X(delete_hits, "deletes that removed an item")                                                 \
+    X(incr_misses, "incr of a missing key")                                                        \
+    X(incr_hits, "incr of an existing key")                                                        \
+    X(decr_misses, "decr of a missing key")                                                        \
+    X(decr_hits, "decr of an existing key")                                                        \
+    X(cas_misses, "cas of a missing key")                                                          \
+    X(cas_hits, "cas that stored")                                                                 \
+    X(cas_badval, "cas refused: the item changed")                                                 \
+    X(touch_hits, "touches of an existing key")                                                    \
+    X(touch_misses, "touches of a missing key")
+
+#define DEF_COUNTER(name, help) {#name, METRIC_COUNTER, help},
+#define OFFSET_OF(name, help)   offsetof(struct mc_stats, name),
+static const struct metric_def cmd_metric_defs[] = {STAT_FIELDS(DEF_COUNTER)};
+static const size_t cmd_metric_offset[] = {STAT_FIELDS(OFFSET_OF)};
+#define NCMD_METRICS (sizeof(cmd_metric_defs) / sizeof(cmd_metric_defs[0]))
+
+/* The storage figures, published from struct seg_stats. */
+enum seg_metric {
+    SM_LIMIT_MAXBYTES,
+    SM_BYTES,
+    SM_CURR_ITEMS,
+    SM_TOTAL_ITEMS,
+    SM_EXPIRED_UNFETCHED,
+    SM_EVICTED_UNFETCHED,
+    SM_EVICTIONS,
+    SM_RECLAIMED,
+    SM_SEGMENTS_USED,
+    SM_SEGMENTS_FREE,
+    SM_SEGMENT_MERGES,
+    SM_HEAP_BYTES,
+    SM_HASH_BYTES,
+    SM_OVERHEAD_BYTES,
+    SM_FLUSHED_ITEMS,
+    SM_STORE_NO_MEMORY,
+    SM_COUNT
+};
+
+static const struct metric_def seg_metric_defs[SM_COUNT] = {
+    [SM_LIMIT_MAXBYTES] = {"limit_maxbytes", METRIC_GAUGE,
+                           "item memory limit (-m), each worker showing its shard's share"},
+    [SM_BYTES] = {"bytes", METRIC_GAUGE, "bytes of stored items"},
+    [SM_CURR_ITEMS] = {"curr_items", METRIC_GAUGE, "items stored"},
+    [SM_TOTAL_ITEMS] = {"total_items", METRIC_COUNTER, "items ever stored"},
+    [SM_EXPIRED_UNFETCHED] = {"expired_unfetched", METRIC_COUNTER,
+                              "items that expired without being read"},
+    [SM_EVICTED_UNFETCHED] = {"evicted_unfetched", METRIC_COUNTER,
+                              "items evicted without being read"},
+    [SM_EVICTIONS] = {"evictions", METRIC_COUNTER, "live items evicted to make room"},
+    [SM_RECLAIMED] = {"reclaimed", METRIC_COUNTER, "expired items whose memory was reclaimed"},
+    [SM_SEGMENTS_USED] = {"segments_used", METRIC_GAUGE, "storage segments in use"},
+    [SM_SEGMENTS_FREE] = {"segments_free", METRIC_GAUGE, "storage segments free"},
+    [SM_SEGMENT_MERGES] = {"segment_merges", METRIC_COUNTER, "merge evictions"},
+    [SM_HEAP_BYTES] = {"segment_heap_bytes", METRIC_GAUGE, "bytes of the segment heap"},
+    [SM_HASH_BYTES] = {"hash_table_bytes", METRIC_GAUGE, "bytes of the hash table"},
+    [SM_OVERHEAD_BYTES] = {"storage_overhead_bytes", METRIC_GAUGE,
+                           "bytes of segment headers, TTL buckets and the merge buffer"},
+    [SM_FLUSHED_ITEMS] = {"flushed_items", METRIC_COUNTER, "items dropped by flush_all"},
+    [SM_STORE_NO_MEMORY] = {"store_no_memory", METRIC_COUNTER, "stores refused for lack of memory"},
+};
+
+/* Latency classes, one histogram each. */
+enum lat_class { LAT_GET, LAT_SET, LAT_DELETE, LAT_OTHER, LAT_COUNT };
+
+static const struct metric_def lat_metric_defs[LAT_COUNT] = {
+    [LAT_GET] = {"get_latency", METRIC_HISTOGRAM,
+                 "get/gets/gat/gats/mg: from parsed to reply queued"},
+    [LAT_SET] = {"set_latency", METRIC_HISTOGRAM,
+                 "set/add/replace/append/prepend/cas/ms: from parsed to reply queued"},
+    [LAT_DELETE] = {"delete_latency", METRIC_HISTOGRAM, "delete/md: from parsed to reply queued"},
+    [LAT_OTHER] = {"other_latency", METRIC_HISTOGRAM,
+                   "every other command: from parsed to reply queued"},
+};
+
+enum { TABLE_CMD, TABLE_SEG, TABLE_LAT, NTABLES };
+
+static const struct metric_table mc_metric_tables[NTABLES] = {
+    [TABLE_CMD] = {"commands", cmd_metric_defs, NCMD_METRICS},
+    [TABLE_SEG] = {"storage", seg_metric_defs, SM_COUNT},
+    [TABLE_LAT] = {"latency", lat_metric_defs, LAT_COUNT},
+};
+
+/* A worker's non-empty TTL buckets, for the admin's "stats seg": worker(w) -> admin(r), an
+ * RCU-protected pointer replaced (never changed in place) when the buckets change. */
+struct ttl_view {
+    size_t n;
+    struct ttl_entry {
+        uint32_t idx; /* bucket index */
+        struct seg_ttl_stats st;
+    } e[];
+};
+
+#define MAX_WORKERS 256 /* the runtime's --threads maximum */
+static struct ttl_view *ttl_views[MAX_WORKERS];
+
 /* Per worker. */
 struct mc_worker {
     unsigned id;
@@ -164,7 +287,131 @@ struct mc_worker {
     const struct config *cfg;
     struct mc_shard shard;
     struct mc_parser_opts popts;
+    metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the three tables */
+    uint64_t limit_share;            /* its share of -m, shown as limit_maxbytes */
+    struct ttl_view *ttl_scratch;    /* worker-private: the next view, built each tick */
+    int64_t lat_t0;                  /* ns: when the batch being executed was parsed */
+    uint32_t lat_pending[LAT_COUNT]; /* requests of the batch answered on the spot, by class */
 };
+
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
+}
+
+static enum lat_class
+lat_class_of(enum mc_cmd cmd)
+{
+    switch (cmd) {
+    case MC_CMD_GET:
+    case MC_CMD_GETS:
+    case MC_CMD_GAT:
+    case MC_CMD_GATS:
+    case MC_CMD_MG:
+        return LAT_GET;
+    case MC_CMD_SET:
+    case MC_CMD_ADD:
+    case MC_CMD_REPLACE:
+    case MC_CMD_APPEND:
+    case MC_CMD_PREPEND:
+    case MC_CMD_CAS:
+    case MC_CMD_MS:
+        return LAT_SET;
+    case MC_CMD_DELETE:
+    case MC_CMD_MD:
+        return LAT_DELETE;
+    default:
+        return LAT_OTHER;
+    }
+}
+
+/* Record the batch's requests answered on the spot: one clock read for all of them. */
+static void
+lat_settle(struct mc_worker *mw)
+{
+    int64_t dt = -1;
+    for (unsigned c = 0; c < LAT_COUNT; c++) {
+        if (mw->lat_pending[c] == 0) {
+            continue;
+        }
+        if (dt < 0) {
+            dt = now_ns() - mw->lat_t0;
+        }
+        metrics_hist_record_n(&mw->m_lat[c * METRICS_HIST_SLOTS], (uint64_t)dt, mw->lat_pending[c]);
+        mw->lat_pending[c] = 0;
+    }
+}
+
+/* Copy the shard's counters and storage figures into this worker's metrics block. */
+static void
+publish_stats(struct mc_worker *mw)
+{
+    const char *st = (const char *)&mw->shard.stats;
+    for (size_t i = 0; i < NCMD_METRICS; i++) {
+        metrics_set(&mw->m_cmd[i], *(const uint64_t *)(st + cmd_metric_offset[i]));
+    }
+    struct seg_stats ss;
+    seg_stats_get(mw->shard.seg, &ss);
+    const uint64_t v[SM_COUNT] = {
+        [SM_LIMIT_MAXBYTES] = mw->limit_share,
+        [SM_BYTES] = ss.bytes,
+        [SM_CURR_ITEMS] = ss.items,
+        [SM_TOTAL_ITEMS] = ss.total_items,
+        [SM_EXPIRED_UNFETCHED] = ss.expired_unfetched,
+        [SM_EVICTED_UNFETCHED] = ss.evicted_unfetched,
+        [SM_EVICTIONS] = ss.evicted_items,
+        [SM_RECLAIMED] = ss.expired_items,
+        [SM_SEGMENTS_USED] = ss.segs_used,
+        [SM_SEGMENTS_FREE] = ss.segs_free,
+        [SM_SEGMENT_MERGES] = ss.merges,
+        [SM_HEAP_BYTES] = ss.heap_bytes,
+        [SM_HASH_BYTES] = ss.hash_bytes,
+        [SM_OVERHEAD_BYTES] = ss.overhead_bytes,
+        [SM_FLUSHED_ITEMS] = ss.flushed_items,
+        [SM_STORE_NO_MEMORY] = ss.store_no_memory,
+    };
+    for (size_t i = 0; i < SM_COUNT; i++) {
+        metrics_set(&mw->m_seg[i], v[i]);
+    }
+}
+
+/*
+ * Rebuild this worker's TTL view; publish it only when it changed (an idle server publishes
+ * nothing). Bound: one pass over the TTL buckets (seg_ttl_bucket_count()).
+ */
+static void
+publish_ttl(struct mc_worker *mw)
+{
+    struct ttl_view *v = mw->ttl_scratch;
+    v->n = 0;
+    for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
+        struct seg_ttl_stats st;
+        if (seg_ttl_stats_get(mw->shard.seg, i, &st) == 0 && (st.segs > 0 || st.items > 0)) {
+            v->e[v->n].idx = (uint32_t)i;
+            v->e[v->n].st = st;
+            v->n++;
+        }
+    }
+    struct ttl_view *cur = ttl_views[mw->id];
+    if (cur != NULL && cur->n == v->n && memcmp(cur->e, v->e, v->n * sizeof(v->e[0])) == 0) {
+        return;
+    }
+    size_t size = sizeof(*v) + v->n * sizeof(v->e[0]);
+    struct ttl_view *copy = malloc(size);
+    if (copy == NULL) {
+        return; /* the admin keeps the older view */
+    }
+    memcpy(copy, v, size);
+    metrics_rcu_publish();
+    struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->id], copy);
+    if (old != NULL && metrics_defer_free(old, free) < 0) {
+        metrics_synchronize(); /* rare: no memory for a deferred free, so wait for readers */
+        free(old);
+    }
+}
 
 /* ---- messages ---- */
 
@@ -252,8 +499,7 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m)
         seg_flush(mw->shard.seg, m->flush_when);
         break;
     case OP_STATS:
-        m->st = mw->shard.stats;
-        seg_stats_get(mw->shard.seg, &m->ss);
+        publish_stats(mw);
         break;
     }
 }
@@ -342,68 +588,6 @@ reply_out(struct conn *c, struct mc_conn *st)
     return s != NULL ? &s->out : NULL;
 }
 
-static void
-sum_stats(struct mc_stats *a, const struct mc_stats *b)
-{
-    const uint64_t *src = (const uint64_t *)b;
-    uint64_t *dst = (uint64_t *)a;
-    for (size_t i = 0; i < sizeof(*a) / sizeof(uint64_t); i++) {
-        dst[i] += src[i];
-    }
-}
-
-static void
-write_stats(struct buf *out, const struct mc_stats *st, const struct seg_stats *ss, uint64_t limit)
-{
-    struct rt_stats rs;
-    rt_stats_get(&rs);
-    struct timespec ru;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ru);
-    mc_compose_stat_u64(out, "pid", (uint64_t)getpid());
-    mc_compose_stat_u64(out, "uptime", rs.uptime);
-    mc_compose_stat_u64(out, "time", (uint64_t)time(NULL));
-    mc_compose_stat(out, "version", MC_PROTOCOL_VERSION);
-    mc_compose_stat_u64(out, "pointer_size", sizeof(void *) * 8);
-    buf_printf(out, "STAT rusage_cpu %ld.%06ld\r\n", (long)ru.tv_sec, ru.tv_nsec / 1000);
-    mc_compose_stat_u64(out, "max_connections", rs.max_connections);
-    mc_compose_stat_u64(out, "curr_connections", rs.curr_connections);
-    mc_compose_stat_u64(out, "total_connections", rs.total_connections);
-    mc_compose_stat_u64(out, "rejected_connections", rs.rejected_connections);
-    mc_compose_stat_u64(out, "cmd_get", st->cmd_get);
-    mc_compose_stat_u64(out, "cmd_set", st->cmd_set);
-    mc_compose_stat_u64(out, "cmd_flush", st->cmd_flush);
-    mc_compose_stat_u64(out, "cmd_touch", st->cmd_touch);
-    mc_compose_stat_u64(out, "get_hits", st->get_hits);
-    mc_compose_stat_u64(out, "get_misses", st->get_misses);
-    mc_compose_stat_u64(out, "get_expired", st->get_expired);
-    mc_compose_stat_u64(out, "delete_misses", st->delete_misses);
-    mc_compose_stat_u64(out, "delete_hits", st->delete_hits);
-    mc_compose_stat_u64(out, "incr_misses", st->incr_misses);
-    mc_compose_stat_u64(out, "incr_hits", st->incr_hits);
-    mc_compose_stat_u64(out, "decr_misses", st->decr_misses);
-    mc_compose_stat_u64(out, "decr_hits", st->decr_hits);
-    mc_compose_stat_u64(out, "cas_misses", st->cas_misses);
-    mc_compose_stat_u64(out, "cas_hits", st->cas_hits);
-    mc_compose_stat_u64(out, "cas_badval", st->cas_badval);
-    mc_compose_stat_u64(out, "touch_hits", st->touch_hits);
-    mc_compose_stat_u64(out, "touch_misses", st->touch_misses);
-    mc_compose_stat_u64(out, "bytes_read", rs.bytes_read);
-    mc_compose_stat_u64(out, "bytes_written", rs.bytes_written);
-    mc_compose_stat_u64(out, "limit_maxbytes", limit);
-    mc_compose_stat_u64(out, "threads", rs.threads);
-    mc_compose_stat_u64(out, "bytes", ss->bytes);
-    mc_compose_stat_u64(out, "curr_items", ss->items);
-    mc_compose_stat_u64(out, "total_items", ss->total_items);
-    mc_compose_stat_u64(out, "expired_unfetched", ss->expired_unfetched);
-    mc_compose_stat_u64(out, "evicted_unfetched", ss->evicted_unfetched);
-    mc_compose_stat_u64(out, "evictions", ss->evicted_items);
-    mc_compose_stat_u64(out, "reclaimed", ss->expired_items);
-    mc_compose_stat_u64(out, "segments_used", ss->segs_used);
-    mc_compose_stat_u64(out, "segments_free", ss->segs_free);
-    mc_compose_stat_u64(out, "segment_merges", ss->merges);
-    mc_compose_reply(out, MC_R_END);
-}
-
 /* Append a finished slot's reply to the write buffer. */
 static int
 slot_emit(struct mc_worker *mw, struct slot *s, struct buf *out)
@@ -437,26 +621,10 @@ slot_emit(struct mc_worker *mw, struct slot *s, struct buf *out)
     case SLOT_FLUSH:
         return s->noreply ? 0 : mc_compose_reply(out, MC_R_OK);
     case SLOT_STATS: {
-        struct mc_stats st = {0};
-        struct seg_stats ss = {0};
-        for (uint32_t i = 0; i < s->nparts; i++) {
-            if (s->parts[i] == NULL) {
-                continue;
-            }
-            sum_stats(&st, &s->parts[i]->st);
-            ss.bytes += s->parts[i]->ss.bytes;
-            ss.items += s->parts[i]->ss.items;
-            ss.total_items += s->parts[i]->ss.total_items;
-            ss.expired_unfetched += s->parts[i]->ss.expired_unfetched;
-            ss.evicted_unfetched += s->parts[i]->ss.evicted_unfetched;
-            ss.evicted_items += s->parts[i]->ss.evicted_items;
-            ss.expired_items += s->parts[i]->ss.expired_items;
-            ss.segs_used += s->parts[i]->ss.segs_used;
-            ss.segs_free += s->parts[i]->ss.segs_free;
-            ss.merges += s->parts[i]->ss.merges;
-        }
-        write_stats(out, &st, &ss, config_uint(mw->cfg, "memory-limit"));
-        return 0;
+        /* Every shard published its figures before its part came back: the registry is
+         * exact for everything this connection did before "stats". */
+        int rc = rt_stats_write(out, MC_PROTOCOL_VERSION);
+        return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
     }
     }
     return 0;
@@ -466,10 +634,16 @@ slot_emit(struct mc_worker *mw, struct slot *s, struct buf *out)
 static int
 slots_flush(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
 {
+    int64_t now = 0;
     while (st->qlen > 0) {
         struct slot *s = st->q[st->qhead];
         if (s->waiting > 0) {
             break;
+        }
+        if (s->t0 != 0) {
+            now = now != 0 ? now : now_ns(); /* one clock read for every slot sent together */
+            metrics_hist_record(&mw->m_lat[s->lat_class * METRICS_HIST_SLOTS],
+                                (uint64_t)(now - s->t0));
         }
         int rc = slot_emit(mw, s, conn_wbuf(c));
         slot_free(s);
@@ -662,7 +836,7 @@ write_settings(struct mc_worker *mw, struct buf *out)
     rt_stats_get(&rs);
     /* memcached's names for what has the same meaning, then every option of ours. */
     mc_compose_stat_u64(out, "maxbytes", config_uint(cfg, "memory-limit"));
-    mc_compose_stat_u64(out, "maxconns", config_uint(cfg, "max-conns"));
+    mc_compose_stat_u64(out, "maxconns", rs.max_connections);
     mc_compose_stat_u64(out, "tcpport", config_uint(cfg, "port"));
     mc_compose_stat_u64(out, "udpport", 0);
     mc_compose_stat(out, "inter",
@@ -673,7 +847,7 @@ write_settings(struct mc_worker *mw, struct buf *out)
                     strcmp(evict_names[config_enum(cfg, "eviction")], "none") ? "on" : "off");
     mc_compose_stat(out, "eviction_policy", evict_names[config_enum(cfg, "eviction")]);
     mc_compose_stat(out, "shutdown_command", config_bool(cfg, "enable-shutdown") ? "yes" : "no");
-    mc_compose_stat_u64(out, "idle_timeout", config_uint(cfg, "idle-timeout"));
+    mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
     mc_compose_stat_u64(out, "segment_size", config_uint(cfg, "segment-size"));
     mc_compose_reply(out, MC_R_END);
 }
@@ -825,6 +999,61 @@ handle_parse_result(struct conn *c, struct mc_conn *st, enum mc_parse_rc rc, str
     return 0;
 }
 
+/* Write a sampled request to the command log: its first line and its reply's size, if known. */
+static void
+klog_request(struct mc_worker *mw, const char *text, size_t consumed, long reply_len)
+{
+    const char *nl = memchr(text, '\n', consumed);
+    size_t len = nl != NULL ? (size_t)(nl - text) : consumed;
+    if (len > 0 && text[len - 1] == '\r') {
+        len--;
+    }
+    if (len > 300) {
+        len = 300; /* the command and key; a long get line is cut */
+    }
+    if (reply_len >= 0) {
+        log_klog("\"%.*s\" %ld", (int)len, text, reply_len);
+    } else {
+        log_klog("\"%.*s\" forwarded", (int)len, text);
+    }
+}
+
+/*
+ * Execute one parsed request and account for it: a request answered on the spot counts in the
+ * batch's latency (lat_settle), one that waits for other workers carries its parse time in its
+ * reply slot. Returns what dispatch() returns, or the result of sending completed slots.
+ */
+static int
+execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *a)
+{
+    struct buf *in = conn_rbuf(c);
+    struct buf *wb = conn_wbuf(c);
+    struct slot *tail = st->qlen > 0 ? st->q[(st->qhead + st->qlen - 1) % st->qcap] : NULL;
+    bool sample = rt_klog_sample();
+    size_t wb_before = buf_len(wb);
+    int r = dispatch(mw, c, st, &a->req, buf_rptr(in), a->hash);
+    enum lat_class cls = lat_class_of(a->req.cmd);
+    struct slot *now_tail = st->qlen > 0 ? st->q[(st->qhead + st->qlen - 1) % st->qcap] : NULL;
+    if (now_tail != NULL && now_tail != tail && now_tail->kind != SLOT_BYTES) {
+        /* It waits for other workers in a slot of its own. */
+        now_tail->t0 = mw->lat_t0;
+        now_tail->lat_class = (uint8_t)cls;
+    } else {
+        mw->lat_pending[cls]++;
+    }
+    if (sample) {
+        bool direct = now_tail == NULL && tail == NULL;
+        klog_request(mw, buf_rptr(in), a->req.consumed,
+                     direct ? (long)(buf_len(wb) - wb_before) : -1);
+    }
+    buf_consume(in, a->req.consumed);
+    /* A slot whose parts all ran here is complete already: send it now. */
+    if (r == 0 && st->qlen > 0) {
+        r = slots_flush(mw, c, st);
+    }
+    return r;
+}
+
 /*
  * Parse up to AHEAD requests, prefetch the hash buckets of those this shard owns, then their
  * items, then execute them in order: the memory latency of a pipeline's lookups overlaps
@@ -870,21 +1099,22 @@ mc_on_data(void *ctx, struct conn *c)
                 seg_prefetch_item(mw->shard.seg, batch[i].hash);
             }
         }
+        if (n > 0) {
+            mw->lat_t0 = now_ns();
+        }
         for (size_t i = 0; i < n; i++) {
             if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
                 mc_parser_rewind(&st->parser);
+                lat_settle(mw);
                 return st->qlen >= SLOTS_MAX ? RT_PAUSED : 0;
             }
-            int r = dispatch(mw, c, st, &batch[i].req, buf_rptr(in), batch[i].hash);
-            buf_consume(in, batch[i].req.consumed);
-            /* A slot whose parts all ran here is complete already: send it now. */
-            if (r == 0 && st->qlen > 0) {
-                r = slots_flush(mw, c, st);
-            }
+            int r = execute(mw, c, st, &batch[i]);
             if (r != 0) {
+                lat_settle(mw);
                 return r;
             }
         }
+        lat_settle(mw);
         if (last != MC_PARSE_OK) {
             /* Handled now, whatever the backpressure: an error may have started a swallow in the
              * parser, so it must not be parsed twice. */
@@ -942,6 +1172,51 @@ mc_tick(void *ctx)
 {
     struct mc_worker *mw = ctx;
     seg_tick(mw->shard.seg);
+    publish_stats(mw);
+    publish_ttl(mw);
+}
+
+/* Admin thread: "stats seg", every worker's TTL buckets summed, from the published views. */
+static int
+mc_admin_stats(const char *what, struct buf *out)
+{
+    if (strcmp(what, "seg") != 0) {
+        return -ENOENT;
+    }
+    size_t nb = seg_ttl_bucket_count();
+    struct seg_ttl_stats *sum = calloc(nb, sizeof(*sum));
+    if (sum == NULL) {
+        return -ENOMEM;
+    }
+    metrics_read_lock();
+    for (unsigned w = 0; w < MAX_WORKERS; w++) {
+        const struct ttl_view *v = rcu_dereference(ttl_views[w]);
+        metrics_rcu_subscribe();
+        for (size_t i = 0; v != NULL && i < v->n; i++) {
+            struct seg_ttl_stats *d = &sum[v->e[i].idx];
+            d->ttl_lo = v->e[i].st.ttl_lo;
+            d->ttl_hi = v->e[i].st.ttl_hi;
+            d->segs += v->e[i].st.segs;
+            d->items += v->e[i].st.items;
+            d->bytes += v->e[i].st.bytes;
+        }
+    }
+    metrics_read_unlock();
+    int rc = 0;
+    for (size_t i = 0; i < nb && rc == 0; i++) {
+        if (sum[i].segs == 0 && sum[i].items == 0) {
+            continue;
+        }
+        /* One line per figure, named after the bucket's TTL range in seconds. */
+        rc = buf_printf(out, "STAT ttl_%u_%u:segments %u\r\n", sum[i].ttl_lo, sum[i].ttl_hi,
+                        sum[i].segs);
+        rc |= buf_printf(out, "STAT ttl_%u_%u:items %llu\r\n", sum[i].ttl_lo, sum[i].ttl_hi,
+                         (unsigned long long)sum[i].items);
+        rc |= buf_printf(out, "STAT ttl_%u_%u:bytes %llu\r\n", sum[i].ttl_lo, sum[i].ttl_hi,
+                         (unsigned long long)sum[i].bytes);
+    }
+    free(sum);
+    return rc < 0 ? rc : 0;
 }
 
 static int
@@ -976,6 +1251,23 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     }
     mw->popts.max_value = (uint32_t)(o.item_max - ITEM_ROOM);
     mw->popts.shutdown_enabled = config_bool(cfg, "enable-shutdown");
+    mw->m_cmd = rt_metrics(TABLE_CMD);
+    mw->m_seg = rt_metrics(TABLE_SEG);
+    mw->m_lat = rt_metrics(TABLE_LAT);
+    /* The shards' shares add up to -m: worker 0 also shows the division's remainder. */
+    mw->limit_share = config_uint(cfg, "memory-limit") / n;
+    if (id == 0) {
+        mw->limit_share += config_uint(cfg, "memory-limit") % n;
+    }
+    mw->ttl_scratch =
+        malloc(sizeof(*mw->ttl_scratch) + seg_ttl_bucket_count() * sizeof(mw->ttl_scratch->e[0]));
+    if (mw->ttl_scratch == NULL || id >= MAX_WORKERS) {
+        seg_destroy(&mw->shard.seg);
+        free(mw->ttl_scratch);
+        free(mw);
+        return -ENOMEM;
+    }
+    publish_stats(mw);
     *ctx = mw;
     return 0;
 }
@@ -984,7 +1276,13 @@ static void
 mc_worker_teardown(void *ctx)
 {
     struct mc_worker *mw = ctx;
+    struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->id], NULL);
+    if (old != NULL && metrics_defer_free(old, free) < 0) {
+        metrics_synchronize(); /* no memory for a deferred free: wait for readers here */
+        free(old);
+    }
     seg_destroy(&mw->shard.seg);
+    free(mw->ttl_scratch);
     free(mw);
 }
 
@@ -1001,4 +1299,7 @@ const struct rt_product mc_product = {
     .on_request = mc_on_request,
     .on_reply = mc_on_reply,
     .msg_free = msg_free_rt,
+    .metrics = mc_metric_tables,
+    .nmetrics = NTABLES,
+    .admin_stats = mc_admin_stats,
 };
