@@ -52,11 +52,10 @@ mc_shard_of(uint64_t hash, unsigned n)
 /**
  * Execute a request whose key lives on this shard: the storage commands, cas, incr/decr,
  * delete, touch, and the meta commands mg/ms/md/ma/me (mn too, though it needs no shard).
- * Appends the reply (nothing for noreply / quiet). Meta flags the engine cannot serve get
- * "CLIENT_ERROR unsupported flag" (docs/protocol.md lists them). req and its views are only
- * read. Returns 0, the buf error (-ENOBUFS, -ENOMEM) after which the connection should be
- * closed, or -EINVAL (nothing appended) for a command not executed here: the get family
- * (mc_exec_get_key) and the server's own commands.
+ * Appends the reply (nothing for noreply / quiet); docs/protocol.md says where a meta flag's
+ * answer differs from memcached's. req and its views are only read. Returns 0, the buf error
+ * (-ENOBUFS, -ENOMEM) after which the connection should be closed, or -EINVAL (nothing appended)
+ * for a command not executed here: the get family (mc_exec_get_key) and the server's own commands.
  */
 int mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out);
 
