@@ -388,30 +388,32 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
     s->m = m;
     size_t cap = 0;
     int rc = 0;
+    /* One pass, growing the arrays as needed: counting first and copying in a second pass would
+     * cut the list's tail (old blocks) whenever a block is registered (at the head) in between. */
     metrics_read_lock();
-    struct metrics_block *b;
-    for (b = atomic_load_explicit(&m->head, memory_order_acquire); b != NULL;
+    for (struct metrics_block *b = atomic_load_explicit(&m->head, memory_order_acquire); b != NULL;
          b = atomic_load_explicit(&b->next, memory_order_acquire)) {
-        cap++;
-    }
-    /* Blocks registered after the count are left out; they are new and nearly empty. */
-    s->ids = calloc(cap ? cap : 1, sizeof(*s->ids));
-    s->vals = calloc((cap ? cap : 1) * (m->nslots ? m->nslots : 1), sizeof(*s->vals));
-    if (s->ids == NULL || s->vals == NULL) {
-        rc = -ENOMEM;
-    } else {
-        for (b = atomic_load_explicit(&m->head, memory_order_acquire); b != NULL;
-             b = atomic_load_explicit(&b->next, memory_order_acquire)) {
-            if (s->n == cap) {
+        if (s->n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            size_t slots = m->nslots ? m->nslots : 1;
+            unsigned *ids = realloc(s->ids, ncap * sizeof(*ids));
+            if (ids != NULL) {
+                s->ids = ids;
+            }
+            uint64_t *vals = ids != NULL ? realloc(s->vals, ncap * slots * sizeof(*vals)) : NULL;
+            if (vals == NULL) {
+                rc = -ENOMEM;
                 break;
             }
-            s->ids[s->n] = b->id;
-            uint64_t *dst = s->vals + s->n * m->nslots;
-            for (size_t i = 0; i < m->nslots; i++) {
-                dst[i] = atomic_load_explicit(&b->v[i], memory_order_relaxed);
-            }
-            s->n++;
+            s->vals = vals;
+            cap = ncap;
         }
+        s->ids[s->n] = b->id;
+        uint64_t *dst = s->vals + s->n * m->nslots;
+        for (size_t i = 0; i < m->nslots; i++) {
+            dst[i] = atomic_load_explicit(&b->v[i], memory_order_relaxed);
+        }
+        s->n++;
     }
     metrics_read_unlock();
     if (rc < 0) {
