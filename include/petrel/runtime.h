@@ -78,6 +78,12 @@ struct rt_product {
     /** Periodic work, about ten times a second, with a bounded cost. Optional. */
     void (*tick)(void *ctx);
     /**
+     * Background work for a worker with nothing to serve, called before it would sleep: one
+     * bounded slice (a few hundred microseconds at most). Return true if more is left; the worker
+     * then polls its sockets and calls again instead of sleeping. Optional.
+     */
+    bool (*idle)(void *ctx);
+    /**
      * On the destination worker: execute a forwarded request, then hand it back with
      * rt_msg_return(). Must not forward anything itself. Needed by products that forward.
      */

@@ -307,9 +307,18 @@ void seg_flush(struct seg *s, int64_t when);
  * Background work; call every ~100 ms (at least 10 times a second). Runs a pending delayed
  * flush and frees expired and flushed segments in bulk. Bound: a few segment header reads per
  * TTL bucket (464 buckets) plus at most 65,536 items unlinked (finishing the segment in hand;
- * ~2-4 ms on these machines). Owner thread.
+ * ~2-4 ms on these machines). Returns true when it stopped on that bound with reclaimable
+ * segments possibly left: the caller may then go on with seg_reclaim_step() when it has time.
+ * Owner thread.
  */
-void seg_tick(struct seg *s);
+bool seg_tick(struct seg *s);
+
+/**
+ * More reclaiming, for a caller with idle time after seg_tick() returned true: visits at most
+ * max_items items (finishing the segment in hand). Returns true while reclaimable segments may
+ * remain. Owner thread.
+ */
+bool seg_reclaim_step(struct seg *s, uint32_t max_items);
 
 /** Per-instance statistics. Counters only grow; gauges are current. */
 struct seg_stats {

@@ -810,6 +810,10 @@ worker_main(void *arg)
         if (t->pending != NULL || outbound_backlog(w)) {
             timeout = 0;
         }
+        /* Nothing to serve: the product may use the time, a bounded slice per turn. */
+        if (timeout != 0 && rt->p->idle != NULL && rt->p->idle(w->pctx)) {
+            timeout = 0;
+        }
         if (timeout != 0) {
             /* The sleep protocol of ring.h: announce, fence, re-check, then block. */
             waker_sleep_begin(&w->waker);

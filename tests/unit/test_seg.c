@@ -1609,3 +1609,33 @@ Test(seg, age_counts_from_the_segment_opening_and_not_from_reads)
     cr_assert_eq(v.size, 5 + 1 + 1); /* header, key, value */
     seg_destroy(&s);
 }
+
+/*
+ * A mass expiry larger than one tick's budget: seg_tick() says so, and seg_reclaim_step() in
+ * small slices (the server's idle time) brings every segment back without any read.
+ */
+Test(seg, mass_expiry_beyond_a_tick_is_finished_by_reclaim_steps)
+{
+    struct seg *s = mk(32 << 20, 1 << 20, SEG_EVICT_MERGE);
+    char key[32];
+    int n = 0;
+    struct seg_stats stats;
+    /* Fill with tiny items until ~20 segments are used: well over 65,536 items. */
+    do {
+        snprintf(key, sizeof(key), "k%d", n++);
+        cr_assert_eq(set(s, key, "v", 5), SEG_STORED);
+        seg_stats_get(s, &stats);
+    } while (stats.segs_used < 20);
+    cr_assert_gt(n, 65536 + 1000);
+    clk.now += 10;
+    cr_assert(seg_tick(s), "one tick cannot reclaim %d items", n);
+    unsigned steps = 0;
+    while (seg_reclaim_step(s, 4096)) {
+        cr_assert_lt(++steps, 10000u);
+    }
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 0);
+    cr_assert_eq(stats.segs_used, 0, "every expired segment was freed, %u steps", steps);
+    cr_assert_not(seg_tick(s), "nothing is left for the next tick");
+    seg_destroy(&s);
+}

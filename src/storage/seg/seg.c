@@ -1159,15 +1159,14 @@ seg_flush(struct seg *s, int64_t when)
     }
 }
 
-void
-seg_tick(struct seg *s)
+/*
+ * Reclaim expired and flushed segments until max_items items were visited (the segment in hand
+ * is finished). Returns true if the budget ran out, i.e. reclaimable segments may remain.
+ */
+static bool
+reclaim_some(struct seg *s, uint32_t max_items)
 {
-    clock_update(s);
-    /*
-     * Bound: TB_COUNT * SCAN_DEPTH header checks per pass, and reclaiming stops once TICK_ITEMS
-     * items were visited (the segment in hand is finished: at most TICK_ITEMS + one segment's).
-     */
-    uint32_t budget = TICK_ITEMS;
+    uint32_t budget = max_items;
     for (unsigned n = 0; n < TB_COUNT && budget > 0; n++) {
         unsigned i = (s->tick_cursor + n) % TB_COUNT;
         int32_t sid;
@@ -1177,6 +1176,25 @@ seg_tick(struct seg *s)
         }
     }
     s->tick_cursor = (s->tick_cursor + 1) % TB_COUNT;
+    return budget == 0;
+}
+
+bool
+seg_tick(struct seg *s)
+{
+    clock_update(s);
+    /*
+     * Bound: TB_COUNT * SCAN_DEPTH header checks per pass, and reclaiming stops once TICK_ITEMS
+     * items were visited (the segment in hand is finished: at most TICK_ITEMS + one segment's).
+     */
+    return reclaim_some(s, TICK_ITEMS);
+}
+
+bool
+seg_reclaim_step(struct seg *s, uint32_t max_items)
+{
+    clock_update(s);
+    return reclaim_some(s, max_items);
 }
 
 /* ---- operations ---- */
