@@ -307,6 +307,9 @@ now_ns(void)
 static enum lat_class
 lat_class_of(enum mc_cmd cmd)
 {
+    if (mc_cmd_is_storage(cmd)) {
+        return LAT_SET; /* the set family, cas and ms: every command with a data block */
+    }
     switch (cmd) {
     case MC_CMD_GET:
     case MC_CMD_GETS:
@@ -314,14 +317,6 @@ lat_class_of(enum mc_cmd cmd)
     case MC_CMD_GATS:
     case MC_CMD_MG:
         return LAT_GET;
-    case MC_CMD_SET:
-    case MC_CMD_ADD:
-    case MC_CMD_REPLACE:
-    case MC_CMD_APPEND:
-    case MC_CMD_PREPEND:
-    case MC_CMD_CAS:
-    case MC_CMD_MS:
-        return LAT_SET;
     case MC_CMD_DELETE:
     case MC_CMD_MD:
         return LAT_DELETE;
