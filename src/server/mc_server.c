@@ -1038,6 +1038,13 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
     } else {
         mw->lat_pending[cls]++;
     }
+    if (log_get_level() >= LOG_DEBUG) {
+        /* -vv: every request's command line, as memcached prints them (the data block is not). */
+        const char *text = buf_rptr(in);
+        const char *nl = memchr(text, '\n', a->req.consumed);
+        size_t len = nl != NULL ? (size_t)(nl - text) : a->req.consumed;
+        log_debug("request: %.*s", (int)(len > 0 && text[len - 1] == '\r' ? len - 1 : len), text);
+    }
     if (sample) {
         bool direct = now_tail == NULL && tail == NULL;
         klog_request(mw, buf_rptr(in), a->req.consumed,

@@ -386,6 +386,12 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(server.proc.returncode, 0)
         server.__exit__()
 
+    def test_vv_logs_every_request_line(self):
+        with Server(PETREL, "-t", "1", "-vv") as server, server.connect() as s:
+            request(s, b"set logged 0 0 5\r\nhello\r\n", b"\r\n")
+            server.wait_for(r"debug: request: set logged 0 0 5$")
+            self.assertFalse(any("hello" in line for line in server.lines), "no data blocks")
+
     def test_udp_is_refused(self):
         rc, _, err = run(PETREL, "-U", "11211")
         self.assertEqual(rc, 64)
