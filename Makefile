@@ -24,14 +24,15 @@ test: test-main test-asan test-tsan test-fuzz
 test-main: build
 	meson test -C build --print-errorlogs --suite unit --suite integration --suite style || true
 
-# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (jemalloc off: it would hide
-# allocations from ASan).
+# Unit tests, and the integration tests against the servers built the same way, under
+# AddressSanitizer + UndefinedBehaviorSanitizer (jemalloc off: it would hide allocations from
+# ASan).
 test-asan:
 	@test -f build-asan/build.ninja || $(MESON_SETUP) -Db_sanitize=address,undefined \
 		-Djemalloc=disabled build-asan
 	meson compile -C build-asan
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C build-asan --print-errorlogs --suite unit || true
+		meson test -C build-asan --print-errorlogs --suite unit --suite integration || true
 
 # The multi-threaded tests under ThreadSanitizer. clang, because gcc's TSan refuses the
 # atomic_thread_fence() that the wakeup protocol relies on.
