@@ -1206,6 +1206,27 @@ config_exit_status(int rc)
     return CONFIG_EX_CONFIG;
 }
 
+/*
+ * The two sources over the defaults, in precedence order: the config file (if any; its path is
+ * kept in cfg), then the command line values already recorded in cfg. Shared by config_parse()
+ * and config_reload(), so a reload gives exactly what a fresh start would.
+ */
+static int
+load_sources(struct config *cfg, const char *file, char *err, size_t errlen)
+{
+    if (file != NULL) {
+        cfg->file = strdup(file);
+        if (cfg->file == NULL) {
+            return -ENOMEM;
+        }
+        int rc = load_file(cfg, cfg->file, err, errlen);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return apply_cli(cfg);
+}
+
 int
 config_parse(struct config **out, enum config_action *action, const struct opt_table *tables,
              size_t ntables, int argc, char **argv, char *err, size_t errlen)
@@ -1236,18 +1257,7 @@ config_parse(struct config **out, enum config_action *action, const struct opt_t
         config_free(&cfg);
         return 0;
     }
-    if (res.file != NULL) {
-        cfg->file = strdup(res.file);
-        if (cfg->file == NULL) {
-            rc = -ENOMEM;
-            goto fail;
-        }
-        rc = load_file(cfg, cfg->file, err, errlen);
-        if (rc < 0) {
-            goto fail;
-        }
-    }
-    rc = apply_cli(cfg);
+    rc = load_sources(cfg, res.file, err, errlen);
     if (rc < 0) {
         goto fail;
     }
@@ -1295,17 +1305,7 @@ config_reload(const struct config *old, struct config **out, char *err, size_t e
             }
         }
     }
-    if (old->file != NULL) {
-        cfg->file = strdup(old->file);
-        if (cfg->file == NULL) {
-            goto fail;
-        }
-        rc = load_file(cfg, cfg->file, err, errlen);
-        if (rc < 0) {
-            goto fail;
-        }
-    }
-    rc = apply_cli(cfg);
+    rc = load_sources(cfg, old->file, err, errlen);
     if (rc < 0) {
         goto fail;
     }
