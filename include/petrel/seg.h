@@ -210,7 +210,8 @@ void seg_prefetch(const struct seg *s, uint64_t hash);
 
 /**
  * Second stage, some time after seg_prefetch(hash): reads the (now cached) bucket and prefetches
- * the items whose tags match, so that the lookup itself finds both in cache. Owner thread.
+ * the first two cache lines of the items whose tags match (a small item's key and value), so that
+ * the lookup and the copy of the value find them in cache. Owner thread.
  */
 void seg_prefetch_item(const struct seg *s, uint64_t hash);
 

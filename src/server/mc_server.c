@@ -955,7 +955,8 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
 /* ---- the product's callbacks ---- */
 
 /* Requests parsed ahead of execution, so that their storage lookups overlap. */
-#define AHEAD 8
+#define AHEAD 16
+#define ITEM_LEAD 4
 
 struct ahead {
     struct mc_req req;
@@ -1059,9 +1060,9 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
 }
 
 /*
- * Parse up to AHEAD requests, prefetch the hash buckets of those this shard owns, then their
- * items, then execute them in order: the memory latency of a pipeline's lookups overlaps
- * instead of adding up. Requests parsed but not executed (backpressure) are parsed again on the
+ * Parse up to AHEAD requests, prefetch the hash buckets of those this shard owns, then execute
+ * them in order, prefetching the items of the request ITEM_LEAD places ahead: the memory latency
+ * of a pipeline's lookups overlaps instead of adding up. Requests parsed but not executed (backpressure) are parsed again on the
  * next call.
  */
 static int
@@ -1098,7 +1099,8 @@ mc_on_data(void *ctx, struct conn *c)
                 }
             }
         }
-        for (size_t i = 0; i < n && n > 1; i++) {
+        /* Items ITEM_LEAD requests ahead of execution: their buckets have arrived by then. */
+        for (size_t i = 0; i < ITEM_LEAD && i < n && n > 1; i++) {
             if (batch[i].local) {
                 seg_prefetch_item(mw->shard.seg, batch[i].hash);
             }
@@ -1107,6 +1109,9 @@ mc_on_data(void *ctx, struct conn *c)
             mw->lat_t0 = now_ns();
         }
         for (size_t i = 0; i < n; i++) {
+            if (i + ITEM_LEAD < n && batch[i + ITEM_LEAD].local) {
+                seg_prefetch_item(mw->shard.seg, batch[i + ITEM_LEAD].hash);
+            }
             if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
                 mc_parser_rewind(&st->parser);
                 lat_settle(mw);

@@ -1494,7 +1494,9 @@ seg_prefetch_item(const struct seg *s, uint64_t hash)
     const uint64_t *b = ht_head(s, hash);
     for (int i = 0; i < SLOTS; i++) {
         if ((b[i] & SLOT_TAG_MASK) == tag) {
-            __builtin_prefetch(loc_item(s, b[i] & SLOT_LOC_MASK));
+            const uint8_t *it = loc_item(s, b[i] & SLOT_LOC_MASK);
+            __builtin_prefetch(it);
+            __builtin_prefetch(it + 64);
         }
     }
 }
