@@ -60,12 +60,14 @@ struct seg_options {
     size_t seg_size;  /* segment size, a power of two in [SEG_SIZE_MIN, SEG_SIZE_MAX] */
     size_t item_max;  /* largest item (key + value + SEG_ITEM_OVERHEAD), <= seg_size */
     enum seg_evict_policy evict;
-    unsigned merge_n;       /* segments merged into one by merge eviction, 2..16 */
-    size_t item_bytes_hint; /* expected bytes per item; sizes the hash table (0: 64) */
-    seg_clock_fn clock;     /* NULL: the real-time clock */
-    void *clock_ctx;        /* passed to clock */
-    uint64_t seed;          /* random policy and frequency counters */
-    bool prefault;          /* touch all memory at creation (like memcached -L): RSS = full size */
+    unsigned merge_n;        /* segments merged into one by merge eviction, 2..16 */
+    size_t item_bytes_hint;  /* expected bytes per item; sizes the full hash table (0: 64) */
+    size_t ht_start_buckets; /* the table starts near this many buckets and grows (0: 4096) */
+    seg_clock_fn clock;      /* NULL: the real-time clock */
+    void *clock_ctx;         /* passed to clock */
+    uint64_t seed;           /* random policy and frequency counters */
+    bool prefault;           /* touch all memory at creation (like memcached -L): RSS = full size,
+                                and the hash table starts at its full size */
 };
 
 /** Defaults: 64 MiB, 1 MiB segments, 1 MiB items, merge of 4, real clock. Any thread. */
@@ -330,6 +332,8 @@ struct seg_stats {
     uint64_t segs_free;         /* gauge */
     uint64_t heap_bytes;        /* gauge: segment heap (segs_total * seg_size) */
     uint64_t hash_bytes;        /* gauge: hash table incl. overflow buckets */
+    uint64_t hash_buckets;      /* gauge: buckets of the hash table (the new one while growing) */
+    uint64_t hash_growing;      /* gauge: 1 while the table doubles (both tables mapped) */
     uint64_t overhead_bytes;    /* gauge: segment headers, TTL buckets, merge buffer */
     uint64_t hits;              /* get hits */
     uint64_t misses;            /* get misses (incl. expired) */

@@ -218,6 +218,7 @@ enum seg_metric {
     SM_SEGMENT_MERGES,
     SM_HEAP_BYTES,
     SM_HASH_BYTES,
+    SM_HASH_EXPANDING,
     SM_OVERHEAD_BYTES,
     SM_FLUSHED_ITEMS,
     SM_STORE_NO_MEMORY,
@@ -241,6 +242,8 @@ static const struct metric_def seg_metric_defs[SM_COUNT] = {
     [SM_SEGMENT_MERGES] = {"segment_merges", METRIC_COUNTER, "merge evictions"},
     [SM_HEAP_BYTES] = {"segment_heap_bytes", METRIC_GAUGE, "bytes of the segment heap"},
     [SM_HASH_BYTES] = {"hash_table_bytes", METRIC_GAUGE, "bytes of the hash table"},
+    [SM_HASH_EXPANDING] = {"hash_is_expanding", METRIC_GAUGE,
+                           "shards whose hash table is doubling (memcached: 0 or 1)"},
     [SM_OVERHEAD_BYTES] = {"storage_overhead_bytes", METRIC_GAUGE,
                            "bytes of segment headers, TTL buckets and the merge buffer"},
     [SM_FLUSHED_ITEMS] = {"flushed_items", METRIC_COUNTER, "items dropped by flush_all"},
@@ -366,6 +369,7 @@ publish_stats(struct mc_worker *mw)
         [SM_SEGMENT_MERGES] = ss.merges,
         [SM_HEAP_BYTES] = ss.heap_bytes,
         [SM_HASH_BYTES] = ss.hash_bytes,
+        [SM_HASH_EXPANDING] = ss.hash_growing,
         [SM_OVERHEAD_BYTES] = ss.overhead_bytes,
         [SM_FLUSHED_ITEMS] = ss.flushed_items,
         [SM_STORE_NO_MEMORY] = ss.store_no_memory,
@@ -955,7 +959,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
 /* ---- the product's callbacks ---- */
 
 /* Requests parsed ahead of execution, so that their storage lookups overlap. */
-#define AHEAD 16
+#define AHEAD     16
 #define ITEM_LEAD 4
 
 struct ahead {
@@ -1062,8 +1066,8 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
 /*
  * Parse up to AHEAD requests, prefetch the hash buckets of those this shard owns, then execute
  * them in order, prefetching the items of the request ITEM_LEAD places ahead: the memory latency
- * of a pipeline's lookups overlaps instead of adding up. Requests parsed but not executed (backpressure) are parsed again on the
- * next call.
+ * of a pipeline's lookups overlaps instead of adding up. Requests parsed but not executed
+ * (backpressure) are parsed again on the next call.
  */
 static int
 mc_on_data(void *ctx, struct conn *c)

@@ -1639,3 +1639,149 @@ Test(seg, mass_expiry_beyond_a_tick_is_finished_by_reclaim_steps)
     cr_assert_not(seg_tick(s), "nothing is left for the next tick");
     seg_destroy(&s);
 }
+
+/* ---- hash table growth ---- */
+
+static struct seg *
+mk_growing(size_t mem, enum seg_evict_policy evict)
+{
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = mem;
+    o.seg_size = 1 << 20;
+    o.item_max = 1 << 20;
+    o.evict = evict;
+    o.ht_start_buckets = 64;
+    o.clock = fake_now;
+    o.clock_ctx = &clk;
+    clk.now = T0;
+    struct seg *s = NULL;
+    cr_assert_eq(seg_create(&s, &o), 0);
+    return s;
+}
+
+static uint64_t
+hash_bytes(struct seg *s)
+{
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    return stats.hash_bytes;
+}
+
+Test(seg, hash_table_starts_small_and_grows_with_the_items)
+{
+    struct seg *s = mk_growing(64 << 20, SEG_EVICT_NONE);
+    uint64_t first = hash_bytes(s);
+    cr_assert_leq(first, 128 * 64, "a 64-bucket start takes at most 8 KiB, not %lu", first);
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "grow:%d", i);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+    }
+    /* 20,000 items at most 5 per bucket: at least 4,000 buckets, far below the full table. */
+    cr_assert_geq(hash_bytes(s), 4000 * 64);
+    cr_assert_lt(hash_bytes(s), (64u << 20) / 64 / 6 * 64);
+    seg_destroy(&s);
+}
+
+Test(seg, every_key_is_found_while_the_table_grows)
+{
+    struct seg *s = mk_growing(64 << 20, SEG_EVICT_NONE);
+    char key[32], val[32];
+    for (int i = 0; i < 30000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+        /* After every insert some old buckets moved: probe keys written long before. */
+        for (int j = i % 7; j <= i; j += 997) {
+            snprintf(key, sizeof(key), "k%d", j);
+            assert_value(s, key, key);
+        }
+    }
+    for (int i = 0; i < 30000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_value(s, key, key);
+    }
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 30000);
+    /* Overwrites and deletes during growth find the one slot of their key. */
+    for (int i = 0; i < 30000; i += 2) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        cr_assert_eq(set(s, key, val, 0), SEG_STORED);
+        snprintf(key, sizeof(key), "k%d", i + 1);
+        cr_assert_eq(del(s, key), SEG_DELETED);
+    }
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 15000);
+    for (int i = 0; i < 30000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        if (i % 2 == 0) {
+            assert_value(s, key, val);
+        } else {
+            cr_assert_not(has(s, key), "%s was deleted", key);
+        }
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, ticks_finish_a_growth_and_free_the_old_table)
+{
+    struct seg *s = mk_growing(64 << 20, SEG_EVICT_NONE);
+    char key[32];
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    uint64_t first = stats.hash_buckets;
+    int i = 0;
+    /* Insert until a growth starts: the table then holds both generations. */
+    while (stats.hash_buckets == first) {
+        snprintf(key, sizeof(key), "t%d", i++);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+        seg_stats_get(s, &stats);
+    }
+    cr_assert_eq(stats.hash_buckets, first * 2);
+    cr_assert_geq(i, first * 5, "no growth before 5 items per bucket");
+    uint64_t both = stats.hash_bytes;
+    tick_for(s, 1);
+    seg_stats_get(s, &stats);
+    cr_assert_eq(both - stats.hash_bytes, first * 64, "the old table is gone once moved");
+    for (int j = 0; j < i; j++) {
+        snprintf(key, sizeof(key), "t%d", j);
+        assert_value(s, key, key);
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, expiry_and_flush_unlink_items_while_the_table_grows)
+{
+    struct seg *s = mk_growing(64 << 20, SEG_EVICT_NONE);
+    char key[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(key, sizeof(key), "e%d", i);
+        cr_assert_eq(set(s, key, key, i % 2 ? 10 : 0), SEG_STORED);
+    }
+    clk.now += 20;
+    tick_for(s, 4);
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 5000);
+    seg_flush(s, 0);
+    tick_for(s, 4);
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.items, 0);
+    cr_assert_eq(stats.flushed_items, 5000);
+    seg_destroy(&s);
+}
+
+Test(seg, a_prefaulted_instance_starts_with_the_full_table)
+{
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = 8 << 20;
+    o.prefault = true;
+    struct seg *s = NULL;
+    cr_assert_eq(seg_create(&s, &o), 0);
+    cr_assert_eq(hash_bytes(s), (8u << 20) / 64 / 6 * 64);
+    seg_destroy(&s);
+}

@@ -30,14 +30,18 @@
  * A hash slot: tag (16 bits, from hash bits 32..47, never 0 so an empty slot is 0), frequency
  * counter (8 bits), location (40 bits: segment id << off_bits | byte offset).
  */
-#define SLOT_TAG_SHIFT  48
-#define SLOT_FREQ_SHIFT 40
-#define SLOT_LOC_MASK   ((UINT64_C(1) << SLOT_FREQ_SHIFT) - 1)
-#define SLOT_FREQ_MASK  (UINT64_C(0xff) << SLOT_FREQ_SHIFT)
-#define SLOT_TAG_MASK   (~(SLOT_LOC_MASK | SLOT_FREQ_MASK))
-#define SLOTS           7 /* item slots per 64-byte bucket; slot 7 links the overflow bucket */
-#define OVF_CHUNK_SHIFT 10
-#define OVF_CHUNK       (1u << OVF_CHUNK_SHIFT) /* overflow buckets allocated 1024 at a time */
+#define SLOT_TAG_SHIFT     48
+#define SLOT_FREQ_SHIFT    40
+#define SLOT_LOC_MASK      ((UINT64_C(1) << SLOT_FREQ_SHIFT) - 1)
+#define SLOT_FREQ_MASK     (UINT64_C(0xff) << SLOT_FREQ_SHIFT)
+#define SLOT_TAG_MASK      (~(SLOT_LOC_MASK | SLOT_FREQ_MASK))
+#define SLOTS              7 /* item slots per 64-byte bucket; slot 7 links the overflow bucket */
+#define OVF_CHUNK_SHIFT    10
+#define OVF_CHUNK          (1u << OVF_CHUNK_SHIFT) /* overflow buckets allocated 1024 at a time */
+#define HT_START_BUCKETS   4096 /* initial table: 256 KiB, unless the heap needs less */
+#define HT_GROW_LOAD       5    /* the table doubles when items exceed 5 per bucket (of 7 slots) */
+#define HT_MOVE_PER_INSERT 2    /* old buckets moved per insert while growing */
+#define HT_MOVE_PER_TICK   1024 /* ... and per seg_tick() */
 
 /*
  * An item: 5 header bytes (key length, item flags, 24-bit value length), then the explicit CAS
@@ -82,10 +86,13 @@ struct ttl_bucket {
 struct seg {
     /* hot: read on every request */
     uint8_t *heap;
-    uint64_t *ht; /* nbuckets * 8 slots */
+    uint64_t *ht;     /* nbuckets * 8 slots */
+    uint64_t *ht_old; /* while growing: the previous table, nb_old buckets; else NULL */
     uint64_t **ovf;
     struct seg_hdr *hdrs;
     uint32_t nbuckets;
+    uint32_t nb_old;   /* buckets of ht_old */
+    uint32_t ht_moved; /* buckets of ht_old already moved to ht: lookups below go to ht */
     unsigned off_bits;
     int64_t now;
     int64_t flush_at; /* pending delayed flush_all, 0 = none */
@@ -101,7 +108,8 @@ struct seg {
     uint32_t temp_sid; /* a segment id no segment has: merge's provisional locations */
     size_t item_max;
     size_t heap_len;
-    size_t ht_len;
+    size_t ht_len;   /* bytes of ht */
+    uint32_t nb_max; /* the table stops growing at this size */
     int32_t free_head;
     uint32_t nfree;
     uint32_t ovf_nchunks;
@@ -439,12 +447,25 @@ it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas
 
 /* ---- hash table ---- */
 
+/*
+ * The table starts small and doubles as items are linked, so that it takes memory, cache and TLB
+ * in proportion to the items held rather than to the heap. A bucket's index is a fixed-point
+ * multiply of the hash's low 32 bits (any table size, no modulo), which has the property growth
+ * needs: with twice the buckets, the keys of bucket j go to buckets 2j and 2j + 1 only. So old
+ * buckets are moved one at a time (ht_move), and while a table grows, a key whose old bucket is
+ * not yet moved is still found in the old table.
+ */
 static inline uint64_t *
 ht_head(const struct seg *s, uint64_t hash)
 {
-    /* Fixed-point multiply of the low 32 bits: any table size, no modulo. */
-    uint64_t i = ((hash & 0xffffffffu) * s->nbuckets) >> 32;
-    return s->ht + i * 8;
+    uint64_t h = hash & 0xffffffffu;
+    if (s->ht_old != NULL) {
+        uint64_t j = (h * s->nb_old) >> 32;
+        if (j >= s->ht_moved) {
+            return s->ht_old + j * 8;
+        }
+    }
+    return s->ht + ((h * s->nbuckets) >> 32) * 8;
 }
 
 static inline uint64_t *
@@ -538,10 +559,13 @@ ht_find_loc(const struct seg *s, uint64_t hash, uint64_t loc)
     }
 }
 
+static void ht_grow(struct seg *s);
+static void ht_move(struct seg *s, uint32_t nbuckets);
+
+/* Put v in a free slot of the chain starting at b, adding an overflow bucket if it is full. */
 static int
-ht_insert(struct seg *s, uint64_t hash, uint64_t v)
+chain_insert(struct seg *s, uint64_t *b, uint64_t v)
 {
-    uint64_t *b = ht_head(s, hash);
     for (;;) {
         for (int i = 0; i < SLOTS; i++) {
             if (b[i] == 0) {
@@ -561,6 +585,22 @@ ht_insert(struct seg *s, uint64_t hash, uint64_t v)
     ovf_at(s, link)[0] = v;
     b[7] = link;
     return 0;
+}
+
+/*
+ * Link a new slot. Each insert also moves HT_MOVE_PER_INSERT buckets of a table being grown, so
+ * growth finishes long before the table is loaded enough to grow again, and it costs a set at
+ * most a few item reads. No slot pointer a caller holds survives this (the epoch says so).
+ */
+static int
+ht_insert(struct seg *s, uint64_t hash, uint64_t v)
+{
+    if (s->ht_old != NULL) {
+        ht_move(s, HT_MOVE_PER_INSERT);
+    } else if (s->st.items >= (uint64_t)s->nbuckets * HT_GROW_LOAD && s->nbuckets < s->nb_max) {
+        ht_grow(s);
+    }
+    return chain_insert(s, ht_head(s, hash), v);
 }
 
 /* Empty a slot; an overflow bucket left empty goes back to the free list. */
@@ -584,6 +624,75 @@ ht_clear(struct seg *s, uint64_t hash, uint64_t *slot)
             return;
         }
         prev = b;
+    }
+}
+
+static void *map_region(size_t len, int extra_flags);
+
+/* Start doubling the table. Without memory for the new one, the table stays as it is. */
+static void
+ht_grow(struct seg *s)
+{
+    uint32_t nb = s->nbuckets * 2 < s->nb_max ? s->nbuckets * 2 : s->nb_max;
+    uint64_t *t = map_region((size_t)nb * 64, 0);
+    if (t == NULL) {
+        s->nb_max = s->nbuckets;
+        return;
+    }
+    s->ht_old = s->ht;
+    s->nb_old = s->nbuckets;
+    s->ht_moved = 0;
+    s->ht = t;
+    s->nbuckets = nb;
+    s->ht_len = (size_t)nb * 64;
+}
+
+/*
+ * Move up to n buckets of the old table (and their overflow buckets) to the new one, each slot
+ * to the bucket its key's hash gives; the keys are read from the items, which every linked slot
+ * points at. Each overflow bucket goes back to the free list before its slots are placed, so the
+ * new chains never need more overflow buckets than the free list then holds: chain_insert cannot
+ * fail here. When the last bucket has moved, the old table is unmapped.
+ */
+static void
+ht_move(struct seg *s, uint32_t n)
+{
+    for (; n > 0 && s->ht_moved < s->nb_old; n--) {
+        uint64_t *b = s->ht_old + (size_t)s->ht_moved * 8;
+        if (s->ht_moved + 1 < s->nb_old) {
+            const uint64_t *next = b + 8;
+            for (int i = 0; i < SLOTS; i++) {
+                if (next[i] != 0) {
+                    __builtin_prefetch(loc_item(s, next[i] & SLOT_LOC_MASK));
+                }
+            }
+        }
+        s->ht_moved++; /* from here on, lookups of this bucket's keys go to the new table */
+        uint64_t link = 0;
+        for (;;) {
+            uint64_t v[SLOTS], next = b[7];
+            memcpy(v, b, sizeof(v));
+            if (link != 0) {
+                ovf_release(s, link);
+            }
+            for (int i = 0; i < SLOTS; i++) {
+                if (v[i] != 0) {
+                    const uint8_t *it = loc_item(s, v[i] & SLOT_LOC_MASK);
+                    (void)chain_insert(s, ht_head(s, seg_hash(it_key(it), it[0])), v[i]);
+                }
+            }
+            if (next == 0) {
+                break;
+            }
+            link = next;
+            b = ovf_at(s, link);
+        }
+        s->ht_epoch++;
+    }
+    if (s->ht_moved == s->nb_old) {
+        munmap(s->ht_old, (size_t)s->nb_old * 64);
+        s->ht_old = NULL;
+        s->nb_old = 0;
     }
 }
 
@@ -1186,7 +1295,11 @@ seg_tick(struct seg *s)
     /*
      * Bound: TB_COUNT * SCAN_DEPTH header checks per pass, and reclaiming stops once TICK_ITEMS
      * items were visited (the segment in hand is finished: at most TICK_ITEMS + one segment's).
+     * A table being grown moves HT_MOVE_PER_TICK buckets, so growth also ends without sets.
      */
+    if (s->ht_old != NULL) {
+        ht_move(s, HT_MOVE_PER_TICK);
+    }
     return reclaim_some(s, TICK_ITEMS);
 }
 
@@ -1822,7 +1935,10 @@ seg_stats_get(const struct seg *s, struct seg_stats *out)
     out->segs_free = s->nfree;
     out->segs_used = s->nseg - s->nfree;
     out->heap_bytes = s->heap_len;
-    out->hash_bytes = s->ht_len + (uint64_t)s->ovf_nchunks * OVF_CHUNK * 64;
+    out->hash_buckets = s->nbuckets;
+    out->hash_growing = s->ht_old != NULL;
+    out->hash_bytes =
+        s->ht_len + (uint64_t)s->nb_old * 64 + (uint64_t)s->ovf_nchunks * OVF_CHUNK * 64;
     out->overhead_bytes = (uint64_t)s->nseg * sizeof(struct seg_hdr) + sizeof(*s) +
                           (s->scratch != NULL ? s->seg_size : 0);
 }
@@ -1929,12 +2045,23 @@ seg_create(struct seg **out, const struct seg_options *opts)
         goto fail;
     }
     /*
-     * Hash table: one bucket (7 item slots) per 6 expected items, where an item is expected to
-     * take item_bytes_hint bytes of the heap. Collisions past 7 go to overflow buckets.
+     * Hash table: at most one bucket (7 item slots) per 6 expected items of a full heap, where an
+     * item is expected to take item_bytes_hint bytes. Collisions past 7 go to overflow buckets.
+     * It starts at that size halved until it is near HT_START_BUCKETS, then doubles as items
+     * come (ht_grow), ending at the full size (rounded up by less than one bucket per doubling).
      */
     size_t hint = opts->item_bytes_hint != 0 ? opts->item_bytes_hint : 64;
     uint64_t nb = s->heap_len / hint / 6;
-    s->nbuckets = (uint32_t)(nb < 64 ? 64 : (nb > UINT32_MAX ? UINT32_MAX : nb));
+    nb = nb < 64 ? 64 : (nb > (UINT32_C(1) << 31) ? (UINT32_C(1) << 31) : nb);
+    uint64_t start = nb,
+             start_min = opts->ht_start_buckets ? opts->ht_start_buckets : HT_START_BUCKETS;
+    unsigned doublings = 0;
+    while (!opts->prefault && (start + 1) / 2 >= start_min) {
+        start = (start + 1) / 2; /* ceil: start << doublings >= nb */
+        doublings++;
+    }
+    s->nbuckets = (uint32_t)start;
+    s->nb_max = (uint32_t)(start << doublings);
     s->ht_len = (size_t)s->nbuckets * 64;
     s->ht = map_region(s->ht_len, 0);
     if (s->ht == NULL) {
@@ -1978,6 +2105,9 @@ seg_destroy(struct seg **sp)
     }
     if (s->ht != NULL) {
         munmap(s->ht, s->ht_len);
+    }
+    if (s->ht_old != NULL) {
+        munmap(s->ht_old, (size_t)s->nb_old * 64);
     }
     for (uint32_t i = 0; i < s->ovf_nchunks; i++) {
         free(s->ovf[i]);
