@@ -54,10 +54,11 @@ live_connections(struct runtime *rt)
 static void
 reject(struct runtime *rt, int fd)
 {
+    /* Counted first: a client that has read the refusal then finds it in the stats. */
+    atomic_fetch_add_explicit(&rt->rejected, 1, memory_order_relaxed);
     /* Best effort, like memcached: the socket is new, so its buffer has room for one line. */
     (void)send(fd, too_many, sizeof(too_many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(fd);
-    atomic_fetch_add_explicit(&rt->rejected, 1, memory_order_relaxed);
 }
 
 static void

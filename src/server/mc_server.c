@@ -960,7 +960,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
 
 /* Requests parsed ahead of execution, so that their storage lookups overlap. */
 #define AHEAD     16
-#define ITEM_LEAD 4
+#define ITEM_LEAD 8
 
 struct ahead {
     struct mc_req req;
@@ -1063,10 +1063,36 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
     return r;
 }
 
+/* Hash a parsed request's key once, find its owner, and prefetch its bucket if it is ours. */
+static void
+prepare(struct mc_worker *mw, struct ahead *a)
+{
+    a->hash = 0;
+    a->local = is_keyed(&a->req);
+    if (a->local) {
+        a->hash = mc_key_hash(a->req.key, a->req.klen);
+        a->local = mc_shard_of(a->hash, mw->n) == mw->id;
+        if (a->local) {
+            seg_prefetch(mw->shard.seg, a->hash);
+        }
+    }
+}
+
+/* Prefetch the items of batch[*done .. upto), whose buckets were prefetched a while ago. */
+static void
+prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, size_t upto)
+{
+    for (; *done < upto; (*done)++) {
+        if (batch[*done].local) {
+            seg_prefetch_item(mw->shard.seg, batch[*done].hash);
+        }
+    }
+}
+
 /*
- * Parse up to AHEAD requests, prefetch the hash buckets of those this shard owns, then execute
- * them in order, prefetching the items of the request ITEM_LEAD places ahead: the memory latency
- * of a pipeline's lookups overlaps instead of adding up. Requests parsed but not executed
+ * Parse up to AHEAD requests, then execute them in order, with their hash buckets and items
+ * prefetched a few requests ahead: the memory latency of a pipeline's lookups overlaps instead
+ * of adding up. Requests parsed but not executed
  * (backpressure) are parsed again on the next call.
  */
 static int
@@ -1081,7 +1107,12 @@ mc_on_data(void *ctx, struct conn *c)
         st->init = true;
     }
     while (buf_len(in) > 0) {
-        size_t n = 0, off = 0;
+        /*
+         * A bucket is prefetched as soon as its request is parsed, and an item ITEM_LEAD
+         * requests later (its bucket has arrived by then), so parsing the rest of the batch
+         * hides both misses of its first requests.
+         */
+        size_t n = 0, off = 0, items = 0;
         enum mc_parse_rc last = MC_PARSE_OK;
         while (n < AHEAD && off < buf_len(in)) {
             last = mc_parse(&st->parser, buf_rptr(in) + off, buf_len(in) - off, &batch[n].req);
@@ -1089,32 +1120,17 @@ mc_on_data(void *ctx, struct conn *c)
                 break;
             }
             off += batch[n].req.consumed;
-            n++;
-        }
-        for (size_t i = 0; i < n; i++) {
-            struct ahead *a = &batch[i];
-            a->hash = 0;
-            a->local = is_keyed(&a->req);
-            if (a->local) {
-                a->hash = mc_key_hash(a->req.key, a->req.klen);
-                a->local = mc_shard_of(a->hash, mw->n) == mw->id;
-                if (a->local) {
-                    seg_prefetch(mw->shard.seg, a->hash);
-                }
-            }
-        }
-        /* Items ITEM_LEAD requests ahead of execution: their buckets have arrived by then. */
-        for (size_t i = 0; i < ITEM_LEAD && i < n && n > 1; i++) {
-            if (batch[i].local) {
-                seg_prefetch_item(mw->shard.seg, batch[i].hash);
+            prepare(mw, &batch[n++]);
+            if (n > ITEM_LEAD) {
+                prefetch_items(mw, batch, &items, n - ITEM_LEAD);
             }
         }
         if (n > 0) {
             mw->lat_t0 = now_ns();
         }
         for (size_t i = 0; i < n; i++) {
-            if (i + ITEM_LEAD < n && batch[i + ITEM_LEAD].local) {
-                seg_prefetch_item(mw->shard.seg, batch[i + ITEM_LEAD].hash);
+            if (n > 1) {
+                prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
             }
             if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
                 mc_parser_rewind(&st->parser);
