@@ -62,7 +62,7 @@ struct seg_options {
     enum seg_evict_policy evict;
     unsigned merge_n;        /* segments merged into one by merge eviction, 2..16 */
     size_t item_bytes_hint;  /* expected bytes per item; sizes the full hash table (0: 64) */
-    size_t ht_start_buckets; /* the table starts near this many buckets and grows (0: 4096) */
+    size_t ht_start_buckets; /* the table starts near this many (>= 64) and grows (0: 4096) */
     seg_clock_fn clock;      /* NULL: the real-time clock */
     void *clock_ctx;         /* passed to clock */
     uint64_t seed;           /* random policy and frequency counters */

@@ -1092,8 +1092,8 @@ prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, si
 /*
  * Parse up to AHEAD requests, then execute them in order, with their hash buckets and items
  * prefetched a few requests ahead: the memory latency of a pipeline's lookups overlaps instead
- * of adding up. Requests parsed but not executed
- * (backpressure) are parsed again on the next call.
+ * of adding up. Requests parsed but not executed (backpressure) are parsed again on the next
+ * call.
  */
 static int
 mc_on_data(void *ctx, struct conn *c)

@@ -1785,3 +1785,18 @@ Test(seg, a_prefaulted_instance_starts_with_the_full_table)
     cr_assert_eq(hash_bytes(s), (8u << 20) / 64 / 6 * 64);
     seg_destroy(&s);
 }
+
+Test(seg, a_tiny_start_size_is_raised_to_64_buckets, .timeout = 10)
+{
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = 8 << 20;
+    o.ht_start_buckets = 1;
+    struct seg *s = NULL;
+    cr_assert_eq(seg_create(&s, &o), 0);
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_geq(stats.hash_buckets, 64);
+    cr_assert_lt(stats.hash_buckets, 128);
+    seg_destroy(&s);
+}

@@ -2055,6 +2055,9 @@ seg_create(struct seg **out, const struct seg_options *opts)
     nb = nb < 64 ? 64 : (nb > (UINT32_C(1) << 31) ? (UINT32_C(1) << 31) : nb);
     uint64_t start = nb,
              start_min = opts->ht_start_buckets ? opts->ht_start_buckets : HT_START_BUCKETS;
+    if (start_min < 64) {
+        start_min = 64; /* also ends the halving below, which would stall at 1 */
+    }
     unsigned doublings = 0;
     while (!opts->prefault && (start + 1) / 2 >= start_min) {
         start = (start + 1) / 2; /* ceil: start << doublings >= nb */
