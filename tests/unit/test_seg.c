@@ -21,8 +21,9 @@ fake_now(void *ctx)
 
 static struct fake_clock clk;
 
+/* An instance on the fake clock, its hash table starting at start_buckets (0: the default). */
 static struct seg *
-mk(size_t mem, size_t seg_size, enum seg_evict_policy evict)
+mk_table(size_t mem, size_t seg_size, enum seg_evict_policy evict, size_t start_buckets)
 {
     struct seg_options o;
     seg_options_init(&o);
@@ -30,12 +31,19 @@ mk(size_t mem, size_t seg_size, enum seg_evict_policy evict)
     o.seg_size = seg_size;
     o.item_max = seg_size;
     o.evict = evict;
+    o.ht_start_buckets = start_buckets;
     o.clock = fake_now;
     o.clock_ctx = &clk;
     clk.now = T0;
     struct seg *s = NULL;
     cr_assert_eq(seg_create(&s, &o), 0);
     return s;
+}
+
+static struct seg *
+mk(size_t mem, size_t seg_size, enum seg_evict_policy evict)
+{
+    return mk_table(mem, seg_size, evict, 0);
 }
 
 static struct seg *
@@ -1645,19 +1653,7 @@ Test(seg, mass_expiry_beyond_a_tick_is_finished_by_reclaim_steps)
 static struct seg *
 mk_growing(size_t mem, enum seg_evict_policy evict)
 {
-    struct seg_options o;
-    seg_options_init(&o);
-    o.mem_bytes = mem;
-    o.seg_size = 1 << 20;
-    o.item_max = 1 << 20;
-    o.evict = evict;
-    o.ht_start_buckets = 64;
-    o.clock = fake_now;
-    o.clock_ctx = &clk;
-    clk.now = T0;
-    struct seg *s = NULL;
-    cr_assert_eq(seg_create(&s, &o), 0);
-    return s;
+    return mk_table(mem, 1 << 20, evict, 64);
 }
 
 static uint64_t
