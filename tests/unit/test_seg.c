@@ -1737,7 +1737,7 @@ Test(seg, ticks_finish_a_growth_and_free_the_old_table)
         seg_stats_get(s, &stats);
     }
     cr_assert_eq(stats.hash_buckets, first * 2);
-    cr_assert_geq(i, first * 5, "no growth before 5 items per bucket");
+    cr_assert_geq((uint64_t)i, first * 5, "no growth before 5 items per bucket");
     uint64_t both = stats.hash_bytes;
     tick_for(s, 1);
     seg_stats_get(s, &stats);
