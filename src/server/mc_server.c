@@ -1134,6 +1134,10 @@ mc_on_data(void *ctx, struct conn *c)
             }
             if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
                 mc_parser_rewind(&st->parser);
+                if (last == MC_PARSE_ERROR && batch[n].req.err.action == MC_ERR_SWALLOW) {
+                    /* The refusal ending the batch is parsed again, and swallows its block then. */
+                    st->parser.swallow = 0;
+                }
                 lat_settle(mw);
                 return st->qlen >= SLOTS_MAX ? RT_PAUSED : 0;
             }
@@ -1145,8 +1149,7 @@ mc_on_data(void *ctx, struct conn *c)
         }
         lat_settle(mw);
         if (last != MC_PARSE_OK) {
-            /* Handled now, whatever the backpressure: an error may have started a swallow in the
-             * parser, so it must not be parsed twice. */
+            /* Every request before it ran, so the error is answered now. */
             int r = handle_parse_result(c, st, last, &batch[n].req);
             if (r != 0) {
                 return r > 0 ? 0 : r;

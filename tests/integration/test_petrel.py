@@ -357,6 +357,29 @@ class Ordering(unittest.TestCase):
             self.assertEqual(rc, 0)
 
 
+class Backpressure(unittest.TestCase):
+    def test_a_refused_value_behind_a_full_output_is_answered_in_order(self):
+        # Replies fill the 4 KiB output limit within the pipeline, so the server stops mid-batch
+        # with the too-large set already parsed: the refusal must still come in its place and
+        # its data block be swallowed exactly once.
+        with Server(PETREL, "-t", "1", "-I", "64k", "--segment-size", "64k",
+                    "--output-limit", "4k") as server, server.connect() as s:
+            s.sendall(b"set big 0 0 3000\r\n" + b"v" * 3000 + b"\r\n")
+            self.assertEqual(s.recv(100), b"STORED\r\n")
+            s.sendall(b"get big\r\n" * 6 + b"set x 0 0 100000\r\n" + b"a" * 100000 + b"\r\n" +
+                      b"get big\r\nversion\r\n")
+            out = b""
+            while not out.endswith(b"\r\n") or b"VERSION " not in out:
+                chunk = s.recv(1 << 20)
+                self.assertTrue(chunk, "connection closed: %r" % out[-200:])
+                out += chunk
+            lines = [l for l in out.split(b"\r\n") if l and not l.startswith(b"v")]
+            self.assertEqual(lines[:12], [b"VALUE big 0 3000", b"END"] * 6)
+            self.assertEqual(lines[12], b"SERVER_ERROR object too large for cache")
+            self.assertEqual(lines[13:15], [b"VALUE big 0 3000", b"END"])
+            self.assertTrue(lines[15].startswith(b"VERSION "), lines[15:])
+
+
 class Compatibility(unittest.TestCase):
     def test_memccapable_ascii_passes(self):
         with Server(PETREL, "-t", "2") as server:

@@ -486,7 +486,7 @@ run(enum seg_evict_policy policy, size_t mem, long nops, uint64_t seed, size_t h
     o.item_max = 4096;
     o.evict = policy;
     o.item_bytes_hint = hint;
-    o.ht_start_buckets = 64; /* the table grows many times during the run */
+    o.ht_start_buckets = 64; /* a run with many keys grows the table as it goes */
     o.clock = model_clock;
     o.clock_ctx = m;
     struct seg *s = NULL;

@@ -39,7 +39,7 @@
 #define OVF_CHUNK_SHIFT    10
 #define OVF_CHUNK          (1u << OVF_CHUNK_SHIFT) /* overflow buckets allocated 1024 at a time */
 #define HT_START_BUCKETS   4096 /* initial table: 256 KiB, unless the heap needs less */
-#define HT_GROW_LOAD       5    /* the table doubles when items exceed 5 per bucket (of 7 slots) */
+#define HT_GROW_LOAD       5    /* the table doubles when items reach 5 per bucket (of 7 slots) */
 #define HT_MOVE_PER_INSERT 2    /* old buckets moved per insert while growing */
 #define HT_MOVE_PER_TICK   1024 /* ... and per seg_tick() */
 
