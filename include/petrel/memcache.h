@@ -160,13 +160,18 @@ struct mc_parser {
 /**
  * Forget the scanning shortcuts (need, scanned) so that the next call may start at an earlier
  * byte than the last one did: for a caller that parsed requests ahead and will parse some of
- * them again. A data block being swallowed is kept.
+ * them again. last is what the last call parsed if it is among them, else NULL: a data block
+ * that its refusal started to swallow is forgotten too (parsing it again starts it again). A
+ * block being swallowed since an earlier call is kept.
  */
 static inline void
-mc_parser_rewind(struct mc_parser *p)
+mc_parser_rewind(struct mc_parser *p, const struct mc_req *last)
 {
     p->need = 0;
     p->scanned = 0;
+    if (last != NULL && last->cmd == MC_CMD_NONE && last->err.action == MC_ERR_SWALLOW) {
+        p->swallow = 0;
+    }
 }
 
 /** Prepare a parser for a new connection. */

@@ -1133,11 +1133,8 @@ mc_on_data(void *ctx, struct conn *c)
                 prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
             }
             if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
-                mc_parser_rewind(&st->parser);
-                if (last == MC_PARSE_ERROR && batch[n].req.err.action == MC_ERR_SWALLOW) {
-                    /* The refusal ending the batch is parsed again, and swallows its block then. */
-                    st->parser.swallow = 0;
-                }
+                /* Everything from request i on is parsed again, the error ending the batch too. */
+                mc_parser_rewind(&st->parser, last == MC_PARSE_ERROR ? &batch[n].req : NULL);
                 lat_settle(mw);
                 return st->qlen >= SLOTS_MAX ? RT_PAUSED : 0;
             }
