@@ -34,7 +34,7 @@ struct conn;
 /*
  * Cross-worker messages. A product that shards its data forwards a request to the worker owning
  * it: it embeds struct rt_msg at the start of its own message, calls conn_forward() on the
- * connection's worker, the owner's on_request() runs it and calls rt_msg_return(), and the
+ * connection's worker, the owner's on_requests() runs it and calls rt_msg_return(), and the
  * origin's on_reply() gets it back. Messages travel over one SPSC ring per ordered worker pair,
  * published once per loop iteration; a full ring never blocks (an overflow list holds the rest).
  * A message names its connection by (slot, generation), never by pointer, so a reply for a
@@ -47,6 +47,9 @@ struct rt_msg {
     uint16_t dest;      /* worker that executes it */
     bool is_reply;
 };
+
+/* The most forwarded requests handed to one on_requests() call. */
+#define RT_REQUEST_BATCH 16
 
 /* Values a product's on_data() returns, besides 0 (keep going). */
 #define RT_CLOSE 1 /* write what is queued, then close (e.g. after "quit") */
@@ -84,10 +87,12 @@ struct rt_product {
      */
     bool (*idle)(void *ctx);
     /**
-     * On the destination worker: execute a forwarded request, then hand it back with
-     * rt_msg_return(). Must not forward anything itself. Needed by products that forward.
+     * On the destination worker: execute n forwarded requests (1..RT_REQUEST_BATCH, in the
+     * order their origin sent them), handing each back with rt_msg_return(). A batch lets the
+     * product overlap the memory accesses of its requests. Must not forward anything itself.
+     * Needed by products that forward.
      */
-    void (*on_request)(void *ctx, struct rt_msg *m);
+    void (*on_requests)(void *ctx, struct rt_msg *const *m, unsigned n);
     /**
      * On the origin worker: the request came back with its reply. c is the connection, or NULL
      * if it was closed meanwhile; either way the product owns m again and frees it.
@@ -137,7 +142,7 @@ unsigned conn_worker(const struct conn *c);
  */
 int conn_forward(struct conn *c, unsigned dest, struct rt_msg *m);
 
-/** Inside on_request(): send m back to its origin as a reply. Returns 0 or -ENOMEM. */
+/** Inside on_requests(): send m back to its origin as a reply. Returns 0 or -ENOMEM. */
 int rt_msg_return(struct rt_msg *m);
 
 /**

@@ -572,10 +572,17 @@ drain_peers(struct worker *w)
         if (r == NULL) {
             continue;
         }
+        struct rt_msg *batch[RT_REQUEST_BATCH];
+        unsigned nb = 0;
         while (n < PEER_BUDGET && (m = ring_pop(r)) != NULL) {
             n++;
             if (!m->is_reply) {
-                p->on_request(w->pctx, m);
+                /* Requests go in batches (order kept); replies concern other connections. */
+                batch[nb++] = m;
+                if (nb == RT_REQUEST_BATCH) {
+                    p->on_requests(w->pctx, batch, nb);
+                    nb = 0;
+                }
                 continue;
             }
             struct conn *c = m->conn_slot < t->cap ? t->slot[m->conn_slot] : NULL;
@@ -590,6 +597,9 @@ drain_peers(struct worker *w)
                 c->resume = buf_len(&c->rbuf) > 0;
                 pending_add(t, c);
             }
+        }
+        if (nb > 0) {
+            p->on_requests(w->pctx, batch, nb);
         }
         if (n > 0) {
             ring_release(r);

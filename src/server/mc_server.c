@@ -57,6 +57,7 @@
  */
 #define MC_PROTOCOL_VERSION "1.6.18-petrel-" PETREL_VERSION
 #define MSG_BUF_INIT        256
+#define FREE_CACHE_MAX      1024 /* messages (and slots) a worker keeps for reuse */
 
 static const char *const evict_names[] = {"merge", "fifo", "random", "cte", "util", "none", NULL};
 
@@ -131,10 +132,12 @@ struct mc_msg {
     uint32_t part;     /* which part of that slot */
     uint8_t op;
     int64_t flush_when;
-    struct buf req;   /* OP_EXEC, OP_GET: request text */
-    struct buf reply; /* reply bytes written by the owner */
-    uint32_t nkeys;   /* OP_GET: keys in req */
-    uint32_t *koff;   /* OP_GET: end offset in reply of key i's answer */
+    uint64_t hash;            /* OP_EXEC: the key's hash, computed once by the origin */
+    struct buf req;           /* OP_EXEC, OP_GET: request text */
+    struct buf reply;         /* reply bytes written by the owner */
+    uint32_t nkeys;           /* OP_GET: keys in req */
+    uint32_t *koff;           /* OP_GET: end offset in reply of key i's answer */
+    struct mc_msg *next_free; /* in the origin worker's cache of unused messages */
 };
 
 /* A reply slot: one per request that could not be answered at once (and the local replies
@@ -160,9 +163,11 @@ struct slot {
     uint32_t waiting; /* parts not back yet */
     uint32_t nparts;
     struct mc_msg **parts; /* returned (or local) parts; NULL while in flight */
+    struct mc_msg *one;    /* parts when there is one part (the common forward) */
     uint32_t nkeys;
-    struct key_ref *keys; /* SLOT_GET */
-    struct buf out;       /* SLOT_BYTES */
+    struct key_ref *keys;   /* SLOT_GET */
+    struct buf out;         /* SLOT_BYTES */
+    struct slot *next_free; /* in the worker's cache of unused slots */
 };
 
 /* Per connection, in the runtime's conn_state(). */
@@ -297,6 +302,11 @@ struct mc_worker {
     int64_t lat_t0;                  /* ns: when the batch being executed was parsed */
     uint32_t lat_pending[LAT_COUNT]; /* requests of the batch answered on the spot, by class */
     bool reclaim_left;               /* the last tick left expired segments to reclaim */
+    /* Messages and slots are born and die on their origin worker; reusing them (buffers
+     * included) takes the allocator off the forwarding path. At most FREE_CACHE_MAX each. */
+    struct mc_msg *msg_cache;
+    struct slot *slot_cache;
+    uint32_t msg_cached, slot_cached;
 };
 
 static int64_t
@@ -416,37 +426,63 @@ publish_ttl(struct mc_worker *mw)
 
 /* ---- messages ---- */
 
+/* A message from the worker's cache (its buffers empty but allocated), or a new one. */
 static struct mc_msg *
-msg_new(uint8_t op, uint64_t seq, uint32_t part)
+msg_new(struct mc_worker *mw, uint8_t op, uint64_t seq, uint32_t part)
 {
-    struct mc_msg *m = calloc(1, sizeof(*m));
-    if (m == NULL) {
-        return NULL;
+    struct mc_msg *m = mw->msg_cache;
+    if (m != NULL) {
+        mw->msg_cache = m->next_free;
+        mw->msg_cached--;
+    } else {
+        m = malloc(sizeof(*m));
+        if (m == NULL) {
+            return NULL;
+        }
+        buf_init(&m->req, MSG_BUF_INIT, REPLY_MAX);
+        buf_init(&m->reply, MSG_BUF_INIT, REPLY_MAX);
     }
-    m->op = op;
+    m->hdr = (struct rt_msg){0};
     m->seq = seq;
     m->part = part;
-    buf_init(&m->req, MSG_BUF_INIT, REPLY_MAX);
-    buf_init(&m->reply, MSG_BUF_INIT, REPLY_MAX);
+    m->op = op;
+    m->flush_when = 0;
+    m->hash = 0;
+    m->nkeys = 0;
+    m->koff = NULL;
+    m->next_free = NULL;
     return m;
 }
 
+/* Back into mw's cache (a buffer that grew for a large value shrinks first), or freed when
+ * the cache is full or mw is NULL (shutdown). */
 static void
-msg_free(struct mc_msg *m)
+msg_free(struct mc_worker *mw, struct mc_msg *m)
 {
     if (m == NULL) {
         return;
     }
+    free(m->koff);
+    m->koff = NULL;
+    if (mw != NULL && mw->msg_cached < FREE_CACHE_MAX) {
+        buf_consume(&m->req, buf_len(&m->req));
+        buf_consume(&m->reply, buf_len(&m->reply));
+        buf_shrink(&m->req);
+        buf_shrink(&m->reply);
+        m->next_free = mw->msg_cache;
+        mw->msg_cache = m;
+        mw->msg_cached++;
+        return;
+    }
     buf_free(&m->req);
     buf_free(&m->reply);
-    free(m->koff);
     free(m);
 }
 
 static void
 msg_free_rt(struct rt_msg *m)
 {
-    msg_free((struct mc_msg *)m);
+    msg_free(NULL, (struct mc_msg *)m);
 }
 
 /* A get family line whose keys all belong to one shard: answer each, recording where each
@@ -470,30 +506,70 @@ exec_get_part(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     }
 }
 
-/* Run a message on this worker's shard: the owner side of a forward, or a local part. */
+/* A request about one key (a single-key get included) on this shard, its reply into a
+ * message's reply buffer. A reply too large for it becomes memcached's error. */
 static void
-msg_execute(struct mc_worker *mw, struct mc_msg *m)
+exec_keyed(struct mc_worker *mw, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    switch (req->cmd) {
+    case MC_CMD_GET:
+    case MC_CMD_GETS:
+    case MC_CMD_GAT:
+    case MC_CMD_GATS:
+        if (mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out) < 0 ||
+            mc_compose_reply(out, MC_R_END) < 0) {
+            buf_consume(out, buf_len(out));
+            buf_puts(out, "SERVER_ERROR out of memory writing get response\r\n");
+        }
+        return;
+    default:
+        if (mc_exec(&mw->shard, req, hash, out) < 0) {
+            buf_consume(out, buf_len(out));
+            mc_compose_reply(out, MC_R_OOM);
+        }
+        return;
+    }
+}
+
+/*
+ * Parse the request text of an OP_EXEC or OP_GET message into req. The origin parsed and
+ * validated this text already; parsing it again is cheaper than shipping a parsed request with
+ * pointers into another worker's buffer. Returns false (and logs) if it does not parse.
+ */
+static bool
+msg_parse(struct mc_worker *mw, struct mc_msg *m, struct mc_req *req)
 {
     struct mc_parser p;
-    struct mc_req req;
+    mc_parser_init(&p, &mw->popts);
+    if (mc_parse(&p, buf_rptr(&m->req), buf_len(&m->req), req) != MC_PARSE_OK) {
+        log_error("forwarded request does not parse; dropped");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Run a message on this worker's shard: the owner side of a forward, or a local part. req is
+ * the message's parsed request (msg_parse), or NULL to parse it here.
+ */
+static void
+msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
+{
+    struct mc_req parsed;
     switch (m->op) {
     case OP_EXEC:
     case OP_GET:
-        /* The origin parsed and validated this text already; parsing it again is cheaper than
-         * shipping a parsed request with pointers into another worker's buffer. */
-        mc_parser_init(&p, &mw->popts);
-        if (mc_parse(&p, buf_rptr(&m->req), buf_len(&m->req), &req) != MC_PARSE_OK) {
-            log_error("forwarded request does not parse; dropped");
-            if (m->op == OP_GET) {
-                m->nkeys = 0;
-            }
+        if (req == NULL && msg_parse(mw, m, &parsed)) {
+            req = &parsed;
+        }
+        if (req == NULL) {
+            m->nkeys = 0; /* OP_GET: the origin reports the failure; OP_EXEC: no reply */
             break;
         }
         if (m->op == OP_GET) {
-            exec_get_part(mw, m, &req);
-        } else if (mc_exec(&mw->shard, &req, mc_key_hash(req.key, req.klen), &m->reply) < 0) {
-            buf_consume(&m->reply, buf_len(&m->reply));
-            mc_compose_reply(&m->reply, MC_R_OOM);
+            exec_get_part(mw, m, req);
+        } else {
+            exec_keyed(mw, req, m->hash, &m->reply);
         }
         break;
     case OP_FLUSH:
@@ -507,20 +583,32 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m)
 
 /* ---- reply slots ---- */
 
+/* Free a slot's parts, and keep the slot (its buffer shrunk) in mw's cache if there is room. */
 static void
-slot_free(struct slot *s)
+slot_free(struct mc_worker *mw, struct slot *s)
 {
     for (uint32_t i = 0; i < s->nparts; i++) {
-        msg_free(s->parts[i]);
+        msg_free(mw, s->parts[i]);
     }
-    free(s->parts);
+    if (s->parts != &s->one) {
+        free(s->parts);
+    }
     free(s->keys);
+    if (mw->slot_cached < FREE_CACHE_MAX) {
+        buf_consume(&s->out, buf_len(&s->out));
+        buf_shrink(&s->out);
+        s->next_free = mw->slot_cache;
+        mw->slot_cache = s;
+        mw->slot_cached++;
+        return;
+    }
     buf_free(&s->out);
     free(s);
 }
 
+/* A slot at the tail of st's queue, waiting for nparts parts. */
 static struct slot *
-slot_push(struct mc_conn *st, uint8_t kind, uint32_t nparts)
+slot_push(struct mc_worker *mw, struct mc_conn *st, uint8_t kind, uint32_t nparts)
 {
     if (st->qlen == st->qcap) {
         uint32_t cap = st->qcap ? st->qcap * 2 : 16;
@@ -536,21 +624,23 @@ slot_push(struct mc_conn *st, uint8_t kind, uint32_t nparts)
         st->qhead = 0;
         st->qcap = cap;
     }
-    struct slot *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
+    struct mc_msg **parts = NULL;
+    if (nparts > 1 && (parts = calloc(nparts, sizeof(*parts))) == NULL) {
         return NULL;
     }
-    s->kind = kind;
-    buf_init(&s->out, MSG_BUF_INIT, REPLY_MAX);
-    if (nparts > 0) {
-        s->parts = calloc(nparts, sizeof(*s->parts));
-        if (s->parts == NULL) {
-            free(s);
-            return NULL;
-        }
-        s->nparts = nparts;
-        s->waiting = nparts;
+    struct slot *s = mw->slot_cache;
+    if (s != NULL) {
+        mw->slot_cache = s->next_free;
+        mw->slot_cached--;
+    } else if ((s = malloc(sizeof(*s))) != NULL) {
+        buf_init(&s->out, MSG_BUF_INIT, REPLY_MAX);
+    } else {
+        free(parts);
+        return NULL;
     }
+    struct buf out = s->out;
+    *s = (struct slot){.kind = kind, .out = out, .nparts = nparts, .waiting = nparts};
+    s->parts = nparts == 1 ? &s->one : parts;
     st->q[(st->qhead + st->qlen) % st->qcap] = s;
     st->qlen++;
     return s;
@@ -576,7 +666,7 @@ slot_find(struct mc_conn *st, uint64_t seq)
  * a ready slot at the tail of the queue (the last one, if it is already a ready slot).
  */
 static struct buf *
-reply_out(struct conn *c, struct mc_conn *st)
+reply_out(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
 {
     if (st->qlen == 0) {
         return conn_wbuf(c);
@@ -585,7 +675,7 @@ reply_out(struct conn *c, struct mc_conn *st)
     if (tail->kind == SLOT_BYTES) {
         return &tail->out;
     }
-    struct slot *s = slot_push(st, SLOT_BYTES, 0);
+    struct slot *s = slot_push(mw, st, SLOT_BYTES, 0);
     return s != NULL ? &s->out : NULL;
 }
 
@@ -647,7 +737,7 @@ slots_flush(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
                                 (uint64_t)(now - s->t0));
         }
         int rc = slot_emit(mw, s, conn_wbuf(c));
-        slot_free(s);
+        slot_free(mw, s);
         st->qhead = (st->qhead + 1) % st->qcap;
         st->qlen--;
         st->seq_head++;
@@ -665,13 +755,13 @@ static int
 send_part(struct mc_worker *mw, struct conn *c, struct slot *s, struct mc_msg *m, unsigned dest)
 {
     if (dest == mw->id) {
-        msg_execute(mw, m);
+        msg_execute(mw, m, NULL);
         s->parts[m->part] = m;
         s->waiting--;
         return 0;
     }
     if (conn_forward(c, dest, &m->hdr) < 0) {
-        msg_free(m);
+        msg_free(mw, m);
         s->waiting--; /* answered as if empty: the part reports the failure */
         return -ENOMEM;
     }
@@ -681,15 +771,16 @@ send_part(struct mc_worker *mw, struct conn *c, struct slot *s, struct mc_msg *m
 /* A single-key request owned by worker dest (not this one): forward its text. */
 static int
 forward_exec(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const char *text, size_t len,
-             unsigned dest)
+             uint64_t hash, unsigned dest)
 {
     uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(st, SLOT_EXEC, 1);
-    struct mc_msg *m = s != NULL ? msg_new(OP_EXEC, seq, 0) : NULL;
+    struct slot *s = slot_push(mw, st, SLOT_EXEC, 1);
+    struct mc_msg *m = s != NULL ? msg_new(mw, OP_EXEC, seq, 0) : NULL;
     if (m == NULL || buf_append(&m->req, text, len) < 0) {
-        msg_free(m);
+        msg_free(mw, m);
         return -ENOMEM;
     }
+    m->hash = hash;
     return send_part(mw, c, s, m, dest);
 }
 
@@ -708,7 +799,7 @@ dispatch_get(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
         all_local = mc_shard_of(mc_key_hash(key, klen), mw->n) == mw->id;
     }
     if (all_local) {
-        struct buf *out = reply_out(c, st);
+        struct buf *out = reply_out(mw, c, st);
         if (out == NULL) {
             return -ENOMEM;
         }
@@ -740,7 +831,7 @@ dispatch_get(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
             part_of[sh] = ++nparts;
         }
     }
-    s = slot_push(st, SLOT_GET, nparts);
+    s = slot_push(mw, st, SLOT_GET, nparts);
     if (s == NULL || (s->keys = calloc(req->nkeys, sizeof(*s->keys))) == NULL) {
         goto out;
     }
@@ -749,9 +840,9 @@ dispatch_get(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
         if (part_of[sh] == 0) {
             continue;
         }
-        struct mc_msg *m = msg_new(OP_GET, seq, part_of[sh] - 1);
+        struct mc_msg *m = msg_new(mw, OP_GET, seq, part_of[sh] - 1);
         if (m == NULL || (m->koff = calloc(req->nkeys, sizeof(*m->koff))) == NULL) {
-            msg_free(m);
+            msg_free(mw, m);
             goto out;
         }
         msgs[sh] = m;
@@ -787,7 +878,7 @@ dispatch_get(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
 out:
     if (msgs != NULL) {
         for (unsigned sh = 0; sh < mw->n; sh++) {
-            msg_free(msgs[sh]);
+            msg_free(mw, msgs[sh]);
         }
     }
     free(msgs);
@@ -801,7 +892,7 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
 {
     bool flush = req->cmd == MC_CMD_FLUSH_ALL;
     uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(st, flush ? SLOT_FLUSH : SLOT_STATS, mw->n);
+    struct slot *s = slot_push(mw, st, flush ? SLOT_FLUSH : SLOT_STATS, mw->n);
     if (s == NULL) {
         return -ENOMEM;
     }
@@ -815,7 +906,7 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
     }
     int rc = 0;
     for (unsigned sh = 0; sh < mw->n; sh++) {
-        struct mc_msg *m = msg_new(flush ? OP_FLUSH : OP_STATS, seq, sh);
+        struct mc_msg *m = msg_new(mw, flush ? OP_FLUSH : OP_STATS, seq, sh);
         if (m == NULL) {
             s->waiting--;
             rc = -ENOMEM;
@@ -857,7 +948,7 @@ write_settings(struct mc_worker *mw, struct buf *out)
 static int
 dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
 {
-    struct buf *out = reply_out(c, st);
+    struct buf *out = reply_out(mw, c, st);
     if (out == NULL) {
         return -ENOMEM;
     }
@@ -921,16 +1012,19 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_GETS:
     case MC_CMD_GAT:
     case MC_CMD_GATS:
-        if (req->nkeys == 1 && mc_shard_of(hash, mw->n) == mw->id) {
+        if (req->nkeys != 1) {
+            return dispatch_get(mw, c, st, req);
+        }
+        if (mc_shard_of(hash, mw->n) == mw->id) {
             /* The most common request of all: one key, ours. */
-            struct buf *out = reply_out(c, st);
+            struct buf *out = reply_out(mw, c, st);
             if (out == NULL) {
                 return -ENOMEM;
             }
             int rc = mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
             return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
         }
-        return dispatch_get(mw, c, st, req);
+        break; /* one key, another worker's: forwarded whole, like any keyed command */
     case MC_CMD_FLUSH_ALL:
         return dispatch_all(mw, c, st, req);
     case MC_CMD_STATS:
@@ -950,9 +1044,9 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     /* A single-key command: here, or on the key's owner. */
     unsigned owner = mc_shard_of(hash, mw->n);
     if (owner != mw->id) {
-        return forward_exec(mw, c, st, text, req->consumed, owner);
+        return forward_exec(mw, c, st, text, req->consumed, hash, owner);
     }
-    struct buf *out = reply_out(c, st);
+    struct buf *out = reply_out(mw, c, st);
     return out != NULL ? mc_exec(&mw->shard, req, hash, out) : -ENOMEM;
 }
 
@@ -970,7 +1064,8 @@ struct ahead {
 
 /* A parse result that is not a request to execute: an error, swallowed bytes, or "need more". */
 static int
-handle_parse_result(struct conn *c, struct mc_conn *st, enum mc_parse_rc rc, struct mc_req *req)
+handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, enum mc_parse_rc rc,
+                    struct mc_req *req)
 {
     struct buf *in = conn_rbuf(c);
     switch (rc) {
@@ -984,7 +1079,7 @@ handle_parse_result(struct conn *c, struct mc_conn *st, enum mc_parse_rc rc, str
         buf_consume(in, req->consumed);
         return 0;
     case MC_PARSE_ERROR: {
-        struct buf *out = reply_out(c, st);
+        struct buf *out = reply_out(mw, c, st);
         if (out == NULL) {
             return -ENOMEM;
         }
@@ -1147,7 +1242,7 @@ mc_on_data(void *ctx, struct conn *c)
         lat_settle(mw);
         if (last != MC_PARSE_OK) {
             /* Every request before it ran, so the error is answered now. */
-            int r = handle_parse_result(c, st, last, &batch[n].req);
+            int r = handle_parse_result(mw, c, st, last, &batch[n].req);
             if (r != 0) {
                 return r > 0 ? 0 : r;
             }
@@ -1156,13 +1251,45 @@ mc_on_data(void *ctx, struct conn *c)
     return 0;
 }
 
+/*
+ * Forwarded requests, as mc_on_data runs a pipeline: parse them all first, prefetching each
+ * key's bucket as it is parsed and its item ITEM_LEAD requests later, then execute in order.
+ * The origin sent each key's hash along, so nothing is hashed twice.
+ */
 static void
-mc_on_request(void *ctx, struct rt_msg *hdr)
+mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
 {
-    msg_execute(ctx, (struct mc_msg *)hdr);
-    if (rt_msg_return(hdr) < 0) {
-        /* The origin will never hear back; the connection's slot stays until it closes. */
-        log_error("out of memory returning a forwarded reply");
+    struct mc_worker *mw = ctx;
+    struct mc_req req[RT_REQUEST_BATCH];
+    bool exec[RT_REQUEST_BATCH]; /* OP_EXEC, parsed: its bucket was prefetched */
+    bool parsed[RT_REQUEST_BATCH];
+    unsigned items = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        struct mc_msg *m = (struct mc_msg *)hdrs[i];
+        bool text = m->op == OP_EXEC || m->op == OP_GET;
+        parsed[i] = text && msg_parse(mw, m, &req[i]);
+        exec[i] = parsed[i] && m->op == OP_EXEC;
+        if (exec[i]) {
+            seg_prefetch(mw->shard.seg, m->hash);
+        }
+        for (; items + ITEM_LEAD < i; items++) {
+            if (exec[items]) {
+                seg_prefetch_item(mw->shard.seg, ((struct mc_msg *)hdrs[items])->hash);
+            }
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        for (; items < n && items <= i + ITEM_LEAD; items++) {
+            if (exec[items]) {
+                seg_prefetch_item(mw->shard.seg, ((struct mc_msg *)hdrs[items])->hash);
+            }
+        }
+        msg_execute(mw, (struct mc_msg *)hdrs[i], parsed[i] ? &req[i] : NULL);
+        if (rt_msg_return(hdrs[i]) < 0) {
+            /* The origin will never hear back; the connection's slot stays until it closes. */
+            log_error("out of memory returning a forwarded reply");
+        }
     }
 }
 
@@ -1173,7 +1300,7 @@ mc_on_reply(void *ctx, struct conn *c, struct rt_msg *hdr)
     struct mc_conn *st = c != NULL ? conn_state(c) : NULL;
     struct slot *s = st != NULL ? slot_find(st, m->seq) : NULL;
     if (s == NULL) {
-        msg_free(m); /* the connection is gone: drop the late reply */
+        msg_free(ctx, m); /* the connection is gone: drop the late reply */
         return;
     }
     s->parts[m->part] = m;
@@ -1188,7 +1315,7 @@ mc_on_close(void *ctx, struct conn *c)
 {
     struct mc_conn *st = conn_state(c);
     while (st->qlen > 0) {
-        slot_free(st->q[st->qhead]);
+        slot_free(ctx, st->q[st->qhead]);
         st->qhead = (st->qhead + 1) % st->qcap;
         st->qlen--;
     }
@@ -1325,6 +1452,19 @@ mc_worker_teardown(void *ctx)
         metrics_synchronize(); /* no memory for a deferred free: wait for readers here */
         free(old);
     }
+    while (mw->msg_cache != NULL) {
+        struct mc_msg *m = mw->msg_cache;
+        mw->msg_cache = m->next_free;
+        buf_free(&m->req);
+        buf_free(&m->reply);
+        free(m);
+    }
+    while (mw->slot_cache != NULL) {
+        struct slot *sl = mw->slot_cache;
+        mw->slot_cache = sl->next_free;
+        buf_free(&sl->out);
+        free(sl);
+    }
     seg_destroy(&mw->shard.seg);
     free(mw->ttl_scratch);
     free(mw);
@@ -1341,7 +1481,7 @@ const struct rt_product mc_product = {
     .on_close = mc_on_close,
     .tick = mc_tick,
     .idle = mc_idle,
-    .on_request = mc_on_request,
+    .on_requests = mc_on_requests,
     .on_reply = mc_on_reply,
     .msg_free = msg_free_rt,
     .metrics = mc_metric_tables,
