@@ -325,31 +325,32 @@ bool seg_reclaim_step(struct seg *s, uint32_t max_items);
 
 /** Per-instance statistics. Counters only grow; gauges are current. */
 struct seg_stats {
-    uint64_t items;             /* gauge: linked items (curr_items) */
-    uint64_t bytes;             /* gauge: bytes of linked items (bytes) */
-    uint64_t segs_total;        /* gauge: segments in the heap */
-    uint64_t segs_used;         /* gauge */
-    uint64_t segs_free;         /* gauge */
-    uint64_t heap_bytes;        /* gauge: segment heap (segs_total * seg_size) */
-    uint64_t hash_bytes;        /* gauge: hash table incl. overflow buckets */
-    uint64_t hash_buckets;      /* gauge: buckets of the hash table (the new one while growing) */
-    uint64_t hash_growing;      /* gauge: 1 while the table doubles (both tables mapped) */
-    uint64_t overhead_bytes;    /* gauge: segment headers, TTL buckets, merge buffer */
-    uint64_t hits;              /* get hits */
-    uint64_t misses;            /* get misses (incl. expired) */
-    uint64_t get_expired;       /* gets that found an expired or flushed item */
-    uint64_t total_items;       /* items stored (total_items) */
-    uint64_t evicted_items;     /* live items evicted (evictions) */
-    uint64_t evicted_unfetched; /* evicted items never read */
-    uint64_t evicted_segs;      /* segments freed by eviction or merge */
-    uint64_t merges;            /* merge evictions */
-    uint64_t expired_items;     /* items freed because they expired (reclaimed) */
-    uint64_t expired_unfetched; /* of those, never read (expired_unfetched) */
-    uint64_t expired_segs;      /* segments freed by expiration */
-    uint64_t flushed_items;     /* items freed because of flush_all */
-    uint64_t flushes;           /* flush_all executed */
-    uint64_t store_too_large;   /* stores refused: too large */
-    uint64_t store_no_memory;   /* stores refused: out of memory */
+    uint64_t items;              /* gauge: linked items (curr_items) */
+    uint64_t bytes;              /* gauge: bytes of linked items (bytes) */
+    uint64_t segs_total;         /* gauge: segments in the heap */
+    uint64_t segs_used;          /* gauge */
+    uint64_t segs_free;          /* gauge */
+    uint64_t heap_bytes;         /* gauge: segment heap (segs_total * seg_size) */
+    uint64_t hash_bytes;         /* gauge: hash table incl. overflow buckets */
+    uint64_t hash_buckets;       /* gauge: buckets of the hash table (the new one while growing) */
+    uint64_t hash_growing;       /* gauge: 1 while the table doubles (both tables mapped) */
+    uint64_t hash_grow_failures; /* doublings not started for lack of memory (tried again later) */
+    uint64_t overhead_bytes;     /* gauge: segment headers, TTL buckets, merge buffer */
+    uint64_t hits;               /* get hits */
+    uint64_t misses;             /* get misses (incl. expired) */
+    uint64_t get_expired;        /* gets that found an expired or flushed item */
+    uint64_t total_items;        /* items stored (total_items) */
+    uint64_t evicted_items;      /* live items evicted (evictions) */
+    uint64_t evicted_unfetched;  /* evicted items never read */
+    uint64_t evicted_segs;       /* segments freed by eviction or merge */
+    uint64_t merges;             /* merge evictions */
+    uint64_t expired_items;      /* items freed because they expired (reclaimed) */
+    uint64_t expired_unfetched;  /* of those, never read (expired_unfetched) */
+    uint64_t expired_segs;       /* segments freed by expiration */
+    uint64_t flushed_items;      /* items freed because of flush_all */
+    uint64_t flushes;            /* flush_all executed */
+    uint64_t store_too_large;    /* stores refused: too large */
+    uint64_t store_no_memory;    /* stores refused: out of memory */
 };
 
 /** Copy the statistics. Owner thread (another thread must get a copy from the owner). */

@@ -224,6 +224,7 @@ enum seg_metric {
     SM_HEAP_BYTES,
     SM_HASH_BYTES,
     SM_HASH_EXPANDING,
+    SM_HASH_GROW_FAILURES,
     SM_OVERHEAD_BYTES,
     SM_FLUSHED_ITEMS,
     SM_STORE_NO_MEMORY,
@@ -252,6 +253,8 @@ static const struct metric_def seg_metric_defs[SM_COUNT] = {
     [SM_OVERHEAD_BYTES] = {"storage_overhead_bytes", METRIC_GAUGE,
                            "bytes of segment headers, TTL buckets and the merge buffer"},
     [SM_FLUSHED_ITEMS] = {"flushed_items", METRIC_COUNTER, "items dropped by flush_all"},
+    [SM_HASH_GROW_FAILURES] = {"hash_grow_failures", METRIC_COUNTER,
+                               "hash table doublings put off for lack of memory (tried again)"},
     [SM_STORE_NO_MEMORY] = {"store_no_memory", METRIC_COUNTER, "stores refused for lack of memory"},
 };
 
@@ -380,6 +383,7 @@ publish_stats(struct mc_worker *mw)
         [SM_HEAP_BYTES] = ss.heap_bytes,
         [SM_HASH_BYTES] = ss.hash_bytes,
         [SM_HASH_EXPANDING] = ss.hash_growing,
+        [SM_HASH_GROW_FAILURES] = ss.hash_grow_failures,
         [SM_OVERHEAD_BYTES] = ss.overhead_bytes,
         [SM_FLUSHED_ITEMS] = ss.flushed_items,
         [SM_STORE_NO_MEMORY] = ss.store_no_memory,

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define T0 1700000000 /* a plausible unix time for the test clock */
 
@@ -1664,6 +1666,18 @@ hash_bytes(struct seg *s)
     return stats.hash_bytes;
 }
 
+/* Bytes of address space this process has mapped (the first field of /proc/self/statm). */
+static size_t
+mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 Test(seg, hash_table_starts_small_and_grows_with_the_items)
 {
     struct seg *s = mk_growing(64 << 20, SEG_EVICT_NONE);
@@ -1739,9 +1753,11 @@ Test(seg, ticks_finish_a_growth_and_free_the_old_table)
     cr_assert_eq(stats.hash_buckets, first * 2);
     cr_assert_geq((uint64_t)i, first * 5, "no growth before 5 items per bucket");
     uint64_t both = stats.hash_bytes;
+    size_t mapped = mapped_bytes();
     tick_for(s, 1);
     seg_stats_get(s, &stats);
     cr_assert_eq(both - stats.hash_bytes, first * 64, "the old table is gone once moved");
+    cr_assert_leq(mapped_bytes() + first * 64, mapped, "and unmapped");
     for (int j = 0; j < i; j++) {
         snprintf(key, sizeof(key), "t%d", j);
         assert_value(s, key, key);
@@ -1780,6 +1796,81 @@ Test(seg, expiry_and_flush_unlink_items_while_the_table_grows)
     cr_assert_eq(stats.hash_growing, 1);
     cr_assert_eq(stats.items, 0);
     cr_assert_eq(stats.flushed_items, (uint64_t)(n + 1) / 2);
+    seg_destroy(&s);
+}
+
+Test(seg, a_grown_table_keeps_no_more_overflow_buckets_than_it_needs)
+{
+    /* Each doubling gives the old overflow buckets back before their slots are placed. Grown
+     * nine times, the table must hold no more overflow buckets (allocated 1,024 at a time) than
+     * its own chains need: count those from the keys' buckets, (low 32 bits of the hash) *
+     * buckets >> 32, each chain needing one overflow bucket per 7 slots past the first 7. */
+    enum { N = 160000 };
+    struct seg *s = mk_table(64 << 20, 1 << 20, SEG_EVICT_NONE, 64);
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "o%d", i);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+    }
+    tick_for(s, 1);
+    struct seg_stats st;
+    seg_stats_get(s, &st);
+    cr_assert_eq(st.hash_growing, 0);
+    cr_assert_geq(st.hash_buckets, 16384, "the table grew from 64 buckets");
+    uint32_t *count = calloc(st.hash_buckets, sizeof(*count));
+    cr_assert_not_null(count);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "o%d", i);
+        uint64_t h = seg_hash(key, strlen(key)) & 0xffffffffu;
+        count[(h * st.hash_buckets) >> 32]++;
+    }
+    uint64_t needed = 0;
+    for (uint64_t b = 0; b < st.hash_buckets; b++) {
+        needed += count[b] > 7 ? (count[b] - 7 + 6) / 7 : 0;
+    }
+    free(count);
+    uint64_t chunks = (st.hash_bytes - st.hash_buckets * 64) / (1024 * 64);
+    cr_assert_gt(needed, 0, "the test needs overflow chains");
+    cr_assert_leq(chunks, (needed + 1023) / 1024 + 1,
+                  "%lu chunks of overflow buckets for %lu needed buckets", (unsigned long)chunks,
+                  (unsigned long)needed);
+    seg_destroy(&s);
+}
+
+Test(seg, a_growth_without_memory_is_tried_again_later)
+{
+    struct seg *s = mk_growing(8 << 20, SEG_EVICT_NONE);
+    char key[32];
+    struct seg_stats first, during, after;
+    seg_stats_get(s, &first);
+    struct rlimit old;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    /* No new mapping fits: the doubling at 5 items per bucket cannot map its table. No
+     * assertion until the limit is lifted (reporting one may need memory). */
+    struct rlimit tight = {.rlim_cur = mapped_bytes() + (1u << 20), .rlim_max = old.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_AS, &tight), 0);
+    int stored = 0, n = (int)first.hash_buckets * 6;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "m%d", i);
+        stored += set(s, key, key, 0) == SEG_STORED;
+    }
+    seg_stats_get(s, &during);
+    setrlimit(RLIMIT_AS, &old);
+    cr_assert_eq(stored, n, "items are stored without a bigger table");
+    cr_assert_eq(during.hash_buckets, first.hash_buckets);
+    cr_assert_geq(during.hash_grow_failures, 1);
+    /* With memory back, a later insert (within another item per bucket) doubles the table. */
+    for (int i = n; i < n + 2 * (int)first.hash_buckets; i++) {
+        snprintf(key, sizeof(key), "m%d", i);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+    }
+    seg_stats_get(s, &after);
+    cr_assert_eq(after.hash_buckets, first.hash_buckets * 2, "growth resumed");
+    cr_assert_eq(after.hash_grow_failures, during.hash_grow_failures);
+    for (int i = 0; i < n + 2 * (int)first.hash_buckets; i++) {
+        snprintf(key, sizeof(key), "m%d", i);
+        assert_value(s, key, key);
+    }
     seg_destroy(&s);
 }
 

@@ -108,8 +108,9 @@ struct seg {
     uint32_t temp_sid; /* a segment id no segment has: merge's provisional locations */
     size_t item_max;
     size_t heap_len;
-    size_t ht_len;   /* bytes of ht */
-    uint32_t nb_max; /* the table stops growing at this size */
+    size_t ht_len;          /* bytes of ht */
+    uint32_t nb_max;        /* the table stops growing at this size */
+    uint64_t ht_grow_retry; /* after a failed growth: items to reach before trying again */
     int32_t free_head;
     uint32_t nfree;
     uint32_t ovf_nchunks;
@@ -597,7 +598,8 @@ ht_insert(struct seg *s, uint64_t hash, uint64_t v)
 {
     if (s->ht_old != NULL) {
         ht_move(s, HT_MOVE_PER_INSERT);
-    } else if (s->st.items >= (uint64_t)s->nbuckets * HT_GROW_LOAD && s->nbuckets < s->nb_max) {
+    } else if (s->st.items >= (uint64_t)s->nbuckets * HT_GROW_LOAD && s->nbuckets < s->nb_max &&
+               s->st.items >= s->ht_grow_retry) {
         ht_grow(s);
     }
     return chain_insert(s, ht_head(s, hash), v);
@@ -629,14 +631,18 @@ ht_clear(struct seg *s, uint64_t hash, uint64_t *slot)
 
 static void *map_region(size_t len, int extra_flags);
 
-/* Start doubling the table. Without memory for the new one, the table stays as it is. */
+/*
+ * Start doubling the table. Without memory for the new one, the table stays as it is (chains
+ * grow longer, nothing fails) and growth is tried again once another item per bucket has come.
+ */
 static void
 ht_grow(struct seg *s)
 {
     uint32_t nb = s->nbuckets * 2 < s->nb_max ? s->nbuckets * 2 : s->nb_max;
     uint64_t *t = map_region((size_t)nb * 64, 0);
     if (t == NULL) {
-        s->nb_max = s->nbuckets;
+        s->ht_grow_retry = s->st.items + s->nbuckets;
+        s->st.hash_grow_failures++;
         return;
     }
     s->ht_old = s->ht;
