@@ -102,6 +102,13 @@ static const struct opt_def mc_options[] = {
      .dflt = "merge",
      .choices = evict_names,
      .help = "what makes room when a shard is full"},
+    {.name = "prefault",
+     .short_name = 'L',
+     .section = "storage",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "touch all item memory at start-up (as memcached's -L): the process holds all of -m "
+             "at once, and no request waits for the kernel to map fresh memory"},
     {.name = "enable-shutdown",
      .short_name = 'A',
      .section = "server",
@@ -945,6 +952,7 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_stat(out, "shutdown_command", config_bool(cfg, "enable-shutdown") ? "yes" : "no");
     mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
     mc_compose_stat_u64(out, "segment_size", config_uint(cfg, "segment-size"));
+    mc_compose_stat(out, "prefault", config_bool(cfg, "prefault") ? "yes" : "no");
     mc_compose_reply(out, MC_R_END);
 }
 
@@ -1413,6 +1421,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
         o.seg_size <<= 1;
     }
     o.seed = id + 1;
+    o.prefault = config_bool(cfg, "prefault");
     int rc = seg_evict_policy_parse(evict_names[config_enum(cfg, "eviction")], &o.evict);
     if (rc == 0) {
         rc = seg_create(&mw->shard.seg, &o);

@@ -429,6 +429,14 @@ class Lifecycle(unittest.TestCase):
             server.wait_for(r"debug: request: set logged 0 0 5$")
             self.assertFalse(any("hello" in line for line in server.lines), "no data blocks")
 
+    def test_prefault_holds_all_item_memory_from_the_start(self):
+        page = os.sysconf("SC_PAGE_SIZE")
+        for flags, holds in ((["-L"], True), ([], False)):
+            with Server(PETREL, "-t", "2", "-m", "64", *flags) as server:
+                with open("/proc/%d/statm" % server.proc.pid) as f:
+                    rss = int(f.read().split()[1]) * page
+                self.assertEqual(rss >= 64 << 20, holds, "%s: RSS %d bytes" % (flags, rss))
+
     def test_udp_is_refused(self):
         rc, _, err = run(PETREL, "-U", "11211")
         self.assertEqual(rc, 64)
@@ -437,7 +445,7 @@ class Lifecycle(unittest.TestCase):
         rc, out, _ = run(PETREL, "--help")
         self.assertEqual(rc, 0)
         for flag in ("-p, --port", "-m, --memory-limit", "-I, --max-item-size", "-t, --threads",
-                     "-c, --max-conns", "-A, --[no-]enable-shutdown"):
+                     "-c, --max-conns", "-A, --[no-]enable-shutdown", "-L, --[no-]prefault"):
             self.assertIn(flag, out)
 
 
