@@ -107,8 +107,8 @@ static const struct opt_def mc_options[] = {
      .section = "storage",
      .type = OPT_BOOL,
      .dflt = "no",
-     .help = "touch all item memory at start-up (as memcached's -L): the process holds all of -m "
-             "at once, and no request waits for the kernel to map fresh memory"},
+     .help = "touch all item memory, and the hash table at its full size, at start-up (as "
+             "memcached's -L): no request waits for the kernel to map fresh memory"},
     {.name = "enable-shutdown",
      .short_name = 'A',
      .section = "server",
