@@ -496,6 +496,14 @@ msg_free_rt(struct rt_msg *m)
     msg_free(NULL, (struct mc_msg *)m);
 }
 
+/* memcached's reply to a get whose answer does not fit: what was written since mark goes. */
+static int
+get_too_large(struct buf *out, size_t mark)
+{
+    out->wpos = out->rpos + mark;
+    return buf_puts(out, "SERVER_ERROR out of memory writing get response\r\n");
+}
+
 /* A get family line whose keys all belong to one shard: answer each, recording where each
  * key's answer ends. On a reply too large for a message the answers are dropped and the
  * origin sends memcached's error instead. */
@@ -526,13 +534,14 @@ exec_keyed(struct mc_worker *mw, const struct mc_req *req, uint64_t hash, struct
     case MC_CMD_GET:
     case MC_CMD_GETS:
     case MC_CMD_GAT:
-    case MC_CMD_GATS:
+    case MC_CMD_GATS: {
+        size_t mark = buf_len(out);
         if (mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out) < 0 ||
             mc_compose_reply(out, MC_R_END) < 0) {
-            buf_consume(out, buf_len(out));
-            buf_puts(out, "SERVER_ERROR out of memory writing get response\r\n");
+            (void)get_too_large(out, mark);
         }
         return;
+    }
     default:
         if (mc_exec(&mw->shard, req, hash, out) < 0) {
             buf_consume(out, buf_len(out));
@@ -717,8 +726,7 @@ slot_emit(struct mc_worker *mw, struct slot *s, struct buf *out)
         }
         return mc_compose_reply(out, MC_R_END);
     too_large:
-        out->wpos = out->rpos + mark;
-        return buf_puts(out, "SERVER_ERROR out of memory writing get response\r\n");
+        return get_too_large(out, mark);
     }
     case SLOT_FLUSH:
         return s->noreply ? 0 : mc_compose_reply(out, MC_R_OK);
@@ -818,8 +826,7 @@ dispatch_get(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
         mc_args_begin(req, &it);
         while (mc_args_next(&it, &key, &klen)) {
             if (mc_exec_get_key(&mw->shard, req, key, klen, mc_key_hash(key, klen), out) < 0) {
-                out->wpos = out->rpos + mark;
-                return buf_puts(out, "SERVER_ERROR out of memory writing get response\r\n");
+                return get_too_large(out, mark);
             }
         }
         return mc_compose_reply(out, MC_R_END);
@@ -1272,32 +1279,25 @@ static void
 mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
 {
     struct mc_worker *mw = ctx;
-    struct mc_req req[RT_REQUEST_BATCH];
-    bool exec[RT_REQUEST_BATCH]; /* OP_EXEC, parsed: its bucket was prefetched */
+    struct ahead batch[RT_REQUEST_BATCH];
     bool parsed[RT_REQUEST_BATCH];
-    unsigned items = 0;
+    size_t items = 0;
 
     for (unsigned i = 0; i < n; i++) {
         struct mc_msg *m = (struct mc_msg *)hdrs[i];
-        bool text = m->op == OP_EXEC || m->op == OP_GET;
-        parsed[i] = text && msg_parse(mw, m, &req[i]);
-        exec[i] = parsed[i] && m->op == OP_EXEC;
-        if (exec[i]) {
+        parsed[i] = (m->op == OP_EXEC || m->op == OP_GET) && msg_parse(mw, m, &batch[i].req);
+        batch[i].hash = m->hash;
+        batch[i].local = parsed[i] && m->op == OP_EXEC; /* one key, ours: prefetched */
+        if (batch[i].local) {
             seg_prefetch(mw->shard.seg, m->hash);
         }
-        for (; items + ITEM_LEAD < i; items++) {
-            if (exec[items]) {
-                seg_prefetch_item(mw->shard.seg, ((struct mc_msg *)hdrs[items])->hash);
-            }
+        if (i + 1 > ITEM_LEAD) {
+            prefetch_items(mw, batch, &items, i + 1 - ITEM_LEAD);
         }
     }
     for (unsigned i = 0; i < n; i++) {
-        for (; items < n && items <= i + ITEM_LEAD; items++) {
-            if (exec[items]) {
-                seg_prefetch_item(mw->shard.seg, ((struct mc_msg *)hdrs[items])->hash);
-            }
-        }
-        msg_execute(mw, (struct mc_msg *)hdrs[i], parsed[i] ? &req[i] : NULL);
+        prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
+        msg_execute(mw, (struct mc_msg *)hdrs[i], parsed[i] ? &batch[i].req : NULL);
         if (rt_msg_return(hdrs[i]) < 0) {
             /* The origin will never hear back; the connection's slot stays until it closes. */
             log_error("out of memory returning a forwarded reply");
