@@ -64,7 +64,7 @@ struct shared {
     const struct bench_opts *o;
     const struct workload *w;
     pthread_barrier_t barrier;
-    uint64_t start_ns; /* run start: warm-up begins, the open-loop schedule starts */
+    uint64_t start_ns; /* run start: warm-up begins, the first request may go out */
     uint64_t mstart;   /* measured window [mstart, mend) */
     uint64_t mend;
     uint64_t deadline; /* end of the drain */
@@ -220,7 +220,9 @@ conn_fill(struct cthread *th, struct conn *c, uint64_t now)
         return;
     }
     if (o->rate == 0) {
-        while (now < sh->mend && c->qlen < o->pipeline) {
+        /* Nothing before the start: a request sent in the lead would be neither measured nor
+         * warm-up, yet the server would serve it. */
+        while (now >= sh->start_ns && now < sh->mend && c->qlen < o->pipeline) {
             workload_next(sh->w, &th->rng, &th->req);
             if (conn_push(th, c, now) < 0) {
                 return;
@@ -422,7 +424,7 @@ thread_done(struct cthread *th, uint64_t now, uint64_t *wake)
     if (now >= sh->deadline) {
         return true;
     }
-    uint64_t next = now < sh->mend ? sh->mend : sh->deadline;
+    uint64_t next = now < sh->start_ns ? sh->start_ns : now < sh->mend ? sh->mend : sh->deadline;
     for (uint32_t i = 0; i < th->nconns; i++) {
         const struct conn *c = &th->conns[i];
         if (c->dead) {

@@ -103,6 +103,38 @@ class PetrelPreloaded(BenchChecks, unittest.TestCase):
         self.assertGreater(self.out["ops"]["set"], 0)
 
 
+def served(server):
+    """cmd_get + cmd_set from the data port's stats, which asks every shard (exact)."""
+    with server.connect() as s:
+        s.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    stats = dict(line.split(" ")[1:3] for line in data.decode().splitlines()
+                 if line.startswith("STAT "))
+    return int(stats["cmd_get"]) + int(stats["cmd_set"])
+
+
+class PetrelCountsWhatTheServerServed(unittest.TestCase):
+    """Closed loop without warm-up: the server served exactly the requests the report counts
+    (nothing sent before the window opens, everything in flight at its end answered)."""
+
+    def test_server_counters_match_the_report(self):
+        with Server(PETREL, "-t", "1", "-m", "64") as server:
+            before = served(server)
+            rc, out, err = bench(server.port, "-c", "4", "-d", "4", "--keys", "1000", "-v", "32",
+                                 "--ratio", "9:1", "-w", "0", "-D", "0.5")
+            after = served(server)
+        self.assertEqual(rc, 0, err)
+        report = json.loads(out)
+        self.assertGreater(report["requests"], 0)
+        self.assertEqual(report["unfinished"], 0)
+        self.assertEqual(after - before, report["requests"])
+
+
 class PetrelOpenLoop(BenchChecks, unittest.TestCase):
     """Open loop at a low fixed rate: it sends what it schedules, and reports the send lag."""
 
