@@ -130,13 +130,23 @@ admin_globals(struct runtime *rt, struct metric_value *out, size_t cap)
     return n < cap ? n : cap;
 }
 
-/* Refresh jemalloc's statistics. Admin thread (the "epoch" call takes every arena's lock). */
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* Purge the allocator's decayed pages and refresh its statistics. Admin thread, once a second
+ * (both calls take every arena's lock, briefly). */
 static void
 memory_refresh(void)
 {
 #if PETREL_HAVE_JEMALLOC
     static const char *const names[MEM_COUNT] = {"stats.allocated", "stats.active",
                                                  "stats.resident", "stats.mapped"};
+    /* Purge what has decayed. jemalloc purges unused pages at its decay rate (dirty_decay_ms,
+     * 10 s) but only from inside malloc and free, and it has no thread of its own here: a server
+     * that goes quiet after a burst of large requests (read buffers grown to a megabyte and
+     * freed) would keep those pages resident for good, tens of MiB above -m. */
+    (void)mallctl("arena." STR(MALLCTL_ARENAS_ALL) ".decay", NULL, NULL, NULL, 0);
+
     uint64_t epoch = 1;
     size_t sz = sizeof(epoch);
     if (mallctl("epoch", &epoch, &sz, &epoch, sz) != 0) {

@@ -23,7 +23,7 @@ def raise_fd_limit(want=8192):
 
 
 class Server:
-    def __init__(self, binary, *args, listen="127.0.0.1", wait_ready=True):
+    def __init__(self, binary, *args, listen="127.0.0.1", wait_ready=True, env=None):
         self.args = [binary, "-l", listen, "-p", "0", "--admin-port", "0", *args]
         self.lines = []
         self.port = None
@@ -31,7 +31,8 @@ class Server:
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=raise_fd_limit)
+                                     preexec_fn=raise_fd_limit,
+                                     env=dict(os.environ, **env) if env else None)
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
         if wait_ready:

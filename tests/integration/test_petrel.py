@@ -437,6 +437,43 @@ class Lifecycle(unittest.TestCase):
                     rss = int(f.read().split()[1]) * page
                 self.assertEqual(rss >= 64 << 20, holds, "%s: RSS %d bytes" % (flags, rss))
 
+    def test_allocator_gives_back_a_burst_of_large_requests_when_quiet(self):
+        # 8 connections each send 900 KB sets, so their read buffers grow to a megabyte or two and
+        # are freed again. jemalloc keeps freed pages resident until they decay (here over 3 s),
+        # but purges only from inside malloc and free: the admin thread must do it once the
+        # server goes quiet, or they stay. Freed-but-resident is mem_resident - mem_active.
+        def unused(sock):
+            stats = request(sock, b"stats\r\n", b"END\r\n").decode()
+            st = dict(line.split()[1:3] for line in stats.splitlines()
+                      if line.startswith("STAT "))
+            if "mem_resident" not in st:
+                self.skipTest("built without jemalloc: no mem_resident")
+            return int(st["mem_resident"]) - int(st["mem_active"])
+
+        with Server(PETREL, "-t", "1", "-m", "16", env={"MALLOC_CONF": "dirty_decay_ms:3000"}) \
+                as server, server.connect() as mon:
+            time.sleep(1.1)  # the figures are refreshed once a second
+            base = unused(mon)
+            value = b"v" * 900000
+            conns = [server.connect() for _ in range(8)]
+            for rnd in range(4):
+                for i, c in enumerate(conns):
+                    c.sendall(b"set big%d.%d 0 0 %d noreply\r\n%s\r\n"
+                              % (rnd, i, len(value), value))
+            for c in conns:
+                self.assertEqual(request(c, b"version\r\n", b"\r\n")[:8], b"VERSION ")
+                c.close()
+            # First see the burst's freed pages, then see them go.
+            seen, deadline = [unused(mon)], time.monotonic() + 10
+            while seen[-1] < base + (4 << 20) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                seen.append(unused(mon))
+            while seen[-1] >= base + (1 << 20) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                seen.append(unused(mon))
+            self.assertGreaterEqual(max(seen), base + (4 << 20), seen)
+            self.assertLess(seen[-1], base + (1 << 20), seen)
+
     def test_udp_is_refused(self):
         rc, _, err = run(PETREL, "-U", "11211")
         self.assertEqual(rc, 64)
