@@ -593,6 +593,15 @@ admin_main(void *arg)
     epoll_ctl(epfd, EPOLL_CTL_ADD, rt->admin_fd, &ev);
 
     int64_t now = mono_ms(), next_flush = now + FLUSH_MS, next_mem = now;
+    /* systemd's watchdog: a ping every half period, held back while a worker is stuck, so that a
+     * wedged event loop (or a wedged admin thread) gets the server restarted. */
+    uint64_t wd_usec = notify_watchdog_usec();
+    int64_t wd_ms = wd_usec == 0 ? 0 : wd_usec >= 2000 ? (int64_t)(wd_usec / 2000) : 1;
+    int64_t next_wd = now;
+    bool wd_held = false;
+    if (wd_ms > 0) {
+        log_info("watchdog: pinging systemd every %lld ms", (long long)wd_ms);
+    }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         hb_since[i] = now;
     }
@@ -615,6 +624,20 @@ admin_main(void *arg)
             next_flush = now + FLUSH_MS;
             log_flush();
             health_check(rt, now);
+        }
+        if (wd_ms > 0 && now >= next_wd) {
+            next_wd = now + wd_ms;
+            unsigned stuck = atomic_load_explicit(&rt->workers_stuck, memory_order_relaxed);
+            if (stuck == 0) {
+                notify_send("WATCHDOG=1");
+            } else if (!wd_held) {
+                log_error("watchdog: not pinging systemd while %u worker%s stuck", stuck,
+                          stuck == 1 ? " is" : "s are");
+            }
+            if (wd_held && stuck == 0) {
+                log_warn("watchdog: pinging systemd again");
+            }
+            wd_held = stuck > 0;
         }
         if (now >= next_mem) {
             next_mem = now + MEMORY_MS;

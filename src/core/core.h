@@ -128,6 +128,9 @@ void *acceptor_main(void *arg);
 
 /* notify.c: send "READY=1" and friends to systemd if $NOTIFY_SOCKET is set; 0 or -errno. */
 int notify_send(const char *msg);
+/* The watchdog period systemd set (WatchdogSec=, as $WATCHDOG_USEC) in microseconds; 0 when there
+ * is none, or when $WATCHDOG_PID names another process. */
+uint64_t notify_watchdog_usec(void);
 
 /* admin.c */
 int admin_listen(struct runtime *rt, char *err, size_t errlen);

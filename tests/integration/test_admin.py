@@ -284,6 +284,64 @@ class Health(unittest.TestCase):
             server.wait_for(r"worker 1: event loop turning again", 5)
 
 
+class Watchdog(unittest.TestCase):
+    """systemd's watchdog over a stand-in for its notification socket: WATCHDOG=1 every half
+    period while every worker turns, none while one is stuck."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+
+    def tearDown(self):
+        self.sock.close()
+        self.dir.cleanup()
+
+    def pings(self, seconds):
+        """The WATCHDOG=1 datagrams that arrive within the next `seconds`."""
+        n, deadline = 0, time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return n
+            self.sock.settimeout(left)
+            try:
+                msg = self.sock.recv(4096)
+            except socket.timeout:
+                return n
+            n += msg.split(b"\n").count(b"WATCHDOG=1")
+
+    def server(self, *args, **env):
+        return Server(PETREL, "-t", "2", *args, env=dict({"NOTIFY_SOCKET": self.path}, **env))
+
+    def test_pings_every_half_period(self):
+        with self.server(WATCHDOG_USEC="400000"):
+            self.pings(0.3)  # start-up
+            self.assertGreaterEqual(self.pings(2.0), 6)  # one per 200 ms: 10, less the noise
+
+    def test_no_pings_while_a_worker_is_stuck(self):
+        with self.server("--debug-commands", "--health-timeout", "1",
+                         WATCHDOG_USEC="400000") as server:
+            self.assertGreater(self.pings(0.5), 0)
+            self.assertEqual(admin_text(server, "debug stall 1 4000"), "OK\r\n")
+            server.wait_for(r"watchdog: not pinging systemd while 1 worker is stuck", 5)
+            self.sock.settimeout(0)
+            try:  # what was sent before the stall was noticed
+                while True:
+                    self.sock.recv(4096)
+            except BlockingIOError:
+                pass
+            self.assertEqual(self.pings(1.0), 0)
+            server.wait_for(r"watchdog: pinging systemd again", 6)
+            self.assertGreater(self.pings(1.0), 0)
+
+    def test_a_watchdog_meant_for_another_process_is_left_alone(self):
+        with self.server(WATCHDOG_USEC="400000", WATCHDOG_PID="1") as server:
+            self.assertEqual(self.pings(1.0), 0)
+            self.assertFalse(any("watchdog" in line for line in server.lines))
+
+
 class Reload(unittest.TestCase):
     """SIGHUP re-reads the config file: a good change, a fixed setting, a broken file."""
 
