@@ -37,6 +37,9 @@ void buf_free(struct buf *b);
  */
 int buf_reserve(struct buf *b, size_t n);
 
+/** The allocation size buf_reserve(b, n) would leave: b->cap if it need not (or cannot) grow. */
+size_t buf_reserve_cap(const struct buf *b, size_t n);
+
 /** Append n bytes. Returns 0, -ENOBUFS or -ENOMEM (then nothing was appended). */
 int buf_append(struct buf *b, const void *p, size_t n);
 

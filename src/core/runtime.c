@@ -107,6 +107,15 @@ static const struct opt_def rt_options[] = {
      .min = 4096,
      .max = 1 << 30,
      .help = "unsent reply bytes after which a connection's requests wait (backpressure)"},
+    {.name = "buffer-memory",
+     .section = "server",
+     .type = OPT_SIZE,
+     .dflt = "64m",
+     .unit = 1,
+     .min = 1 << 20,
+     .max = (uint64_t)1 << 40,
+     .help = "memory for read buffers grown past read-buffer, all connections together; a "
+             "request that needs more waits for it"},
     {.name = "admin-address",
      .section = "admin",
      .type = OPT_STR,
@@ -181,6 +190,8 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
                            "messages sent to other workers (forwarded requests and replies)"},
     [RTM_MESSAGES_RECEIVED] = {"messages_received", METRIC_COUNTER,
                                "messages received from other workers"},
+    [RTM_INPUT_WAITS] = {"input_waits", METRIC_COUNTER,
+                         "reads put off because connections' read buffers held buffer-memory"},
 };
 
 const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};
@@ -612,6 +623,11 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     rt->wbuf_limit = config_uint(cfg, "output-limit");
     /* Past the limit no new request is parsed, so one reply beyond it is all that may arrive. */
     rt->wbuf_max = rt->wbuf_limit + (p->reply_max ? p->reply_max : p->request_max) + rt->rbuf_init;
+    /* Each worker gets its share, and never less than one largest request's growth. */
+    rt->rbuf_budget = (size_t)config_uint(cfg, "buffer-memory") / rt->nworkers;
+    if (rt->rbuf_budget < rt->rbuf_max - rt->rbuf_init) {
+        rt->rbuf_budget = rt->rbuf_max - rt->rbuf_init;
+    }
     rt->started_at = time(NULL);
     current = rt;
 

@@ -30,6 +30,7 @@
 #define DRAIN_SECONDS 2     /* at shutdown, how long unsent replies may take */
 #define PEER_BUDGET   1024  /* messages taken from each peer's ring per iteration */
 #define PEER_RING     1024  /* slots of each ring of the forwarding mesh */
+#define MEMWAIT_WAKE  16    /* connections waiting for read-buffer memory retried per release */
 
 struct conn {
     int fd;
@@ -40,14 +41,18 @@ struct conn {
     bool readable;     /* input may be waiting in the socket */
     bool writable;     /* the socket may take output */
     bool eof;          /* the peer shut down its side */
+    bool hup;          /* epoll reported a hang-up or error (eof may not have been read yet) */
     bool closing;      /* close once the output is sent */
     bool resume;       /* the product stopped early for backpressure: call it again */
     bool paused;       /* the product waits for replies before it parses more (RT_PAUSED) */
     unsigned inflight; /* forwarded requests whose replies have not come back */
     bool on_pending;   /* linked on the worker's pending list */
+    bool on_memwait;   /* linked on the worker's list of reads waiting for buffer memory */
     size_t buf_bytes;  /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
+    size_t rbuf_extra; /* read buffer beyond its initial size, last counted in the table */
     int64_t last_active;
     struct conn *next_pending;
+    struct conn *memwait_prev, *memwait_next;
     _Alignas(16) unsigned char state[]; /* the product's per-connection state */
 };
 
@@ -62,6 +67,10 @@ struct conn_table {
     unsigned sweep_pos;
     struct conn *pending; /* connections with unfinished input, FIFO */
     struct conn *pending_tail;
+    /* Read buffers beyond their initial size, and the connections whose next read waits until
+     * that total is back under the worker's share of buffer-memory (FIFO, doubly linked). */
+    size_t rbuf_extra;
+    struct conn *memwait, *memwait_tail;
     int64_t now; /* coarse clock for idle timeouts, seconds */
 };
 
@@ -320,14 +329,95 @@ pending_remove(struct conn_table *t, struct conn *c)
     c->on_pending = false;
 }
 
-/* Bring RTM_CONN_BUFFER_BYTES up to date with c's buffers: two loads and a store. */
+static void
+memwait_add(struct conn_table *t, struct conn *c)
+{
+    if (c->on_memwait) {
+        return;
+    }
+    c->on_memwait = true;
+    c->memwait_next = NULL;
+    c->memwait_prev = t->memwait_tail;
+    if (t->memwait_tail != NULL) {
+        t->memwait_tail->memwait_next = c;
+    } else {
+        t->memwait = c;
+    }
+    t->memwait_tail = c;
+}
+
+static void
+memwait_remove(struct conn_table *t, struct conn *c)
+{
+    if (!c->on_memwait) {
+        return;
+    }
+    if (c->memwait_prev != NULL) {
+        c->memwait_prev->memwait_next = c->memwait_next;
+    } else {
+        t->memwait = c->memwait_next;
+    }
+    if (c->memwait_next != NULL) {
+        c->memwait_next->memwait_prev = c->memwait_prev;
+    } else {
+        t->memwait_tail = c->memwait_prev;
+    }
+    c->on_memwait = false;
+}
+
+static size_t
+rbuf_extra_of(const struct runtime *rt, size_t cap)
+{
+    return cap > rt->rbuf_init ? cap - rt->rbuf_init : 0;
+}
+
+/*
+ * Whether c's read buffer may grow to take n more bytes: yes if it need not grow, if the
+ * worker's read buffers stay within its share of buffer-memory, or if no other connection holds
+ * any (so one request at a time always gets through, however large).
+ */
+static bool
+rbuf_may_grow(struct worker *w, struct conn *c, size_t n)
+{
+    const struct conn_table *t = w->conns;
+    size_t extra = rbuf_extra_of(w->rt, buf_reserve_cap(&c->rbuf, n));
+    size_t others = t->rbuf_extra - c->rbuf_extra;
+    return extra <= c->rbuf_extra || others == 0 || others + extra <= w->rt->rbuf_budget;
+}
+
+/*
+ * Bring the worker's figures up to date with c's buffers: RTM_CONN_BUFFER_BYTES and the read
+ * buffers' total. When that total falls, the first connections waiting for it try again.
+ */
 static void
 conn_account(struct worker *w, struct conn *c)
 {
+    struct conn_table *t = w->conns;
     size_t now = c->rbuf.cap + c->wbuf.cap;
     if (now != c->buf_bytes) {
         metrics_add(&w->m[RTM_CONN_BUFFER_BYTES], (uint64_t)now - (uint64_t)c->buf_bytes);
         c->buf_bytes = now;
+    }
+    size_t extra = rbuf_extra_of(w->rt, c->rbuf.cap);
+    if (extra == c->rbuf_extra) {
+        return;
+    }
+    bool fell = extra < c->rbuf_extra;
+    t->rbuf_extra = t->rbuf_extra - c->rbuf_extra + extra;
+    c->rbuf_extra = extra;
+    for (unsigned i = 0; fell && i < MEMWAIT_WAKE && t->memwait != NULL; i++) {
+        struct conn *x = t->memwait;
+        memwait_remove(t, x);
+        pending_add(t, x);
+    }
+}
+
+void
+conn_rbuf_want(struct conn *c, size_t n)
+{
+    if (rbuf_may_grow(c->w, c, n)) {
+        (void)buf_reserve(&c->rbuf, n); /* on failure the reads go on with what there is */
+        conn_account(c->w, c);
     }
 }
 
@@ -339,6 +429,7 @@ conn_close(struct worker *w, struct conn *c)
         w->rt->p->on_close(w->pctx, c);
     }
     pending_remove(t, c);
+    memwait_remove(t, c);
     close(c->fd); /* also removes it from the epoll set */
     buf_free(&c->rbuf);
     buf_free(&c->wbuf);
@@ -446,18 +537,30 @@ static int
 conn_read(struct worker *w, struct conn *c)
 {
     for (int round = 0; round < READ_ROUNDS && c->readable; round++) {
+        if (!rbuf_may_grow(w, c, READ_CHUNK)) {
+            /* The worker's read buffers hold its share of buffer-memory: wait until another
+             * connection's shrinks (conn_account), as memcached waits for item memory. A
+             * connection that hung up will not send the rest: close it, and free what it holds. */
+            if (c->hup) {
+                return -ECONNRESET;
+            }
+            memwait_add(w->conns, c);
+            metrics_incr(&w->m[RTM_INPUT_WAITS]);
+            return 0;
+        }
         if (buf_reserve(&c->rbuf, READ_CHUNK) < 0 && buf_avail(&c->rbuf) == 0) {
             /* Read buffer at its cap: the product must consume before we read more. */
             return 0;
         }
+        conn_account(w, c);
         size_t want = buf_avail(&c->rbuf);
         ssize_t n = recv(c->fd, buf_wptr(&c->rbuf), want, 0);
         if (n > 0) {
             buf_commit(&c->rbuf, (size_t)n);
             metrics_add(&w->m[RTM_BYTES_READ], (uint64_t)n);
             /* A short read emptied the socket; with edge triggering, new bytes raise a new event.
-             */
-            if ((size_t)n < want) {
+             * Not so the end of the stream once its hang-up was reported: read on to see it. */
+            if ((size_t)n < want && !c->hup) {
                 c->readable = false;
             }
         } else if (n == 0) {
@@ -524,7 +627,7 @@ conn_serve(struct worker *w, struct conn *c)
         return -ECONNRESET;
     }
     /* Input left behind by the read budget, or a paused product that may go on: next turn. */
-    if ((c->readable || c->resume) && !c->closing && !stopping && !c->paused &&
+    if ((c->readable || c->resume) && !c->closing && !stopping && !c->paused && !c->on_memwait &&
         !conn_output_full(c)) {
         pending_add(w->conns, c);
     }
@@ -534,6 +637,15 @@ conn_serve(struct worker *w, struct conn *c)
 static void
 handle_event(struct worker *w, struct conn *c, uint32_t events)
 {
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        c->hup = true;
+    }
+    if (c->on_memwait && c->hup) {
+        /* It hung up while its request waited for buffer memory: the rest of that request is
+         * not coming, and the memory it holds is wanted. */
+        conn_close(w, c);
+        return;
+    }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         c->readable = true;
     }

@@ -1091,7 +1091,7 @@ handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, en
     case MC_PARSE_AGAIN:
         /* Make room for the whole request at once: a large value is read in place. */
         if (st->parser.need > buf_len(in)) {
-            (void)buf_reserve(in, st->parser.need - buf_len(in));
+            conn_rbuf_want(c, st->parser.need - buf_len(in));
         }
         return 1;
     case MC_PARSE_SKIP:

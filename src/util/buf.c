@@ -2,6 +2,7 @@
 #include "petrel/buf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,29 +20,48 @@ buf_free(struct buf *b)
     b->rpos = b->wpos = b->cap = 0;
 }
 
-int
-buf_reserve(struct buf *b, size_t n)
+/* What buf_reserve(b, n) has to do: 0 if the room is there (or appears by moving the unread
+ * bytes to the front), SIZE_MAX if it would pass b->max, else the allocation it grows to. */
+static size_t
+grow_target(const struct buf *b, size_t n)
 {
-    if (b->cap - b->wpos >= n) {
-        return 0;
-    }
     size_t len = buf_len(b);
     /* Compacting is cheap next to growing, and the common case is a small unread tail. */
-    if (b->rpos > 0 && b->cap - len >= n) {
-        memmove(b->data, b->data + b->rpos, len);
-        b->rpos = 0;
-        b->wpos = len;
+    if (b->cap - b->wpos >= n || (b->rpos > 0 && b->cap - len >= n)) {
         return 0;
     }
     if (len + n > b->max) {
-        return -ENOBUFS;
+        return SIZE_MAX;
     }
     size_t cap = b->cap ? b->cap : b->init;
     while (cap < len + n) {
         cap *= 2;
     }
-    if (cap > b->max) {
-        cap = b->max;
+    return cap > b->max ? b->max : cap;
+}
+
+size_t
+buf_reserve_cap(const struct buf *b, size_t n)
+{
+    size_t cap = grow_target(b, n);
+    return cap == 0 || cap == SIZE_MAX ? b->cap : cap;
+}
+
+int
+buf_reserve(struct buf *b, size_t n)
+{
+    size_t len = buf_len(b);
+    size_t cap = grow_target(b, n);
+    if (cap == SIZE_MAX) {
+        return -ENOBUFS;
+    }
+    if (cap == 0) {
+        if (b->cap - b->wpos < n) {
+            memmove(b->data, b->data + b->rpos, len);
+            b->rpos = 0;
+            b->wpos = len;
+        }
+        return 0;
     }
     char *p = malloc(cap);
     if (p == NULL) {

@@ -394,6 +394,81 @@ class Backpressure(unittest.TestCase):
             self.assertTrue(lines[15].startswith(b"VERSION "), lines[15:])
 
 
+def data_stats(sock):
+    """The data port's stats (exact: it asks every shard) as a dict of ints where they are."""
+    text = request(sock, b"stats\r\n", b"END\r\n").decode()
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = int(parts[2]) if parts[2].isdigit() else parts[2]
+    return out
+
+
+class BufferMemory(unittest.TestCase):
+    """--buffer-memory bounds the read buffers of all connections together, as memcached's item
+    memory bounds its half-read values; one worker, so its share is the floor: one largest
+    request (16 MiB and a line)."""
+
+    FLOOR = (16 << 20) + 4096
+
+    def test_stalled_large_sets_hold_no_more_than_buffer_memory(self):
+        n, init = 100, 16 << 10
+        with Server(PETREL, "-t", "1", "-c", "1000", "--buffer-memory", "1m") as server, \
+                server.connect() as mon:
+            stalled = [server.connect() for _ in range(n)]
+            for i, c in enumerate(stalled):  # each declares 1 MB and sends all but 1,000 bytes
+                c.sendall(b"set slow%d 0 0 1000000\r\n" % i + b"x" * 999000)
+            deadline = time.monotonic() + 10
+            while data_stats(mon)["input_waits"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            st = data_stats(mon)
+            self.assertGreater(st["input_waits"], 0)
+            # Every connection keeps its first buffers; beyond them, one worker's share.
+            self.assertLessEqual(st["conn_buffer_bytes"], (n + 1) * 2 * init + self.FLOOR, st)
+            self.assertEqual(request(mon, b"set small 0 0 2\r\nok\r\nget small\r\n", b"END\r\n"),
+                             b"STORED\r\nVALUE small 0 2\r\nok\r\nEND\r\n")
+            for c in stalled:
+                c.close()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                st = data_stats(mon)
+                if st["curr_connections"] == 1:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(st["curr_connections"], 1, "the stalled connections were closed")
+            self.assertLessEqual(st["conn_buffer_bytes"], 2 * init, st)
+
+    def test_large_sets_past_buffer_memory_wait_and_all_complete(self):
+        n, size = 40, 900000
+        with Server(PETREL, "-t", "1", "-m", "256", "--buffer-memory", "1m") as server:
+            # Every connection has a large set under way before any finishes: together they
+            # need more than the worker's share, so some must wait.
+            started = threading.Barrier(n)
+
+            def one(i):
+                value = bytes([65 + i % 26]) * size
+                with server.connect() as c:
+                    c.sendall(b"set big%d.0 0 0 %d\r\n%s" % (i, size, value[:-1000]))
+                    started.wait(30)
+                    self.assertEqual(request(c, value[-1000:] + b"\r\n", b"\r\n"), b"STORED\r\n")
+                    self.assertEqual(request(c, b"set big%d.1 0 0 %d\r\n%s\r\n"
+                                             % (i, size, value), b"\r\n"), b"STORED\r\n")
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            with server.connect() as c:
+                self.assertGreater(data_stats(c)["input_waits"], 0, "no request had to wait")
+                for i in range(n):
+                    for k in range(2):
+                        got = request(c, b"get big%d.%d\r\n" % (i, k), b"END\r\n")
+                        self.assertEqual(got, b"VALUE big%d.%d 0 %d\r\n%s\r\nEND\r\n"
+                                         % (i, k, size, bytes([65 + i % 26]) * size))
+
+
 class Compatibility(unittest.TestCase):
     def test_memccapable_ascii_passes(self):
         with Server(PETREL, "-t", "2") as server:

@@ -110,3 +110,21 @@ Test(buf, printf_formats_short_and_long_text)
     cr_assert_eq(buf_rptr(&b)[13 + 2998], 'y');
     buf_free(&b);
 }
+
+Test(buf, reserve_cap_predicts_what_reserve_allocates)
+{
+    struct buf b;
+    buf_init(&b, 16, 1024);
+    cr_assert_eq(buf_reserve_cap(&b, 10), 16, "the first allocation is init");
+    cr_assert_eq(buf_reserve_cap(&b, 100), 128, "doubled until it fits");
+    cr_assert_eq(buf_reserve(&b, 100), 0);
+    cr_assert_eq(b.cap, 128);
+    cr_assert_eq(buf_reserve_cap(&b, 100), 128, "no growth needed");
+    b.wpos = 120;
+    b.rpos = 100;
+    cr_assert_eq(buf_reserve_cap(&b, 100), 128, "moving 20 unread bytes to the front is enough");
+    cr_assert_eq(buf_reserve_cap(&b, 1100), 128, "past the cap: reserve would fail, not grow");
+    cr_assert_eq(buf_reserve(&b, 1100), -ENOBUFS);
+    cr_assert_eq(buf_reserve_cap(&b, 900), 1024, "clamped to the cap");
+    buf_free(&b);
+}
