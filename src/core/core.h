@@ -28,7 +28,7 @@ enum rt_metric {
     RTM_CONN_BUFFER_BYTES, /* gauge: read and write buffers of its connections */
     RTM_MESSAGES_SENT,     /* to other workers: forwarded requests and their replies */
     RTM_MESSAGES_RECEIVED,
-    RTM_INPUT_WAITS, /* reads put off because the read buffers held buffer-memory */
+    RTM_INPUT_WAITS, /* reads put off because the buffers held buffer-memory */
     RTM_COUNT
 };
 extern const struct metric_table rt_worker_metrics;
@@ -84,7 +84,7 @@ struct runtime {
     /* options, read-only after start-up; the reloadable ones are in live */
     struct rt_live *live; /* RCU-protected; see struct rt_live */
     size_t rbuf_init, rbuf_max, wbuf_limit, wbuf_max;
-    size_t rbuf_budget; /* per worker: read buffers beyond rbuf_init, all connections together */
+    size_t buf_budget; /* per worker: buffers beyond rbuf_init, read and write, all connections */
 
     int listen_fds[RT_MAX_LISTEN];
     size_t nlisten;

@@ -114,8 +114,8 @@ static const struct opt_def rt_options[] = {
      .unit = 1,
      .min = 1 << 20,
      .max = (uint64_t)1 << 40,
-     .help = "memory for read buffers grown past read-buffer, all connections together; a "
-             "request that needs more waits for it"},
+     .help = "memory for connection buffers grown past read-buffer, all connections together; "
+             "past it requests wait"},
     {.name = "admin-address",
      .section = "admin",
      .type = OPT_STR,
@@ -191,7 +191,7 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
     [RTM_MESSAGES_RECEIVED] = {"messages_received", METRIC_COUNTER,
                                "messages received from other workers"},
     [RTM_INPUT_WAITS] = {"input_waits", METRIC_COUNTER,
-                         "reads put off because connections' read buffers held buffer-memory"},
+                         "reads put off because connections' buffers held buffer-memory"},
 };
 
 const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};
@@ -624,9 +624,9 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     /* Past the limit no new request is parsed, so one reply beyond it is all that may arrive. */
     rt->wbuf_max = rt->wbuf_limit + (p->reply_max ? p->reply_max : p->request_max) + rt->rbuf_init;
     /* Each worker gets its share, and never less than one largest request's growth. */
-    rt->rbuf_budget = (size_t)config_uint(cfg, "buffer-memory") / rt->nworkers;
-    if (rt->rbuf_budget < rt->rbuf_max - rt->rbuf_init) {
-        rt->rbuf_budget = rt->rbuf_max - rt->rbuf_init;
+    rt->buf_budget = (size_t)config_uint(cfg, "buffer-memory") / rt->nworkers;
+    if (rt->buf_budget < rt->rbuf_max - rt->rbuf_init) {
+        rt->buf_budget = rt->rbuf_max - rt->rbuf_init;
     }
     rt->started_at = time(NULL);
     current = rt;

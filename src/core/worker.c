@@ -50,6 +50,7 @@ struct conn {
     bool on_memwait;   /* linked on the worker's list of reads waiting for buffer memory */
     size_t buf_bytes;  /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
     size_t rbuf_extra; /* read buffer beyond its initial size, last counted in the table */
+    size_t wbuf_extra; /* the same for the write buffer */
     int64_t last_active;
     struct conn *next_pending;
     struct conn *memwait_prev, *memwait_next;
@@ -67,9 +68,10 @@ struct conn_table {
     unsigned sweep_pos;
     struct conn *pending; /* connections with unfinished input, FIFO */
     struct conn *pending_tail;
-    /* Read buffers beyond their initial size, and the connections whose next read waits until
-     * that total is back under the worker's share of buffer-memory (FIFO, doubly linked). */
-    size_t rbuf_extra;
+    /* Buffers beyond their initial size, read and write, and the connections whose next read
+     * waits until that total is back under the worker's share of buffer-memory (FIFO, doubly
+     * linked). */
+    size_t buf_extra;
     struct conn *memwait, *memwait_tail;
     int64_t now; /* coarse clock for idle timeouts, seconds */
 };
@@ -97,10 +99,28 @@ conn_state(struct conn *c)
     return c->state;
 }
 
+static size_t
+buf_extra_of(const struct runtime *rt, size_t cap)
+{
+    return cap > rt->rbuf_init ? cap - rt->rbuf_init : 0;
+}
+
 bool
 conn_output_full(const struct conn *c)
 {
-    return buf_len(&c->wbuf) >= c->w->rt->wbuf_limit;
+    const struct runtime *rt = c->w->rt;
+    size_t len = buf_len(&c->wbuf);
+    if (len >= rt->wbuf_limit) {
+        return true;
+    }
+    if (len == 0) {
+        return false;
+    }
+    /* Past the worker's share of buffer-memory, a connection with replies still unsent takes no
+     * more requests: a client that does not read holds at most one reply more than it had, and
+     * one that reads goes on a reply at a time. Its own buffer counts as it is now. */
+    size_t total = c->w->conns->buf_extra - c->wbuf_extra + buf_extra_of(rt, c->wbuf.cap);
+    return total > rt->buf_budget;
 }
 
 unsigned
@@ -365,29 +385,24 @@ memwait_remove(struct conn_table *t, struct conn *c)
     c->on_memwait = false;
 }
 
-static size_t
-rbuf_extra_of(const struct runtime *rt, size_t cap)
-{
-    return cap > rt->rbuf_init ? cap - rt->rbuf_init : 0;
-}
-
 /*
  * Whether c's read buffer may grow to take n more bytes: yes if it need not grow, if the
- * worker's read buffers stay within its share of buffer-memory, or if no other connection holds
- * any (so one request at a time always gets through, however large).
+ * worker's buffers stay within its share of buffer-memory, or if no other connection holds any
+ * (so one request at a time always gets through, however large).
  */
 static bool
 rbuf_may_grow(struct worker *w, struct conn *c, size_t n)
 {
     const struct conn_table *t = w->conns;
-    size_t extra = rbuf_extra_of(w->rt, buf_reserve_cap(&c->rbuf, n));
-    size_t others = t->rbuf_extra - c->rbuf_extra;
-    return extra <= c->rbuf_extra || others == 0 || others + extra <= w->rt->rbuf_budget;
+    size_t mine = c->rbuf_extra + c->wbuf_extra;
+    size_t want = buf_extra_of(w->rt, buf_reserve_cap(&c->rbuf, n)) + c->wbuf_extra;
+    size_t others = t->buf_extra - mine;
+    return want <= mine || others == 0 || others + want <= w->rt->buf_budget;
 }
 
 /*
- * Bring the worker's figures up to date with c's buffers: RTM_CONN_BUFFER_BYTES and the read
- * buffers' total. When that total falls, the first connections waiting for it try again.
+ * Bring the worker's figures up to date with c's buffers: RTM_CONN_BUFFER_BYTES and the total
+ * beyond the buffers' initial size. When that falls, the first connections waiting try again.
  */
 static void
 conn_account(struct worker *w, struct conn *c)
@@ -398,13 +413,14 @@ conn_account(struct worker *w, struct conn *c)
         metrics_add(&w->m[RTM_CONN_BUFFER_BYTES], (uint64_t)now - (uint64_t)c->buf_bytes);
         c->buf_bytes = now;
     }
-    size_t extra = rbuf_extra_of(w->rt, c->rbuf.cap);
-    if (extra == c->rbuf_extra) {
+    size_t rx = buf_extra_of(w->rt, c->rbuf.cap), wx = buf_extra_of(w->rt, c->wbuf.cap);
+    if (rx == c->rbuf_extra && wx == c->wbuf_extra) {
         return;
     }
-    bool fell = extra < c->rbuf_extra;
-    t->rbuf_extra = t->rbuf_extra - c->rbuf_extra + extra;
-    c->rbuf_extra = extra;
+    bool fell = rx + wx < c->rbuf_extra + c->wbuf_extra;
+    t->buf_extra = t->buf_extra - c->rbuf_extra - c->wbuf_extra + rx + wx;
+    c->rbuf_extra = rx;
+    c->wbuf_extra = wx;
     for (unsigned i = 0; fell && i < MEMWAIT_WAKE && t->memwait != NULL; i++) {
         struct conn *x = t->memwait;
         memwait_remove(t, x);
@@ -538,7 +554,7 @@ conn_read(struct worker *w, struct conn *c)
 {
     for (int round = 0; round < READ_ROUNDS && c->readable; round++) {
         if (!rbuf_may_grow(w, c, READ_CHUNK)) {
-            /* The worker's read buffers hold its share of buffer-memory: wait until another
+            /* The worker's buffers hold its share of buffer-memory: wait until another
              * connection's shrinks (conn_account), as memcached waits for item memory. A
              * connection that hung up will not send the rest: close it, and free what it holds. */
             if (c->hup) {
