@@ -113,12 +113,13 @@ conn_output_full(const struct conn *c)
     if (len >= rt->wbuf_limit) {
         return true;
     }
-    if (len == 0) {
-        return false;
+    if (len == 0 || c->wbuf.cap <= rt->rbuf_init) {
+        return false; /* replies that fit the first buffer hold no memory beyond it */
     }
-    /* Past the worker's share of buffer-memory, a connection with replies still unsent takes no
-     * more requests: a client that does not read holds at most one reply more than it had, and
-     * one that reads goes on a reply at a time. Its own buffer counts as it is now. */
+    /* Past the worker's share of buffer-memory, a connection whose unsent replies outgrew its
+     * first buffer takes no more requests: a client that does not read holds at most one reply
+     * more than it had, and one that reads goes on a reply at a time. Its own buffer counts as
+     * it is now. */
     size_t total = c->w->conns->buf_extra - c->wbuf_extra + buf_extra_of(rt, c->wbuf.cap);
     return total > rt->buf_budget;
 }
