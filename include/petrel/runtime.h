@@ -65,6 +65,10 @@ struct rt_product {
     size_t conn_state_size; /* bytes of per-connection product state, zeroed at accept */
     size_t request_max;     /* the largest request that must fit whole in the read buffer */
     size_t reply_max;       /* the largest reply one request may produce (0: request_max) */
+    /** The largest request under cfg, when settings make it smaller than request_max. Optional;
+     * called once at start-up. It caps the read buffers and sets each worker's least share of
+     * buffer-memory. */
+    size_t (*request_limit)(const struct config *cfg);
 
     /** Build a worker's context (e.g. its storage shard). Returns 0 or a negative errno. */
     int (*worker_setup)(unsigned worker, unsigned nworkers, const struct config *cfg, void **ctx);

@@ -619,7 +619,11 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     rt->debug_commands = config_bool(cfg, "debug-commands");
     rt->rbuf_init = config_uint(cfg, "read-buffer");
     /* The read buffer must hold the largest request whole, plus one read's worth. */
-    rt->rbuf_max = p->request_max + rt->rbuf_init;
+    size_t request_max = p->request_max;
+    if (p->request_limit != NULL && p->request_limit(cfg) < request_max) {
+        request_max = p->request_limit(cfg);
+    }
+    rt->rbuf_max = request_max + rt->rbuf_init;
     rt->wbuf_limit = config_uint(cfg, "output-limit");
     /* Past the limit no new request is parsed, so one reply beyond it is all that may arrive. */
     rt->wbuf_max = rt->wbuf_limit + (p->reply_max ? p->reply_max : p->request_max) + rt->rbuf_init;

@@ -51,6 +51,7 @@ struct conn {
     size_t buf_bytes;  /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
     size_t rbuf_extra; /* read buffer beyond its initial size, last counted in the table */
     size_t wbuf_extra; /* the same for the write buffer */
+    size_t rbuf_need;  /* room the product asked for and did not get (conn_rbuf_want) */
     int64_t last_active;
     struct conn *next_pending;
     struct conn *memwait_prev, *memwait_next;
@@ -72,6 +73,7 @@ struct conn_table {
      * waits until that total is back under the worker's share of buffer-memory (FIFO, doubly
      * linked). */
     size_t buf_extra;
+    size_t memwait_extra; /* the part of buf_extra held by connections on the memwait list */
     struct conn *memwait, *memwait_tail;
     int64_t now; /* coarse clock for idle timeouts, seconds */
 };
@@ -357,6 +359,7 @@ memwait_add(struct conn_table *t, struct conn *c)
         return;
     }
     c->on_memwait = true;
+    t->memwait_extra += c->rbuf_extra + c->wbuf_extra;
     c->memwait_next = NULL;
     c->memwait_prev = t->memwait_tail;
     if (t->memwait_tail != NULL) {
@@ -373,6 +376,7 @@ memwait_remove(struct conn_table *t, struct conn *c)
     if (!c->on_memwait) {
         return;
     }
+    t->memwait_extra -= c->rbuf_extra + c->wbuf_extra;
     if (c->memwait_prev != NULL) {
         c->memwait_prev->memwait_next = c->memwait_next;
     } else {
@@ -388,8 +392,11 @@ memwait_remove(struct conn_table *t, struct conn *c)
 
 /*
  * Whether c's read buffer may grow to take n more bytes: yes if it need not grow, if the
- * worker's buffers stay within its share of buffer-memory, or if no other connection holds any
- * (so one request at a time always gets through, however large).
+ * worker's buffers stay within its share of buffer-memory, or if every other connection that
+ * holds any is itself waiting for more. The last rule is what guarantees progress: one request
+ * at a time always gets through, however large, and two half-grown requests cannot wait for each
+ * other for ever. It lets the total pass the share by one request at most, since the one let
+ * through is not waiting.
  */
 static bool
 rbuf_may_grow(struct worker *w, struct conn *c, size_t n)
@@ -398,7 +405,8 @@ rbuf_may_grow(struct worker *w, struct conn *c, size_t n)
     size_t mine = c->rbuf_extra + c->wbuf_extra;
     size_t want = buf_extra_of(w->rt, buf_reserve_cap(&c->rbuf, n)) + c->wbuf_extra;
     size_t others = t->buf_extra - mine;
-    return want <= mine || others == 0 || others + want <= w->rt->buf_budget;
+    size_t others_waiting = t->memwait_extra - (c->on_memwait ? mine : 0);
+    return want <= mine || others == others_waiting || others + want <= w->rt->buf_budget;
 }
 
 /*
@@ -420,6 +428,9 @@ conn_account(struct worker *w, struct conn *c)
     }
     bool fell = rx + wx < c->rbuf_extra + c->wbuf_extra;
     t->buf_extra = t->buf_extra - c->rbuf_extra - c->wbuf_extra + rx + wx;
+    if (c->on_memwait) {
+        t->memwait_extra = t->memwait_extra - c->rbuf_extra - c->wbuf_extra + rx + wx;
+    }
     c->rbuf_extra = rx;
     c->wbuf_extra = wx;
     for (unsigned i = 0; fell && i < MEMWAIT_WAKE && t->memwait != NULL; i++) {
@@ -432,9 +443,12 @@ conn_account(struct worker *w, struct conn *c)
 void
 conn_rbuf_want(struct conn *c, size_t n)
 {
+    c->rbuf_need = 0;
     if (rbuf_may_grow(c->w, c, n)) {
         (void)buf_reserve(&c->rbuf, n); /* on failure the reads go on with what there is */
         conn_account(c->w, c);
+    } else {
+        c->rbuf_need = n; /* the reads will wait for all of it rather than creep up to it */
     }
 }
 
@@ -554,7 +568,9 @@ static int
 conn_read(struct worker *w, struct conn *c)
 {
     for (int round = 0; round < READ_ROUNDS && c->readable; round++) {
-        if (!rbuf_may_grow(w, c, READ_CHUNK)) {
+        /* Room for one read, or for the rest of a request whose size the product gave. */
+        size_t room = c->rbuf_need > READ_CHUNK ? c->rbuf_need : READ_CHUNK;
+        if (!rbuf_may_grow(w, c, room)) {
             /* The worker's buffers hold its share of buffer-memory: wait until another
              * connection's shrinks (conn_account), as memcached waits for item memory. A
              * connection that hung up will not send the rest: close it, and free what it holds. */
@@ -565,10 +581,11 @@ conn_read(struct worker *w, struct conn *c)
             metrics_incr(&w->m[RTM_INPUT_WAITS]);
             return 0;
         }
-        if (buf_reserve(&c->rbuf, READ_CHUNK) < 0 && buf_avail(&c->rbuf) == 0) {
+        if (buf_reserve(&c->rbuf, room) < 0 && buf_avail(&c->rbuf) == 0) {
             /* Read buffer at its cap: the product must consume before we read more. */
             return 0;
         }
+        c->rbuf_need = 0;
         conn_account(w, c);
         size_t want = buf_avail(&c->rbuf);
         ssize_t n = recv(c->fd, buf_wptr(&c->rbuf), want, 0);

@@ -1483,10 +1483,20 @@ mc_worker_teardown(void *ctx)
     free(mw);
 }
 
+/* The largest request: a get line (the parser's default bound), or a line and one value (larger
+ * values are refused and their bytes skipped as they arrive, never buffered whole). */
+static size_t
+request_limit(const struct config *cfg)
+{
+    size_t set = (size_t)config_uint(cfg, "max-item-size") + MC_LINE_MAX;
+    return set > MC_GET_LINE_DEFAULT ? set : MC_GET_LINE_DEFAULT;
+}
+
 const struct rt_product mc_product = {
     .name = "petrel",
     .conn_state_size = sizeof(struct mc_conn),
     .request_max = (16u << 20) + MC_LINE_MAX,
+    .request_limit = request_limit,
     .reply_max = REPLY_MAX,
     .worker_setup = mc_worker_setup,
     .worker_teardown = mc_worker_teardown,
