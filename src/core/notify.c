@@ -86,8 +86,7 @@ notify_watchdog_usec(void)
             return 0;
         }
         if (p != (uint64_t)getpid()) {
-            return 0; /* meant for another process (a wrapper that exec'd us would have passed it)
-                       */
+            return 0; /* meant for another process */
         }
     }
     return v;

@@ -568,8 +568,12 @@ static int
 conn_read(struct worker *w, struct conn *c)
 {
     for (int round = 0; round < READ_ROUNDS && c->readable; round++) {
-        /* Room for one read, or for the rest of a request whose size the product gave. */
+        /* Room for one read, or for the rest of a request whose size the product gave (unless
+         * that no longer fits under the cap: a stale need must never stop the reads). */
         size_t room = c->rbuf_need > READ_CHUNK ? c->rbuf_need : READ_CHUNK;
+        if (buf_len(&c->rbuf) + room > w->rt->rbuf_max) {
+            room = READ_CHUNK;
+        }
         if (!rbuf_may_grow(w, c, room)) {
             /* The worker's buffers hold its share of buffer-memory: wait until another
              * connection's shrinks (conn_account), as memcached waits for item memory. A
