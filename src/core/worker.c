@@ -574,7 +574,8 @@ conn_read(struct worker *w, struct conn *c)
         if (buf_len(&c->rbuf) + room > w->rt->rbuf_max) {
             room = READ_CHUNK;
         }
-        if (!rbuf_may_grow(w, c, room)) {
+        bool fits = buf_avail(&c->rbuf) >= room; /* the common case: nothing to decide */
+        if (!fits && !rbuf_may_grow(w, c, room)) {
             /* The worker's buffers hold its share of buffer-memory: wait until another
              * connection's shrinks (conn_account), as memcached waits for item memory. A
              * connection that hung up will not send the rest: close it, and free what it holds. */
@@ -585,12 +586,14 @@ conn_read(struct worker *w, struct conn *c)
             metrics_incr(&w->m[RTM_INPUT_WAITS]);
             return 0;
         }
-        if (buf_reserve(&c->rbuf, room) < 0 && buf_avail(&c->rbuf) == 0) {
-            /* Read buffer at its cap: the product must consume before we read more. */
-            return 0;
+        if (!fits) {
+            if (buf_reserve(&c->rbuf, room) < 0 && buf_avail(&c->rbuf) == 0) {
+                /* Read buffer at its cap: the product must consume before we read more. */
+                return 0;
+            }
+            c->rbuf_need = 0;
+            conn_account(w, c);
         }
-        c->rbuf_need = 0;
-        conn_account(w, c);
         size_t want = buf_avail(&c->rbuf);
         ssize_t n = recv(c->fd, buf_wptr(&c->rbuf), want, 0);
         if (n > 0) {
