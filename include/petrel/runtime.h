@@ -131,7 +131,7 @@ struct buf *conn_wbuf(struct conn *c);
  * Make room in conn_rbuf(c) for n more bytes of a request whose size is known, so a large one is
  * read in place instead of through repeated doubling. Growth counts against the worker's share of
  * buffer-memory: when that is spent nothing happens, and the worker's next read on c waits until
- * another connection's read buffer shrinks. Use this, never buf_reserve(), on the read buffer.
+ * another connection's buffers shrink. Use this, never buf_reserve(), on the read buffer.
  * Worker thread of c.
  */
 void conn_rbuf_want(struct conn *c, size_t n);
