@@ -4,6 +4,7 @@
 #include "petrel/ring.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +26,14 @@ scenario_count(const char *env, size_t dflt)
 
 /* ---- stress ---- */
 
+/*
+ * The stress and mesh scenarios spin, which is their point; but when the scheduler puts two of
+ * their threads on one CPU (a busy 2-CPU machine does), a thread that only spins holds the CPU
+ * for its whole time slice while the other cannot move, and a run took minutes (CI timed out).
+ * Yielding every so often while waiting keeps the spinning and bounds that.
+ */
+#define SPINS_BEFORE_YIELD 256
+
 struct stress {
     struct ring *r;
     size_t n;
@@ -35,7 +44,7 @@ stress_producer(void *arg)
 {
     struct stress *s = arg;
     size_t i = 0;
-    unsigned batch = 1;
+    unsigned batch = 1, full = 0;
     while (i < s->n) {
         /* Varying batch sizes exercise both the staged and the published paths. */
         unsigned k = 0;
@@ -45,6 +54,9 @@ stress_producer(void *arg)
         }
         ring_publish(s->r);
         batch = batch % 61 + 1;
+        if (k == 0 && ++full % SPINS_BEFORE_YIELD == 0) {
+            sched_yield(); /* the ring is full and the consumer may share our CPU */
+        }
     }
     return NULL;
 }
@@ -59,12 +71,15 @@ scenario_ring_stress(size_t n)
     pthread_t t;
     pthread_create(&t, NULL, stress_producer, &s);
     const char *err = NULL;
-    size_t expect = 0, since_release = 0;
+    size_t expect = 0, since_release = 0, empty = 0;
     while (expect < s.n) {
         void *p = ring_pop(s.r);
         if (p == NULL) {
             ring_release(s.r);
             since_release = 0;
+            if (++empty % SPINS_BEFORE_YIELD == 0) {
+                sched_yield(); /* the ring is empty and the producer may share our CPU */
+            }
             continue;
         }
         /* Equality catches loss (a gap), duplication (a repeat) and reordering at once. */
@@ -222,7 +237,7 @@ mesh_main(void *arg)
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN};
     epoll_ctl(ep, EPOLL_CTL_ADD, me->waker.efd, &ev);
-    size_t sent = 0, received = 0, want = m->per_pair * (MESH_N - 1);
+    size_t sent = 0, received = 0, want = m->per_pair * (MESH_N - 1), stalled = 0;
     bool finished = false;
     while (!finished || atomic_load(&m->done) < MESH_N) {
         /* A batch of up to 50 per peer per iteration, published once per peer. */
@@ -243,6 +258,9 @@ mesh_main(void *arg)
             }
         }
         bool got = mesh_receive(me, &received);
+        if (!got && backlog && ++stalled % SPINS_BEFORE_YIELD == 0) {
+            sched_yield(); /* peers' rings are full and a peer may share our CPU */
+        }
         if (!finished && received == want && sent == m->per_pair && !backlog) {
             finished = true;
             atomic_fetch_add(&m->done, 1);
