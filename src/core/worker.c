@@ -32,6 +32,22 @@
 #define PEER_RING     1024  /* slots of each ring of the forwarding mesh */
 #define MEMWAIT_WAKE  16    /* connections waiting for read-buffer memory retried per release */
 
+/* The worker's queues of connections: FIFOs linked through the connections, both ways. */
+enum conn_queue {
+    Q_PENDING, /* unfinished input or a product to resume: served next iteration */
+    Q_MEMWAIT, /* the next read waits for buffer memory (see conn_account) */
+    Q_COUNT
+};
+
+struct conn_link {
+    struct conn *prev, *next;
+    bool on; /* linked on the queue */
+};
+
+struct conn_fifo {
+    struct conn *head, *tail;
+};
+
 struct conn {
     int fd;
     unsigned slot;
@@ -46,15 +62,12 @@ struct conn {
     bool resume;       /* the product stopped early for backpressure: call it again */
     bool paused;       /* the product waits for replies before it parses more (RT_PAUSED) */
     unsigned inflight; /* forwarded requests whose replies have not come back */
-    bool on_pending;   /* linked on the worker's pending list */
-    bool on_memwait;   /* linked on the worker's list of reads waiting for buffer memory */
     size_t buf_bytes;  /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
     size_t rbuf_extra; /* read buffer beyond its initial size, last counted in the table */
     size_t wbuf_extra; /* the same for the write buffer */
     size_t rbuf_need;  /* room the product asked for and did not get (conn_rbuf_want) */
     int64_t last_active;
-    struct conn *next_pending;
-    struct conn *memwait_prev, *memwait_next;
+    struct conn_link link[Q_COUNT];
     _Alignas(16) unsigned char state[]; /* the product's per-connection state */
 };
 
@@ -67,15 +80,11 @@ struct conn_table {
     unsigned nfree;
     uint32_t *gen; /* per slot: bumped when its connection closes (late replies check it) */
     unsigned sweep_pos;
-    struct conn *pending; /* connections with unfinished input, FIFO */
-    struct conn *pending_tail;
-    /* Buffers beyond their initial size, read and write, and the connections whose next read
-     * waits until that total is back under the worker's share of buffer-memory (FIFO, doubly
-     * linked). */
+    struct conn_fifo queue[Q_COUNT];
+    /* Buffers beyond their initial size, read and write: what buffer-memory bounds. */
     size_t buf_extra;
-    size_t memwait_extra; /* the part of buf_extra held by connections on the memwait list */
-    struct conn *memwait, *memwait_tail;
-    int64_t now; /* coarse clock for idle timeouts, seconds */
+    size_t memwait_extra; /* the part of buf_extra held by connections on Q_MEMWAIT */
+    int64_t now;          /* coarse clock for idle timeouts, seconds */
 };
 
 static char waker_tag; /* epoll data for the waker's eventfd */
@@ -313,81 +322,76 @@ worker_fini(struct worker *w)
     }
 }
 
+static bool
+queued(const struct conn *c, enum conn_queue q)
+{
+    return c->link[q].on;
+}
+
+static void
+queue_add(struct conn_table *t, enum conn_queue q, struct conn *c)
+{
+    struct conn_link *l = &c->link[q];
+    struct conn_fifo *f = &t->queue[q];
+    if (l->on) {
+        return;
+    }
+    l->on = true;
+    l->next = NULL;
+    l->prev = f->tail;
+    if (f->tail != NULL) {
+        f->tail->link[q].next = c;
+    } else {
+        f->head = c;
+    }
+    f->tail = c;
+}
+
+static void
+queue_remove(struct conn_table *t, enum conn_queue q, struct conn *c)
+{
+    struct conn_link *l = &c->link[q];
+    struct conn_fifo *f = &t->queue[q];
+    if (!l->on) {
+        return;
+    }
+    if (l->prev != NULL) {
+        l->prev->link[q].next = l->next;
+    } else {
+        f->head = l->next;
+    }
+    if (l->next != NULL) {
+        l->next->link[q].prev = l->prev;
+    } else {
+        f->tail = l->prev;
+    }
+    l->on = false;
+}
+
 static void
 pending_add(struct conn_table *t, struct conn *c)
 {
-    if (c->on_pending) {
-        return;
-    }
-    c->on_pending = true;
-    c->next_pending = NULL;
-    if (t->pending_tail != NULL) {
-        t->pending_tail->next_pending = c;
-    } else {
-        t->pending = c;
-    }
-    t->pending_tail = c;
+    queue_add(t, Q_PENDING, c);
 }
 
-static void
-pending_remove(struct conn_table *t, struct conn *c)
-{
-    if (!c->on_pending) {
-        return;
-    }
-    struct conn *prev = NULL;
-    for (struct conn *p = t->pending; p != NULL; prev = p, p = p->next_pending) {
-        if (p == c) {
-            if (prev != NULL) {
-                prev->next_pending = c->next_pending;
-            } else {
-                t->pending = c->next_pending;
-            }
-            if (t->pending_tail == c) {
-                t->pending_tail = prev;
-            }
-            break;
-        }
-    }
-    c->on_pending = false;
-}
-
+/* Waiting connections' buffers are counted apart: rbuf_may_grow() needs to know whether every
+ * holder is waiting. */
 static void
 memwait_add(struct conn_table *t, struct conn *c)
 {
-    if (c->on_memwait) {
-        return;
+    if (!queued(c, Q_MEMWAIT)) {
+        queue_add(t, Q_MEMWAIT, c);
+        t->memwait_extra += c->rbuf_extra + c->wbuf_extra;
     }
-    c->on_memwait = true;
-    t->memwait_extra += c->rbuf_extra + c->wbuf_extra;
-    c->memwait_next = NULL;
-    c->memwait_prev = t->memwait_tail;
-    if (t->memwait_tail != NULL) {
-        t->memwait_tail->memwait_next = c;
-    } else {
-        t->memwait = c;
-    }
-    t->memwait_tail = c;
 }
 
 static void
 memwait_remove(struct conn_table *t, struct conn *c)
 {
-    if (!c->on_memwait) {
-        return;
+    if (queued(c, Q_MEMWAIT)) {
+        queue_remove(t, Q_MEMWAIT, c);
+        t->memwait_extra -= c->rbuf_extra + c->wbuf_extra;
     }
-    t->memwait_extra -= c->rbuf_extra + c->wbuf_extra;
-    if (c->memwait_prev != NULL) {
-        c->memwait_prev->memwait_next = c->memwait_next;
-    } else {
-        t->memwait = c->memwait_next;
-    }
-    if (c->memwait_next != NULL) {
-        c->memwait_next->memwait_prev = c->memwait_prev;
-    } else {
-        t->memwait_tail = c->memwait_prev;
-    }
-    c->on_memwait = false;
 }
 
 /*
@@ -405,7 +409,7 @@ rbuf_may_grow(struct worker *w, struct conn *c, size_t n)
     size_t mine = c->rbuf_extra + c->wbuf_extra;
     size_t want = buf_extra_of(w->rt, buf_reserve_cap(&c->rbuf, n)) + c->wbuf_extra;
     size_t others = t->buf_extra - mine;
-    size_t others_waiting = t->memwait_extra - (c->on_memwait ? mine : 0);
+    size_t others_waiting = t->memwait_extra - (queued(c, Q_MEMWAIT) ? mine : 0);
     return want <= mine || others == others_waiting || others + want <= w->rt->buf_budget;
 }
 
@@ -428,13 +432,13 @@ conn_account(struct worker *w, struct conn *c)
     }
     bool fell = rx + wx < c->rbuf_extra + c->wbuf_extra;
     t->buf_extra = t->buf_extra - c->rbuf_extra - c->wbuf_extra + rx + wx;
-    if (c->on_memwait) {
+    if (queued(c, Q_MEMWAIT)) {
         t->memwait_extra = t->memwait_extra - c->rbuf_extra - c->wbuf_extra + rx + wx;
     }
     c->rbuf_extra = rx;
     c->wbuf_extra = wx;
-    for (unsigned i = 0; fell && i < MEMWAIT_WAKE && t->memwait != NULL; i++) {
-        struct conn *x = t->memwait;
+    for (unsigned i = 0; fell && i < MEMWAIT_WAKE && t->queue[Q_MEMWAIT].head != NULL; i++) {
+        struct conn *x = t->queue[Q_MEMWAIT].head;
         memwait_remove(t, x);
         pending_add(t, x);
     }
@@ -459,7 +463,7 @@ conn_close(struct worker *w, struct conn *c)
     if (w->rt->p->on_close != NULL) {
         w->rt->p->on_close(w->pctx, c);
     }
-    pending_remove(t, c);
+    queue_remove(t, Q_PENDING, c);
     memwait_remove(t, c);
     close(c->fd); /* also removes it from the epoll set */
     buf_free(&c->rbuf);
@@ -668,8 +672,8 @@ conn_serve(struct worker *w, struct conn *c)
         return -ECONNRESET;
     }
     /* Input left behind by the read budget, or a paused product that may go on: next turn. */
-    if ((c->readable || c->resume) && !c->closing && !stopping && !c->paused && !c->on_memwait &&
-        !conn_output_full(c)) {
+    if ((c->readable || c->resume) && !c->closing && !stopping && !c->paused &&
+        !queued(c, Q_MEMWAIT) && !conn_output_full(c)) {
         pending_add(w->conns, c);
     }
     return 0;
@@ -681,7 +685,7 @@ handle_event(struct worker *w, struct conn *c, uint32_t events)
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         c->hup = true;
     }
-    if (c->on_memwait && c->hup) {
+    if (queued(c, Q_MEMWAIT) && c->hup) {
         /* It hung up while its request waited for buffer memory: the rest of that request is
          * not coming, and the memory it holds is wanted. */
         conn_close(w, c);
@@ -807,16 +811,17 @@ static void
 serve_pending(struct worker *w)
 {
     struct conn_table *t = w->conns;
-    /* Only the connections pending at the start get a turn: the bound for this iteration. */
-    struct conn *c = t->pending;
-    t->pending = t->pending_tail = NULL;
-    while (c != NULL) {
-        struct conn *next = c->next_pending;
-        c->on_pending = false;
+    /* Only the connections pending at the start get a turn: the bound for this iteration. Only
+     * serving a connection takes it off the queue (or closes it), so the last one stays there
+     * until its turn; those queued meanwhile wait for the next iteration. */
+    struct conn *last = t->queue[Q_PENDING].tail;
+    for (bool more = last != NULL; more;) {
+        struct conn *c = t->queue[Q_PENDING].head;
+        queue_remove(t, Q_PENDING, c);
+        more = c != last;
         if (conn_serve(w, c) < 0) {
             conn_close(w, c);
         }
-        c = next;
     }
 }
 
@@ -975,7 +980,7 @@ worker_main(void *arg)
 
         int64_t now = mono_ms();
         int timeout = now >= next_tick ? 0 : (int)(next_tick - now);
-        if (t->pending != NULL || outbound_backlog(w)) {
+        if (t->queue[Q_PENDING].head != NULL || outbound_backlog(w)) {
             timeout = 0;
         }
         /* Nothing to serve: the product may use the time, a bounded slice per turn. */
