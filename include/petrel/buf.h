@@ -52,6 +52,36 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
  */
 void buf_shrink(struct buf *b);
 
+/**
+ * A pool of same-sized allocations for buffers whose init is that size: connections take one
+ * when they have bytes to hold and give it back when their buffer empties, so that an idle
+ * connection holds no buffer at all and a busy one does not call the allocator per request.
+ * Owned by one thread; keeps at most cap allocations, freeing the rest.
+ */
+struct buf_pool {
+    char **free;
+    unsigned n, cap;
+    size_t size;
+};
+
+/** An empty pool of allocations of size bytes, keeping up to cap. Returns 0 or -ENOMEM. */
+int buf_pool_init(struct buf_pool *p, size_t size, unsigned cap);
+
+/** Free every kept allocation and the pool's own array. */
+void buf_pool_fini(struct buf_pool *p);
+
+/**
+ * Give b (which has no allocation, and whose init is the pool's size) its first allocation, from
+ * the pool or the allocator. Returns 0 or -ENOMEM. A buffer that has one is left alone.
+ */
+int buf_pool_take(struct buf_pool *p, struct buf *b);
+
+/**
+ * If b is empty, take its allocation away: into the pool when it is the pool's size and the
+ * pool has room, else back to the allocator. A buffer holding bytes is left alone.
+ */
+void buf_pool_give(struct buf_pool *p, struct buf *b);
+
 /** Bytes readable. */
 static inline size_t
 buf_len(const struct buf *b)

@@ -51,11 +51,24 @@ struct rt_msg {
 /* The most forwarded requests handed to one on_requests() call. */
 #define RT_REQUEST_BATCH 16
 
-/* Values a product's on_data() returns, besides 0 (keep going). */
-#define RT_CLOSE 1 /* write what is queued, then close (e.g. after "quit") */
-#define RT_PAUSED                                                                                  \
-    2 /* too many requests of c are waiting for other workers: stop reading c and                  \
-         call on_data again when the next reply for c comes back */
+/*
+ * What a product's on_data() tells the runtime: the one result type between them.
+ */
+enum rt_result {
+    /* Every complete request was consumed; what is left in conn_rbuf(c) (if anything) is the
+     * start of the next one. Called again when more bytes arrive. */
+    RT_NEED_MORE = 0,
+    /* Stopped early with complete requests left unread, because conn_output_full(c): called
+     * again, with no new bytes, once the client has read enough. */
+    RT_CONTINUE,
+    /* Too many requests of c wait for other workers (or its output is held in reply order
+     * behind them): c is not read, and on_data is called again when a reply for c comes back. */
+    RT_PAUSED,
+    /* Send what is queued, then close: "quit", or framing lost after an error reply. */
+    RT_CLOSE,
+    /* Close at once, sending nothing more (out of memory in the product). */
+    RT_ABORT,
+};
 
 /*
  * A product. Every callback runs on the worker thread that owns the connection or the context.
@@ -75,11 +88,13 @@ struct rt_product {
     /** Free what worker_setup built. Optional. */
     void (*worker_teardown)(void *ctx);
     /**
-     * Bytes arrived on c (conn_rbuf(c)): consume every complete request, append the replies to
-     * conn_wbuf(c), and stop early while conn_output_full(c). Return 0, RT_CLOSE, RT_PAUSED, or a
-     * negative errno to close at once (framing lost).
+     * Bytes arrived on c (conn_rbuf(c)), or c may go on after RT_CONTINUE / RT_PAUSED: consume
+     * every complete request, append the replies to conn_wbuf(c) (or hold them, counted with
+     * conn_output_hold(), until their turn), and stop early once conn_output_full(c). A request
+     * whose replies are large (a multi-key get) may stop between its parts: no request makes
+     * the output grow by more than one part past the limit.
      */
-    int (*on_data)(void *ctx, struct conn *c);
+    enum rt_result (*on_data)(void *ctx, struct conn *c);
     /** The connection is about to be freed: release anything conn_state(c) owns. Optional. */
     void (*on_close)(void *ctx, struct conn *c);
     /** Periodic work, about ten times a second, with a bounded cost. Optional. */
@@ -129,19 +144,42 @@ struct buf *conn_wbuf(struct conn *c);
 
 /**
  * Make room in conn_rbuf(c) for n more bytes of a request whose size is known, so a large one is
- * read in place instead of through repeated doubling. Growth counts against the worker's share of
- * buffer-memory: when that is spent nothing happens, and the worker's next read on c waits until
- * another connection's buffers shrink. Use this, never buf_reserve(), on the read buffer.
+ * read in place instead of through repeated doubling. Use this, never buf_reserve(), on the read
+ * buffer. Growth counts against the worker's share of buffer-memory. Returns:
+ *   0        room was made, or the reads of c wait for it (on_data is called again when it
+ *            is there, or when the wait is over: see -ENOBUFS);
+ *   -ENOBUFS the request cannot have that memory (it waited for it longer than the runtime's
+ *            bound, or n is past the read buffer's cap): the product must refuse the request
+ *            with its protocol's out-of-memory error and skip its bytes as they arrive, never
+ *            buffering them. The refusal is reported once per wait.
  * Worker thread of c.
  */
-void conn_rbuf_want(struct conn *c, size_t n);
+int conn_rbuf_want(struct conn *c, size_t n);
+
+/**
+ * Count delta bytes (negative to release) that the product holds on behalf of c outside
+ * conn_wbuf(c): replies queued behind an earlier one still being answered elsewhere, and the
+ * payloads of requests forwarded to other workers. They count towards c's output limit and the
+ * worker's share of buffer-memory exactly as unsent bytes in the write buffer do. The product
+ * releases all of it before on_close() returns. Worker thread of c.
+ */
+void conn_output_hold(struct conn *c, long delta);
+
+/**
+ * Bytes the product may still queue for c before conn_output_full(c) (0 when it is full): what
+ * a request sent to another worker may bring back before it must be fetched in smaller pieces.
+ * Worker thread of c.
+ */
+size_t conn_output_room(const struct conn *c);
 
 /** The product's per-connection state (rt_product.conn_state_size bytes). Worker thread of c. */
 void *conn_state(struct conn *c);
 
 /**
- * True when c has so much unsent output that the product should stop parsing requests until
- * the client reads (backpressure). Worker thread of c.
+ * True when c holds so much output (unsent bytes in conn_wbuf(c) plus conn_output_hold()) that
+ * the product must stop producing replies until the client reads (backpressure): past
+ * --output-limit, or past the worker's share of buffer-memory for a connection that holds more
+ * than its first buffer (the connections holding the most wait first). Worker thread of c.
  */
 bool conn_output_full(const struct conn *c);
 

@@ -20,7 +20,7 @@ static const struct opt_def ping_options[] = {
 };
 
 /* Answer every complete line in the read buffer. Worker thread. */
-static int
+static enum rt_result
 ping_on_data(void *ctx, struct conn *c)
 {
     struct buf *in = conn_rbuf(c), *out = conn_wbuf(c);
@@ -30,7 +30,7 @@ ping_on_data(void *ctx, struct conn *c)
         int rc = 0;
         switch (req) {
         case PING_NEED_MORE:
-            return 0;
+            return RT_NEED_MORE;
         case PING_PING:
             rc = ping_compose_pong(out);
             break;
@@ -44,11 +44,11 @@ ping_on_data(void *ctx, struct conn *c)
             return RT_CLOSE;
         }
         if (rc < 0) {
-            return rc;
+            return RT_ABORT;
         }
         buf_consume(in, used);
     }
-    return 0;
+    return buf_len(in) > 0 ? RT_CONTINUE : RT_NEED_MORE;
 }
 
 static const struct rt_product ping_product = {

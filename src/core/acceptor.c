@@ -5,7 +5,8 @@
  * A full inbox never blocks the acceptor: the descriptor waits in that worker's outbox overflow
  * list and is retried every millisecond until it fits.
  */
-#include "core.h"
+#include "acceptor.h"
+#include "live.h"
 
 #include "petrel/log.h"
 #include "petrel/sock.h"
@@ -18,6 +19,9 @@
 #include <unistd.h>
 
 #define ACCEPT_BUDGET 64 /* accepts per listening socket per readiness event */
+
+/* epoll data of a listener: this bit and its index (the waker's is a pointer: no such bit). */
+#define LISTENER_TAG (UINT64_C(1) << 63)
 
 static const char too_many[] = "ERROR Too many open connections\r\n";
 
@@ -62,8 +66,10 @@ reject(struct runtime *rt, int fd)
 }
 
 static void
-accept_from(struct runtime *rt, int lfd, struct ring_outbox *out, bool *dirty, unsigned *rr)
+accept_from(struct runtime *rt, unsigned listener, struct ring_outbox *out, bool *dirty,
+            unsigned *rr)
 {
+    int lfd = rt->listen_fds[listener];
     for (int i = 0; i < ACCEPT_BUDGET; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -84,7 +90,7 @@ accept_from(struct runtime *rt, int lfd, struct ring_outbox *out, bool *dirty, u
         }
         (void)sock_nodelay(fd);
         struct worker *w = pick_worker(rt, rr);
-        if (ring_outbox_push(&out[w->id], (void *)(intptr_t)(fd + 1)) < 0) {
+        if (ring_outbox_push(&out[w->id], inbox_item(fd, listener)) < 0) {
             log_error("out of memory queueing a connection");
             close(fd);
             continue;
@@ -130,7 +136,7 @@ acceptor_main(void *arg)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &waker_tag};
     epoll_ctl(epfd, EPOLL_CTL_ADD, rt->acceptor_waker.efd, &ev);
     for (size_t i = 0; i < rt->nlisten; i++) {
-        ev = (struct epoll_event){.events = EPOLLIN, .data.fd = rt->listen_fds[i]};
+        ev = (struct epoll_event){.events = EPOLLIN, .data.u64 = LISTENER_TAG | i};
         epoll_ctl(epfd, EPOLL_CTL_ADD, rt->listen_fds[i], &ev);
     }
 
@@ -140,10 +146,10 @@ acceptor_main(void *arg)
     while (!atomic_load_explicit(&rt->stop, memory_order_relaxed)) {
         int n = epoll_wait(epfd, evs, RT_MAX_LISTEN + 1, backlog > 0 ? 1 : -1);
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.ptr == &waker_tag) {
-                waker_drain(&rt->acceptor_waker);
+            if (evs[i].data.u64 & LISTENER_TAG) {
+                accept_from(rt, (unsigned)(evs[i].data.u64 & ~LISTENER_TAG), out, dirty, &rr);
             } else {
-                accept_from(rt, evs[i].data.fd, out, dirty, &rr);
+                waker_drain(&rt->acceptor_waker);
             }
         }
         backlog = publish(rt, out, dirty);
@@ -159,7 +165,7 @@ done:
         for (unsigned i = 0; i < rt->nworkers; i++) {
             /* Descriptors that never reached a worker. */
             while (ring_outbox_backlog(&out[i]) > 0) {
-                close((int)(intptr_t)out[i].over[out[i].over_head] - 1);
+                close(inbox_fd(out[i].over[out[i].over_head]));
                 out[i].over_head = (out[i].over_head + 1) & (out[i].over_cap - 1);
                 out[i].over_len--;
             }

@@ -6,11 +6,19 @@
  * --debug-commands "debug stall WORKER MS") and HTTP/1.x GET for /metrics (Prometheus text),
  * /vars (JSON) and /health. An HTTP request gets one response and the connection closes.
  *
+ * Connections move their bytes through connio (as the workers' do). The port cannot be locked
+ * out: a connection idle for ADMIN_IDLE_MS, or with a request unfinished after ADMIN_REQUEST_MS,
+ * is closed, and when all ADMIN_MAX_CONNS are taken a new one replaces the one that has been
+ * quiet longest, so a health probe always gets through.
+ *
  * It runs on its own thread so that operators, scrapes and log I/O never take time from the
  * workers. It only reads what workers publish (the metrics registry under RCU, relaxed atomics)
  * and writes nothing of theirs but the debug hook's stall request.
  */
-#include "core.h"
+#include "connio.h"
+#include "admin.h"
+#include "live.h"
+#include "notify.h"
 
 #include "petrel_build.h"
 
@@ -27,23 +35,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define ADMIN_MAX_CONNS 64
-#define ADMIN_IN_MAX    8192       /* a command line, or an HTTP request's head */
-#define ADMIN_OUT_MAX   (64 << 20) /* /metrics of 256 workers fits many times over */
-#define FLUSH_MS        100        /* log flush and health check period */
-#define MEMORY_MS       1000       /* jemalloc statistics refresh period */
+#define ADMIN_MAX_CONNS  64
+#define ADMIN_IN_MAX     8192       /* a command line, or an HTTP request's head */
+#define ADMIN_OUT_MAX    (64 << 20) /* /metrics of 256 workers fits many times over */
+#define FLUSH_MS         100        /* log flush and health check period */
+#define MEMORY_MS        1000       /* jemalloc statistics refresh period */
+#define ADMIN_IDLE_MS    60000      /* an admin connection with nothing to do is closed after */
+#define ADMIN_REQUEST_MS 5000       /* a request begun must be complete within */
 
 struct admin_conn {
-    int fd;
-    unsigned slot; /* index in conns[] below */
-    bool closing;  /* close once out is sent */
-    bool eof;      /* the peer sent everything it will */
-    struct buf in;
-    struct buf out;
+    struct connio io;
+    unsigned slot;         /* index in conns[] below */
+    bool closing;          /* close once the output is sent */
+    int64_t last_active;   /* ms: accepted, or last read or wrote a byte */
+    int64_t partial_since; /* ms: when the unfinished request in io.rbuf began; 0: none */
 };
 
 static char waker_tag;
@@ -175,6 +185,32 @@ admin_listen(struct runtime *rt, char *err, size_t errlen)
     }
     rt->admin_fd = fds[0];
     return 0;
+}
+
+int
+rt_stats_write(struct buf *out, const char *version)
+{
+    struct runtime *rt = rt_current;
+    struct metrics_snapshot *s;
+    int rc = metrics_snapshot_take(rt->metrics, &s);
+    if (rc < 0) {
+        return rc;
+    }
+    struct metric_value g[32];
+    size_t ng = admin_globals(rt, g, sizeof(g) / sizeof(g[0]));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    rc = buf_printf(out, "STAT pid %ld\r\n", (long)getpid());
+    rc |= buf_printf(out, "STAT time %lld\r\n", (long long)time(NULL));
+    rc |= buf_printf(out, "STAT version %s\r\n", version);
+    rc |= buf_printf(out, "STAT pointer_size %zu\r\n", sizeof(void *) * 8);
+    rc |= buf_printf(out, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
+                     (long)ru.ru_utime.tv_usec);
+    rc |= buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
+                     (long)ru.ru_stime.tv_usec);
+    rc |= metrics_write_stats(out, s, g, ng);
+    metrics_snapshot_free(&s);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- health ---- */
@@ -444,13 +480,13 @@ is_http(const char *line, size_t len)
     return sp != NULL && len > 9 && memcmp(line + len - 9, " HTTP/1.", 8) == 0;
 }
 
-/* Answer every complete request in a->in. Returns -1 when the connection should close. */
+/* Answer every complete request in a->io.rbuf. Returns -1 when the connection should close. */
 static int
 admin_process(struct runtime *rt, struct admin_conn *a)
 {
     while (!a->closing) {
-        char *line = buf_rptr(&a->in);
-        size_t have = buf_len(&a->in);
+        char *line = buf_rptr(&a->io.rbuf);
+        size_t have = buf_len(&a->io.rbuf);
         char *nl = memchr(line, '\n', have);
         if (nl == NULL) {
             return have >= ADMIN_IN_MAX ? -1 : 0;
@@ -471,14 +507,14 @@ admin_process(struct runtime *rt, struct admin_conn *a)
                 return have >= ADMIN_IN_MAX ? -1 : 0;
             }
             line[len] = '\0';
-            http_request(rt, line, &a->out);
-            buf_consume(&a->in, (size_t)(end + endlen - line));
+            http_request(rt, line, &a->io.wbuf);
+            buf_consume(&a->io.rbuf, (size_t)(end + endlen - line));
             a->closing = true;
             return 0;
         }
         line[len] = '\0';
-        int rc = admin_command(rt, line, &a->out);
-        buf_consume(&a->in, (size_t)(nl + 1 - line));
+        int rc = admin_command(rt, line, &a->io.wbuf);
+        buf_consume(&a->io.rbuf, (size_t)(nl + 1 - line));
         if (rc < 0) {
             a->closing = true;
         }
@@ -487,61 +523,65 @@ admin_process(struct runtime *rt, struct admin_conn *a)
 }
 
 static void
-admin_close(int epfd, struct admin_conn *a)
+admin_close(struct admin_conn *a)
 {
     conns[a->slot] = NULL;
-    epoll_ctl(epfd, EPOLL_CTL_DEL, a->fd, NULL);
-    close(a->fd);
-    buf_free(&a->in);
-    buf_free(&a->out);
+    connio_close(&a->io); /* closing the socket also takes it out of the epoll set */
     free(a);
 }
 
 /* Serve one admin connection's readiness. Returns -1 to close it. */
 static int
-admin_serve(struct runtime *rt, int epfd, struct admin_conn *a)
+admin_serve(struct runtime *rt, struct admin_conn *a, uint32_t events)
 {
-    while (!a->closing && !a->eof) {
-        if (buf_reserve(&a->in, 512) < 0) {
+    connio_events(&a->io, events);
+    size_t before = buf_len(&a->io.rbuf);
+    while (!a->closing && a->io.readable) {
+        if (buf_reserve(&a->io.rbuf, 512) < 0) {
             return -1; /* a line longer than ADMIN_IN_MAX */
         }
-        ssize_t n = recv(a->fd, buf_wptr(&a->in), buf_avail(&a->in), 0);
-        if (n > 0) {
-            buf_commit(&a->in, (size_t)n);
-        } else if (n == 0) {
-            a->eof = true;
-        } else if (errno == EAGAIN) {
-            break;
-        } else if (errno != EINTR) {
+        if (connio_read(&a->io) < 0) {
             return -1;
         }
+    }
+    int64_t now = mono_ms();
+    if (buf_len(&a->io.rbuf) != before) {
+        a->last_active = now;
     }
     if (admin_process(rt, a) < 0) {
         return -1;
     }
-    while (buf_len(&a->out) > 0) {
-        ssize_t n = send(a->fd, buf_rptr(&a->out), buf_len(&a->out), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && errno == EAGAIN) {
-            /* A large /metrics: wait for room, then go on. */
-            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = a};
-            epoll_ctl(epfd, EPOLL_CTL_MOD, a->fd, &ev);
-            return 0;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        buf_consume(&a->out, (size_t)n);
+    /* The deadline runs from the first byte of a request to its end. */
+    if (buf_len(&a->io.rbuf) == 0) {
+        a->partial_since = 0;
+    } else if (a->partial_since == 0 || buf_len(&a->io.rbuf) < before) {
+        a->partial_since = now;
     }
-    buf_shrink(&a->out);
-    if (a->closing || a->eof) {
+    ssize_t n = connio_flush(&a->io);
+    if (n < 0) {
         return -1;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = a};
-    epoll_ctl(epfd, EPOLL_CTL_MOD, a->fd, &ev);
-    return 0;
+    if (n > 0) {
+        a->last_active = now;
+    }
+    if (buf_len(&a->io.wbuf) > 0) {
+        return 0; /* a large /metrics: EPOLLOUT says when to go on */
+    }
+    buf_shrink(&a->io.wbuf);
+    return a->closing || a->io.eof ? -1 : 0;
+}
+
+/* The connection that has been quiet longest, to make room for a new one. */
+static struct admin_conn *
+admin_oldest(void)
+{
+    struct admin_conn *old = NULL;
+    for (unsigned i = 0; i < ADMIN_MAX_CONNS; i++) {
+        if (conns[i] != NULL && (old == NULL || conns[i]->last_active < old->last_active)) {
+            old = conns[i];
+        }
+    }
+    return old;
 }
 
 static void
@@ -556,19 +596,50 @@ admin_accept(int epfd, int lfd)
         while (slot < ADMIN_MAX_CONNS && conns[slot] != NULL) {
             slot++;
         }
-        struct admin_conn *a = slot < ADMIN_MAX_CONNS ? calloc(1, sizeof(*a)) : NULL;
+        if (slot == ADMIN_MAX_CONNS) {
+            /* Operators get a handful of sessions, not unbounded memory; but the newest one
+             * (a health probe, an operator) matters more than the one idle longest. */
+            struct admin_conn *old = admin_oldest();
+            log_verbose("admin: %d connections open, closing the one quiet longest",
+                        ADMIN_MAX_CONNS);
+            slot = old->slot;
+            admin_close(old);
+        }
+        struct admin_conn *a = calloc(1, sizeof(*a));
         if (a == NULL) {
-            close(fd); /* operators get a handful of sessions, not unbounded memory */
+            close(fd);
             continue;
         }
-        a->fd = fd;
+        transport_plain_init(&a->io.t, fd);
         a->slot = slot;
+        a->last_active = mono_ms();
         conns[slot] = a;
-        buf_init(&a->in, 512, ADMIN_IN_MAX);
-        buf_init(&a->out, 4096, ADMIN_OUT_MAX);
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = a};
+        buf_init(&a->io.rbuf, 512, ADMIN_IN_MAX);
+        buf_init(&a->io.wbuf, 4096, ADMIN_OUT_MAX);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.ptr = a};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            admin_close(epfd, a);
+            admin_close(a);
+        }
+    }
+}
+
+/* Close connections idle past ADMIN_IDLE_MS or with a request unfinished past
+ * ADMIN_REQUEST_MS. Bound: ADMIN_MAX_CONNS. */
+static void
+admin_sweep(int64_t now)
+{
+    for (unsigned i = 0; i < ADMIN_MAX_CONNS; i++) {
+        struct admin_conn *a = conns[i];
+        if (a == NULL) {
+            continue;
+        }
+        if (a->partial_since != 0 && now - a->partial_since >= ADMIN_REQUEST_MS) {
+            log_verbose("admin: request not complete after %d ms, closing", ADMIN_REQUEST_MS);
+            admin_close(a);
+        } else if (now - a->last_active >= ADMIN_IDLE_MS) {
+            log_verbose("admin: connection idle for %d ms, closing", ADMIN_IDLE_MS);
+            admin_close(a);
         }
     }
 }
@@ -614,8 +685,8 @@ admin_main(void *arg)
                 waker_drain(&rt->admin_waker);
             } else if (tag == &listen_tag) {
                 admin_accept(epfd, rt->admin_fd);
-            } else if (admin_serve(rt, epfd, tag) < 0) {
-                admin_close(epfd, tag);
+            } else if (admin_serve(rt, tag, evs[i].events) < 0) {
+                admin_close(tag);
             }
         }
         now = mono_ms();
@@ -624,6 +695,7 @@ admin_main(void *arg)
             next_flush = now + FLUSH_MS;
             log_flush();
             health_check(rt, now);
+            admin_sweep(now);
         }
         if (wd_ms > 0 && now >= next_wd) {
             next_wd = now + wd_ms;
@@ -647,7 +719,7 @@ admin_main(void *arg)
 out:
     for (unsigned i = 0; i < ADMIN_MAX_CONNS; i++) {
         if (conns[i] != NULL) {
-            admin_close(epfd, conns[i]);
+            admin_close(conns[i]);
         }
     }
     close(rt->admin_fd);

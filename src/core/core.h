@@ -28,34 +28,23 @@ enum rt_metric {
     RTM_CONN_BUFFER_BYTES, /* gauge: read and write buffers of its connections */
     RTM_MESSAGES_SENT,     /* to other workers: forwarded requests and their replies */
     RTM_MESSAGES_RECEIVED,
-    RTM_INPUT_WAITS, /* reads put off because the buffers held buffer-memory */
+    RTM_INPUT_WAITS,      /* reads put off because the buffers held buffer-memory */
+    RTM_BUFFER_REFUSALS,  /* requests refused after waiting MEMWAIT_MS for buffer memory */
+    RTM_REQUEST_TIMEOUTS, /* connections closed with a request unfinished past request-timeout */
     RTM_COUNT
 };
 extern const struct metric_table rt_worker_metrics;
 
-/*
- * The settings that a reload may change, published through an RCU-protected pointer
- * (main(w) -> every thread(r)): readers dereference it inside metrics_read_lock(); a reload
- * swaps in a new one with rcu_xchg_pointer() and frees the old one through call_rcu.
- */
-struct rt_live {
-    struct config *cfg; /* the configuration in force */
-    bool owned;         /* built by a reload, freed with this; else main's */
-    unsigned max_conns;
-    unsigned idle_timeout; /* seconds, 0 = never */
-    unsigned klog_every;   /* log 1 in N requests to the command log; 0 = off */
-    unsigned health_timeout;
-    enum log_level level;
-};
+struct rt_live;
 
 struct worker {
     unsigned id;
     struct runtime *rt;
     pthread_t thread;
     int epfd;
-    struct waker waker; /* producers: acceptor (and later peer workers) */
-    struct ring *inbox; /* acceptor(w) -> worker(r): accepted fds, as (void *)(intptr_t)(fd + 1) */
-    _Atomic bool stop;  /* main(w) -> worker(r) */
+    struct waker waker;         /* producers: acceptor (and later peer workers) */
+    struct ring *inbox;         /* acceptor(w) -> worker(r): accepted sockets, see inbox_item() */
+    _Atomic bool stop;          /* main(w) -> worker(r) */
     _Atomic int setup_rc;       /* worker(w) -> main(r), valid once started is set */
     _Atomic bool started;       /* worker(w) -> main(r) */
     unsigned assigned;          /* acceptor-private: connections handed to this worker */
@@ -65,7 +54,8 @@ struct worker {
     struct metrics_block *mblk; /* worker-owned; registered in rt->metrics */
     metric_t *m;                /* worker(w): its runtime slots (enum rt_metric) */
     metric_t **pm;              /* worker-private: slots of the product's tables */
-    unsigned idle_timeout;      /* worker-private copy of the live setting, taken every tick */
+    unsigned idle_timeout;      /* worker-private copies of the live settings, every tick */
+    unsigned request_timeout;
     unsigned klog_every, klog_left;
     void *pctx;               /* the product's worker context; worker-private */
     struct conn_table *conns; /* worker-private */
@@ -106,38 +96,31 @@ struct runtime {
     bool debug_commands;            /* read-only: --debug-commands */
 };
 
+/* An accepted socket in a worker's inbox: its descriptor and the index of its listener (which
+ * says its transport and product), packed into the ring's pointer-sized item, never NULL. */
+static inline void *
+inbox_item(int fd, unsigned listener)
+{
+    return (void *)(uintptr_t)(((uint64_t)listener << 32) | (uint32_t)(fd + 1));
+}
+
+static inline int
+inbox_fd(void *item)
+{
+    return (int)(uint32_t)(uintptr_t)item - 1;
+}
+
+static inline unsigned
+inbox_listener(void *item)
+{
+    return (unsigned)((uint64_t)(uintptr_t)item >> 32);
+}
+
 /** Live connections of w: acceptor's count of hand-offs less the worker's closes. Any thread. */
 static inline unsigned
 worker_nconns(struct worker *w, unsigned assigned)
 {
     return assigned - (unsigned)atomic_load_explicit(&w->closed, memory_order_relaxed);
 }
-
-/* runtime.c: a copy of the live settings. Any RCU-registered thread. */
-struct rt_live rt_live_get(struct runtime *rt);
-
-/* worker.c */
-int worker_init(struct worker *w, struct runtime *rt, unsigned id);
-/* Build the mesh of rings between every ordered pair of workers (all initialised). */
-int workers_connect(struct runtime *rt);
-void worker_fini(struct worker *w);
-/* After every worker stopped: free messages left in the mesh. */
-void workers_free_mesh(struct runtime *rt);
-void *worker_main(void *arg);
-
-/* acceptor.c */
-void *acceptor_main(void *arg);
-
-/* notify.c: send "READY=1" and friends to systemd if $NOTIFY_SOCKET is set; 0 or -errno. */
-int notify_send(const char *msg);
-/* The watchdog period systemd set (WatchdogSec=, as $WATCHDOG_USEC) in microseconds; 0 when there
- * is none, or when $WATCHDOG_PID names another process. */
-uint64_t notify_watchdog_usec(void);
-
-/* admin.c */
-int admin_listen(struct runtime *rt, char *err, size_t errlen);
-void *admin_main(void *arg);
-/* The process-wide values rendered with the registry: fills out[], returns how many. */
-size_t admin_globals(struct runtime *rt, struct metric_value *out, size_t cap);
 
 #endif /* PETREL_CORE_H */

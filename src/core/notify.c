@@ -4,7 +4,7 @@
  * same binary runs under systemd (Type=notify) and without it. The main thread sends READY=1 and
  * STOPPING=1, the admin thread the watchdog's WATCHDOG=1; both only read the environment.
  */
-#include "core.h"
+#include "notify.h"
 
 #include "petrel/log.h"
 

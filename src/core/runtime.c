@@ -6,7 +6,12 @@
  * reverse of what produces work: the acceptor first (no new connections), then the workers
  * (answer what was read, send it, close), then the admin thread (last log flush).
  */
-#include "core.h"
+#include "acceptor.h"
+#include "admin.h"
+#include "live.h"
+#include "mesh.h"
+#include "notify.h"
+#include "worker.h"
 
 #include "petrel_build.h"
 
@@ -28,9 +33,6 @@
 #include <unistd.h>
 
 #define EX_SOFTWARE_FAIL 1 /* start-up failed (address in use, out of memory, ...) */
-
-/* The running runtime, for rt_stats_get(); set by rt_main() before any thread starts. */
-static struct runtime *current;
 
 static const struct opt_def rt_options[] = {
     {.name = "listen",
@@ -91,6 +93,16 @@ static const struct opt_def rt_options[] = {
      .max = 31536000,
      .flags = OPT_RELOADABLE,
      .help = "close connections idle for this many seconds (0: never)"},
+    {.name = "request-timeout",
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "30",
+     .min = 0,
+     .max = 86400,
+     .flags = OPT_RELOADABLE,
+     .help = "close a connection whose request has begun to arrive and is not complete after "
+             "this many seconds (0: never); a client that stalls or trickles mid-request holds "
+             "buffer memory"},
     {.name = "read-buffer",
      .section = "server",
      .type = OPT_SIZE,
@@ -98,7 +110,8 @@ static const struct opt_def rt_options[] = {
      .unit = 1,
      .min = 1024,
      .max = 1 << 30,
-     .help = "initial read and write buffer per connection"},
+     .help = "read and write buffer a connection takes when it has bytes to hold (an idle "
+             "connection holds none), and the size of one read"},
     {.name = "output-limit",
      .section = "server",
      .type = OPT_SIZE,
@@ -106,7 +119,8 @@ static const struct opt_def rt_options[] = {
      .unit = 1,
      .min = 4096,
      .max = 1 << 30,
-     .help = "unsent reply bytes after which a connection's requests wait (backpressure)"},
+     .help = "reply bytes held for one connection (unsent, or waiting their turn) after which "
+             "its requests wait until the client reads (backpressure)"},
     {.name = "buffer-memory",
      .section = "server",
      .type = OPT_SIZE,
@@ -114,8 +128,9 @@ static const struct opt_def rt_options[] = {
      .unit = 1,
      .min = 1 << 20,
      .max = (uint64_t)1 << 40,
-     .help = "memory for connection buffers grown past read-buffer, all connections together; "
-             "past it requests wait"},
+     .help = "memory for connection buffers grown past read-buffer and for held replies, all "
+             "connections together; past it the connections holding the most wait, and a request "
+             "that waits 200 ms for read memory is refused with SERVER_ERROR"},
     {.name = "admin-address",
      .section = "admin",
      .type = OPT_STR,
@@ -192,6 +207,11 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
                                "messages received from other workers"},
     [RTM_INPUT_WAITS] = {"input_waits", METRIC_COUNTER,
                          "reads put off because connections' buffers held buffer-memory"},
+    [RTM_BUFFER_REFUSALS] = {"buffer_refusals", METRIC_COUNTER,
+                             "requests refused because buffer-memory stayed full for 200 ms"},
+    [RTM_REQUEST_TIMEOUTS] = {"request_timeouts", METRIC_COUNTER,
+                              "connections closed with a request unfinished after "
+                              "request-timeout"},
 };
 
 const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};
@@ -201,59 +221,6 @@ const struct opt_table rt_option_table = {
     .defs = rt_options,
     .n = sizeof(rt_options) / sizeof(rt_options[0]),
 };
-
-/* log-level, raised by -v/-vv. */
-static enum log_level
-effective_level(const struct config *cfg)
-{
-    enum log_level level = (enum log_level)config_enum(cfg, "log-level");
-    unsigned verbose = (unsigned)config_uint(cfg, "verbose");
-    if (verbose > 0 && level < LOG_INFO + verbose) {
-        level = (enum log_level)(LOG_INFO + verbose);
-    }
-    return level;
-}
-
-static struct rt_live *
-live_new(struct config *cfg, bool owned)
-{
-    struct rt_live *l = calloc(1, sizeof(*l));
-    if (l == NULL) {
-        return NULL;
-    }
-    l->cfg = cfg;
-    l->owned = owned;
-    l->max_conns = (unsigned)config_uint(cfg, "max-conns");
-    l->idle_timeout = (unsigned)config_uint(cfg, "idle-timeout");
-    /* Sampling costs nothing when there is no command log to write to. */
-    l->klog_every =
-        config_str(cfg, "klog-file")[0] != '\0' ? (unsigned)config_uint(cfg, "klog-sample") : 0;
-    l->health_timeout = (unsigned)config_uint(cfg, "health-timeout");
-    l->level = effective_level(cfg);
-    return l;
-}
-
-static void
-live_free(void *p)
-{
-    struct rt_live *l = p;
-    if (l->owned) {
-        config_free(&l->cfg);
-    }
-    free(l);
-}
-
-struct rt_live
-rt_live_get(struct runtime *rt)
-{
-    metrics_read_lock();
-    const struct rt_live *l = rcu_dereference(rt->live);
-    metrics_rcu_subscribe();
-    struct rt_live copy = *l;
-    metrics_read_unlock();
-    copy.cfg = NULL; /* only valid inside the read-side section */
-    return copy;
-}
 
 /* Settings that config's types cannot check alone. Returns 0, or prints and returns 64. */
 static int
@@ -540,51 +507,6 @@ rt_request_stop(void)
     kill(getpid(), SIGTERM); /* taken by the main thread's signalfd like an operator's */
 }
 
-void
-rt_stats_get(struct rt_stats *out)
-{
-    struct runtime *rt = current;
-    struct rt_live l = rt_live_get(rt);
-    *out = (struct rt_stats){
-        .threads = rt->nworkers, .max_connections = l.max_conns, .idle_timeout = l.idle_timeout};
-    out->uptime = (uint64_t)(time(NULL) - rt->started_at);
-    struct metrics_snapshot *s;
-    if (metrics_snapshot_take(rt->metrics, &s) == 0) {
-        out->curr_connections = metrics_snapshot_total(s, 0, RTM_CURR_CONNECTIONS);
-        out->bytes_read = metrics_snapshot_total(s, 0, RTM_BYTES_READ);
-        out->bytes_written = metrics_snapshot_total(s, 0, RTM_BYTES_WRITTEN);
-        metrics_snapshot_free(&s);
-    }
-    out->total_connections = atomic_load_explicit(&rt->accepted, memory_order_relaxed);
-    out->rejected_connections = atomic_load_explicit(&rt->rejected, memory_order_relaxed);
-}
-
-int
-rt_stats_write(struct buf *out, const char *version)
-{
-    struct runtime *rt = current;
-    struct metrics_snapshot *s;
-    int rc = metrics_snapshot_take(rt->metrics, &s);
-    if (rc < 0) {
-        return rc;
-    }
-    struct metric_value g[32];
-    size_t ng = admin_globals(rt, g, sizeof(g) / sizeof(g[0]));
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    rc = buf_printf(out, "STAT pid %ld\r\n", (long)getpid());
-    rc |= buf_printf(out, "STAT time %lld\r\n", (long long)time(NULL));
-    rc |= buf_printf(out, "STAT version %s\r\n", version);
-    rc |= buf_printf(out, "STAT pointer_size %zu\r\n", sizeof(void *) * 8);
-    rc |= buf_printf(out, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
-                     (long)ru.ru_utime.tv_usec);
-    rc |= buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
-                     (long)ru.ru_stime.tv_usec);
-    rc |= metrics_write_stats(out, s, g, ng);
-    metrics_snapshot_free(&s);
-    return rc < 0 ? rc : 0;
-}
-
 int
 rt_main(const struct rt_product *p, const struct config *cfg)
 {
@@ -633,7 +555,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
         rt->buf_budget = rt->rbuf_max - rt->rbuf_init;
     }
     rt->started_at = time(NULL);
-    current = rt;
+    rt_current = rt;
 
     sigset_t set;
     int sfd = signals_setup(&set);
@@ -680,7 +602,7 @@ out:
         close(sfd);
     }
     runtime_free(rt);
-    current = NULL;
+    rt_current = NULL;
     if (rt->live != NULL) {
         live_free(rt->live);
     }

@@ -1210,7 +1210,7 @@ prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, si
  * call.
  */
 static int
-mc_on_data(void *ctx, struct conn *c)
+mc_on_data_old(void *ctx, struct conn *c)
 {
     struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
@@ -1263,11 +1263,24 @@ mc_on_data(void *ctx, struct conn *c)
             /* Every request before it ran, so the error is answered now. */
             int r = handle_parse_result(mw, c, st, last, &batch[n].req);
             if (r != 0) {
-                return r > 0 ? 0 : r;
+                return r == RT_CLOSE ? r : r > 0 ? 0 : r;
             }
         }
     }
     return 0;
+}
+
+static enum rt_result
+mc_on_data(void *ctx, struct conn *c)
+{
+    int r = mc_on_data_old(ctx, c);
+    if (r < 0) {
+        return RT_ABORT;
+    }
+    if (r == RT_CLOSE || r == RT_PAUSED) {
+        return (enum rt_result)r;
+    }
+    return conn_output_full(c) && buf_len(conn_rbuf(c)) > 0 ? RT_CONTINUE : RT_NEED_MORE;
 }
 
 /*

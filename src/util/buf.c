@@ -134,3 +134,54 @@ buf_shrink(struct buf *b)
         b->rpos = b->wpos = 0;
     }
 }
+
+int
+buf_pool_init(struct buf_pool *p, size_t size, unsigned cap)
+{
+    *p = (struct buf_pool){.size = size, .cap = cap};
+    p->free = calloc(cap, sizeof(*p->free));
+    return p->free != NULL || cap == 0 ? 0 : -ENOMEM;
+}
+
+void
+buf_pool_fini(struct buf_pool *p)
+{
+    while (p->n > 0) {
+        free(p->free[--p->n]);
+    }
+    free(p->free);
+    p->free = NULL;
+    p->cap = 0;
+}
+
+int
+buf_pool_take(struct buf_pool *p, struct buf *b)
+{
+    if (b->data != NULL) {
+        return 0;
+    }
+    char *mem = p->n > 0 ? p->free[--p->n] : malloc(p->size);
+    if (mem == NULL) {
+        return -ENOMEM;
+    }
+    b->data = mem;
+    b->cap = p->size;
+    b->rpos = b->wpos = 0;
+    return 0;
+}
+
+void
+buf_pool_give(struct buf_pool *p, struct buf *b)
+{
+    if (b->data == NULL || buf_len(b) != 0) {
+        return;
+    }
+    if (b->cap == p->size && p->n < p->cap) {
+        p->free[p->n++] = b->data;
+    } else {
+        free(b->data);
+    }
+    b->data = NULL;
+    b->cap = 0;
+    b->rpos = b->wpos = 0;
+}

@@ -565,7 +565,7 @@ class Lifecycle(unittest.TestCase):
                 self.assertEqual(rss >= 64 << 20, holds, "%s: RSS %d bytes" % (flags, rss))
 
     def test_allocator_gives_back_a_burst_of_large_requests_when_quiet(self):
-        # 8 connections each send 900 KB sets, so their read buffers grow to a megabyte or two and
+        # 16 connections each send 900 KB sets, so their read buffers grow to a megabyte or two and
         # are freed again. jemalloc keeps freed pages resident until they decay (here over 3 s),
         # but purges only from inside malloc and free: the admin thread must do it once the
         # server goes quiet, or they stay. Freed-but-resident is mem_resident - mem_active.
@@ -582,7 +582,7 @@ class Lifecycle(unittest.TestCase):
             time.sleep(1.1)  # the figures are refreshed once a second
             base = unused(mon)
             value = b"v" * 900000
-            conns = [server.connect() for _ in range(8)]
+            conns = [server.connect() for _ in range(16)]
             for rnd in range(4):
                 for i, c in enumerate(conns):
                     c.sendall(b"set big%d.%d 0 0 %d noreply\r\n%s\r\n"

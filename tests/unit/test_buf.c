@@ -128,3 +128,50 @@ Test(buf, reserve_cap_predicts_what_reserve_allocates)
     cr_assert_eq(buf_reserve_cap(&b, 900), 1024, "clamped to the cap");
     buf_free(&b);
 }
+
+Test(buf_pool, an_emptied_buffer_gives_its_allocation_back_and_the_next_one_reuses_it)
+{
+    struct buf_pool p;
+    cr_assert_eq(buf_pool_init(&p, 64, 2), 0);
+    struct buf a, b;
+    buf_init(&a, 64, 1024);
+    buf_init(&b, 64, 1024);
+    cr_assert_eq(buf_pool_take(&p, &a), 0);
+    cr_assert_eq(a.cap, 64);
+    char *mem = a.data;
+    cr_assert_eq(buf_append(&a, "hello", 5), 0);
+    buf_pool_give(&p, &a);
+    cr_assert_eq(a.data, mem, "a buffer holding bytes keeps its allocation");
+    buf_consume(&a, 5);
+    buf_pool_give(&p, &a);
+    cr_assert_null(a.data, "an empty buffer holds nothing");
+    cr_assert_eq(a.cap, 0);
+    cr_assert_eq(p.n, 1);
+    cr_assert_eq(buf_pool_take(&p, &b), 0);
+    cr_assert_eq(b.data, mem, "the pool's allocation is reused");
+    cr_assert_eq(p.n, 0);
+    buf_pool_give(&p, &b);
+    buf_pool_fini(&p);
+}
+
+Test(buf_pool, a_grown_buffer_goes_back_to_the_allocator_and_the_pool_keeps_at_most_cap)
+{
+    struct buf_pool p;
+    cr_assert_eq(buf_pool_init(&p, 64, 1), 0);
+    struct buf a, b;
+    buf_init(&a, 64, 1024);
+    buf_init(&b, 64, 1024);
+    cr_assert_eq(buf_pool_take(&p, &a), 0);
+    cr_assert_eq(buf_reserve(&a, 500), 0);
+    cr_assert_gt(a.cap, 64);
+    buf_pool_give(&p, &a);
+    cr_assert_null(a.data);
+    cr_assert_eq(p.n, 0, "only allocations of the pool's size are kept");
+    cr_assert_eq(buf_pool_take(&p, &a), 0);
+    cr_assert_eq(buf_pool_take(&p, &b), 0);
+    buf_pool_give(&p, &a);
+    buf_pool_give(&p, &b);
+    cr_assert_eq(p.n, 1, "the rest goes back to the allocator");
+    buf_pool_fini(&p);
+    cr_assert_eq(p.n, 0);
+}

@@ -1,0 +1,668 @@
+/*
+ * conn: a worker's client connections. Contract in conn.h (runtime side) and
+ * include/petrel/runtime.h (product side).
+ *
+ * Sockets are registered edge-triggered for input and output once, at adoption, so the steady
+ * state needs no epoll_ctl calls: the connection remembers whether it may still have input
+ * (readable) or output room (writable). Work is bounded per loop iteration: a connection gets at
+ * most READ_ROUNDS reads per turn, and one that still has input waits on the pending list for the
+ * next turn, after every other ready connection had its own.
+ *
+ * What a client can make the worker hold, and what bounds it:
+ *   - read buffer: one read's worth, or the request being read (the product's request_limit),
+ *     grown only within buffer-memory (rbuf_may_grow); a request that waits longer than
+ *     MEMWAIT_MS for that memory is refused (the product answers its protocol's error);
+ *   - replies: unsent bytes plus what the product holds (conn_output_hold) stop the product
+ *     past --output-limit, or past buffer-memory for the connections holding the most;
+ *   - time: a request that has begun must be complete within --request-timeout, and a
+ *     connection idle for --idle-timeout is closed;
+ *   - idle: no buffer at all (they come from and go back to the worker's pool).
+ */
+#include "conn.h"
+
+#include "petrel/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define READ_ROUNDS  4   /* reads per connection per turn: fairness bound */
+#define SWEEP_BUDGET 512 /* connections examined per tick by the timeout sweep */
+#define MEMWAIT_WAKE 16  /* connections waiting for read-buffer memory retried per release */
+#define MEMWAIT_MS   200 /* longest wait for read-buffer memory before the request is refused */
+#define POOL_KEEP    256 /* first buffers a worker keeps for reuse (at read-buffer bytes each) */
+
+struct buf *
+conn_rbuf(struct conn *c)
+{
+    return &c->io.rbuf;
+}
+
+struct buf *
+conn_wbuf(struct conn *c)
+{
+    return &c->io.wbuf;
+}
+
+void *
+conn_state(struct conn *c)
+{
+    return c->state;
+}
+
+unsigned
+conn_worker(const struct conn *c)
+{
+    return c->w->id;
+}
+
+static size_t
+buf_extra_of(const struct runtime *rt, size_t cap)
+{
+    return cap > rt->rbuf_init ? cap - rt->rbuf_init : 0;
+}
+
+/* What c holds beyond its first buffers, as last accounted. */
+static size_t
+conn_extra(const struct conn *c)
+{
+    return c->rbuf_extra + c->wbuf_extra + c->held;
+}
+
+bool
+conn_output_full(const struct conn *c)
+{
+    const struct runtime *rt = c->w->rt;
+    size_t out = buf_len(&c->io.wbuf) + c->held;
+    if (out >= rt->wbuf_limit) {
+        return true;
+    }
+    size_t mine = buf_extra_of(rt, c->io.wbuf.cap) + c->held;
+    if (out == 0 || mine == 0) {
+        return false; /* replies that fit the first buffer hold no memory beyond it */
+    }
+    /* Past the worker's share of buffer-memory, a connection whose output outgrew its first
+     * buffer takes no more requests: a client that does not read holds at most one reply more
+     * than it had, and one that reads goes on a reply at a time. Its own buffer counts as it is
+     * now. */
+    size_t total = c->w->conns->buf_extra - c->wbuf_extra + buf_extra_of(rt, c->io.wbuf.cap);
+    return total > rt->buf_budget;
+}
+
+size_t
+conn_output_room(const struct conn *c)
+{
+    if (conn_output_full(c)) {
+        return 0;
+    }
+    return c->w->rt->wbuf_limit - (buf_len(&c->io.wbuf) + c->held);
+}
+
+/* ---- queues ---- */
+
+static bool
+queued(const struct conn *c, enum conn_queue q)
+{
+    return c->link[q].on;
+}
+
+static void
+queue_add(struct conn_table *t, enum conn_queue q, struct conn *c)
+{
+    struct conn_link *l = &c->link[q];
+    struct conn_fifo *f = &t->queue[q];
+    if (l->on) {
+        return;
+    }
+    l->on = true;
+    l->next = NULL;
+    l->prev = f->tail;
+    if (f->tail != NULL) {
+        f->tail->link[q].next = c;
+    } else {
+        f->head = c;
+    }
+    f->tail = c;
+}
+
+static void
+queue_remove(struct conn_table *t, enum conn_queue q, struct conn *c)
+{
+    struct conn_link *l = &c->link[q];
+    struct conn_fifo *f = &t->queue[q];
+    if (!l->on) {
+        return;
+    }
+    if (l->prev != NULL) {
+        l->prev->link[q].next = l->next;
+    } else {
+        f->head = l->next;
+    }
+    if (l->next != NULL) {
+        l->next->link[q].prev = l->prev;
+    } else {
+        f->tail = l->prev;
+    }
+    l->on = false;
+}
+
+static void
+pending_add(struct conn_table *t, struct conn *c)
+{
+    queue_add(t, Q_PENDING, c);
+}
+
+bool
+conn_any_pending(const struct worker *w)
+{
+    return w->conns->queue[Q_PENDING].head != NULL;
+}
+
+/* Waiting connections' buffers are counted apart: rbuf_may_grow() needs to know whether every
+ * holder is waiting. */
+static void
+memwait_add(struct worker *w, struct conn *c)
+{
+    struct conn_table *t = w->conns;
+    if (!queued(c, Q_MEMWAIT)) {
+        queue_add(t, Q_MEMWAIT, c);
+        t->memwait_extra += conn_extra(c);
+        c->memwait_since = t->now_ms;
+        metrics_incr(&w->m[RTM_INPUT_WAITS]);
+    }
+}
+
+static void
+memwait_remove(struct conn_table *t, struct conn *c)
+{
+    if (queued(c, Q_MEMWAIT)) {
+        queue_remove(t, Q_MEMWAIT, c);
+        t->memwait_extra -= conn_extra(c);
+    }
+}
+
+/* ---- accounting ---- */
+
+/*
+ * Whether c's read buffer may grow to take n more bytes: yes if it need not grow, if the
+ * worker's buffers stay within its share of buffer-memory, or if every other connection that
+ * holds any is itself waiting for more. The last rule is what guarantees progress: one request
+ * at a time always gets through, however large, and two half-grown requests cannot wait for each
+ * other for ever. It lets the total pass the share by one request at most, since the one let
+ * through is not waiting. Connections that hold memory and are not waiting (a client stalled
+ * half-way through a large value) are what MEMWAIT_MS and --request-timeout are for.
+ */
+static bool
+rbuf_may_grow(struct worker *w, struct conn *c, size_t n)
+{
+    const struct conn_table *t = w->conns;
+    size_t mine = conn_extra(c);
+    size_t want = buf_extra_of(w->rt, buf_reserve_cap(&c->io.rbuf, n)) + c->wbuf_extra + c->held;
+    size_t others = t->buf_extra - mine;
+    size_t others_waiting = t->memwait_extra - (queued(c, Q_MEMWAIT) ? mine : 0);
+    return want <= mine || others == others_waiting || others + want <= w->rt->buf_budget;
+}
+
+/* When the worker's total fell, the first connections waiting for memory try again. */
+static void
+memwait_wake(struct conn_table *t)
+{
+    for (unsigned i = 0; i < MEMWAIT_WAKE && t->queue[Q_MEMWAIT].head != NULL; i++) {
+        struct conn *x = t->queue[Q_MEMWAIT].head;
+        memwait_remove(t, x);
+        pending_add(t, x);
+    }
+}
+
+/*
+ * Bring the worker's figures up to date with c's buffers: RTM_CONN_BUFFER_BYTES and the total
+ * beyond the buffers' initial size.
+ */
+static void
+conn_account(struct worker *w, struct conn *c)
+{
+    struct conn_table *t = w->conns;
+    size_t now = c->io.rbuf.cap + c->io.wbuf.cap;
+    if (now != c->buf_bytes) {
+        metrics_add(&w->m[RTM_CONN_BUFFER_BYTES], (uint64_t)now - (uint64_t)c->buf_bytes);
+        c->buf_bytes = now;
+    }
+    size_t rx = buf_extra_of(w->rt, c->io.rbuf.cap), wx = buf_extra_of(w->rt, c->io.wbuf.cap);
+    if (rx == c->rbuf_extra && wx == c->wbuf_extra) {
+        return;
+    }
+    bool fell = rx + wx < c->rbuf_extra + c->wbuf_extra;
+    size_t before = c->rbuf_extra + c->wbuf_extra;
+    t->buf_extra = t->buf_extra - before + rx + wx;
+    if (queued(c, Q_MEMWAIT)) {
+        t->memwait_extra = t->memwait_extra - before + rx + wx;
+    }
+    c->rbuf_extra = rx;
+    c->wbuf_extra = wx;
+    if (fell) {
+        memwait_wake(t);
+    }
+}
+
+void
+conn_output_hold(struct conn *c, long delta)
+{
+    struct conn_table *t = c->w->conns;
+    c->held += (size_t)delta;
+    t->buf_extra += (size_t)delta;
+    if (queued(c, Q_MEMWAIT)) {
+        t->memwait_extra += (size_t)delta;
+    }
+    if (delta < 0) {
+        memwait_wake(t);
+    }
+}
+
+int
+conn_rbuf_want(struct conn *c, size_t n)
+{
+    struct worker *w = c->w;
+    c->rbuf_need = 0;
+    if (c->refused) {
+        c->refused = false; /* reported once per wait */
+        return -ENOBUFS;
+    }
+    if (buf_len(&c->io.rbuf) + n > w->rt->rbuf_max) {
+        return -ENOBUFS;
+    }
+    if (rbuf_may_grow(w, c, n)) {
+        (void)buf_reserve(&c->io.rbuf, n); /* on failure the reads go on with what there is */
+        conn_account(w, c);
+    } else {
+        c->rbuf_need = n; /* the reads will wait for all of it rather than creep up to it */
+    }
+    return 0;
+}
+
+/* ---- the table ---- */
+
+int
+conn_table_init(struct worker *w)
+{
+    w->conns = calloc(1, sizeof(*w->conns));
+    if (w->conns == NULL) {
+        return -ENOMEM;
+    }
+    return buf_pool_init(&w->conns->pool, w->rt->rbuf_init, POOL_KEEP);
+}
+
+void
+conn_table_fini(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    if (t == NULL) {
+        return;
+    }
+    buf_pool_fini(&t->pool);
+    free(t->slot);
+    free(t->free);
+    free(t->gen);
+    free(t);
+    w->conns = NULL;
+}
+
+static int
+table_reserve(struct conn_table *t)
+{
+    if (t->nfree > 0 || t->cap > t->used) {
+        return 0;
+    }
+    unsigned cap = t->cap ? t->cap * 2 : 64;
+    struct conn **slot = realloc(t->slot, cap * sizeof(*slot));
+    if (slot == NULL) {
+        return -ENOMEM;
+    }
+    t->slot = slot;
+    unsigned *fr = realloc(t->free, cap * sizeof(*fr));
+    if (fr == NULL) {
+        return -ENOMEM;
+    }
+    t->free = fr;
+    uint32_t *gen = realloc(t->gen, cap * sizeof(*gen));
+    if (gen == NULL) {
+        return -ENOMEM;
+    }
+    t->gen = gen;
+    for (unsigned i = cap; i > t->cap; i--) {
+        slot[i - 1] = NULL;
+        gen[i - 1] = 0;
+        fr[t->nfree++] = i - 1;
+    }
+    t->cap = cap;
+    return 0;
+}
+
+void
+conn_adopt(struct worker *w, int fd, unsigned listener)
+{
+    struct runtime *rt = w->rt;
+    struct conn_table *t = w->conns;
+    struct conn *c = NULL;
+    if (table_reserve(t) < 0 || (c = calloc(1, sizeof(*c) + rt->p->conn_state_size)) == NULL) {
+        log_error("out of memory adopting a connection");
+        goto fail;
+    }
+    transport_plain_init(&c->io.t, fd);
+    c->w = w;
+    c->listener = listener;
+    c->slot = t->free[--t->nfree];
+    c->last_active = t->now;
+    buf_init(&c->io.rbuf, rt->rbuf_init, rt->rbuf_max);
+    buf_init(&c->io.wbuf, rt->rbuf_init, rt->wbuf_max);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        log_error("epoll_ctl: %s", strerror(errno));
+        t->free[t->nfree++] = c->slot;
+        free(c);
+        goto fail;
+    }
+    t->slot[c->slot] = c;
+    t->used++;
+    metrics_incr(&w->m[RTM_CURR_CONNECTIONS]);
+    log_verbose("connection %d adopted", fd);
+    return;
+fail:
+    close(fd);
+    metrics_incr(&w->closed); /* the acceptor counted it as handed over */
+}
+
+void
+conn_close(struct worker *w, struct conn *c)
+{
+    struct conn_table *t = w->conns;
+    if (w->rt->p->on_close != NULL) {
+        w->rt->p->on_close(w->pctx, c);
+    }
+    if (c->held != 0) {
+        log_error("connection %d: the product still holds %zu bytes at close", c->io.t.fd, c->held);
+        conn_output_hold(c, -(long)c->held);
+    }
+    queue_remove(t, Q_PENDING, c);
+    memwait_remove(t, c);
+    connio_close(&c->io);
+    conn_account(w, c);
+    t->slot[c->slot] = NULL;
+    t->gen[c->slot]++; /* replies still in flight for this connection will not find it */
+    t->free[t->nfree++] = c->slot;
+    t->used--;
+    free(c);
+    metrics_add(&w->m[RTM_CURR_CONNECTIONS], (uint64_t)-1);
+    metrics_incr(&w->m[RTM_CONNECTIONS_CLOSED]);
+    metrics_incr(&w->closed);
+}
+
+/* ---- one turn ---- */
+
+/* Send queued output; an emptied write buffer goes back to the pool. */
+static int
+conn_flush(struct worker *w, struct conn *c)
+{
+    ssize_t n = connio_flush(&c->io);
+    if (n < 0) {
+        log_verbose("connection %d: write: %s", c->io.t.fd, strerror((int)-n));
+        return (int)n;
+    }
+    if (n > 0) {
+        metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
+    }
+    if (buf_len(&c->io.wbuf) == 0) {
+        buf_pool_give(&w->conns->pool, &c->io.wbuf);
+    }
+    return 0;
+}
+
+/* Read what the transport has, up to READ_ROUNDS reads. */
+static int
+conn_read(struct worker *w, struct conn *c)
+{
+    struct buf *rb = &c->io.rbuf;
+    for (int round = 0; round < READ_ROUNDS && c->io.readable; round++) {
+        /* Room for one read, or for the rest of a request whose size the product gave (unless
+         * that no longer fits under the cap: a stale need must never stop the reads). */
+        size_t chunk = w->rt->rbuf_init;
+        size_t room = c->rbuf_need > chunk ? c->rbuf_need : chunk;
+        if (buf_len(rb) + room > w->rt->rbuf_max) {
+            room = chunk;
+        }
+        if (rb->data == NULL && buf_pool_take(&w->conns->pool, rb) < 0) {
+            return -ENOMEM;
+        }
+        bool fits = buf_avail(rb) >= room; /* the common case: nothing to decide */
+        if (!fits && !c->granted && !rbuf_may_grow(w, c, room)) {
+            /* The worker's buffers hold its share of buffer-memory: wait until another
+             * connection's shrinks (conn_account), for MEMWAIT_MS at most (conn_sweep). A
+             * connection that hung up will not send the rest: close it, and free what it
+             * holds. */
+            if (c->io.hup) {
+                return -ECONNRESET;
+            }
+            memwait_add(w, c);
+            return 0;
+        }
+        if (!fits) {
+            if (buf_reserve(rb, room) < 0 && buf_avail(rb) == 0) {
+                /* Read buffer at its cap: the product must consume before we read more. */
+                return 0;
+            }
+            c->rbuf_need = 0;
+            c->granted = false;
+            conn_account(w, c);
+        }
+        ssize_t n = connio_read(&c->io);
+        if (n < 0) {
+            log_verbose("connection %d: read: %s", c->io.t.fd, strerror((int)-n));
+            return (int)n;
+        }
+        metrics_add(&w->m[RTM_BYTES_READ], (uint64_t)n);
+    }
+    return 0;
+}
+
+/*
+ * Hand c's input to the product and act on its answer. Also tracks the request deadline: an
+ * unfinished request in the buffer starts the clock, and consuming a request restarts it for
+ * the next one. Returns a negative errno when c must be closed now.
+ */
+static int
+conn_deliver(struct worker *w, struct conn *c)
+{
+    struct runtime *rt = w->rt;
+    struct conn_table *t = w->conns;
+    struct buf *rb = &c->io.rbuf;
+    c->resume = false;
+    c->last_active = t->now;
+    if (c->io.wbuf.data == NULL && buf_pool_take(&t->pool, &c->io.wbuf) < 0) {
+        return -ENOMEM;
+    }
+    size_t before = buf_len(rb);
+    enum rt_result r = rt->p->on_data(w->pctx, c);
+    c->refused = false; /* a refusal not asked for is not carried over to a later request */
+    size_t left = buf_len(rb);
+    switch (r) {
+    case RT_NEED_MORE:
+        if (left == rt->rbuf_max) {
+            log_warn("connection %d: request larger than %zu bytes, closing", c->io.t.fd,
+                     rt->rbuf_max);
+            return -EMSGSIZE;
+        }
+        break;
+    case RT_CONTINUE:
+        c->resume = true;
+        break;
+    case RT_PAUSED:
+        c->paused = true;
+        break;
+    case RT_CLOSE:
+        c->closing = true;
+        break;
+    case RT_ABORT:
+        return -ECONNABORTED;
+    }
+    if (left == 0) {
+        c->partial_since = 0;
+        buf_pool_give(&t->pool, rb);
+    } else if (left < before || c->partial_since == 0) {
+        c->partial_since = t->now;
+    }
+    if (buf_len(&c->io.wbuf) == 0) {
+        buf_pool_give(&t->pool, &c->io.wbuf);
+    }
+    return 0;
+}
+
+/*
+ * Give the connection one turn: read, let the product answer, send the answers. Reading pauses
+ * while the output is over its limit; a product that stopped for that reason (resume) is called
+ * again once the client has read enough. Returns a negative errno when the connection must be
+ * closed now.
+ */
+static int
+conn_serve(struct worker *w, struct conn *c)
+{
+    bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
+    if (!c->closing && !stopping && !c->paused && !conn_output_full(c)) {
+        size_t before = buf_len(&c->io.rbuf);
+        int rc = conn_read(w, c);
+        if (rc < 0) {
+            return rc;
+        }
+        if (buf_len(&c->io.rbuf) > before || c->resume) {
+            rc = conn_deliver(w, c);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    int rc = conn_flush(w, c);
+    if (rc < 0) {
+        return rc;
+    }
+    conn_account(w, c);
+    /* Close when everything asked for was answered and sent. */
+    if ((c->closing || (c->io.eof && !c->resume)) && buf_len(&c->io.wbuf) == 0 &&
+        c->inflight == 0) {
+        return -ECONNRESET;
+    }
+    /* Input left behind by the read budget, or a product that may go on: next turn. */
+    if ((c->io.readable || c->resume) && !c->closing && !stopping && !c->paused &&
+        !queued(c, Q_MEMWAIT) && !conn_output_full(c)) {
+        pending_add(w->conns, c);
+    }
+    return 0;
+}
+
+void
+conn_handle_event(struct worker *w, struct conn *c, uint32_t events)
+{
+    connio_events(&c->io, events);
+    if (queued(c, Q_MEMWAIT) && c->io.hup) {
+        /* It hung up while its request waited for buffer memory: the rest of that request is
+         * not coming, and the memory it holds is wanted. */
+        conn_close(w, c);
+        return;
+    }
+    if (conn_serve(w, c) < 0) {
+        conn_close(w, c);
+    }
+}
+
+void
+conn_serve_pending(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    /* Only the connections pending at the start get a turn: the bound for this iteration. Only
+     * serving a connection takes it off the queue (or closes it), so the last one stays there
+     * until its turn; those queued meanwhile wait for the next iteration. */
+    struct conn *last = t->queue[Q_PENDING].tail;
+    for (bool more = last != NULL; more;) {
+        struct conn *c = t->queue[Q_PENDING].head;
+        queue_remove(t, Q_PENDING, c);
+        more = c != last;
+        if (conn_serve(w, c) < 0) {
+            conn_close(w, c);
+        }
+    }
+}
+
+void
+conn_reply_arrived(struct worker *w, struct conn *c)
+{
+    /* Send what the reply completed, and let a paused product go on. */
+    c->inflight--;
+    if (c->paused) {
+        c->paused = false;
+        c->resume = true;
+    } else if (buf_len(&c->io.rbuf) > 0) {
+        c->resume = true;
+    }
+    pending_add(w->conns, c);
+}
+
+/* ---- timeouts ---- */
+
+/* Requests that waited MEMWAIT_MS for read-buffer memory: the product refuses them (a known
+ * size) or the read goes ahead (an unknown one, bounded by the read buffer's cap). */
+static void
+memwait_expire(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    struct conn *c;
+    while ((c = t->queue[Q_MEMWAIT].head) != NULL && t->now_ms - c->memwait_since >= MEMWAIT_MS) {
+        memwait_remove(t, c);
+        if (c->rbuf_need > 0) {
+            c->refused = true;
+            c->rbuf_need = 0;
+            c->resume = true;
+            metrics_incr(&w->m[RTM_BUFFER_REFUSALS]);
+            log_verbose("connection %d: no buffer memory for its request within %d ms, refused",
+                        c->io.t.fd, MEMWAIT_MS);
+        } else {
+            c->granted = true;
+        }
+        pending_add(t, c);
+    }
+}
+
+/* Whether c's unfinished request is overdue. Only while the server is waiting for the client:
+ * not while c waits for memory, for other workers, or for its client to read. */
+static bool
+request_overdue(const struct conn *c, int64_t now, unsigned timeout)
+{
+    return timeout != 0 && c->partial_since != 0 && now - c->partial_since >= (int64_t)timeout &&
+           buf_len(&c->io.rbuf) > 0 && !c->paused && !c->resume && !queued(c, Q_MEMWAIT) &&
+           !conn_output_full(c);
+}
+
+void
+conn_sweep(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    memwait_expire(w);
+    unsigned idle = w->idle_timeout, req = w->request_timeout;
+    if ((idle == 0 && req == 0) || t->cap == 0) {
+        return;
+    }
+    for (unsigned i = 0; i < SWEEP_BUDGET && i < t->cap; i++) {
+        t->sweep_pos = (t->sweep_pos + 1) % t->cap;
+        struct conn *c = t->slot[t->sweep_pos];
+        if (c == NULL) {
+            continue;
+        }
+        if (request_overdue(c, t->now, req)) {
+            log_verbose("connection %d: request not complete after %u s, closing", c->io.t.fd, req);
+            metrics_incr(&w->m[RTM_REQUEST_TIMEOUTS]);
+            conn_close(w, c);
+        } else if (idle != 0 && t->now - c->last_active >= (int64_t)idle &&
+                   buf_len(&c->io.wbuf) == 0) {
+            log_verbose("connection %d: idle for %u s, closing", c->io.t.fd, idle);
+            conn_close(w, c);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+/*
+ * conn: a worker's client connections: their buffers, readiness and memory accounting, and one
+ * turn of service (read, hand the bytes to the product, send its replies). The public part of
+ * the contract (what a product may call) is in include/petrel/runtime.h; this header is what
+ * the rest of src/core uses.
+ *
+ * Memory: what a connection holds beyond the first read-buffer's worth of each buffer (grown
+ * read and write buffers, and output the product holds for it with conn_output_hold()) counts
+ * against the worker's share of --buffer-memory; see conn_output_full() and rbuf_may_grow().
+ * An idle connection holds no buffer: both come from the worker's pool when bytes arrive or
+ * replies are written, and go back when they empty.
+ *
+ * Threads: everything here belongs to the worker that owns the connection.
+ */
+#ifndef PETREL_CONN_H
+#define PETREL_CONN_H
+
+#include "connio.h"
+#include "core.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The worker's queues of connections: FIFOs linked through the connections, both ways. */
+enum conn_queue {
+    Q_PENDING, /* unfinished input or a product to resume: served next iteration */
+    Q_MEMWAIT, /* the next read waits for buffer memory (see conn_account) */
+    Q_COUNT
+};
+
+struct conn_link {
+    struct conn *prev, *next;
+    bool on; /* linked on the queue */
+};
+
+struct conn_fifo {
+    struct conn *head, *tail;
+};
+
+struct conn {
+    struct connio io; /* transport, buffers, readiness */
+    unsigned slot;
+    unsigned listener; /* index of the listener it came from (rt->listen_fds) */
+    struct worker *w;
+    bool closing;          /* close once the output is sent */
+    bool resume;           /* the product stopped early (RT_CONTINUE): call it again */
+    bool paused;           /* the product waits for replies before it parses more (RT_PAUSED) */
+    bool refused;          /* the wait for rbuf_need timed out: conn_rbuf_want says -ENOBUFS */
+    bool granted;          /* the wait for read room of unknown size timed out: grow once */
+    unsigned inflight;     /* forwarded requests whose replies have not come back */
+    size_t buf_bytes;      /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
+    size_t rbuf_extra;     /* read buffer beyond its initial size, last counted in the table */
+    size_t wbuf_extra;     /* the same for the write buffer */
+    size_t held;           /* output the product holds outside wbuf (conn_output_hold) */
+    size_t rbuf_need;      /* room the product asked for and did not get (conn_rbuf_want) */
+    int64_t memwait_since; /* ms: when it joined Q_MEMWAIT */
+    int64_t partial_since; /* s: when the unfinished request in rbuf began; 0: none */
+    int64_t last_active;   /* s: when it last sent a byte */
+    struct conn_link link[Q_COUNT];
+    _Alignas(16) unsigned char state[]; /* the product's per-connection state */
+};
+
+/* Worker-private table of connections: slots are reused through a free list. */
+struct conn_table {
+    struct conn **slot;
+    unsigned cap;
+    unsigned used;
+    unsigned *free;
+    unsigned nfree;
+    uint32_t *gen; /* per slot: bumped when its connection closes (late replies check it) */
+    unsigned sweep_pos;
+    struct conn_fifo queue[Q_COUNT];
+    /* Buffers beyond their initial size, read and write, and output held by the product: what
+     * buffer-memory bounds. */
+    size_t buf_extra;
+    size_t memwait_extra; /* the part of buf_extra held by connections on Q_MEMWAIT */
+    struct buf_pool pool; /* first buffers (read-buffer bytes) of connections with bytes */
+    int64_t now;          /* coarse clock for idle timeouts, seconds */
+    int64_t now_ms;       /* monotonic milliseconds at the start of this loop iteration */
+};
+
+/** Create and free w->conns. */
+int conn_table_init(struct worker *w);
+void conn_table_fini(struct worker *w);
+
+/** Take over an accepted socket from listener `listener`; on failure it is closed. */
+void conn_adopt(struct worker *w, int fd, unsigned listener);
+
+/** Close c now: the product's on_close, the transport, the buffers, the slot. */
+void conn_close(struct worker *w, struct conn *c);
+
+/** epoll reported events for c: serve it (or close it). */
+void conn_handle_event(struct worker *w, struct conn *c, uint32_t events);
+
+/** Give every connection queued for another turn (Q_PENDING at the start) that turn. */
+void conn_serve_pending(struct worker *w);
+
+/** A reply for c came back from another worker: let a paused product go on. */
+void conn_reply_arrived(struct worker *w, struct conn *c);
+
+/** The tick's bounded housekeeping: idle and request timeouts (SWEEP_BUDGET connections),
+ * and requests that waited too long for buffer memory. */
+void conn_sweep(struct worker *w);
+
+/** True when a connection has a turn queued (the loop must not sleep). */
+bool conn_any_pending(const struct worker *w);
+
+#endif /* PETREL_CONN_H */

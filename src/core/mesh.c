@@ -1,0 +1,189 @@
+/*
+ * mesh: the forwarding mesh between workers. One SPSC ring per ordered pair of workers carries
+ * requests one way and their replies back (struct rt_msg); a worker publishes what it staged for
+ * each peer once per loop iteration and wakes only the peers that sleep (ring.h's protocol). A
+ * full ring never blocks: the outbox keeps the rest for the next iteration.
+ *
+ * Threads: a worker's outboxes and the consuming side of its inbound rings are its own; the
+ * rings themselves are the only thing shared, one writer and one reader each.
+ */
+#include "conn.h"
+#include "mesh.h"
+
+#define PEER_BUDGET 1024 /* messages taken from each peer's ring per iteration */
+#define PEER_RING   1024 /* slots of each ring of the forwarding mesh */
+
+/* The worker running on this thread, for rt_msg_return() (worker.c sets it). */
+extern _Thread_local struct worker *self_worker;
+
+int
+conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
+{
+    struct worker *w = c->w;
+    m->conn_slot = c->slot;
+    m->conn_gen = w->conns->gen[c->slot];
+    m->origin = (uint16_t)w->id;
+    m->dest = (uint16_t)dest;
+    m->is_reply = false;
+    int rc = ring_outbox_push(&w->peer_out[dest], m);
+    if (rc == 0) {
+        w->peer_dirty[dest] = true;
+        c->inflight++;
+        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
+    }
+    return rc;
+}
+
+int
+rt_msg_return(struct rt_msg *m)
+{
+    struct worker *w = self_worker;
+    m->is_reply = true;
+    int rc = ring_outbox_push(&w->peer_out[m->origin], m);
+    if (rc == 0) {
+        w->peer_dirty[m->origin] = true;
+        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
+    }
+    return rc;
+}
+
+int
+workers_connect(struct runtime *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        for (unsigned j = 0; j < rt->nworkers; j++) {
+            if (i == j) {
+                continue;
+            }
+            struct ring **r = &rt->workers[j].peer_in[i];
+            int rc = ring_create(r, PEER_RING);
+            if (rc < 0) {
+                return rc;
+            }
+            ring_outbox_init(&rt->workers[i].peer_out[j], *r);
+        }
+    }
+    return 0;
+}
+
+void
+workers_free_mesh(struct runtime *rt)
+{
+    void (*msg_free)(struct rt_msg *) = rt->p->msg_free;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct worker *w = &rt->workers[i];
+        for (unsigned j = 0; j < rt->nworkers && w->peer_out != NULL; j++) {
+            struct ring_outbox *o = &w->peer_out[j];
+            while (ring_outbox_backlog(o) > 0) {
+                void *m = o->over[o->over_head];
+                o->over_head = (o->over_head + 1) & (o->over_cap - 1);
+                o->over_len--;
+                if (msg_free != NULL) {
+                    msg_free(m);
+                }
+            }
+            ring_outbox_fini(o);
+        }
+        for (unsigned j = 0; j < rt->nworkers && w->peer_in != NULL; j++) {
+            if (w->peer_in[j] == NULL) {
+                continue;
+            }
+            /* Staged but unpublished items are lost with the producer; publish them first. */
+            ring_publish(w->peer_in[j]);
+            void *m;
+            while ((m = ring_pop(w->peer_in[j])) != NULL) {
+                if (msg_free != NULL) {
+                    msg_free(m);
+                }
+            }
+            ring_destroy(&w->peer_in[j]);
+        }
+    }
+}
+
+/* Messages from other workers: requests to execute here, replies for our connections. */
+void
+mesh_drain(struct worker *w)
+{
+    const struct rt_product *p = w->rt->p;
+    struct conn_table *t = w->conns;
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        struct ring *r = w->peer_in[j];
+        struct rt_msg *m;
+        unsigned n = 0;
+        if (r == NULL) {
+            continue;
+        }
+        struct rt_msg *batch[RT_REQUEST_BATCH];
+        unsigned nb = 0;
+        while (n < PEER_BUDGET && (m = ring_pop(r)) != NULL) {
+            n++;
+            if (!m->is_reply) {
+                /* Requests go in batches (order kept); replies concern other connections. */
+                batch[nb++] = m;
+                if (nb == RT_REQUEST_BATCH) {
+                    p->on_requests(w->pctx, batch, nb);
+                    nb = 0;
+                }
+                continue;
+            }
+            struct conn *c = m->conn_slot < t->cap ? t->slot[m->conn_slot] : NULL;
+            if (c != NULL && t->gen[m->conn_slot] != m->conn_gen) {
+                c = NULL; /* the slot holds a newer connection */
+            }
+            p->on_reply(w->pctx, c, m);
+            if (c != NULL) {
+                conn_reply_arrived(w, c);
+            }
+        }
+        if (nb > 0) {
+            p->on_requests(w->pctx, batch, nb);
+        }
+        if (n > 0) {
+            ring_release(r);
+            metrics_add(&w->m[RTM_MESSAGES_RECEIVED], n);
+        }
+    }
+}
+
+/* Publish what this iteration staged for each peer, and wake the peers that sleep. */
+void
+mesh_flush(struct worker *w)
+{
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        if (!w->peer_dirty[j]) {
+            continue;
+        }
+        if (ring_outbox_flush(&w->peer_out[j])) {
+            waker_notify(&w->rt->workers[j].waker);
+        }
+        w->peer_dirty[j] = ring_outbox_backlog(&w->peer_out[j]) > 0;
+    }
+}
+
+/* True if a peer's ring or the inbox has something: the sleep protocol's re-check. */
+bool
+mesh_inbound_pending(struct worker *w)
+{
+    if (ring_pending(w->inbox)) {
+        return true;
+    }
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        if (w->peer_in[j] != NULL && ring_pending(w->peer_in[j])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Backlog in an outbox needs another turn soon: the peer is busy draining its ring. */
+bool
+mesh_backlog(struct worker *w)
+{
+    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+        if (w->peer_dirty[j]) {
+            return true;
+        }
+    }
+    return false;
+}

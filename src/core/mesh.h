@@ -1,0 +1,25 @@
+/*
+ * mesh: the forwarding mesh between workers (mesh.c). Private to src/core.
+ */
+#ifndef PETREL_MESH_H
+#define PETREL_MESH_H
+
+#include "core.h"
+
+/* Build the mesh of rings between every ordered pair of workers (all initialised). Main, before
+ * the workers start. */
+int workers_connect(struct runtime *rt);
+/* After every worker stopped: free messages left in the mesh. Main. */
+void workers_free_mesh(struct runtime *rt);
+
+/* The rest runs on a worker, for its own side of the mesh. */
+/* Take messages from the peers: requests to execute here, replies for our connections. */
+void mesh_drain(struct worker *w);
+/* Publish what this iteration staged for each peer, and wake the peers that sleep. */
+void mesh_flush(struct worker *w);
+/* True if a peer's ring or the inbox has something: the sleep protocol's re-check. */
+bool mesh_inbound_pending(struct worker *w);
+/* True while an outbox has a backlog: another turn is needed soon. */
+bool mesh_backlog(struct worker *w);
+
+#endif /* PETREL_MESH_H */
