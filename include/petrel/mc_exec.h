@@ -68,4 +68,46 @@ int mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct
 int mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
                     uint64_t hash, struct buf *out);
 
+/**
+ * A hit whose value was left out of its reply because the reply had no room for it (the
+ * *_max functions below): the reply got the hit's header (hdr_len bytes: "VALUE ..." or mg's
+ * "VA ..." line) followed by the reply to send instead if the value cannot be had any more
+ * (miss_len bytes: nothing for a get, mg's miss reply). mc_exec_fetch() gets the value later,
+ * if the item is still this version.
+ */
+struct mc_deferred {
+    uint64_t cas;      /* the item's CAS when the request ran */
+    uint32_t vlen;     /* its value's length */
+    uint32_t hdr_len;  /* header bytes appended, sent before the value and "\r\n" */
+    uint32_t miss_len; /* bytes appended after them, sent instead when the item changed */
+};
+
+/**
+ * mc_exec_get_key() for a reply with at most max bytes of room: a hit whose VALUE block is
+ * longer gets only its header and a zero-length miss reply appended, and *d filled; the get
+ * (and gat's touch) happened and counted all the same. Returns 0 (answered: hit or miss), 1
+ * (deferred: *d) or a buf error.
+ */
+int mc_exec_get_key_max(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
+                        uint64_t hash, size_t max, struct buf *out, struct mc_deferred *d);
+
+/**
+ * mc_exec() for a reply with at most max bytes of room: an mg with v whose reply is longer
+ * gets its "VA ..." line and then its miss reply ("EN", as mc_compose_meta() gives it)
+ * appended, and *d filled; everything else it does (touch, recache token, counters) happened.
+ * Other commands run as mc_exec() runs them (their replies have no value). Returns 0, 1
+ * (deferred: *d), or what mc_exec() returns.
+ */
+int mc_exec_max(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, size_t max,
+                struct buf *out, struct mc_deferred *d);
+
+/**
+ * The value a deferred hit left out (*d): appends the d->vlen value bytes (no header, no
+ * "\r\n") if the key still holds the version with d->cas, read as a peek: no read is counted
+ * in the item (frequency, fetched bit), no TTL changes, and no command counter moves. Returns 1
+ * (appended), 0 (the item changed, expired or went: nothing appended) or a buf error.
+ */
+int mc_exec_fetch(struct mc_shard *sh, const char *key, size_t klen, uint64_t hash,
+                  const struct mc_deferred *d, struct buf *out);
+
 #endif /* PETREL_MC_EXEC_H */

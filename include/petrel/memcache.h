@@ -28,6 +28,7 @@
 #define MC_META_FLAGS_MAX   17   /* flags on a meta line (mg: 19 tokens less command and key) */
 #define MC_OPAQUE_MAX       32   /* longest O token, the 'O' included */
 #define MC_GET_LINE_DEFAULT (1u << 20) /* default bound on a get/gets line */
+#define MC_BINARY_MAGIC     0x80       /* first byte of a binary protocol request */
 
 /** Request commands. MC_CMD_NONE marks "no request" (errors and swallowed bytes). */
 enum mc_cmd {
@@ -83,6 +84,9 @@ struct mc_err {
     bool quiet;                /* noreply was given: memcached sends nothing, nor do we */
     enum mc_err_action action; /* what to do next */
     size_t swallow;            /* MC_ERR_SWALLOW: bytes of data block to drop (value + "\r\n") */
+    const char *why;           /* MC_ERR_CLOSE: why framing is lost, for a log line */
+    enum mc_cmd refused;       /* mc_parse_refuse(): the storage command refused (its key is
+                                  req->key), else MC_CMD_NONE */
 };
 
 /** Meta flag bit for a flag character 'A'..'Z' or 'a'..'z' (bit 0..51). */
@@ -155,6 +159,7 @@ struct mc_parser {
     size_t need;    /* bytes the pending request needs in all; 0 when unknown */
     size_t scanned; /* bytes already searched for '\n' without finding one */
     size_t swallow; /* bytes of a refused data block still to drop */
+    bool refuse;    /* inside mc_parse_refuse() */
 };
 
 /**
@@ -183,9 +188,23 @@ void mc_parser_init(struct mc_parser *p, const struct mc_parser_opts *opts);
  * the request needs, so the caller can reserve room once), MC_PARSE_ERROR (reply with
  * mc_compose_error(), then follow req->err.action; req->consumed bytes are to be dropped unless
  * the action is MC_ERR_CLOSE) or MC_PARSE_SKIP (req->consumed bytes of a refused value dropped,
- * no reply). The result never depends on how the stream was split across calls.
+ * no reply). The result never depends on how the stream was split across calls. A request
+ * starting with MC_BINARY_MAGIC (the binary protocol, which Petrel does not speak) closes the
+ * connection without a reply, as it would lose framing anyway.
  */
 enum mc_parse_rc mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req);
+
+/**
+ * Refuse the storage request at buf whose data block has not arrived whole (mc_parse() said
+ * MC_PARSE_AGAIN with p->need set), because the memory to read it cannot be had: returns
+ * MC_PARSE_ERROR with memcached's "SERVER_ERROR out of memory storing object" (silenced by a
+ * text command's noreply, never by meta q), err.action MC_ERR_SWALLOW, err.refused the
+ * command and req->key its key; req->consumed is the command line, and the parser then drops
+ * the value and its "\r\n" as they arrive (MC_PARSE_SKIP), never needing them buffered. Any
+ * other input gives what mc_parse() gives.
+ */
+enum mc_parse_rc mc_parse_refuse(struct mc_parser *p, const char *buf, size_t n,
+                                 struct mc_req *req);
 
 /** Iterator over the keys of a get/gets/gat/gats request (validated by mc_parse). */
 struct mc_key_iter {
@@ -317,6 +336,13 @@ struct mc_meta_item {
  */
 int mc_compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
                     const struct mc_meta_item *it);
+
+/**
+ * The start of an mg hit's reply whose value is appended later: what mc_compose_meta(b, req,
+ * MC_META_VA, it) would append, up to and including the end of the "VA <it->vlen> ..." line
+ * (it->value is not read). The caller appends the it->vlen value bytes and "\r\n".
+ */
+int mc_compose_meta_va_hdr(struct buf *b, const struct mc_req *req, const struct mc_meta_item *it);
 
 /** True when q on req suppresses a reply with this code. */
 bool mc_meta_quiet(const struct mc_req *req, enum mc_meta_code code);

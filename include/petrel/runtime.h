@@ -58,11 +58,14 @@ enum rt_result {
     /* Every complete request was consumed; what is left in conn_rbuf(c) (if anything) is the
      * start of the next one. Called again when more bytes arrive. */
     RT_NEED_MORE = 0,
-    /* Stopped early with complete requests left unread, because conn_output_full(c): called
-     * again, with no new bytes, once the client has read enough. */
+    /* Stopped early with requests (or parts of one) left to answer, because the connection's
+     * output is full (conn_output_full(c), or conn_output_room(c) too small for the next step):
+     * called again, with or without new bytes, once some of the output has been sent or a reply
+     * for c came back. With nothing queued to send and nothing in flight, use RT_NEED_MORE. */
     RT_CONTINUE,
     /* Too many requests of c wait for other workers (or its output is held in reply order
-     * behind them): c is not read, and on_data is called again when a reply for c comes back. */
+     * behind them): c is not read until a reply for c comes back. After every reply for c,
+     * paused or not, on_data is called again (with or without new bytes). */
     RT_PAUSED,
     /* Send what is queued, then close: "quit", or framing lost after an error reply. */
     RT_CLOSE,
@@ -193,7 +196,11 @@ unsigned conn_worker(const struct conn *c);
  */
 int conn_forward(struct conn *c, unsigned dest, struct rt_msg *m);
 
-/** Inside on_requests(): send m back to its origin as a reply. Returns 0 or -ENOMEM. */
+/**
+ * Inside on_requests(): send m back to its origin as a reply. Returns 0, or -ENOMEM when the
+ * outbox could not grow: then m was not sent, the caller still owns it, and its origin will
+ * never see it (the origin's connection waits until it closes; free m, or keep it to retry).
+ */
 int rt_msg_return(struct rt_msg *m);
 
 /**

@@ -19,12 +19,19 @@ static const struct opt_def ping_options[] = {
      .help = "TCP port (0: an ephemeral port, logged at start-up)"},
 };
 
-/* Answer every complete line in the read buffer. Worker thread. */
+/*
+ * Answer every complete line in the read buffer, stopping early (RT_CONTINUE) while the client
+ * has not read enough of the replies. Worker thread.
+ */
 static enum rt_result
 ping_on_data(void *ctx, struct conn *c)
 {
+    (void)ctx;
     struct buf *in = conn_rbuf(c), *out = conn_wbuf(c);
-    while (buf_len(in) > 0 && !conn_output_full(c)) {
+    while (buf_len(in) > 0) {
+        if (conn_output_full(c)) {
+            return RT_CONTINUE;
+        }
         size_t used;
         enum ping_req req = ping_parse(buf_rptr(in), buf_len(in), &used);
         int rc = 0;
@@ -40,15 +47,15 @@ ping_on_data(void *ctx, struct conn *c)
             rc = ping_compose_error(out);
             break;
         case PING_TOO_LONG:
-            ping_compose_error(out);
-            return RT_CLOSE;
+            /* Framing is lost: say so, then close. */
+            return ping_compose_error(out) < 0 ? RT_ABORT : RT_CLOSE;
         }
         if (rc < 0) {
-            return RT_ABORT;
+            return RT_ABORT; /* no memory for the reply */
         }
         buf_consume(in, used);
     }
-    return buf_len(in) > 0 ? RT_CONTINUE : RT_NEED_MORE;
+    return RT_NEED_MORE;
 }
 
 static const struct rt_product ping_product = {

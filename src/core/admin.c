@@ -484,7 +484,9 @@ is_http(const char *line, size_t len)
 static int
 admin_process(struct runtime *rt, struct admin_conn *a)
 {
-    while (!a->closing) {
+    /* Events come edge-triggered for both directions, so this also runs before any byte (or
+     * buffer) is there. */
+    while (!a->closing && buf_len(&a->io.rbuf) > 0) {
         char *line = buf_rptr(&a->io.rbuf);
         size_t have = buf_len(&a->io.rbuf);
         char *nl = memchr(line, '\n', have);

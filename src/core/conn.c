@@ -400,7 +400,8 @@ conn_close(struct worker *w, struct conn *c)
 
 /* ---- one turn ---- */
 
-/* Send queued output; an emptied write buffer goes back to the pool. */
+/* Send queued output; an emptied write buffer goes back to the pool. A product waiting for
+ * its client to read (RT_CONTINUE) may go on once something left. */
 static int
 conn_flush(struct worker *w, struct conn *c)
 {
@@ -411,11 +412,25 @@ conn_flush(struct worker *w, struct conn *c)
     }
     if (n > 0) {
         metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
+        c->await_send = false;
     }
     if (buf_len(&c->io.wbuf) == 0) {
+        c->await_send = false;
         buf_pool_give(&w->conns->pool, &c->io.wbuf);
     }
     return 0;
+}
+
+/*
+ * Whether the product may be called without new input: it stopped early (RT_CONTINUE) and
+ * something changed since. Even a connection over its limits is called while nothing waits in
+ * its write buffer: then only the product can move the output it holds (its next reply in
+ * order into the write buffer), and it starts no new request while the output is full.
+ */
+static bool
+conn_resumable(const struct conn *c)
+{
+    return c->resume && !c->await_send && (buf_len(&c->io.wbuf) == 0 || !conn_output_full(c));
 }
 
 /* Read what the transport has, up to READ_ROUNDS reads. */
@@ -494,7 +509,10 @@ conn_deliver(struct worker *w, struct conn *c)
         }
         break;
     case RT_CONTINUE:
+        /* Called again when the client has read some of its replies, not at once: the product
+         * stopped because they are not leaving. */
         c->resume = true;
+        c->await_send = true;
         break;
     case RT_PAUSED:
         c->paused = true;
@@ -527,20 +545,20 @@ static int
 conn_serve(struct worker *w, struct conn *c)
 {
     bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
-    if (!c->closing && !stopping && !c->paused && !conn_output_full(c)) {
+    int rc = 0;
+    if (!c->closing && !stopping && !c->paused) {
         size_t before = buf_len(&c->io.rbuf);
-        int rc = conn_read(w, c);
+        if (!conn_output_full(c)) {
+            rc = conn_read(w, c);
+        }
+        if (rc == 0 && (buf_len(&c->io.rbuf) > before || conn_resumable(c))) {
+            rc = conn_deliver(w, c);
+        }
         if (rc < 0) {
             return rc;
         }
-        if (buf_len(&c->io.rbuf) > before || c->resume) {
-            rc = conn_deliver(w, c);
-            if (rc < 0) {
-                return rc;
-            }
-        }
     }
-    int rc = conn_flush(w, c);
+    rc = conn_flush(w, c);
     if (rc < 0) {
         return rc;
     }
@@ -551,8 +569,8 @@ conn_serve(struct worker *w, struct conn *c)
         return -ECONNRESET;
     }
     /* Input left behind by the read budget, or a product that may go on: next turn. */
-    if ((c->io.readable || c->resume) && !c->closing && !stopping && !c->paused &&
-        !queued(c, Q_MEMWAIT) && !conn_output_full(c)) {
+    if (!c->closing && !stopping && !c->paused && !queued(c, Q_MEMWAIT) &&
+        ((c->io.readable && !conn_output_full(c)) || conn_resumable(c))) {
         pending_add(w->conns, c);
     }
     return 0;
@@ -594,14 +612,12 @@ conn_serve_pending(struct worker *w)
 void
 conn_reply_arrived(struct worker *w, struct conn *c)
 {
-    /* Send what the reply completed, and let a paused product go on. */
+    /* Send what the reply completed, and let the product go on: a paused one, one that stopped
+     * for room (a reply frees the room its request was counted for), or one with input. */
     c->inflight--;
-    if (c->paused) {
-        c->paused = false;
-        c->resume = true;
-    } else if (buf_len(&c->io.rbuf) > 0) {
-        c->resume = true;
-    }
+    c->await_send = false;
+    c->paused = false;
+    c->resume = true;
     pending_add(w->conns, c);
 }
 

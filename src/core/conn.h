@@ -43,7 +43,8 @@ struct conn {
     unsigned listener; /* index of the listener it came from (rt->listen_fds) */
     struct worker *w;
     bool closing;          /* close once the output is sent */
-    bool resume;           /* the product stopped early (RT_CONTINUE): call it again */
+    bool resume;           /* the product stopped early (RT_CONTINUE): call it again ... */
+    bool await_send;       /* ... once some output left (or a reply came back) */
     bool paused;           /* the product waits for replies before it parses more (RT_PAUSED) */
     bool refused;          /* the wait for rbuf_need timed out: conn_rbuf_want says -ENOBUFS */
     bool granted;          /* the wait for read room of unknown size timed out: grow once */

@@ -13,6 +13,7 @@
 #include "petrel/mc_exec.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 /*
@@ -293,20 +294,22 @@ drop_expired(struct seg *s, const void *key, size_t klen, uint64_t hash, bool dr
     }
 }
 
-int
-mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
-                uint64_t hash, struct buf *out)
+/*
+ * Look up one key of a get family request, touching it for gat/gats, and count it. *drop as
+ * touch_and_get() sets it. SEG_OK (*v), SEG_NOT_FOUND or SEG_NO_MEMORY.
+ */
+static enum seg_result
+get_lookup(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
+           uint64_t hash, struct seg_view *v, bool *drop)
 {
     bool touch = req->cmd == MC_CMD_GAT || req->cmd == MC_CMD_GATS;
-    bool with_cas = req->cmd == MC_CMD_GETS || req->cmd == MC_CMD_GATS;
-    struct seg_view v;
-    bool drop = false;
     int32_t old_ttl;
+    *drop = false;
     enum seg_result res =
-        touch ? touch_and_get(sh->seg, key, klen, hash, req->exptime, &v, &old_ttl, &drop, false)
-              : seg_get(sh->seg, key, klen, hash, &v);
+        touch ? touch_and_get(sh->seg, key, klen, hash, req->exptime, v, &old_ttl, drop, false)
+              : seg_get(sh->seg, key, klen, hash, v);
     if (res == SEG_NO_MEMORY) {
-        return mc_compose_reply(out, MC_R_OOM);
+        return res;
     }
     if (touch) {
         sh->stats.cmd_touch++;
@@ -317,11 +320,87 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
     }
     if (res == SEG_NOT_FOUND) {
         sync_expired(sh);
+    }
+    return res;
+}
+
+static bool
+get_with_cas(const struct mc_req *req)
+{
+    return req->cmd == MC_CMD_GETS || req->cmd == MC_CMD_GATS;
+}
+
+int
+mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
+                uint64_t hash, struct buf *out)
+{
+    struct seg_view v;
+    bool drop;
+    enum seg_result res = get_lookup(sh, req, key, klen, hash, &v, &drop);
+    if (res == SEG_NO_MEMORY) {
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+    if (res == SEG_NOT_FOUND) {
         return 0;
     }
-    int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen, v.cas, with_cas);
+    int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen, v.cas,
+                              get_with_cas(req));
     drop_expired(sh->seg, key, klen, hash, drop);
     return rc;
+}
+
+/* Append a value and its "\r\n" after a header already in out. */
+static int
+put_value(struct buf *out, const char *value, size_t vlen)
+{
+    int rc = buf_reserve(out, vlen + 2);
+    if (rc == 0) {
+        memcpy(buf_wptr(out), value, vlen);
+        memcpy(buf_wptr(out) + vlen, "\r\n", 2);
+        buf_commit(out, vlen + 2);
+    }
+    return rc;
+}
+
+int
+mc_exec_get_key_max(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
+                    uint64_t hash, size_t max, struct buf *out, struct mc_deferred *d)
+{
+    struct seg_view v;
+    bool drop;
+    enum seg_result res = get_lookup(sh, req, key, klen, hash, &v, &drop);
+    if (res == SEG_NO_MEMORY) {
+        return mc_compose_reply(out, MC_R_OOM);
+    }
+    if (res == SEG_NOT_FOUND) {
+        return 0;
+    }
+    size_t mark = buf_len(out);
+    int rc =
+        mc_compose_value_hdr(out, key, klen, v.flags, (uint32_t)v.vlen, v.cas, get_with_cas(req));
+    size_t hdr = buf_len(out) - mark;
+    bool fits = hdr + v.vlen + 2 <= max;
+    if (rc == 0 && fits) {
+        rc = put_value(out, v.value, v.vlen);
+    } else if (rc == 0) {
+        *d = (struct mc_deferred){
+            .cas = v.cas, .vlen = (uint32_t)v.vlen, .hdr_len = (uint32_t)hdr, .miss_len = 0};
+    }
+    /* A gat to a past exptime drops the item now: its deferred value will be a miss. */
+    drop_expired(sh->seg, key, klen, hash, drop);
+    return rc < 0 ? rc : fits ? 0 : 1;
+}
+
+int
+mc_exec_fetch(struct mc_shard *sh, const char *key, size_t klen, uint64_t hash,
+              const struct mc_deferred *d, struct buf *out)
+{
+    struct seg_view v;
+    if (seg_peek(sh->seg, key, klen, hash, &v) != SEG_OK || v.cas != d->cas || v.vlen != d->vlen) {
+        return 0;
+    }
+    int rc = buf_append(out, v.value, v.vlen);
+    return rc < 0 ? rc : 1;
 }
 
 /* ---- meta ---- */
@@ -379,8 +458,37 @@ mg_wins(const struct mc_req *req, const struct seg_view *v, bool created, int32_
     return (v->state & SEG_ST_STALE) && !sent;
 }
 
+/*
+ * An mg hit's reply, its value left out when d is given and the whole reply would be longer
+ * than max (see mc_exec_max). Returns 0, 1 (deferred) or a buf error.
+ */
 static int
-exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
+mg_reply(const struct mc_req *req, enum mc_meta_code code, const struct mc_meta_item *it,
+         const struct seg_view *v, size_t max, struct buf *out, struct mc_deferred *d)
+{
+    if (d == NULL || code != MC_META_VA) {
+        return mc_compose_meta(out, req, code, it);
+    }
+    size_t mark = buf_len(out);
+    int rc = mc_compose_meta_va_hdr(out, req, it);
+    size_t hdr = buf_len(out) - mark;
+    if (rc < 0) {
+        return rc;
+    }
+    if (hdr + it->vlen + 2 <= max) {
+        return put_value(out, it->value, it->vlen);
+    }
+    rc = mc_compose_meta(out, req, MC_META_EN, NULL);
+    *d = (struct mc_deferred){.cas = v->cas,
+                              .vlen = it->vlen,
+                              .hdr_len = (uint32_t)hdr,
+                              .miss_len = (uint32_t)(buf_len(out) - mark - hdr)};
+    return rc < 0 ? rc : 1;
+}
+
+static int
+exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out, size_t max,
+        struct mc_deferred *d)
 {
     struct seg *s = sh->seg;
     bool touch = has_flag(req, 'T');
@@ -436,7 +544,7 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         /* memcached answers t where it stands on the line: before T, the old TTL. */
         it.ttl = old_ttl;
     }
-    int rc = mc_compose_meta(out, req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it);
+    int rc = mg_reply(req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it, &v, max, out, d);
     if (won && !drop) {
         /* After composing: the reply holds a view of the value. Only a header bit changes. */
         seg_mark(s, req->key, req->klen, hash, SEG_ST_WIN, 0);
@@ -707,7 +815,7 @@ mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     case MC_CMD_TOUCH:
         return exec_touch(sh, req, hash, out);
     case MC_CMD_MG:
-        return exec_mg(sh, req, hash, out);
+        return exec_mg(sh, req, hash, out, SIZE_MAX, NULL);
     case MC_CMD_MS:
         return exec_ms(sh, req, hash, out);
     case MC_CMD_MD:
@@ -722,4 +830,14 @@ mc_exec(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         /* The get family goes through mc_exec_get_key; the rest is the server's. */
         return -EINVAL;
     }
+}
+
+int
+mc_exec_max(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, size_t max,
+            struct buf *out, struct mc_deferred *d)
+{
+    if (req->cmd == MC_CMD_MG) {
+        return exec_mg(sh, req, hash, out, max, d);
+    }
+    return mc_exec(sh, req, hash, out);
 }

@@ -4,15 +4,36 @@
  * The path of a request: the connection's worker parses it and hashes its key once. A key this
  * worker owns is executed at once on its shard; a key another worker owns is copied (request
  * text, value included: the one copy) into a message and forwarded to that worker, which
- * executes it and sends the message back with the reply. A multi-key get is split into one
- * sub-request per owning worker and gathered back in key order; flush_all and stats go to every
- * shard.
+ * executes it and sends the message back with the reply. A multi-key get is split into windows
+ * of GET_WINDOW keys, each sent as one sub-request per owning worker and gathered back in key
+ * order; flush_all and stats go to every shard.
  *
  * Reply order: while nothing is waiting, replies go straight into the connection's write
  * buffer. Once a request waits for another worker, it takes a slot in the connection's reply
  * queue, and every later reply queues behind it, even a local one; slots leave from the head,
  * in request order, as they complete. At most SLOTS_MAX slots per connection; past that the
  * connection is paused until replies come back.
+ *
+ * Memory: every reply byte held outside the write buffer is counted with conn_output_hold():
+ * ready bytes in slots, parts back from other workers waiting their turn, and, while a request
+ * is out, its text (a set's value) plus the reply room it was given (its allowance, which bounds
+ * what it brings back). No request makes that grow without bound (docs/architecture.md states
+ * the bound):
+ *   - a request starts only while the output is not full (conn_output_full), and, behind a
+ *     waiting reply, only with more than HOLD_SLACK bytes of room; a multi-key get checks again
+ *     between keys and windows, keeping its progress (mc_conn.get_next);
+ *   - a forwarded request brings back at most its allowance: a share of the room left (up to
+ *     FORWARD_REPLY_MAX) plus HOLE_KEY per key of a window, or the longest reply of a command
+ *     without a value. A hit whose value does not fit comes back as a hole: its header and the
+ *     item's CAS. A local reply that has to wait behind others gets the room left the same way.
+ *     When a hole reaches the head of the queue and there is room for its value (or the client
+ *     has read everything before it), the value is fetched from its shard if the item is still
+ *     that version (a peek: no read or touch counted); else the key is answered as a miss.
+ *     Never a wrong or torn value: docs/protocol.md;
+ *   - so what stays held once every reply is back (request texts are dropped on return) is
+ *     under the limit: when the client has read everything, the output is not full, and the
+ *     head of the queue can always go on. Only the head waits for the client, and it holds at
+ *     most one value beyond the limit.
  *
  * Metrics (three per-worker tables in the runtime's registry): the command counters are plain
  * fields of the shard (mc_exec increments them) and the storage figures belong to seg, which
@@ -26,6 +47,10 @@
  * a batch of up to AHEAD requests is parsed from one read, and once when the batch has been
  * executed; every request answered on the spot gets that interval. A request answered by other
  * workers keeps its parse time in its reply slot and is recorded when the slot completes.
+ *
+ * Threads: everything here runs on the worker that owns the connection or the message, except
+ * mc_admin_stats (admin thread). A message belongs to its origin until conn_forward(), to its
+ * owner until rt_msg_return(), then to its origin again.
  */
 #include "petrel/mc_server.h"
 
@@ -49,6 +74,15 @@
 #define IDLE_RECLAIM_ITEMS 4096        /* items reclaimed per idle slice (~200 us) */
 #define ITEM_ROOM          1024        /* -I minus this is the largest value: key and header room */
 #define REPLY_MAX          (64u << 20) /* the largest reply one request may produce */
+#define FORWARD_REPLY_MAX  (64u << 10) /* most value bytes a forwarded request brings back */
+#define FORWARD_SHARE      200         /* a forwarded get's allowance: this fraction of the room */
+#define GET_MIN            1024        /* the least allowance of a forwarded get: hole and END */
+#define HOLE_MAX           2048        /* the most a hole takes (mg: VA line, EN line, key) */
+#define HOLE_KEY           600         /* the most a get's hole takes: VALUE line and key */
+#define HOLD_SLACK         HOLE_MAX    /* room a request needs to start behind a waiting reply */
+#define GET_WINDOW         64          /* keys of a multi-key get dispatched together */
+#define QUEUE_INLINE       4           /* reply slots a connection queues without an allocation */
+#define PART_FETCH         UINT32_MAX  /* mc_msg.part of a fetch */
 
 /*
  * What "version" answers. Clients and tools pick protocol features by the memcached version
@@ -123,12 +157,39 @@ const struct opt_table mc_option_table = {
     .n = sizeof(mc_options) / sizeof(mc_options[0]),
 };
 
+/*
+ * A value left out of a reply for lack of room. In its buffer, where the value's answer
+ * belongs: its header (sent, then the value and "\r\n", if the item is still the same version
+ * when its turn comes), the reply sent instead if it is not, and the key (never sent).
+ */
+struct hole {
+    size_t at; /* logical offset of the header in its buffer (struct rb) */
+    uint32_t hdr_len, miss_len, klen;
+    uint32_t vlen;
+    uint64_t cas;
+};
+
+/*
+ * Reply bytes with holes. Offsets are logical, counted from the first byte ever written, so
+ * they hold as the front is consumed.
+ */
+struct rb {
+    struct buf b;
+    size_t base;        /* logical offset of buf_rptr(&b) */
+    struct hole *holes; /* in offset order */
+    uint32_t nholes;    /* holes recorded */
+    uint32_t hcap;      /* room in holes */
+    uint32_t hnext;     /* the first hole not sent yet */
+};
+
 /* What a forwarded message asks its owner to do. */
 enum msg_op {
-    OP_EXEC,  /* one single-key request, as text */
-    OP_GET,   /* the keys of a get family request that this shard owns, as a request line */
-    OP_FLUSH, /* flush_all */
-    OP_STATS, /* publish the shard's counters into its metrics block */
+    OP_EXEC,   /* one single-key request, as text */
+    OP_GET,    /* the keys of a get family window that this shard owns, as a request line */
+    OP_FLUSH,  /* flush_all */
+    OP_STATS,  /* publish the shard's counters into its metrics block */
+    OP_FETCH,  /* the value of a hole, if the item is still that version */
+    OP_DELETE, /* drop a key whose store was refused for lack of memory, as memcached does */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -136,14 +197,18 @@ enum msg_op {
 struct mc_msg {
     struct rt_msg hdr; /* first: the runtime sees only this */
     uint64_t seq;      /* the origin connection's reply slot */
-    uint32_t part;     /* which part of that slot */
+    uint32_t part;     /* which part of that slot, or PART_FETCH */
     uint8_t op;
-    int64_t flush_when;
-    uint64_t hash;            /* OP_EXEC: the key's hash, computed once by the origin */
-    struct buf req;           /* OP_EXEC, OP_GET: request text */
-    struct buf reply;         /* reply bytes written by the owner */
+    bool hit;                 /* OP_FETCH: the value came back */
+    uint32_t allow;           /* OP_EXEC, OP_GET: bytes of reply it may bring back copied */
+    int64_t flush_when;       /* OP_FLUSH */
+    uint64_t hash;            /* OP_EXEC, OP_FETCH, OP_DELETE: the key's, computed by the origin */
+    struct mc_deferred want;  /* OP_FETCH: the version whose value is wanted */
+    size_t charged;           /* what the origin counts for it with conn_output_hold() */
+    struct buf req;           /* OP_EXEC, OP_GET: request text; OP_FETCH, OP_DELETE: the key */
+    struct rb reply;          /* reply bytes written by the owner */
     uint32_t nkeys;           /* OP_GET: keys in req */
-    uint32_t *koff;           /* OP_GET: end offset in reply of key i's answer */
+    uint32_t *koff;           /* OP_GET: logical end in reply of key i's answer (GET_WINDOW) */
     struct mc_msg *next_free; /* in the origin worker's cache of unused messages */
 };
 
@@ -152,7 +217,7 @@ struct mc_msg {
 enum slot_kind {
     SLOT_BYTES, /* ready bytes in out */
     SLOT_EXEC,  /* the reply of one forwarded request */
-    SLOT_GET,   /* a multi-shard get: parts gathered in key order, then END */
+    SLOT_GET,   /* a window of a multi-key get: parts gathered in key order */
     SLOT_FLUSH, /* flush_all on every shard, then OK */
     SLOT_STATS, /* stats of every shard, summed */
 };
@@ -166,24 +231,35 @@ struct slot {
     uint8_t kind;
     uint8_t lat_class; /* with t0: the class of the request waiting here */
     bool noreply;
-    int64_t t0;       /* ns: when the request waiting here was parsed; 0 for SLOT_BYTES */
-    uint32_t waiting; /* parts not back yet */
+    bool fetch_out;   /* fetch is out at its owner */
+    int64_t t0;       /* ns: when the request waiting here was parsed; 0: not timed here */
+    uint32_t waiting; /* parts (or a fetch) not back yet */
     uint32_t nparts;
-    struct mc_msg **parts; /* returned (or local) parts; NULL while in flight */
-    struct mc_msg *one;    /* parts when there is one part (the common forward) */
-    uint32_t nkeys;
-    struct key_ref *keys;   /* SLOT_GET */
-    struct buf out;         /* SLOT_BYTES */
+    struct mc_msg **parts; /* returned (or local) parts, NULL while out: &one, or pv */
+    struct mc_msg *one;
+    struct mc_msg **pv; /* room for parts when there are several, kept with the slot */
+    uint32_t pcap;
+    uint32_t nkeys, kcap;
+    struct key_ref *keys;   /* SLOT_GET: kept with the slot */
+    uint32_t ekey;          /* SLOT_GET: the next key to send */
+    struct rb out;          /* SLOT_BYTES */
+    size_t charged;         /* SLOT_BYTES: the bytes of out counted */
+    struct mc_msg *fetch;   /* at the head: the fetch its next hole waits for */
     struct slot *next_free; /* in the worker's cache of unused slots */
 };
 
 /* Per connection, in the runtime's conn_state(). */
 struct mc_conn {
     bool init;
+    bool broken; /* no memory for a reply that had to be sent: close at the next call */
     struct mc_parser parser;
-    struct slot **q; /* FIFO of reply slots */
+    struct slot **q; /* ring of reply slots: q_inline, or an allocation while there are many */
     uint32_t qhead, qlen, qcap;
     uint64_t seq_head; /* sequence number of q[qhead] */
+    uint32_t inflight; /* messages out at other workers */
+    uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
+    size_t held;       /* bytes counted with conn_output_hold() */
+    struct slot *q_inline[QUEUE_INLINE];
 };
 
 /* ---- metrics ---- */
@@ -311,7 +387,10 @@ struct mc_worker {
     struct ttl_view *ttl_scratch;    /* worker-private: the next view, built each tick */
     int64_t lat_t0;                  /* ns: when the batch being executed was parsed */
     uint32_t lat_pending[LAT_COUNT]; /* requests of the batch answered on the spot, by class */
+    enum lat_class lat_cls;          /* the class of the request being executed ... */
+    bool lat_timed;                  /* ... and whether a reply slot took its parse time */
     bool reclaim_left;               /* the last tick left expired segments to reclaim */
+    uint16_t part_of[MAX_WORKERS];   /* scratch while a get is split: shard -> its part + 1 */
     /* Messages and slots are born and die on their origin worker; reusing them (buffers
      * included) takes the allocator off the forwarding path. At most FREE_CACHE_MAX each. */
     struct mc_msg *msg_cache;
@@ -435,6 +514,100 @@ publish_ttl(struct mc_worker *mw)
     }
 }
 
+/* ---- held output ---- */
+
+/*
+ * Set what one holder (a slot's bytes, a message) counts for c to `now` bytes, telling the
+ * runtime the difference. st->held is the sum over the holders, released whole at close.
+ */
+static void
+charge(struct conn *c, struct mc_conn *st, size_t *charged, size_t now)
+{
+    if (now == *charged) {
+        return;
+    }
+    conn_output_hold(c, (long)now - (long)*charged);
+    st->held = st->held - *charged + now;
+    *charged = now;
+}
+
+/* ---- reply bytes with holes ---- */
+
+static void
+rb_init(struct rb *r)
+{
+    *r = (struct rb){0};
+    buf_init(&r->b, MSG_BUF_INIT, REPLY_MAX);
+}
+
+/* Empty, its allocations kept (a buffer that grew for a large value shrinks). */
+static void
+rb_reset(struct rb *r)
+{
+    buf_consume(&r->b, buf_len(&r->b));
+    buf_shrink(&r->b);
+    r->base = 0;
+    r->nholes = r->hnext = 0;
+}
+
+static void
+rb_free(struct rb *r)
+{
+    buf_free(&r->b);
+    free(r->holes);
+    r->holes = NULL;
+    r->hcap = 0;
+}
+
+static size_t
+rb_end(const struct rb *r)
+{
+    return r->base + buf_len(&r->b);
+}
+
+/* Record the hole whose header mc_exec appended at `at`, and append its key. */
+static int
+rb_hole(struct rb *r, size_t at, const struct mc_deferred *d, const char *key, size_t klen)
+{
+    if (r->nholes == r->hcap) {
+        uint32_t cap = r->hcap ? r->hcap * 2 : 4;
+        struct hole *h = realloc(r->holes, cap * sizeof(*h));
+        if (h == NULL) {
+            return -ENOMEM;
+        }
+        r->holes = h;
+        r->hcap = cap;
+    }
+    r->holes[r->nholes++] = (struct hole){.at = at,
+                                          .hdr_len = d->hdr_len,
+                                          .miss_len = d->miss_len,
+                                          .klen = (uint32_t)klen,
+                                          .vlen = d->vlen,
+                                          .cas = d->cas};
+    return buf_append(&r->b, key, klen);
+}
+
+/* One key of a get family request on this shard, into r with max bytes of room. */
+static int
+rb_get_key(struct mc_worker *mw, struct rb *r, const struct mc_req *req, const char *key,
+           size_t klen, uint64_t hash, size_t max)
+{
+    struct mc_deferred d;
+    size_t at = rb_end(r);
+    int rc = mc_exec_get_key_max(&mw->shard, req, key, klen, hash, max, &r->b, &d);
+    return rc == 1 ? rb_hole(r, at, &d, key, klen) : rc;
+}
+
+/* Any other keyed request on this shard, into r with max bytes of room (only mg v uses it). */
+static int
+rb_exec(struct mc_worker *mw, struct rb *r, const struct mc_req *req, uint64_t hash, size_t max)
+{
+    struct mc_deferred d;
+    size_t at = rb_end(r);
+    int rc = mc_exec_max(&mw->shard, req, hash, max, &r->b, &d);
+    return rc == 1 ? rb_hole(r, at, &d, req->key, req->klen) : rc;
+}
+
 /* ---- messages ---- */
 
 /* A message from the worker's cache (its buffers empty but allocated), or a new one. */
@@ -446,48 +619,54 @@ msg_new(struct mc_worker *mw, uint8_t op, uint64_t seq, uint32_t part)
         mw->msg_cache = m->next_free;
         mw->msg_cached--;
     } else {
-        m = malloc(sizeof(*m));
+        m = calloc(1, sizeof(*m));
         if (m == NULL) {
             return NULL;
         }
         buf_init(&m->req, MSG_BUF_INIT, REPLY_MAX);
-        buf_init(&m->reply, MSG_BUF_INIT, REPLY_MAX);
+        rb_init(&m->reply);
     }
     m->hdr = (struct rt_msg){0};
     m->seq = seq;
     m->part = part;
     m->op = op;
+    m->hit = false;
+    m->allow = 0;
     m->flush_when = 0;
     m->hash = 0;
+    m->charged = 0;
     m->nkeys = 0;
-    m->koff = NULL;
     m->next_free = NULL;
     return m;
 }
 
-/* Back into mw's cache (a buffer that grew for a large value shrinks first), or freed when
- * the cache is full or mw is NULL (shutdown). */
+static void
+msg_destroy(struct mc_msg *m)
+{
+    buf_free(&m->req);
+    rb_free(&m->reply);
+    free(m->koff);
+    free(m);
+}
+
+/* Back into mw's cache, or freed when the cache is full or mw is NULL (shutdown). The caller
+ * has released what it counted for m. */
 static void
 msg_free(struct mc_worker *mw, struct mc_msg *m)
 {
     if (m == NULL) {
         return;
     }
-    free(m->koff);
-    m->koff = NULL;
     if (mw != NULL && mw->msg_cached < FREE_CACHE_MAX) {
         buf_consume(&m->req, buf_len(&m->req));
-        buf_consume(&m->reply, buf_len(&m->reply));
         buf_shrink(&m->req);
-        buf_shrink(&m->reply);
+        rb_reset(&m->reply);
         m->next_free = mw->msg_cache;
         mw->msg_cache = m;
         mw->msg_cached++;
         return;
     }
-    buf_free(&m->req);
-    buf_free(&m->reply);
-    free(m);
+    msg_destroy(m);
 }
 
 static void
@@ -496,17 +675,79 @@ msg_free_rt(struct rt_msg *m)
     msg_free(NULL, (struct mc_msg *)m);
 }
 
-/* memcached's reply to a get whose answer does not fit: what was written since mark goes. */
-static int
-get_too_large(struct buf *out, size_t mark)
+/* What the origin holds for a message that is back: its request and what is left of its
+ * reply. */
+static size_t
+msg_held(const struct mc_msg *m)
 {
-    out->wpos = out->rpos + mark;
-    return buf_puts(out, "SERVER_ERROR out of memory writing get response\r\n");
+    return buf_len(&m->req) + buf_len(&m->reply.b);
 }
 
-/* A get family line whose keys all belong to one shard: answer each, recording where each
- * key's answer ends. On a reply too large for a message the answers are dropped and the
- * origin sends memcached's error instead. */
+/* Release what c counts for m, then free it. */
+static void
+msg_drop(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct mc_msg *m)
+{
+    if (m != NULL && c != NULL) {
+        charge(c, st, &m->charged, 0);
+    }
+    msg_free(mw, m);
+}
+
+/*
+ * Send m to worker dest on behalf of c, counting its request and the reply room it is given
+ * (m->allow) until it is back. On failure m is freed and nothing stays counted.
+ */
+static int
+msg_send(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct mc_msg *m, unsigned dest)
+{
+    charge(c, st, &m->charged, buf_len(&m->req) + m->allow);
+    int rc = conn_forward(c, dest, &m->hdr);
+    if (rc < 0) {
+        msg_drop(mw, c, st, m);
+        return rc;
+    }
+    st->inflight++;
+    return 0;
+}
+
+/* A message is back (or ran here): its request text is not needed any more, and what c counts
+ * for it becomes what it brought. */
+static void
+msg_back(struct conn *c, struct mc_conn *st, struct mc_msg *m)
+{
+    buf_consume(&m->req, buf_len(&m->req));
+    buf_shrink(&m->req);
+    charge(c, st, &m->charged, msg_held(m));
+}
+
+/*
+ * The reply room a forwarded request that may return a value gets: a share of what is left,
+ * 1/FORWARD_SHARE, within min and FORWARD_REPLY_MAX. Of the default 1 MiB limit that is 5 KiB, so
+ * a value of the usual sizes (up to 4 KiB) comes back with its request, while a pipeline of
+ * hundreds of forwarded gets still fits before the connection waits for their replies; a larger
+ * value comes back as a hole.
+ */
+static uint32_t
+allowance(const struct conn *c, uint32_t min)
+{
+    size_t room = conn_output_room(c) / FORWARD_SHARE;
+    if (room > FORWARD_REPLY_MAX) {
+        return FORWARD_REPLY_MAX;
+    }
+    return room < min ? min : (uint32_t)room;
+}
+
+/* memcached's reply to a get whose answer does not fit: it replaces everything. */
+static void
+get_too_large(struct rb *r)
+{
+    rb_reset(r);
+    (void)buf_puts(&r->b, "SERVER_ERROR out of memory writing get response\r\n");
+}
+
+/* A get family line whose keys all belong to this shard: answer each within the room the
+ * message has, recording where each key's answer ends. On failure the part answers nothing
+ * (nkeys 0): the origin sends its keys as misses. */
 static void
 exec_get_part(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
 {
@@ -516,38 +757,44 @@ exec_get_part(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     uint32_t i = 0;
     mc_args_begin(req, &it);
     while (i < m->nkeys && mc_args_next(&it, &key, &klen)) {
-        if (mc_exec_get_key(&mw->shard, req, key, klen, mc_key_hash(key, klen), &m->reply) < 0) {
-            m->nkeys = 0; /* the origin reports the failure */
-            buf_consume(&m->reply, buf_len(&m->reply));
+        /* A value is copied only if every key after it can still be a hole within the
+         * allowance: the reply never outgrows what the origin counted for it. */
+        size_t used = buf_len(&m->reply.b) + (size_t)(m->nkeys - i - 1) * HOLE_KEY;
+        size_t max = m->allow > used ? m->allow - used : 0;
+        if (rb_get_key(mw, &m->reply, req, key, klen, mc_key_hash(key, klen), max) < 0) {
+            log_error("out of memory answering a forwarded get; its keys are sent as misses");
+            m->nkeys = 0;
+            rb_reset(&m->reply);
             return;
         }
-        m->koff[i++] = (uint32_t)buf_len(&m->reply);
+        m->koff[i++] = (uint32_t)rb_end(&m->reply);
     }
 }
 
-/* A request about one key (a single-key get included) on this shard, its reply into a
- * message's reply buffer. A reply too large for it becomes memcached's error. */
-static void
-exec_keyed(struct mc_worker *mw, const struct mc_req *req, uint64_t hash, struct buf *out)
+static bool
+is_get_family(enum mc_cmd cmd)
 {
-    switch (req->cmd) {
-    case MC_CMD_GET:
-    case MC_CMD_GETS:
-    case MC_CMD_GAT:
-    case MC_CMD_GATS: {
-        size_t mark = buf_len(out);
-        if (mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out) < 0 ||
-            mc_compose_reply(out, MC_R_END) < 0) {
-            (void)get_too_large(out, mark);
+    return cmd == MC_CMD_GET || cmd == MC_CMD_GETS || cmd == MC_CMD_GAT || cmd == MC_CMD_GATS;
+}
+
+/* A request about one key (a single-key get included) on this shard, into the message's
+ * reply within its room. A reply that cannot be composed becomes memcached's error. */
+static void
+exec_keyed(struct mc_worker *mw, const struct mc_req *req, struct mc_msg *m)
+{
+    struct rb *r = &m->reply;
+    if (is_get_family(req->cmd)) {
+        size_t end = sizeof("END\r\n") - 1;
+        size_t max = m->allow > end ? m->allow - end : 0;
+        if (rb_get_key(mw, r, req, req->key, req->klen, m->hash, max) < 0 ||
+            mc_compose_reply(&r->b, MC_R_END) < 0) {
+            get_too_large(r);
         }
         return;
     }
-    default:
-        if (mc_exec(&mw->shard, req, hash, out) < 0) {
-            buf_consume(out, buf_len(out));
-            mc_compose_reply(out, MC_R_OOM);
-        }
-        return;
+    if (rb_exec(mw, r, req, m->hash, m->allow) < 0) {
+        rb_reset(r);
+        (void)mc_compose_reply(&r->b, MC_R_OOM);
     }
 }
 
@@ -583,14 +830,24 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
             req = &parsed;
         }
         if (req == NULL) {
-            m->nkeys = 0; /* OP_GET: the origin reports the failure; OP_EXEC: no reply */
+            m->nkeys = 0; /* OP_GET: its keys are misses; OP_EXEC: no reply */
             break;
         }
         if (m->op == OP_GET) {
             exec_get_part(mw, m, req);
         } else {
-            exec_keyed(mw, req, m->hash, &m->reply);
+            exec_keyed(mw, req, m);
         }
+        break;
+    case OP_FETCH:
+        m->hit = mc_exec_fetch(&mw->shard, buf_rptr(&m->req), buf_len(&m->req), m->hash, &m->want,
+                               &m->reply.b) == 1;
+        if (!m->hit) {
+            rb_reset(&m->reply);
+        }
+        break;
+    case OP_DELETE:
+        (void)seg_delete(mw->shard.seg, buf_rptr(&m->req), buf_len(&m->req), m->hash);
         break;
     case OP_FLUSH:
         seg_flush(mw->shard.seg, m->flush_when);
@@ -601,66 +858,151 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     }
 }
 
-/* ---- reply slots ---- */
+/* ---- the reply queue ---- */
 
-/* Free a slot's parts, and keep the slot (its buffer shrunk) in mw's cache if there is room. */
+static struct slot *
+q_at(const struct mc_conn *st, uint32_t i)
+{
+    return st->q[(st->qhead + i) % st->qcap];
+}
+
+static struct slot *
+q_tail(const struct mc_conn *st)
+{
+    return st->qlen > 0 ? q_at(st, st->qlen - 1) : NULL;
+}
+
+/* Room for one more slot: the inline ring, or a doubled allocation. */
+static int
+q_reserve(struct mc_conn *st)
+{
+    if (st->qlen < st->qcap) {
+        return 0;
+    }
+    uint32_t cap = st->qcap * 2;
+    struct slot **q = malloc(cap * sizeof(*q));
+    if (q == NULL) {
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < st->qlen; i++) {
+        q[i] = q_at(st, i);
+    }
+    if (st->q != st->q_inline) {
+        free(st->q);
+    }
+    st->q = q;
+    st->qhead = 0;
+    st->qcap = cap;
+    return 0;
+}
+
+/* Take the head off the queue; an emptied queue gives its allocation back (an idle connection
+ * holds none). */
 static void
-slot_free(struct mc_worker *mw, struct slot *s)
+q_pop(struct mc_conn *st)
+{
+    st->qhead = (st->qhead + 1) % st->qcap;
+    st->qlen--;
+    st->seq_head++;
+    if (st->qlen == 0) {
+        st->qhead = 0;
+        if (st->q != st->q_inline) {
+            free(st->q);
+            st->q = st->q_inline;
+            st->qcap = QUEUE_INLINE;
+        }
+    }
+}
+
+static void
+slot_destroy(struct slot *s)
+{
+    rb_free(&s->out);
+    free(s->pv);
+    free(s->keys);
+    free(s);
+}
+
+/*
+ * Free a slot's parts, and keep the slot in mw's cache if there is room. With c, what c counts
+ * for them is released first; without (the connection is closing), st->held goes as a whole.
+ * Parts and fetches still out are freed when they come back.
+ */
+static void
+slot_free(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
 {
     for (uint32_t i = 0; i < s->nparts; i++) {
-        msg_free(mw, s->parts[i]);
+        msg_drop(mw, c, st, s->parts[i]);
     }
-    if (s->parts != &s->one) {
-        free(s->parts);
+    if (s->fetch != NULL && !s->fetch_out) {
+        msg_drop(mw, c, st, s->fetch);
     }
-    free(s->keys);
+    if (c != NULL) {
+        charge(c, st, &s->charged, 0);
+    }
+    s->nparts = 0;
+    s->fetch = NULL;
     if (mw->slot_cached < FREE_CACHE_MAX) {
-        buf_consume(&s->out, buf_len(&s->out));
-        buf_shrink(&s->out);
+        rb_reset(&s->out);
         s->next_free = mw->slot_cache;
         mw->slot_cache = s;
         mw->slot_cached++;
         return;
     }
-    buf_free(&s->out);
-    free(s);
+    slot_destroy(s);
 }
 
-/* A slot at the tail of st's queue, waiting for nparts parts. */
+/* A slot at the tail of st's queue, waiting for nparts parts, with room for nkeys keys. */
 static struct slot *
-slot_push(struct mc_worker *mw, struct mc_conn *st, uint8_t kind, uint32_t nparts)
+slot_push(struct mc_worker *mw, struct mc_conn *st, uint8_t kind, uint32_t nparts, uint32_t nkeys)
 {
-    if (st->qlen == st->qcap) {
-        uint32_t cap = st->qcap ? st->qcap * 2 : 16;
-        struct slot **q = malloc(cap * sizeof(*q));
-        if (q == NULL) {
-            return NULL;
-        }
-        for (uint32_t i = 0; i < st->qlen; i++) {
-            q[i] = st->q[(st->qhead + i) % st->qcap];
-        }
-        free(st->q);
-        st->q = q;
-        st->qhead = 0;
-        st->qcap = cap;
-    }
-    struct mc_msg **parts = NULL;
-    if (nparts > 1 && (parts = calloc(nparts, sizeof(*parts))) == NULL) {
+    if (q_reserve(st) < 0) {
         return NULL;
     }
     struct slot *s = mw->slot_cache;
     if (s != NULL) {
         mw->slot_cache = s->next_free;
         mw->slot_cached--;
-    } else if ((s = malloc(sizeof(*s))) != NULL) {
-        buf_init(&s->out, MSG_BUF_INIT, REPLY_MAX);
+    } else if ((s = calloc(1, sizeof(*s))) != NULL) {
+        rb_init(&s->out);
     } else {
-        free(parts);
         return NULL;
     }
-    struct buf out = s->out;
-    *s = (struct slot){.kind = kind, .out = out, .nparts = nparts, .waiting = nparts};
-    s->parts = nparts == 1 ? &s->one : parts;
+    if (nparts > 1 && s->pcap < nparts) {
+        struct mc_msg **pv = realloc(s->pv, nparts * sizeof(*pv));
+        if (pv == NULL) {
+            slot_free(mw, NULL, st, s);
+            return NULL;
+        }
+        s->pv = pv;
+        s->pcap = nparts;
+    }
+    if (nkeys > s->kcap) {
+        struct key_ref *k = realloc(s->keys, nkeys * sizeof(*k));
+        if (k == NULL) {
+            slot_free(mw, NULL, st, s);
+            return NULL;
+        }
+        s->keys = k;
+        s->kcap = nkeys;
+    }
+    s->kind = kind;
+    s->lat_class = 0;
+    s->noreply = false;
+    s->fetch_out = false;
+    s->t0 = 0;
+    s->waiting = nparts;
+    s->nparts = nparts;
+    s->one = NULL;
+    s->parts = nparts > 1 ? s->pv : &s->one;
+    for (uint32_t i = 0; i < nparts; i++) {
+        s->parts[i] = NULL;
+    }
+    s->nkeys = 0;
+    s->ekey = 0;
+    s->charged = 0;
+    s->fetch = NULL;
+    s->next_free = NULL;
     st->q[(st->qhead + st->qlen) % st->qcap] = s;
     st->qlen++;
     return s;
@@ -678,229 +1020,539 @@ slot_find(struct mc_conn *st, uint64_t seq)
     if (seq < st->seq_head || seq - st->seq_head >= st->qlen) {
         return NULL;
     }
-    return st->q[(st->qhead + (seq - st->seq_head)) % st->qcap];
+    return q_at(st, (uint32_t)(seq - st->seq_head));
 }
 
-/*
- * Where a local reply goes: straight into the write buffer when no reply is waiting, else into
- * a ready slot at the tail of the queue (the last one, if it is already a ready slot).
- */
-static struct buf *
-reply_out(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
+/* The request being executed waits in s: its latency is recorded when s completes. */
+static void
+slot_time(struct mc_worker *mw, struct slot *s)
 {
-    if (st->qlen == 0) {
-        return conn_wbuf(c);
-    }
-    struct slot *tail = st->q[(st->qhead + st->qlen - 1) % st->qcap];
-    if (tail->kind == SLOT_BYTES) {
-        return &tail->out;
-    }
-    struct slot *s = slot_push(mw, st, SLOT_BYTES, 0);
-    return s != NULL ? &s->out : NULL;
+    s->t0 = mw->lat_t0;
+    s->lat_class = (uint8_t)mw->lat_cls;
+    mw->lat_timed = true;
 }
 
-/* Append a finished slot's reply to the write buffer. */
+/* Where a local reply goes: the write buffer (s NULL) while no reply waits, else the ready
+ * slot at the tail of the queue (the last one, if it is already a ready slot). */
+struct out {
+    struct buf *b;
+    struct slot *s;
+};
+
 static int
-slot_emit(struct mc_worker *mw, struct slot *s, struct buf *out)
+reply_out(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct out *o)
 {
-    switch (s->kind) {
-    case SLOT_BYTES:
-        return buf_append(out, buf_rptr(&s->out), buf_len(&s->out));
-    case SLOT_EXEC:
-        if (s->parts[0] == NULL) {
-            return mc_compose_reply(out, MC_R_OOM);
-        }
-        return buf_append(out, buf_rptr(&s->parts[0]->reply), buf_len(&s->parts[0]->reply));
-    case SLOT_GET: {
-        size_t mark = buf_len(out);
-        for (uint32_t i = 0; i < s->nkeys; i++) {
-            struct mc_msg *m = s->parts[s->keys[i].part];
-            uint32_t k = s->keys[i].idx;
-            if (m == NULL || k >= m->nkeys) {
-                goto too_large; /* the owner could not hold its answers */
-            }
-            uint32_t from = k > 0 ? m->koff[k - 1] : 0;
-            if (buf_append(out, buf_rptr(&m->reply) + from, m->koff[k] - from) < 0) {
-                goto too_large;
-            }
-        }
-        return mc_compose_reply(out, MC_R_END);
-    too_large:
-        return get_too_large(out, mark);
+    o->s = q_tail(st);
+    if (o->s == NULL) {
+        o->b = conn_wbuf(c);
+        return 0;
     }
-    case SLOT_FLUSH:
-        return s->noreply ? 0 : mc_compose_reply(out, MC_R_OK);
-    case SLOT_STATS: {
-        /* Every shard published its figures before its part came back: the registry is
-         * exact for everything this connection did before "stats". */
-        int rc = rt_stats_write(out, MC_PROTOCOL_VERSION);
-        return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
+    if (o->s->kind != SLOT_BYTES && (o->s = slot_push(mw, st, SLOT_BYTES, 0, 0)) == NULL) {
+        return -ENOMEM;
     }
-    }
+    o->b = &o->s->out.b;
     return 0;
 }
 
-/* Send every completed slot at the head of the queue, in order. */
+/* Count what a local reply added to a held slot. */
+static void
+out_done(struct conn *c, struct mc_conn *st, const struct out *o)
+{
+    if (o->s != NULL) {
+        charge(c, st, &o->s->charged, buf_len(&o->s->out.b));
+    }
+}
+
+/* ---- sending the head of the queue ---- */
+
+/* A hit whose value came: its header, the value, "\r\n". */
+static int
+put_hit(struct buf *out, const char *hdr, size_t hdr_len, const char *value, size_t vlen)
+{
+    int rc = buf_reserve(out, hdr_len + vlen + 2);
+    if (rc == 0) {
+        char *p = buf_wptr(out);
+        memcpy(p, hdr, hdr_len);
+        memcpy(p + hdr_len, value, vlen);
+        memcpy(p + hdr_len + vlen, "\r\n", 2);
+        buf_commit(out, hdr_len + vlen + 2);
+    }
+    return rc;
+}
+
+/*
+ * The hole at the front of r, in the head slot s: send its answer. The value is fetched while
+ * the output has room for it, or once the client has read everything before it (then what is
+ * held is under the limit: so a connection never holds more than the limit and one value);
+ * from this shard at once, from another with a fetch message. Returns 1 (answered), 0 (waits:
+ * for room, or for the fetch) or a buf error.
+ */
+static int
+fill_hole(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s, struct rb *r)
+{
+    const struct hole *h = &r->holes[r->hnext];
+    struct buf *wb = conn_wbuf(c);
+    const char *hdr = buf_rptr(&r->b);
+    const char *miss = hdr + h->hdr_len;
+    const char *key = miss + h->miss_len;
+    struct mc_msg *f = s->fetch;
+    int rc;
+    if (f != NULL) {
+        /* Its fetch is back. */
+        s->fetch = NULL;
+        rc = f->hit ? put_hit(wb, hdr, h->hdr_len, buf_rptr(&f->reply.b), buf_len(&f->reply.b))
+                    : buf_append(wb, miss, h->miss_len);
+        msg_drop(mw, c, st, f);
+        return rc < 0 ? rc : 1;
+    }
+    /* Room for it, or nothing unsent before it and nothing counted that is only passing (a
+     * request out at another worker, whose reply will call here again). */
+    size_t need = (size_t)h->hdr_len + h->vlen + 2;
+    if (buf_len(wb) > 0 ? conn_output_room(c) < need : st->inflight > 0 && conn_output_full(c)) {
+        return 0;
+    }
+    struct mc_deferred want = {.cas = h->cas, .vlen = h->vlen};
+    uint64_t hash = mc_key_hash(key, h->klen);
+    unsigned owner = mc_shard_of(hash, mw->n);
+    if (owner == mw->id) {
+        size_t mark = buf_len(wb);
+        rc = buf_append(wb, hdr, h->hdr_len);
+        if (rc == 0) {
+            rc = mc_exec_fetch(&mw->shard, key, h->klen, hash, &want, wb);
+        }
+        if (rc == 1) {
+            rc = buf_append(wb, "\r\n", 2);
+        } else if (rc == 0) {
+            wb->wpos = wb->rpos + mark; /* it changed: its header goes, its miss reply is sent */
+            rc = buf_append(wb, miss, h->miss_len);
+        }
+        return rc < 0 ? rc : 1;
+    }
+    f = msg_new(mw, OP_FETCH, st->seq_head, PART_FETCH);
+    if (f == NULL || buf_append(&f->req, key, h->klen) < 0) {
+        msg_free(mw, f);
+        return -ENOMEM;
+    }
+    f->hash = hash;
+    f->want = want;
+    f->allow = h->vlen;
+    rc = msg_send(mw, c, st, f, owner);
+    if (rc < 0) {
+        return rc;
+    }
+    s->fetch = f;
+    s->fetch_out = true;
+    s->waiting++;
+    return 0;
+}
+
+/*
+ * Send r's bytes up to logical offset `to` from the head slot s, answering its holes on the
+ * way. Returns 1 (all sent), 0 (waits at a hole) or a buf error.
+ */
+static int
+emit_rb(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s, struct rb *r,
+        size_t to)
+{
+    struct buf *wb = conn_wbuf(c);
+    while (r->base < to) {
+        const struct hole *h = r->hnext < r->nholes ? &r->holes[r->hnext] : NULL;
+        size_t end = h != NULL && h->at < to ? h->at : to;
+        if (end > r->base) {
+            size_t n = end - r->base;
+            if (buf_append(wb, buf_rptr(&r->b), n) < 0) {
+                return -ENOMEM;
+            }
+            buf_consume(&r->b, n);
+            r->base += n;
+            continue;
+        }
+        int rc = fill_hole(mw, c, st, s, r);
+        if (rc <= 0) {
+            return rc;
+        }
+        size_t skip = (size_t)h->hdr_len + h->miss_len + h->klen;
+        buf_consume(&r->b, skip);
+        r->base += skip;
+        r->hnext++;
+    }
+    return 1;
+}
+
+/* Send as much of the head slot s as can go now. Returns 1 (all of it), 0 (it waits) or a buf
+ * error. */
+static int
+slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
+{
+    struct buf *wb = conn_wbuf(c);
+    int rc = 1;
+    switch (s->kind) {
+    case SLOT_BYTES:
+        rc = emit_rb(mw, c, st, s, &s->out, rb_end(&s->out));
+        charge(c, st, &s->charged, buf_len(&s->out.b));
+        return rc;
+    case SLOT_EXEC: {
+        struct mc_msg *m = s->parts[0];
+        if (m == NULL) {
+            /* It could not be sent. */
+            return s->noreply || mc_compose_reply(wb, MC_R_OOM) == 0 ? 1 : -ENOMEM;
+        }
+        rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
+        charge(c, st, &m->charged, msg_held(m));
+        return rc;
+    }
+    case SLOT_GET:
+        for (; s->ekey < s->nkeys; s->ekey++) {
+            const struct key_ref *k = &s->keys[s->ekey];
+            struct mc_msg *m = s->parts[k->part];
+            if (m == NULL || k->idx >= m->nkeys) {
+                continue; /* its owner could not answer (logged there): a miss */
+            }
+            rc = emit_rb(mw, c, st, s, &m->reply, m->koff[k->idx]);
+            charge(c, st, &m->charged, msg_held(m));
+            if (rc <= 0) {
+                return rc;
+            }
+        }
+        return 1;
+    case SLOT_FLUSH:
+        return s->noreply || mc_compose_reply(wb, MC_R_OK) == 0 ? 1 : -ENOMEM;
+    case SLOT_STATS:
+        /* Its reply (a few KiB) is written only now: like a hole, it waits for room. */
+        if (buf_len(wb) > 0 && conn_output_full(c)) {
+            return 0;
+        }
+        /* Every shard published its figures before its part came back: the registry is
+         * exact for everything this connection did before "stats". */
+        rc = rt_stats_write(wb, MC_PROTOCOL_VERSION);
+        rc = rc < 0 ? rc : mc_compose_reply(wb, MC_R_END);
+        return rc < 0 ? rc : 1;
+    }
+    return 1;
+}
+
+/*
+ * Send every slot at the head of the queue that can go, in order: complete ones whole, and the
+ * first incomplete one as far as it can. Returns 0 or a buf error.
+ */
 static int
 slots_flush(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
 {
     int64_t now = 0;
     while (st->qlen > 0) {
-        struct slot *s = st->q[st->qhead];
+        struct slot *s = q_at(st, 0);
         if (s->waiting > 0) {
-            break;
+            return 0;
+        }
+        int rc = slot_emit(mw, c, st, s);
+        if (rc <= 0) {
+            return rc;
         }
         if (s->t0 != 0) {
             now = now != 0 ? now : now_ns(); /* one clock read for every slot sent together */
             metrics_hist_record(&mw->m_lat[s->lat_class * METRICS_HIST_SLOTS],
                                 (uint64_t)(now - s->t0));
         }
-        int rc = slot_emit(mw, s, conn_wbuf(c));
-        slot_free(mw, s);
-        st->qhead = (st->qhead + 1) % st->qcap;
-        st->qlen--;
-        st->seq_head++;
-        if (rc < 0) {
-            return rc;
-        }
+        q_pop(st);
+        slot_free(mw, c, st, s);
     }
     return 0;
+}
+
+/* True when the head of the queue waits for the client to read (a hole without room). */
+static bool
+head_waits_for_room(const struct mc_conn *st)
+{
+    return st->qlen > 0 && q_at(st, 0)->waiting == 0;
 }
 
 /* ---- dispatch ---- */
 
-/* Send part `part` of slot seq to worker dest, or run it here when dest is this worker. */
+/* What dispatching one request did, besides a negative errno (no memory: close). */
+enum ex_rc {
+    EX_DONE = 0, /* answered or sent on its way: consume it */
+    EX_STOP,     /* stopped inside it for room, its progress kept: not consumed */
+    EX_PAUSE,    /* stopped inside it: too many slots: not consumed */
+    EX_WAIT,     /* a close must wait until every earlier reply is sent: not consumed */
+    EX_CLOSE,    /* quit or shutdown: consume it, send what is queued, close */
+};
+
+/* Run part m of slot s on worker dest: send it there, or execute it here. */
 static int
-send_part(struct mc_worker *mw, struct conn *c, struct slot *s, struct mc_msg *m, unsigned dest)
+send_part(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s,
+          struct mc_msg *m, unsigned dest)
 {
-    if (dest == mw->id) {
-        msg_execute(mw, m, NULL);
-        s->parts[m->part] = m;
-        s->waiting--;
-        return 0;
+    if (dest != mw->id) {
+        return msg_send(mw, c, st, m, dest);
     }
-    if (conn_forward(c, dest, &m->hdr) < 0) {
-        msg_free(mw, m);
-        s->waiting--; /* answered as if empty: the part reports the failure */
-        return -ENOMEM;
-    }
+    msg_execute(mw, m, NULL);
+    s->parts[m->part] = m;
+    s->waiting--;
+    msg_back(c, st, m);
     return 0;
+}
+
+/* True when a request's reply may carry a value: the get family and mg with v. */
+static bool
+has_value(const struct mc_req *req)
+{
+    return is_get_family(req->cmd) || (req->cmd == MC_CMD_MG && (req->meta.seen & MC_MF('v')));
+}
+
+/*
+ * The most bytes the reply of a request without a value can take: a text command's reply line
+ * (the longest: "CLIENT_ERROR cannot increment or decrement non-numeric value"), or a meta
+ * reply: its code, the numbers of c f h l s t, W X Z, and the key and opaque it echoes.
+ */
+static uint32_t
+reply_bound(const struct mc_req *req)
+{
+    switch (req->cmd) {
+    case MC_CMD_MG:
+    case MC_CMD_MS:
+    case MC_CMD_MD:
+    case MC_CMD_MA:
+    case MC_CMD_ME:
+        return 256 + req->klen_raw + req->meta.opaque_len;
+    default:
+        return 64;
+    }
 }
 
 /* A single-key request owned by worker dest (not this one): forward its text. */
 static int
-forward_exec(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const char *text, size_t len,
-             uint64_t hash, unsigned dest)
+forward_exec(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+             const char *text, uint64_t hash, unsigned dest)
 {
     uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, SLOT_EXEC, 1);
+    struct slot *s = slot_push(mw, st, SLOT_EXEC, 1, 0);
     struct mc_msg *m = s != NULL ? msg_new(mw, OP_EXEC, seq, 0) : NULL;
-    if (m == NULL || buf_append(&m->req, text, len) < 0) {
+    if (m == NULL || buf_append(&m->req, text, req->consumed) < 0) {
         msg_free(mw, m);
         return -ENOMEM;
     }
     m->hash = hash;
-    return send_part(mw, c, s, m, dest);
+    m->allow = is_get_family(req->cmd) ? allowance(c, GET_MIN)
+               : has_value(req)        ? allowance(c, HOLE_MAX)
+                                       : reply_bound(req);
+    slot_time(mw, s);
+    return msg_send(mw, c, st, m, dest);
 }
 
-/* get/gets/gat/gats whose keys may live on several shards. */
+/* A key of a window: its place in the request, and its hash. */
+struct wkey {
+    const char *key;
+    size_t klen;
+    uint64_t hash;
+};
+
+/* The request line of a window part: the command (and gat's exptime) as the client sent it. */
 static int
-dispatch_get(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
+part_line(struct mc_msg *m, const struct mc_req *req)
+{
+    int rc = buf_puts(&m->req, mc_cmd_name(req->cmd));
+    if (rc == 0 && (req->cmd == MC_CMD_GAT || req->cmd == MC_CMD_GATS)) {
+        rc = buf_printf(&m->req, " %d", (int)req->exptime);
+    }
+    return rc;
+}
+
+/*
+ * The next window of a multi-key get (from it, whose first key is another worker's): up to
+ * GET_WINDOW keys, fewer when the room left is small, in one slot with one part per owning
+ * shard, each key answered by its part in key order. A quarter of the room pays for the holes
+ * every key may become, a quarter for copied values, shared by key; what the request lines take
+ * while out is less than another quarter. *taken: keys in the window; *last: none follows.
+ */
+static int
+get_window(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+           struct mc_key_iter *it, uint32_t *taken, bool *last)
+{
+    struct wkey w[GET_WINDOW];
+    uint8_t part[GET_WINDOW];           /* key j -> its part */
+    unsigned shard_of_part[GET_WINDOW]; /* part -> its shard */
+    uint32_t keys_of_part[GET_WINDOW] = {0};
+    struct mc_msg *msgs[GET_WINDOW] = {0};
+    size_t room = conn_output_room(c);
+    size_t nmax = room / (4 * HOLE_KEY);
+    nmax = nmax < 1 ? 1 : nmax > GET_WINDOW ? GET_WINDOW : nmax;
+    uint32_t n = 0, nparts = 0;
+    while (n < nmax && mc_args_next(it, &w[n].key, &w[n].klen)) {
+        w[n].hash = mc_key_hash(w[n].key, w[n].klen);
+        unsigned sh = mc_shard_of(w[n].hash, mw->n);
+        if (mw->part_of[sh] == 0) {
+            shard_of_part[nparts] = sh;
+            mw->part_of[sh] = (uint16_t)++nparts;
+        }
+        part[n] = (uint8_t)(mw->part_of[sh] - 1);
+        keys_of_part[part[n]]++;
+        n++;
+    }
+    for (uint32_t p = 0; p < nparts; p++) {
+        mw->part_of[shard_of_part[p]] = 0;
+    }
+    struct mc_key_iter peek = *it;
+    const char *k;
+    size_t kl;
+    *last = !mc_args_next(&peek, &k, &kl);
+    *taken = n;
+
+    uint64_t seq = slot_seq_next(st);
+    struct slot *s = slot_push(mw, st, SLOT_GET, nparts, n);
+    int rc = s != NULL ? 0 : -ENOMEM;
+    for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+        struct mc_msg *m = msgs[p] = msg_new(mw, OP_GET, seq, p);
+        if (m == NULL ||
+            (m->koff == NULL && (m->koff = malloc(GET_WINDOW * sizeof(*m->koff))) == NULL)) {
+            rc = -ENOMEM;
+            break;
+        }
+        size_t values = room / 4 / n * keys_of_part[p];
+        m->allow = (uint32_t)(keys_of_part[p] * HOLE_KEY +
+                              (values > FORWARD_REPLY_MAX ? FORWARD_REPLY_MAX : values));
+        rc = part_line(m, req);
+    }
+    for (uint32_t j = 0; rc == 0 && j < n; j++) {
+        struct mc_msg *m = msgs[part[j]];
+        s->keys[j] = (struct key_ref){.part = part[j], .idx = m->nkeys++};
+        rc = buf_puts(&m->req, " ");
+        rc = rc < 0 ? rc : buf_append(&m->req, w[j].key, w[j].klen);
+    }
+    for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+        rc = buf_puts(&msgs[p]->req, "\r\n");
+    }
+    if (rc == 0) {
+        s->nkeys = n;
+        if (*last) {
+            slot_time(mw, s);
+        }
+    }
+    for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+        rc = send_part(mw, c, st, s, msgs[p], shard_of_part[p]);
+        msgs[p] = NULL;
+    }
+    for (uint32_t p = 0; p < nparts; p++) {
+        msg_free(mw, msgs[p]); /* not sent: no memory */
+    }
+    return rc;
+}
+
+/*
+ * A key of a multi-key get, this worker's, while no reply waits: into the write buffer if its
+ * value fits in the room left (or nothing is unsent), else as a hole in a new slot, sent when
+ * the client has read enough. So a get of many large values makes the output pass the limit by
+ * one value at most once, not by one value per call.
+ */
+static int
+get_key_direct(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+               const char *key, size_t klen, uint64_t hash)
+{
+    struct buf *wb = conn_wbuf(c);
+    struct mc_deferred d;
+    size_t max = buf_len(wb) > 0 ? conn_output_room(c) : SIZE_MAX;
+    int rc = mc_exec_get_key_max(&mw->shard, req, key, klen, hash, max, wb, &d);
+    if (rc != 1) {
+        return rc;
+    }
+    /* Its header goes from the write buffer to a slot of its own, with the hole. */
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0 ||
+        (o.s == NULL && (o.s = slot_push(mw, st, SLOT_BYTES, 0, 0)) == NULL)) {
+        return -ENOMEM;
+    }
+    wb->wpos -= d.hdr_len;
+    size_t at = rb_end(&o.s->out);
+    rc = buf_append(&o.s->out.b, buf_wptr(wb), d.hdr_len);
+    if (rc == 0) {
+        rc = rb_hole(&o.s->out, at, &d, key, klen);
+    }
+    o.b = &o.s->out.b;
+    out_done(c, st, &o);
+    return rc;
+}
+
+/* Whether the next request (or key, or window) must wait for room: the output is full, or a
+ * reply waits and the room left is HOLD_SLACK or less (what waits behind it must stay under
+ * the limit, so that the head can always go on once the client has read). */
+static bool
+held_blocked(const struct conn *c, const struct mc_conn *st)
+{
+    return conn_output_full(c) || (st->qlen > 0 && conn_output_room(c) <= HOLD_SLACK);
+}
+
+/*
+ * get/gets/gat/gats with several keys (or none). Keys this worker owns are answered at once:
+ * straight into the write buffer while no reply waits, else held (a value within the room
+ * left, or a hole). From a key another worker owns, a window of keys goes out. Between keys
+ * and windows the room is checked again: a get of many large values stops there (EX_STOP) and
+ * goes on from st->get_next on the next call, as memcached's get is not atomic across keys.
+ */
+static int
+dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
+                  const struct mc_req *req)
 {
     struct mc_key_iter it;
     const char *key;
     size_t klen;
-
-    /* The common case: every key is ours and nothing waits: answer straight into the output. */
-    bool all_local = true;
-    mc_args_begin(req, &it);
-    while (all_local && mc_args_next(&it, &key, &klen)) {
-        all_local = mc_shard_of(mc_key_hash(key, klen), mw->n) == mw->id;
-    }
-    if (all_local) {
-        struct buf *out = reply_out(mw, c, st);
-        if (out == NULL) {
-            return -ENOMEM;
-        }
-        size_t mark = buf_len(out);
-        mc_args_begin(req, &it);
-        while (mc_args_next(&it, &key, &klen)) {
-            if (mc_exec_get_key(&mw->shard, req, key, klen, mc_key_hash(key, klen), out) < 0) {
-                return get_too_large(out, mark);
-            }
-        }
-        return mc_compose_reply(out, MC_R_END);
-    }
-
-    /* Split: one part per owning shard, each a request line of that shard's keys. */
-    uint32_t *part_of = calloc(mw->n, sizeof(*part_of)); /* shard -> part + 1 */
-    struct mc_msg **msgs = calloc(mw->n, sizeof(*msgs));
-    uint64_t seq = slot_seq_next(st);
-    struct slot *s = NULL;
-    int rc = -ENOMEM;
-    if (part_of == NULL || msgs == NULL) {
-        goto out;
-    }
-    uint32_t nparts = 0;
-    mc_args_begin(req, &it);
-    while (mc_args_next(&it, &key, &klen)) {
-        unsigned sh = mc_shard_of(mc_key_hash(key, klen), mw->n);
-        if (part_of[sh] == 0) {
-            part_of[sh] = ++nparts;
-        }
-    }
-    s = slot_push(mw, st, SLOT_GET, nparts);
-    if (s == NULL || (s->keys = calloc(req->nkeys, sizeof(*s->keys))) == NULL) {
-        goto out;
-    }
-    s->nkeys = req->nkeys;
-    for (unsigned sh = 0; sh < mw->n; sh++) {
-        if (part_of[sh] == 0) {
-            continue;
-        }
-        struct mc_msg *m = msg_new(mw, OP_GET, seq, part_of[sh] - 1);
-        if (m == NULL || (m->koff = calloc(req->nkeys, sizeof(*m->koff))) == NULL) {
-            msg_free(mw, m);
-            goto out;
-        }
-        msgs[sh] = m;
-        /* "gat 300 " + keys: the command word and exptime as the client sent them. */
-        buf_puts(&m->req, mc_cmd_name(req->cmd));
-        if (req->cmd == MC_CMD_GAT || req->cmd == MC_CMD_GATS) {
-            buf_printf(&m->req, " %d", (int)req->exptime);
-        }
-    }
     uint32_t i = 0;
     mc_args_begin(req, &it);
-    while (mc_args_next(&it, &key, &klen)) {
-        unsigned sh = mc_shard_of(mc_key_hash(key, klen), mw->n);
-        struct mc_msg *m = msgs[sh];
-        s->keys[i].part = part_of[sh] - 1;
-        s->keys[i].idx = m->nkeys++;
-        if (buf_puts(&m->req, " ") < 0 || buf_append(&m->req, key, klen) < 0) {
-            goto out;
-        }
+    while (i < st->get_next && mc_args_next(&it, &key, &klen)) {
         i++;
     }
-    rc = 0;
-    for (unsigned sh = 0; sh < mw->n; sh++) {
-        if (msgs[sh] != NULL) {
-            buf_puts(&msgs[sh]->req, "\r\n");
-            struct mc_msg *m = msgs[sh];
-            msgs[sh] = NULL;
-            if (send_part(mw, c, s, m, sh) < 0) {
-                rc = -ENOMEM;
+    bool first = true; /* the caller checked the room before this one */
+    for (;;) {
+        struct mc_key_iter at = it;
+        if (!mc_args_next(&it, &key, &klen)) {
+            break;
+        }
+        if (!first && held_blocked(c, st)) {
+            st->get_next = i;
+            return EX_STOP;
+        }
+        first = false;
+        uint64_t hash = mc_key_hash(key, klen);
+        if (mc_shard_of(hash, mw->n) == mw->id) {
+            struct out o;
+            if (reply_out(mw, c, st, &o) < 0) {
+                return -ENOMEM;
             }
+            int rc;
+            if (o.s == NULL) {
+                rc = get_key_direct(mw, c, st, req, key, klen, hash);
+            } else {
+                size_t room = conn_output_room(c);
+                rc = rb_get_key(mw, &o.s->out, req, key, klen, hash, room > 0 ? room - 1 : 0);
+                out_done(c, st, &o);
+            }
+            if (rc < 0) {
+                return rc;
+            }
+            i++;
+            continue;
+        }
+        if (st->qlen >= SLOTS_MAX) {
+            st->get_next = i;
+            return EX_PAUSE;
+        }
+        it = at;
+        bool last;
+        uint32_t taken;
+        int rc = get_window(mw, c, st, req, &it, &taken, &last);
+        if (rc < 0) {
+            return rc;
+        }
+        i += taken;
+        if (last) {
+            break;
         }
     }
-out:
-    if (msgs != NULL) {
-        for (unsigned sh = 0; sh < mw->n; sh++) {
-            msg_free(mw, msgs[sh]);
-        }
+    st->get_next = 0;
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
+        return -ENOMEM;
     }
-    free(msgs);
-    free(part_of);
+    int rc = mc_compose_reply(o.b, MC_R_END);
+    out_done(c, st, &o);
     return rc;
 }
 
@@ -910,11 +1562,12 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
 {
     bool flush = req->cmd == MC_CMD_FLUSH_ALL;
     uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, flush ? SLOT_FLUSH : SLOT_STATS, mw->n);
+    struct slot *s = slot_push(mw, st, flush ? SLOT_FLUSH : SLOT_STATS, mw->n, 0);
     if (s == NULL) {
         return -ENOMEM;
     }
     s->noreply = req->noreply;
+    slot_time(mw, s);
     int64_t when = 0;
     if (flush) {
         mw->shard.stats.cmd_flush++;
@@ -922,20 +1575,18 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
             when = seg_exptime_abs(req->exptime, (int64_t)time(NULL));
         }
     }
-    int rc = 0;
     for (unsigned sh = 0; sh < mw->n; sh++) {
         struct mc_msg *m = msg_new(mw, flush ? OP_FLUSH : OP_STATS, seq, sh);
         if (m == NULL) {
-            s->waiting--;
-            rc = -ENOMEM;
-            continue;
+            return -ENOMEM;
         }
         m->flush_when = when;
-        if (send_part(mw, c, s, m, sh) < 0) {
-            rc = -ENOMEM;
+        int rc = send_part(mw, c, st, s, m, sh);
+        if (rc < 0) {
+            return rc;
         }
     }
-    return rc;
+    return EX_DONE;
 }
 
 static void
@@ -963,39 +1614,52 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_reply(out, MC_R_END);
 }
 
-/* Commands that need no shard. Returns 0, RT_CLOSE or a negative errno. */
+/* Commands that need no shard. */
 static int
 dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
 {
-    struct buf *out = reply_out(mw, c, st);
-    if (out == NULL) {
+    if (req->cmd == MC_CMD_QUIT || req->cmd == MC_CMD_SHUTDOWN) {
+        if (st->qlen > 0) {
+            return EX_WAIT; /* every reply before it goes first */
+        }
+        if (req->cmd == MC_CMD_SHUTDOWN) {
+            log_info("shutdown requested by a client");
+            rt_request_stop();
+        }
+        return EX_CLOSE;
+    }
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
         return -ENOMEM;
     }
+    int rc;
     switch (req->cmd) {
     case MC_CMD_VERSION:
-        return mc_compose_version(out, MC_PROTOCOL_VERSION);
+        rc = mc_compose_version(o.b, MC_PROTOCOL_VERSION);
+        break;
     case MC_CMD_VERBOSITY:
         log_set_level(req->verbosity >= 2   ? LOG_DEBUG
                       : req->verbosity == 1 ? LOG_VERBOSE
                                             : LOG_INFO);
-        return req->noreply ? 0 : mc_compose_reply(out, MC_R_OK);
-    case MC_CMD_QUIT:
-        return RT_CLOSE;
-    case MC_CMD_SHUTDOWN:
-        log_info("shutdown requested by a client");
-        rt_request_stop();
-        return RT_CLOSE;
+        rc = req->noreply ? 0 : mc_compose_reply(o.b, MC_R_OK);
+        break;
     case MC_CMD_MN:
-        return mc_compose_reply(out, MC_R_MN);
+        rc = mc_compose_reply(o.b, MC_R_MN);
+        break;
     case MC_CMD_STATS:
         if (req->nargs == 1 && req->args_len >= 8 && memcmp(req->args, "settings", 8) == 0) {
-            write_settings(mw, out);
-            return 0;
+            write_settings(mw, o.b);
+            rc = 0;
+        } else {
+            rc = mc_compose_reply(o.b, MC_R_ERROR);
         }
-        return mc_compose_reply(out, MC_R_ERROR);
+        break;
     default:
-        return mc_compose_reply(out, MC_R_ERROR);
+        rc = mc_compose_reply(o.b, MC_R_ERROR);
+        break;
     }
+    out_done(c, st, &o);
+    return rc;
 }
 
 /* True for requests about one key, whose hash the caller computes once. */
@@ -1021,7 +1685,42 @@ is_keyed(const struct mc_req *req)
     }
 }
 
-/* One parsed request; hash is its key's hash when is_keyed(req). */
+/*
+ * A keyed request this worker owns. While no reply waits it goes straight into the write
+ * buffer (the hot path: nothing counted, nothing copied twice); behind a waiting reply it is
+ * held, a value within the room left, else as a hole.
+ */
+static int
+exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+           uint64_t hash)
+{
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
+        return -ENOMEM;
+    }
+    bool get = is_get_family(req->cmd);
+    int rc;
+    if (o.s == NULL) {
+        rc = get ? mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, o.b)
+                 : mc_exec(&mw->shard, req, hash, o.b);
+    } else {
+        /* Held: what it adds stays under the limit (the caller saw more than HOLD_SLACK of
+         * room, more than any hole or reply without a value takes). */
+        size_t room = conn_output_room(c);
+        size_t end = sizeof("END\r\n") - 1;
+        size_t max = room > end ? room - end - 1 : 0;
+        rc = get ? rb_get_key(mw, &o.s->out, req, req->key, req->klen, hash, max)
+                 : rb_exec(mw, &o.s->out, req, hash, max);
+    }
+    if (rc == 0 && get) {
+        rc = mc_compose_reply(o.b, MC_R_END);
+    }
+    out_done(c, st, &o);
+    return rc;
+}
+
+/* One parsed request; hash is its key's hash when is_keyed(req). Returns enum ex_rc or a
+ * negative errno. */
 static int
 dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
          const char *text, uint64_t hash)
@@ -1032,18 +1731,9 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_GAT:
     case MC_CMD_GATS:
         if (req->nkeys != 1) {
-            return dispatch_get(mw, c, st, req);
+            return dispatch_multiget(mw, c, st, req);
         }
-        if (mc_shard_of(hash, mw->n) == mw->id) {
-            /* The most common request of all: one key, ours. */
-            struct buf *out = reply_out(mw, c, st);
-            if (out == NULL) {
-                return -ENOMEM;
-            }
-            int rc = mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
-            return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
-        }
-        break; /* one key, another worker's: forwarded whole, like any keyed command */
+        break; /* one key: here, or forwarded whole like any keyed command */
     case MC_CMD_FLUSH_ALL:
         return dispatch_all(mw, c, st, req);
     case MC_CMD_STATS:
@@ -1060,13 +1750,37 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     default:
         break;
     }
-    /* A single-key command: here, or on the key's owner. */
     unsigned owner = mc_shard_of(hash, mw->n);
     if (owner != mw->id) {
-        return forward_exec(mw, c, st, text, req->consumed, hash, owner);
+        return forward_exec(mw, c, st, req, text, hash, owner);
     }
-    struct buf *out = reply_out(mw, c, st);
-    return out != NULL ? mc_exec(&mw->shard, req, hash, out) : -ENOMEM;
+    return exec_local(mw, c, st, req, hash);
+}
+
+/*
+ * A store refused for lack of memory drops the key's old value, as memcached does for set and
+ * ms: a client that was told the store failed must not read the value it meant to replace.
+ */
+static int
+drop_old_value(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const char *key,
+               size_t klen)
+{
+    uint64_t hash = mc_key_hash(key, klen);
+    unsigned owner = mc_shard_of(hash, mw->n);
+    if (owner == mw->id) {
+        (void)seg_delete(mw->shard.seg, key, klen, hash);
+        return 0;
+    }
+    uint64_t seq = slot_seq_next(st);
+    struct slot *s = slot_push(mw, st, SLOT_EXEC, 1, 0);
+    struct mc_msg *m = s != NULL ? msg_new(mw, OP_DELETE, seq, 0) : NULL;
+    if (m == NULL || buf_append(&m->req, key, klen) < 0) {
+        msg_free(mw, m);
+        return -ENOMEM;
+    }
+    s->noreply = true;
+    m->hash = hash;
+    return msg_send(mw, c, st, m, owner);
 }
 
 /* ---- the product's callbacks ---- */
@@ -1081,7 +1795,40 @@ struct ahead {
     bool local; /* keyed and owned by this worker: prefetched */
 };
 
-/* A parse result that is not a request to execute: an error, swallowed bytes, or "need more". */
+/* What a parse result other than a request did. */
+enum pr_rc {
+    PR_NEXT,  /* bytes consumed (an error answered, a value skipped): parse on */
+    PR_AGAIN, /* an incomplete request: wait for more bytes */
+    PR_WAIT,  /* framing is lost, but earlier replies must be sent first */
+    PR_CLOSE, /* framing is lost: close */
+};
+
+/* The storage request at the front of the input cannot have memory for its value: refuse it
+ * (mc_parse_refuse), and skip its value as it arrives. */
+static int
+refuse(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct mc_req *req)
+{
+    struct buf *in = conn_rbuf(c);
+    if (mc_parse_refuse(&st->parser, buf_rptr(in), buf_len(in), req) != MC_PARSE_ERROR) {
+        return PR_NEXT; /* it came whole meanwhile, or is another error: parse it as usual */
+    }
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
+        return -ENOMEM;
+    }
+    int rc = mc_compose_error(o.b, &req->err);
+    out_done(c, st, &o);
+    if (rc == 0 && (req->err.refused == MC_CMD_SET || req->err.refused == MC_CMD_MS)) {
+        rc = drop_old_value(mw, c, st, req->key, req->klen);
+    }
+    log_verbose("%s of %zu bytes refused: no buffer memory for its value",
+                mc_cmd_name(req->err.refused), req->err.swallow - 2);
+    buf_consume(in, req->consumed);
+    return rc < 0 ? rc : PR_NEXT;
+}
+
+/* A parse result that is not a request to execute: an error, swallowed bytes, or "need more".
+ * Returns enum pr_rc or a negative errno. */
 static int
 handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, enum mc_parse_rc rc,
                     struct mc_req *req)
@@ -1089,30 +1836,36 @@ handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, en
     struct buf *in = conn_rbuf(c);
     switch (rc) {
     case MC_PARSE_AGAIN:
-        /* Make room for the whole request at once: a large value is read in place. */
-        if (st->parser.need > buf_len(in)) {
-            conn_rbuf_want(c, st->parser.need - buf_len(in));
+        /* Make room for the whole request at once: a large value is read in place. A refusal
+         * is answered, so it waits for room like any reply. */
+        if (st->parser.need > buf_len(in) && !held_blocked(c, st) &&
+            conn_rbuf_want(c, st->parser.need - buf_len(in)) == -ENOBUFS) {
+            return refuse(mw, c, st, req);
         }
-        return 1;
+        return PR_AGAIN;
     case MC_PARSE_SKIP:
         buf_consume(in, req->consumed);
-        return 0;
-    case MC_PARSE_ERROR: {
-        struct buf *out = reply_out(mw, c, st);
-        if (out == NULL) {
-            return -ENOMEM;
-        }
-        mc_compose_error(out, &req->err);
-        if (req->err.action == MC_ERR_CLOSE) {
-            return RT_CLOSE;
-        }
-        buf_consume(in, req->consumed);
-        return 0;
-    }
-    case MC_PARSE_OK:
+        return PR_NEXT;
+    case MC_PARSE_ERROR:
         break;
+    case MC_PARSE_OK:
+        return PR_NEXT;
     }
-    return 0;
+    if (req->err.action == MC_ERR_CLOSE) {
+        if (st->qlen > 0) {
+            return PR_WAIT;
+        }
+        log_verbose("closing a connection: %s", req->err.why != NULL ? req->err.why : "bad input");
+        return PR_CLOSE;
+    }
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
+        return -ENOMEM;
+    }
+    int r = mc_compose_error(o.b, &req->err);
+    out_done(c, st, &o);
+    buf_consume(in, req->consumed);
+    return r < 0 ? r : PR_NEXT;
 }
 
 /* Write a sampled request to the command log: its first line and its reply's size, if known. */
@@ -1137,42 +1890,46 @@ klog_request(struct mc_worker *mw, const char *text, size_t consumed, long reply
 /*
  * Execute one parsed request and account for it: a request answered on the spot counts in the
  * batch's latency (lat_settle), one that waits for other workers carries its parse time in its
- * reply slot. Returns what dispatch() returns, or the result of sending completed slots.
+ * reply slot. A request stopped inside (a multi-key get without room) stays in the input.
+ * Returns enum ex_rc or a negative errno.
  */
 static int
 execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *a)
 {
     struct buf *in = conn_rbuf(c);
     struct buf *wb = conn_wbuf(c);
-    struct slot *tail = st->qlen > 0 ? st->q[(st->qhead + st->qlen - 1) % st->qcap] : NULL;
-    bool sample = rt_klog_sample();
+    bool resumed = st->get_next > 0;
+    bool direct = st->qlen == 0;
+    bool sample = !resumed && rt_klog_sample();
     size_t wb_before = buf_len(wb);
-    int r = dispatch(mw, c, st, &a->req, buf_rptr(in), a->hash);
-    enum lat_class cls = lat_class_of(a->req.cmd);
-    struct slot *now_tail = st->qlen > 0 ? st->q[(st->qhead + st->qlen - 1) % st->qcap] : NULL;
-    if (now_tail != NULL && now_tail != tail && now_tail->kind != SLOT_BYTES) {
-        /* It waits for other workers in a slot of its own. */
-        now_tail->t0 = mw->lat_t0;
-        now_tail->lat_class = (uint8_t)cls;
-    } else {
-        mw->lat_pending[cls]++;
-    }
-    if (log_get_level() >= LOG_DEBUG) {
+    mw->lat_cls = lat_class_of(a->req.cmd);
+    mw->lat_timed = false;
+    if (!resumed && log_get_level() >= LOG_DEBUG) {
         /* -vv: every request's command line, as memcached prints them (the data block is not). */
         const char *text = buf_rptr(in);
         const char *nl = memchr(text, '\n', a->req.consumed);
         size_t len = nl != NULL ? (size_t)(nl - text) : a->req.consumed;
         log_debug("request: %.*s", (int)(len > 0 && text[len - 1] == '\r' ? len - 1 : len), text);
     }
+    int r = dispatch(mw, c, st, &a->req, buf_rptr(in), a->hash);
+    if (r != EX_DONE && r != EX_CLOSE) {
+        return r;
+    }
+    if (!mw->lat_timed) {
+        mw->lat_pending[mw->lat_cls]++;
+    }
     if (sample) {
-        bool direct = now_tail == NULL && tail == NULL;
+        direct = direct && st->qlen == 0;
         klog_request(mw, buf_rptr(in), a->req.consumed,
                      direct ? (long)(buf_len(wb) - wb_before) : -1);
     }
     buf_consume(in, a->req.consumed);
     /* A slot whose parts all ran here is complete already: send it now. */
-    if (r == 0 && st->qlen > 0) {
-        r = slots_flush(mw, c, st);
+    if (r == EX_DONE && st->qlen > 0) {
+        int rc = slots_flush(mw, c, st);
+        if (rc < 0) {
+            return rc;
+        }
     }
     return r;
 }
@@ -1204,21 +1961,66 @@ prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, si
 }
 
 /*
+ * on_data stopped with complete requests left (or a close waiting for earlier replies) because
+ * the output has no room for them: how it is to be called again. Room comes back as the client
+ * reads, or as replies come back (an allowance is swapped for what it brought, a part is sent):
+ * RT_CONTINUE waits for either. With nothing to send, a reply is all that can help (RT_PAUSED:
+ * at most SLOTS_MAX slots are out, and nothing more is read meanwhile).
+ */
+static enum rt_result
+wait_result(struct conn *c, const struct mc_conn *st)
+{
+    if (buf_len(conn_wbuf(c)) == 0 && st->inflight > 0) {
+        return RT_PAUSED;
+    }
+    return RT_CONTINUE;
+}
+
+/*
+ * on_data consumed every complete request. The head of the queue may wait for room (as
+ * wait_result); else, with requests out and no input left, ask to be called when a reply is
+ * back (RT_PAUSED: nothing to read is held up), since a reply may bring a hole that must then
+ * wait for the client to read, and on_reply cannot ask to be called again.
+ */
+static enum rt_result
+end_result(struct conn *c, const struct mc_conn *st)
+{
+    if (head_waits_for_room(st)) {
+        return wait_result(c, st);
+    }
+    if (st->inflight > 0 && buf_len(conn_rbuf(c)) == 0) {
+        return RT_PAUSED;
+    }
+    return RT_NEED_MORE;
+}
+
+static void
+conn_init(struct mc_worker *mw, struct mc_conn *st)
+{
+    mc_parser_init(&st->parser, &mw->popts);
+    st->q = st->q_inline;
+    st->qcap = QUEUE_INLINE;
+    st->init = true;
+}
+
+/*
  * Parse up to AHEAD requests, then execute them in order, with their hash buckets and items
  * prefetched a few requests ahead: the memory latency of a pipeline's lookups overlaps instead
  * of adding up. Requests parsed but not executed (backpressure) are parsed again on the next
- * call.
+ * call. The head of the reply queue goes first: it may have waited for the client to read.
  */
-static int
-mc_on_data_old(void *ctx, struct conn *c)
+static enum rt_result
+mc_on_data(void *ctx, struct conn *c)
 {
     struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
     struct buf *in = conn_rbuf(c);
     struct ahead batch[AHEAD];
     if (!st->init) {
-        mc_parser_init(&st->parser, &mw->popts);
-        st->init = true;
+        conn_init(mw, st);
+    }
+    if (st->broken || slots_flush(mw, c, st) < 0) {
+        return RT_ABORT;
     }
     while (buf_len(in) > 0) {
         /*
@@ -1246,41 +2048,49 @@ mc_on_data_old(void *ctx, struct conn *c)
             if (n > 1) {
                 prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
             }
-            if (conn_output_full(c) || st->qlen >= SLOTS_MAX) {
-                /* Everything from request i on is parsed again, the error ending the batch too. */
-                mc_parser_rewind(&st->parser, last == MC_PARSE_ERROR ? &batch[n].req : NULL);
-                lat_settle(mw);
-                return st->qlen >= SLOTS_MAX ? RT_PAUSED : 0;
+            int r = EX_STOP;
+            if (!held_blocked(c, st) && st->qlen < SLOTS_MAX) {
+                r = execute(mw, c, st, &batch[i]);
             }
-            int r = execute(mw, c, st, &batch[i]);
-            if (r != 0) {
-                lat_settle(mw);
-                return r;
+            if (r == EX_DONE) {
+                continue;
             }
+            lat_settle(mw);
+            if (r < 0) {
+                return RT_ABORT;
+            }
+            if (r == EX_CLOSE) {
+                return RT_CLOSE;
+            }
+            /* Everything from request i on is parsed again, the error ending the batch too. */
+            mc_parser_rewind(&st->parser, last == MC_PARSE_ERROR ? &batch[n].req : NULL);
+            return wait_result(c, st);
         }
         lat_settle(mw);
+        if (last == MC_PARSE_ERROR && batch[n].req.err.action != MC_ERR_CLOSE &&
+            held_blocked(c, st)) {
+            /* Its reply, too, waits for room. */
+            mc_parser_rewind(&st->parser, &batch[n].req);
+            return wait_result(c, st);
+        }
         if (last != MC_PARSE_OK) {
             /* Every request before it ran, so the error is answered now. */
             int r = handle_parse_result(mw, c, st, last, &batch[n].req);
-            if (r != 0) {
-                return r == RT_CLOSE ? r : r > 0 ? 0 : r;
+            if (r < 0) {
+                return RT_ABORT;
+            }
+            if (r == PR_AGAIN) {
+                break;
+            }
+            if (r == PR_WAIT) {
+                return wait_result(c, st);
+            }
+            if (r == PR_CLOSE) {
+                return RT_CLOSE;
             }
         }
     }
-    return 0;
-}
-
-static enum rt_result
-mc_on_data(void *ctx, struct conn *c)
-{
-    int r = mc_on_data_old(ctx, c);
-    if (r < 0) {
-        return RT_ABORT;
-    }
-    if (r == RT_CLOSE || r == RT_PAUSED) {
-        return (enum rt_result)r;
-    }
-    return conn_output_full(c) && buf_len(conn_rbuf(c)) > 0 ? RT_CONTINUE : RT_NEED_MORE;
+    return end_result(c, st);
 }
 
 /*
@@ -1300,7 +2110,8 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
         struct mc_msg *m = (struct mc_msg *)hdrs[i];
         parsed[i] = (m->op == OP_EXEC || m->op == OP_GET) && msg_parse(mw, m, &batch[i].req);
         batch[i].hash = m->hash;
-        batch[i].local = parsed[i] && m->op == OP_EXEC; /* one key, ours: prefetched */
+        /* One key, ours: prefetched. */
+        batch[i].local = (parsed[i] && m->op == OP_EXEC) || m->op == OP_FETCH;
         if (batch[i].local) {
             seg_prefetch(mw->shard.seg, m->hash);
         }
@@ -1309,8 +2120,13 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
         }
     }
     for (unsigned i = 0; i < n; i++) {
+        struct mc_msg *m = (struct mc_msg *)hdrs[i];
         prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
-        msg_execute(mw, (struct mc_msg *)hdrs[i], parsed[i] ? &batch[i].req : NULL);
+        if ((m->op == OP_EXEC || m->op == OP_GET) && !parsed[i]) {
+            m->nkeys = 0; /* OP_GET: its keys are misses; OP_EXEC: no reply */
+        } else {
+            msg_execute(mw, m, parsed[i] ? &batch[i].req : NULL);
+        }
         if (rt_msg_return(hdrs[i]) < 0) {
             /* The origin will never hear back; the connection's slot stays until it closes. */
             log_error("out of memory returning a forwarded reply");
@@ -1318,34 +2134,57 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
     }
 }
 
+/*
+ * A message is back: the reply room it was given is swapped for what it brought, and the head
+ * of the queue goes as far as it can.
+ */
 static void
 mc_on_reply(void *ctx, struct conn *c, struct rt_msg *hdr)
 {
+    struct mc_worker *mw = ctx;
     struct mc_msg *m = (struct mc_msg *)hdr;
-    struct mc_conn *st = c != NULL ? conn_state(c) : NULL;
-    struct slot *s = st != NULL ? slot_find(st, m->seq) : NULL;
-    if (s == NULL) {
-        msg_free(ctx, m); /* the connection is gone: drop the late reply */
+    if (c == NULL) {
+        msg_free(mw, m); /* the connection is gone (and what it counted with it) */
         return;
     }
-    s->parts[m->part] = m;
+    struct mc_conn *st = conn_state(c);
+    st->inflight--;
+    struct slot *s = slot_find(st, m->seq);
+    if (s == NULL) {
+        log_error("a forwarded reply for no reply slot; dropped");
+        msg_drop(mw, c, st, m);
+        return;
+    }
+    if (m->part == PART_FETCH) {
+        s->fetch_out = false;
+    } else {
+        s->parts[m->part] = m;
+    }
     s->waiting--;
-    if (slots_flush(ctx, c, st) < 0) {
-        log_warn("connection output is over its cap; replies dropped");
+    msg_back(c, st, m);
+    if (slots_flush(mw, c, st) < 0) {
+        log_error("out of memory sending replies; the connection will be closed");
+        st->broken = true;
     }
 }
 
 static void
 mc_on_close(void *ctx, struct conn *c)
 {
+    struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
-    while (st->qlen > 0) {
-        slot_free(ctx, st->q[st->qhead]);
-        st->qhead = (st->qhead + 1) % st->qcap;
-        st->qlen--;
+    if (!st->init) {
+        return;
     }
-    free(st->q);
-    st->q = NULL;
+    while (st->qlen > 0) {
+        struct slot *s = q_at(st, 0);
+        q_pop(st);
+        slot_free(mw, NULL, st, s);
+    }
+    if (st->held > 0) {
+        conn_output_hold(c, -(long)st->held);
+        st->held = 0;
+    }
 }
 
 static void
@@ -1481,15 +2320,12 @@ mc_worker_teardown(void *ctx)
     while (mw->msg_cache != NULL) {
         struct mc_msg *m = mw->msg_cache;
         mw->msg_cache = m->next_free;
-        buf_free(&m->req);
-        buf_free(&m->reply);
-        free(m);
+        msg_destroy(m);
     }
     while (mw->slot_cache != NULL) {
         struct slot *sl = mw->slot_cache;
         mw->slot_cache = sl->next_free;
-        buf_free(&sl->out);
-        free(sl);
+        slot_destroy(sl);
     }
     seg_destroy(&mw->shard.seg);
     free(mw->ttl_scratch);

@@ -1156,3 +1156,157 @@ Test(mc_exec, gat_without_room_for_the_new_ttl_is_out_of_memory)
     fill_without_eviction();
     expect("gat 100 k\r\n", "SERVER_ERROR out of memory\r\nEND\r\n");
 }
+
+/* ---- deferred values: a reply without room for a value, fetched later ---- */
+
+/* Parse one request line (no data block). */
+static struct mc_req
+parse_line(const char *text)
+{
+    struct mc_parser p;
+    struct mc_parser_opts o = {.max_value = 1 << 20};
+    mc_parser_init(&p, &o);
+    struct mc_req req;
+    cr_assert_eq(mc_parse(&p, text, strlen(text), &req), MC_PARSE_OK, "parse of [%s]", text);
+    return req;
+}
+
+/* Copy what out holds into `reply` (a string) and pass rc on. */
+static int
+keep_reply(int rc)
+{
+    size_t len = buf_len(&out);
+    if (len > 0) {
+        memcpy(reply, buf_rptr(&out), len);
+    }
+    reply[len] = '\0';
+    return rc;
+}
+
+/* One get of key with max bytes of room; the reply in `reply`, the result returned. */
+static int
+get_max(const char *line, const char *key, size_t max, struct mc_deferred *d)
+{
+    struct mc_req req = parse_line(line);
+    buf_consume(&out, buf_len(&out));
+    int rc =
+        mc_exec_get_key_max(&sh, &req, key, strlen(key), seg_hash(key, strlen(key)), max, &out, d);
+    return keep_reply(rc);
+}
+
+static int
+fetch(const char *key, const struct mc_deferred *d)
+{
+    buf_consume(&out, buf_len(&out));
+    int rc = mc_exec_fetch(&sh, key, strlen(key), seg_hash(key, strlen(key)), d, &out);
+    return keep_reply(rc);
+}
+
+Test(mc_exec, get_with_room_for_the_value_copies_it)
+{
+    put("k", "hello", 7, 0);
+    struct mc_deferred d;
+    cr_assert_eq(get_max("get k\r\n", "k", 64, &d), 0);
+    cr_assert_str_eq(reply, "VALUE k 7 5\r\nhello\r\n");
+    /* Exactly the block's length is room enough. */
+    cr_assert_eq(get_max("get k\r\n", "k", strlen("VALUE k 7 5\r\nhello\r\n"), &d), 0);
+}
+
+Test(mc_exec, get_without_room_defers_the_value_behind_its_header)
+{
+    put("k", "hello", 7, 0);
+    struct mc_deferred d;
+    cr_assert_eq(get_max("gets k\r\n", "k", 10, &d), 1);
+    char want[128];
+    snprintf(want, sizeof(want), "VALUE k 7 5 %llu\r\n", (unsigned long long)cas_of("k"));
+    cr_assert_str_eq(reply, want);
+    cr_assert_eq(d.hdr_len, strlen(want));
+    cr_assert_eq(d.miss_len, 0);
+    cr_assert_eq(d.vlen, 5);
+    cr_assert_eq(d.cas, cas_of("k"));
+    /* The get happened: it counts as a hit. */
+    cr_assert_eq(sh.stats.get_hits, 1);
+    cr_assert_eq(fetch("k", &d), 1);
+    cr_assert_str_eq(reply, "hello");
+}
+
+Test(mc_exec, miss_with_no_room_is_still_a_miss)
+{
+    struct mc_deferred d;
+    cr_assert_eq(get_max("get k\r\n", "k", 0, &d), 0);
+    cr_assert_str_eq(reply, "");
+}
+
+Test(mc_exec, fetch_of_a_changed_item_is_a_miss_never_the_new_value)
+{
+    put("k", "hello", 0, 0);
+    struct mc_deferred d;
+    cr_assert_eq(get_max("get k\r\n", "k", 0, &d), 1);
+    put("k", "world", 0, 0);
+    cr_assert_eq(fetch("k", &d), 0);
+    cr_assert_str_eq(reply, "");
+    run("delete k\r\n");
+    cr_assert_eq(fetch("k", &d), 0);
+}
+
+Test(mc_exec, fetch_is_a_peek_that_counts_nothing)
+{
+    put("k", "hello", 0, 0);
+    struct mc_deferred d = {.cas = cas_of("k"), .vlen = 5};
+    struct mc_stats before = sh.stats;
+    cr_assert_eq(fetch("k", &d), 1);
+    cr_assert_str_eq(reply, "hello");
+    cr_assert_eq(memcmp(&before, &sh.stats, sizeof(before)), 0);
+    /* The item was not marked read. */
+    expect("mg k h\r\n", "HD h0\r\n");
+}
+
+Test(mc_exec, gat_touches_when_it_runs_and_its_fetch_does_not)
+{
+    put("k", "hello", 0, 5);
+    struct mc_deferred d;
+    cr_assert_eq(get_max("gat 20 k\r\n", "k", 0, &d), 1);
+    cr_assert_eq(sh.stats.touch_hits, 1);
+    clock_now += 10;
+    cr_assert_eq(fetch("k", &d), 1);
+    cr_assert_str_eq(reply, "hello");
+    expect("mg k t\r\n", "HD t10\r\n");
+}
+
+/* mc_exec_max on one mg line, the reply in `reply`. */
+static int
+mg_max(const char *line, size_t max, struct mc_deferred *d)
+{
+    struct mc_req req = parse_line(line);
+    buf_consume(&out, buf_len(&out));
+    int rc = mc_exec_max(&sh, &req, seg_hash(req.key, req.klen), max, &out, d);
+    return keep_reply(rc);
+}
+
+Test(mc_exec, mg_v_without_room_defers_its_value_with_the_miss_reply_after_the_header)
+{
+    put("k", "hello", 3, 0);
+    struct mc_deferred d;
+    cr_assert_eq(mg_max("mg k v f k Oab\r\n", 1000, &d), 0);
+    cr_assert_str_eq(reply, "VA 5 f3 kk Oab\r\nhello\r\n");
+    cr_assert_eq(mg_max("mg k v f k Oab\r\n", 10, &d), 1);
+    cr_assert_str_eq(reply, "VA 5 f3 kk Oab\r\nEN kk Oab\r\n");
+    cr_assert_eq(d.hdr_len, strlen("VA 5 f3 kk Oab\r\n"));
+    cr_assert_eq(d.miss_len, strlen("EN kk Oab\r\n"));
+    cr_assert_eq(fetch("k", &d), 1);
+    cr_assert_str_eq(reply, "hello");
+    /* With q a miss says nothing, so neither does the reply kept for a changed item. */
+    cr_assert_eq(mg_max("mg k v q\r\n", 4, &d), 1);
+    cr_assert_str_eq(reply, "VA 5\r\n");
+    cr_assert_eq(d.miss_len, 0);
+}
+
+Test(mc_exec, mg_without_v_and_other_commands_ignore_the_room)
+{
+    put("k", "hello", 0, 0);
+    struct mc_deferred d;
+    cr_assert_eq(mg_max("mg k s\r\n", 0, &d), 0);
+    cr_assert_str_eq(reply, "HD s5\r\n");
+    cr_assert_eq(mg_max("mn\r\n", 0, &d), 0);
+    cr_assert_str_eq(reply, "MN\r\n");
+}

@@ -901,3 +901,85 @@ Test(memcache, verbosity_level_beyond_32_bits_is_capped)
     cr_assert_wire("verbosity 18446744073709551616\r\n",
                    "CLIENT_ERROR bad command line format\r\n");
 }
+
+/* ---- the binary protocol, and requests refused for lack of memory ---- */
+
+Test(memcache, binary_protocol_request_closes_the_connection)
+{
+    /* A binary get of "k": magic, opcode 0x00, key length 1, ... then the key. */
+    static const char bin[] = "\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01"
+                              "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00k";
+    struct mc_req r;
+    struct mc_parser p;
+    mc_parser_init(&p, &test_opts);
+    /* The first byte is enough: no wait for a newline that may never come. */
+    cr_assert_eq(mc_parse(&p, bin, 1, &r), MC_PARSE_ERROR);
+    cr_assert_eq(r.err.action, MC_ERR_CLOSE);
+    cr_assert_null(r.err.msg);
+    cr_assert_not_null(r.err.why);
+    cr_assert_eq(mc_parse(&p, bin, sizeof(bin) - 1, &r), MC_PARSE_ERROR);
+    cr_assert_eq(r.err.action, MC_ERR_CLOSE);
+    /* After text requests too: what was asked before is answered, then the connection goes. */
+    cr_assert_wire("mn\r\n\x80\x00\x00\x01\r\n", "[mn][close]");
+}
+
+Test(memcache, refused_set_answers_out_of_memory_and_swallows_its_value)
+{
+    struct mc_parser p;
+    struct mc_req r;
+    mc_parser_init(&p, &test_opts);
+    const char *in = "set k 3 0 10\r\n0123";
+    cr_assert_eq(mc_parse(&p, in, strlen(in), &r), MC_PARSE_AGAIN);
+    cr_assert_eq(mc_parse_refuse(&p, in, strlen(in), &r), MC_PARSE_ERROR);
+    cr_assert_eq(r.err.action, MC_ERR_SWALLOW);
+    cr_assert_eq(r.err.refused, MC_CMD_SET);
+    cr_assert_eq(r.klen, 1);
+    cr_assert_eq(r.key[0], 'k');
+    cr_assert_eq(r.consumed, 14);
+    cr_assert_eq(r.err.swallow, 12);
+    cr_assert_not(r.err.quiet);
+    struct buf out;
+    buf_init(&out, 64, 4096);
+    mc_compose_error(&out, &r.err);
+    cr_assert_eq(buf_len(&out), strlen("SERVER_ERROR out of memory storing object\r\n"));
+    cr_assert_arr_eq(buf_rptr(&out), "SERVER_ERROR out of memory storing object\r\n",
+                     buf_len(&out));
+    buf_free(&out);
+    /* The part of the value already buffered, then the rest as it comes, then the next command:
+     * none of it ever has to be held whole. */
+    cr_assert_eq(mc_parse(&p, in + 14, 4, &r), MC_PARSE_SKIP);
+    cr_assert_eq(r.consumed, 4);
+    cr_assert_eq(mc_parse(&p, "456789\r\nmn\r\n", 12, &r), MC_PARSE_SKIP);
+    cr_assert_eq(r.consumed, 8);
+    cr_assert_eq(mc_parse(&p, "mn\r\n", 4, &r), MC_PARSE_OK);
+    cr_assert_eq(r.cmd, MC_CMD_MN);
+}
+
+Test(memcache, refusal_is_silenced_by_noreply_but_not_by_meta_q)
+{
+    struct mc_parser p;
+    struct mc_req r;
+    mc_parser_init(&p, &test_opts);
+    const char *set = "set k 0 0 10 noreply\r\n";
+    cr_assert_eq(mc_parse_refuse(&p, set, strlen(set), &r), MC_PARSE_ERROR);
+    cr_assert(r.err.quiet);
+    mc_parser_init(&p, &test_opts);
+    const char *ms = "ms k 10 q T0\r\n";
+    cr_assert_eq(mc_parse_refuse(&p, ms, strlen(ms), &r), MC_PARSE_ERROR);
+    cr_assert_not(r.err.quiet);
+    cr_assert_eq(r.err.refused, MC_CMD_MS);
+    cr_assert_eq(r.err.swallow, 12);
+}
+
+Test(memcache, refusal_of_a_complete_request_parses_it_as_usual)
+{
+    struct mc_parser p;
+    struct mc_req r;
+    mc_parser_init(&p, &test_opts);
+    const char *in = "set k 0 0 2\r\nab\r\n";
+    cr_assert_eq(mc_parse_refuse(&p, in, strlen(in), &r), MC_PARSE_OK);
+    cr_assert_eq(r.cmd, MC_CMD_SET);
+    /* And the next call is an ordinary parse again. */
+    const char *again = "set k 0 0 10\r\n";
+    cr_assert_eq(mc_parse(&p, again, strlen(again), &r), MC_PARSE_AGAIN);
+}

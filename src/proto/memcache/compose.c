@@ -343,9 +343,10 @@ echo_flag(char *p, const struct mc_req *req, char f, const struct mc_meta_item *
 /* Room for the code, VA length, every flag with a 20-digit number, a key, an opaque, W X Z. */
 #define META_LINE_MAX (3 + 10 + MC_META_FLAGS_MAX * 23 + MC_KEY_MAX + 5 + 256 + 3 + 9 + 2)
 
-int
-mc_compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
-                const struct mc_meta_item *it)
+/* A meta reply; with hdr_only, a VA reply stops after its line, before the value. */
+static int
+compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
+             const struct mc_meta_item *it, bool hdr_only)
 {
     static const char codes[][3] = {
         [MC_META_HD] = "HD", [MC_META_VA] = "VA", [MC_META_EN] = "EN",
@@ -364,7 +365,7 @@ mc_compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
         return 0;
     }
     size_t vlen = code == MC_META_VA ? it->vlen : 0;
-    int rc = buf_reserve(b, META_LINE_MAX + vlen + 2);
+    int rc = buf_reserve(b, META_LINE_MAX + (hdr_only ? 0 : vlen + 2));
     if (rc < 0) {
         return rc;
     }
@@ -391,7 +392,7 @@ mc_compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
         }
     }
     p = PUT_LIT(p, "\r\n");
-    if (code == MC_META_VA) {
+    if (code == MC_META_VA && !hdr_only) {
         if (vlen > 0) {
             p = put(p, it->value, vlen);
         }
@@ -399,6 +400,19 @@ mc_compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
     }
     buf_commit(b, (size_t)(p - start));
     return 0;
+}
+
+int
+mc_compose_meta(struct buf *b, const struct mc_req *req, enum mc_meta_code code,
+                const struct mc_meta_item *it)
+{
+    return compose_meta(b, req, code, it, false);
+}
+
+int
+mc_compose_meta_va_hdr(struct buf *b, const struct mc_req *req, const struct mc_meta_item *it)
+{
+    return compose_meta(b, req, MC_META_VA, it, true);
 }
 
 int

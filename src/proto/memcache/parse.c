@@ -29,6 +29,7 @@ static const char E_ERROR[] = "ERROR";
 static const char E_FORMAT[] = "CLIENT_ERROR bad command line format";
 static const char E_CHUNK[] = "CLIENT_ERROR bad data chunk";
 static const char E_TOO_LARGE[] = "SERVER_ERROR object too large for cache";
+static const char E_NO_MEMORY[] = "SERVER_ERROR out of memory storing object";
 static const char E_EXPTIME[] = "CLIENT_ERROR invalid exptime argument";
 static const char E_DELTA_ARG[] = "CLIENT_ERROR invalid numeric delta argument";
 static const char E_DELETE[] = "CLIENT_ERROR bad command line format.  "
@@ -87,10 +88,11 @@ fail_swallow(struct mc_parser *p, struct mc_req *req, const char *msg, size_t le
 }
 
 static enum mc_parse_rc
-fail_close(struct mc_req *req)
+fail_close(struct mc_req *req, const char *why)
 {
     fail(req, NULL, 0, true, 0);
     req->err.action = MC_ERR_CLOSE;
+    req->err.why = why;
     return MC_PARSE_ERROR;
 }
 
@@ -356,6 +358,13 @@ take_value(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char 
            size_t linelen, bool quiet)
 {
     size_t need = linelen + (size_t)req->vlen + 2;
+    if (n < need && p->refuse) {
+        /* No memory to read it into (mc_parse_refuse): memcached's reply when it cannot
+         * allocate the item, and the block is swallowed as it arrives. */
+        fail_swallow(p, req, LIT(E_NO_MEMORY), quiet, linelen, (size_t)req->vlen + 2);
+        req->err.refused = cmd;
+        return MC_PARSE_ERROR;
+    }
     if (n < need) {
         p->need = need;
         return MC_PARSE_AGAIN;
@@ -896,7 +905,7 @@ dispatch(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
     /* memcached drops a connection that speaks HTTP to it, without a word. */
     const struct tok *last = &t[(nt > MAX_TOKENS ? MAX_TOKENS : nt) - 1];
     if (last->len >= 5 && memcmp(last->p, "HTTP/", 5) == 0) {
-        return fail_close(req);
+        return fail_close(req, "HTTP request");
     }
     return fail(req, LIT(E_ERROR), false, linelen);
 }
@@ -1016,6 +1025,11 @@ mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
         return MC_PARSE_AGAIN;
     }
     p->need = 0;
+    /* A binary protocol request: memcached started for ASCII only drops the connection too;
+     * nothing it sends can be read as text (its key and body may hold newlines anywhere). */
+    if (n > 0 && (unsigned char)buf[0] == MC_BINARY_MAGIC) {
+        return fail_close(req, "binary protocol request (not supported)");
+    }
     const char *nl;
     enum mc_parse_rc rc = find_line(p, buf, n, &nl);
     if (rc == MC_PARSE_AGAIN) {
@@ -1023,7 +1037,8 @@ mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
     }
     p->scanned = 0;
     if (rc == MC_PARSE_ERROR) {
-        return fail_close(req);
+        return fail_close(req, n > MC_LINE_MAX && long_line_ok(buf, n) ? "get line too long"
+                                                                       : "line too long");
     }
     size_t linelen = (size_t)(nl - buf) + 1;
     const char *e = nl;
@@ -1041,6 +1056,18 @@ mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
                          linelen);
     }
     return dispatch(p, req, buf, n, e, linelen);
+}
+
+enum mc_parse_rc
+mc_parse_refuse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
+{
+    /* The request is parsed again from its first byte, and take_value() refuses its block. */
+    p->need = 0;
+    p->scanned = 0;
+    p->refuse = true;
+    enum mc_parse_rc rc = mc_parse(p, buf, n, req);
+    p->refuse = false;
+    return rc;
 }
 
 const char *

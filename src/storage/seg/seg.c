@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <time.h>
 
 /*
@@ -1978,6 +1979,12 @@ seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out)
 static void *
 map_region(size_t len, int extra_flags)
 {
+    /* The tail beyond len is unmapped, which needs a page-aligned address: a length that is not
+     * a whole number of pages would leave the whole padding mapped (munmap fails with EINVAL),
+     * 2 MiB of address space lost per table. Callers unmap their own len, which munmap rounds
+     * up the same way. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    len = (len + page - 1) & ~(page - 1);
     size_t padded = len + HUGE_PAGE;
     uint8_t *p = mmap(NULL, padded, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);

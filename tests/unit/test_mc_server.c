@@ -1,0 +1,581 @@
+/*
+ * Unit tests of mc_server (the memcached product's glue: parse, execute on a real shard, compose,
+ * forward between workers, reply order, backpressure), driven through the fake runtime of
+ * tests/support/fake_rt.h: no threads, no sockets, every read split, drain and message delivery
+ * chosen here. Every test also ends by asserting that the fake saw no broken rule (finish()).
+ */
+#include "fake_rt.h"
+
+#include "petrel/mc_exec.h"
+#include "petrel/mc_server.h"
+
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ITEM_MAX 8192
+/* The largest single reply part: the VALUE block of the largest item (value, key, header). */
+#define PART_MAX (ITEM_MAX + 512)
+
+static const char *const product_argv[] = {"--memory-limit=4", "--max-item-size=8k",
+                                           "--segment-size=64k", NULL};
+static const char *const shutdown_argv[] = {"--memory-limit=4", "--max-item-size=8k",
+                                            "--segment-size=64k", "--enable-shutdown", NULL};
+
+static struct fake_rt *rt;
+
+static struct fake_rt *
+start_with(const struct fake_rt_opts *extra)
+{
+    struct fake_rt_opts o = *extra;
+    if (o.reply_part_max == 0) {
+        o.reply_part_max = PART_MAX;
+    }
+    o.tables = &mc_option_table;
+    o.ntables = 1;
+    if (o.argv == NULL) {
+        o.argv = product_argv;
+    }
+    rt = fake_rt_create(&mc_product, &o);
+    cr_assert_not_null(rt, "the fake runtime starts");
+    return rt;
+}
+
+static struct fake_rt *
+start(unsigned nworkers)
+{
+    return start_with(&(struct fake_rt_opts){.nworkers = nworkers});
+}
+
+/* Every test ends here: no broken rule, then everything is freed (ASan checks the rest). */
+static void
+finish(void)
+{
+    const char *first = fake_rt_first_failure(rt, FAKE_CHECK_COUNT);
+    if (first != NULL) {
+        fake_rt_print_failures(rt, stderr);
+    }
+    cr_expect_eq(fake_rt_failures(rt, FAKE_CHECK_COUNT), 0, "the fake runtime saw: %s",
+                 first != NULL ? first : "");
+    fake_rt_destroy(&rt);
+}
+
+/* What a test allocates is freed after it, passed or failed (a failed assertion ends the test
+ * at once, and LeakSanitizer would otherwise report what it held). */
+static void *garbage[256];
+static unsigned ngarbage;
+
+static void *
+keep(void *p)
+{
+    cr_assert_not_null(p);
+    cr_assert_lt(ngarbage, sizeof(garbage) / sizeof(garbage[0]));
+    garbage[ngarbage++] = p;
+    return p;
+}
+
+static void
+cleanup(void)
+{
+    fake_rt_destroy(&rt);
+    while (ngarbage > 0) {
+        free(garbage[--ngarbage]);
+    }
+}
+
+TestSuite(mc_server, .fini = cleanup);
+
+/* A key that worker w of n owns: prefix followed by the first number that lands there. */
+static const char *
+key_on(unsigned n, unsigned w, const char *prefix)
+{
+    static char keys[8][32];
+    static unsigned next;
+    char *k = keys[next++ % 8];
+    for (unsigned i = 0;; i++) {
+        snprintf(k, sizeof(keys[0]), "%s%u", prefix, i);
+        if (mc_shard_of(mc_key_hash(k, strlen(k)), n) == w) {
+            return k;
+        }
+    }
+}
+
+/* Send text, run until nothing moves, and return everything received so far. */
+static const char *
+request(struct fake_conn *fc, const char *text)
+{
+    fake_conn_send_str(fc, text);
+    fake_rt_run(rt);
+    return fake_conn_text(fc);
+}
+
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int rc = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    cr_assert_geq(rc, 0);
+    return keep(s);
+}
+
+/* ---- pipelines and splits ---- */
+
+/* A pipeline touching both workers' shards: storage, multi-key gets, incr, delete, meta. */
+static char *
+pipeline_script(void)
+{
+    const char *a = key_on(2, 0, "a"), *b = key_on(2, 1, "b");
+    char a1[32], b1[32];
+    snprintf(a1, sizeof(a1), "%s", key_on(2, 0, "x"));
+    snprintf(b1, sizeof(b1), "%s", key_on(2, 1, "y"));
+    return format("set %s 0 0 5\r\nhello\r\nset %s 1 0 3\r\nabc\r\nget %s %s\r\n"
+                  "append %s 0 0 2\r\nde\r\nget %s\r\nincr %s 5\r\nset %s 0 0 1\r\n7\r\n"
+                  "incr %s 5\r\ndelete %s\r\ngets %s %s %s\r\nmg %s v\r\nmn\r\n"
+                  "set %s 0 0 2 noreply\r\nzz\r\nget %s %s\r\n",
+                  a, b, a, b, b, b, b1, b1, b1, a, a, b, b1, b, a1, a1, b1);
+}
+
+/* The output of the script fed in one piece, on worker 0 of 2. */
+static char *
+whole_output(const char *script)
+{
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *out = keep(strdup(request(fc, script)));
+    finish();
+    return out;
+}
+
+Test(mc_server, pipeline_split_at_every_byte_gives_the_same_output_as_whole)
+{
+    char *script = pipeline_script();
+    size_t n = strlen(script);
+    char *whole = whole_output(script);
+    cr_assert(strstr(whole, "VALUE") != NULL && strstr(whole, "MN\r\n") != NULL,
+              "the whole run answers: %s", whole);
+    for (size_t cut = 1; cut < n; cut++) {
+        start(2);
+        struct fake_conn *fc = fake_conn_open(rt, 0);
+        fake_conn_send(fc, script, cut);
+        fake_conn_read(fc, cut);
+        fake_rt_run(rt);
+        fake_conn_send(fc, script + cut, n - cut);
+        fake_rt_run(rt);
+        cr_assert_str_eq(fake_conn_text(fc), whole, "split at byte %zu", cut);
+        finish();
+    }
+}
+
+Test(mc_server, pipeline_read_one_byte_at_a_time_gives_the_same_output_as_whole)
+{
+    char *script = pipeline_script();
+    char *whole = whole_output(script);
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, script);
+    while (fake_conn_unsent(fc) > 0) {
+        fake_conn_read(fc, 1);
+        fake_rt_deliver_all(rt);
+        fake_conn_drain(fc, 1); /* and the client reads one byte at a time too */
+    }
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), whole);
+    finish();
+}
+
+/* ---- forwarding and reply order ---- */
+
+Test(mc_server, replies_keep_request_order_when_peers_answer_out_of_order)
+{
+    start(3);
+    const char *p = key_on(3, 1, "p"), *q = key_on(3, 2, "q"), *r = key_on(3, 0, "r");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *set = format("set %s 0 0 1\r\n1\r\nset %s 0 0 1\r\n2\r\nset %s 0 0 1\r\n3\r\n", p, q, r);
+    cr_assert_str_eq(request(fc, set), "STORED\r\nSTORED\r\nSTORED\r\n");
+    size_t before = fake_conn_received(fc)->wpos;
+
+    char *get = format("get %s\r\nget %s\r\nget %s\r\n", p, q, r);
+    fake_conn_send_str(fc, get);
+    fake_conn_read(fc, strlen(get));
+    cr_assert_eq(fake_rt_queued(rt, 0, 1), 1, "the get of p went to worker 1");
+    cr_assert_eq(fake_rt_queued(rt, 0, 2), 1, "the get of q went to worker 2");
+    /* Worker 2 answers first; its reply and r's local one must wait for worker 1's. */
+    fake_rt_deliver(rt, 0, 2, 1);
+    fake_rt_deliver(rt, 2, 0, 1);
+    fake_conn_drain(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_received(fc)->wpos, before, "nothing is sent before p's reply");
+    fake_rt_deliver(rt, 0, 1, 1);
+    fake_rt_deliver(rt, 1, 0, 1);
+    fake_conn_drain(fc, SIZE_MAX);
+    char *want = format("VALUE %s 0 1\r\n1\r\nEND\r\nVALUE %s 0 1\r\n2\r\nEND\r\n"
+                        "VALUE %s 0 1\r\n3\r\nEND\r\n",
+                        p, q, r);
+    cr_assert_str_eq(fake_conn_text(fc) + before, want);
+    finish();
+}
+
+Test(mc_server, multi_key_get_across_two_workers_gathers_values_in_key_order)
+{
+    start(2);
+    const char *a0 = key_on(2, 0, "a"), *b0 = key_on(2, 1, "b");
+    char a1[32], b1[32];
+    snprintf(a1, sizeof(a1), "%s", key_on(2, 0, "c"));
+    snprintf(b1, sizeof(b1), "%s", key_on(2, 1, "d"));
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *set = format("set %s 0 0 2\r\nA0\r\nset %s 0 0 2\r\nB0\r\nset %s 0 0 2\r\nA1\r\n"
+                       "set %s 0 0 2\r\nB1\r\n",
+                       a0, b0, a1, b1);
+    request(fc, set);
+    size_t before = fake_conn_received(fc)->wpos;
+    char *get = format("get %s %s missing %s %s\r\n", b0, a0, b1, a1);
+    char *want = format("VALUE %s 0 2\r\nB0\r\nVALUE %s 0 2\r\nA0\r\nVALUE %s 0 2\r\nB1\r\n"
+                        "VALUE %s 0 2\r\nA1\r\nEND\r\n",
+                        b0, a0, b1, a1);
+    cr_assert_str_eq(request(fc, get) + before, want);
+    finish();
+}
+
+Test(mc_server, flush_all_empties_every_shard)
+{
+    start(2);
+    const char *a = key_on(2, 0, "a"), *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 1);
+    char *text =
+        format("set %s 0 0 1\r\nx\r\nset %s 0 0 1\r\ny\r\nflush_all\r\nget %s %s\r\n", a, b, a, b);
+    cr_assert_str_eq(request(fc, text), "STORED\r\nSTORED\r\nOK\r\nEND\r\n");
+    finish();
+}
+
+Test(mc_server, stats_counts_the_items_of_every_shard)
+{
+    start(2);
+    const char *a = key_on(2, 0, "a"), *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *text = format("set %s 0 0 1\r\nx\r\nset %s 0 0 1\r\ny\r\nstats\r\n", a, b);
+    const char *out = request(fc, text);
+    cr_assert(strstr(out, "STAT curr_items 2\r\n") != NULL, "stats: %s", out);
+    cr_assert(strstr(out, "STAT cmd_set 2\r\n") != NULL, "stats: %s", out);
+    size_t len = strlen(out);
+    cr_assert(len >= 5 && strcmp(out + len - 5, "END\r\n") == 0, "stats ends with END");
+    finish();
+}
+
+Test(mc_server, late_reply_for_a_closed_connection_is_dropped)
+{
+    start(2);
+    const char *b = key_on(2, 1, "b");
+    struct fake_conn *old = fake_conn_open(rt, 0);
+    char *set = format("set %s 0 0 1\r\nx\r\n", b);
+    fake_conn_send_str(old, set);
+    fake_conn_read(old, SIZE_MAX);
+    cr_assert_eq(fake_conn_inflight(old), 1);
+    fake_conn_reset(old);
+    /* The new connection takes the closed one's slot; the late STORED must not reach it. */
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    cr_assert_str_eq(request(fc, "mn\r\n"), "MN\r\n");
+    cr_assert_eq(fake_rt_queued_total(rt), 0);
+    cr_assert_str_eq(fake_conn_text(old), "");
+    finish();
+}
+
+Test(mc_server, reset_with_replies_queued_behind_a_forward_releases_the_output_hold)
+{
+    start(2);
+    const char *a = key_on(2, 0, "a"), *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *text = format("get %s\r\nset %s 0 0 1\r\nx\r\nget %s\r\n", b, a, a);
+    fake_conn_send_str(fc, text);
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_inflight(fc), 1, "b's get waits for worker 1");
+    fake_conn_reset(fc);
+    fake_rt_run(rt);
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_HOLD), 0, "%s",
+                 fake_rt_first_failure(rt, FAKE_CHECK_HOLD));
+    finish();
+}
+
+Test(mc_server, too_many_forwarded_requests_pause_the_connection_until_replies_return)
+{
+    start(2);
+    const char *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *one = format("get %s\r\n", b);
+    size_t n = 1100, len = strlen(one);
+    char *many = keep(malloc(n * len + 1));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(many + i * len, one, len);
+    }
+    fake_conn_send(fc, many, n * len);
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_last_result(fc), RT_PAUSED, "on_data pauses with %u in flight",
+                 fake_conn_inflight(fc));
+    cr_assert(fake_conn_paused(fc));
+    cr_assert_gt(fake_conn_unread(fc), 0, "requests are left unread while paused");
+    fake_rt_run(rt);
+    const char *out = fake_conn_text(fc);
+    size_t ends = 0;
+    for (const char *p = out; (p = strstr(p, "END\r\n")) != NULL; p += 5) {
+        ends++;
+    }
+    cr_assert_eq(ends, n, "every get is answered once it resumed");
+    cr_assert_eq(strlen(out), 5 * n);
+    finish();
+}
+
+/* ---- closing ---- */
+
+Test(mc_server, quit_closes_after_earlier_replies_are_sent)
+{
+    start(2);
+    const char *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *text = format("set %s 0 0 1\r\nx\r\nquit\r\nget %s\r\n", b, b);
+    fake_conn_send_str(fc, text);
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_not(fake_conn_closed(fc), "the set's reply is still to come");
+    fake_rt_deliver_all(rt);
+    cr_assert_not(fake_conn_closed(fc), "its reply is still to be sent");
+    fake_conn_drain(fc, SIZE_MAX);
+    cr_assert(fake_conn_closed(fc));
+    cr_assert_str_eq(fake_conn_close_reason(fc), "RT_CLOSE");
+    cr_assert_str_eq(fake_conn_text(fc), "STORED\r\n", "nothing after quit is answered");
+    finish();
+}
+
+Test(mc_server, eof_closes_once_the_replies_in_flight_are_sent)
+{
+    start(2);
+    const char *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *text = format("get %s\r\n", b);
+    fake_conn_send_str(fc, text);
+    fake_conn_shutdown(fc);
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_not(fake_conn_closed(fc), "the get is still out");
+    fake_rt_run(rt);
+    cr_assert(fake_conn_closed(fc));
+    cr_assert_str_eq(fake_conn_close_reason(fc), "eof");
+    cr_assert_str_eq(fake_conn_text(fc), "END\r\n");
+    finish();
+}
+
+Test(mc_server, http_request_line_closes_the_connection)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_last_result(fc), RT_CLOSE, "on_data returned %d, not RT_CLOSE",
+                 (int)fake_conn_last_result(fc));
+    fake_rt_run(rt);
+    cr_assert(fake_conn_closed(fc));
+    cr_assert_str_eq(fake_conn_text(fc), "", "memcached drops it without a word");
+    finish();
+}
+
+Test(mc_server, line_of_2100_bytes_without_newline_closes_the_connection)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char line[2100];
+    memset(line, 'x', sizeof(line));
+    fake_conn_send(fc, line, sizeof(line));
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_last_result(fc), RT_CLOSE, "on_data returned %d, not RT_CLOSE",
+                 (int)fake_conn_last_result(fc));
+    fake_rt_run(rt);
+    cr_assert(fake_conn_closed(fc));
+    finish();
+}
+
+Test(mc_server, binary_protocol_request_closes_the_connection)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    /* A binary get of key "a": magic 0x80, opcode 0, key length 1, body length 1. */
+    static const unsigned char get[25] = {0x80, 0x00, 0x00, 0x01, [11] = 0x01, [24] = 'a'};
+    fake_conn_send(fc, get, sizeof(get));
+    fake_rt_run(rt);
+    cr_assert(fake_conn_closed(fc), "the connection is %s after a binary request",
+              fake_conn_closed(fc) ? "closed" : "still open");
+    finish();
+}
+
+Test(mc_server, shutdown_when_enabled_asks_the_runtime_to_stop_and_closes)
+{
+    start_with(&(struct fake_rt_opts){.nworkers = 1, .argv = shutdown_argv});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    request(fc, "shutdown\r\n");
+    cr_assert_eq(fake_rt_stop_requests(rt), 1);
+    cr_assert(fake_conn_closed(fc));
+    finish();
+}
+
+/* ---- backpressure ---- */
+
+/* A value of vlen bytes under key k, stored through fc. */
+static void
+store(struct fake_conn *fc, const char *k, size_t vlen)
+{
+    char *v = keep(malloc(vlen + 1));
+    memset(v, 'v', vlen);
+    v[vlen] = '\0';
+    char *text = format("set %s 0 0 %zu\r\n%s\r\n", k, vlen, v);
+    size_t before = fake_conn_received(fc)->wpos;
+    cr_assert_str_eq(request(fc, text) + before, "STORED\r\n");
+}
+
+/* n pipelined gets of key k, sent in one piece. */
+static void
+send_gets(struct fake_conn *fc, const char *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "get %s\r\n", k);
+        fake_conn_send_str(fc, line);
+    }
+}
+
+Test(mc_server, client_that_never_drains_makes_on_data_stop_with_rt_continue)
+{
+    start_with(&(struct fake_rt_opts){.nworkers = 1, .output_limit = 4096});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    store(fc, "v", 3000);
+    send_gets(fc, "v", 40);
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_gt(fake_conn_unread(fc), 0, "the gets past the output limit are left unread");
+    cr_assert_eq(fake_conn_last_result(fc), RT_CONTINUE, "on_data returned %d, not RT_CONTINUE",
+                 (int)fake_conn_last_result(fc));
+    cr_assert_leq(fake_conn_output(fc), fake_rt_output_bound(rt));
+    finish();
+}
+
+Test(mc_server, output_stopped_by_backpressure_goes_on_once_the_client_reads)
+{
+    start_with(&(struct fake_rt_opts){.nworkers = 1, .output_limit = 4096});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    store(fc, "v", 3000);
+    size_t before = fake_conn_received(fc)->wpos;
+    send_gets(fc, "v", 40);
+    fake_conn_read(fc, SIZE_MAX);
+    /* The client reads 1000 bytes at a time and sends nothing more. */
+    while (fake_conn_drain(fc, 1000) > 0) {
+    }
+    const char *out = fake_conn_text(fc) + before;
+    size_t values = 0;
+    for (const char *p = out; (p = strstr(p, "VALUE v 0 3000\r\n")) != NULL; p++) {
+        values++;
+    }
+    cr_assert_eq(values, 40, "every get is answered");
+    cr_assert_leq(fake_conn_output_peak(fc), fake_rt_output_bound(rt));
+    finish();
+}
+
+Test(mc_server, forwarded_replies_for_a_client_that_never_drains_stay_bounded)
+{
+    start_with(&(struct fake_rt_opts){.nworkers = 2, .output_limit = 4096});
+    const char *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    store(fc, b, 3000);
+    send_gets(fc, b, 40);
+    fake_conn_read(fc, SIZE_MAX);
+    fake_rt_deliver_all(rt);
+    fake_conn_read(fc, SIZE_MAX);
+    fake_rt_deliver_all(rt);
+    cr_assert_leq(fake_conn_output_peak(fc), fake_rt_output_bound(rt),
+                  "%zu bytes of output held, the bound is %zu", fake_conn_output_peak(fc),
+                  fake_rt_output_bound(rt));
+    fake_rt_run(rt);
+    finish();
+}
+
+Test(mc_server, pipelined_stats_for_a_client_that_never_drains_stay_bounded)
+{
+    /* Each "stats" waits for every shard; their replies must not all land past the limit at
+     * once when the parts come back. */
+    start_with(&(struct fake_rt_opts){.nworkers = 3, .output_limit = 4096});
+    struct fake_conn *fc = fake_conn_open(rt, 1);
+    for (int i = 0; i < 16; i++) {
+        fake_conn_send_str(fc, "stats\r\n");
+    }
+    fake_conn_read(fc, SIZE_MAX);
+    fake_rt_deliver_all(rt);
+    cr_assert_leq(fake_conn_output_peak(fc), fake_rt_output_bound(rt),
+                  "%zu bytes of output held, the bound is %zu", fake_conn_output_peak(fc),
+                  fake_rt_output_bound(rt));
+    fake_rt_run(rt);
+    const char *out = fake_conn_text(fc);
+    size_t ends = 0;
+    for (const char *p = out; (p = strstr(p, "END\r\n")) != NULL; p += 5) {
+        ends++;
+    }
+    cr_assert_eq(ends, 16, "every stats is answered once the client reads");
+    finish();
+}
+
+/* ---- read-buffer memory ---- */
+
+Test(mc_server, large_value_read_in_many_pieces_is_stored_whole)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char value[7000];
+    memset(value, 'q', sizeof(value));
+    fake_conn_send_str(fc, "set big 0 0 7000\r\n");
+    fake_conn_read(fc, SIZE_MAX);
+    fake_conn_send(fc, value, sizeof(value));
+    fake_conn_send_str(fc, "\r\nmg big s\r\n");
+    while (fake_conn_read(fc, 333) > 0) {
+    }
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), "STORED\r\nHD s7000\r\n");
+    finish();
+}
+
+Test(mc_server, refused_read_buffer_gets_server_error_and_the_next_request_works)
+{
+    /* Read buffers of 1 KiB may grow by 2 KiB: a 6000-byte value does not fit. */
+    start_with(&(struct fake_rt_opts){.nworkers = 1, .read_buffer = 1024, .read_budget = 2048});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char value[6000];
+    memset(value, 'q', sizeof(value));
+    fake_conn_send_str(fc, "set big 0 0 6000\r\n");
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_rt_wants_refused(rt), 1, "the product asked for the value's room");
+    fake_conn_send(fc, value, sizeof(value));
+    fake_conn_send_str(fc, "\r\nget big\r\nset small 0 0 1\r\nx\r\nget small\r\n");
+    while (fake_conn_read(fc, 1000) > 0) {
+    }
+    fake_rt_run(rt);
+    const char *out = fake_conn_text(fc);
+    cr_assert(strncmp(out, "SERVER_ERROR ", 13) == 0, "the refused set is answered: %.60s", out);
+    const char *rest = strstr(out, "\r\n");
+    cr_assert_not_null(rest);
+    cr_assert_str_eq(rest + 2, "END\r\nSTORED\r\nVALUE small 0 1\r\nx\r\nEND\r\n");
+    finish();
+}
+
+/* ---- errors ---- */
+
+Test(mc_server, failed_forward_is_answered_or_aborts_never_an_invalid_result)
+{
+    start(2);
+    const char *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_rt_fail_forwards(rt, 1);
+    char *text = format("get %s\r\nmn\r\n", b);
+    const char *out = request(fc, text);
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_CONTRACT), 0, "%s",
+                 fake_rt_first_failure(rt, FAKE_CHECK_CONTRACT));
+    bool aborted = fake_conn_closed(fc) && strcmp(fake_conn_close_reason(fc), "RT_ABORT") == 0;
+    cr_assert(aborted || strncmp(out, "SERVER_ERROR ", 13) == 0, "closed: %s, output: %s",
+              fake_conn_closed(fc) ? fake_conn_close_reason(fc) : "no", out);
+    finish();
+}
