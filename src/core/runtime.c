@@ -391,21 +391,23 @@ reload(struct runtime *rt)
         atomic_fetch_add(&rt->reload_errors, 1);
         return;
     }
-    if (config_diff(cur->cfg, next, report_change, NULL) == 0) {
-        log_info("reload: %s: no reloadable setting changed",
-                 config_file(next) ? config_file(next) : "no config file");
-    }
     metrics_rcu_publish();
     struct rt_live *old = rcu_xchg_pointer(&rt->live, l);
     log_set_level(l->level);
     if (l->max_conns > old->max_conns) {
         raise_fd_limit(rt, l->max_conns);
     }
+    atomic_fetch_add(&rt->reloads, 1);
+    /* Log the changes once they are in force and counted: whoever reads the log line and then
+     * the figures sees them agree. old stays valid here: only main frees it. */
+    if (config_diff(old->cfg, next, report_change, NULL) == 0) {
+        log_info("reload: %s: no reloadable setting changed",
+                 config_file(next) ? config_file(next) : "no config file");
+    }
     if (metrics_defer_free(old, live_free) < 0) {
         metrics_synchronize(); /* no memory for a deferred free: wait for the readers here */
         live_free(old);
     }
-    atomic_fetch_add(&rt->reloads, 1);
 }
 
 /* Serve until SIGTERM or SIGINT; SIGHUP reopens the log files and reloads the configuration. */

@@ -7,7 +7,9 @@
  * The toy's lines: "e<text>" echoes text; "f<text>" sends text to the next worker, which sends
  * it back ("F<text>" also touches the connection from there: a contract failure); "q" asks to
  * close, "x" to abort; "h<n>" holds n bytes of output; "w<n>" asks for n bytes of read buffer
- * and answers "ok" or "refused"; "b<n>" writes n bytes whatever the output limit.
+ * and answers "ok" or "refused"; "b<n>" writes n bytes whatever the output limit; "c" stops with
+ * RT_CONTINUE once, whatever the output, and is consumed at the next call; "C" does that for
+ * ever; "p" answers RT_PAUSED, whatever is in flight.
  */
 #include "fake_rt.h"
 
@@ -31,6 +33,7 @@ struct toy_msg {
 
 struct toy_conn {
     unsigned inflight;
+    bool continued; /* "c" stopped once already */
 };
 
 static int
@@ -119,6 +122,15 @@ toy_on_data(void *ctx, struct conn *c)
         }
         if (conn_output_full(c)) {
             return toy_continues ? RT_CONTINUE : RT_NEED_MORE;
+        }
+        struct toy_conn *st = conn_state(c);
+        if (p[0] == 'C' || (p[0] == 'c' && !st->continued)) {
+            st->continued = true;
+            return RT_CONTINUE; /* not consumed */
+        }
+        st->continued = false;
+        if (p[0] == 'p') {
+            return RT_PAUSED; /* not consumed */
         }
         size_t len = (size_t)(nl - p) + 1;
         enum rt_result r = toy_line(c, ctx, p, len);
@@ -366,4 +378,98 @@ Test(fake_rt, eof_closes_once_everything_is_answered)
     cr_assert(fake_conn_closed(fc));
     cr_assert_str_eq(fake_conn_close_reason(fc), "eof");
     cr_assert_str_eq(fake_conn_text(fc), "a\n");
+}
+
+Test(fake_rt, rt_continue_with_nothing_to_send_is_called_again_at_the_next_turn)
+{
+    start((struct fake_rt_opts){.nworkers = 1});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "c\neb\n");
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_last_result(fc), RT_CONTINUE);
+    cr_assert_eq(fake_conn_output(fc), 0, "nothing to send, nothing in flight");
+    cr_assert(fake_conn_resume_pending(fc));
+    unsigned calls = fake_conn_data_calls(fc);
+    fake_conn_read(fc, 0);
+    cr_assert_eq(fake_conn_data_calls(fc), calls + 1, "called again without new bytes");
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), "b\n");
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_COUNT), 0, "%s",
+                 fake_rt_first_failure(rt, FAKE_CHECK_COUNT));
+}
+
+Test(fake_rt, rt_continue_with_room_left_is_called_again_once_some_output_is_sent)
+{
+    start((struct fake_rt_opts){.nworkers = 1});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "ea\nc\neb\n");
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_last_result(fc), RT_CONTINUE);
+    unsigned calls = fake_conn_data_calls(fc);
+    fake_conn_read(fc, 0);
+    cr_assert_eq(fake_conn_data_calls(fc), calls, "not before some output is sent");
+    fake_conn_drain(fc, 1);
+    cr_assert_eq(fake_conn_data_calls(fc), calls + 1, "called again once a byte was sent");
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), "a\nb\n");
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_COUNT), 0, "%s",
+                 fake_rt_first_failure(rt, FAKE_CHECK_COUNT));
+}
+
+Test(fake_rt, rt_continue_for_ever_without_progress_is_reported_as_a_stall)
+{
+    start((struct fake_rt_opts){.nworkers = 1});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "ea\nC\n");
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), "a\n");
+    cr_assert_geq(fake_conn_data_calls(fc), 3, "called again while nothing waits");
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_STALL), 1);
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_CONTRACT), 0);
+    cr_assert_not_null(strstr(fake_rt_first_failure(rt, FAKE_CHECK_STALL), "RT_CONTINUE"));
+}
+
+Test(fake_rt, every_reply_calls_on_data_again_even_with_nothing_to_read)
+{
+    start((struct fake_rt_opts){.nworkers = 2});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "fa\n");
+    fake_conn_read(fc, SIZE_MAX);
+    cr_assert_eq(fake_conn_last_result(fc), RT_NEED_MORE, "not paused");
+    unsigned calls = fake_conn_data_calls(fc);
+    fake_rt_deliver(rt, 0, 1, 1);
+    fake_rt_deliver(rt, 1, 0, 1);
+    cr_assert_eq(fake_conn_data_calls(fc), calls + 1);
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), "a\n");
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_COUNT), 0);
+}
+
+Test(fake_rt, reply_for_a_connection_whose_full_output_is_unsent_waits_for_a_send)
+{
+    start((struct fake_rt_opts){.nworkers = 2, .output_limit = 8, .reply_part_max = 16});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "fa\nb10\n");
+    fake_conn_read(fc, SIZE_MAX);
+    unsigned calls = fake_conn_data_calls(fc);
+    fake_rt_deliver(rt, 0, 1, 1);
+    fake_rt_deliver(rt, 1, 0, 1);
+    cr_assert_eq(fake_conn_data_calls(fc), calls, "the output is full and waits to be sent");
+    cr_assert(fake_conn_resume_pending(fc));
+    fake_conn_drain(fc, 6);
+    cr_assert_eq(fake_conn_data_calls(fc), calls + 1, "called once some output left");
+    fake_rt_run(rt);
+    cr_assert_str_eq(fake_conn_text(fc), "bbbbbbbbbba\n");
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_COUNT), 0);
+}
+
+Test(fake_rt, rt_paused_with_nothing_in_flight_is_a_contract_failure)
+{
+    start((struct fake_rt_opts){.nworkers = 2});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    fake_conn_send_str(fc, "p\n");
+    fake_rt_run(rt);
+    cr_assert_eq(fake_conn_last_result(fc), RT_PAUSED);
+    cr_assert_eq(fake_rt_failures(rt, FAKE_CHECK_CONTRACT), 1);
+    cr_assert_not_null(strstr(fake_rt_first_failure(rt, FAKE_CHECK_CONTRACT), "RT_PAUSED"));
 }
