@@ -79,8 +79,7 @@ conn_output_full(const struct conn *c)
     if (out >= rt->wbuf_limit) {
         return true;
     }
-    size_t mine = buf_extra_of(rt, c->io.wbuf.cap) + c->held;
-    if (out == 0 || mine == 0) {
+    if (out == 0 || (c->held == 0 && c->io.wbuf.cap <= rt->rbuf_init)) {
         return false; /* replies that fit the first buffer hold no memory beyond it */
     }
     /* Past the worker's share of buffer-memory, a connection whose output outgrew its first

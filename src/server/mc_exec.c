@@ -296,9 +296,10 @@ drop_expired(struct seg *s, const void *key, size_t klen, uint64_t hash, bool dr
 
 /*
  * Look up one key of a get family request, touching it for gat/gats, and count it. *drop as
- * touch_and_get() sets it. SEG_OK (*v), SEG_NOT_FOUND or SEG_NO_MEMORY.
+ * touch_and_get() sets it. SEG_OK (*v), SEG_NOT_FOUND or SEG_NO_MEMORY. Inlined into its two
+ * callers: it is on the path of every get.
  */
-static enum seg_result
+static inline __attribute__((always_inline)) enum seg_result
 get_lookup(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
            uint64_t hash, struct seg_view *v, bool *drop)
 {

@@ -1694,11 +1694,20 @@ static int
 exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
            uint64_t hash)
 {
+    bool get = is_get_family(req->cmd);
+    if (st->qlen == 0) {
+        /* The most common request of all: nothing waits, so the reply goes straight out. */
+        struct buf *out = conn_wbuf(c);
+        if (!get) {
+            return mc_exec(&mw->shard, req, hash, out);
+        }
+        int rc = mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
+        return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
+    }
     struct out o;
     if (reply_out(mw, c, st, &o) < 0) {
         return -ENOMEM;
     }
-    bool get = is_get_family(req->cmd);
     int rc;
     if (o.s == NULL) {
         rc = get ? mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, o.b)
@@ -1894,10 +1903,9 @@ klog_request(struct mc_worker *mw, const char *text, size_t consumed, long reply
  * Returns enum ex_rc or a negative errno.
  */
 static int
-execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *a)
+execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *a, struct buf *in,
+        struct buf *wb)
 {
-    struct buf *in = conn_rbuf(c);
-    struct buf *wb = conn_wbuf(c);
     bool resumed = st->get_next > 0;
     bool direct = st->qlen == 0;
     bool sample = !resumed && rt_klog_sample();
@@ -2014,7 +2022,7 @@ mc_on_data(void *ctx, struct conn *c)
 {
     struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
-    struct buf *in = conn_rbuf(c);
+    struct buf *in = conn_rbuf(c), *wb = conn_wbuf(c); /* both stay where they are */
     struct ahead batch[AHEAD];
     if (!st->init) {
         conn_init(mw, st);
@@ -2050,7 +2058,7 @@ mc_on_data(void *ctx, struct conn *c)
             }
             int r = EX_STOP;
             if (!held_blocked(c, st) && st->qlen < SLOTS_MAX) {
-                r = execute(mw, c, st, &batch[i]);
+                r = execute(mw, c, st, &batch[i], in, wb);
             }
             if (r == EX_DONE) {
                 continue;
