@@ -556,6 +556,8 @@ conn_serve(struct worker *w, struct conn *c)
         if (rc < 0) {
             return rc;
         }
+        /* A read that found nothing must not leave an idle connection holding a buffer. */
+        buf_pool_give(&w->conns->pool, &c->io.rbuf);
     }
     rc = conn_flush(w, c);
     if (rc < 0) {
