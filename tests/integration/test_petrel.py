@@ -595,11 +595,15 @@ class Lifecycle(unittest.TestCase):
             while seen[-1] < base + (4 << 20) and time.monotonic() < deadline:
                 time.sleep(0.1)
                 seen.append(unused(mon))
-            while seen[-1] >= base + (1 << 20) and time.monotonic() < deadline:
+            # Given back: at least three quarters of the burst (without the admin's purge none of
+            # it goes; jemalloc may keep an extent or two of the rest, a megabyte or two).
+            def given_back():
+                return seen[-1] < base + (max(seen) - base) // 4
+            while not given_back() and time.monotonic() < deadline:
                 time.sleep(0.1)
                 seen.append(unused(mon))
             self.assertGreaterEqual(max(seen), base + (4 << 20), seen)
-            self.assertLess(seen[-1], base + (1 << 20), seen)
+            self.assertTrue(given_back(), seen)
 
     def test_udp_is_refused(self):
         rc, _, err = run(PETREL, "-U", "11211")
