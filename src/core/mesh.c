@@ -9,12 +9,10 @@
  */
 #include "conn.h"
 #include "mesh.h"
+#include "worker.h"
 
 #define PEER_BUDGET 1024 /* messages taken from each peer's ring per iteration */
 #define PEER_RING   1024 /* slots of each ring of the forwarding mesh */
-
-/* The worker running on this thread, for rt_msg_return() (worker.c sets it). */
-extern _Thread_local struct worker *self_worker;
 
 int
 conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)

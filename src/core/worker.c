@@ -11,14 +11,12 @@
 #include "worker.h"
 
 #include "petrel/log.h"
-#include "petrel/sock.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 

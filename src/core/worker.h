@@ -12,5 +12,8 @@ int worker_init(struct worker *w, struct runtime *rt, unsigned id);
 void worker_fini(struct worker *w);
 /* The thread's body (arg: its struct worker). */
 void *worker_main(void *arg);
+/* The worker running on this thread (NULL on other threads): what rt_msg_return() and
+ * rt_metrics() act on. Set by worker_main. */
+extern _Thread_local struct worker *self_worker;
 
 #endif /* PETREL_WORKER_H */

@@ -84,12 +84,7 @@ class Server:
             return data.decode()
 
     def stats(self):
-        out = {}
-        for line in self.admin("stats").splitlines():
-            parts = line.split(" ", 2)
-            if len(parts) == 3 and parts[0] == "STAT":
-                out[parts[1]] = parts[2]
-        return out
+        return parse_stats(self.admin("stats"))
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Signal the server and wait; return (exit status, seconds it took)."""
@@ -119,6 +114,16 @@ class Server:
         self._reader.join(2)
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+def parse_stats(text):
+    """`STAT name value` lines (memcached's stats, from either port) as a dict of strings."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = parts[2]
+    return out
 
 
 def recv_exactly(sock, n, timeout=10.0):

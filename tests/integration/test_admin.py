@@ -11,7 +11,7 @@ import unittest
 from prometheus_client.parser import text_string_to_metric_families
 from pymemcache.client.base import Client
 
-from harness import Server
+from harness import Server, parse_stats
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 TICK = 0.3  # a little more than the workers' 100 ms tick, after which the admin port is current
@@ -30,13 +30,7 @@ def admin_text(server, command, end=(b"END\r\n", b"ERROR\r\n", b"OK\r\n")):
         return data.decode()
 
 
-def stat_lines(text):
-    out = {}
-    for line in text.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "STAT":
-            out[parts[1]] = parts[2]
-    return out
+stat_lines = parse_stats
 
 
 def http_get(server, path):
