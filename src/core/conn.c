@@ -275,7 +275,11 @@ conn_rbuf_want(struct conn *c, size_t n)
         (void)buf_reserve(&c->io.rbuf, n); /* on failure the reads go on with what there is */
         conn_account(w, c);
     } else {
-        c->rbuf_need = n; /* the reads will wait for all of it rather than creep up to it */
+        /* The reads wait for all of it rather than creep up to it; and the wait starts now,
+         * not at the next read: a client may send nothing more until it hears back, and it
+         * must hear back within MEMWAIT_MS (memwait_expire). */
+        c->rbuf_need = n;
+        memwait_add(w, c);
     }
     return 0;
 }

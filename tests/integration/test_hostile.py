@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import Server
+from harness import Server, parse_stats
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 MIB = 1 << 20
@@ -170,12 +170,7 @@ def data_stats(server, timeout=5):
     """The data port's `stats` as a dict of strings."""
     with server.connect(timeout=timeout) as s:
         text = round_trip(s, b"stats\r\n", b"END\r\n", timeout)[0].decode()
-    out = {}
-    for line in text.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "STAT":
-            out[parts[1]] = parts[2]
-    return out
+    return parse_stats(text)
 
 
 def small_recv_socket(port, rcvbuf=4096, timeout=5):
@@ -364,6 +359,35 @@ class StalledLargeSets(unittest.TestCase):
 
     def test_500_stalled_large_sets_do_not_starve_a_complete_one(self):
         self.stalled_then_complete(500, "-c", "1000")
+
+    def test_a_set_that_waits_200_ms_for_buffer_memory_is_refused_and_its_value_skipped(self):
+        # One worker whose share of buffer-memory (raised to one largest request, about 1 MiB)
+        # is held by two stalled 900 KB sets: a third set cannot be read into memory and must
+        # get memcached's error within the 200 ms wait (plus a 100 ms tick), not silence; its
+        # value is skipped, and the connection goes on.
+        with Server(PETREL, "-t", "1", "-m", "64", "--buffer-memory", "1m") as server:
+            stalled = []
+            try:
+                for i in range(2):
+                    s = server.connect(timeout=5)
+                    stalled.append(s)
+                    s.sendall(b"set s%d 0 0 %d\r\n" % (i, self.SIZE) + b"x" * 1000)
+                time.sleep(0.3)  # the worker has read them and given them their buffers
+                with server.connect(timeout=5) as c:
+                    t0 = time.monotonic()
+                    c.sendall(b"set refused 0 0 %d\r\n" % self.SIZE + b"v" * 1000)
+                    line = read_until(c, b"\r\n", 1.0)
+                    self.assertEqual(line, b"SERVER_ERROR out of memory storing object\r\n")
+                    self.assertLess(time.monotonic() - t0, 1.0)
+                    c.sendall(b"v" * (self.SIZE - 1000) + b"\r\nversion\r\n")
+                    self.assertTrue(read_until(c, b"\r\n", 5).startswith(b"VERSION "),
+                                    "the refused value was not skipped")
+                    c.sendall(b"get refused\r\n")
+                    self.assertEqual(read_until(c, b"END\r\n", 5), b"END\r\n")
+                self.assertGreaterEqual(int(data_stats(server)["buffer_refusals"]), 1)
+            finally:
+                for s in stalled:
+                    s.close()
 
 
 # --- 6. request deadline --------------------------------------------------------------------
