@@ -70,6 +70,10 @@ struct config_product {
     const char *name;    /* "petrel-ping" */
     const char *version; /* PETREL_VERSION */
     const char *summary; /* one line for --help */
+    /* --check-config runs this after the options parsed: the checks start-up makes that no
+     * single option's type can (files to load, options that exclude each other). Returns 0,
+     * or prints the error to stderr and returns the exit status. Optional. */
+    int (*validate)(const struct config *cfg);
 };
 
 /* config_load() returns this when the program should go on and run. */

@@ -255,4 +255,11 @@ extern const struct opt_table rt_option_table;
  */
 int rt_main(const struct rt_product *p, const struct config *cfg);
 
+/**
+ * The checks rt_main() makes before it starts anything (for --check-config, as
+ * config_product.validate): options that go together, and the TLS certificates. Returns 0, or
+ * prints the error to stderr and returns the exit status start-up would have.
+ */
+int rt_validate(const struct config *cfg);
+
 #endif /* PETREL_RUNTIME_H */

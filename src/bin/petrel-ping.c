@@ -74,6 +74,7 @@ main(int argc, char **argv)
     const struct config_product info = {
         .name = "petrel-ping",
         .version = PETREL_VERSION,
+        .validate = rt_validate,
         .summary = "Petrel's pingserver: answers PING with PONG over the Petrel runtime",
     };
     struct config *cfg;

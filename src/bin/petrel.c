@@ -15,6 +15,7 @@ main(int argc, char **argv)
     const struct config_product info = {
         .name = "petrel",
         .version = PETREL_VERSION,
+        .validate = rt_validate,
         .summary = "Petrel: a memcached-compatible cache server with Segcache storage",
     };
     struct config *cfg;

@@ -1686,7 +1686,11 @@ config_load(struct config **out, const struct config_product *product,
         status = write_out(&b, config_print(&b, cfg), prog);
         break;
     case CONFIG_ACTION_CHECK:
-        status = write_out(&b, buf_puts(&b, "configuration OK\n"), prog);
+        /* What start-up checks beyond each option alone (and files such as certificates). */
+        status = product != NULL && product->validate != NULL ? product->validate(cfg) : 0;
+        if (status == 0) {
+            status = write_out(&b, buf_puts(&b, "configuration OK\n"), prog);
+        }
         break;
     }
     buf_free(&b);

@@ -1,11 +1,14 @@
 /*
  * acceptor: takes new connections off the listening sockets and hands each to the worker with
- * the fewest connections, through the worker's inbox ring (acceptor(w) -> worker(r)).
+ * the fewest connections, through the worker's inbox ring (acceptor(w) -> worker(r)). A socket
+ * of a TLS listener goes to the handshake thread first (rt->hs_in) and comes back established
+ * (rt->hs_out), then goes to a worker the same way.
  *
  * A full inbox never blocks the acceptor: the descriptor waits in that worker's outbox overflow
  * list and is retried every millisecond until it fits.
  */
 #include "acceptor.h"
+#include "handshake.h"
 #include "live.h"
 
 #include "petrel/log.h"
@@ -45,14 +48,40 @@ pick_worker(struct runtime *rt, unsigned *rr)
     return best;
 }
 
+/* The acceptor's own state. */
+struct acc {
+    struct ring_outbox *out; /* [worker] */
+    bool *dirty;             /* [worker]: staged since the last publish */
+    unsigned rr;
+    struct ring_outbox hs; /* to the handshake thread */
+    bool hs_dirty;
+    uint64_t hs_given;    /* sockets sent to the handshake thread */
+    uint64_t hs_returned; /* ... and established connections it gave back */
+};
+
+/* Open client connections: the workers', and those in or waiting for a TLS handshake. */
 static unsigned
-live_connections(struct runtime *rt)
+live_connections(struct runtime *rt, const struct acc *a)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         n += worker_nconns(&rt->workers[i], rt->workers[i].assigned);
     }
-    return n;
+    uint64_t closed = atomic_load_explicit(&rt->hs_closed, memory_order_acquire);
+    return n + (unsigned)(a->hs_given - a->hs_returned - closed);
+}
+
+/* Stage an item for a worker; false (and nothing staged) when out of memory. */
+static bool
+give_worker(struct runtime *rt, struct acc *a, void *item)
+{
+    struct worker *w = pick_worker(rt, &a->rr);
+    if (ring_outbox_push(&a->out[w->id], item) < 0) {
+        return false;
+    }
+    w->assigned++;
+    a->dirty[w->id] = true;
+    return true;
 }
 
 static void
@@ -66,8 +95,7 @@ reject(struct runtime *rt, int fd)
 }
 
 static void
-accept_from(struct runtime *rt, unsigned listener, struct ring_outbox *out, bool *dirty,
-            unsigned *rr)
+accept_from(struct runtime *rt, unsigned listener, struct acc *a)
 {
     int lfd = rt->listen_fds[listener];
     for (int i = 0; i < ACCEPT_BUDGET; i++) {
@@ -84,35 +112,75 @@ accept_from(struct runtime *rt, unsigned listener, struct ring_outbox *out, bool
         }
         atomic_fetch_add_explicit(&rt->accepted, 1, memory_order_relaxed);
         /* max-conns may be reloaded: read the setting in force for every connection. */
-        if (live_connections(rt) >= rt_live_get(rt).max_conns) {
+        if (live_connections(rt, a) >= rt_live_get(rt).max_conns) {
             reject(rt, fd);
             continue;
         }
         (void)sock_nodelay(fd);
-        struct worker *w = pick_worker(rt, rr);
-        if (ring_outbox_push(&out[w->id], inbox_item(fd, listener)) < 0) {
+        bool queued;
+        if (rt->listen_tls[listener]) {
+            queued = ring_outbox_push(&a->hs, inbox_item(fd, listener)) == 0;
+            a->hs_given += queued;
+            a->hs_dirty = true;
+        } else {
+            queued = give_worker(rt, a, inbox_item(fd, listener));
+        }
+        if (!queued) {
             log_error("out of memory queueing a connection");
             close(fd);
-            continue;
         }
-        w->assigned++;
-        dirty[w->id] = true;
     }
 }
 
-/* Publish what each worker was given and wake the sleepers. Returns descriptors still waiting. */
+/* Established TLS connections back from the handshake thread: on to a worker. */
+static void
+take_established(struct runtime *rt, struct acc *a)
+{
+    void *item;
+    bool any = false;
+    while ((item = ring_pop(rt->hs_out)) != NULL) {
+        any = true;
+        a->hs_returned++;
+        if (!give_worker(rt, a, item)) {
+            log_error("out of memory queueing a connection");
+            handoff_discard(item);
+        }
+    }
+    if (any) {
+        ring_release(rt->hs_out);
+    }
+}
+
+/* Publish what each worker (and the handshake thread) was given and wake the sleepers.
+ * Returns the items still waiting. */
 static size_t
-publish(struct runtime *rt, struct ring_outbox *out, bool *dirty)
+publish(struct runtime *rt, struct acc *a)
 {
     size_t backlog = 0;
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        if (dirty[i] && ring_outbox_flush(&out[i])) {
+        if (a->dirty[i] && ring_outbox_flush(&a->out[i])) {
             waker_notify(&rt->workers[i].waker);
         }
-        dirty[i] = ring_outbox_backlog(&out[i]) > 0;
-        backlog += ring_outbox_backlog(&out[i]);
+        a->dirty[i] = ring_outbox_backlog(&a->out[i]) > 0;
+        backlog += ring_outbox_backlog(&a->out[i]);
     }
-    return backlog;
+    if (a->hs_dirty && ring_outbox_flush(&a->hs)) {
+        waker_notify(&rt->hs_waker);
+    }
+    a->hs_dirty = ring_outbox_backlog(&a->hs) > 0;
+    return backlog + ring_outbox_backlog(&a->hs);
+}
+
+/* Items that never reached their consumer (it has stopped, or is about to). */
+static void
+outbox_discard(struct ring_outbox *o)
+{
+    while (ring_outbox_backlog(o) > 0) {
+        handoff_discard(o->over[o->over_head]);
+        o->over_head = (o->over_head + 1) & (o->over_cap - 1);
+        o->over_len--;
+    }
+    ring_outbox_fini(o);
 }
 
 void *
@@ -123,15 +191,18 @@ acceptor_main(void *arg)
     log_thread_register("acceptor");
     metrics_thread_register(); /* it reads the live settings */
 
-    struct ring_outbox *out = calloc(rt->nworkers, sizeof(*out));
-    bool *dirty = calloc(rt->nworkers, sizeof(*dirty));
+    struct acc a = {.out = calloc(rt->nworkers, sizeof(*a.out)),
+                    .dirty = calloc(rt->nworkers, sizeof(*a.dirty))};
     int epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (out == NULL || dirty == NULL || epfd < 0) {
+    if (a.out == NULL || a.dirty == NULL || epfd < 0) {
         log_error("acceptor: cannot start: %s", strerror(errno ? errno : ENOMEM));
         goto done;
     }
     for (unsigned i = 0; i < rt->nworkers; i++) {
-        ring_outbox_init(&out[i], rt->workers[i].inbox);
+        ring_outbox_init(&a.out[i], rt->workers[i].inbox);
+    }
+    if (rt->tls_on) {
+        ring_outbox_init(&a.hs, rt->hs_in);
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &waker_tag};
     epoll_ctl(epfd, EPOLL_CTL_ADD, rt->acceptor_waker.efd, &ev);
@@ -140,19 +211,28 @@ acceptor_main(void *arg)
         epoll_ctl(epfd, EPOLL_CTL_ADD, rt->listen_fds[i], &ev);
     }
 
-    unsigned rr = 0;
     size_t backlog = 0;
     struct epoll_event evs[RT_MAX_LISTEN + 1];
     while (!atomic_load_explicit(&rt->stop, memory_order_relaxed)) {
-        int n = epoll_wait(epfd, evs, RT_MAX_LISTEN + 1, backlog > 0 ? 1 : -1);
+        int timeout = backlog > 0 ? 1 : -1;
+        /* The sleep protocol of ring.h, for the handshake thread's ring. */
+        waker_sleep_begin(&rt->acceptor_waker);
+        if (rt->tls_on && ring_pending(rt->hs_out)) {
+            timeout = 0;
+        }
+        int n = epoll_wait(epfd, evs, RT_MAX_LISTEN + 1, timeout);
+        waker_sleep_end(&rt->acceptor_waker);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 & LISTENER_TAG) {
-                accept_from(rt, (unsigned)(evs[i].data.u64 & ~LISTENER_TAG), out, dirty, &rr);
+                accept_from(rt, (unsigned)(evs[i].data.u64 & ~LISTENER_TAG), &a);
             } else {
                 waker_drain(&rt->acceptor_waker);
             }
         }
-        backlog = publish(rt, out, dirty);
+        if (rt->tls_on) {
+            take_established(rt, &a);
+        }
+        backlog = publish(rt, &a);
     }
 
 done:
@@ -161,19 +241,16 @@ done:
         close(rt->listen_fds[i]);
         rt->listen_fds[i] = -1;
     }
-    if (out != NULL) {
+    if (a.out != NULL) {
         for (unsigned i = 0; i < rt->nworkers; i++) {
-            /* Descriptors that never reached a worker. */
-            while (ring_outbox_backlog(&out[i]) > 0) {
-                close(inbox_fd(out[i].over[out[i].over_head]));
-                out[i].over_head = (out[i].over_head + 1) & (out[i].over_cap - 1);
-                out[i].over_len--;
-            }
-            ring_outbox_fini(&out[i]);
+            outbox_discard(&a.out[i]);
         }
     }
-    free(out);
-    free(dirty);
+    if (rt->tls_on) {
+        outbox_discard(&a.hs);
+    }
+    free(a.out);
+    free(a.dirty);
     if (epfd >= 0) {
         close(epfd);
     }

@@ -83,6 +83,11 @@ enum global {
     G_LOG_DROPPED,
     G_KLOG_LINES,
     G_WORKERS_STUCK,
+    G_TLS_HANDSHAKES,
+    G_TLS_RESUMPTIONS,
+    G_TLS_ACTIVE,
+    G_TLS_FAILURES, /* one per enum tls_failure */
+    G_TLS_RELOAD_ERRORS = G_TLS_FAILURES + TLS_FAIL_COUNT,
     G_MEM_ALLOCATED, /* the memory figures come last: only with jemalloc */
     G_MEM_ACTIVE,
     G_MEM_RESIDENT,
@@ -104,6 +109,27 @@ static const struct metric_def global_defs[G_COUNT] = {
     [G_LOG_DROPPED] = {"log_dropped", METRIC_COUNTER,
                        "log and command log lines dropped because a thread's ring was full"},
     [G_KLOG_LINES] = {"klog_lines", METRIC_COUNTER, "lines written to the command log"},
+    [G_TLS_HANDSHAKES] = {"tls_handshakes", METRIC_COUNTER, "full TLS handshakes completed"},
+    [G_TLS_RESUMPTIONS] = {"tls_resumptions", METRIC_COUNTER,
+                           "TLS handshakes that resumed a session (ticket or session id)"},
+    [G_TLS_ACTIVE] = {"tls_handshakes_active", METRIC_GAUGE,
+                      "TLS connections waiting for or in their handshake"},
+    [G_TLS_FAILURES + TLS_FAIL_TIMEOUT] = {"tls_failures_timeout", METRIC_COUNTER,
+                                           "TLS handshakes not done within "
+                                           "tls-handshake-timeout"},
+    [G_TLS_FAILURES + TLS_FAIL_NOT_TLS] = {"tls_failures_not_tls", METRIC_COUNTER,
+                                           "connections to a TLS port that did not begin with "
+                                           "a TLS handshake"},
+    [G_TLS_FAILURES + TLS_FAIL_PROTOCOL] = {"tls_failures_protocol", METRIC_COUNTER,
+                                            "TLS handshakes failed on an alert or a malformed, "
+                                            "unsupported or unexpected message"},
+    [G_TLS_FAILURES + TLS_FAIL_CERTIFICATE] = {"tls_failures_certificate", METRIC_COUNTER,
+                                               "TLS handshakes refused for the client's "
+                                               "certificate (missing or not accepted)"},
+    [G_TLS_FAILURES + TLS_FAIL_CLOSED] = {"tls_failures_closed", METRIC_COUNTER,
+                                          "TLS handshakes the client closed or reset"},
+    [G_TLS_RELOAD_ERRORS] = {"tls_reload_errors", METRIC_COUNTER,
+                             "reloads whose TLS certificates did not load (the old ones stay)"},
     [G_WORKERS_STUCK] = {"workers_stuck", METRIC_GAUGE,
                          "workers whose event loop has not turned for health-timeout seconds"},
     [G_MEM_ALLOCATED] = {"mem_allocated", METRIC_GAUGE,
@@ -129,7 +155,17 @@ admin_globals(struct runtime *rt, struct metric_value *out, size_t cap)
         [G_LOG_DROPPED] = log_dropped(),
         [G_KLOG_LINES] = log_klog_lines(),
         [G_WORKERS_STUCK] = atomic_load_explicit(&rt->workers_stuck, memory_order_relaxed),
+        [G_TLS_HANDSHAKES] = atomic_load_explicit(&rt->tls_stats.handshakes, memory_order_relaxed),
+        [G_TLS_RESUMPTIONS] =
+            atomic_load_explicit(&rt->tls_stats.resumptions, memory_order_relaxed),
+        [G_TLS_ACTIVE] = atomic_load_explicit(&rt->tls_stats.active, memory_order_relaxed),
+        [G_TLS_RELOAD_ERRORS] =
+            atomic_load_explicit(&rt->tls_stats.reload_errors, memory_order_relaxed),
     };
+    for (unsigned i = 0; i < TLS_FAIL_COUNT; i++) {
+        v[G_TLS_FAILURES + i] =
+            atomic_load_explicit(&rt->tls_stats.failures[i], memory_order_relaxed);
+    }
     size_t n = PETREL_HAVE_JEMALLOC ? G_COUNT : G_MEM_ALLOCATED;
     for (unsigned i = 0; i < MEM_COUNT; i++) {
         v[G_MEM_ALLOCATED + i] = atomic_load_explicit(&mem[i], memory_order_relaxed);
@@ -196,7 +232,7 @@ rt_stats_write(struct buf *out, const char *version)
     if (rc < 0) {
         return rc;
     }
-    struct metric_value g[32];
+    struct metric_value g[G_COUNT];
     size_t ng = admin_globals(rt, g, sizeof(g) / sizeof(g[0]));
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -19,6 +19,7 @@
  *   - idle: no buffer at all (they come from and go back to the worker's pool).
  */
 #include "conn.h"
+#include "handshake.h"
 
 #include "petrel/log.h"
 
@@ -343,7 +344,7 @@ table_reserve(struct conn_table *t)
 }
 
 void
-conn_adopt(struct worker *w, int fd, unsigned listener)
+conn_adopt(struct worker *w, void *item)
 {
     struct runtime *rt = w->rt;
     struct conn_table *t = w->conns;
@@ -352,9 +353,18 @@ conn_adopt(struct worker *w, int fd, unsigned listener)
         log_error("out of memory adopting a connection");
         goto fail;
     }
-    transport_plain_init(&c->io.t, fd);
+    if (inbox_is_handoff(item)) {
+        struct handoff *h = item;
+        transport_tls_init(&c->io.t, h->s);
+        c->listener = h->listener;
+        free(h);
+        metrics_incr(&w->m[RTM_TLS_CONNECTIONS]);
+    } else {
+        transport_plain_init(&c->io.t, inbox_fd(item));
+        c->listener = inbox_listener(item);
+    }
+    int fd = c->io.t.fd;
     c->w = w;
-    c->listener = listener;
     c->slot = t->free[--t->nfree];
     c->last_active = t->now;
     buf_init(&c->io.rbuf, rt->rbuf_init, rt->rbuf_max);
@@ -363,8 +373,13 @@ conn_adopt(struct worker *w, int fd, unsigned listener)
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_error("epoll_ctl: %s", strerror(errno));
         t->free[t->nfree++] = c->slot;
+        if (transport_tls_session(&c->io.t) != NULL) {
+            metrics_add(&w->m[RTM_TLS_CONNECTIONS], (uint64_t)-1);
+        }
+        c->io.t.ops->close(&c->io.t);
         free(c);
-        goto fail;
+        metrics_incr(&w->closed); /* the acceptor counted it as handed over */
+        return;
     }
     t->slot[c->slot] = c;
     t->used++;
@@ -372,7 +387,8 @@ conn_adopt(struct worker *w, int fd, unsigned listener)
     log_verbose("connection %d adopted", fd);
     return;
 fail:
-    close(fd);
+    free(c);
+    handoff_discard(item);
     metrics_incr(&w->closed); /* the acceptor counted it as handed over */
 }
 
@@ -389,6 +405,9 @@ conn_close(struct worker *w, struct conn *c)
     }
     queue_remove(t, Q_PENDING, c);
     memwait_remove(t, c);
+    if (transport_tls_session(&c->io.t) != NULL) {
+        metrics_add(&w->m[RTM_TLS_CONNECTIONS], (uint64_t)-1);
+    }
     connio_close(&c->io);
     conn_account(w, c);
     t->slot[c->slot] = NULL;
@@ -475,7 +494,13 @@ conn_read(struct worker *w, struct conn *c)
         }
         ssize_t n = connio_read(&c->io);
         if (n < 0) {
-            log_verbose("connection %d: read: %s", c->io.t.fd, strerror((int)-n));
+            struct tls_session *tls = transport_tls_session(&c->io.t);
+            if (tls != NULL && n == -EPROTO) {
+                metrics_incr(&w->m[RTM_TLS_ERRORS]);
+                log_verbose("connection %d: tls: %s", c->io.t.fd, tls_session_error(tls));
+            } else {
+                log_verbose("connection %d: read: %s", c->io.t.fd, strerror((int)-n));
+            }
             return (int)n;
         }
         metrics_add(&w->m[RTM_BYTES_READ], (uint64_t)n);

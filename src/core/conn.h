@@ -84,8 +84,9 @@ struct conn_table {
 int conn_table_init(struct worker *w);
 void conn_table_fini(struct worker *w);
 
-/** Take over an accepted socket from listener `listener`; on failure it is closed. */
-void conn_adopt(struct worker *w, int fd, unsigned listener);
+/** Take over a connection from the inbox (an accepted socket, or an established TLS session:
+ * see inbox_item()); on failure it is closed. */
+void conn_adopt(struct worker *w, void *item);
 
 /** Close c now: the product's on_close, the transport, the buffers, the slot. */
 void conn_close(struct worker *w, struct conn *c);

@@ -9,6 +9,7 @@
 #include "petrel/metrics.h"
 #include "petrel/ring.h"
 #include "petrel/runtime.h"
+#include "petrel/tls.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,11 +32,22 @@ enum rt_metric {
     RTM_INPUT_WAITS,      /* reads put off because the buffers held buffer-memory */
     RTM_BUFFER_REFUSALS,  /* requests refused after waiting MEMWAIT_MS for buffer memory */
     RTM_REQUEST_TIMEOUTS, /* connections closed with a request unfinished past request-timeout */
+    RTM_TLS_CONNECTIONS,  /* gauge: established TLS connections */
+    RTM_TLS_ERRORS,       /* TLS connections closed for a bad record or a renegotiation */
     RTM_COUNT
 };
 extern const struct metric_table rt_worker_metrics;
 
 struct rt_live;
+
+/* The handshake thread's counters: handshake(w), main(w: reload_errors) -> admin(r). */
+struct tls_counters {
+    _Atomic uint64_t handshakes;  /* full handshakes completed */
+    _Atomic uint64_t resumptions; /* resumed handshakes completed */
+    _Atomic uint64_t failures[TLS_FAIL_COUNT];
+    _Atomic uint64_t reload_errors; /* SIGHUPs whose certificates did not load */
+    _Atomic uint64_t active;        /* gauge: sockets waiting for or in a handshake */
+};
 
 struct worker {
     unsigned id;
@@ -77,6 +89,7 @@ struct runtime {
     size_t buf_budget; /* per worker: buffers beyond rbuf_init, read and write, all connections */
 
     int listen_fds[RT_MAX_LISTEN];
+    bool listen_tls[RT_MAX_LISTEN]; /* read-only: the listener speaks TLS */
     size_t nlisten;
     int admin_fd;
     char *unix_path; /* unlinked at exit */
@@ -94,26 +107,50 @@ struct runtime {
     _Atomic uint64_t reload_errors; /* main(w) -> admin(r): files that failed to load */
     _Atomic unsigned workers_stuck; /* admin(w) -> any(r) */
     bool debug_commands;            /* read-only: --debug-commands */
+
+    /* TLS: only when a listener speaks it (see handshake.h). */
+    bool tls_on;                           /* read-only */
+    struct tls_server *tls;                /* main-private: the certificates in force */
+    _Atomic(struct tls_server *) tls_next; /* main(w) -> handshake(r): use these from now on */
+    pthread_t handshaker;
+    struct waker hs_waker;      /* acceptor, main -> handshake thread */
+    struct ring *hs_in;         /* acceptor(w) -> handshake(r): sockets, inbox_item() */
+    struct ring *hs_out;        /* handshake(w) -> acceptor(r): struct handoff */
+    _Atomic uint64_t hs_closed; /* handshake(w) -> acceptor(r): sockets it closed */
+    size_t hs_max;              /* read-only: handshakes holding a session at once */
+    struct tls_counters tls_stats;
 };
 
-/* An accepted socket in a worker's inbox: its descriptor and the index of its listener (which
- * says its transport and product), packed into the ring's pointer-sized item, never NULL. */
+/*
+ * An item of a worker's inbox (and of the handshake thread's): either a plain accepted socket,
+ * its descriptor and the index of its listener packed into the pointer-sized item with the top
+ * bit set (never NULL), or a pointer to a struct handoff, an established TLS connection (user
+ * pointers never have the top bit).
+ */
+#define INBOX_SOCKET_TAG (UINT64_C(1) << 63)
+
 static inline void *
 inbox_item(int fd, unsigned listener)
 {
-    return (void *)(uintptr_t)(((uint64_t)listener << 32) | (uint32_t)(fd + 1));
+    return (void *)(uintptr_t)(INBOX_SOCKET_TAG | ((uint64_t)listener << 32) | (uint32_t)fd);
+}
+
+static inline bool
+inbox_is_handoff(void *item)
+{
+    return ((uint64_t)(uintptr_t)item & INBOX_SOCKET_TAG) == 0;
 }
 
 static inline int
 inbox_fd(void *item)
 {
-    return (int)(uint32_t)(uintptr_t)item - 1;
+    return (int)(uint32_t)(uintptr_t)item;
 }
 
 static inline unsigned
 inbox_listener(void *item)
 {
-    return (unsigned)((uint64_t)(uintptr_t)item >> 32);
+    return (unsigned)(((uint64_t)(uintptr_t)item & ~INBOX_SOCKET_TAG) >> 32);
 }
 
 /** Live connections of w: acceptor's count of hand-offs less the worker's closes. Any thread. */

@@ -41,6 +41,7 @@ live_new(struct config *cfg, bool owned)
     l->klog_every =
         config_str(cfg, "klog-file")[0] != '\0' ? (unsigned)config_uint(cfg, "klog-sample") : 0;
     l->health_timeout = (unsigned)config_uint(cfg, "health-timeout");
+    l->tls_handshake_timeout = (unsigned)config_uint(cfg, "tls-handshake-timeout");
     l->level = effective_level(cfg);
     return l;
 }

@@ -23,6 +23,7 @@ struct rt_live {
     unsigned request_timeout; /* seconds, 0 = never */
     unsigned klog_every;      /* log 1 in N requests to the command log; 0 = off */
     unsigned health_timeout;
+    unsigned tls_handshake_timeout; /* seconds */
     enum log_level level;
 };
 

@@ -8,6 +8,7 @@
  */
 #include "acceptor.h"
 #include "admin.h"
+#include "handshake.h"
 #include "live.h"
 #include "mesh.h"
 #include "notify.h"
@@ -186,6 +187,72 @@ static const struct opt_def rt_options[] = {
      .flags = OPT_RELOADABLE,
      .help =
          "seconds a worker's event loop may go without turning before /health reports it stuck"},
+    {.name = "enable-ssl",
+     .short_name = 'Z',
+     .section = "tls",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "TLS on the main port (--port, every --listen address; the unix socket stays "
+             "plain); needs --tls-cert and --tls-key"},
+    {.name = "tls-port",
+     .section = "tls",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .min = 0,
+     .max = 65535,
+     .help = "also listen for TLS on this port, on the --listen addresses, beside the plain "
+             "port (0: none)"},
+    {.name = "tls-cert",
+     .section = "tls",
+     .type = OPT_STR,
+     .dflt = "",
+     .flags = OPT_RELOADABLE,
+     .help = "the server's certificate chain, PEM (re-read on SIGHUP)"},
+    {.name = "tls-key",
+     .section = "tls",
+     .type = OPT_STR,
+     .dflt = "",
+     .flags = OPT_RELOADABLE,
+     .help = "the private key of --tls-cert, PEM (re-read on SIGHUP)"},
+    {.name = "tls-ca",
+     .section = "tls",
+     .type = OPT_STR,
+     .dflt = "",
+     .flags = OPT_RELOADABLE,
+     .help = "CA certificates that sign client certificates, PEM (re-read on SIGHUP)"},
+    {.name = "tls-verify",
+     .section = "tls",
+     .type = OPT_ENUM,
+     .dflt = "none",
+     .choices = tls_verify_names,
+     .flags = OPT_RELOADABLE,
+     .help = "client certificates: none (not asked for), optional (checked when given), "
+             "required (mutual TLS: refused without one --tls-ca accepts)"},
+    {.name = "tls-ciphers",
+     .section = "tls",
+     .type = OPT_STR,
+     .dflt = "",
+     .flags = OPT_RELOADABLE,
+     .help = "cipher suites, mbedTLS names separated by ':' (none: ECDHE with AES-GCM or "
+             "ChaCha20-Poly1305)"},
+    {.name = "tls-handshake-timeout",
+     .section = "tls",
+     .type = OPT_UINT,
+     .dflt = "5",
+     .min = 1,
+     .max = 3600,
+     .flags = OPT_RELOADABLE,
+     .help = "close a TLS connection whose handshake is not done this many seconds after it "
+             "was accepted"},
+    {.name = "tls-session-lifetime",
+     .section = "tls",
+     .type = OPT_UINT,
+     .dflt = "7200",
+     .min = 0,
+     .max = 604800,
+     .flags = OPT_RELOADABLE,
+     .help = "seconds a TLS session may be resumed (session tickets, session ids); 0: no "
+             "resumption"},
     {.name = "debug-commands",
      .section = "admin",
      .type = OPT_BOOL,
@@ -212,6 +279,9 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
     [RTM_REQUEST_TIMEOUTS] = {"request_timeouts", METRIC_COUNTER,
                               "connections closed with a request unfinished after "
                               "request-timeout"},
+    [RTM_TLS_CONNECTIONS] = {"tls_connections", METRIC_GAUGE, "open TLS client connections"},
+    [RTM_TLS_ERRORS] = {"tls_errors", METRIC_COUNTER,
+                        "TLS connections closed for a bad record or a renegotiation attempt"},
 };
 
 const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};
@@ -239,7 +309,58 @@ check_options(const struct config *cfg, unsigned *unix_mode)
         return CONFIG_EX_USAGE;
     }
     *unix_mode = (unsigned)m;
+    if (config_uint(cfg, "tls-port") != 0 &&
+        config_uint(cfg, "tls-port") == config_uint(cfg, "port")) {
+        fprintf(stderr, "--tls-port: %u is also --port; use -Z for TLS on the main port\n",
+                (unsigned)config_uint(cfg, "tls-port"));
+        return CONFIG_EX_USAGE;
+    }
     return 0;
+}
+
+static bool
+tls_wanted(const struct config *cfg)
+{
+    return config_bool(cfg, "enable-ssl") || config_uint(cfg, "tls-port") != 0;
+}
+
+/* Load the certificates cfg names. Returns 0, or an exit status with the error in err. */
+static int
+tls_load(const struct config *cfg, struct tls_server **out, char *err, size_t errlen)
+{
+    const struct tls_settings ts = {
+        .cert = config_str(cfg, "tls-cert"),
+        .key = config_str(cfg, "tls-key"),
+        .ca = config_str(cfg, "tls-ca"),
+        .ciphers = config_str(cfg, "tls-ciphers"),
+        .verify = (enum tls_verify)config_enum(cfg, "tls-verify"),
+        .session_lifetime = (unsigned)config_uint(cfg, "tls-session-lifetime"),
+    };
+    const char *missing = ts.cert[0] == '\0' ? "tls-cert" : ts.key[0] == '\0' ? "tls-key" : NULL;
+    if (missing != NULL) {
+        snprintf(err, errlen, "--%s: needed when TLS is on (-Z/--enable-ssl or --tls-port)",
+                 missing);
+        return CONFIG_EX_USAGE;
+    }
+    int rc = tls_server_new(&ts, out, err, errlen);
+    return rc == 0 ? 0 : rc == -ENOMEM ? CONFIG_EX_OSERR : CONFIG_EX_CONFIG;
+}
+
+int
+rt_validate(const struct config *cfg)
+{
+    unsigned unix_mode;
+    int status = check_options(cfg, &unix_mode);
+    if (status == 0 && tls_wanted(cfg)) {
+        char err[512];
+        struct tls_server *srv = NULL;
+        status = tls_load(cfg, &srv, err, sizeof(err));
+        if (status != 0) {
+            fprintf(stderr, "%s\n", err);
+        }
+        tls_server_put(srv);
+    }
+    return status;
 }
 
 static int
@@ -250,6 +371,20 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
     int backlog = (int)config_uint(rt->cfg, "backlog");
     int rc = sock_listen_tcp(config_str(rt->cfg, "listen"), port, backlog, rt->listen_fds,
                              RT_MAX_LISTEN, &rt->nlisten, err, sizeof(err));
+    for (size_t i = 0; i < rt->nlisten; i++) {
+        rt->listen_tls[i] = config_bool(rt->cfg, "enable-ssl");
+    }
+    uint16_t tls_port = (uint16_t)config_uint(rt->cfg, "tls-port");
+    if (rc == 0 && tls_port != 0) {
+        size_t n = 0;
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), tls_port, backlog,
+                             rt->listen_fds + rt->nlisten, RT_MAX_LISTEN - rt->nlisten, &n, err,
+                             sizeof(err));
+        for (size_t i = rt->nlisten; i < rt->nlisten + n; i++) {
+            rt->listen_tls[i] = true;
+        }
+        rt->nlisten += n;
+    }
     if (rc == 0 && config_str(rt->cfg, "unix-socket")[0] != '\0') {
         const char *path = config_str(rt->cfg, "unix-socket");
         rc = sock_listen_unix(path, unix_mode, backlog, err, sizeof(err));
@@ -269,7 +404,7 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
     for (size_t i = 0; i < rt->nlisten; i++) {
         char name[128];
         sock_name(rt->listen_fds[i], name, sizeof(name));
-        log_info("listening on %s", name);
+        log_info("listening on %s%s", name, rt->listen_tls[i] ? " (tls)" : "");
     }
     char name[128];
     sock_name(rt->admin_fd, name, sizeof(name));
@@ -365,6 +500,34 @@ report_change(void *arg, const struct opt_def *def, const char *old_value, const
     log_info("reload: %s: '%s' -> '%s'", def->name, old_value, new_value);
 }
 
+/* Give the handshake thread certificates to use from now on (it drops those it had). */
+static void
+tls_publish(struct runtime *rt, struct tls_server *srv)
+{
+    tls_server_put(atomic_exchange(&rt->tls_next, tls_server_get(srv)));
+    eventfd_write(rt->hs_waker.efd, 1);
+}
+
+/* SIGHUP: read the certificate files again, changed or not (renewals keep their names). A set
+ * that does not load leaves the one in force; open connections keep theirs either way. */
+static void
+tls_reload(struct runtime *rt, const struct config *cfg)
+{
+    char err[512];
+    struct tls_server *srv = NULL;
+    if (tls_load(cfg, &srv, err, sizeof(err)) != 0) {
+        log_error("tls: reload: %s; keeping the certificates in use", err);
+        atomic_fetch_add(&rt->tls_stats.reload_errors, 1);
+        return;
+    }
+    tls_publish(rt, srv);
+    tls_server_put(rt->tls);
+    rt->tls = srv;
+    char what[256];
+    tls_server_describe(srv, what, sizeof(what));
+    log_info("tls: reloaded: %s", what);
+}
+
 /*
  * Re-read the config file. A file that does not load leaves everything as it was; settings
  * that cannot change while running are named and kept; the rest is published as a new struct
@@ -398,6 +561,9 @@ reload(struct runtime *rt)
         raise_fd_limit(rt, l->max_conns);
     }
     atomic_fetch_add(&rt->reloads, 1);
+    if (rt->tls_on) {
+        tls_reload(rt, next);
+    }
     /* Log the changes once they are in force and counted: whoever reads the log line and then
      * the figures sees them agree. old stays valid here: only main frees it. */
     if (config_diff(old->cfg, next, report_change, NULL) == 0) {
@@ -436,12 +602,17 @@ signal_loop(struct runtime *rt, int sfd)
 }
 
 static void
-stop_threads(struct runtime *rt, bool acceptor, bool admin, unsigned workers)
+stop_threads(struct runtime *rt, bool acceptor, bool handshake, bool admin, unsigned workers)
 {
     atomic_store(&rt->stop, true);
     if (acceptor) {
         eventfd_write(rt->acceptor_waker.efd, 1);
         pthread_join(rt->acceptor, NULL);
+    }
+    /* After the acceptor, its only source; its handshakes in progress are dropped. */
+    if (handshake) {
+        eventfd_write(rt->hs_waker.efd, 1);
+        pthread_join(rt->handshaker, NULL);
     }
     for (unsigned i = 0; i < workers; i++) {
         atomic_store(&rt->workers[i].stop, true);
@@ -480,6 +651,39 @@ runtime_free(struct runtime *rt)
     }
     waker_fini(&rt->acceptor_waker);
     waker_fini(&rt->admin_waker);
+    waker_fini(&rt->hs_waker);
+    ring_destroy(&rt->hs_in);
+    ring_destroy(&rt->hs_out);
+    tls_server_put(atomic_exchange(&rt->tls_next, NULL));
+    tls_server_put(rt->tls);
+    rt->tls = NULL;
+}
+
+/* The handshake thread's rings and waker, and the certificates it starts with. */
+static int
+tls_setup(struct runtime *rt)
+{
+    int rc = waker_init(&rt->hs_waker);
+    if (rc == 0) {
+        rc = ring_create(&rt->hs_in, 4096);
+    }
+    if (rc == 0) {
+        rc = ring_create(&rt->hs_out, 4096);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    /* Handshakes in progress may hold a quarter of buffer-memory (and at least a few). */
+    rt->hs_max = (size_t)config_uint(rt->cfg, "buffer-memory") / 4 / TLS_SESSION_BYTES;
+    if (rt->hs_max < 4) {
+        rt->hs_max = 4;
+    }
+    atomic_store(&rt->tls_next, tls_server_get(rt->tls));
+    char what[256];
+    tls_server_describe(rt->tls, what, sizeof(what));
+    log_info("tls: %s; verify clients: %s", what,
+             tls_verify_names[config_enum(rt->cfg, "tls-verify")]);
+    return 0;
 }
 
 /* The registry: the runtime's per-worker table, then the product's. */
@@ -517,10 +721,22 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     if (status != 0) {
         return status;
     }
+    struct runtime rt_storage = {.p = p, .cfg = cfg, .admin_fd = -1}, *rt = &rt_storage;
+    rt->acceptor_waker.efd = rt->admin_waker.efd = rt->hs_waker.efd = -1;
+    rt->tls_on = tls_wanted(cfg);
+    if (rt->tls_on) {
+        char err[512];
+        status = tls_load(cfg, &rt->tls, err, sizeof(err));
+        if (status != 0) {
+            fprintf(stderr, "%s\n", err);
+            return status;
+        }
+    }
     int rc = log_setup(effective_level(cfg), config_str(cfg, "log-file"));
     if (rc < 0) {
         fprintf(stderr, "--log-file: cannot open '%s': %s\n", config_str(cfg, "log-file"),
                 strerror(-rc));
+        tls_server_put(rt->tls);
         return CONFIG_EX_CONFIG;
     }
     rc = log_klog_setup(config_str(cfg, "klog-file"));
@@ -528,6 +744,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
         fprintf(stderr, "--klog-file: cannot open '%s': %s\n", config_str(cfg, "klog-file"),
                 strerror(-rc));
         log_teardown();
+        tls_server_put(rt->tls);
         return CONFIG_EX_CONFIG;
     }
     /* From here main's lines go through its ring too, so it never races the flusher's reopen. */
@@ -535,8 +752,6 @@ rt_main(const struct rt_product *p, const struct config *cfg)
 
     /* main takes part in RCU: it publishes reloaded settings and frees the old ones. */
     metrics_thread_register();
-    struct runtime rt_storage = {.p = p, .cfg = cfg, .admin_fd = -1}, *rt = &rt_storage;
-    rt->acceptor_waker.efd = rt->admin_waker.efd = -1;
     unsigned threads = (unsigned)config_uint(cfg, "threads");
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     rt->nworkers = threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
@@ -574,16 +789,24 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     if (open_listeners(rt, unix_mode) < 0) {
         goto out;
     }
+    if (rt->tls_on && (rc = tls_setup(rt)) < 0) {
+        log_error("tls: %s", strerror(-rc));
+        goto out;
+    }
     if (start_workers(rt, &started) < 0) {
-        stop_threads(rt, false, false, started);
+        stop_threads(rt, false, false, false, started);
         goto out;
     }
     if (pthread_create(&rt->admin, NULL, admin_main, rt) != 0) {
-        stop_threads(rt, false, false, started);
+        stop_threads(rt, false, false, false, started);
+        goto out;
+    }
+    if (rt->tls_on && pthread_create(&rt->handshaker, NULL, handshake_main, rt) != 0) {
+        stop_threads(rt, false, false, true, started);
         goto out;
     }
     if (pthread_create(&rt->acceptor, NULL, acceptor_main, rt) != 0) {
-        stop_threads(rt, false, true, started);
+        stop_threads(rt, false, rt->tls_on, true, started);
         goto out;
     }
     log_info("%s %s ready: %u worker%s, up to %u connections", p->name, PETREL_VERSION,
@@ -596,7 +819,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
 
     signal_loop(rt, sfd);
     notify_send("STOPPING=1");
-    stop_threads(rt, true, true, started);
+    stop_threads(rt, true, rt->tls_on, true, started);
     log_info("stopped");
     status = 0;
 out:

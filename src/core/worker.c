@@ -6,6 +6,7 @@
  * the product's periodic work.
  */
 #include "conn.h"
+#include "handshake.h"
 #include "live.h"
 #include "mesh.h"
 #include "worker.h"
@@ -98,11 +99,11 @@ worker_init(struct worker *w, struct runtime *rt, unsigned id)
 void
 worker_fini(struct worker *w)
 {
-    /* Descriptors still in the inbox were never adopted: close them. */
+    /* Connections still in the inbox were never adopted: close them. */
     void *item;
     if (w->inbox != NULL) {
         while ((item = ring_pop(w->inbox)) != NULL) {
-            close(inbox_fd(item));
+            handoff_discard(item);
         }
         ring_destroy(&w->inbox);
     }
@@ -128,7 +129,7 @@ adopt_new(struct worker *w)
     void *item;
     unsigned n = 0;
     while (n < ADOPT_BUDGET && (item = ring_pop(w->inbox)) != NULL) {
-        conn_adopt(w, inbox_fd(item), inbox_listener(item));
+        conn_adopt(w, item);
         n++;
     }
     if (n > 0) {

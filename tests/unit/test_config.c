@@ -96,7 +96,8 @@ static const struct opt_table tables[] = {
 };
 #define NTABLES NDEFS(tables)
 
-static const struct config_product product = {"petrel", "0.1.0", "A test cache server."};
+static const struct config_product product = {
+    .name = "petrel", .version = "0.1.0", .summary = "A test cache server."};
 
 /* Each Criterion test runs in its own process: this state is per test. */
 static char err[1024];
