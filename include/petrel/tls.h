@@ -49,10 +49,15 @@ struct tls_server;
 struct tls_session;
 
 /**
- * Load certificates and build a server. Returns 0, or -EINVAL with err naming the option and
- * the file ("--tls-cert: cannot load '/etc/x.pem': X509 - ..."), or -ENOMEM. Main thread.
+ * Load certificates and build a server. prev, if not NULL, is the server this one replaces: its
+ * session tickets and cache carry over (sessions stay resumable across a certificate reload)
+ * when neither checks client certificates and the lifetime is the same. Returns 0, or -EINVAL
+ * with err naming the option and the file ("--tls-cert: cannot load '/etc/x.pem': ..."), or
+ * -ENOMEM. Main thread (prev's handshakes may be running on the handshake thread: building
+ * takes nothing from prev but a reference on its resumption state).
  */
-int tls_server_new(const struct tls_settings *s, struct tls_server **out, char *err, size_t errlen);
+int tls_server_new(const struct tls_settings *s, struct tls_server *prev, struct tls_server **out,
+                   char *err, size_t errlen);
 
 /** Take another reference; returns srv. Any thread. */
 struct tls_server *tls_server_get(struct tls_server *srv);

@@ -326,7 +326,8 @@ tls_wanted(const struct config *cfg)
 
 /* Load the certificates cfg names. Returns 0, or an exit status with the error in err. */
 static int
-tls_load(const struct config *cfg, struct tls_server **out, char *err, size_t errlen)
+tls_load(const struct config *cfg, struct tls_server *prev, struct tls_server **out, char *err,
+         size_t errlen)
 {
     const struct tls_settings ts = {
         .cert = config_str(cfg, "tls-cert"),
@@ -342,7 +343,7 @@ tls_load(const struct config *cfg, struct tls_server **out, char *err, size_t er
                  missing);
         return CONFIG_EX_USAGE;
     }
-    int rc = tls_server_new(&ts, out, err, errlen);
+    int rc = tls_server_new(&ts, prev, out, err, errlen);
     return rc == 0 ? 0 : rc == -ENOMEM ? CONFIG_EX_OSERR : CONFIG_EX_CONFIG;
 }
 
@@ -354,7 +355,7 @@ rt_validate(const struct config *cfg)
     if (status == 0 && tls_wanted(cfg)) {
         char err[512];
         struct tls_server *srv = NULL;
-        status = tls_load(cfg, &srv, err, sizeof(err));
+        status = tls_load(cfg, NULL, &srv, err, sizeof(err));
         if (status != 0) {
             fprintf(stderr, "%s\n", err);
         }
@@ -515,7 +516,7 @@ tls_reload(struct runtime *rt, const struct config *cfg)
 {
     char err[512];
     struct tls_server *srv = NULL;
-    if (tls_load(cfg, &srv, err, sizeof(err)) != 0) {
+    if (tls_load(cfg, rt->tls, &srv, err, sizeof(err)) != 0) {
         log_error("tls: reload: %s; keeping the certificates in use", err);
         atomic_fetch_add(&rt->tls_stats.reload_errors, 1);
         return;
@@ -726,7 +727,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     rt->tls_on = tls_wanted(cfg);
     if (rt->tls_on) {
         char err[512];
-        status = tls_load(cfg, &rt->tls, err, sizeof(err));
+        status = tls_load(cfg, NULL, &rt->tls, err, sizeof(err));
         if (status != 0) {
             fprintf(stderr, "%s\n", err);
             return status;

@@ -50,15 +50,24 @@ static const char *const default_suites[] = {
     NULL,
 };
 
+/* What resumption needs: the ticket keys and the session cache. Used by handshakes only (one
+ * thread), shared by successive servers so that a certificate reload does not make every
+ * client's next connection a full handshake. */
+struct tls_resume {
+    _Atomic unsigned refs;
+    unsigned lifetime;
+    mbedtls_ssl_ticket_context tickets;
+    mbedtls_ssl_cache_context cache;
+};
+
 struct tls_server {
     _Atomic unsigned refs;
     mbedtls_ssl_config conf;
     mbedtls_x509_crt cert;
     mbedtls_x509_crt ca;
     mbedtls_pk_context key;
-    mbedtls_ssl_ticket_context tickets;
-    mbedtls_ssl_cache_context cache;
-    int *suites; /* 0-terminated, referenced by conf */
+    struct tls_resume *resume; /* NULL: no resumption */
+    int *suites;               /* 0-terminated, referenced by conf */
     enum tls_verify verify;
 };
 
@@ -210,20 +219,61 @@ default_suite_ids(int **out)
 }
 
 static void
+resume_put(struct tls_resume *r)
+{
+    if (r != NULL && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+        mbedtls_ssl_ticket_free(&r->tickets);
+        mbedtls_ssl_cache_free(&r->cache);
+        free(r);
+    }
+}
+
+/* prev's resumption state if it may carry over, else a new one. Sessions resumed skip the
+ * certificate checks, so only a server that checks no client certificate carries them over: a
+ * reload may be what revokes a client. */
+static int
+resume_for(struct tls_server *srv, const struct tls_settings *s, const struct tls_server *prev)
+{
+    if (prev != NULL && prev->resume != NULL && prev->resume->lifetime == s->session_lifetime &&
+        prev->verify == TLS_VERIFY_NONE && s->verify == TLS_VERIFY_NONE) {
+        srv->resume = prev->resume;
+        atomic_fetch_add_explicit(&srv->resume->refs, 1, memory_order_relaxed);
+        return 0;
+    }
+    struct tls_resume *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    atomic_init(&r->refs, 1);
+    r->lifetime = s->session_lifetime;
+    mbedtls_ssl_ticket_init(&r->tickets);
+    mbedtls_ssl_cache_init(&r->cache);
+    srv->resume = r;
+    if (mbedtls_ssl_ticket_setup(&r->tickets, tls_random, NULL, MBEDTLS_CIPHER_AES_256_GCM,
+                                 s->session_lifetime) != 0) {
+        return -ENOMEM;
+    }
+    /* Clients that do not do tickets resume by session id, from a bounded cache. */
+    mbedtls_ssl_cache_set_timeout(&r->cache, (int)s->session_lifetime);
+    mbedtls_ssl_cache_set_max_entries(&r->cache, CACHE_ENTRIES);
+    return 0;
+}
+
+static void
 server_free(struct tls_server *srv)
 {
     mbedtls_ssl_config_free(&srv->conf);
     mbedtls_x509_crt_free(&srv->cert);
     mbedtls_x509_crt_free(&srv->ca);
     mbedtls_pk_free(&srv->key);
-    mbedtls_ssl_ticket_free(&srv->tickets);
-    mbedtls_ssl_cache_free(&srv->cache);
+    resume_put(srv->resume);
     free(srv->suites);
     free(srv);
 }
 
 int
-tls_server_new(const struct tls_settings *s, struct tls_server **out, char *err, size_t errlen)
+tls_server_new(const struct tls_settings *s, struct tls_server *prev, struct tls_server **out,
+               char *err, size_t errlen)
 {
     *out = NULL;
     struct tls_server *srv = calloc(1, sizeof(*srv));
@@ -236,8 +286,6 @@ tls_server_new(const struct tls_settings *s, struct tls_server **out, char *err,
     mbedtls_x509_crt_init(&srv->cert);
     mbedtls_x509_crt_init(&srv->ca);
     mbedtls_pk_init(&srv->key);
-    mbedtls_ssl_ticket_init(&srv->tickets);
-    mbedtls_ssl_cache_init(&srv->cache);
 
     int rc = mbedtls_x509_crt_parse_file(&srv->cert, s->cert);
     if (rc != 0) {
@@ -306,18 +354,13 @@ tls_server_new(const struct tls_settings *s, struct tls_server **out, char *err,
         mbedtls_ssl_conf_ca_chain(&srv->conf, &srv->ca, NULL);
     }
     if (s->session_lifetime > 0) {
-        rc = mbedtls_ssl_ticket_setup(&srv->tickets, tls_random, NULL, MBEDTLS_CIPHER_AES_256_GCM,
-                                      s->session_lifetime);
-        if (rc != 0) {
-            rc = -ENOMEM;
+        rc = resume_for(srv, s, prev);
+        if (rc < 0) {
             goto fail;
         }
         mbedtls_ssl_conf_session_tickets_cb(&srv->conf, mbedtls_ssl_ticket_write,
-                                            mbedtls_ssl_ticket_parse, &srv->tickets);
-        /* Clients that do not do tickets resume by session id, from a bounded cache. */
-        mbedtls_ssl_cache_set_timeout(&srv->cache, (int)s->session_lifetime);
-        mbedtls_ssl_cache_set_max_entries(&srv->cache, CACHE_ENTRIES);
-        mbedtls_ssl_conf_session_cache(&srv->conf, &srv->cache, mbedtls_ssl_cache_get,
+                                            mbedtls_ssl_ticket_parse, &srv->resume->tickets);
+        mbedtls_ssl_conf_session_cache(&srv->conf, &srv->resume->cache, mbedtls_ssl_cache_get,
                                        mbedtls_ssl_cache_set);
     } else {
         mbedtls_ssl_conf_session_tickets(&srv->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
