@@ -676,10 +676,10 @@ tls_read(struct transport *t, void *p, size_t n)
             s->err = sock_error(s, rc);
             mbedtls_strerror(rc, s->detail, sizeof(s->detail));
         }
-        if (s->renegotiation && s->err == 0) {
-            s->err = -EPROTO;
-            snprintf(s->detail, sizeof(s->detail), "the client asked to renegotiate (refused)");
-        }
+    }
+    if (s->renegotiation && s->err == 0) {
+        s->err = -EPROTO;
+        snprintf(s->detail, sizeof(s->detail), "the client asked to renegotiate (refused)");
     }
     /* What this call received and mbedTLS did not take (the room ran out first) is kept for
      * the next: the scratch buffer belongs to the thread, not to this connection. */
