@@ -468,6 +468,9 @@ bio_recv(void *ctx, unsigned char *p, size_t n)
         if (r > 0 && !s->first_seen) {
             s->first_seen = true;
             s->not_tls = p[0] != MBEDTLS_SSL_MSG_HANDSHAKE;
+            if (s->not_tls) {
+                return MBEDTLS_ERR_SSL_INVALID_RECORD; /* at once, not after 5 bytes */
+            }
         }
         if (r == 0) {
             s->eof = true;
