@@ -1,10 +1,9 @@
 /*
  * handshake: the TLS handshake thread. Contract in handshake.h.
  *
- * Every socket is a struct handoff on one of two lists, both in the order the sockets were
- * accepted (so both are in deadline order, and the timeout check looks only at their heads):
- * waiting (no session yet: at most hs_max handshakes run at once) and active (a session whose
- * handshake waits for the socket, registered edge-triggered in this thread's epoll set).
+ * Every socket is a struct handoff on one of two lists: waiting (no session yet, in accept
+ * order: at most hs_max handshakes run at once) and active (a session whose handshake waits for
+ * the socket, registered edge-triggered in this thread's epoll set; in the order they started).
  */
 #include "handshake.h"
 #include "live.h"
@@ -28,6 +27,7 @@
 #define EVENTS     128 /* epoll events per turn */
 #define TAKE_BATCH 256 /* new sockets taken per turn */
 #define NICE       5   /* below the workers: a request preempts a handshake, not the reverse */
+#define EVICT_MS   250 /* a handshake this old may be closed to make room for a new one */
 
 static char waker_tag;
 
@@ -171,18 +171,41 @@ step(struct hs_thread *t, struct handoff *h)
     }
 }
 
-/* Give waiting sockets a session while fewer than hs_max handshakes run. */
-static void
-start_waiting(struct hs_thread *t)
+/*
+ * Make room for one more handshake: a free slot, or the slot of the handshake that started
+ * longest ago if that was EVICT_MS ago or more. A client that stalls mid-handshake (or a
+ * thousand of them) must not keep the next one waiting for its timeout: real handshakes take a
+ * few round trips, so under pressure the oldest is the one least likely to finish.
+ */
+static bool
+make_room(struct hs_thread *t, int64_t now)
 {
-    while (t->waiting.head != NULL && t->active.n < t->rt->hs_max) {
-        struct handoff *h = t->waiting.head;
+    if (t->active.n < t->rt->hs_max) {
+        return true;
+    }
+    struct handoff *oldest = t->active.head;
+    if (oldest == NULL || now - oldest->started_ms < EVICT_MS) {
+        return false; /* a burst of fresh handshakes: the newcomer waits its turn */
+    }
+    fail(t, oldest, TLS_FAIL_TIMEOUT,
+         "every handshake slot was taken and this one had run longest: closed to make room");
+    return true;
+}
+
+/* Give waiting sockets a session, newest first: under a flood the oldest waiting are the most
+ * likely to be stale (and they time out where they are). */
+static void
+start_waiting(struct hs_thread *t, int64_t now)
+{
+    while (t->waiting.tail != NULL && make_room(t, now)) {
+        struct handoff *h = t->waiting.tail;
         h->s = tls_session_new(t->srv, h->fd);
         if (h->s == NULL) {
             return; /* out of memory: try again next turn, or time out */
         }
         list_remove(&t->waiting, h);
         list_push(&t->active, h);
+        h->started_ms = now;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                  .data.ptr = h};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
@@ -219,11 +242,17 @@ take_new(struct hs_thread *t, int64_t deadline)
     }
 }
 
+/* Close what is past its deadline. The waiting list is in accept order, so its head is the
+ * first due; the active list is in start order, which is not deadline order (the newest waiting
+ * start first), but it is bounded by hs_max, and this runs once a tick. */
 static void
 expire(struct hs_thread *t, int64_t now)
 {
-    while (t->active.head != NULL && t->active.head->deadline_ms <= now) {
-        fail(t, t->active.head, TLS_FAIL_TIMEOUT, "the handshake was not done in time");
+    for (struct handoff *h = t->active.head, *next; h != NULL; h = next) {
+        next = h->next;
+        if (h->deadline_ms <= now) {
+            fail(t, h, TLS_FAIL_TIMEOUT, "the handshake was not done in time");
+        }
     }
     while (t->waiting.head != NULL && t->waiting.head->deadline_ms <= now) {
         fail(t, t->waiting.head, TLS_FAIL_TIMEOUT, "waited for a handshake slot until timed out");
@@ -289,6 +318,7 @@ handshake_main(void *arg)
     }
 
     struct epoll_event evs[EVENTS];
+    int64_t next_tick = 0;
     while (t.epfd >= 0 && !atomic_load_explicit(&rt->stop, memory_order_relaxed)) {
         int timeout = TICK_MS;
         waker_sleep_begin(&rt->hs_waker);
@@ -309,8 +339,11 @@ handshake_main(void *arg)
         swap_certificates(&t);
         unsigned secs = rt_live_get(rt).tls_handshake_timeout;
         take_new(&t, now + (int64_t)secs * 1000);
-        start_waiting(&t);
-        expire(&t, now);
+        start_waiting(&t, now);
+        if (now >= next_tick) {
+            next_tick = now + TICK_MS;
+            expire(&t, now);
+        }
         atomic_store_explicit(&rt->tls_stats.active, t.active.n + t.waiting.n,
                               memory_order_relaxed);
         if (t.out_dirty) {

@@ -9,7 +9,9 @@
  * storm is paid for by this thread (at a lower scheduling priority than the workers).
  *
  * Bounds: at most hs_max handshakes hold a session at once (each TLS_SESSION_BYTES, together a
- * quarter of buffer-memory); later sockets wait, holding nothing but their descriptor. Every
+ * quarter of buffer-memory); when all are taken, the one that started longest ago (250 ms or
+ * more) is closed to make room, so stalled clients cannot keep a new one waiting; otherwise
+ * (a burst of fresh handshakes) later sockets wait, holding nothing but their descriptor. Every
  * socket, waiting or not, is closed if its handshake is not done --tls-handshake-timeout after
  * it was accepted.
  */
@@ -27,7 +29,8 @@ struct handoff {
     /* handshake-thread-private from here */
     struct handoff *prev, *next; /* on the waiting or the active list */
     int fd;
-    int64_t deadline_ms;
+    int64_t deadline_ms; /* accepted + --tls-handshake-timeout */
+    int64_t started_ms;  /* when it got a session */
     char addr[64];
 };
 

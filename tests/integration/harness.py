@@ -1,8 +1,8 @@
 """Start a Petrel binary on ephemeral ports and talk to it over real sockets.
 
 The server is started with -p 0 / --admin-port 0 and prints the ports it got in its log
-("listening on 127.0.0.1:PORT", "admin port on 127.0.0.1:PORT"); its stderr is drained by a
-thread so that the pipe never fills.
+("listening on 127.0.0.1:PORT", "listening on 127.0.0.1:PORT (tls)" for a TLS listener,
+"admin port on 127.0.0.1:PORT"); its stderr is drained by a thread so that the pipe never fills.
 """
 import os
 import re
@@ -26,7 +26,8 @@ class Server:
     def __init__(self, binary, *args, listen="127.0.0.1", wait_ready=True, env=None):
         self.args = [binary, "-l", listen, "-p", "0", "--admin-port", "0", *args]
         self.lines = []
-        self.port = None
+        self.port = None       # the first listener, plain or TLS
+        self.tls_port = None   # the first TLS listener (-Z, --tls-port), if any
         self.admin_port = None
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
@@ -38,9 +39,11 @@ class Server:
         if wait_ready:
             self.wait_for(r" ready: ", READY_TIMEOUT)
             for line in self.lines:
-                m = re.search(r"listening on [\[\]0-9a-f.:]*:(\d+)$", line)
+                m = re.search(r"listening on [\[\]0-9a-f.:]*:(\d+)( \(tls\))?$", line)
                 if m and self.port is None:
                     self.port = int(m.group(1))
+                if m and m.group(2) and self.tls_port is None:
+                    self.tls_port = int(m.group(1))
                 m = re.search(r"admin port on [\[\]0-9a-f.:]*:(\d+)$", line)
                 if m:
                     self.admin_port = int(m.group(1))
