@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "churn.h"
 #include "petrel/buf.h"
 #include "rate.h"
 #include "transport.h"
@@ -30,6 +31,7 @@
 #define OUT_BUF_MAX     (512u << 20)
 #define PRELOAD_DEPTH   16 /* in-flight sets per connection while preloading */
 #define EVENTS_PER_WAIT 64
+#define HANDSHAKE_S     10 /* handshakes fail if none of a thread's completes for this long */
 
 enum phase {
     PHASE_PRELOAD,
@@ -56,6 +58,8 @@ struct conn {
     struct rate rate;     /* open-loop schedule */
     uint64_t preload_pos; /* next position of the preload sequence this connection writes */
     bool want_out;        /* EPOLLOUT is registered */
+    bool read_wants_out;  /* the last read waits for the socket to be writable (TLS) */
+    bool ready;           /* handshake done (always, for TCP) */
     bool dead;
 };
 
@@ -63,6 +67,8 @@ struct conn {
 struct shared {
     const struct bench_opts *o;
     const struct workload *w;
+    const struct addrinfo *ai;    /* the server, resolved once */
+    const struct tls_shared *tls; /* --tls: CA and certificate, read-only */
     pthread_barrier_t barrier;
     uint64_t start_ns; /* run start: warm-up begins, the first request may go out */
     uint64_t mstart;   /* measured window [mstart, mend) */
@@ -80,14 +86,15 @@ struct cthread {
     struct conn *conns;
     uint32_t nconns;
     struct bench_rng rng;
+    struct tls_thread *tls; /* --tls: this thread's random generator and configuration */
     struct bench_stats st;
     enum phase phase;
     uint32_t live;      /* connections not dead */
     struct request req; /* scratch: the request being composed (large: up to 256 keys) */
 };
 
-static uint64_t
-now_ns(void)
+uint64_t
+bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,6 +108,12 @@ bench_stats_init(struct bench_stats *s)
     int rc = hist_init(&s->latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
     if (rc == 0) {
         rc = hist_init(&s->send_lag, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    }
+    if (rc == 0) {
+        rc = hist_init(&s->conn_latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    }
+    if (rc < 0) {
+        bench_stats_free(s);
     }
     return rc;
 }
@@ -122,6 +135,12 @@ bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src)
     dst->scheduled += src->scheduled;
     dst->preload_sets += src->preload_sets;
     dst->preload_errors += src->preload_errors;
+    hist_merge(&dst->conn_latency, &src->conn_latency);
+    dst->conns += src->conns;
+    dst->conns_resumed += src->conns_resumed;
+    dst->conn_failures += src->conn_failures;
+    dst->conns_unfinished += src->conns_unfinished;
+    dst->conns_scheduled += src->conns_scheduled;
 }
 
 void
@@ -129,6 +148,7 @@ bench_stats_free(struct bench_stats *s)
 {
     hist_free(&s->latency);
     hist_free(&s->send_lag);
+    hist_free(&s->conn_latency);
 }
 
 /* ---- connections ---- */
@@ -139,9 +159,11 @@ conn_fail(struct cthread *th, struct conn *c, const char *why, int err)
     if (c->dead) {
         return;
     }
+    char what[320];
+
     /* One line per lost connection: rare, and the reason matters when it happens. */
     fprintf(stderr, "petrel-bench: connection %u: %s%s%s\n", c->gidx, why, err ? ": " : "",
-            err ? strerror(-err) : "");
+            err ? c->tp.ops->describe(&c->tp, err, what, sizeof(what)) : "");
     c->tp.ops->close(&c->tp); /* closing the fd also removes it from the epoll set */
     c->dead = true;
     th->live--;
@@ -167,7 +189,8 @@ conn_flush(struct cthread *th, struct conn *c)
     while (!c->dead && buf_len(&c->out) > 0) {
         ssize_t n = c->tp.ops->write(&c->tp, buf_rptr(&c->out), buf_len(&c->out));
         if (n == -EAGAIN) {
-            conn_want_out(th, c, true);
+            /* A write that waits for readability is tried again after the next wake-up. */
+            conn_want_out(th, c, c->tp.want_write || c->read_wants_out);
             return;
         }
         if (n <= 0) {
@@ -177,7 +200,7 @@ conn_flush(struct cthread *th, struct conn *c)
         buf_consume(&c->out, (size_t)n);
     }
     if (!c->dead) {
-        conn_want_out(th, c, false);
+        conn_want_out(th, c, c->read_wants_out);
     }
 }
 
@@ -273,28 +296,12 @@ conn_complete(struct cthread *th, const struct inflight *e, const struct proto_r
     }
 }
 
-/*
- * Read once (level-triggered epoll calls again if more is waiting) and match every complete
- * reply to its request: bounded by READ_CHUNK bytes per call.
- */
+/* Match every complete reply in the read buffer to its request. */
 static void
-conn_read(struct cthread *th, struct conn *c, uint64_t now)
+conn_parse(struct cthread *th, struct conn *c, uint64_t now)
 {
     const struct proto *p = th->sh->o->proto;
-    int rc = buf_reserve(&c->in, READ_CHUNK);
-    if (rc < 0) {
-        conn_fail(th, c, "reply too large", rc);
-        return;
-    }
-    ssize_t n = c->tp.ops->read(&c->tp, buf_wptr(&c->in), buf_avail(&c->in));
-    if (n == -EAGAIN) {
-        return;
-    }
-    if (n <= 0) {
-        conn_fail(th, c, n == 0 ? "closed by the server" : "read failed", (int)n);
-        return;
-    }
-    buf_commit(&c->in, (size_t)n);
+
     while (c->qlen > 0 && buf_len(&c->in) > 0) {
         const struct inflight *e = &c->q[c->qhead];
         struct proto_result res;
@@ -317,24 +324,139 @@ conn_read(struct cthread *th, struct conn *c, uint64_t now)
     }
 }
 
+/*
+ * Read once (level-triggered epoll calls again if more is waiting) and match every complete
+ * reply to its request: bounded by READ_CHUNK bytes per call, or a little more when the
+ * transport already holds decrypted bytes that no readiness event would announce (TLS: at most
+ * a record and its read-ahead).
+ */
+static void
+conn_read(struct cthread *th, struct conn *c, uint64_t now)
+{
+    ssize_t n;
+
+    do {
+        int rc = buf_reserve(&c->in, READ_CHUNK);
+        if (rc < 0) {
+            conn_fail(th, c, "reply too large", rc);
+            return;
+        }
+        n = c->tp.ops->read(&c->tp, buf_wptr(&c->in), buf_avail(&c->in));
+        if (n == -EAGAIN) {
+            /* TLS: a read that must send first (an alert) goes on when the socket is writable. */
+            c->read_wants_out = c->tp.want_write;
+            if (c->read_wants_out) {
+                conn_want_out(th, c, true);
+            }
+            return;
+        }
+        if (n <= 0) {
+            conn_fail(th, c, n == 0 ? "closed by the server" : "read failed", (int)n);
+            return;
+        }
+        c->read_wants_out = false;
+        buf_commit(&c->in, (size_t)n);
+        conn_parse(th, c, now);
+    } while (!c->dead && c->tp.ops->pending != NULL && c->tp.ops->pending(&c->tp));
+}
+
 /* ---- thread ---- */
+
+/*
+ * Advance connection c's handshake. Returns 0 once it is ready, -EAGAIN while it waits (for the
+ * readiness now registered), or the failure, described on stderr.
+ */
+static int
+conn_handshake(struct cthread *th, struct conn *c)
+{
+    const struct bench_opts *o = th->sh->o;
+    char why[320];
+
+    int rc = c->tp.ops->handshake(&c->tp);
+    if (rc == -EAGAIN) {
+        conn_want_out(th, c, c->tp.want_write);
+        return rc;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "petrel-bench: TLS handshake with %s:%s failed: %s\n", o->host, o->port,
+                c->tp.ops->describe(&c->tp, rc, why, sizeof(why)));
+        return rc;
+    }
+    c->ready = true;
+    conn_want_out(th, c, false);
+    return 0;
+}
+
+/*
+ * Finish every connection's handshake before the clock starts, so that no request of the run
+ * waits for one and the handshakes' cost stays out of the results. All of the thread's
+ * handshakes proceed at once. The client's share of a full handshake costs milliseconds of CPU,
+ * so thousands of connections take seconds: the bound is HANDSHAKE_S without any progress.
+ */
+static int
+thread_handshake(struct cthread *th)
+{
+    struct epoll_event evs[EVENTS_PER_WAIT];
+    uint64_t deadline = bench_now_ns() + HANDSHAKE_S * NS_PER_S;
+    uint32_t left = 0;
+    int rc;
+
+    for (uint32_t i = 0; i < th->nconns; i++) {
+        struct conn *c = &th->conns[i];
+        if (c->tp.ops->handshake == NULL) {
+            c->ready = true;
+        } else if ((rc = conn_handshake(th, c)) == -EAGAIN) {
+            left++;
+        } else if (rc < 0) {
+            return rc;
+        }
+    }
+    while (left > 0) {
+        uint64_t now = bench_now_ns();
+        if (now >= deadline) {
+            fprintf(stderr, "petrel-bench: TLS handshakes with %s:%s stalled for %d s\n",
+                    th->sh->o->host, th->sh->o->port, HANDSHAKE_S);
+            return -ETIMEDOUT;
+        }
+        int n = bench_epoll_wait(th->epfd, evs, EVENTS_PER_WAIT, now, deadline, &th->no_pwait2);
+        if (n < 0 && errno != EINTR) {
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (c->ready) {
+                continue;
+            }
+            if ((rc = conn_handshake(th, c)) == 0) {
+                left--;
+                deadline = bench_now_ns() + HANDSHAKE_S * NS_PER_S;
+            } else if (rc != -EAGAIN) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
 
 static int
 thread_setup(struct cthread *th)
 {
-    const struct bench_opts *o = th->sh->o;
+    const struct shared *sh = th->sh;
+    const struct bench_opts *o = sh->o;
+    int rc;
 
     th->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (th->epfd < 0) {
         fprintf(stderr, "petrel-bench: epoll_create1: %s\n", strerror(errno));
         return -errno;
     }
-
+    if (o->tls.enabled && (rc = transport_tls_thread_setup(sh->tls, &th->tls)) < 0) {
+        return rc;
+    }
     for (uint32_t i = 0; i < th->nconns; i++) {
         struct conn *c = &th->conns[i];
         c->gidx = th->idx + i * o->threads;
-        c->tp.ops = &transport_tcp;
-        c->tp.fd = -1;
+        transport_init(&c->tp, o->tls.enabled ? &transport_tls : &transport_tcp, th->tls);
         c->qcap = o->pipeline > PRELOAD_DEPTH ? o->pipeline : PRELOAD_DEPTH;
         c->q = calloc(c->qcap, sizeof(*c->q));
         c->preload_pos = c->gidx;
@@ -343,7 +465,7 @@ thread_setup(struct cthread *th)
         if (c->q == NULL) {
             return -ENOMEM;
         }
-        int rc = c->tp.ops->open(&c->tp, o->host, o->port);
+        rc = c->tp.ops->open(&c->tp, sh->ai, 0);
         if (rc < 0) {
             fprintf(stderr, "petrel-bench: cannot connect to %s:%s: %s\n", o->host, o->port,
                     strerror(-rc));
@@ -355,7 +477,7 @@ thread_setup(struct cthread *th)
         }
         th->live++;
     }
-    return 0;
+    return thread_handshake(th);
 }
 
 static void
@@ -364,39 +486,41 @@ thread_teardown(struct cthread *th)
     for (uint32_t i = 0; i < th->nconns; i++) {
         struct conn *c = &th->conns[i];
         if (c->tp.ops != NULL) {
-            c->tp.ops->close(&c->tp);
+            c->tp.ops->release(&c->tp);
         }
         buf_free(&c->in);
         buf_free(&c->out);
         free(c->q);
     }
+    transport_tls_thread_teardown(&th->tls);
     if (th->epfd >= 0) {
         close(th->epfd);
     }
 }
 
 /*
- * Wait for I/O until `wake` (0: no limit). epoll_pwait2() takes a nanosecond timeout, so the
- * open-loop schedule costs no extra system call per request (a timerfd would cost two: arm and
- * read). Kernels before 5.11 lack it; then the timeout is rounded up to whole milliseconds,
- * which makes sends late by up to a millisecond — the report's send lag shows it.
+ * epoll_pwait2() takes a nanosecond timeout, so the open-loop schedule costs no extra system
+ * call per request (a timerfd would cost two: arm and read). Kernels before 5.11 lack it; then
+ * the timeout is rounded up to whole milliseconds, which makes sends late by up to a
+ * millisecond — the report's send lag shows it.
  */
-static int
-thread_wait(struct cthread *th, struct epoll_event *evs, uint64_t now, uint64_t wake)
+int
+bench_epoll_wait(int epfd, struct epoll_event *evs, int max, uint64_t now, uint64_t wake,
+                 bool *no_pwait2)
 {
     uint64_t left = wake > now ? wake - now : 0;
 
-    if (!th->no_pwait2) {
+    if (!*no_pwait2) {
         struct timespec ts = {.tv_sec = (time_t)(left / NS_PER_S),
                               .tv_nsec = (long)(left % NS_PER_S)};
-        int n = epoll_pwait2(th->epfd, evs, EVENTS_PER_WAIT, wake ? &ts : NULL, NULL);
+        int n = epoll_pwait2(epfd, evs, max, wake ? &ts : NULL, NULL);
         if (n >= 0 || errno != ENOSYS) {
             return n;
         }
-        th->no_pwait2 = true;
+        *no_pwait2 = true;
     }
     int ms = wake ? (int)((left + 999999) / 1000000) : -1;
-    return epoll_wait(th->epfd, evs, EVENTS_PER_WAIT, ms);
+    return epoll_wait(epfd, evs, max, ms);
 }
 
 /*
@@ -446,7 +570,7 @@ thread_loop(struct cthread *th)
     struct epoll_event evs[EVENTS_PER_WAIT];
 
     for (;;) {
-        uint64_t now = now_ns(), wake;
+        uint64_t now = bench_now_ns(), wake;
         for (uint32_t i = 0; i < th->nconns; i++) {
             struct conn *c = &th->conns[i];
             if (!c->dead) {
@@ -459,15 +583,16 @@ thread_loop(struct cthread *th)
         if (thread_done(th, now, &wake)) {
             break;
         }
-        int n = thread_wait(th, evs, now, wake);
+        int n = bench_epoll_wait(th->epfd, evs, EVENTS_PER_WAIT, now, wake, &th->no_pwait2);
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "petrel-bench: epoll_wait: %s\n", strerror(errno));
             break;
         }
-        now = now_ns();
+        now = bench_now_ns();
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
-            if (!c->dead && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) {
+            if (!c->dead && ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ||
+                             (c->read_wants_out && (evs[i].events & EPOLLOUT)))) {
                 conn_read(th, c, now);
             }
             if (!c->dead && (evs[i].events & EPOLLOUT)) {
@@ -532,6 +657,35 @@ thread_main(void *arg)
     return NULL;
 }
 
+/* ---- the connect load's thread ---- */
+
+struct churn_thread {
+    pthread_t tid;
+    struct shared *sh;
+    struct churn *ch;
+};
+
+/* The connect load keeps step with the client threads through the same three barriers. */
+static void *
+churn_thread_main(void *arg)
+{
+    struct churn_thread *ct = arg;
+    struct shared *sh = ct->sh;
+
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    if (churn_setup(ct->ch) < 0) {
+        atomic_store(&sh->abort, true);
+    }
+    pthread_barrier_wait(&sh->barrier); /* 1 */
+    pthread_barrier_wait(&sh->barrier); /* 2 */
+    pthread_barrier_wait(&sh->barrier); /* 3 */
+    if (!atomic_load(&sh->abort)) {
+        churn_run(ct->ch, sh->start_ns, sh->mstart, sh->mend, sh->deadline);
+    }
+    churn_teardown(ct->ch);
+    return NULL;
+}
+
 /* ---- run ---- */
 
 static void
@@ -544,66 +698,121 @@ threads_free(struct cthread *ths, uint32_t n)
     free(ths);
 }
 
-int
-bench_run(const struct bench_opts *o, const struct workload *w, struct bench_result *res)
+/* The client threads' state, before they start. Returns the array, or NULL without memory. */
+static struct cthread *
+threads_new(struct shared *sh, uint32_t nt)
 {
-    struct shared sh = {.o = o, .w = w};
-    uint32_t nt = o->threads, started = 0;
-    int rc = 0;
+    const struct bench_opts *o = sh->o;
+    struct cthread *ths = calloc(nt > 0 ? nt : 1, sizeof(*ths));
 
-    memset(res, 0, sizeof(*res));
-    if (bench_stats_init(&res->total) < 0) {
-        return -ENOMEM;
-    }
-    struct cthread *ths = calloc(nt, sizeof(*ths));
     if (ths == NULL) {
-        bench_stats_free(&res->total);
-        return -ENOMEM;
+        return NULL;
     }
     for (uint32_t i = 0; i < nt; i++) {
         struct cthread *th = &ths[i];
         th->idx = i;
-        th->sh = &sh;
+        th->sh = sh;
         th->epfd = -1;
         th->nconns = o->connections / nt + (i < o->connections % nt ? 1 : 0);
         th->conns = calloc(th->nconns, sizeof(*th->conns));
         /* Streams differ per thread but repeat from run to run for the same seed. */
         bench_rng_seed(&th->rng, o->seed * 0x100000001b3ull + i);
         if (th->conns == NULL || bench_stats_init(&th->st) < 0) {
-            threads_free(ths, nt);
-            bench_stats_free(&res->total);
-            return -ENOMEM;
+            threads_free(ths, i + 1);
+            return NULL;
         }
     }
-    pthread_barrier_init(&sh.barrier, NULL, nt + 1);
-    for (; started < nt; started++) {
-        rc = -pthread_create(&ths[started].tid, NULL, thread_main, &ths[started]);
-        if (rc < 0) {
-            fprintf(stderr, "petrel-bench: cannot start a thread: %s\n", strerror(-rc));
-            /* The barrier counts every thread; the missing ones cannot arrive, so give up. */
-            exit(1);
-        }
+    return ths;
+}
+
+/* Start a thread or give up: the barrier counts every thread, and a missing one never comes. */
+static void
+start_thread(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+    int rc = pthread_create(tid, NULL, fn, arg);
+    if (rc != 0) {
+        fprintf(stderr, "petrel-bench: cannot start a thread: %s\n", strerror(rc));
+        exit(1);
     }
-    pthread_barrier_wait(&sh.barrier); /* 1 */
-    uint64_t t = now_ns();
-    pthread_barrier_wait(&sh.barrier); /* 2 */
-    res->preload_s = o->preload ? (double)(now_ns() - t) / 1e9 : 0.0;
+}
+
+/* Run the phases from the main thread: the clock is set between barriers 2 and 3. */
+static void
+run_clock(struct shared *sh, struct bench_result *res)
+{
+    const struct bench_opts *o = sh->o;
+
+    pthread_barrier_wait(&sh->barrier); /* 1 */
+    uint64_t t = bench_now_ns();
+    pthread_barrier_wait(&sh->barrier); /* 2 */
+    res->preload_s = o->preload ? (double)(bench_now_ns() - t) / 1e9 : 0.0;
     /* A short lead so every thread is back in its loop before the first request is due. */
-    sh.start_ns = now_ns() + 10000000ull;
-    sh.mstart = sh.start_ns + (uint64_t)(o->warmup_s * 1e9);
-    sh.mend = sh.mstart + (uint64_t)(o->duration_s * 1e9);
-    sh.deadline = sh.mend + BENCH_DRAIN_S * NS_PER_S;
-    res->measured_s = (double)(sh.mend - sh.mstart) / 1e9;
-    pthread_barrier_wait(&sh.barrier); /* 3 */
+    sh->start_ns = bench_now_ns() + 10000000ull;
+    sh->mstart = sh->start_ns + (uint64_t)(o->warmup_s * 1e9);
+    sh->mend = sh->mstart + (uint64_t)(o->duration_s * 1e9);
+    sh->deadline = sh->mend + BENCH_DRAIN_S * NS_PER_S;
+    res->measured_s = (double)(sh->mend - sh->mstart) / 1e9;
+    pthread_barrier_wait(&sh->barrier); /* 3 */
+}
+
+int
+bench_run(const struct bench_opts *o, const struct workload *w, struct bench_result *res)
+{
+    struct shared sh = {.o = o, .w = w};
+    /* With --connections 0 only the connect load runs. */
+    uint32_t nt = o->connections > 0 ? o->threads : 0;
+    struct addrinfo *ai = NULL;
+    struct tls_shared *tls = NULL;
+    struct churn_thread ct = {.sh = &sh};
+    struct cthread *ths = NULL;
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if ((rc = transport_resolve(o->host, o->port, &ai)) < 0) {
+        return rc;
+    }
+    sh.ai = ai;
+    if (o->tls.enabled && (rc = transport_tls_setup(&o->tls, o->host, &tls)) < 0) {
+        goto fail;
+    }
+    sh.tls = tls;
+    rc = -ENOMEM;
+    if (bench_stats_init(&res->total) < 0) {
+        goto fail;
+    }
+    if ((ths = threads_new(&sh, nt)) == NULL ||
+        (o->connect_rate > 0 && churn_new(o, w, ai, tls, &ct.ch) < 0)) {
+        bench_stats_free(&res->total);
+        goto fail;
+    }
+    pthread_barrier_init(&sh.barrier, NULL, nt + (ct.ch ? 1 : 0) + 1);
+    for (uint32_t i = 0; i < nt; i++) {
+        start_thread(&ths[i].tid, thread_main, &ths[i]);
+    }
+    if (ct.ch != NULL) {
+        start_thread(&ct.tid, churn_thread_main, &ct);
+    }
+    run_clock(&sh, res);
     for (uint32_t i = 0; i < nt; i++) {
         pthread_join(ths[i].tid, NULL);
         bench_stats_merge(&res->total, &ths[i].st);
     }
+    if (ct.ch != NULL) {
+        pthread_join(ct.tid, NULL);
+        bench_stats_merge(&res->total, churn_stats(ct.ch));
+    }
     pthread_barrier_destroy(&sh.barrier);
+    rc = 0;
     if (atomic_load(&sh.abort)) {
         rc = -ECONNREFUSED;
         bench_stats_free(&res->total);
     }
-    threads_free(ths, nt);
+fail:
+    churn_free(&ct.ch);
+    if (ths != NULL) {
+        threads_free(ths, nt);
+    }
+    transport_tls_teardown(&tls);
+    freeaddrinfo(ai);
     return rc;
 }

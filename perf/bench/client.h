@@ -18,15 +18,18 @@
  * A request belongs to the measured window if that time falls inside it. In open loop the
  * client also records how late it wrote each request after its scheduled time (send lag): a
  * large lag with a full pipeline means the server is behind; with free pipeline slots, that
- * the client itself is. In open loop the
- * client also records how late it wrote each request after its scheduled time (send lag): a
- * large lag with a full pipeline means the server is behind; with free pipeline slots, that
  * the client itself is.
+ *
+ * With TLS (--tls) every connection finishes its handshake before the clock starts. The
+ * connect load (--connect-rate, churn.h) runs in one more thread beside the client threads,
+ * through the same phases; with --connections 0 it runs alone.
  */
 #ifndef PETREL_BENCH_CLIENT_H
 #define PETREL_BENCH_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #include "hist.h"
 #include "opts.h"
@@ -50,6 +53,13 @@ struct bench_stats {
     uint64_t scheduled;        /* open loop: requests due in the window */
     uint64_t preload_sets;     /* preload sets answered */
     uint64_t preload_errors;   /* preload sets not stored or answered with an error */
+    /* The connect load (--connect-rate); a connection belongs to the window by its t0. */
+    struct hist conn_latency;  /* ns, from t0 (due or opening time) to the reply of its request */
+    uint64_t conns;            /* connections of the window that got their reply */
+    uint64_t conns_resumed;    /* of those, how many resumed a TLS session */
+    uint64_t conn_failures;    /* connections of the window that failed (connect, TLS, reply) */
+    uint64_t conns_unfinished; /* connections of the window without a reply after the drain */
+    uint64_t conns_scheduled;  /* at a rate: connections due in the window */
 };
 
 /** The outcome of a run. */
@@ -65,8 +75,19 @@ int bench_stats_init(struct bench_stats *s);
 /** Add src's counters and histogram to dst. */
 void bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src);
 
-/** Release the histogram. */
+/** Release the histograms. */
 void bench_stats_free(struct bench_stats *s);
+
+/** CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+
+/**
+ * epoll_wait() on epfd until `wake` (CLOCK_MONOTONIC ns; 0: no limit), with a nanosecond
+ * timeout where the kernel has epoll_pwait2(); *no_pwait2 (initially false) remembers that it
+ * has not. Returns what epoll_wait() returns.
+ */
+int bench_epoll_wait(int epfd, struct epoll_event *evs, int max, uint64_t now, uint64_t wake,
+                     bool *no_pwait2);
 
 /**
  * Run the benchmark described by o against the server, drawing requests from w; blocks until

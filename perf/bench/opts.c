@@ -135,7 +135,7 @@ set_threads(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 static int
 set_connections(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 {
-    return set_u32(&o->connections, "connections", arg, 1, BENCH_MAX_CONNECTIONS, err, errlen);
+    return set_u32(&o->connections, "connections", arg, 0, BENCH_MAX_CONNECTIONS, err, errlen);
 }
 
 static int
@@ -301,6 +301,86 @@ set_json(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 }
 
 static int
+set_tls(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    o->tls.enabled = true;
+    return 0;
+}
+
+/* A file name for --tls-ca, --tls-cert or --tls-key: loaded when the run starts. */
+static int
+set_path(const char **dst, const char *name, const char *arg, char *err, size_t errlen)
+{
+    if (arg[0] == '\0') {
+        return fail(err, errlen, "--%s: empty file name", name);
+    }
+    *dst = arg;
+    return 0;
+}
+
+static int
+set_tls_ca(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    return set_path(&o->tls.ca, "tls-ca", arg, err, errlen);
+}
+
+static int
+set_tls_cert(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    return set_path(&o->tls.cert, "tls-cert", arg, err, errlen);
+}
+
+static int
+set_tls_key(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    return set_path(&o->tls.key, "tls-key", arg, err, errlen);
+}
+
+static int
+set_tls_name(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    if (arg[0] == '\0' || strlen(arg) > 255) {
+        return fail(err, errlen, "--tls-name: '%s' is not a server name", arg);
+    }
+    o->tls.name = arg;
+    return 0;
+}
+
+static int
+set_tls_resume(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    o->tls.resume = true;
+    return 0;
+}
+
+static int
+set_tls_ciphers(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    int rc = transport_tls_ciphers(arg, o->tls.ciphers, err, errlen);
+    return rc < 0 ? -EINVAL : 0;
+}
+
+static int
+set_connect_rate(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    if (strcmp(arg, "max") == 0) {
+        o->connect_rate = BENCH_CONNECT_MAX;
+        return 0;
+    }
+    if (parse_count(arg, true, 1, 10000000, &o->connect_rate) < 0) {
+        return fail(err, errlen, "--connect-rate: '%s' is not max or a rate from 1 to 10m", arg);
+    }
+    return 0;
+}
+
+static int
+set_connect_inflight(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    return set_u32(&o->connect_inflight, "connect-inflight", arg, 1, BENCH_MAX_INFLIGHT, err,
+                   errlen);
+}
+
+static int
 set_help(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 {
     o->help = true;
@@ -319,8 +399,8 @@ static const struct bench_opt bench_opt_table[] = {
      set_server},
     {"protocol", 'P', "NAME", "memcache", "memcache (text) or ping", set_protocol},
     {"threads", 't', "N", "1", "client threads, one epoll loop each", set_threads},
-    {"connections", 'c', "N", "16", "connections in total, spread over the threads",
-     set_connections},
+    {"connections", 'c', "N", "16",
+     "connections in total, spread over the threads (0: --connect-rate only)", set_connections},
     {"pipeline", 'd', "N", "1", "requests in flight per connection, at most", set_pipeline},
     {"rate", 'r', "N", "0", "open loop at N requests/s in total (k, m suffixes); 0: closed loop",
      set_rate},
@@ -338,6 +418,23 @@ static const struct bench_opt bench_opt_table[] = {
     {"preload", 0, NULL, NULL, "set every key once before the clock starts", set_preload},
     {"seed", 0, "N", "1", "random seed (same seed and threads: same requests)", set_seed},
     {"json", 0, NULL, NULL, "print the report as JSON", set_json},
+    {"tls", 0, NULL, NULL, "connect with TLS (mbedTLS)", set_tls},
+    {"tls-ca", 0, "FILE", NULL, "verify the server against these CAs (without: no verification)",
+     set_tls_ca},
+    {"tls-name", 0, "NAME", NULL, "server name to send and verify (default: the --server host)",
+     set_tls_name},
+    {"tls-cert", 0, "FILE", NULL, "client certificate (PEM) for mutual TLS, with --tls-key",
+     set_tls_cert},
+    {"tls-key", 0, "FILE", NULL, "the client certificate's private key (PEM, unencrypted)",
+     set_tls_key},
+    {"tls-ciphers", 0, "LIST", NULL, "cipher suites, comma-separated (default: mbedTLS's)",
+     set_tls_ciphers},
+    {"tls-resume", 0, NULL, NULL, "--connect-rate connections resume an earlier TLS session",
+     set_tls_resume},
+    {"connect-rate", 0, "N|max", NULL,
+     "also open N connections/s, or max: connect, handshake, a request, close", set_connect_rate},
+    {"connect-inflight", 0, "N", "16", "--connect-rate connections in progress at once, at most",
+     set_connect_inflight},
     {"help", 'h', NULL, NULL, "print this help", set_help},
     {"version", 'V', NULL, NULL, "print the version", set_version},
 };
@@ -367,15 +464,48 @@ bench_opts_usage(FILE *f)
             BENCH_EX_USAGE);
 }
 
+/* The --tls-* options need --tls, and the certificate and its key go together. */
+static int
+check_tls(const struct tls_opts *t, uint64_t connect_rate, char *err, size_t errlen)
+{
+    const char *given = t->ca           ? "--tls-ca"
+                        : t->cert       ? "--tls-cert"
+                        : t->key        ? "--tls-key"
+                        : t->name       ? "--tls-name"
+                        : t->ciphers[0] ? "--tls-ciphers"
+                        : t->resume     ? "--tls-resume"
+                                        : NULL;
+    if (given != NULL && !t->enabled) {
+        return fail(err, errlen, "%s needs --tls", given);
+    }
+    if ((t->cert == NULL) != (t->key == NULL)) {
+        return fail(err, errlen, "--tls-cert and --tls-key go together");
+    }
+    if (t->resume && connect_rate == 0) {
+        return fail(err, errlen,
+                    "--tls-resume needs --connect-rate: only its connections are reopened");
+    }
+    return 0;
+}
+
 /* Checks that involve more than one option, after all of them are known. */
 static int
 check(struct bench_opts *o, char *err, size_t errlen)
 {
     uint32_t need = workload_min_key_size(o->wl.keys);
 
-    if (o->connections < o->threads) {
+    if (o->connections == 0 && o->connect_rate == 0) {
+        return fail(err, errlen, "--connections 0 needs --connect-rate: nothing would be sent");
+    }
+    if (o->connections == 0 && (o->rate || o->preload)) {
+        return fail(err, errlen, "--rate and --preload need --connections above 0");
+    }
+    if (o->connections > 0 && o->connections < o->threads) {
         return fail(err, errlen, "--connections (%u) must be at least --threads (%u)",
                     o->connections, o->threads);
+    }
+    if (check_tls(&o->tls, o->connect_rate, err, errlen) < 0) {
+        return -EINVAL;
     }
     if (!o->key_size_set) {
         o->wl.key_size = need > 16 ? need : 16;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "proto.h"
+#include "transport.h"
 #include "workload.h"
 
 #define BENCH_EX_USAGE 64 /* sysexits.h EX_USAGE: bad command line */
@@ -20,13 +21,15 @@
 #define BENCH_MAX_THREADS     256
 #define BENCH_MAX_CONNECTIONS 65536
 #define BENCH_MAX_PIPELINE    4096
+#define BENCH_MAX_INFLIGHT    4096
+#define BENCH_CONNECT_MAX     UINT64_MAX /* --connect-rate max */
 
 struct bench_opts {
     char host[256];
     char port[16];
     const struct proto *proto;
     uint32_t threads;     /* client threads, each with its own epoll loop */
-    uint32_t connections; /* total, spread round-robin over the threads */
+    uint32_t connections; /* total, spread round-robin over the threads; 0: connect load only */
     uint32_t pipeline;    /* requests in flight per connection, at most */
     uint64_t rate;        /* requests per second in total; 0 = closed loop */
     struct workload_cfg wl;
@@ -37,8 +40,11 @@ struct bench_opts {
     bool preload;      /* write every key before the clock starts */
     bool json;         /* JSON report instead of the table */
     uint64_t seed;
-    bool help;    /* --help was asked for: print usage, do nothing else */
-    bool version; /* --version */
+    struct tls_opts tls;       /* --tls and --tls-* */
+    uint64_t connect_rate;     /* connect load: new connections/s, BENCH_CONNECT_MAX, 0: none */
+    uint32_t connect_inflight; /* connect load: connections in progress at once, at most */
+    bool help;                 /* --help was asked for: print usage, do nothing else */
+    bool version;              /* --version */
 };
 
 /**

@@ -21,6 +21,67 @@ throughput(const struct bench_result *r)
     return r->measured_s > 0 ? (double)r->total.requests / r->measured_s : 0.0;
 }
 
+/* Connections of the connect load completed per second of the window. */
+static double
+conn_rate(const struct bench_result *r)
+{
+    return r->measured_s > 0 ? (double)r->total.conns / r->measured_s : 0.0;
+}
+
+/* One table row: the percentiles, max and mean of h, in microseconds. */
+static void
+table_row(FILE *f, const char *label, const struct hist *h)
+{
+    fprintf(f, "%-12s", label);
+    for (size_t i = 0; i < NPCTS; i++) {
+        fprintf(f, " %9.1f", us(hist_percentile(h, pcts[i])));
+    }
+    fprintf(f, " %9.1f %9.1f\n", us(h->max), hist_mean(h) / 1000.0);
+}
+
+static void
+table_tls(FILE *f, const struct bench_opts *o)
+{
+    if (!o->tls.enabled) {
+        return;
+    }
+    fprintf(f, "tls: %s%s%s%s\n",
+            o->tls.ca ? "server verified against " : "server not verified (no --tls-ca)",
+            o->tls.ca ? o->tls.ca : "", o->tls.cert ? ", client certificate sent" : "",
+            o->tls.resume ? ", connect load resumes sessions" : "");
+}
+
+/* The connect load (--connect-rate): rate, outcomes, and the connect-to-reply latency. */
+static void
+table_connect(FILE *f, const struct bench_opts *o, const struct bench_result *r)
+{
+    const struct bench_stats *s = &r->total;
+
+    if (o->connect_rate == 0) {
+        return;
+    }
+    fprintf(f, "\nconnect load %.0f conn/s (%" PRIu64 " connections", conn_rate(r), s->conns);
+    if (o->connect_rate != BENCH_CONNECT_MAX) {
+        fprintf(f, " of %" PRIu64 " scheduled at %" PRIu64 "/s", s->conns_scheduled,
+                o->connect_rate);
+    } else {
+        fprintf(f, ", as fast as possible");
+    }
+    fprintf(f, ", %u at once at most)\n", o->connect_inflight);
+    if (o->tls.enabled) {
+        fprintf(f, "  resumed    %" PRIu64 " TLS sessions (%.1f%%)\n", s->conns_resumed,
+                s->conns ? 100.0 * (double)s->conns_resumed / (double)s->conns : 0.0);
+    }
+    fprintf(f, "  errors     %" PRIu64 " failed, %" PRIu64 " unfinished\n", s->conn_failures,
+            s->conns_unfinished);
+    fprintf(f, "connect (us)");
+    for (size_t i = 0; i < NPCTS; i++) {
+        fprintf(f, " %9s", pct_names[i]);
+    }
+    fprintf(f, " %9s %9s\n", "max", "mean");
+    table_row(f, "", &s->conn_latency);
+}
+
 /* Hit ratio of gets, or a negative value when no get was answered. */
 static double
 hit_ratio(const struct bench_stats *s)
@@ -47,14 +108,19 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
     char dist[32];
 
     describe_keys(dist, sizeof(dist), w);
-    fprintf(f, "petrel-bench %s: %s %s:%s, %u thread%s, %u connection%s, pipeline %u, ",
-            PETREL_VERSION, o->proto->name, o->host, o->port, o->threads,
-            o->threads == 1 ? "" : "s", o->connections, o->connections == 1 ? "" : "s",
-            o->pipeline);
-    if (o->rate) {
-        fprintf(f, "open loop at %" PRIu64 " req/s\n", o->rate);
+    fprintf(f, "petrel-bench %s: %s%s %s:%s, ", PETREL_VERSION, o->proto->name,
+            o->tls.enabled ? " over TLS" : "", o->host, o->port);
+    if (o->connections == 0) {
+        fprintf(f, "connect load only\n");
     } else {
-        fprintf(f, "closed loop\n");
+        fprintf(f, "%u thread%s, %u connection%s, pipeline %u, ", o->threads,
+                o->threads == 1 ? "" : "s", o->connections, o->connections == 1 ? "" : "s",
+                o->pipeline);
+        if (o->rate) {
+            fprintf(f, "open loop at %" PRIu64 " req/s\n", o->rate);
+        } else {
+            fprintf(f, "closed loop\n");
+        }
     }
     if (o->proto->keyed) {
         fprintf(f, "workload: %" PRIu64 " keys of %u B (%s), values %u", c->keys, c->key_size, dist,
@@ -70,7 +136,13 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
         fprintf(f, "preload: %" PRIu64 " sets in %.2f s, %" PRIu64 " not stored\n", s->preload_sets,
                 r->preload_s, s->preload_errors);
     }
-    fprintf(f, "measured: %.1f s after %.1f s of warm-up\n\n", r->measured_s, o->warmup_s);
+    table_tls(f, o);
+    fprintf(f, "measured: %.1f s after %.1f s of warm-up\n", r->measured_s, o->warmup_s);
+    if (o->connections == 0) {
+        table_connect(f, o, r);
+        return;
+    }
+    fputc('\n', f);
 
     fprintf(f, "throughput   %.0f req/s (%" PRIu64 " requests", throughput(r), s->requests);
     if (o->rate) {
@@ -95,18 +167,12 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
     for (size_t i = 0; i < NPCTS; i++) {
         fprintf(f, " %9s", pct_names[i]);
     }
-    fprintf(f, " %9s %9s\n            ", "max", "mean");
-    for (size_t i = 0; i < NPCTS; i++) {
-        fprintf(f, " %9.1f", us(hist_percentile(&s->latency, pcts[i])));
-    }
-    fprintf(f, " %9.1f %9.1f\n", us(s->latency.max), hist_mean(&s->latency) / 1000.0);
+    fprintf(f, " %9s %9s\n", "max", "mean");
+    table_row(f, "", &s->latency);
     if (o->rate) {
-        fprintf(f, "send lag    ");
-        for (size_t i = 0; i < NPCTS; i++) {
-            fprintf(f, " %9.1f", us(hist_percentile(&s->send_lag, pcts[i])));
-        }
-        fprintf(f, " %9.1f %9.1f\n", us(s->send_lag.max), hist_mean(&s->send_lag) / 1000.0);
+        table_row(f, "send lag", &s->send_lag);
     }
+    table_connect(f, o, r);
 }
 
 /* Host names are printed inside a JSON string: escape what JSON requires. */
@@ -125,6 +191,55 @@ json_string(FILE *f, const char *s)
         }
     }
     fputc('"', f);
+}
+
+/* "p50":..., "max", "min", "mean" of h in microseconds, as the members of an object. */
+static void
+json_latency(FILE *f, const struct hist *h)
+{
+    fprintf(f, "{");
+    for (size_t i = 0; i < NPCTS; i++) {
+        fprintf(f, "\"%s\":%.3f,", pct_names[i], us(hist_percentile(h, pcts[i])));
+    }
+    fprintf(f, "\"max\":%.3f,\"min\":%.3f,\"mean\":%.3f}", us(h->max), us(h->total ? h->min : 0),
+            hist_mean(h) / 1000.0);
+}
+
+static void
+json_tls(FILE *f, const struct bench_opts *o)
+{
+    fprintf(f, "\"transport\":\"%s\",\"tls\":", o->tls.enabled ? "tls" : "tcp");
+    if (!o->tls.enabled) {
+        fprintf(f, "null,");
+        return;
+    }
+    fprintf(f, "{\"verify\":%s,\"client_cert\":%s,\"resume\":%s},", o->tls.ca ? "true" : "false",
+            o->tls.cert ? "true" : "false", o->tls.resume ? "true" : "false");
+}
+
+static void
+json_connect(FILE *f, const struct bench_opts *o, const struct bench_result *r)
+{
+    const struct bench_stats *s = &r->total;
+
+    fprintf(f, "\"connect\":");
+    if (o->connect_rate == 0) {
+        fprintf(f, "null");
+        return;
+    }
+    if (o->connect_rate == BENCH_CONNECT_MAX) {
+        fprintf(f, "{\"rate\":\"max\",");
+    } else {
+        fprintf(f, "{\"rate\":%" PRIu64 ",", o->connect_rate);
+    }
+    fprintf(f,
+            "\"inflight\":%u,\"per_s\":%.1f,\"completed\":%" PRIu64 ",\"resumed\":%" PRIu64
+            ",\"failed\":%" PRIu64 ",\"unfinished\":%" PRIu64 ",\"scheduled\":%" PRIu64
+            ",\"latency_us\":",
+            o->connect_inflight, conn_rate(r), s->conns, s->conns_resumed, s->conn_failures,
+            s->conns_unfinished, s->conns_scheduled);
+    json_latency(f, &s->conn_latency);
+    fprintf(f, "}");
 }
 
 void
@@ -169,15 +284,15 @@ report_json(FILE *f, const struct bench_opts *o, const struct workload *w,
     }
     fprintf(f, "\"errors\":%" PRIu64 ",\"conn_errors\":%" PRIu64 ",\"unfinished\":%" PRIu64 ",",
             s->errors, s->conn_errors, s->unfinished);
-    fprintf(f, "\"latency_us\":{");
-    for (size_t i = 0; i < NPCTS; i++) {
-        fprintf(f, "\"%s\":%.3f,", pct_names[i], us(hist_percentile(&s->latency, pcts[i])));
-    }
-    fprintf(f, "\"max\":%.3f,\"min\":%.3f,\"mean\":%.3f},", us(s->latency.max),
-            us(s->latency.total ? s->latency.min : 0), hist_mean(&s->latency) / 1000.0);
+    fprintf(f, "\"latency_us\":");
+    json_latency(f, &s->latency);
+    fprintf(f, ",");
     fprintf(f, "\"send_lag_us\":{");
     for (size_t i = 0; i < NPCTS; i++) {
         fprintf(f, "\"%s\":%.3f,", pct_names[i], us(hist_percentile(&s->send_lag, pcts[i])));
     }
-    fprintf(f, "\"max\":%.3f}}\n", us(s->send_lag.max));
+    fprintf(f, "\"max\":%.3f},", us(s->send_lag.max));
+    json_tls(f, o);
+    json_connect(f, o, r);
+    fprintf(f, "}\n");
 }

@@ -4,7 +4,9 @@
  * Throughput is answered requests of the measured window divided by the window's length. Hit
  * ratio is keys found over keys asked for by gets. Latencies are in microseconds; percentiles
  * come from the log-linear histogram (hist.h) and overstate the exact value by less than 0.79%.
- * In open loop, the send lag (how late the client wrote requests) is reported beside them.
+ * In open loop, the send lag (how late the client wrote requests) is reported beside them. The
+ * connect load (--connect-rate) adds connections completed per second of the window, resumed
+ * TLS sessions, failures, and the latency from each connection's start (or due time) to its reply.
  *
  * Threads: main thread, after bench_run() returned.
  */

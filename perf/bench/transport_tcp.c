@@ -1,4 +1,4 @@
-/* transport_tcp: plain TCP connections for the load generator. */
+/* transport_tcp: plain TCP connections for the load generator, and what TLS shares with it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -11,46 +11,74 @@
 
 #include "transport.h"
 
-/*
- * Connecting blocks: connections are opened before the clock starts, and a blocking connect
- * reports a refused or unreachable server at once and plainly.
- */
-static int
-tcp_open(struct transport *t, const char *host, const char *port)
+void
+transport_init(struct transport *t, const struct transport_ops *ops, void *env)
+{
+    t->ops = ops;
+    t->fd = -1;
+    t->want_write = false;
+    t->ctx = NULL;
+    t->env = env;
+}
+
+int
+transport_resolve(const char *host, const char *port, struct addrinfo **res)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int one = 1, err = -ECONNREFUSED;
 
-    t->fd = -1;
-    t->ctx = NULL;
-    int rc = getaddrinfo(host, port, &hints, &res);
+    int rc = getaddrinfo(host, port, &hints, res);
     if (rc != 0) {
         fprintf(stderr, "petrel-bench: cannot resolve %s:%s: %s\n", host, port, gai_strerror(rc));
         return -EHOSTUNREACH;
     }
-    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    return 0;
+}
+
+/*
+ * Without TRANSPORT_NOWAIT connecting blocks: the load's connections are opened before the
+ * clock starts, and a blocking connect reports a refused or unreachable server at once and
+ * plainly. The connect load (--connect-rate) opens with TRANSPORT_NOWAIT, because a connect
+ * that waits for a full listen backlog would stall every other connection of its thread.
+ */
+int
+transport_connect(const struct addrinfo *ai, unsigned flags)
+{
+    int one = 1, err = -ECONNREFUSED;
+    bool nowait = (flags & TRANSPORT_NOWAIT) != 0;
+
+    for (; ai != NULL; ai = ai->ai_next) {
+        int type = ai->ai_socktype | SOCK_CLOEXEC | (nowait ? SOCK_NONBLOCK : 0);
+        int fd = socket(ai->ai_family, type, ai->ai_protocol);
         if (fd < 0) {
             err = -errno;
             continue;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && !(nowait && errno == EINPROGRESS)) {
             err = -errno;
             close(fd);
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+        if (!nowait && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
             err = -errno;
             close(fd);
             continue;
         }
-        t->fd = fd;
-        break;
+        return fd;
     }
-    freeaddrinfo(res);
-    return t->fd >= 0 ? 0 : err;
+    return err;
+}
+
+static int
+tcp_open(struct transport *t, const struct addrinfo *ai, unsigned flags)
+{
+    int fd = transport_connect(ai, flags);
+    if (fd < 0) {
+        return fd;
+    }
+    t->fd = fd;
+    t->want_write = false;
+    return 0;
 }
 
 static ssize_t
@@ -58,6 +86,7 @@ tcp_read(struct transport *t, void *p, size_t n)
 {
     ssize_t r = recv(t->fd, p, n, 0);
     if (r < 0) {
+        t->want_write = false;
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     }
     return r;
@@ -69,9 +98,17 @@ tcp_write(struct transport *t, const void *p, size_t n)
     /* MSG_NOSIGNAL: a server that goes away is an error to count, not a SIGPIPE. */
     ssize_t r = send(t->fd, p, n, MSG_NOSIGNAL);
     if (r < 0) {
+        t->want_write = true;
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     }
     return r;
+}
+
+static const char *
+tcp_describe(struct transport *t, int err, char *out, size_t n)
+{
+    snprintf(out, n, "%s", strerror(-err));
+    return out;
 }
 
 static void
@@ -88,5 +125,7 @@ const struct transport_ops transport_tcp = {
     .open = tcp_open,
     .read = tcp_read,
     .write = tcp_write,
+    .describe = tcp_describe,
     .close = tcp_close,
+    .release = tcp_close,
 };

@@ -118,3 +118,97 @@ Test(bench_opts, fewer_connections_than_threads_is_refused)
 {
     cr_assert_eq(PARSE("--threads", "4", "--connections", "2"), -EINVAL);
 }
+
+Test(bench_opts, tls_and_the_connect_load_are_off_by_default)
+{
+    cr_assert_eq(PARSE("-c", "4"), 0, "%s", err);
+    cr_assert_not(o.tls.enabled);
+    cr_assert_null(o.tls.ca);
+    cr_assert_not(o.tls.resume);
+    cr_assert_eq(o.tls.ciphers[0], 0);
+    cr_assert_eq(o.connect_rate, 0);
+    cr_assert_eq(o.connect_inflight, 16);
+}
+
+Test(bench_opts, every_tls_and_connect_option_is_understood)
+{
+    cr_assert_eq(PARSE("--tls", "--tls-ca", "/ca.pem", "--tls-cert", "/c.pem", "--tls-key",
+                       "/c.key", "--tls-name", "petrel.test", "--tls-ciphers",
+                       "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256,"
+                       "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+                       "--tls-resume", "--connect-rate", "2k", "--connect-inflight", "4"),
+                 0, "%s", err);
+    cr_assert(o.tls.enabled && o.tls.resume);
+    cr_assert_str_eq(o.tls.ca, "/ca.pem");
+    cr_assert_str_eq(o.tls.cert, "/c.pem");
+    cr_assert_str_eq(o.tls.key, "/c.key");
+    cr_assert_str_eq(o.tls.name, "petrel.test");
+    cr_assert_neq(o.tls.ciphers[0], 0);
+    cr_assert_neq(o.tls.ciphers[1], 0);
+    cr_assert_eq(o.tls.ciphers[2], 0);
+    cr_assert_eq(o.connect_rate, 2000);
+    cr_assert_eq(o.connect_inflight, 4);
+}
+
+Test(bench_opts, the_connect_rate_is_a_rate_or_max)
+{
+    cr_assert_eq(PARSE("--connect-rate", "max"), 0, "%s", err);
+    cr_assert_eq(o.connect_rate, BENCH_CONNECT_MAX);
+    cr_assert_eq(PARSE("--connect-rate", "150"), 0, "%s", err);
+    cr_assert_eq(o.connect_rate, 150);
+    const char *bad[] = {"0", "-5", "fast", "1x", "20m"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(PARSE("--connect-rate", (char *)bad[i]), -EINVAL, "%s accepted", bad[i]);
+        cr_assert(strstr(err, "--connect-rate") != NULL, "%s", err);
+    }
+    cr_assert_eq(PARSE("--connect-rate", "max", "--connect-inflight", "0"), -EINVAL);
+    cr_assert(strstr(err, "--connect-inflight") != NULL, "%s", err);
+}
+
+Test(bench_opts, zero_connections_leave_the_connect_load_alone)
+{
+    cr_assert_eq(PARSE("-c", "0", "-t", "4", "--connect-rate", "max"), 0, "%s", err);
+    cr_assert_eq(o.connections, 0);
+    cr_assert_eq(PARSE("-c", "0"), -EINVAL);
+    cr_assert(strstr(err, "--connect-rate") != NULL, "%s", err);
+    cr_assert_eq(PARSE("-c", "0", "--connect-rate", "10", "--rate", "100"), -EINVAL);
+    cr_assert_eq(PARSE("-c", "0", "--connect-rate", "10", "--preload"), -EINVAL);
+}
+
+Test(bench_opts, tls_options_need_tls_and_say_which)
+{
+    const char *opt[][2] = {
+        {"--tls-ca", "/x"},
+        {"--tls-name", "n"},
+        {"--tls-cert", "/x"},
+        {"--tls-key", "/x"},
+    };
+    for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+        char *argv[] = {"petrel-bench", (char *)opt[i][0], (char *)opt[i][1], NULL};
+        cr_assert_eq(bench_opts_parse(&o, 3, argv, err, sizeof(err)), -EINVAL, "%s accepted",
+                     opt[i][0]);
+        cr_assert(strstr(err, opt[i][0]) != NULL && strstr(err, "--tls") != NULL, "%s", err);
+    }
+    cr_assert_eq(PARSE("--tls-resume", "--connect-rate", "1"), -EINVAL);
+    cr_assert(strstr(err, "--tls-resume needs --tls") != NULL, "%s", err);
+}
+
+Test(bench_opts, a_client_certificate_needs_its_key_and_resume_needs_the_connect_load)
+{
+    cr_assert_eq(PARSE("--tls", "--tls-cert", "/c.pem"), -EINVAL);
+    cr_assert(strstr(err, "--tls-key") != NULL, "%s", err);
+    cr_assert_eq(PARSE("--tls", "--tls-key", "/c.key"), -EINVAL);
+    cr_assert_eq(PARSE("--tls", "--tls-resume"), -EINVAL);
+    cr_assert(strstr(err, "--connect-rate") != NULL, "%s", err);
+    cr_assert_eq(PARSE("--tls", "--tls-ca", ""), -EINVAL);
+    cr_assert(strstr(err, "--tls-ca") != NULL, "%s", err);
+}
+
+Test(bench_opts, unknown_cipher_suites_are_refused_by_name)
+{
+    cr_assert_eq(PARSE("--tls", "--tls-ciphers", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256,NOPE"),
+                 -EINVAL);
+    cr_assert(strstr(err, "--tls-ciphers") != NULL && strstr(err, "'NOPE'") != NULL, "%s", err);
+    cr_assert_eq(PARSE("--tls", "--tls-ciphers", ""), -EINVAL);
+    cr_assert_eq(PARSE("--tls", "--tls-ciphers", "a,,b"), -EINVAL);
+}
