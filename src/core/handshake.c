@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -26,7 +27,6 @@
 #define TICK_MS    100 /* how late a timeout may be noticed */
 #define EVENTS     128 /* epoll events per turn */
 #define TAKE_BATCH 256 /* new sockets taken per turn */
-#define NICE       5   /* below the workers: a request preempts a handshake, not the reverse */
 #define EVICT_MS   250 /* a handshake this old may be closed to make room for a new one */
 
 static char waker_tag;
@@ -303,8 +303,14 @@ handshake_main(void *arg)
     pthread_setname_np(pthread_self(), "handshake");
     log_thread_register("handshake");
     metrics_thread_register(); /* it reads the live settings */
-    /* Per-thread on Linux: this thread only. Lowering one's own priority is always allowed. */
-    (void)setpriority(PRIO_PROCESS, 0, NICE);
+    /* SCHED_IDLE (this thread only; lowering one's own priority is always allowed): it runs
+     * when no worker wants the CPU, and a worker that wakes preempts it at once, so handshakes
+     * add nothing to the tail of requests. The price: while the workers keep every core busy,
+     * new TLS connections wait, and time out if that lasts. Existing clients come first. */
+    struct sched_param sp = {0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0) {
+        (void)setpriority(PRIO_PROCESS, 0, 19);
+    }
 
     struct hs_thread t = {.rt = rt, .epfd = epoll_create1(EPOLL_CLOEXEC)};
     t.srv = atomic_exchange(&rt->tls_next, NULL);

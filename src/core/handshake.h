@@ -6,7 +6,8 @@
  * established connection back (handshake(w) -> acceptor(r), rt->hs_out) as a struct handoff,
  * which the acceptor passes to a worker like any new connection. So a handshake, which costs
  * milliseconds of public-key arithmetic, never runs on a worker's request path, and a reconnect
- * storm is paid for by this thread (at a lower scheduling priority than the workers).
+ * storm is paid for by this thread, which runs under SCHED_IDLE: only when no worker wants the
+ * CPU.
  *
  * Bounds: at most hs_max handshakes hold a session at once (each TLS_SESSION_BYTES, together a
  * quarter of buffer-memory); when all are taken, the one that started longest ago (250 ms or
