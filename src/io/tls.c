@@ -87,6 +87,7 @@ struct tls_session {
     bool recv_full;          /* that recv() filled its buffer: the socket may hold more */
     int err;                 /* an error to report once the bytes before it are delivered */
     size_t claimed;          /* bytes put in a record that has not left yet (see tls_writev) */
+    size_t max_payload;      /* largest record plaintext, as negotiated */
     const unsigned char *ra; /* ciphertext received by this read call, not yet consumed */
     size_t ra_len;
     unsigned char *stash; /* ciphertext left from an earlier call (the caller's room ran out) */
@@ -604,6 +605,8 @@ tls_handshake(struct tls_session *s, enum tls_failure *why, char *detail, size_t
         }
     }
     snprintf(s->suite, sizeof(s->suite), "%s", mbedtls_ssl_get_ciphersuite(&s->ssl));
+    int max = mbedtls_ssl_get_max_out_record_payload(&s->ssl); /* fixed once negotiated */
+    s->max_payload = max > 0 ? (size_t)max : 512;
     s->established = true;
     return 0;
 }
@@ -676,6 +679,13 @@ tls_read(struct transport *t, void *p, size_t n)
         int rc = mbedtls_ssl_read(&s->ssl, (unsigned char *)p + got, n - got);
         if (rc > 0) {
             got += (size_t)rc;
+            /* The socket was read and everything it gave is decrypted and delivered: another
+             * call could only say WANT_READ (the usual end of a read event, so it is worth
+             * not going through mbedTLS's record layer once more to hear it). */
+            if (!s->may_recv && s->ra_len == 0 && s->stash_len == 0 &&
+                mbedtls_ssl_get_bytes_avail(&s->ssl) == 0) {
+                break;
+            }
         } else if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
             break;
         } else if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
@@ -737,17 +747,14 @@ tls_writev(struct transport *t, const struct iovec *iov, int iovcnt)
         s->claimed = 0;
         return (ssize_t)c;
     }
-    int max = mbedtls_ssl_get_max_out_record_payload(&s->ssl);
-    if (max <= 0) {
-        return -EPROTO;
-    }
+    size_t max = s->max_payload;
     /* One record per call, as full as the buffers allow: pipelined replies leave together. */
     const unsigned char *src = iov[0].iov_base;
-    size_t n = iov[0].iov_len < (size_t)max ? iov[0].iov_len : (size_t)max;
-    if (iovcnt > 1 && n < (size_t)max) {
+    size_t n = iov[0].iov_len < max ? iov[0].iov_len : max;
+    if (iovcnt > 1 && n < max) {
         n = 0;
-        for (int i = 0; i < iovcnt && n < (size_t)max; i++) {
-            size_t k = iov[i].iov_len < (size_t)max - n ? iov[i].iov_len : (size_t)max - n;
+        for (int i = 0; i < iovcnt && n < max; i++) {
+            size_t k = iov[i].iov_len < max - n ? iov[i].iov_len : max - n;
             memcpy(staging + n, iov[i].iov_base, k);
             n += k;
         }
