@@ -223,6 +223,29 @@ struct rt_stats {
 /** Fill *out. Any RCU-registered thread (workers, admin, main). */
 void rt_stats_get(struct rt_stats *out);
 
+/* One client connection, as a product shows it (memcached's "stats conns"). */
+struct rt_conn_info {
+    int fd;
+    int family;             /* AF_INET, AF_INET6, AF_UNIX (or 0): of peer and listener */
+    const char *peer;       /* "addr:port", "[addr]:port", a unix path; "?" if unknown */
+    const char *listener;   /* the address it was accepted on, in the same form */
+    const char *transport;  /* "tcp" (plain, unix sockets too) or "tls" */
+    const char *tls_client; /* subject of the client's TLS certificate; "" without one */
+    const char *state;      /* what it is doing, in memcached's words: conn_listening (a
+                             * listener), conn_waiting (idle), conn_read (a request part-way in),
+                             * conn_parse_cmd (waiting for other workers' answers),
+                             * conn_mwrite (replies waiting for the client to read them),
+                             * conn_closing */
+    uint64_t idle_secs;     /* since the connection last received a byte */
+};
+
+/**
+ * Call fn for every client connection of the calling worker, and first, when listeners is true,
+ * for every listening socket (state conn_listening). Worker thread only; the strings live until
+ * fn returns.
+ */
+void rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *ci), void *arg);
+
 /**
  * memcached "stats": STAT lines (no END) for pid, time, version (as given), pointer_size,
  * rusage_user, rusage_system, the runtime's process-wide values (uptime, threads,

@@ -24,8 +24,12 @@ int sock_listen_tcp(const char *hosts, uint16_t port, int backlog, int *fds, siz
  */
 int sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, size_t errlen);
 
-/** Write "addr:port" (or the unix path) of a bound socket into out. */
-void sock_name(int fd, char *out, size_t len);
+/** Write "addr:port" ("[addr]:port" for IPv6, or the unix path) of a bound socket into out.
+ * Returns its address family (AF_INET, AF_INET6, AF_UNIX), or 0 if it has none ("?"). */
+int sock_name(int fd, char *out, size_t len);
+
+/** The same for the peer of a connected socket ("unnamed" for a unix client). */
+int sock_peer_name(int fd, char *out, size_t len);
 
 /** Set TCP_NODELAY on a TCP socket; other families are left alone. Returns 0 or -errno. */
 int sock_nodelay(int fd);

@@ -9,10 +9,9 @@
 #include "live.h"
 
 #include "petrel/log.h"
+#include "petrel/sock.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,6 @@
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,27 +91,6 @@ handoff_discard(void *item)
         free(h);
     } else {
         close(inbox_fd(item));
-    }
-}
-
-static void
-peer_name(int fd, char *out, size_t len)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
-        snprintf(out, len, "fd %d", fd);
-    } else if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        snprintf(out, len, "%s:%u", host, ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        snprintf(out, len, "[%s]:%u", host, ntohs(a->sin6_port));
-    } else {
-        snprintf(out, len, "unix socket (fd %d)", fd);
     }
 }
 
@@ -234,7 +211,7 @@ take_new(struct hs_thread *t, int64_t deadline)
         h->fd = inbox_fd(item);
         h->listener = inbox_listener(item);
         h->deadline_ms = deadline;
-        peer_name(h->fd, h->addr, sizeof(h->addr));
+        (void)sock_peer_name(h->fd, h->addr, sizeof(h->addr));
         list_push(&t->waiting, h);
     }
     if (n > 0) {

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -161,35 +162,59 @@ sock_listen_unix(const char *path, unsigned mode, int backlog, char *err, size_t
     return fd;
 }
 
-void
+/* "addr:port", "[addr]:port" or the unix path of ss; returns its family, or 0. */
+static int
+format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    switch (ss->ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
+        snprintf(out, len, "%s:%u", host, ntohs(s->sin_port));
+        return AF_INET;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
+        snprintf(out, len, "[%s]:%u", host, ntohs(s->sin6_port));
+        return AF_INET6;
+    }
+    case AF_UNIX:
+        snprintf(out, len, "%s", ((const struct sockaddr_un *)ss)->sun_path);
+        return AF_UNIX;
+    default:
+        snprintf(out, len, "?");
+        return 0;
+    }
+}
+
+int
 sock_name(int fd, char *out, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
         snprintf(out, len, "?");
-        return;
+        return 0;
     }
-    char host[INET6_ADDRSTRLEN] = "?";
-    switch (ss.ss_family) {
-    case AF_INET: {
-        struct sockaddr_in *s = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
-        snprintf(out, len, "%s:%u", host, ntohs(s->sin_port));
-        break;
-    }
-    case AF_INET6: {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
-        snprintf(out, len, "[%s]:%u", host, ntohs(s->sin6_port));
-        break;
-    }
-    case AF_UNIX:
-        snprintf(out, len, "%s", ((struct sockaddr_un *)&ss)->sun_path);
-        break;
-    default:
+    return format_addr(&ss, out, len);
+}
+
+int
+sock_peer_name(int fd, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
         snprintf(out, len, "?");
+        return 0;
     }
+    if (ss.ss_family == AF_UNIX && sl <= offsetof(struct sockaddr_un, sun_path)) {
+        snprintf(out, len, "unnamed"); /* a unix client's end has no path */
+        return AF_UNIX;
+    }
+    return format_addr(&ss, out, len);
 }
 
 int

@@ -65,8 +65,10 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -190,6 +192,7 @@ enum msg_op {
     OP_STATS,  /* publish the shard's counters into its metrics block */
     OP_FETCH,  /* the value of a hole, if the item is still that version */
     OP_DELETE, /* drop a key whose store was refused for lack of memory, as memcached does */
+    OP_CONNS,  /* "stats conns": the worker's connections, as STAT lines */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -220,6 +223,7 @@ enum slot_kind {
     SLOT_GET,   /* a window of a multi-key get: parts gathered in key order */
     SLOT_FLUSH, /* flush_all on every shard, then OK */
     SLOT_STATS, /* stats of every shard, summed */
+    SLOT_CONNS, /* every worker's connections, in worker order */
 };
 
 struct key_ref {
@@ -241,7 +245,7 @@ struct slot {
     uint32_t pcap;
     uint32_t nkeys, kcap;
     struct key_ref *keys;   /* SLOT_GET: kept with the slot */
-    uint32_t ekey;          /* SLOT_GET: the next key to send */
+    uint32_t ekey;          /* SLOT_GET: the next key to send; SLOT_CONNS: the next part */
     struct rb out;          /* SLOT_BYTES */
     size_t charged;         /* SLOT_BYTES: the bytes of out counted */
     struct mc_msg *fetch;   /* at the head: the fetch its next hole waits for */
@@ -819,6 +823,39 @@ msg_parse(struct mc_worker *mw, struct mc_msg *m, struct mc_req *req)
  * Run a message on this worker's shard: the owner side of a forward, or a local part. req is
  * the message's parsed request (msg_parse), or NULL to parse it here.
  */
+/* One connection of "stats conns", as memcached writes it: addr, listen_addr, state,
+ * secs_since_last_cmd; then, for TLS, the transport and the client certificate's subject. */
+static void
+write_conn(void *arg, const struct rt_conn_info *ci)
+{
+    struct buf *out = arg;
+    const char *proto = ci->family == AF_UNIX ? "unix" : ci->family == AF_INET6 ? "tcp6" : "tcp";
+    char name[48], value[320];
+    struct {
+        const char *field, *fmt;
+        const char *a, *b;
+    } lines[] = {
+        {"addr", "%s:%s", proto, ci->peer},
+        {"listen_addr", "%s:%s", proto, ci->listener},
+        {"state", "%s%s", ci->state, ""},
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        snprintf(name, sizeof(name), "%d:%s", ci->fd, lines[i].field);
+        snprintf(value, sizeof(value), lines[i].fmt, lines[i].a, lines[i].b);
+        (void)mc_compose_stat(out, name, value);
+    }
+    snprintf(name, sizeof(name), "%d:secs_since_last_cmd", ci->fd);
+    (void)mc_compose_stat_u64(out, name, ci->idle_secs);
+    if (strcmp(ci->transport, "tls") == 0) {
+        snprintf(name, sizeof(name), "%d:transport", ci->fd);
+        (void)mc_compose_stat(out, name, "tls");
+        if (ci->tls_client[0] != '\0') {
+            snprintf(name, sizeof(name), "%d:tls_client", ci->fd);
+            (void)mc_compose_stat(out, name, ci->tls_client);
+        }
+    }
+}
+
 static void
 msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
 {
@@ -854,6 +891,10 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
         break;
     case OP_STATS:
         publish_stats(mw);
+        break;
+    case OP_CONNS:
+        /* Worker 0's part also lists the listening sockets, as memcached's does. */
+        rt_conns_each(mw->id == 0, write_conn, &m->reply.b);
         break;
     }
 }
@@ -1227,6 +1268,19 @@ slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
         rc = rt_stats_write(wb, MC_PROTOCOL_VERSION);
         rc = rc < 0 ? rc : mc_compose_reply(wb, MC_R_END);
         return rc < 0 ? rc : 1;
+    case SLOT_CONNS:
+        for (; s->ekey < s->nparts; s->ekey++) {
+            struct mc_msg *m = s->parts[s->ekey];
+            if (m == NULL) {
+                continue; /* that worker could not be asked (out of memory, logged) */
+            }
+            rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
+            charge(c, st, &m->charged, msg_held(m));
+            if (rc <= 0) {
+                return rc;
+            }
+        }
+        return mc_compose_reply(wb, MC_R_END) == 0 ? 1 : -ENOMEM;
     }
     return 1;
 }
@@ -1558,11 +1612,13 @@ dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
 
 /* flush_all and stats: a part on every shard. */
 static int
-dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
+dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+             bool conns)
 {
     bool flush = req->cmd == MC_CMD_FLUSH_ALL;
     uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, flush ? SLOT_FLUSH : SLOT_STATS, mw->n, 0);
+    uint8_t kind = flush ? SLOT_FLUSH : conns ? SLOT_CONNS : SLOT_STATS;
+    struct slot *s = slot_push(mw, st, kind, mw->n, 0);
     if (s == NULL) {
         return -ENOMEM;
     }
@@ -1576,7 +1632,7 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
         }
     }
     for (unsigned sh = 0; sh < mw->n; sh++) {
-        struct mc_msg *m = msg_new(mw, flush ? OP_FLUSH : OP_STATS, seq, sh);
+        struct mc_msg *m = msg_new(mw, flush ? OP_FLUSH : conns ? OP_CONNS : OP_STATS, seq, sh);
         if (m == NULL) {
             return -ENOMEM;
         }
@@ -1587,6 +1643,22 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
         }
     }
     return EX_DONE;
+}
+
+/* Whether a stats request names one view, `name` (blanks may follow it on the line). */
+static bool
+stats_arg_is(const struct mc_req *req, const char *name)
+{
+    size_t n = strlen(name);
+    if (req->nargs != 1 || req->args_len < n || memcmp(req->args, name, n) != 0) {
+        return false;
+    }
+    for (size_t i = n; i < req->args_len; i++) {
+        if (req->args[i] != ' ' && req->args[i] != '\t') {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void
@@ -1647,7 +1719,7 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         rc = mc_compose_reply(o.b, MC_R_MN);
         break;
     case MC_CMD_STATS:
-        if (req->nargs == 1 && req->args_len >= 8 && memcmp(req->args, "settings", 8) == 0) {
+        if (stats_arg_is(req, "settings")) {
             write_settings(mw, o.b);
             rc = 0;
         } else {
@@ -1744,10 +1816,13 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         }
         break; /* one key: here, or forwarded whole like any keyed command */
     case MC_CMD_FLUSH_ALL:
-        return dispatch_all(mw, c, st, req);
+        return dispatch_all(mw, c, st, req, false);
     case MC_CMD_STATS:
         if (req->nargs == 0) {
-            return dispatch_all(mw, c, st, req);
+            return dispatch_all(mw, c, st, req, false);
+        }
+        if (stats_arg_is(req, "conns")) {
+            return dispatch_all(mw, c, st, req, true);
         }
         return dispatch_local(mw, c, st, req);
     case MC_CMD_VERSION:

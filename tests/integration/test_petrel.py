@@ -157,6 +157,51 @@ class Clients(unittest.TestCase):
         self.assertEqual(st[b"maxbytes"], 64 * 1024 * 1024)
         self.assertEqual(st[b"maxconns"], 1024)
 
+    def test_stats_conns_lists_every_workers_connections(self):
+        # Four more connections spread over both workers, each with its own port.
+        extra = [socket.create_connection(("127.0.0.1", self.server.port)) for _ in range(4)]
+        try:
+            for x in extra:
+                request(x, b"version\r\n", b"\r\n")
+            ports = {x.getsockname()[1] for x in extra}
+            with socket.create_connection(("127.0.0.1", self.server.port)) as s:
+                text = request(s, b"stats conns\r\n", b"END\r\n").decode()
+            fields = {}
+            for line in text.split("\r\n"):
+                if line.startswith("STAT "):
+                    name, value = line[5:].split(" ", 1)
+                    fd, field = name.split(":", 1)
+                    fields.setdefault(fd, {})[field] = value
+            clients = {fd: f for fd, f in fields.items() if f["state"] != "conn_listening"}
+            listed = {int(f["addr"].rsplit(":", 1)[1]) for f in clients.values()}
+            self.assertTrue(ports <= listed, "%s not all in %s" % (ports, listed))
+            for f in clients.values():
+                self.assertEqual(set(f) >= {"addr", "listen_addr", "state", "secs_since_last_cmd"},
+                                 True, f)
+                self.assertTrue(f["addr"].startswith("tcp:127.0.0.1:"), f)
+                self.assertEqual(f["listen_addr"], "tcp:127.0.0.1:%d" % self.server.port)
+            listeners = [f for f in fields.values() if f["state"] == "conn_listening"]
+            self.assertEqual([f["addr"] for f in listeners],
+                             ["tcp:127.0.0.1:%d" % self.server.port])
+            self.assertTrue(text.endswith("END\r\n"))
+        finally:
+            for x in extra:
+                x.close()
+
+    def test_stats_conns_says_how_long_a_connection_was_idle(self):
+        with socket.create_connection(("127.0.0.1", self.server.port)) as idle:
+            request(idle, b"version\r\n", b"\r\n")
+            port = idle.getsockname()[1]
+            time.sleep(2.2)
+            with socket.create_connection(("127.0.0.1", self.server.port)) as s:
+                text = request(s, b"stats conns\r\n", b"END\r\n").decode()
+        fd = next(l[5:].split(":")[0] for l in text.split("\r\n")
+                  if l.endswith(":%d" % port) and ":addr " in l)
+        idle_line = next(l for l in text.split("\r\n")
+                         if l.startswith("STAT %s:secs_since_last_cmd " % fd))
+        self.assertGreaterEqual(int(idle_line.split()[-1]), 2)
+        self.assertIn("STAT %s:state conn_waiting" % fd, text)
+
     def test_version(self):
         self.assertRegex(self.mc.version(), rb"^1\.6\.\d+-petrel-\d+\.\d+\.\d+$")
 

@@ -707,6 +707,15 @@ class MutualTlsRequired(unittest.TestCase):
             self.assertEqual(round_trip(s, b"version\r\n")[:8], b"VERSION ")
         self.server.wait_for(r"tls: .*client 'CN=client1'", 5)
 
+    def test_stats_conns_shows_the_client_certificates_subject(self):
+        with tls_connect(self.server.port, client_context(CERTS.client, CERTS.client_key)) as s:
+            port = s.getsockname()[1]
+            text = round_trip(s, b"stats conns\r\n", b"END\r\n").decode()
+        fd = next(l[5:].split(":")[0] for l in text.split("\r\n")
+                  if ":addr " in l and l.endswith(":%d" % port))
+        self.assertIn("STAT %s:transport tls\r\n" % fd, text)
+        self.assertIn("STAT %s:tls_client CN=client1\r\n" % fd, text)
+
     def test_a_client_without_a_certificate_is_refused_and_counted(self):
         self.assertRefusedAndCounted(client_context())
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define FAILS_KEPT      16
 #define DEFAULT_BUFFER  (16u << 10)
@@ -483,6 +484,39 @@ void
 rt_request_stop(void)
 {
     need_active("rt_request_stop")->stops++;
+}
+
+/* The calling worker's connections, as plain TCP from 127.0.0.1 with the slot as descriptor,
+ * and one listener on worker 0's call. */
+void
+rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *ci), void *arg)
+{
+    struct fake_rt *rt = need_active("rt_conns_each");
+    if (rt->cur == NO_WORKER) {
+        fail(rt, FAKE_CHECK_CONTRACT, "rt_conns_each outside a worker");
+        return;
+    }
+    if (listeners) {
+        fn(arg, &(struct rt_conn_info){.fd = 1000,
+                                       .family = AF_INET,
+                                       .peer = "127.0.0.1:11211",
+                                       .listener = "127.0.0.1:11211",
+                                       .transport = "tcp",
+                                       .tls_client = "",
+                                       .state = "conn_listening"});
+    }
+    struct fake_worker *w = &rt->w[rt->cur];
+    for (unsigned i = 0; i < w->cap; i++) {
+        if (w->slot[i] != NULL) {
+            fn(arg, &(struct rt_conn_info){.fd = (int)i,
+                                           .family = AF_INET,
+                                           .peer = "127.0.0.1:50000",
+                                           .listener = "127.0.0.1:11211",
+                                           .transport = "tcp",
+                                           .tls_client = "",
+                                           .state = "conn_waiting"});
+        }
+    }
 }
 
 void

@@ -306,6 +306,36 @@ Test(mc_server, stats_counts_the_items_of_every_shard)
     finish();
 }
 
+Test(mc_server, stats_conns_lists_the_connections_of_every_worker_then_end)
+{
+    start(3);
+    struct fake_conn *fc = fake_conn_open(rt, 1);
+    fake_conn_open(rt, 0);
+    fake_conn_open(rt, 1);
+    fake_conn_open(rt, 2);
+    const char *out = request(fc, "stats conns\r\n");
+    unsigned waiting = 0, listening = 0;
+    for (const char *p = out; (p = strstr(p, ":state ")) != NULL; p++) {
+        waiting += strncmp(p, ":state conn_waiting\r\n", 21) == 0;
+        listening += strncmp(p, ":state conn_listening\r\n", 23) == 0;
+    }
+    cr_assert_eq(waiting, 4, "every open connection, on every worker: %s", out);
+    cr_assert_eq(listening, 1, "the listener, once: %s", out);
+    cr_assert(strncmp(out, "STAT 1000:addr tcp:127.0.0.1:11211\r\n", 36) == 0,
+              "worker 0's part, with the listener, comes first: %s", out);
+    size_t len = strlen(out);
+    cr_assert(len >= 5 && strcmp(out + len - 5, "END\r\n") == 0, "ends with END: %s", out);
+    finish();
+}
+
+Test(mc_server, stats_with_an_unknown_view_is_error)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    cr_assert_str_eq(request(fc, "stats connsx\r\nstats conns x\r\n"), "ERROR\r\nERROR\r\n");
+    finish();
+}
+
 Test(mc_server, late_reply_for_a_closed_connection_is_dropped)
 {
     start(2);
