@@ -22,7 +22,7 @@ effective_level(const struct config *cfg)
     if (verbose > 0 && level < LOG_INFO + verbose) {
         level = (enum log_level)(LOG_INFO + verbose);
     }
-    return level;
+    return level > LOG_DEBUG ? LOG_DEBUG : level; /* -vvv, as memcached's, is -vv */
 }
 
 struct rt_live *

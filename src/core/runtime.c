@@ -162,9 +162,10 @@ static const struct opt_def rt_options[] = {
      .type = OPT_COUNT,
      .dflt = "0",
      .min = 0,
-     .max = 2,
+     .max = 3,
      .flags = OPT_RELOADABLE,
-     .help = "more detail: -v connection events, -vv requests (raises log-level)"},
+     .help = "more detail: -v connection events, -vv requests (raises log-level); -vvv, "
+             "memcached's most, is -vv"},
     {.name = "klog-file",
      .section = "log",
      .type = OPT_STR,

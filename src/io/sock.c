@@ -68,9 +68,12 @@ listen_host(const char *host, uint16_t port, int backlog, int *fds, size_t max, 
                           ? (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
                           : (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
             inet_ntop(ai->ai_family, a, name, sizeof(name));
-            snprintf(err, errlen, "cannot listen on %s%s%s port %u: %s",
+            snprintf(err, errlen, "cannot listen on %s%s%s port %u: %s%s",
                      ai->ai_family == AF_INET6 ? "[" : "", name,
-                     ai->ai_family == AF_INET6 ? "]" : "", port, strerror(-fd));
+                     ai->ai_family == AF_INET6 ? "]" : "", port, strerror(-fd),
+                     fd == -EADDRINUSE ? " (another process listens there, a memcached "
+                                         "service perhaps: stop it, or choose another port)"
+                                       : "");
             rc = fd;
             break;
         }

@@ -206,6 +206,29 @@ class Clients(unittest.TestCase):
         self.assertRegex(self.mc.version(), rb"^1\.6\.\d+-petrel-\d+\.\d+\.\d+$")
 
 
+class CommandLine(unittest.TestCase):
+    """memcached's flags as Debian's wrapper and init scripts pass them."""
+
+    def test_vvv_is_accepted(self):
+        rc, out, err = run(PETREL, "-vvv", "--check-config")
+        self.assertEqual((rc, out), (0, "configuration OK\n"), err)
+
+    def test_check_config_refuses_a_udp_port_as_start_up_does(self):
+        rc, _, err = run(PETREL, "-U", "11211", "--check-config")
+        self.assertEqual(rc, 64)
+        self.assertIn("-U/--udp-port", err)
+
+    def test_a_port_in_use_is_named_with_a_hint(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            rc, _, err = run(PETREL, "-l", "127.0.0.1", "-p", str(port), "--admin-port", "0")
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot listen on 127.0.0.1 port %d: Address already in use" % port, err)
+        self.assertIn("memcached service", err)
+
+
 class ExactReplies(unittest.TestCase):
     """memcached's exact bytes for requests and bad input."""
 
