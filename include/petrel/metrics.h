@@ -239,6 +239,8 @@ int metrics_find(const struct metrics *m, const char *name, unsigned *table, uns
 struct metric_value {
     const struct metric_def *def;
     uint64_t value;
+    const char *prom; /* its Prometheus name, when def->name lacks the unit ("uptime_seconds");
+                       * NULL: def->name */
 };
 
 /**
@@ -260,7 +262,8 @@ int metrics_write_latency(struct buf *b, const struct metrics_snapshot *s);
 
 /**
  * Prometheus text exposition (version 0.0.4): HELP and TYPE lines for every metric, names
- * prefixed with prefix ("petrel_"); counters end in _total. Process-wide values have no label;
+ * prefixed with prefix ("petrel_"); counters end in _total, and memcached's "total_X" counters
+ * are named X_total (not total_X_total). Process-wide values have no label;
  * counters and gauges of the blocks have one sample per block labelled worker="<id>";
  * histograms are summed over the blocks, exported in seconds (name_seconds_bucket with le at
  * 2^k - 1 ns for k = 10..36, i.e. about 1 us to 69 s, then +Inf; _sum; _count).

@@ -29,6 +29,9 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
+#include <mbedtls/version.h>
+
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -141,6 +144,13 @@ static const struct metric_def global_defs[G_COUNT] = {
     [G_MEM_MAPPED] = {"mem_mapped", METRIC_GAUGE, "bytes mapped by jemalloc (stats.mapped)"},
 };
 
+/* Prometheus names of the globals whose memcached names lack their unit. */
+static const char *const prom[G_COUNT] = {
+    [G_UPTIME] = "uptime_seconds",          [G_MEM_ALLOCATED] = "memory_allocated_bytes",
+    [G_MEM_ACTIVE] = "memory_active_bytes", [G_MEM_RESIDENT] = "memory_resident_bytes",
+    [G_MEM_MAPPED] = "memory_mapped_bytes",
+};
+
 size_t
 admin_globals(struct runtime *rt, struct metric_value *out, size_t cap)
 {
@@ -171,7 +181,7 @@ admin_globals(struct runtime *rt, struct metric_value *out, size_t cap)
         v[G_MEM_ALLOCATED + i] = atomic_load_explicit(&mem[i], memory_order_relaxed);
     }
     for (size_t i = 0; i < n && i < cap; i++) {
-        out[i] = (struct metric_value){&global_defs[i], v[i]};
+        out[i] = (struct metric_value){.def = &global_defs[i], .value = v[i], .prom = prom[i]};
     }
     return n < cap ? n : cap;
 }
@@ -206,6 +216,81 @@ memory_refresh(void)
         }
     }
 #endif
+}
+
+/*
+ * What every Prometheus client library exports about its process (the process_* names of the
+ * exposition conventions), read from /proc/self, and petrel_build_info. Admin thread.
+ */
+static int
+write_process_metrics(struct buf *b, const struct runtime *rt)
+{
+    int rc = buf_printf(b,
+                        "# HELP petrel_build_info the running build (value 1)\n"
+                        "# TYPE petrel_build_info gauge\n"
+                        "petrel_build_info{version=\"%s\",product=\"%s\",tls=\"mbedtls %s\"} 1\n",
+                        PETREL_VERSION, rt->p->name, MBEDTLS_VERSION_STRING);
+    /* /proc/self/stat: fields 14, 15 (utime, stime, ticks), 22 (starttime, ticks after boot),
+     * 23 (vsize, bytes), 24 (rss, pages); the command name (field 2) may hold blanks. */
+    char stat[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f != NULL ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    stat[n] = '\0';
+    const char *p = strrchr(stat, ')');
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0;
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
+                            "%*d %*d %*d %llu %llu %lld",
+                            &utime, &stime, &start, &vsize, &rss) != 5) {
+        return rc;
+    }
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    /* Boot time, to turn starttime into a unix time. */
+    long long btime = 0;
+    char line[256];
+    if ((f = fopen("/proc/stat", "r")) != NULL) {
+        while (fgets(line, sizeof(line), f) != NULL && sscanf(line, "btime %lld", &btime) != 1) {
+        }
+        fclose(f);
+    }
+    unsigned fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        fds += e->d_name[0] != '.';
+    }
+    if (d != NULL) {
+        closedir(d);
+        fds--; /* the directory's own descriptor */
+    }
+    struct rlimit rl = {0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rc |= buf_printf(b,
+                     "# HELP process_cpu_seconds_total user and system CPU time\n"
+                     "# TYPE process_cpu_seconds_total counter\n"
+                     "process_cpu_seconds_total %.2f\n"
+                     "# HELP process_resident_memory_bytes resident memory\n"
+                     "# TYPE process_resident_memory_bytes gauge\n"
+                     "process_resident_memory_bytes %lld\n"
+                     "# HELP process_virtual_memory_bytes virtual memory\n"
+                     "# TYPE process_virtual_memory_bytes gauge\n"
+                     "process_virtual_memory_bytes %llu\n"
+                     "# HELP process_start_time_seconds start time, seconds since the epoch\n"
+                     "# TYPE process_start_time_seconds gauge\n"
+                     "process_start_time_seconds %.2f\n"
+                     "# HELP process_open_fds open file descriptors\n"
+                     "# TYPE process_open_fds gauge\n"
+                     "process_open_fds %u\n"
+                     "# HELP process_max_fds the descriptor limit\n"
+                     "# TYPE process_max_fds gauge\n"
+                     "process_max_fds %llu\n",
+                     (double)(utime + stime) / (double)tick, rss * page, vsize,
+                     (double)btime + (double)start / (double)tick, fds,
+                     (unsigned long long)rl.rlim_cur);
+    return rc < 0 ? rc : 0;
 }
 
 int
@@ -478,7 +563,8 @@ http_request(struct runtime *rt, const char *line, struct buf *out)
         size_t ng = admin_globals(rt, g, G_COUNT);
         text = "text/plain; version=0.0.4; charset=utf-8";
         if (metrics_snapshot_take(rt->metrics, &s) < 0 ||
-            metrics_write_prometheus(&body, s, "petrel_", g, ng) < 0) {
+            metrics_write_prometheus(&body, s, "petrel_", g, ng) < 0 ||
+            write_process_metrics(&body, rt) < 0) {
             status = 500;
         }
         metrics_snapshot_free(&s);

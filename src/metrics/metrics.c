@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -603,17 +604,28 @@ metrics_write_latency(struct buf *b, const struct metrics_snapshot *s)
     return rc < 0 ? rc : 0;
 }
 
+/* A metric's Prometheus name after the prefix: `name` with its type's suffix, and without
+ * memcached's "total_" in front of a counter, which the suffix says already. */
+static void
+prom_name(const struct metric_def *d, const char *name, char *out, size_t len)
+{
+    if (d->type == METRIC_COUNTER && strncmp(name, "total_", 6) == 0) {
+        name += 6;
+    }
+    const char *suffix = d->type == METRIC_COUNTER     ? "_total"
+                         : d->type == METRIC_HISTOGRAM ? "_seconds"
+                                                       : "";
+    snprintf(out, len, "%s%s", name, suffix);
+}
+
 static int
-prom_header(struct buf *b, const char *prefix, const struct metric_def *d)
+prom_header(struct buf *b, const char *prefix, const struct metric_def *d, const char *name)
 {
     const char *type = d->type == METRIC_COUNTER ? "counter"
                        : d->type == METRIC_GAUGE ? "gauge"
                                                  : "histogram";
-    const char *suffix = d->type == METRIC_COUNTER     ? "_total"
-                         : d->type == METRIC_HISTOGRAM ? "_seconds"
-                                                       : "";
-    int rc = buf_printf(b, "# HELP %s%s%s %s\n", prefix, d->name, suffix, d->help);
-    return rc < 0 ? rc : buf_printf(b, "# TYPE %s%s%s %s\n", prefix, d->name, suffix, type);
+    int rc = buf_printf(b, "# HELP %s%s %s\n", prefix, name, d->help);
+    return rc < 0 ? rc : buf_printf(b, "# TYPE %s%s %s\n", prefix, name, type);
 }
 
 static int
@@ -648,12 +660,12 @@ metrics_write_prometheus(struct buf *b, const struct metrics_snapshot *s, const 
                          const struct metric_value *global, size_t nglobal)
 {
     int rc = 0;
+    char name[128];
     for (size_t g = 0; g < nglobal && rc == 0; g++) {
         const struct metric_def *d = global[g].def;
-        rc = prom_header(b, prefix, d);
-        rc |= buf_printf(b, "%s%s%s %llu\n", prefix, d->name,
-                         d->type == METRIC_COUNTER ? "_total" : "",
-                         (unsigned long long)global[g].value);
+        prom_name(d, global[g].prom != NULL ? global[g].prom : d->name, name, sizeof(name));
+        rc = prom_header(b, prefix, d, name);
+        rc |= buf_printf(b, "%s%s %llu\n", prefix, name, (unsigned long long)global[g].value);
     }
     uint64_t h[METRICS_HIST_SLOTS];
     const struct metric_def *d;
@@ -662,15 +674,15 @@ metrics_write_prometheus(struct buf *b, const struct metrics_snapshot *s, const 
         if (rc < 0) {
             break;
         }
-        rc = prom_header(b, prefix, d);
+        prom_name(d, d->name, name, sizeof(name));
+        rc = prom_header(b, prefix, d, name);
         if (d->type == METRIC_HISTOGRAM) {
             metrics_snapshot_hist(s, t, i, h);
             rc |= prom_hist(b, prefix, d->name, h);
             continue;
         }
         for (size_t w = 0; w < s->n && rc == 0; w++) {
-            rc = buf_printf(b, "%s%s%s{worker=\"%u\"} %llu\n", prefix, d->name,
-                            d->type == METRIC_COUNTER ? "_total" : "", s->ids[w],
+            rc = buf_printf(b, "%s%s{worker=\"%u\"} %llu\n", prefix, name, s->ids[w],
                             (unsigned long long)metrics_snapshot_value(s, w, t, i));
         }
     }

@@ -147,6 +147,30 @@ class KnownTraffic(unittest.TestCase):
         workers = {s.labels["worker"] for s in fam["petrel_cmd_get"].samples}
         self.assertEqual(workers, {"0", "1"})
 
+    def test_prometheus_names_follow_the_conventions(self):
+        fams = prometheus(self.server)
+        self.assertEqual(fams["petrel_uptime_seconds"].type, "gauge")
+        self.assertEqual(fams["petrel_memory_resident_bytes"].type, "gauge")
+        # prometheus_client strips _total from a counter family's name.
+        self.assertEqual(fams["petrel_connections"].type, "counter")
+        self.assertEqual(fams["petrel_items"].type, "counter")
+        doubled = [n for n in fams if n.startswith("petrel_total_")]
+        self.assertEqual(doubled, [])
+
+    def test_prometheus_has_build_info_and_process_metrics(self):
+        fams = prometheus(self.server)
+        info = fams["petrel_build_info"].samples[0]
+        self.assertEqual(info.value, 1)
+        self.assertEqual(info.labels["product"], "petrel")
+        self.assertTrue(info.labels["version"])
+        self.assertEqual(fams["process_cpu_seconds"].type, "counter")
+        self.assertGreater(fams["process_resident_memory_bytes"].samples[0].value, 1 << 20)
+        self.assertGreater(fams["process_open_fds"].samples[0].value, 3)
+        self.assertGreaterEqual(fams["process_max_fds"].samples[0].value,
+                                fams["process_open_fds"].samples[0].value)
+        start = fams["process_start_time_seconds"].samples[0].value
+        self.assertTrue(time.time() - 600 < start <= time.time() + 1, start)
+
     def test_prometheus_histograms_count_every_request_by_class(self):
         fam = prometheus(self.server)
         h = fam["petrel_get_latency_seconds"]

@@ -213,7 +213,7 @@ static const struct metric_def uptime_def = {"uptime", METRIC_GAUGE, "seconds si
 static int
 prom(struct buf *b, const struct metrics_snapshot *s)
 {
-    const struct metric_value g = {&uptime_def, 9};
+    const struct metric_value g = {.def = &uptime_def, .value = 9};
     return metrics_write_prometheus(b, s, "petrel_", &g, 1);
 }
 
@@ -235,10 +235,32 @@ Test(metrics, prometheus_has_help_type_worker_labels_and_histogram_series)
     free(t);
 }
 
+static const struct metric_def total_def = {"total_connections", METRIC_COUNTER, "accepted"};
+
+static int
+prom_named(struct buf *b, const struct metrics_snapshot *s)
+{
+    const struct metric_value g[] = {
+        {.def = &uptime_def, .value = 9, .prom = "uptime_seconds"},
+        {.def = &total_def, .value = 5},
+    };
+    return metrics_write_prometheus(b, s, "petrel_", g, 2);
+}
+
+Test(metrics, prometheus_names_carry_their_unit_and_one_total)
+{
+    char *t = render(prom_named);
+    cr_assert(strstr(t, "# TYPE petrel_uptime_seconds gauge\npetrel_uptime_seconds 9\n"), "%s", t);
+    cr_assert(strstr(t, "# TYPE petrel_connections_total counter\npetrel_connections_total 5\n"),
+              "memcached's total_connections is not total_connections_total: %s", t);
+    cr_assert(strstr(t, "total_connections") == NULL, "%s", t);
+    free(t);
+}
+
 static int
 stats(struct buf *b, const struct metrics_snapshot *s)
 {
-    const struct metric_value g = {&uptime_def, 9};
+    const struct metric_value g = {.def = &uptime_def, .value = 9};
     return metrics_write_stats(b, s, &g, 1);
 }
 
@@ -270,7 +292,7 @@ Test(metrics, latency_lines_give_count_and_percentiles_in_microseconds)
 static int
 json(struct buf *b, const struct metrics_snapshot *s)
 {
-    const struct metric_value g = {&uptime_def, 9};
+    const struct metric_value g = {.def = &uptime_def, .value = 9};
     return metrics_write_json(b, s, &g, 1);
 }
 
