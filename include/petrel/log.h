@@ -32,6 +32,9 @@ extern const char *const log_level_names[];
  */
 int log_setup(enum log_level level, const char *path);
 
+/** Whether the log goes to stderr (no log file). Any thread. */
+bool log_to_stderr(void);
+
 /** Flush everything, free every ring and close the file. Main thread, after threads stopped. */
 void log_teardown(void);
 

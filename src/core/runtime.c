@@ -22,6 +22,9 @@
 #include <urcu/pointer.h>
 
 #include <errno.h>
+#include <pwd.h>
+#include <grp.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +64,27 @@ static const struct opt_def rt_options[] = {
      .min = 0,
      .max = 65535,
      .help = "UDP port: not supported, must be 0 (as memcached's default)"},
+    {.name = "daemonize",
+     .short_name = 'd',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "run in the background, as memcached's -d: detach from the terminal once ready "
+             "(the command returns 0 then, or 1 if start-up failed); logs go to --log-file only"},
+    {.name = "user",
+     .short_name = 'u',
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "when started as root, become this user (and its groups) once the listeners are "
+             "open, as memcached's -u; ignored otherwise"},
+    {.name = "pid-file",
+     .short_name = 'P',
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "write the process id to this file once started (removed at exit), as "
+             "memcached's -P"},
     {.name = "threads",
      .short_name = 't',
      .section = "server",
@@ -709,6 +733,100 @@ metrics_tables_create(struct runtime *rt)
     return rc;
 }
 
+/*
+ * -d: fork; the parent waits until the child says it is ready (or fails) and exits with 0 or 1,
+ * so an init script learns whether the start worked. Called before any thread exists. Returns
+ * the descriptor the child writes its verdict to, or -1 with errno.
+ */
+static int
+daemonize(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid > 0) {
+        close(p[1]);
+        char ok = 0;
+        ssize_t n;
+        while ((n = read(p[0], &ok, 1)) < 0 && errno == EINTR) {
+        }
+        _exit(n == 1 && ok == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    (void)setsid();
+    if (chdir("/") < 0) {
+        /* the root directory is always there */
+    }
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        close(null); /* stderr stays until ready: a start-up error still reaches the terminal */
+    }
+    return p[1];
+}
+
+/* Tell the waiting parent how the start went; once ready, let go of the terminal's stderr (as
+ * memcached -d, nobody reads it any more: the log then needs --log-file). */
+static void
+daemon_verdict(int *fd, bool ok)
+{
+    if (*fd < 0) {
+        return;
+    }
+    if (ok && log_to_stderr()) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, STDERR_FILENO);
+            close(null);
+        }
+    }
+    char c = ok ? 1 : 0;
+    (void)!write(*fd, &c, 1);
+    close(*fd);
+    *fd = -1;
+}
+
+static int
+write_pid_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -errno;
+    }
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+    int rc = write(fd, line, (size_t)n) == n ? 0 : -EIO;
+    return close(fd) < 0 && rc == 0 ? -errno : rc;
+}
+
+/* -u: as root, become user (its uid, gid and groups). */
+static int
+drop_privileges(const char *user)
+{
+    if (user[0] == '\0' || geteuid() != 0) {
+        return 0;
+    }
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        log_error("--user: no user '%s'", user);
+        return -ENOENT;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
+        int e = errno;
+        log_error("--user: cannot become '%s': %s", user, strerror(e));
+        return -e;
+    }
+    log_info("running as user %s (uid %u)", user, (unsigned)pw->pw_uid);
+    return 0;
+}
+
 void
 rt_request_stop(void)
 {
@@ -779,6 +897,8 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     sigset_t set;
     int sfd = signals_setup(&set);
     unsigned started = 0;
+    int daemon_fd = -1;
+    const char *pid_file = "";
     status = EX_SOFTWARE_FAIL;
     rt->live = live_new((struct config *)cfg, false);
     rt->workers = calloc(rt->nworkers, sizeof(*rt->workers));
@@ -789,6 +909,21 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     }
     raise_fd_limit(rt, rt->live->max_conns);
     if (open_listeners(rt, unix_mode) < 0) {
+        goto out;
+    }
+    /* No thread exists yet: the place to fork. Listeners are open and certificates loaded while
+     * still root; the pid file is written as root too (its directory may be root's). */
+    if (config_bool(cfg, "daemonize") && (daemon_fd = daemonize()) < 0) {
+        log_error("--daemonize: %s", strerror(errno));
+        goto out;
+    }
+    pid_file = config_str(cfg, "pid-file");
+    if (pid_file[0] != '\0' && (rc = write_pid_file(pid_file)) < 0) {
+        log_error("--pid-file: cannot write '%s': %s", pid_file, strerror(-rc));
+        pid_file = "";
+        goto out;
+    }
+    if (drop_privileges(config_str(cfg, "user")) < 0) {
         goto out;
     }
     if (rt->tls_on && (rc = tls_setup(rt)) < 0) {
@@ -818,6 +953,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     snprintf(status_msg, sizeof(status_msg), "READY=1\nSTATUS=serving with %u workers\nMAINPID=%ld",
              rt->nworkers, (long)getpid());
     notify_send(status_msg);
+    daemon_verdict(&daemon_fd, true);
 
     signal_loop(rt, sfd);
     notify_send("STOPPING=1");
@@ -828,6 +964,9 @@ out:
     if (sfd >= 0) {
         close(sfd);
     }
+    if (pid_file[0] != '\0') {
+        (void)unlink(pid_file); /* best effort: the user may not own its directory */
+    }
     runtime_free(rt);
     rt_current = NULL;
     if (rt->live != NULL) {
@@ -836,5 +975,6 @@ out:
     metrics_destroy(&rt->metrics); /* after rcu_barrier: every deferred free has run */
     metrics_thread_unregister();
     log_teardown();
+    daemon_verdict(&daemon_fd, false); /* start-up failed (a no-op after the ready verdict) */
     return status;
 }

@@ -70,6 +70,12 @@ log_setup(enum log_level level, const char *path)
     return 0;
 }
 
+bool
+log_to_stderr(void)
+{
+    return L.fd == STDERR_FILENO;
+}
+
 void
 log_teardown(void)
 {

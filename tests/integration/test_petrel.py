@@ -1,9 +1,12 @@
 """petrel over real sockets: memcached clients, exact replies, ordering across shards."""
 import os
+import pwd
+import shutil
 import random
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -227,6 +230,78 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("cannot listen on 127.0.0.1 port %d: Address already in use" % port, err)
         self.assertIn("memcached service", err)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon(unittest.TestCase):
+    """-d, -P and -u, as memcached's init scripts and Debian's wrapper pass them."""
+
+    def start(self, *args):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.pidfile = os.path.join(self.dir, "petrel.pid")
+        self.port = free_port()
+        rc, out, err = run(PETREL, "-d", "-P", self.pidfile, "-l", "127.0.0.1", "-p",
+                           str(self.port), "--admin-port", "0", *args)
+        if rc == 0:
+            with open(self.pidfile) as f:
+                self.pid = int(f.read())
+            self.addCleanup(self.kill)
+        return rc, err
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def test_d_returns_once_the_server_answers_and_the_pid_file_names_it(self):
+        rc, err = self.start()
+        self.assertEqual(rc, 0, err)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            self.assertEqual(request(s, b"version\r\n", b"\r\n")[:8], b"VERSION ")
+        with open("/proc/%d/comm" % self.pid) as f:
+            self.assertEqual(f.read().strip(), "petrel")
+        self.assertNotEqual(os.getsid(self.pid), os.getsid(0), "detached from our session")
+
+    def test_the_pid_file_goes_at_exit(self):
+        rc, err = self.start()
+        self.assertEqual(rc, 0, err)
+        self.kill()
+        self.assertFalse(os.path.exists(self.pidfile))
+
+    def test_d_exits_1_with_the_reason_when_the_start_fails(self):
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            rc, out, err = run(PETREL, "-d", "-l", "127.0.0.1", "-p",
+                               str(held.getsockname()[1]), "--admin-port", "0")
+        self.assertEqual(rc, 1)
+
+    @unittest.skipUnless(os.geteuid() == 0, "-u switches user only when started as root")
+    def test_u_as_root_becomes_the_user(self):
+        rc, err = self.start("-u", "nobody")
+        self.assertEqual(rc, 0, err)
+        with open("/proc/%d/status" % self.pid) as f:
+            uid = next(l.split()[1:3] for l in f if l.startswith("Uid:"))
+        self.assertEqual(uid, [str(pwd.getpwnam("nobody").pw_uid)] * 2)
+
+    @unittest.skipUnless(os.geteuid() == 0, "-u switches user only when started as root")
+    def test_an_unknown_user_stops_the_start(self):
+        rc, err = self.start("-u", "no-such-user-here")
+        self.assertEqual(rc, 1)
 
 
 class ExactReplies(unittest.TestCase):
