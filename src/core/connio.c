@@ -40,7 +40,9 @@ connio_read(struct connio *io)
         return 0;
     }
     if (n == -EAGAIN) {
-        io->readable = false;
+        /* A transport may stop with bytes of its own still to go (TLS: a call that met only
+         * records without data for us): the socket will not say so again. */
+        io->readable = io->t.ops->pending(&io->t) > 0;
         return 0;
     }
     return n;

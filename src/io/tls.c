@@ -75,19 +75,22 @@ struct tls_session {
     mbedtls_ssl_context ssl;
     struct tls_server *srv;
     int fd;
-    int sock_err;            /* errno of the socket call that failed */
-    bool established;        /* handshake done: reads go through the per-thread buffer */
-    bool resumed;            /* the handshake resumed a session */
-    bool first_seen;         /* a byte has arrived */
-    bool not_tls;            /* ... and it was not the start of a handshake record */
-    bool eof;                /* the peer closed (or sent close_notify) */
-    bool renegotiation;      /* the peer asked to renegotiate; it was refused */
-    bool send_partial;       /* the record being sent has partly left */
-    bool may_recv;           /* this read call has not called recv() yet */
-    bool recv_full;          /* that recv() filled its buffer: the socket may hold more */
-    int err;                 /* an error to report once the bytes before it are delivered */
-    size_t claimed;          /* bytes put in a record that has not left yet (see tls_writev) */
-    size_t max_payload;      /* largest record plaintext, as negotiated */
+    int sock_err;         /* errno of the socket call that failed */
+    bool established;     /* handshake done: reads go through the per-thread buffer */
+    bool resumed;         /* the handshake resumed a session */
+    bool first_seen;      /* a byte has arrived */
+    bool not_tls;         /* ... and it was not the start of a handshake record */
+    bool eof;             /* the peer closed (or sent close_notify) */
+    bool renegotiation;   /* the peer sent a handshake record after the handshake */
+    bool may_recv;        /* this read call has not called recv() yet */
+    bool recv_full;       /* that recv() filled its buffer: the socket may hold more */
+    int err;              /* an error to report once the bytes before it are delivered */
+    size_t claimed;       /* bytes put in a record that has not left yet (see tls_writev) */
+    size_t max_payload;   /* largest record plaintext, as negotiated */
+    unsigned char hdr[5]; /* the record header being received (see track_records) */
+    unsigned hdr_have;
+    size_t rec_left;         /* bytes of the current record's body still to come */
+    size_t recv_max;         /* this read call's recv() takes at most this much */
     const unsigned char *ra; /* ciphertext received by this read call, not yet consumed */
     size_t ra_len;
     unsigned char *stash; /* ciphertext left from an earlier call (the caller's room ran out) */
@@ -415,16 +418,9 @@ static int
 bio_send(void *ctx, const unsigned char *p, size_t n)
 {
     struct tls_session *s = ctx;
-    /* After the handshake this server sends alerts only when it closes, and when it refuses a
-     * renegotiation: a record of type alert that starts here, and is not our close_notify, is
-     * that refusal. (The record type is the one byte of a record not encrypted.) */
-    if (s->established && !s->send_partial && n >= 5 && p[0] == MBEDTLS_SSL_MSG_ALERT && !s->eof) {
-        s->renegotiation = true;
-    }
     for (;;) {
         ssize_t r = send(s->fd, p, n, MSG_NOSIGNAL);
         if (r >= 0) {
-            s->send_partial = (size_t)r < n;
             return (int)r;
         }
         if (errno == EINTR) {
@@ -461,6 +457,33 @@ sock_recv(struct tls_session *s, unsigned char *p, size_t n)
 static _Thread_local unsigned char scratch[SCRATCH_BYTES];
 
 /*
+ * Follow the record framing of what is handed to mbedTLS after the handshake (a record header
+ * is not encrypted): a handshake record there is a client asking to renegotiate. mbedTLS refuses
+ * it on its own, but only with a warning alert that it may not even get to send, and then goes
+ * on; this server closes the connection instead, whatever became of the alert.
+ */
+static void
+track_records(struct tls_session *s, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        if (s->rec_left > 0) {
+            size_t k = n < s->rec_left ? n : s->rec_left;
+            s->rec_left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        s->hdr[s->hdr_have++] = *p++;
+        n--;
+        if (s->hdr_have == sizeof(s->hdr)) {
+            s->renegotiation = s->renegotiation || s->hdr[0] == MBEDTLS_SSL_MSG_HANDSHAKE;
+            s->rec_left = (size_t)s->hdr[3] << 8 | s->hdr[4];
+            s->hdr_have = 0;
+        }
+    }
+}
+
+/*
  * mbedTLS asks for exactly the bytes it needs next (a record header, then its body). During the
  * handshake they come straight from the socket. After it, a read call takes whatever the socket
  * has with one recv() into this thread's scratch buffer and hands it out from there, so that a
@@ -484,31 +507,35 @@ bio_recv(void *ctx, unsigned char *p, size_t n)
         }
         return r;
     }
+    size_t k;
     if (s->stash_len > 0) {
-        size_t k = n < s->stash_len ? n : s->stash_len;
+        k = n < s->stash_len ? n : s->stash_len;
         memcpy(p, s->stash + s->stash_off, k);
         s->stash_off += k;
         s->stash_len -= k;
-        return (int)k;
-    }
-    if (s->ra_len == 0) {
-        if (!s->may_recv) {
-            return MBEDTLS_ERR_SSL_WANT_READ; /* the next readiness event brings more */
+    } else {
+        if (s->ra_len == 0) {
+            /* One recv() per call, and another only while each fills its buffer: the socket
+             * may hold more, and its edge-triggered event will not come again. */
+            if (!s->may_recv && !s->recv_full) {
+                return MBEDTLS_ERR_SSL_WANT_READ; /* the next readiness event brings more */
+            }
+            s->may_recv = false;
+            int r = sock_recv(s, scratch, s->recv_max);
+            if (r <= 0) {
+                s->eof = s->eof || r == 0;
+                return r;
+            }
+            s->recv_full = (size_t)r == s->recv_max;
+            s->ra = scratch;
+            s->ra_len = (size_t)r;
         }
-        s->may_recv = false;
-        int r = sock_recv(s, scratch, sizeof(scratch));
-        if (r <= 0) {
-            s->eof = s->eof || r == 0;
-            return r;
-        }
-        s->recv_full = (size_t)r == sizeof(scratch);
-        s->ra = scratch;
-        s->ra_len = (size_t)r;
+        k = n < s->ra_len ? n : s->ra_len;
+        memcpy(p, s->ra, k);
+        s->ra += k;
+        s->ra_len -= k;
     }
-    size_t k = n < s->ra_len ? n : s->ra_len;
-    memcpy(p, s->ra, k);
-    s->ra += k;
-    s->ra_len -= k;
+    track_records(s, p, k);
     return (int)k;
 }
 
@@ -675,26 +702,37 @@ tls_read(struct transport *t, void *p, size_t n)
     size_t got = 0;
     s->may_recv = true;
     s->recv_full = false;
-    while (got < n && s->err == 0 && !s->eof) {
+    /* Ciphertext is taken up to the caller's room: what mbedTLS does not take for want of room
+     * (the stash) is then at most one record that an earlier call left half-received. */
+    s->recv_max = n < sizeof(scratch) ? (n > 64 ? n : 64) : sizeof(scratch);
+    unsigned idle = 0; /* calls in a row that delivered nothing: bounded work per call */
+    while (got < n && s->err == 0 && !s->eof && !s->renegotiation && idle < 64) {
         int rc = mbedtls_ssl_read(&s->ssl, (unsigned char *)p + got, n - got);
+        idle = rc > 0 ? 0 : idle + 1;
         if (rc > 0) {
             got += (size_t)rc;
             /* The socket was read and everything it gave is decrypted and delivered: another
              * call could only say WANT_READ (the usual end of a read event, so it is worth
              * not going through mbedTLS's record layer once more to hear it). */
-            if (!s->may_recv && s->ra_len == 0 && s->stash_len == 0 &&
+            if (!s->may_recv && !s->recv_full && s->ra_len == 0 && s->stash_len == 0 &&
                 mbedtls_ssl_get_bytes_avail(&s->ssl) == 0) {
                 break;
             }
-        } else if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            break;
-        } else if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
-                   rc == MBEDTLS_ERR_SSL_CONN_EOF) {
+        } else if (rc == MBEDTLS_ERR_SSL_WANT_READ) {
+            /* mbedTLS also says this after a record with nothing for the caller (a warning
+             * alert): go on while bytes received are still to be fed to it. */
+            if (s->ra_len == 0 && s->stash_len == 0 && !s->may_recv && !s->recv_full) {
+                break;
+            }
+        } else if (rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            break; /* an alert it could not send: only a refused renegotiation, closed below */
+        } else if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || rc == MBEDTLS_ERR_SSL_CONN_EOF) {
             s->eof = true;
-        } else {
+        } else if (rc < 0) {
             s->err = sock_error(s, rc);
             mbedtls_strerror(rc, s->detail, sizeof(s->detail));
         }
+        /* rc == 0: empty application records (allowed), or the stream's end (s->eof). */
     }
     if (s->renegotiation && s->err == 0) {
         s->err = -EPROTO;
@@ -788,7 +826,6 @@ tls_shutdown(struct transport *t)
 {
     struct tls_session *s = t->ctx;
     if (s != NULL && s->err == 0 && s->ssl.out_left == 0) {
-        s->eof = true; /* our own alert, not a refusal (see bio_send) */
         (void)mbedtls_ssl_close_notify(&s->ssl);
     }
 }
