@@ -85,12 +85,15 @@ give_worker(struct runtime *rt, struct acc *a, void *item)
 }
 
 static void
-reject(struct runtime *rt, int fd)
+reject(struct runtime *rt, int fd, bool tls)
 {
     /* Counted first: a client that has read the refusal then finds it in the stats. */
     atomic_fetch_add_explicit(&rt->rejected, 1, memory_order_relaxed);
-    /* Best effort, like memcached: the socket is new, so its buffer has room for one line. */
-    (void)send(fd, too_many, sizeof(too_many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Best effort, like memcached: the socket is new, so its buffer has room for one line. A TLS
+     * client would take the plaintext line for a broken record: it only sees the close. */
+    if (!tls) {
+        (void)send(fd, too_many, sizeof(too_many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     close(fd);
 }
 
@@ -113,7 +116,7 @@ accept_from(struct runtime *rt, unsigned listener, struct acc *a)
         atomic_fetch_add_explicit(&rt->accepted, 1, memory_order_relaxed);
         /* max-conns may be reloaded: read the setting in force for every connection. */
         if (live_connections(rt, a) >= rt_live_get(rt).max_conns) {
-            reject(rt, fd);
+            reject(rt, fd, rt->listen_tls[listener]);
             continue;
         }
         (void)sock_nodelay(fd);

@@ -738,17 +738,15 @@ rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *c
 {
     struct worker *w = self_worker;
     struct runtime *rt = w->rt;
-    char peer[128], listener[128];
+    char peer[128];
+    /* Listeners as recorded at start-up: the acceptor closes the sockets when it stops, while
+     * workers still run. */
     for (size_t i = 0; listeners && i < rt->nlisten; i++) {
-        int fd = rt->listen_fds[i];
-        if (fd < 0) {
-            continue;
-        }
-        int family = sock_name(fd, listener, sizeof(listener));
-        fn(arg, &(struct rt_conn_info){.fd = fd,
-                                       .family = family,
-                                       .peer = listener,
-                                       .listener = listener,
+        const struct rt_listener *l = &rt->listeners[i];
+        fn(arg, &(struct rt_conn_info){.fd = l->fd,
+                                       .family = l->family,
+                                       .peer = l->name,
+                                       .listener = l->name,
                                        .transport = rt->listen_tls[i] ? "tls" : "tcp",
                                        .tls_client = "",
                                        .state = "conn_listening"});
@@ -760,11 +758,7 @@ rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *c
             continue;
         }
         int family = sock_peer_name(c->io.t.fd, peer, sizeof(peer));
-        if (c->listener < rt->nlisten && rt->listen_fds[c->listener] >= 0) {
-            sock_name(rt->listen_fds[c->listener], listener, sizeof(listener));
-        } else {
-            snprintf(listener, sizeof(listener), "?");
-        }
+        const char *listener = c->listener < rt->nlisten ? rt->listeners[c->listener].name : "?";
         const struct tls_session *tls = transport_tls_session(&c->io.t);
         fn(arg, &(struct rt_conn_info){
                     .fd = c->io.t.fd,

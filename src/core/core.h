@@ -88,8 +88,13 @@ struct runtime {
     size_t rbuf_init, rbuf_max, wbuf_limit, wbuf_max;
     size_t buf_budget; /* per worker: buffers beyond rbuf_init, read and write, all connections */
 
-    int listen_fds[RT_MAX_LISTEN];
+    int listen_fds[RT_MAX_LISTEN];  /* acceptor's: closed (-1) when it stops */
     bool listen_tls[RT_MAX_LISTEN]; /* read-only: the listener speaks TLS */
+    struct rt_listener {            /* read-only after start-up: for "stats conns" */
+        int fd;                     /* as opened (it may be closed at shutdown) */
+        int family;
+        char name[128];
+    } listeners[RT_MAX_LISTEN];
     size_t nlisten;
     int admin_fd;
     char *unix_path; /* unlinked at exit */

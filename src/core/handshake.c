@@ -25,7 +25,8 @@
 #define TICK_MS    100 /* how late a timeout may be noticed */
 #define EVENTS     128 /* epoll events per turn */
 #define TAKE_BATCH 256 /* new sockets taken per turn */
-#define EVICT_MS   250 /* a handshake this old may be closed to make room for a new one */
+#define EVICT_MS   250 /* a handshake whose client was this long silent may make room */
+#define START_MAX  16  /* handshakes started per turn (each costs milliseconds of arithmetic) */
 
 static char waker_tag;
 
@@ -145,6 +146,12 @@ step(struct hs_thread *t, struct handoff *h)
         established(t, h);
     } else if (rc != -EAGAIN) {
         fail(t, h, why, detail);
+    } else {
+        /* Its client moved: the active list stays in order of the last time each did, so
+         * make_room() finds the one silent longest at its head. */
+        h->active_ms = now_ms();
+        list_remove(&t->active, h);
+        list_push(&t->active, h);
     }
 }
 
@@ -161,20 +168,21 @@ make_room(struct hs_thread *t, int64_t now)
         return true;
     }
     struct handoff *oldest = t->active.head;
-    if (oldest == NULL || now - oldest->started_ms < EVICT_MS) {
+    if (oldest == NULL || now - oldest->active_ms < EVICT_MS) {
         return false; /* a burst of fresh handshakes: the newcomer waits its turn */
     }
     fail(t, oldest, TLS_FAIL_TIMEOUT,
-         "every handshake slot was taken and this one had run longest: closed to make room");
+         "every handshake slot was taken and its client had been silent longest: closed to "
+         "make room");
     return true;
 }
 
 /* Give waiting sockets a session, newest first: under a flood the oldest waiting are the most
  * likely to be stale (and they time out where they are). */
 static void
-start_waiting(struct hs_thread *t, int64_t now)
+start_waiting(struct hs_thread *t)
 {
-    while (t->waiting.tail != NULL && make_room(t, now)) {
+    for (int n = 0; n < START_MAX && t->waiting.tail != NULL && make_room(t, now_ms()); n++) {
         struct handoff *h = t->waiting.tail;
         h->s = tls_session_new(t->srv, h->fd);
         if (h->s == NULL) {
@@ -182,7 +190,7 @@ start_waiting(struct hs_thread *t, int64_t now)
         }
         list_remove(&t->waiting, h);
         list_push(&t->active, h);
-        h->started_ms = now;
+        h->active_ms = now_ms();
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                  .data.ptr = h};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
@@ -191,6 +199,21 @@ start_waiting(struct hs_thread *t, int64_t now)
         }
         step(t, h); /* the ClientHello is usually there already */
     }
+}
+
+/* How long the loop may sleep: a tick, or less when sockets wait for a slot that a silent
+ * handshake will give up, or none when they could start now. */
+static int
+wait_ms(const struct hs_thread *t, int64_t now)
+{
+    if (t->waiting.head == NULL) {
+        return TICK_MS;
+    }
+    if (t->active.n < t->rt->hs_max) {
+        return 0;
+    }
+    int64_t left = t->active.head->active_ms + EVICT_MS - now;
+    return left <= 0 ? 0 : left < TICK_MS ? (int)left : TICK_MS;
 }
 
 /* New sockets from the acceptor. */
@@ -257,20 +280,14 @@ shut_down(struct hs_thread *t)
     while (t->waiting.head != NULL) {
         fail(t, t->waiting.head, TLS_FAIL_CLOSED, "the server is stopping");
     }
-    void *item;
-    while ((item = ring_pop(t->rt->hs_in)) != NULL) {
-        close(inbox_fd(item));
-    }
-    /* Handoffs the acceptor never took: it has stopped already. */
+    /* What is still in the rings (the acceptor may still be running now) is main's to discard
+     * once every thread has stopped (runtime_free); the overflow is this thread's own. */
     while (ring_outbox_backlog(&t->out) > 0) {
         handoff_discard(t->out.over[t->out.over_head]);
         t->out.over_head = (t->out.over_head + 1) & (t->out.over_cap - 1);
         t->out.over_len--;
     }
     ring_outbox_fini(&t->out);
-    while ((item = ring_pop(t->rt->hs_out)) != NULL) {
-        handoff_discard(item);
-    }
 }
 
 void *
@@ -303,7 +320,7 @@ handshake_main(void *arg)
     struct epoll_event evs[EVENTS];
     int64_t next_tick = 0;
     while (t.epfd >= 0 && !atomic_load_explicit(&rt->stop, memory_order_relaxed)) {
-        int timeout = TICK_MS;
+        int timeout = wait_ms(&t, now_ms());
         waker_sleep_begin(&rt->hs_waker);
         if (ring_pending(rt->hs_in) || atomic_load(&rt->tls_next) != NULL ||
             atomic_load(&rt->stop)) {
@@ -322,7 +339,7 @@ handshake_main(void *arg)
         swap_certificates(&t);
         unsigned secs = rt_live_get(rt).tls_handshake_timeout;
         take_new(&t, now + (int64_t)secs * 1000);
-        start_waiting(&t, now);
+        start_waiting(&t);
         if (now >= next_tick) {
             next_tick = now + TICK_MS;
             expire(&t, now);

@@ -10,9 +10,10 @@
  * CPU.
  *
  * Bounds: at most hs_max handshakes hold a session at once (each TLS_SESSION_BYTES, together a
- * quarter of buffer-memory); when all are taken, the one that started longest ago (250 ms or
- * more) is closed to make room, so stalled clients cannot keep a new one waiting; otherwise
- * (a burst of fresh handshakes) later sockets wait, holding nothing but their descriptor. Every
+ * quarter of buffer-memory), and at most START_MAX start per loop turn; when all are taken, the
+ * one whose client has been silent longest (250 ms or more) is closed to make room, so stalled
+ * clients cannot keep a new one waiting; otherwise (a burst of fresh handshakes) later sockets
+ * wait, holding nothing but their descriptor. Every
  * socket, waiting or not, is closed if its handshake is not done --tls-handshake-timeout after
  * it was accepted.
  */
@@ -31,7 +32,7 @@ struct handoff {
     struct handoff *prev, *next; /* on the waiting or the active list */
     int fd;
     int64_t deadline_ms; /* accepted + --tls-handshake-timeout */
-    int64_t started_ms;  /* when it got a session */
+    int64_t active_ms;   /* when its client last moved (or it got a session) */
     char addr[64];
 };
 

@@ -428,9 +428,10 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
         return rc;
     }
     for (size_t i = 0; i < rt->nlisten; i++) {
-        char name[128];
-        sock_name(rt->listen_fds[i], name, sizeof(name));
-        log_info("listening on %s%s", name, rt->listen_tls[i] ? " (tls)" : "");
+        struct rt_listener *l = &rt->listeners[i];
+        l->fd = rt->listen_fds[i];
+        l->family = sock_name(l->fd, l->name, sizeof(l->name));
+        log_info("listening on %s%s", l->name, rt->listen_tls[i] ? " (tls)" : "");
     }
     char name[128];
     sock_name(rt->admin_fd, name, sizeof(name));
@@ -678,6 +679,14 @@ runtime_free(struct runtime *rt)
     waker_fini(&rt->acceptor_waker);
     waker_fini(&rt->admin_waker);
     waker_fini(&rt->hs_waker);
+    /* Every thread has stopped: sockets and sessions still between them are closed here. */
+    void *item;
+    while (rt->hs_in != NULL && (item = ring_pop(rt->hs_in)) != NULL) {
+        handoff_discard(item);
+    }
+    while (rt->hs_out != NULL && (item = ring_pop(rt->hs_out)) != NULL) {
+        handoff_discard(item);
+    }
     ring_destroy(&rt->hs_in);
     ring_destroy(&rt->hs_out);
     tls_server_put(atomic_exchange(&rt->tls_next, NULL));
@@ -759,9 +768,8 @@ daemonize(void)
     }
     close(p[0]);
     (void)setsid();
-    if (chdir("/") < 0) {
-        /* the root directory is always there */
-    }
+    /* Unlike memcached, no chdir("/"): the configuration's relative paths (pid file, log file,
+     * certificates re-read on SIGHUP, the config file itself) keep meaning what they meant. */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, STDIN_FILENO);

@@ -794,12 +794,14 @@ Test(bench_client, the_tls_connect_load_resumes_sessions_only_when_asked)
     for (int resume = 0; resume < 2; resume++) {
         char *args[] = {
             "--tls", "-c", "0",   "--connect-rate", "max", "--connect-inflight", "4", "-w",
-            "0.1",   "-D", "0.3", "--tls-resume"};
+            "0.1",   "-D", "0.5", "--tls-resume"};
         cr_assert_eq(run(r.port, &o, &w, &res, args,
                          (int)(sizeof(args) / sizeof(args[0])) - (resume ? 0 : 1)),
                      0);
         const struct bench_stats *s = &res.total;
-        cr_assert_gt(s->conns, 10);
+        /* A few are enough: full handshakes on both sides of one small machine, under the
+         * sanitizers too, make this slow. */
+        cr_assert_gt(s->conns, 2);
         cr_assert_eq(s->conn_latency.total, s->conns);
         cr_assert_eq(s->conn_failures + s->conns_unfinished, 0);
         if (resume) {
