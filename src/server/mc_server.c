@@ -388,6 +388,7 @@ struct mc_worker {
     struct mc_parser_opts popts;
     metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the three tables */
     uint64_t limit_share;            /* its share of -m, shown as limit_maxbytes */
+    size_t seg_size;                 /* the shard's segment size (-I may raise the option's) */
     struct ttl_view *ttl_scratch;    /* worker-private: the next view, built each tick */
     int64_t lat_t0;                  /* ns: when the batch being executed was parsed */
     uint32_t lat_pending[LAT_COUNT]; /* requests of the batch answered on the spot, by class */
@@ -1645,6 +1646,8 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
     return EX_DONE;
 }
 
+static int write_classes(struct mc_worker *mw, struct buf *out, bool slabs);
+
 /* Whether a stats request names one view, `name` (blanks may follow it on the line). */
 static bool
 stats_arg_is(const struct mc_req *req, const char *name)
@@ -1722,6 +1725,13 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         if (stats_arg_is(req, "settings")) {
             write_settings(mw, o.b);
             rc = 0;
+        } else if (stats_arg_is(req, "items") || stats_arg_is(req, "slabs")) {
+            rc = write_classes(mw, o.b, stats_arg_is(req, "slabs"));
+        } else if (stats_arg_is(req, "sizes")) {
+            /* memcached's answer while its item size histogram is off (the default): Petrel
+             * keeps none. */
+            rc = mc_compose_stat(o.b, "sizes_status", "disabled");
+            rc = rc < 0 ? rc : mc_compose_reply(o.b, MC_R_END);
         } else {
             rc = mc_compose_reply(o.b, MC_R_ERROR);
         }
@@ -2294,17 +2304,15 @@ mc_idle(void *ctx)
     return mw->reclaim_left;
 }
 
-/* Admin thread: "stats seg", every worker's TTL buckets summed, from the published views. */
-static int
-mc_admin_stats(const char *what, struct buf *out)
+/* Every worker's TTL buckets summed, from the published views (at most a tick old): an array
+ * of seg_ttl_bucket_count() entries the caller frees, or NULL. Any RCU-registered thread. */
+static struct seg_ttl_stats *
+ttl_sum(void)
 {
-    if (strcmp(what, "seg") != 0) {
-        return -ENOENT;
-    }
     size_t nb = seg_ttl_bucket_count();
     struct seg_ttl_stats *sum = calloc(nb, sizeof(*sum));
     if (sum == NULL) {
-        return -ENOMEM;
+        return NULL;
     }
     metrics_read_lock();
     for (unsigned w = 0; w < MAX_WORKERS; w++) {
@@ -2320,8 +2328,22 @@ mc_admin_stats(const char *what, struct buf *out)
         }
     }
     metrics_read_unlock();
+    return sum;
+}
+
+/* Admin thread: "stats seg", every worker's TTL buckets summed. */
+static int
+mc_admin_stats(const char *what, struct buf *out)
+{
+    if (strcmp(what, "seg") != 0) {
+        return -ENOENT;
+    }
+    struct seg_ttl_stats *sum = ttl_sum();
+    if (sum == NULL) {
+        return -ENOMEM;
+    }
     int rc = 0;
-    for (size_t i = 0; i < nb && rc == 0; i++) {
+    for (size_t i = 0; i < seg_ttl_bucket_count() && rc == 0; i++) {
         if (sum[i].segs == 0 && sum[i].items == 0) {
             continue;
         }
@@ -2335,6 +2357,54 @@ mc_admin_stats(const char *what, struct buf *out)
     }
     free(sum);
     return rc < 0 ? rc : 0;
+}
+
+/*
+ * memcached's "stats items" and "stats slabs", with Petrel's equivalent of a slab class: a TTL
+ * bucket (class id = bucket index + 1; segments play the part of slab pages, each holding items
+ * of one TTL range). Only figures that mean the same are given: items (number, used_chunks),
+ * segments (total_pages), bytes of items (mem_requested); memcached's per-class eviction and age
+ * figures have no per-bucket counterpart here and are left out rather than made up. Petrel adds
+ * each class's TTL range (ttl_min, ttl_max: seconds; 0 0 is "never expires").
+ */
+static int
+write_classes(struct mc_worker *mw, struct buf *out, bool slabs)
+{
+    struct seg_ttl_stats *sum = ttl_sum();
+    if (sum == NULL) {
+        return -ENOMEM;
+    }
+    int rc = 0;
+    unsigned active = 0;
+    uint64_t segs = 0;
+    for (size_t i = 0; i < seg_ttl_bucket_count() && rc == 0; i++) {
+        const struct seg_ttl_stats *b = &sum[i];
+        if (b->segs == 0 && b->items == 0) {
+            continue;
+        }
+        active++;
+        segs += b->segs;
+        unsigned id = (unsigned)i + 1;
+        if (slabs) {
+            rc = buf_printf(out,
+                            "STAT %u:total_pages %u\r\nSTAT %u:used_chunks %llu\r\n"
+                            "STAT %u:mem_requested %llu\r\nSTAT %u:ttl_min %u\r\n"
+                            "STAT %u:ttl_max %u\r\n",
+                            id, b->segs, id, (unsigned long long)b->items, id,
+                            (unsigned long long)b->bytes, id, b->ttl_lo, id, b->ttl_hi);
+        } else {
+            rc = buf_printf(out,
+                            "STAT items:%u:number %llu\r\nSTAT items:%u:ttl_min %u\r\n"
+                            "STAT items:%u:ttl_max %u\r\n",
+                            id, (unsigned long long)b->items, id, b->ttl_lo, id, b->ttl_hi);
+        }
+    }
+    free(sum);
+    if (rc == 0 && slabs) {
+        rc = buf_printf(out, "STAT active_slabs %u\r\nSTAT total_malloced %llu\r\n", active,
+                        (unsigned long long)(segs * mw->seg_size));
+    }
+    return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
 }
 
 static int
@@ -2355,6 +2425,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     while (o.seg_size < o.item_max) {
         o.seg_size <<= 1;
     }
+    mw->seg_size = o.seg_size;
     o.seed = id + 1;
     o.prefault = config_bool(cfg, "prefault");
     int rc = seg_evict_policy_parse(evict_names[config_enum(cfg, "eviction")], &o.evict);

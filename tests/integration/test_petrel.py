@@ -304,6 +304,75 @@ class Daemon(unittest.TestCase):
         self.assertEqual(rc, 1)
 
 
+MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"  # in Debian's memcached
+
+
+class MonitoringTools(unittest.TestCase):
+    """What memcached_exporter and memcached-tool ask: stats, settings, slabs, items."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PETREL, "-t", "2", "-m", "64")
+        mc = Client(("127.0.0.1", cls.server.port), timeout=10)
+        for i in range(100):
+            mc.set("forever-%d" % i, b"v" * 100)
+        for i in range(40):
+            mc.set("ttl-%d" % i, b"v" * 10, expire=300)
+        mc.close()
+        time.sleep(0.3)  # the shards publish their TTL buckets every 100 ms
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def stats_lines(self, text):
+        return dict(l[5:].split(" ", 1) for l in text.split("\r\n") if l.startswith("STAT "))
+
+    def test_the_exporters_sequence_is_answered_in_full_at_once(self):
+        with socket.create_connection(("127.0.0.1", self.server.port)) as s:
+            t0 = time.monotonic()
+            s.sendall(b"stats\r\nstats settings\r\nstats slabs\r\nstats items\r\n")
+            data = b""
+            s.settimeout(5)
+            while data.count(b"END\r\n") < 4:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "closed after %r" % data[-200:])
+                data += chunk
+            took = time.monotonic() - t0
+        self.assertLess(took, 0.1)
+        self.assertNotIn(b"ERROR", data)
+        replies = data.decode().split("END\r\n")[:4]
+        slabs, items = self.stats_lines(replies[2]), self.stats_lines(replies[3])
+        numbers = {k: int(v) for k, v in items.items() if k.endswith(":number")}
+        self.assertEqual(sum(numbers.values()), 140)
+        self.assertEqual(int(slabs["active_slabs"]), len(numbers))
+        used = sum(int(v) for k, v in slabs.items() if k.endswith(":used_chunks"))
+        self.assertEqual(used, 140)
+        # Class 1 is the TTL bucket of items that never expire.
+        self.assertEqual(items["items:1:number"], "100")
+        self.assertEqual((items["items:1:ttl_min"], items["items:1:ttl_max"]), ("0", "0"))
+
+    def test_stats_sizes_says_it_is_disabled_as_memcached_does_by_default(self):
+        with socket.create_connection(("127.0.0.1", self.server.port)) as s:
+            self.assertEqual(request(s, b"stats sizes\r\n", b"END\r\n"),
+                             b"STAT sizes_status disabled\r\nEND\r\n")
+
+    @unittest.skipUnless(os.path.exists(MEMCACHED_TOOL), "memcached-tool is not installed")
+    def test_memcached_tool_display_shows_the_classes(self):
+        p = subprocess.run(["perl", MEMCACHED_TOOL, "127.0.0.1:%d" % self.server.port, "display"],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [l.split() for l in p.stdout.decode().splitlines()[1:]]
+        self.assertIn("100", [r[4] for r in rows if r[0] == "1"], p.stdout)  # Count
+
+    @unittest.skipUnless(os.path.exists(MEMCACHED_TOOL), "memcached-tool is not installed")
+    def test_memcached_tool_stats_lists_the_counters(self):
+        p = subprocess.run(["perl", MEMCACHED_TOOL, "127.0.0.1:%d" % self.server.port, "stats"],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout.decode(), r"\bcurr_items\s+140\b")
+
+
 class ExactReplies(unittest.TestCase):
     """memcached's exact bytes for requests and bad input."""
 
