@@ -176,6 +176,9 @@ void metrics_block_unregister(struct metrics *m, struct metrics_block **b);
 /** First slot of table `table` in block b. Owner (to write) or any thread (to read). */
 metric_t *metrics_slots(struct metrics_block *b, unsigned table);
 
+/** Zero every counter and histogram of block b (gauges stay): "stats reset". Owner thread. */
+void metrics_block_reset(struct metrics_block *b);
+
 /** Number of slots table `table` takes in every block. */
 size_t metrics_table_slots(const struct metrics *m, unsigned table);
 

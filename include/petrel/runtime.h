@@ -269,6 +269,14 @@ metric_t *rt_metrics(unsigned table);
  */
 bool rt_klog_sample(void);
 
+/**
+ * memcached's "stats reset", for the calling worker: zero its counters and latency histograms in
+ * the registry (the runtime's and the product's tables; gauges stay), and, on worker 0, the
+ * process-wide counters (total and rejected connections, TLS handshakes and failures). The
+ * product zeroes its own sources of what it publishes. Worker thread.
+ */
+void rt_stats_reset(void);
+
 /** The runtime's options (listen addresses, threads, connections, admin, log); see --help. */
 extern const struct opt_table rt_option_table;
 

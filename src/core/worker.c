@@ -37,6 +37,23 @@ rt_metrics(unsigned table)
     return self_worker->pm[table];
 }
 
+void
+rt_stats_reset(void)
+{
+    struct worker *w = self_worker;
+    metrics_block_reset(w->mblk);
+    if (w->id == 0) {
+        struct runtime *rt = w->rt;
+        atomic_store_explicit(&rt->accepted, 0, memory_order_relaxed);
+        atomic_store_explicit(&rt->rejected, 0, memory_order_relaxed);
+        atomic_store_explicit(&rt->tls_stats.handshakes, 0, memory_order_relaxed);
+        atomic_store_explicit(&rt->tls_stats.resumptions, 0, memory_order_relaxed);
+        for (unsigned i = 0; i < TLS_FAIL_COUNT; i++) {
+            atomic_store_explicit(&rt->tls_stats.failures[i], 0, memory_order_relaxed);
+        }
+    }
+}
+
 bool
 rt_klog_sample(void)
 {

@@ -311,6 +311,25 @@ metrics_slots(struct metrics_block *b, unsigned table)
     return b->v + b->m->offset[table];
 }
 
+void
+metrics_block_reset(struct metrics_block *b)
+{
+    const struct metrics *m = b->m;
+    for (unsigned t = 0; t < m->ntables; t++) {
+        const struct metric_table *tb = &m->tables[t];
+        for (unsigned i = 0; i < tb->n; i++) {
+            if (tb->defs[i].type == METRIC_GAUGE) {
+                continue;
+            }
+            metric_t *v = b->v + m->offset[t] + slot_in_table(tb, i);
+            size_t n = tb->defs[i].type == METRIC_HISTOGRAM ? METRICS_HIST_SLOTS : 1;
+            for (size_t k = 0; k < n; k++) {
+                metrics_set(&v[k], 0);
+            }
+        }
+    }
+}
+
 size_t
 metrics_table_slots(const struct metrics *m, unsigned table)
 {

@@ -193,6 +193,7 @@ enum msg_op {
     OP_FETCH,  /* the value of a hole, if the item is still that version */
     OP_DELETE, /* drop a key whose store was refused for lack of memory, as memcached does */
     OP_CONNS,  /* "stats conns": the worker's connections, as STAT lines */
+    OP_RESET,  /* "stats reset": zero the shard's counters */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -224,6 +225,7 @@ enum slot_kind {
     SLOT_FLUSH, /* flush_all on every shard, then OK */
     SLOT_STATS, /* stats of every shard, summed */
     SLOT_CONNS, /* every worker's connections, in worker order */
+    SLOT_RESET, /* every shard's counters zeroed, then RESET */
 };
 
 struct key_ref {
@@ -389,6 +391,7 @@ struct mc_worker {
     metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the three tables */
     uint64_t limit_share;            /* its share of -m, shown as limit_maxbytes */
     size_t seg_size;                 /* the shard's segment size (-I may raise the option's) */
+    struct seg_stats seg_base;       /* the storage counters at the last "stats reset" */
     struct ttl_view *ttl_scratch;    /* worker-private: the next view, built each tick */
     int64_t lat_t0;                  /* ns: when the batch being executed was parsed */
     uint32_t lat_pending[LAT_COUNT]; /* requests of the batch answered on the spot, by class */
@@ -459,6 +462,17 @@ publish_stats(struct mc_worker *mw)
     }
     struct seg_stats ss;
     seg_stats_get(mw->shard.seg, &ss);
+    /* The storage engine's counters run from its start; "stats reset" moves the zero. */
+    const struct seg_stats *b = &mw->seg_base;
+    ss.total_items -= b->total_items;
+    ss.expired_unfetched -= b->expired_unfetched;
+    ss.evicted_unfetched -= b->evicted_unfetched;
+    ss.evicted_items -= b->evicted_items;
+    ss.expired_items -= b->expired_items;
+    ss.merges -= b->merges;
+    ss.hash_grow_failures -= b->hash_grow_failures;
+    ss.flushed_items -= b->flushed_items;
+    ss.store_no_memory -= b->store_no_memory;
     const uint64_t v[SM_COUNT] = {
         [SM_LIMIT_MAXBYTES] = mw->limit_share,
         [SM_BYTES] = ss.bytes,
@@ -517,6 +531,18 @@ publish_ttl(struct mc_worker *mw)
         metrics_synchronize(); /* rare: no memory for a deferred free, so wait for readers */
         free(old);
     }
+}
+
+/* "stats reset" on this worker: its command counters, the storage counters (by moving their
+ * zero), and the runtime's counters and latency histograms of this worker; gauges (items,
+ * bytes, connections) stay. Published at once, so a "stats" behind it agrees. */
+static void
+stats_reset(struct mc_worker *mw)
+{
+    memset(&mw->shard.stats, 0, sizeof(mw->shard.stats));
+    seg_stats_get(mw->shard.seg, &mw->seg_base);
+    rt_stats_reset();
+    publish_stats(mw);
 }
 
 /* ---- held output ---- */
@@ -897,6 +923,9 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
         /* Worker 0's part also lists the listening sockets, as memcached's does. */
         rt_conns_each(mw->id == 0, write_conn, &m->reply.b);
         break;
+    case OP_RESET:
+        stats_reset(mw);
+        break;
     }
 }
 
@@ -1259,6 +1288,8 @@ slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
         return 1;
     case SLOT_FLUSH:
         return s->noreply || mc_compose_reply(wb, MC_R_OK) == 0 ? 1 : -ENOMEM;
+    case SLOT_RESET:
+        return mc_compose_reply(wb, MC_R_RESET) == 0 ? 1 : -ENOMEM;
     case SLOT_STATS:
         /* Its reply (a few KiB) is written only now: like a hole, it waits for room. */
         if (buf_len(wb) > 0 && conn_output_full(c)) {
@@ -1611,29 +1642,32 @@ dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
     return rc;
 }
 
-/* flush_all and stats: a part on every shard. */
+/* flush_all, stats, stats conns, stats reset: a part on every shard. op says which (OP_FLUSH,
+ * OP_STATS, OP_CONNS, OP_RESET); its slot kind follows. */
 static int
 dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
-             bool conns)
+             uint8_t op)
 {
-    bool flush = req->cmd == MC_CMD_FLUSH_ALL;
+    static const uint8_t kind_of[] = {[OP_FLUSH] = SLOT_FLUSH,
+                                      [OP_STATS] = SLOT_STATS,
+                                      [OP_CONNS] = SLOT_CONNS,
+                                      [OP_RESET] = SLOT_RESET};
     uint64_t seq = slot_seq_next(st);
-    uint8_t kind = flush ? SLOT_FLUSH : conns ? SLOT_CONNS : SLOT_STATS;
-    struct slot *s = slot_push(mw, st, kind, mw->n, 0);
+    struct slot *s = slot_push(mw, st, kind_of[op], mw->n, 0);
     if (s == NULL) {
         return -ENOMEM;
     }
     s->noreply = req->noreply;
     slot_time(mw, s);
     int64_t when = 0;
-    if (flush) {
+    if (op == OP_FLUSH) {
         mw->shard.stats.cmd_flush++;
         if (req->has_delay && req->exptime > 0) {
             when = seg_exptime_abs(req->exptime, (int64_t)time(NULL));
         }
     }
     for (unsigned sh = 0; sh < mw->n; sh++) {
-        struct mc_msg *m = msg_new(mw, flush ? OP_FLUSH : conns ? OP_CONNS : OP_STATS, seq, sh);
+        struct mc_msg *m = msg_new(mw, op, seq, sh);
         if (m == NULL) {
             return -ENOMEM;
         }
@@ -1826,13 +1860,16 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         }
         break; /* one key: here, or forwarded whole like any keyed command */
     case MC_CMD_FLUSH_ALL:
-        return dispatch_all(mw, c, st, req, false);
+        return dispatch_all(mw, c, st, req, OP_FLUSH);
     case MC_CMD_STATS:
         if (req->nargs == 0) {
-            return dispatch_all(mw, c, st, req, false);
+            return dispatch_all(mw, c, st, req, OP_STATS);
         }
         if (stats_arg_is(req, "conns")) {
-            return dispatch_all(mw, c, st, req, true);
+            return dispatch_all(mw, c, st, req, OP_CONNS);
+        }
+        if (stats_arg_is(req, "reset")) {
+            return dispatch_all(mw, c, st, req, OP_RESET);
         }
         return dispatch_local(mw, c, st, req);
     case MC_CMD_VERSION:

@@ -373,6 +373,29 @@ class MonitoringTools(unittest.TestCase):
         self.assertRegex(p.stdout.decode(), r"\bcurr_items\s+140\b")
 
 
+class StatsReset(unittest.TestCase):
+    """stats reset zeroes the counters of every shard, and only the counters."""
+
+    def test_counters_start_again_from_zero_and_gauges_stay(self):
+        with Server(PETREL, "-t", "2") as server:
+            mc = Client(("127.0.0.1", server.port), timeout=10)
+            for i in range(20):
+                mc.set("r-%d" % i, b"x")
+                mc.get("r-%d" % i)
+            before = mc.stats()
+            self.assertEqual(before[b"cmd_get"], 20)
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                self.assertEqual(request(s, b"stats reset\r\n", b"\r\n"), b"RESET\r\n")
+            after = mc.stats()
+            for counter in (b"cmd_get", b"cmd_set", b"get_hits", b"total_items"):
+                self.assertEqual(after[counter], 0, counter)
+            self.assertEqual(after[b"curr_items"], 20)
+            self.assertEqual(after[b"curr_connections"], before[b"curr_connections"])
+            mc.get("r-1")
+            self.assertEqual(mc.stats()[b"cmd_get"], 1)
+            mc.close()
+
+
 class ExactReplies(unittest.TestCase):
     """memcached's exact bytes for requests and bad input."""
 

@@ -486,6 +486,18 @@ rt_request_stop(void)
     need_active("rt_request_stop")->stops++;
 }
 
+/* The calling worker's block of the registry, zeroed as the runtime does. */
+void
+rt_stats_reset(void)
+{
+    struct fake_rt *rt = need_active("rt_stats_reset");
+    if (rt->cur == NO_WORKER) {
+        fail(rt, FAKE_CHECK_CONTRACT, "rt_stats_reset outside a worker");
+        return;
+    }
+    metrics_block_reset(rt->w[rt->cur].mblk);
+}
+
 /* The calling worker's connections, as plain TCP from 127.0.0.1 with the slot as descriptor,
  * and one listener on worker 0's call. */
 void

@@ -328,6 +328,20 @@ Test(mc_server, stats_conns_lists_the_connections_of_every_worker_then_end)
     finish();
 }
 
+Test(mc_server, stats_reset_zeroes_every_shards_counters_and_answers_reset)
+{
+    start(2);
+    const char *a = key_on(2, 0, "a"), *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *text = format("set %s 0 0 1\r\nx\r\nset %s 0 0 1\r\ny\r\nstats reset\r\nstats\r\n", a, b);
+    const char *out = request(fc, text);
+    cr_assert(strncmp(out, "STORED\r\nSTORED\r\nRESET\r\n", 23) == 0, "%s", out);
+    cr_assert(strstr(out, "STAT cmd_set 0\r\n") != NULL, "stats: %s", out);
+    cr_assert(strstr(out, "STAT total_items 0\r\n") != NULL, "stats: %s", out);
+    cr_assert(strstr(out, "STAT curr_items 2\r\n") != NULL, "a gauge stays: %s", out);
+    finish();
+}
+
 Test(mc_server, stats_with_an_unknown_view_is_error)
 {
     start(1);
