@@ -12,6 +12,7 @@
 #include "worker.h"
 
 #include "petrel/log.h"
+#include "petrel/sock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -339,4 +340,61 @@ worker_main(void *arg)
     }
     worker_metrics_teardown(w);
     return NULL;
+}
+
+/* ---- what "stats conns" shows ---- */
+
+static const char *
+state_name(const struct conn *c)
+{
+    if (c->closing) {
+        return "conn_closing";
+    }
+    if (buf_len(&c->io.wbuf) > 0 || c->held > 0) {
+        return "conn_mwrite";
+    }
+    if (c->paused || c->inflight > 0) {
+        return "conn_parse_cmd";
+    }
+    return c->partial_since != 0 || buf_len(&c->io.rbuf) > 0 ? "conn_read" : "conn_waiting";
+}
+
+void
+rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *ci), void *arg)
+{
+    struct worker *w = self_worker;
+    struct runtime *rt = w->rt;
+    char peer[128];
+    /* Listeners as recorded at start-up: the acceptor closes the sockets when it stops, while
+     * workers still run. */
+    for (size_t i = 0; listeners && i < rt->nlisten; i++) {
+        const struct rt_listener *l = &rt->listeners[i];
+        fn(arg, &(struct rt_conn_info){.fd = l->fd,
+                                       .family = l->family,
+                                       .peer = l->name,
+                                       .listener = l->name,
+                                       .transport = rt->listen_tls[i] ? "tls" : "tcp",
+                                       .tls_client = "",
+                                       .state = "conn_listening"});
+    }
+    const struct conn_table *t = w->conns;
+    for (unsigned i = 0; i < t->cap; i++) {
+        const struct conn *c = t->slot[i];
+        if (c == NULL) {
+            continue;
+        }
+        int family = sock_peer_name(c->io.t.fd, peer, sizeof(peer));
+        const char *listener = c->listener < rt->nlisten ? rt->listeners[c->listener].name : "?";
+        const struct tls_session *tls = transport_tls_session(&c->io.t);
+        fn(arg, &(struct rt_conn_info){
+                    .fd = c->io.t.fd,
+                    .family = family,
+                    .peer = peer,
+                    .listener = listener,
+                    .transport = c->io.t.ops->name,
+                    .tls_client = tls != NULL ? tls_session_peer(tls) : "",
+                    .state = state_name(c),
+                    .idle_secs = t->now > c->last_active ? (uint64_t)(t->now - c->last_active) : 0,
+                });
+    }
 }
