@@ -65,6 +65,14 @@ struct opt_table {
 
 struct config;
 
+/* A flag of the server this product stands in for (memcached) that it does not take, and why:
+ * given on the command line, it is refused with that reason rather than as unknown. */
+struct opt_foreign {
+    char short_name;       /* 0: none */
+    const char *long_name; /* without "--" */
+    const char *why;
+};
+
 /** What the product tells --help and --version. */
 struct config_product {
     const char *name;    /* "petrel-ping" */
@@ -74,6 +82,8 @@ struct config_product {
      * single option's type can (files to load, options that exclude each other). Returns 0,
      * or prints the error to stderr and returns the exit status. Optional. */
     int (*validate)(const struct config *cfg);
+    /* Flags refused with a reason (opt_foreign), ended by an entry without a reason; optional. */
+    const struct opt_foreign *foreign;
 };
 
 /* config_load() returns this when the program should go on and run. */

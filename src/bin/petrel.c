@@ -8,6 +8,34 @@
 #include "petrel/mc_server.h"
 #include "petrel/runtime.h"
 
+/* memcached 1.6's flags that petrel does not take, and what to do instead. */
+static const struct opt_foreign memcached_flags[] = {
+    {'a', "unix-mask", "takes no octal mask here: use --unix-mode"},
+    {'r', "enable-coredumps",
+     "core dumps follow the process limit: ulimit -c, or LimitCORE= in the systemd unit"},
+    {'M', "disable-evictions",
+     "use --eviction none (a store that finds no room then gets SERVER_ERROR out of memory)"},
+    {'k', "lock-memory",
+     "not supported; --prefault (memcached's -L) takes the item memory at start"},
+    {'f', "slab-growth-factor", "petrel has no slab classes: items are packed into segments"},
+    {'n', "slab-min-size", "petrel has no slab classes: items are packed into segments"},
+    {'D', NULL, "per-prefix statistics (stats detail) are not supported"},
+    {'R', "max-reqs-per-event",
+     "petrel bounds a connection's turn by bytes (4 reads of --read-buffer), not by requests"},
+    {'B', "protocol", "petrel speaks the text and meta protocols only, not the binary one"},
+    {'S', "enable-sasl", "SASL is not supported: use TLS client certificates (--tls-verify)"},
+    {'Y', "auth-file", "not supported: use TLS client certificates (--tls-verify)"},
+    {'F', "disable-flush-all", "not supported yet"},
+    {'X', "disable-dumping", "petrel has no dump commands to disable (no lru_crawler metadump)"},
+    {'W', "disable-watch", "petrel has no watch command to disable"},
+    {'e', "memory-file", "a memory file (warm restart) is not supported yet"},
+    {'N', "napi-ids", "not supported"},
+    {'o', "extended",
+     "memcached's extended options are not taken; their petrel equivalents are long options "
+     "(petrel --help)"},
+    {0, NULL, NULL},
+};
+
 int
 main(int argc, char **argv)
 {
@@ -16,6 +44,7 @@ main(int argc, char **argv)
         .name = "petrel",
         .version = PETREL_VERSION,
         .validate = rt_validate,
+        .foreign = memcached_flags,
         .summary = "Petrel: a memcached-compatible cache server with Segcache storage",
     };
     struct config *cfg;

@@ -1648,6 +1648,28 @@ write_out(struct buf *b, int rc, const char *prog)
     return CONFIG_EX_OSERR;
 }
 
+/* The foreign flag an "unknown option '-X'" or "unknown option '--name'" error is about. */
+static const struct opt_foreign *
+foreign_of(const struct config_product *product, const char *err)
+{
+    static const char prefix[] = "unknown option '-";
+    if (product == NULL || product->foreign == NULL || strncmp(err, prefix, strlen(prefix)) != 0) {
+        return NULL;
+    }
+    const char *name = err + strlen(prefix);
+    size_t len = strcspn(name, "'");
+    for (const struct opt_foreign *f = product->foreign; f->why != NULL; f++) {
+        if (len == 1 && f->short_name != 0 && name[0] == f->short_name) {
+            return f;
+        }
+        if (name[0] == '-' && f->long_name != NULL && len - 1 == strlen(f->long_name) &&
+            strncmp(name + 1, f->long_name, len - 1) == 0) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
 int
 config_load(struct config **out, const struct config_product *product,
             const struct opt_table *tables, size_t ntables, int argc, char **argv)
@@ -1661,6 +1683,16 @@ config_load(struct config **out, const struct config_product *product,
 
     *out = NULL;
     int rc = config_parse(&cfg, &action, tables, ntables, argc, argv, err, sizeof(err));
+    const struct opt_foreign *f = rc == -EINVAL ? foreign_of(product, err) : NULL;
+    if (f != NULL) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s%s%s%s", f->short_name ? "-" : "",
+                 f->short_name ? (char[]){f->short_name, '\0'} : "",
+                 f->short_name && f->long_name ? "/" : "", f->long_name ? "--" : "",
+                 f->long_name ? f->long_name : "");
+        fprintf(stderr, "%s: %s: %s\n", prog, name, f->why);
+        return CONFIG_EX_USAGE;
+    }
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", prog, err);
         if (rc == -EINVAL) {

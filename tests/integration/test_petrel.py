@@ -221,6 +221,17 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(rc, 64)
         self.assertIn("-U/--udp-port", err)
 
+    def test_memcacheds_flags_that_petrel_does_not_take_are_refused_with_the_reason(self):
+        for flag, args, says in (("-M", [], "--eviction none"), ("-e", ["/dev/shm/x"], "memory file"),
+                                 ("-o", ["modern"], "petrel --help"), ("-B", ["binary"], "binary"),
+                                 ("-R", ["20"], "not by requests"), ("-S", [], "SASL"),
+                                 ("--disable-evictions", [], "--eviction none")):
+            rc, _, err = run(PETREL, flag, *args, "--check-config")
+            self.assertEqual(rc, 64, flag)
+            self.assertIn(flag + "/" if len(flag) == 2 else flag, err)
+            self.assertIn(says, err, flag)
+            self.assertNotIn("unknown option", err, flag)
+
     def test_a_port_in_use_is_named_with_a_hint(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
