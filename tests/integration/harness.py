@@ -9,6 +9,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -118,6 +119,53 @@ class Server:
         self.proc.stdout.close()
         self.proc.stderr.close()
 
+
+
+def free_port(host="127.0.0.1"):
+    """A port nobody listens on right now (for options that take no 0)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def read_until(sock, end, timeout):
+    """Read until the data ends with `end`; raise socket.timeout after `timeout` seconds, or
+    AssertionError if the server closes first."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(end):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("no %r within %.1f s; got %r" % (end, timeout, data[-200:]))
+        sock.settimeout(left)
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise AssertionError("connection closed; got %r" % data[-200:])
+        data += chunk
+    return data
+
+
+def wait_closed(sock, t0, limit):
+    """Read until the peer closes (EOF, reset, or a TLS error on a TLS socket), at most until
+    t0 + limit.
+
+    Return (bytes that came before the close, seconds from t0 to the close), the seconds being
+    None if the connection was still open at the limit."""
+    data = b""
+    while True:
+        left = t0 + limit - time.monotonic()
+        if left <= 0:
+            return data, None
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, None
+        except (ConnectionResetError, ssl.SSLError):
+            return data, time.monotonic() - t0
+        if not chunk:
+            return data, time.monotonic() - t0
+        data += chunk
 
 def parse_stats(text):
     """`STAT name value` lines (memcached's stats, from either port) as a dict of strings."""

@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import Server, parse_stats
+from harness import Server, parse_stats, read_until, wait_closed
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 MIB = 1 << 20
@@ -102,23 +102,6 @@ class RssSampler(threading.Thread):
 
 # --- sockets --------------------------------------------------------------------------------
 
-def read_until(sock, end, timeout):
-    """Read until the data ends with `end`; raise socket.timeout after `timeout` seconds, or
-    AssertionError if the server closes first."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(end):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("no %r within %.1f s; got %r" % (end, timeout, data[-200:]))
-        sock.settimeout(left)
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise AssertionError("connection closed; got %r" % data[-200:])
-        data += chunk
-    return data
-
-
 def read_status_line(sock, timeout):
     """The first line of an HTTP reply (the server may close right after the reply)."""
     deadline = time.monotonic() + timeout
@@ -142,28 +125,6 @@ def round_trip(sock, data, end, timeout):
     sock.sendall(data)
     reply = read_until(sock, end, timeout - (time.monotonic() - t0))
     return reply, time.monotonic() - t0
-
-
-def wait_closed(sock, t0, limit):
-    """Read until the peer closes (EOF or reset), at most until t0 + limit.
-
-    Return (bytes that came before the close, seconds from t0 to the close), the seconds being
-    None if the connection was still open at the limit."""
-    data = b""
-    while True:
-        left = t0 + limit - time.monotonic()
-        if left <= 0:
-            return data, None
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            return data, None
-        except ConnectionResetError:
-            return data, time.monotonic() - t0
-        if not chunk:
-            return data, time.monotonic() - t0
-        data += chunk
 
 
 def data_stats(server, timeout=5):

@@ -14,7 +14,7 @@ import unittest
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheServerError
 
-from harness import Server, recv_exactly, recv_until_closed, run
+from harness import Server, free_port, recv_exactly, recv_until_closed, run
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 MAX_VALUE = 1024 * 1024 - 1024  # -I 1m minus the room for key and header
@@ -241,12 +241,6 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("cannot listen on 127.0.0.1 port %d: Address already in use" % port, err)
         self.assertIn("memcached service", err)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Daemon(unittest.TestCase):

@@ -24,7 +24,8 @@ import unittest
 from pymemcache.client.base import Client
 
 import tls_certs
-from harness import Server, parse_stats, recv_exactly, recv_until_closed
+from harness import (Server, free_port, parse_stats, read_until, recv_exactly,
+                     recv_until_closed, wait_closed)
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 HOST = "127.0.0.1"
@@ -53,12 +54,6 @@ def tls_server(*args, kind="ec", **kw):
     """A server whose main port speaks TLS (-Z) with the P-256 (or RSA) server certificate."""
     cert, key = server_key_pair(kind)
     return Server(PETREL, "-t", "2", "-Z", "--tls-cert", cert, "--tls-key", key, *args, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def plain_port(server):
@@ -132,49 +127,10 @@ def memcache(port, ctx=None, timeout=10):
                   tls_context=ctx or client_context())
 
 
-def read_until(sock, end, timeout):
-    """Read until the data ends with `end`; raise socket.timeout after `timeout` seconds, or
-    AssertionError if the server closes first."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(end):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("no %r within %.1f s; got %r" % (end, timeout, data[-200:]))
-        sock.settimeout(left)
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise AssertionError("connection closed; got %r" % data[-200:])
-        data += chunk
-    return data
-
-
 def round_trip(sock, data, end=b"\r\n", timeout=5.0):
     sock.settimeout(timeout)
     sock.sendall(data)
     return read_until(sock, end, timeout)
-
-
-def wait_closed(sock, t0, limit):
-    """Read until the peer closes (EOF, reset or a TLS error), at most until t0 + limit.
-
-    Return (bytes that came before the close, seconds from t0 to the close), the seconds being
-    None if the connection was still open at the limit."""
-    data = b""
-    while True:
-        left = t0 + limit - time.monotonic()
-        if left <= 0:
-            return data, None
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            return data, None
-        except (ConnectionResetError, ssl.SSLError):
-            return data, time.monotonic() - t0
-        if not chunk:
-            return data, time.monotonic() - t0
-        data += chunk
 
 
 def refusal(port, ctx, timeout=5.0):
