@@ -397,15 +397,15 @@ Test(bench_client, a_connect_load_that_cannot_connect_fails_the_run)
     workload_free(&w);
 }
 
-#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/net_sockets.h>
-#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_cache.h>
 #include <mbedtls/x509_crt.h>
+
+#include "tls_identity.h"
 
 /*
  * The certificates, made for each test: a CA, a server certificate it signs for "localhost" and
@@ -421,22 +421,15 @@ struct pki {
 };
 
 static void
-write_file(const char *path, const void *p)
+write_file(const char *path, const unsigned char *pem)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s", path);
-    cr_assert_eq(fputs(p, f) >= 0, 1);
-    fclose(f);
+    cr_assert_eq(tls_test_write(path, pem), 0, "%s", path);
 }
 
 static void
 gen_key(struct pki *k, mbedtls_pk_context *key)
 {
-    mbedtls_pk_init(key);
-    cr_assert_eq(mbedtls_pk_setup(key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
-    cr_assert_eq(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*key),
-                                     mbedtls_ctr_drbg_random, &k->drbg),
-                 0);
+    cr_assert_eq(tls_test_key(key, &k->drbg), 0);
 }
 
 /* A certificate for subject's key, signed by issuer_key; a CA if san is NULL. */
@@ -445,29 +438,9 @@ gen_cert(struct pki *k, const char *subject, mbedtls_pk_context *key, const char
          mbedtls_pk_context *issuer_key, const unsigned char *san, size_t sanlen,
          unsigned char *pem, size_t pemlen)
 {
-    mbedtls_x509write_cert w;
-    mbedtls_mpi serial;
-
-    mbedtls_x509write_crt_init(&w);
-    mbedtls_mpi_init(&serial);
-    mbedtls_mpi_lset(&serial, 1 + (int)(random() % 100000));
-    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
-    mbedtls_x509write_crt_set_subject_key(&w, key);
-    mbedtls_x509write_crt_set_issuer_key(&w, issuer_key);
-    cr_assert_eq(mbedtls_x509write_crt_set_subject_name(&w, subject), 0);
-    cr_assert_eq(mbedtls_x509write_crt_set_issuer_name(&w, issuer), 0);
-    cr_assert_eq(mbedtls_x509write_crt_set_serial(&w, &serial), 0);
-    cr_assert_eq(mbedtls_x509write_crt_set_validity(&w, "20200101000000", "20991231235959"), 0);
-    cr_assert_eq(mbedtls_x509write_crt_set_basic_constraints(&w, san == NULL, -1), 0);
-    if (san != NULL) {
-        cr_assert_eq(mbedtls_x509write_crt_set_extension(
-                         &w, MBEDTLS_OID_SUBJECT_ALT_NAME,
-                         MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, san, sanlen),
-                     0);
-    }
-    cr_assert_eq(mbedtls_x509write_crt_pem(&w, pem, pemlen, mbedtls_ctr_drbg_random, &k->drbg), 0);
-    mbedtls_x509write_crt_free(&w);
-    mbedtls_mpi_free(&serial);
+    cr_assert_eq(
+        tls_test_cert(subject, key, issuer, issuer_key, san, sanlen, &k->drbg, pem, pemlen), 0,
+        "%s", subject);
 }
 
 static void
