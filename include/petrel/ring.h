@@ -194,6 +194,10 @@ void ring_outbox_init(struct ring_outbox *o, struct ring *ring);
 /** Free the overflow list. Items still in it are not freed: drain first if they own memory. */
 void ring_outbox_fini(struct ring_outbox *o);
 
+/** Take the oldest item of the overflow list back (the consumer never got it), or NULL when it
+ * is empty: how a producer that stops frees what it still owns. */
+void *ring_outbox_take(struct ring_outbox *o);
+
 /**
  * Stage an item: into the ring if nothing is waiting in the overflow list and there is room,
  * else at the end of the overflow list. Never blocks; returns 0 or -ENOMEM if the overflow list

@@ -178,10 +178,9 @@ publish(struct runtime *rt, struct acc *a)
 static void
 outbox_discard(struct ring_outbox *o)
 {
-    while (ring_outbox_backlog(o) > 0) {
-        handoff_discard(o->over[o->over_head]);
-        o->over_head = (o->over_head + 1) & (o->over_cap - 1);
-        o->over_len--;
+    void *item;
+    while ((item = ring_outbox_take(o)) != NULL) {
+        handoff_discard(item);
     }
     ring_outbox_fini(o);
 }

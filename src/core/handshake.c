@@ -282,10 +282,9 @@ shut_down(struct hs_thread *t)
     }
     /* What is still in the rings (the acceptor may still be running now) is main's to discard
      * once every thread has stopped (runtime_free); the overflow is this thread's own. */
-    while (ring_outbox_backlog(&t->out) > 0) {
-        handoff_discard(t->out.over[t->out.over_head]);
-        t->out.over_head = (t->out.over_head + 1) & (t->out.over_cap - 1);
-        t->out.over_len--;
+    void *item;
+    while ((item = ring_outbox_take(&t->out)) != NULL) {
+        handoff_discard(item);
     }
     ring_outbox_fini(&t->out);
 }

@@ -72,10 +72,8 @@ workers_free_mesh(struct runtime *rt)
         struct worker *w = &rt->workers[i];
         for (unsigned j = 0; j < rt->nworkers && w->peer_out != NULL; j++) {
             struct ring_outbox *o = &w->peer_out[j];
-            while (ring_outbox_backlog(o) > 0) {
-                void *m = o->over[o->over_head];
-                o->over_head = (o->over_head + 1) & (o->over_cap - 1);
-                o->over_len--;
+            void *m;
+            while ((m = ring_outbox_take(o)) != NULL) {
                 if (msg_free != NULL) {
                     msg_free(m);
                 }

@@ -97,6 +97,18 @@ ring_outbox_fini(struct ring_outbox *o)
     *o = (struct ring_outbox){.ring = o->ring};
 }
 
+void *
+ring_outbox_take(struct ring_outbox *o)
+{
+    if (o->over_len == 0) {
+        return NULL;
+    }
+    void *item = o->over[o->over_head];
+    o->over_head = (o->over_head + 1) & (o->over_cap - 1);
+    o->over_len--;
+    return item;
+}
+
 static int
 outbox_grow(struct ring_outbox *o)
 {

@@ -153,6 +153,24 @@ Test(outbox, new_items_queue_behind_the_overflow_even_when_the_ring_has_room)
     ring_destroy(&r);
 }
 
+Test(outbox, take_gives_back_the_overflow_oldest_first_and_then_null)
+{
+    struct ring *r;
+    ring_create(&r, 2);
+    struct ring_outbox o;
+    ring_outbox_init(&o, r);
+    for (uintptr_t i = 0; i < 5; i++) {
+        ring_outbox_push(&o, ITEM(i)); /* 0 and 1 in the ring, 2..4 in the overflow */
+    }
+    cr_assert_eq(NUM(ring_outbox_take(&o)), 2);
+    cr_assert_eq(NUM(ring_outbox_take(&o)), 3);
+    cr_assert_eq(NUM(ring_outbox_take(&o)), 4);
+    cr_assert_null(ring_outbox_take(&o));
+    cr_assert_eq(ring_outbox_backlog(&o), 0);
+    ring_outbox_fini(&o);
+    ring_destroy(&r);
+}
+
 /* The two orders of the wakeup handshake, played out step by step on one thread. */
 Test(waker, publish_after_the_consumer_announced_sleep_writes_the_eventfd)
 {
