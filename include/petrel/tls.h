@@ -27,8 +27,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* What one TLS session costs, handshake state included: measured with jemalloc's
- * stats.allocated around 1,000 sessions (P-256, session cache on). */
+/* What one TLS session costs, rounded up: petrel_memory_allocated_bytes (jemalloc's
+ * stats.allocated) grew by 45,127 bytes per connection over 1,000 established TLS connections
+ * (P-256, session cache on); a handshake in progress holds a little more, its key exchange. */
 #define TLS_SESSION_BYTES (46u * 1024)
 
 enum tls_verify { TLS_VERIFY_NONE, TLS_VERIFY_OPTIONAL, TLS_VERIFY_REQUIRED };
