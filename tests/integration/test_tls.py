@@ -852,6 +852,41 @@ class BadHandshakes(unittest.TestCase):
             before + 1)
 
 
+class ConnectionLimit(unittest.TestCase):
+    """--max-conns counts TLS connections too, those still in their handshake included."""
+
+    def test_past_the_limit_a_tls_client_sees_a_close_not_plaintext(self):
+        with tls_server("-c", "2") as server:
+            held = [tls_connect(server.port) for _ in range(2)]
+            try:
+                for s in held:
+                    self.assertEqual(round_trip(s, b"version\r\n")[:8], b"VERSION ")
+                raw = socket.create_connection((HOST, server.port), timeout=5)
+                with raw:
+                    # The refusal on a TLS port is a close: no plaintext ERROR line for a TLS
+                    # client to take for a broken record.
+                    data, took = wait_closed(raw, time.monotonic(), 5)
+                self.assertEqual(data, b"")
+                self.assertIsNotNone(took, "the refused connection was left open")
+                self.assertEqual(metric(server, "rejected_connections"), 1)
+            finally:
+                for s in held:
+                    s.close()
+
+    def test_handshakes_in_progress_count_against_the_limit(self):
+        with tls_server("-c", "2") as server:
+            stalled = [stall_mid_handshake(server.port) for _ in range(2)]
+            try:
+                time.sleep(0.3)
+                with socket.create_connection((HOST, server.port), timeout=5) as raw:
+                    data, took = wait_closed(raw, time.monotonic(), 5)
+                self.assertIsNotNone(took)
+                self.assertEqual(metric(server, "rejected_connections"), 1)
+            finally:
+                for s in stalled:
+                    s.close()
+
+
 class StalledHandshakes(unittest.TestCase):
     """Clients stalled mid-handshake (the default 5 s timeout) take no one else's turn."""
 
