@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Sum up the meson test logs of several build directories; exit 1 if anything failed.
 
-Each `meson test` run writes meson-logs/testlog.json (one JSON object per test). The make
-targets let every run finish, so that one failure does not hide the others, and this script
+Each `meson test` run writes meson-logs/testlog.json (one JSON object per test). .ci/test
+lets every run finish, so that one failure does not hide the others, and this script
 gives the verdict and the closing line.
 """
 import json
