@@ -4,7 +4,7 @@
  *
  * Each module declares a table of struct opt_def; a product passes the list of tables it is made
  * of to config_load(). Values come, in increasing precedence, from the defaults, the config file
- * (-C/--config FILE) and the command line, and are validated the same way wherever they come from.
+ * (--config FILE) and the command line, and are validated the same way wherever they come from.
  *
  * Threads: a struct config is built and read by the main thread before other threads start; after
  * that it is read-only and may be read from any thread.
@@ -130,7 +130,7 @@ enum config_action {
 
 /**
  * The work of config_load() without any printing: build a configuration from the defaults, the
- * file named by -C/--config (read first, wherever -C is on the line) and then the rest of argv.
+ * file named by --config (read first, wherever --config is on the line) and then the rest of argv.
  *
  * On success returns 0, sets *action and, unless the action is HELP or VERSION (which need no
  * configuration and load no file), sets *out to a configuration the caller frees with
@@ -154,8 +154,8 @@ int config_exit_status(int rc);
  * options on top again, so the result is what a fresh start with the same argv would give. old
  * is not touched, so a file that fails to parse leaves the running configuration as it was.
  * Returns 0 and sets *out, or a negative errno as config_parse() does, with err naming file:line.
- * Without a file (no -C at start) the result equals old. Main thread; old may be read by other
- * threads meanwhile.
+ * Without a file (no --config at start) the result equals old. Main thread; old may be read by
+ * other threads meanwhile.
  */
 int config_reload(const struct config *old, struct config **out, char *err, size_t errlen);
 

@@ -22,6 +22,7 @@ static const struct opt_foreign memcached_flags[] = {
     {'D', NULL, "per-prefix statistics (stats detail) are not supported"},
     {'R', "max-reqs-per-event",
      "petrel bounds a connection's turn by bytes (4 reads of --read-buffer), not by requests"},
+    {'C', "disable-cas", "not supported yet: every item keeps its CAS value"},
     {'B', "protocol", "petrel speaks the text and meta protocols only, not the binary one"},
     {'S', "enable-sasl", "SASL is not supported: use TLS client certificates (--tls-verify)"},
     {'Y', "auth-file", "not supported: use TLS client certificates (--tls-verify)"},

@@ -10,9 +10,10 @@
 
 /* getopt_long() return values for the generated options: product option i is VAL_OPT + 2 * i,
  * its --no-NAME form (booleans) VAL_OPT + 2 * i + 1. Built-ins use their short letter or these. */
-#define VAL_PRINT 1
-#define VAL_CHECK 2
-#define VAL_OPT   256
+#define VAL_PRINT  1
+#define VAL_CHECK  2
+#define VAL_CONFIG 3 /* --config has no short form: -C is memcached's (disable CAS) */
+#define VAL_OPT    256
 
 void
 cli_free(struct cli *c, size_t n)
@@ -49,7 +50,7 @@ cli_build(struct cli *c, const struct config *cfg)
     if (c->longopts == NULL || c->no_names == NULL || c->optstring == NULL) {
         return -ENOMEM;
     }
-    k += (size_t)sprintf(c->optstring, "+:hVC:");
+    k += (size_t)sprintf(c->optstring, "+:hV");
     for (size_t i = 0; i < n; i++) {
         const struct opt_def *d = cfg->slots[i].def;
         int val = VAL_OPT + 2 * (int)i;
@@ -76,7 +77,7 @@ cli_build(struct cli *c, const struct config *cfg)
     c->optstring[k] = '\0';
     add_long(c, "help", no_argument, 'h');
     add_long(c, "version", no_argument, 'V');
-    add_long(c, "config", required_argument, 'C');
+    add_long(c, "config", required_argument, VAL_CONFIG);
     add_long(c, "print-config", no_argument, VAL_PRINT);
     add_long(c, "check-config", no_argument, VAL_CHECK);
     return 0;
@@ -187,7 +188,7 @@ cli_parse(struct config *cfg, const struct cli *c, int argc, char **argv, struct
         case 'V':
             res->action = CONFIG_ACTION_VERSION;
             return 0;
-        case 'C':
+        case VAL_CONFIG:
             if (res->file != NULL) {
                 config_errf(err, errlen, "option '--config' given more than once");
                 return -EINVAL;

@@ -88,7 +88,7 @@ check_def(const struct opt_def *d)
         }
     }
     if (d->short_name != 0 &&
-        (!isalnum((unsigned char)d->short_name) || strchr("hVC", d->short_name) != NULL)) {
+        (!isalnum((unsigned char)d->short_name) || strchr("hV", d->short_name) != NULL)) {
         config_table_bug("option '%s': short flag '%c' is not a letter or digit, or is built in",
                          d->name, d->short_name);
     }

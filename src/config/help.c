@@ -129,7 +129,7 @@ config_help(struct buf *b, const struct config_product *product, const struct op
         rc = buf_puts(b, "\nGeneral options:\n");
     }
     rc = rc ? rc
-            : help_line(b, "  -C, --config=FILE",
+            : help_line(b, "      --config=FILE",
                         "read options from an INI file first; the command line overrides it");
     rc = rc ? rc
             : help_line(b, "      --print-config",

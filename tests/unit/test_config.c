@@ -156,7 +156,7 @@ expect_file_error(const char *text, const char *msg)
     char want[1200];
 
     write_conf(text);
-    int rc = parse(&cfg, ARGV("-C", path));
+    int rc = parse(&cfg, ARGV("--config", path));
     cr_assert_eq(rc, -EBADMSG, "rc %d, err '%s'", rc, err);
     cr_assert_null(cfg);
     snprintf(want, sizeof(want), "%s:%s", path, msg);
@@ -400,7 +400,7 @@ Test(config, missing_value_names_the_option)
 {
     expect_usage_error(ARGV("-p"), "option '--port' needs a value");
     expect_usage_error(ARGV("--port"), "option '--port' needs a value");
-    expect_usage_error(ARGV("-C"), "option '--config' needs a value");
+    expect_usage_error(ARGV("--config"), "option '--config' needs a value");
 }
 
 Test(config, value_given_to_a_plain_flag_is_rejected)
@@ -416,9 +416,35 @@ Test(config, positional_argument_is_an_error)
     expect_usage_error(ARGV("--", "-p"), "unexpected argument '-p' (options start with '-')");
 }
 
+/* -C is memcached's "disable CAS": the config file has only its long form. */
+Test(config, short_c_is_not_the_config_file)
+{
+    expect_usage_error(ARGV("-C", "x.conf"), "unknown option '-C'");
+}
+
+static const struct opt_def claims_c_defs[] = {
+    {.name = "disable-cas",
+     .short_name = 'C',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "no CAS"},
+};
+
+Test(config, a_table_may_claim_short_c)
+{
+    const struct opt_table t[] = {{"cas", claims_c_defs, 1}};
+    char *argv[] = {"petrel", "-C", NULL};
+    struct config *cfg = NULL;
+    cr_assert_eq(config_parse(&cfg, &action, t, 1, 2, argv, err, sizeof(err)), 0, "%s", err);
+    cr_assert(config_bool(cfg, "disable-cas"));
+    config_free(&cfg);
+}
+
 Test(config, config_given_twice_is_an_error)
 {
-    expect_usage_error(ARGV("-C", "a", "--config=b"), "option '--config' given more than once");
+    expect_usage_error(ARGV("--config", "a", "--config=b"),
+                       "option '--config' given more than once");
 }
 
 Test(config, string_too_long_is_rejected)
@@ -458,7 +484,7 @@ Test(config, help_and_version_need_no_configuration)
     cr_assert_eq(parse(&cfg, ARGV("-t", "2", "--help", "--bogus")), 0);
     cr_assert_eq(action, CONFIG_ACTION_HELP);
     cr_assert_null(cfg);
-    cr_assert_eq(parse(&cfg, ARGV("-C", "/nonexistent/file", "-V")), 0);
+    cr_assert_eq(parse(&cfg, ARGV("--config", "/nonexistent/file", "-V")), 0);
     cr_assert_eq(action, CONFIG_ACTION_VERSION);
     cr_assert_null(cfg);
 }
@@ -494,7 +520,7 @@ Test(config, file_values_are_loaded)
                "log-level = warn\n"
                "[tls]\n"
                "tls = yes\n");
-    struct config *cfg = parse_ok(ARGV("-C", path));
+    struct config *cfg = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_uint(cfg, "port"), 1234);
     cr_assert_eq(config_uint(cfg, "threads"), 8);
     cr_assert_str_eq(config_str(cfg, "listen"), "127.0.0.1");
@@ -509,7 +535,7 @@ Test(config, file_values_are_loaded)
 Test(config, hash_after_a_value_is_part_of_the_value)
 {
     write_conf("[server]\nlisten = a # b\n");
-    struct config *cfg = parse_ok(ARGV("-C", path));
+    struct config *cfg = parse_ok(ARGV("--config", path));
     cr_assert_str_eq(config_str(cfg, "listen"), "a # b");
     config_free(&cfg);
 }
@@ -517,7 +543,7 @@ Test(config, hash_after_a_value_is_part_of_the_value)
 Test(config, file_may_start_with_a_utf8_bom)
 {
     write_conf("\xef\xbb\xbf[server]\nport = 3\n");
-    struct config *cfg = parse_ok(ARGV("-C", path));
+    struct config *cfg = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_uint(cfg, "port"), 3);
     config_free(&cfg);
 }
@@ -525,11 +551,11 @@ Test(config, file_may_start_with_a_utf8_bom)
 Test(config, command_line_overrides_the_file_wherever_C_appears)
 {
     write_conf("[server]\nport = 1\nthreads = 8\n");
-    struct config *cfg = parse_ok(ARGV("-p", "2", "-C", path));
+    struct config *cfg = parse_ok(ARGV("-p", "2", "--config", path));
     cr_assert_eq(config_uint(cfg, "port"), 2);
     cr_assert_eq(config_uint(cfg, "threads"), 8);
     config_free(&cfg);
-    cfg = parse_ok(ARGV("-C", path, "-p", "3"));
+    cfg = parse_ok(ARGV("--config", path, "-p", "3"));
     cr_assert_eq(config_uint(cfg, "port"), 3);
     config_free(&cfg);
 }
@@ -537,7 +563,7 @@ Test(config, command_line_overrides_the_file_wherever_C_appears)
 Test(config, command_line_count_replaces_the_file_count)
 {
     write_conf("[log]\nverbose = 3\n");
-    struct config *cfg = parse_ok(ARGV("-C", path, "-v"));
+    struct config *cfg = parse_ok(ARGV("--config", path, "-v"));
     cr_assert_eq(config_uint(cfg, "verbose"), 1);
     config_free(&cfg);
 }
@@ -615,7 +641,7 @@ Test(config, file_line_longer_than_the_limit_is_an_error)
     text[n + 8000] = '\n';
     write_conf(text);
     struct config *cfg = NULL;
-    int rc = parse(&cfg, ARGV("-C", path));
+    int rc = parse(&cfg, ARGV("--config", path));
     cr_assert_eq(rc, -EBADMSG);
     cr_assert(strstr(err, ":2: line is too long (at most ") != NULL, "err '%s'", err);
 }
@@ -627,7 +653,7 @@ Test(config, file_with_a_nul_byte_is_an_error)
     fwrite("x\0y = 1\n", 1, 8, f);
     fclose(f);
     struct config *cfg = NULL;
-    cr_assert_eq(parse(&cfg, ARGV("-C", path)), -EBADMSG);
+    cr_assert_eq(parse(&cfg, ARGV("--config", path)), -EBADMSG);
     char want[128];
     snprintf(want, sizeof(want), "%s:3: contains a NUL byte", path);
     cr_assert_str_eq(err, want);
@@ -645,7 +671,7 @@ Test(config, missing_file_is_a_config_error)
 Test(config, directory_as_file_is_a_config_error)
 {
     struct config *cfg = NULL;
-    int rc = parse(&cfg, ARGV("-C", "/"));
+    int rc = parse(&cfg, ARGV("--config", "/"));
     cr_assert_eq(rc, -EISDIR);
     cr_assert_eq(config_exit_status(rc), CONFIG_EX_CONFIG);
 }
@@ -739,7 +765,7 @@ Test(config, print_config_output_loads_back_to_the_same_configuration)
     cr_assert_eq(buf_append(&b, "", 1), 0);
     cr_assert(strstr(buf_rptr(&b), "\n[storage]\n") != NULL);
     write_conf(buf_rptr(&b));
-    struct config *c = parse_ok(ARGV("-C", path));
+    struct config *c = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_diff(a, c, NULL, NULL), 0, "printed:\n%s", buf_rptr(&b));
     cr_assert_str_eq(config_str(c, "listen"), "10.0.0.1:11211, [::1]:11211 #x");
     buf_free(&b);
@@ -756,7 +782,7 @@ Test(config, print_config_of_defaults_loads_back)
     cr_assert_eq(buf_append(&b, "", 1), 0);
     cr_assert(strstr(buf_rptr(&b), "\npidfile =\n") != NULL, "%s", buf_rptr(&b));
     write_conf(buf_rptr(&b));
-    struct config *c = parse_ok(ARGV("-C", path));
+    struct config *c = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_diff(a, c, NULL, NULL), 0);
     buf_free(&b);
     config_free(&a);
@@ -825,7 +851,7 @@ Test(config, default_outside_its_range_aborts, .signal = SIGABRT)
 Test(config, reload_reads_the_file_again_and_keeps_command_line_values)
 {
     write_conf("[server]\nport = 5\nthreads = 3\n[log]\nlog-level = debug\n");
-    struct config *old = parse_ok(ARGV("-C", path, "-p", "9", "-v"));
+    struct config *old = parse_ok(ARGV("--config", path, "-p", "9", "-v"));
     FILE *f = fopen(path, "w");
     fputs("[server]\nport = 6\nthreads = 7\n", f);
     fclose(f);
@@ -844,7 +870,7 @@ Test(config, reload_reads_the_file_again_and_keeps_command_line_values)
 Test(config, reload_of_a_bad_file_fails_and_leaves_the_old_configuration)
 {
     write_conf("[server]\nthreads = 2\n");
-    struct config *old = parse_ok(ARGV("-C", path));
+    struct config *old = parse_ok(ARGV("--config", path));
     FILE *f = fopen(path, "w");
     fputs("[server]\nthreads = 2\nthreads = 3\n", f);
     fclose(f);
@@ -946,7 +972,7 @@ Test(config, load_reports_a_file_error_with_status_78)
     write_conf("[server]\n\nthreads = 0\n");
     snprintf(want, sizeof(want), "petrel: %s:3: threads: '0' is out of range (1..256)\n", path);
     cr_redirect_stderr();
-    cr_assert_eq(load(ARGV("-C", path), &cfg), CONFIG_EX_CONFIG);
+    cr_assert_eq(load(ARGV("--config", path), &cfg), CONFIG_EX_CONFIG);
     fflush(stderr);
     cr_assert_stderr_eq_str(want);
 }
@@ -966,7 +992,7 @@ Test(config, check_config_prints_ok_and_exits_0)
     struct config *cfg = NULL;
     write_conf("[server]\nport = 2\n");
     cr_redirect_stdout();
-    cr_assert_eq(load(ARGV("--check-config", "-C", path), &cfg), 0);
+    cr_assert_eq(load(ARGV("--check-config", "--config", path), &cfg), 0);
     cr_assert_null(cfg);
     fflush(stdout);
     cr_assert_stdout_eq_str("configuration OK\n");
@@ -978,7 +1004,7 @@ Test(config, check_config_of_a_bad_file_exits_78)
     write_conf("[server]\nport = 0\n");
     cr_redirect_stdout();
     cr_redirect_stderr();
-    cr_assert_eq(load(ARGV("--check-config", "-C", path), &cfg), CONFIG_EX_CONFIG);
+    cr_assert_eq(load(ARGV("--check-config", "--config", path), &cfg), CONFIG_EX_CONFIG);
     fflush(stdout);
     cr_assert_stdout_eq_str("");
 }
