@@ -14,6 +14,10 @@
 #define VAL_CHECK  2
 #define VAL_CONFIG 3 /* --config has no short form: -C is memcached's (disable CAS) */
 #define VAL_OPT    256
+/* The product's compat flag j is VAL_COMPAT + j, -o/--extended VAL_EXTENDED: above any
+ * VAL_OPT + 2 * i a configuration can reach. */
+#define VAL_EXTENDED 0x40000000
+#define VAL_COMPAT   0x40000001
 
 void
 cli_free(struct cli *c, size_t n)
@@ -34,19 +38,78 @@ add_long(struct cli *c, const char *name, int has_arg, int val)
     c->longopts[c->nlong++] = (struct option){name, has_arg, NULL, val};
 }
 
-/* Generate getopt_long's tables from the slots. Returns 0 or -ENOMEM. */
+/* The short and long form of a table option, or a built-in, that the string or letter names. */
+static bool
+claimed_short(const struct cli *c, char ch)
+{
+    return ch == 'h' || ch == 'V' || (ch == 'o' && c->extended != NULL) ||
+           c->short_slot[(unsigned char)ch] >= 0;
+}
+
+static bool
+claimed_long(const struct cli *c, const char *name)
+{
+    for (size_t i = 0; i < c->nlong; i++) {
+        if (strcmp(c->longopts[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Add the product's flags after the tables' options and the built-ins. A flag the product refuses
+ * is left out where a table has come to declare it; any other clash is a bug in the product. */
+static void
+add_compat(struct cli *c, size_t *k)
+{
+    static const int has_arg[] = {no_argument, required_argument, optional_argument};
+    static const char *const colons[] = {"", ":", "::"};
+
+    for (size_t j = 0; j < c->nflags; j++) {
+        const struct opt_compat *e = &c->flags[j];
+        bool refused = e->action == COMPAT_REFUSE;
+        if (e->short_name != 0 && claimed_short(c, e->short_name) && !refused) {
+            config_table_bug("compat flag '-%c' is also a table's or a built-in flag",
+                             e->short_name);
+        }
+        if (e->name != NULL && claimed_long(c, e->name) && !refused) {
+            config_table_bug("compat flag '--%s' is also a table's or a built-in option", e->name);
+        }
+        if (e->short_name != 0 && !claimed_short(c, e->short_name)) {
+            c->short_compat[(unsigned char)e->short_name] = (int)j;
+            *k += (size_t)sprintf(c->optstring + *k, "%c%s", e->short_name, colons[e->arg]);
+        }
+        if (e->name != NULL && !claimed_long(c, e->name)) {
+            c->longopts[c->nlong++] =
+                (struct option){e->name, has_arg[e->arg], NULL, VAL_COMPAT + (int)j};
+        }
+    }
+}
+
+/* Generate getopt_long's tables from the slots and the product's flags. Returns 0 or -ENOMEM. */
 int
-cli_build(struct cli *c, const struct config *cfg)
+cli_build(struct cli *c, const struct config *cfg, const struct config_product *product)
 {
     size_t n = cfg->n;
     size_t k = 0;
 
     *c = (struct cli){0};
     memset(c->short_slot, -1, sizeof(c->short_slot));
-    c->longopts = calloc(2 * n + 6, sizeof(*c->longopts));
+    memset(c->short_compat, -1, sizeof(c->short_compat));
+    c->flags = product != NULL ? product->compat_flags : NULL;
+    c->extended = product != NULL ? product->extended : NULL;
+    for (const struct opt_compat *e = c->flags; e && (e->short_name || e->name); e++) {
+        compat_check(cfg, e, false);
+        c->nflags++;
+    }
+    for (const struct opt_compat *e = c->extended; e && e->name; e++) {
+        compat_check(cfg, e, true);
+    }
+    c->longopts = calloc(2 * n + 8 + c->nflags, sizeof(*c->longopts));
     c->no_names = calloc(n ? n : 1, sizeof(*c->no_names));
-    /* "+:" no permutation, report a missing value as ':'; then at most 2 bytes per option. */
-    c->optstring = malloc(2 * n + 16);
+    /* "+:" no permutation, report a missing value as ':'; then at most 2 bytes per option and
+     * 3 per compat flag. */
+    c->optstring = malloc(2 * n + 3 * c->nflags + 16);
     if (c->longopts == NULL || c->no_names == NULL || c->optstring == NULL) {
         return -ENOMEM;
     }
@@ -80,6 +143,14 @@ cli_build(struct cli *c, const struct config *cfg)
     add_long(c, "config", required_argument, VAL_CONFIG);
     add_long(c, "print-config", no_argument, VAL_PRINT);
     add_long(c, "check-config", no_argument, VAL_CHECK);
+    if (c->extended != NULL) {
+        if (c->short_slot['o'] >= 0 || claimed_long(c, "extended")) {
+            config_table_bug("-o/--extended is the product's, and also a table's");
+        }
+        add_long(c, "extended", required_argument, VAL_EXTENDED);
+        k += (size_t)sprintf(c->optstring + k, "o:");
+    }
+    add_compat(c, &k);
     return 0;
 }
 
@@ -132,37 +203,71 @@ cli_unknown(const struct cli *c, const char *arg, char *err, size_t errlen)
     }
 }
 
+int
+cli_set(struct slot *s, const char *text, const char *label, char *err, size_t errlen)
+{
+    char why[512];
+    struct value v = {0};
+
+    int rc = value_parse(s->def, text, &v, why, sizeof(why));
+    if (rc < 0) {
+        config_errf(err, errlen, "%s: %s", label, why);
+        return rc;
+    }
+    free(s->cli.s);
+    s->cli = v;
+    s->cli_set = true;
+    return 0;
+}
+
 /* One product option from argv: remembered in the slot's cli value. */
 static int
 cli_value(struct slot *s, const char *arg, bool negated, char *err, size_t errlen)
 {
     const struct opt_def *d = s->def;
-    char why[512];
+    char label[NAME_LEN_MAX + 4];
     struct value v = {0};
-    int rc;
 
+    if (arg != NULL && !negated) {
+        snprintf(label, sizeof(label), "--%s", d->name);
+        return cli_set(s, arg, label, err, errlen);
+    }
     if (negated) {
         v.u = 0;
-    } else if (arg == NULL && d->type == OPT_BOOL) {
+    } else if (d->type == OPT_BOOL) {
         v.u = 1;
-    } else if (arg == NULL && d->type == OPT_COUNT) {
+    } else {
+        /* OPT_COUNT: the only other type getopt lets through without a value */
         v.u = s->cli_set ? s->cli.u + 1 : 1;
         if (v.u > opt_max(d)) {
             config_errf(err, errlen, "--%s: given more than %llu times", d->name,
                         (unsigned long long)opt_max(d));
             return -EINVAL;
         }
-    } else {
-        rc = value_parse(d, arg, &v, why, sizeof(why));
-        if (rc < 0) {
-            config_errf(err, errlen, "--%s: %s", d->name, why);
-            return rc;
-        }
     }
     free(s->cli.s);
     s->cli = v;
     s->cli_set = true;
     return 0;
+}
+
+/* getopt said ':': name the option that lacks its value as the user would look it up. */
+static void
+cli_missing(const struct config *cfg, const struct cli *c, char *err, size_t errlen)
+{
+    char label[NAME_LEN_MAX + 8];
+    const char *name = long_name_of(c, optopt);
+
+    if (optopt > 0 && optopt < 256 && c->short_slot[optopt] >= 0) {
+        name = cfg->slots[c->short_slot[optopt]].def->name;
+    } else if (optopt > 0 && optopt < 256 && c->short_compat[optopt] >= 0) {
+        compat_label(&c->flags[c->short_compat[optopt]], false, label, sizeof(label));
+        config_errf(err, errlen, "option '%s' needs a value", label);
+        return;
+    } else if (optopt == 'o' && c->extended != NULL) {
+        name = "extended";
+    }
+    config_errf(err, errlen, "option '--%s' needs a value", name ? name : "?");
 }
 
 /* Walk argv once: product options go into the slots' cli values, built-ins into res. */
@@ -205,23 +310,24 @@ cli_parse(struct config *cfg, const struct cli *c, int argc, char **argv, struct
             res->action = a;
             break;
         }
-        case ':': {
-            const char *name = long_name_of(c, optopt);
-            if (optopt < VAL_OPT && optopt > 0 && optopt < 256 && c->short_slot[optopt] >= 0) {
-                name = cfg->slots[c->short_slot[optopt]].def->name;
-            }
-            config_errf(err, errlen, "option '--%s' needs a value", name ? name : "?");
+        case ':':
+            cli_missing(cfg, c, err, errlen);
             return -EINVAL;
-        }
         case '?':
             cli_unknown(c, argv[optind - 1], err, errlen);
             return -EINVAL;
         default:
-            if (ch >= VAL_OPT) {
+            if (ch == VAL_EXTENDED || (ch == 'o' && c->extended != NULL)) {
+                rc = compat_extended(cfg, c->extended, optarg, err, errlen);
+            } else if (ch >= VAL_COMPAT) {
+                rc = compat_apply(cfg, &c->flags[ch - VAL_COMPAT], NULL, optarg, err, errlen);
+            } else if (ch >= VAL_OPT) {
                 size_t i = (size_t)(ch - VAL_OPT) / 2;
                 rc = cli_value(&cfg->slots[i], optarg, (ch - VAL_OPT) % 2 == 1, err, errlen);
             } else if (ch > 0 && ch < 256 && c->short_slot[ch] >= 0) {
                 rc = cli_value(&cfg->slots[c->short_slot[ch]], optarg, false, err, errlen);
+            } else if (ch > 0 && ch < 256 && c->short_compat[ch] >= 0) {
+                rc = compat_apply(cfg, &c->flags[c->short_compat[ch]], NULL, optarg, err, errlen);
             } else {
                 config_errf(err, errlen, "unexpected getopt result %d", ch);
                 rc = -EINVAL;

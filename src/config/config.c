@@ -245,6 +245,7 @@ config_free(struct config **cfg)
         slots_free((*cfg)->slots, (*cfg)->n);
     }
     free((*cfg)->file);
+    free((*cfg)->notices);
     free(*cfg);
     *cfg = NULL;
 }
@@ -259,7 +260,7 @@ config_exit_status(int rc)
     if (rc >= 0) {
         return 0;
     }
-    if (rc == -EINVAL) {
+    if (rc == -EINVAL || rc == -ENOTSUP) {
         return CONFIG_EX_USAGE;
     }
     if (rc == -ENOMEM) {
@@ -293,6 +294,14 @@ int
 config_parse(struct config **out, enum config_action *action, const struct opt_table *tables,
              size_t ntables, int argc, char **argv, char *err, size_t errlen)
 {
+    return config_parse_product(out, action, NULL, tables, ntables, argc, argv, err, errlen);
+}
+
+int
+config_parse_product(struct config **out, enum config_action *action,
+                     const struct config_product *product, const struct opt_table *tables,
+                     size_t ntables, int argc, char **argv, char *err, size_t errlen)
+{
     struct cli c = {0};
     struct cli_result res = {CONFIG_ACTION_RUN, NULL};
     int rc;
@@ -305,7 +314,7 @@ config_parse(struct config **out, enum config_action *action, const struct opt_t
         rc = -ENOMEM;
         goto fail;
     }
-    rc = cli_build(&c, cfg);
+    rc = cli_build(&c, cfg, product);
     if (rc < 0) {
         goto fail;
     }
@@ -433,6 +442,12 @@ config_file(const struct config *cfg)
     return cfg->file;
 }
 
+const char *
+config_notices(const struct config *cfg)
+{
+    return cfg->notices != NULL ? cfg->notices : "";
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Iteration, differences, reload support
  */
@@ -541,26 +556,16 @@ write_out(struct buf *b, int rc, const char *prog)
     return CONFIG_EX_OSERR;
 }
 
-/* The foreign flag an "unknown option '-X'" or "unknown option '--name'" error is about. */
-static const struct opt_foreign *
-foreign_of(const struct config_product *product, const char *err)
+/* The notices of the command line, each line after the program's name, on stderr. */
+static void
+print_notices(const struct config *cfg, const char *prog)
 {
-    static const char prefix[] = "unknown option '-";
-    if (product == NULL || product->foreign == NULL || strncmp(err, prefix, strlen(prefix)) != 0) {
-        return NULL;
+    const char *p = cfg != NULL ? config_notices(cfg) : "";
+    while (*p != '\0') {
+        size_t n = strcspn(p, "\n");
+        fprintf(stderr, "%s: %.*s\n", prog, (int)n, p);
+        p += n + (p[n] == '\n');
     }
-    const char *name = err + strlen(prefix);
-    size_t len = strcspn(name, "'");
-    for (const struct opt_foreign *f = product->foreign; f->why != NULL; f++) {
-        if (len == 1 && f->short_name != 0 && name[0] == f->short_name) {
-            return f;
-        }
-        if (name[0] == '-' && f->long_name != NULL && len - 1 == strlen(f->long_name) &&
-            strncmp(name + 1, f->long_name, len - 1) == 0) {
-            return f;
-        }
-    }
-    return NULL;
 }
 
 int
@@ -575,17 +580,8 @@ config_load(struct config **out, const struct config_product *product,
     int status = 0;
 
     *out = NULL;
-    int rc = config_parse(&cfg, &action, tables, ntables, argc, argv, err, sizeof(err));
-    const struct opt_foreign *f = rc == -EINVAL ? foreign_of(product, err) : NULL;
-    if (f != NULL) {
-        char name[64];
-        snprintf(name, sizeof(name), "%s%s%s%s%s", f->short_name ? "-" : "",
-                 f->short_name ? (char[]){f->short_name, '\0'} : "",
-                 f->short_name && f->long_name ? "/" : "", f->long_name ? "--" : "",
-                 f->long_name ? f->long_name : "");
-        fprintf(stderr, "%s: %s: %s\n", prog, name, f->why);
-        return CONFIG_EX_USAGE;
-    }
+    int rc =
+        config_parse_product(&cfg, &action, product, tables, ntables, argc, argv, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", prog, err);
         if (rc == -EINVAL) {
@@ -593,6 +589,7 @@ config_load(struct config **out, const struct config_product *product,
         }
         return config_exit_status(rc);
     }
+    print_notices(cfg, prog);
     buf_init(&b, 4096, 16u << 20);
     switch (action) {
     case CONFIG_ACTION_RUN:

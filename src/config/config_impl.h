@@ -49,6 +49,7 @@ struct config {
     size_t n;
     struct slot *slots; /* in table order */
     char *file;         /* --config argument as given, or NULL */
+    char *notices;      /* config_notices(): lines, or NULL for none */
 };
 
 /* ---- config.c */
@@ -111,6 +112,10 @@ struct cli {
     char *optstring;
     int short_slot[256]; /* short flag -> slot index, or -1 */
     size_t nlong;
+    const struct opt_compat *flags;    /* the product's compat flags, or NULL */
+    size_t nflags;                     /* how many */
+    int short_compat[256];             /* short flag -> index in flags, or -1 */
+    const struct opt_compat *extended; /* the product's -o keys, or NULL: no -o */
 };
 
 /* What argv asks for besides option values. */
@@ -119,8 +124,9 @@ struct cli_result {
     const char *file; /* --config's argument; points into argv */
 };
 
-/** Generate c from cfg's slots. Returns 0 or -ENOMEM; cli_free() c either way. */
-int cli_build(struct cli *c, const struct config *cfg);
+/** Generate c from cfg's slots and product's compat flags (product may be NULL). Returns 0 or
+ * -ENOMEM; cli_free() c either way. A compat entry that breaks a rule aborts the process. */
+int cli_build(struct cli *c, const struct config *cfg, const struct config_product *product);
 
 /** Free what cli_build() allocated; n is the number of slots it was built from. */
 void cli_free(struct cli *c, size_t n);
@@ -131,5 +137,32 @@ void cli_free(struct cli *c, size_t n);
  */
 int cli_parse(struct config *cfg, const struct cli *c, int argc, char **argv,
               struct cli_result *res, char *err, size_t errlen);
+
+/**
+ * Set s's command-line value from text, as if given as --NAME=text; a message names label
+ * ("--threads", "-o idle_timeout"). Returns 0, -EINVAL or -ENOMEM.
+ */
+int cli_set(struct slot *s, const char *text, const char *label, char *err, size_t errlen);
+
+/* ---- compat.c: the flags and -o keys of the server the product stands in for */
+
+/** Check one compat entry against cfg's options (an -o key if extended); aborts on a bug. */
+void compat_check(const struct config *cfg, const struct opt_compat *e, bool extended);
+
+/** "-c/--conn-limit", "--daemon", "-D" for a flag; "-o KEY" for an -o key (extended). */
+void compat_label(const struct opt_compat *e, bool extended, char *out, size_t len);
+
+/**
+ * Act on compat entry e given with arg (NULL: none), named label in messages (NULL: the flag's
+ * compat_label()). Returns 0; -ENOTSUP for a refusal, -EINVAL for a value it cannot take, with
+ * err "LABEL: why"; or -ENOMEM. A COMPAT_IGNORE entry adds a line to cfg->notices.
+ */
+int compat_apply(struct config *cfg, const struct opt_compat *e, const char *label, const char *arg,
+                 char *err, size_t errlen);
+
+/** One -o argument, "KEY[=VALUE][,KEY[=VALUE]...]", each key looked up in keys and applied in
+ * order. Returns as compat_apply() does; an unknown key is -EINVAL. */
+int compat_extended(struct config *cfg, const struct opt_compat *keys, const char *list, char *err,
+                    size_t errlen);
 
 #endif /* PETREL_CONFIG_IMPL_H */

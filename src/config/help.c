@@ -109,6 +109,72 @@ help_option(struct buf *b, const struct opt_def *d)
     return help_line(b, flags, text);
 }
 
+/* One compat flag or -o key: its spelling, then what it does here. */
+static int
+help_compat_entry(struct buf *b, const struct opt_compat *e, bool extended)
+{
+    static const char *const metavar[] = {"", "=VALUE", "[=VALUE]"};
+    char flags[NAME_LEN_MAX + 32], text[1024];
+
+    if (extended) {
+        snprintf(flags, sizeof(flags), "      %s%s", e->name, metavar[e->arg]);
+    } else {
+        /* "  -c, --conn-limit=VALUE", "  -D=VALUE"... as help_option() lays options out */
+        int n = e->short_name != 0 ? snprintf(flags, sizeof(flags), "  -%c%s", e->short_name,
+                                              e->name != NULL ? ", " : "")
+                                   : snprintf(flags, sizeof(flags), "      ");
+        if (e->name != NULL) {
+            snprintf(flags + n, sizeof(flags) - (size_t)n, "--%s%s", e->name, metavar[e->arg]);
+        } else if (e->arg != COMPAT_ARG_NONE) {
+            snprintf(flags + n, sizeof(flags) - (size_t)n, " VALUE");
+        }
+    }
+    switch (e->action) {
+    case COMPAT_SET:
+        if (e->arg == COMPAT_ARG_NONE) {
+            snprintf(text, sizeof(text), "sets %s = %s", e->option, e->value);
+        } else {
+            snprintf(text, sizeof(text), "sets %s%s%s", e->option, e->why ? ": " : "",
+                     e->why ? e->why : "");
+        }
+        break;
+    case COMPAT_SAME:
+        snprintf(text, sizeof(text), "accepted: %s", e->why ? e->why : "petrel behaves so");
+        break;
+    case COMPAT_IGNORE:
+        snprintf(text, sizeof(text), "accepted, no effect: %s", e->why);
+        break;
+    case COMPAT_REFUSE:
+        snprintf(text, sizeof(text), "refused: %s", e->why);
+        break;
+    }
+    return help_line(b, flags, text);
+}
+
+/* The other server's flags and -o keys, as the product takes them. */
+static int
+help_compat(struct buf *b, const struct config_product *product)
+{
+    int rc = 0;
+
+    if (product->compat_flags != NULL) {
+        rc = buf_puts(b, "\nmemcached's other flags:\n");
+        for (const struct opt_compat *e = product->compat_flags;
+             rc == 0 && (e->short_name != 0 || e->name != NULL); e++) {
+            rc = help_compat_entry(b, e, false);
+        }
+    }
+    if (rc == 0 && product->extended != NULL) {
+        rc = buf_puts(b,
+                      "\nmemcached's extended options, -o/--extended=KEY[=VALUE][,KEY[=VALUE]...] "
+                      "(repeatable):\n");
+        for (const struct opt_compat *e = product->extended; rc == 0 && e->name != NULL; e++) {
+            rc = help_compat_entry(b, e, true);
+        }
+    }
+    return rc;
+}
+
 int
 config_help(struct buf *b, const struct config_product *product, const struct opt_table *tables,
             size_t ntables)
@@ -124,6 +190,9 @@ config_help(struct buf *b, const struct config_product *product, const struct op
         for (size_t i = 0; i < tables[t].n && rc == 0; i++) {
             rc = help_option(b, &tables[t].defs[i]);
         }
+    }
+    if (rc == 0 && product != NULL) {
+        rc = help_compat(b, product);
     }
     if (rc == 0) {
         rc = buf_puts(b, "\nGeneral options:\n");
