@@ -36,6 +36,9 @@ enum opt_type {
 };
 
 #define OPT_RELOADABLE 0x1u /* may change on reload (used by the admin plane) */
+#define OPT_LIST                                                                                   \
+    0x2u /* OPT_STR, a comma-separated list: each time the command line gives                      \
+            it adds to it (as memcached's -l), rather than replacing it */
 
 struct opt_def {
     const char *name;    /* long option and INI key: "threads" -> --threads, threads= */
@@ -48,7 +51,7 @@ struct opt_def {
     uint64_t unit;              /* OPT_SIZE: multiplier for a bare number (-m 64 = 64 MiB):
                                    0 or 1 (bytes), 1 << 10, 1 << 20 or 1 << 30 */
     const char *const *choices; /* OPT_ENUM: NULL-terminated list */
-    unsigned flags;             /* OPT_RELOADABLE */
+    unsigned flags;             /* OPT_RELOADABLE, OPT_LIST */
 };
 
 /**

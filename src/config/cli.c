@@ -203,13 +203,38 @@ cli_unknown(const struct cli *c, const char *arg, char *err, size_t errlen)
     }
 }
 
+/* True if the comma-separated list holds item (exactly, as one of its elements). */
+static bool
+list_has(const char *list, const char *item)
+{
+    size_t n = strlen(item);
+    for (const char *p = list; *p != '\0'; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        if (strcspn(p, ",") == n && strncmp(p, item, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int
 cli_set(struct slot *s, const char *text, const char *label, char *err, size_t errlen)
 {
     char why[512];
     struct value v = {0};
+    char *joined = NULL;
 
+    /* An OPT_LIST given again grows: -l a -l b is -l a,b, and naming an address twice is once. */
+    if ((s->def->flags & OPT_LIST) && s->cli_set && s->cli.s[0] != '\0' && text[0] != '\0') {
+        if (list_has(s->cli.s, text)) {
+            return 0;
+        }
+        if (asprintf(&joined, "%s,%s", s->cli.s, text) < 0) {
+            return -ENOMEM;
+        }
+        text = joined;
+    }
     int rc = value_parse(s->def, text, &v, why, sizeof(why));
+    free(joined);
     if (rc < 0) {
         config_errf(err, errlen, "%s: %s", label, why);
         return rc;

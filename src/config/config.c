@@ -109,6 +109,9 @@ check_def(const struct opt_def *d)
         d->unit != (1u << 30)) {
         config_table_bug("option '%s': unit must be 1, 1 KiB, 1 MiB or 1 GiB", d->name);
     }
+    if ((d->flags & OPT_LIST) && d->type != OPT_STR) {
+        config_table_bug("option '%s': only an OPT_STR can be an OPT_LIST", d->name);
+    }
     if (d->type == OPT_ENUM && (d->choices == NULL || d->choices[0] == NULL)) {
         config_table_bug("option '%s' is an OPT_ENUM without choices", d->name);
     }
