@@ -36,9 +36,9 @@ enum opt_type {
 };
 
 #define OPT_RELOADABLE 0x1u /* may change on reload (used by the admin plane) */
-#define OPT_LIST                                                                                   \
-    0x2u /* OPT_STR, a comma-separated list: each time the command line gives                      \
-            it adds to it (as memcached's -l), rather than replacing it */
+/* OPT_STR only: a comma-separated list that each use on the command line adds to (as memcached's
+ * -l: "-l a -l b" is "a,b"), rather than replacing it. */
+#define OPT_LIST 0x2u
 
 struct opt_def {
     const char *name;    /* long option and INI key: "threads" -> --threads, threads= */
@@ -87,8 +87,9 @@ enum compat_arg {
 
 /**
  * Turn the other server's value into text the option accepts (memcached's 0-3 verify modes into
- * none/optional/required, megabytes into "64m"). Returns 0 with the text in out, or -EINVAL with
- * why (without the flag's name: the caller adds it).
+ * none/optional/required, megabytes into "64m"). Returns 0 with the text in out; -EINVAL with
+ * why for a value that is wrong, -ENOTSUP for one the product cannot honour (why without the
+ * flag's name: the caller adds it).
  */
 typedef int (*compat_convert_fn)(const char *in, char *out, size_t outlen, char *why,
                                  size_t whylen);
@@ -105,7 +106,7 @@ struct opt_compat {
     enum compat_action action; /* what it does */
     enum compat_arg arg;       /* whether it takes a value */
     const char *option;        /* COMPAT_SET: the option it sets */
-    const char *value;         /* COMPAT_SET without argument: the text it sets ("none") */
+    const char *value;         /* COMPAT_SET given without a value: the text it sets ("none") */
     compat_convert_fn convert; /* see compat_convert_fn; NULL: the argument as given */
     const char *why;           /* one line: the reason for COMPAT_IGNORE (printed as a notice)
                                   and COMPAT_REFUSE (the error), required; for COMPAT_SAME and
