@@ -380,6 +380,19 @@ class Behaviour(unittest.TestCase):
             with Server(PETREL, "-t", "1", "-s", path, "-a", "770"):
                 self.assertEqual(os.stat(path).st_mode & 0o777, 0o770)
 
+    def test_a_unix_socket_replaces_the_tcp_port(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "mc.sock")
+            with Server(PETREL, "-t", "1", "-s", path) as server:
+                self.assertIsNone(server.port, "\n".join(server.lines))
+                self.assertFalse([l for l in server.lines if "listening on" in l
+                                  and "mc.sock" not in l], "\n".join(server.lines))
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(5)
+                    s.connect(path)
+                    s.sendall(b"version\r\n")
+                    self.assertTrue(recv_exactly(s, 8).startswith(b"VERSION "))
+
     def test_pidfile_long_form_writes_the_pid(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "mc.pid")
