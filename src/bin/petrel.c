@@ -19,7 +19,6 @@ static const struct opt_foreign memcached_flags[] = {
      "not supported; --prefault (memcached's -L) takes the item memory at start"},
     {'f', "slab-growth-factor", "petrel has no slab classes: items are packed into segments"},
     {'n', "slab-min-size", "petrel has no slab classes: items are packed into segments"},
-    {'D', NULL, "per-prefix statistics (stats detail) are not supported"},
     {'R', "max-reqs-per-event",
      "petrel bounds a connection's turn by bytes (4 reads of --read-buffer), not by requests"},
     {'B', "protocol", "petrel speaks the text and meta protocols only, not the binary one"},

@@ -347,7 +347,7 @@ static const struct metric_def seg_metric_defs[SM_COUNT] = {
     [SM_SEGMENTS_FREE] = {"segments_free", METRIC_GAUGE, "storage segments free"},
     [SM_SEGMENT_MERGES] = {"segment_merges", METRIC_COUNTER, "merge evictions"},
     [SM_HEAP_BYTES] = {"segment_heap_bytes", METRIC_GAUGE, "bytes of the segment heap"},
-    [SM_HASH_BYTES] = {"hash_table_bytes", METRIC_GAUGE, "bytes of the hash table"},
+    [SM_HASH_BYTES] = {"hash_bytes", METRIC_GAUGE, "bytes of the hash tables"},
     [SM_HASH_EXPANDING] = {"hash_is_expanding", METRIC_GAUGE,
                            "shards whose hash table is doubling (memcached: 0 or 1)"},
     [SM_OVERHEAD_BYTES] = {"storage_overhead_bytes", METRIC_GAUGE,
@@ -371,12 +371,21 @@ static const struct metric_def lat_metric_defs[LAT_COUNT] = {
                    "every other command: from parsed to reply queued"},
 };
 
-enum { TABLE_CMD, TABLE_SEG, TABLE_LAT, NTABLES };
+/* Counters of the server glue itself, counted by the worker that reads the request. */
+enum srv_metric { SRV_CMD_META, SRV_COUNT };
+
+static const struct metric_def srv_metric_defs[SRV_COUNT] = {
+    [SRV_CMD_META] = {"cmd_meta", METRIC_COUNTER,
+                      "me (meta debug) commands, which is what memcached counts as cmd_meta"},
+};
+
+enum { TABLE_CMD, TABLE_SEG, TABLE_LAT, TABLE_SRV, NTABLES };
 
 static const struct metric_table mc_metric_tables[NTABLES] = {
     [TABLE_CMD] = {"commands", cmd_metric_defs, NCMD_METRICS},
     [TABLE_SEG] = {"storage", seg_metric_defs, SM_COUNT},
     [TABLE_LAT] = {"latency", lat_metric_defs, LAT_COUNT},
+    [TABLE_SRV] = {"server", srv_metric_defs, SRV_COUNT},
 };
 
 /* A worker's non-empty TTL buckets, for the admin's "stats seg": worker(w) -> admin(r), an
@@ -399,7 +408,8 @@ struct mc_worker {
     const struct config *cfg;
     struct mc_shard shard;
     struct mc_parser_opts popts;
-    metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the three tables */
+    metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the first three tables ... */
+    metric_t *m_srv;                 /* ... and of the fourth */
     uint64_t limit_share;            /* its share of -m, shown as limit_maxbytes */
     size_t seg_size;                 /* the shard's segment size (-I may raise the option's) */
     struct seg_stats seg_base;       /* the storage counters at the last "stats reset" */
@@ -1909,26 +1919,76 @@ stats_arg_is(const struct mc_req *req, const char *name)
     return true;
 }
 
+/* A text setting as memcached shows it: the value, or `none` (memcached's "NULL", or the
+ * "(null)" its printf makes of a path never set). */
+static void
+setting_str(struct buf *out, const char *name, const char *value, const char *none)
+{
+    mc_compose_stat(out, name, value[0] != '\0' ? value : none);
+}
+
+/* "stats settings" fields about TLS, memcached's names and formats (its -Z and -o ssl_*). */
+static void
+write_tls_settings(const struct config *cfg, struct buf *out)
+{
+    /* memcached shows OpenSSL's verify flags: none 0, peer 1, peer and fail without one 3. */
+    static const unsigned verify_flags[] = {0, 1, 3};
+    unsigned verify = config_enum(cfg, "tls-verify");
+    bool on = config_bool(cfg, "enable-ssl") || config_uint(cfg, "tls-port") > 0;
+    mc_compose_stat(out, "ssl_enabled", on ? "yes" : "no");
+    setting_str(out, "ssl_chain_cert", config_str(cfg, "tls-cert"), "(null)");
+    setting_str(out, "ssl_key", config_str(cfg, "tls-key"), "(null)");
+    mc_compose_stat_u64(out, "ssl_verify_mode", verify < 3 ? verify_flags[verify] : 0);
+    mc_compose_stat_u64(out, "ssl_keyformat", 1); /* PEM, the only form read (OpenSSL's 1) */
+    setting_str(out, "ssl_ciphers", config_str(cfg, "tls-ciphers"), "NULL");
+    setting_str(out, "ssl_ca_cert", config_str(cfg, "tls-ca"), "NULL");
+    mc_compose_stat(out, "ssl_session_cache",
+                    config_uint(cfg, "tls-session-lifetime") > 0 ? "yes" : "no");
+    mc_compose_stat(out, "ssl_kernel_tls", "no");
+    mc_compose_stat(out, "ssl_min_version", "tlsv1.2"); /* src/io/tls.c: TLS 1.2 only */
+}
+
+/*
+ * "stats settings": memcached's fields that have a true equivalent here, under its names, in
+ * its order and formats; then Petrel's own. docs/operations.md lists the fields left out.
+ */
 static void
 write_settings(struct mc_worker *mw, struct buf *out)
 {
     const struct config *cfg = mw->cfg;
     struct rt_stats rs;
     rt_stats_get(&rs);
-    /* memcached's names for what has the same meaning, then every option of ours. */
+    enum log_level lv = log_get_level(); /* "verbosity N" sets it: 0 info, 1 verbose, 2 debug */
+    unsigned long umask = strtoul(config_str(cfg, "unix-mode"), NULL, 8);
+    char delim[2] = {mw->delim, '\0'};
     mc_compose_stat_u64(out, "maxbytes", config_uint(cfg, "memory-limit"));
     mc_compose_stat_u64(out, "maxconns", rs.max_connections);
     mc_compose_stat_u64(out, "tcpport", config_uint(cfg, "port"));
     mc_compose_stat_u64(out, "udpport", 0);
-    mc_compose_stat(out, "inter",
-                    config_str(cfg, "listen")[0] ? config_str(cfg, "listen") : "NULL");
-    mc_compose_stat_u64(out, "num_threads", rs.threads);
-    mc_compose_stat_u64(out, "item_size_max", config_uint(cfg, "max-item-size"));
+    setting_str(out, "inter", config_str(cfg, "listen"), "NULL");
+    mc_compose_stat_u64(out, "verbosity", lv >= LOG_DEBUG ? 2 : lv == LOG_VERBOSE ? 1 : 0);
     mc_compose_stat(out, "evictions",
                     strcmp(evict_names[config_enum(cfg, "eviction")], "none") ? "on" : "off");
-    mc_compose_stat(out, "eviction_policy", evict_names[config_enum(cfg, "eviction")]);
+    setting_str(out, "domain_socket", config_str(cfg, "unix-socket"), "NULL");
+    (void)buf_printf(out, "STAT umask %lo\r\n", umask);
     mc_compose_stat(out, "shutdown_command", config_bool(cfg, "enable-shutdown") ? "yes" : "no");
+    mc_compose_stat_u64(out, "num_threads", rs.threads);
+    mc_compose_stat(out, "stat_key_prefix", delim);
+    mc_compose_stat(out, "detail_enabled", detail_enabled() ? "yes" : "no");
+    mc_compose_stat(out, "cas_enabled", "yes");
+    mc_compose_stat_u64(out, "tcp_backlog", config_uint(cfg, "backlog"));
+    mc_compose_stat(out, "binding_protocol", "ascii"); /* text and meta; never binary */
+    mc_compose_stat(out, "auth_enabled_sasl", "no");
+    mc_compose_stat(out, "auth_enabled_ascii", "no");
+    mc_compose_stat_u64(out, "item_size_max", config_uint(cfg, "max-item-size"));
+    mc_compose_stat(out, "maxconns_fast", "yes"); /* past max-conns: refused with an error */
+    mc_compose_stat(out, "flush_enabled", "yes");
+    mc_compose_stat(out, "dump_enabled", "yes"); /* "stats detail" is always allowed */
     mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
+    mc_compose_stat(out, "track_sizes", "no"); /* "stats sizes" answers disabled */
+    write_tls_settings(cfg, out);
+    /* Petrel's own. */
+    mc_compose_stat(out, "eviction_policy", evict_names[config_enum(cfg, "eviction")]);
     mc_compose_stat_u64(out, "segment_size", config_uint(cfg, "segment-size"));
     mc_compose_stat(out, "prefault", config_bool(cfg, "prefault") ? "yes" : "no");
     mc_compose_reply(out, MC_R_END);
@@ -2093,6 +2153,9 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_SHUTDOWN:
     case MC_CMD_MN:
         return dispatch_local(mw, c, st, req);
+    case MC_CMD_ME:
+        metrics_incr(&mw->m_srv[SRV_CMD_META]);
+        break;
     default:
         break;
     }
@@ -2707,6 +2770,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     mw->m_cmd = rt_metrics(TABLE_CMD);
     mw->m_seg = rt_metrics(TABLE_SEG);
     mw->m_lat = rt_metrics(TABLE_LAT);
+    mw->m_srv = rt_metrics(TABLE_SRV);
     /* The shards' shares add up to -m: worker 0 also shows the division's remainder. */
     mw->limit_share = config_uint(cfg, "memory-limit") / n;
     if (id == 0) {

@@ -431,6 +431,62 @@ Test(mc_server, prefix_delimiter_option_sets_the_delimiter_and_turns_counting_on
     finish();
 }
 
+Test(mc_server, stats_settings_shows_memcacheds_fields_in_its_formats)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats settings\r\n");
+    static const char *const want[] = {
+        "STAT maxbytes 4194304\r\n",
+        "STAT item_size_max 8192\r\n",
+        "STAT umask 700\r\n",
+        "STAT domain_socket NULL\r\n",
+        "STAT stat_key_prefix :\r\n",
+        "STAT detail_enabled no\r\n",
+        "STAT tcp_backlog 1024\r\n",
+        "STAT binding_protocol ascii\r\n",
+        "STAT ssl_enabled no\r\n",
+        "STAT ssl_chain_cert (null)\r\n",
+        "STAT ssl_verify_mode 0\r\n",
+        "STAT ssl_ca_cert NULL\r\n",
+        "STAT ssl_min_version tlsv1.2\r\n",
+        "STAT verbosity 0\r\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_assert(strstr(out, want[i]) != NULL, "%s missing from: %s", want[i], out);
+    }
+    cr_assert(strncmp(out, "STAT maxbytes ", 14) == 0, "memcached's first field first: %s", out);
+    finish();
+}
+
+Test(mc_server, stats_settings_shows_detail_enabled_once_turned_on)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats detail on\r\nstats settings\r\n");
+    cr_assert(strstr(out, "STAT detail_enabled yes\r\n") != NULL, "%s", out);
+    finish();
+}
+
+Test(mc_server, stats_counts_me_commands_as_cmd_meta_until_a_reset)
+{
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "me a\r\nme b\r\nmg c v\r\nstats\r\n");
+    cr_assert(strstr(out, "STAT cmd_meta 2\r\n") != NULL, "only me counts: %s", out);
+    out = request(fc, "stats reset\r\nstats\r\n");
+    cr_assert(strstr(strstr(out, "RESET\r\n"), "STAT cmd_meta 0\r\n") != NULL, "%s", out);
+    finish();
+}
+
+Test(mc_server, stats_names_the_hash_table_size_hash_bytes)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    cr_assert(strstr(request(fc, "stats\r\n"), "STAT hash_bytes ") != NULL);
+    finish();
+}
+
 Test(mc_server, stats_with_an_unknown_view_is_error)
 {
     start(1);
