@@ -108,6 +108,15 @@ class Detail(unittest.TestCase):
         self.assertEqual(petrel, "PREFIX user get 4 hit 3 set 3 del 2\r\nEND\r\n")
         self.assertEqual(petrel, mc)
 
+    def test_gat_gats_cas_and_append_count_as_memcached_counts_them(self):
+        text = ("stats detail on\r\nset g:1 0 0 1\r\n1\r\ngat 0 g:1 g:2\r\ngats 0 g:1\r\n"
+                "cas g:1 0 0 1 999\r\n2\r\nappend g:5 0 0 1\r\n2\r\n")
+        for port in self.ports:
+            exchange(port, text)
+        mc, petrel = self.both("stats detail dump\r\n")
+        self.assertEqual(petrel, "PREFIX g get 3 hit 2 set 3 del 0\r\nEND\r\n")
+        self.assertEqual(petrel, mc)
+
     def test_dump_of_many_prefixes_has_memcacheds_lines(self):
         text = "stats detail on\r\n"
         for i in range(40):
