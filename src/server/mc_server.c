@@ -57,6 +57,7 @@
 #include "petrel_build.h"
 
 #include "petrel/log.h"
+#include "petrel/mc_dump.h"
 #include "petrel/mc_exec.h"
 #include "petrel/memcache.h"
 #include "petrel/seg.h"
@@ -85,6 +86,9 @@
 #define GET_WINDOW         64          /* keys of a multi-key get dispatched together */
 #define QUEUE_INLINE       4           /* reply slots a connection queues without an allocation */
 #define PART_FETCH         UINT32_MAX  /* mc_msg.part of a fetch */
+#define DUMP_CHUNK         (64u << 10) /* most bytes of dump lines one step is given room for */
+#define DUMP_MIN_ROOM      4096        /* output room a dump waits for before its next step */
+#define DUMP_BUCKETS       512         /* hash buckets one dump step walks at most */
 
 /*
  * What "version" answers. Clients and tools pick protocol features by the memcached version
@@ -145,6 +149,12 @@ static const struct opt_def mc_options[] = {
      .dflt = "no",
      .help = "touch all item memory, and the hash table at its full size, at start-up (as "
              "memcached's -L): no request waits for the kernel to map fresh memory"},
+    {.name = "disable-cas",
+     .section = "storage",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "no CAS values (as memcached's -C): gets, mg c, ms c and ma c show 0, metadump "
+             "cas=0, and a CAS compared is compared with 0"},
     {.name = "enable-shutdown",
      .short_name = 'A',
      .section = "server",
@@ -194,6 +204,7 @@ enum msg_op {
     OP_DELETE, /* drop a key whose store was refused for lack of memory, as memcached does */
     OP_CONNS,  /* "stats conns": the worker's connections, as STAT lines */
     OP_RESET,  /* "stats reset": zero the shard's counters */
+    OP_DUMP,   /* lru_crawler metadump / mgdump: the next step of the shard's walk */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -213,6 +224,8 @@ struct mc_msg {
     struct rb reply;          /* reply bytes written by the owner */
     uint32_t nkeys;           /* OP_GET: keys in req */
     uint32_t *koff;           /* OP_GET: logical end in reply of key i's answer (GET_WINDOW) */
+    struct mc_dump dump;      /* OP_DUMP: the walk of the shard, carried back and forth */
+    bool more;                /* OP_DUMP: the shard has more after this step */
     struct mc_msg *next_free; /* in the origin worker's cache of unused messages */
 };
 
@@ -226,6 +239,7 @@ enum slot_kind {
     SLOT_STATS, /* stats of every shard, summed */
     SLOT_CONNS, /* every worker's connections, in worker order */
     SLOT_RESET, /* every shard's counters zeroed, then RESET */
+    SLOT_DUMP,  /* lru_crawler metadump / mgdump: one shard after the other, step by step */
 };
 
 struct key_ref {
@@ -247,7 +261,8 @@ struct slot {
     uint32_t pcap;
     uint32_t nkeys, kcap;
     struct key_ref *keys;   /* SLOT_GET: kept with the slot */
-    uint32_t ekey;          /* SLOT_GET: the next key to send; SLOT_CONNS: the next part */
+    uint32_t ekey;          /* SLOT_GET: the next key to send; SLOT_CONNS: the next part;
+                               SLOT_DUMP: the shard being walked */
     struct rb out;          /* SLOT_BYTES */
     size_t charged;         /* SLOT_BYTES: the bytes of out counted */
     struct mc_msg *fetch;   /* at the head: the fetch its next hole waits for */
@@ -667,6 +682,7 @@ msg_new(struct mc_worker *mw, uint8_t op, uint64_t seq, uint32_t part)
     m->hash = 0;
     m->charged = 0;
     m->nkeys = 0;
+    m->more = false;
     m->next_free = NULL;
     return m;
 }
@@ -926,6 +942,14 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     case OP_RESET:
         stats_reset(mw);
         break;
+    case OP_DUMP: {
+        int rc = mc_dump_step(&mw->shard, &m->dump, &m->reply.b, m->allow, DUMP_BUCKETS);
+        if (rc < 0) {
+            log_error("out of memory for a metadump step; that shard's dump ends there");
+        }
+        m->more = rc > 0;
+        break;
+    }
     }
 }
 
@@ -1250,6 +1274,57 @@ emit_rb(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s
     return 1;
 }
 
+static int send_part(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s,
+                     struct mc_msg *m, unsigned dest);
+
+/*
+ * A dump at the head of the queue: send the lines of its last step, then start the next step,
+ * on the same shard or from the start of the next one (a message walks one shard at a time, on
+ * its owner's thread, and comes back). A step starts only with DUMP_MIN_ROOM of output room and
+ * is given no more than the room left (DUMP_CHUNK at most), so a client that does not read
+ * holds the dump: the server buffers at most its output limit and one hash bucket's lines. At
+ * most one step runs here per call (the others run on their owners), so one event-loop turn
+ * does a bounded walk. Returns 1 (all of it sent), 0 (it waits) or a negative errno.
+ */
+static int
+dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
+{
+    struct buf *wb = conn_wbuf(c);
+    bool ran_here = false;
+    for (;;) {
+        struct mc_msg *m = s->parts[0];
+        if (m == NULL) {
+            return -ENOMEM; /* the step could not be sent: the connection closes */
+        }
+        int rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
+        charge(c, st, &m->charged, msg_held(m));
+        if (rc <= 0) {
+            return rc;
+        }
+        if (!m->more) {
+            /* That shard is done: what is left is the next one, from its start. */
+            s->ekey++;
+            m->dump.cur = (struct seg_cursor){0};
+            m->more = true;
+        }
+        if (s->ekey >= mw->n) {
+            return buf_puts(wb, m->dump.mgdump ? "EN\r\n" : "END\r\n") == 0 ? 1 : -ENOMEM;
+        }
+        size_t room = conn_output_room(c);
+        if (room < DUMP_MIN_ROOM || (ran_here && s->ekey == mw->id)) {
+            return 0; /* called again once the client read some, or on the next turn */
+        }
+        m->allow = (uint32_t)(room < DUMP_CHUNK ? room : DUMP_CHUNK);
+        s->parts[0] = NULL;
+        s->waiting = 1;
+        ran_here = s->ekey == mw->id;
+        rc = send_part(mw, c, st, s, m, s->ekey);
+        if (rc < 0 || s->waiting > 0) {
+            return rc;
+        }
+    }
+}
+
 /* Send as much of the head slot s as can go now. Returns 1 (all of it), 0 (it waits) or a buf
  * error. */
 static int
@@ -1313,6 +1388,8 @@ slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
             }
         }
         return mc_compose_reply(wb, MC_R_END) == 0 ? 1 : -ENOMEM;
+    case SLOT_DUMP:
+        return dump_emit(mw, c, st, s);
     }
     return 1;
 }
@@ -1720,6 +1797,7 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
     mc_compose_stat_u64(out, "segment_size", config_uint(cfg, "segment-size"));
     mc_compose_stat(out, "prefault", config_bool(cfg, "prefault") ? "yes" : "no");
+    mc_compose_stat(out, "cas_enabled", config_bool(cfg, "disable-cas") ? "no" : "yes");
     mc_compose_reply(out, MC_R_END);
 }
 
@@ -1778,6 +1856,91 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
     return rc;
 }
 
+/* ---- lru_crawler ---- */
+
+/* A reply line of lru_crawler, into where local replies go. */
+static int
+crawler_reply(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const char *line)
+{
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
+        return -ENOMEM;
+    }
+    int rc = buf_puts(o.b, line);
+    rc = rc < 0 ? rc : buf_append(o.b, "\r\n", 2);
+    out_done(c, st, &o);
+    return rc;
+}
+
+/*
+ * metadump / mgdump of the classes in mask: memcached's "OK", then a SLOT_DUMP that walks every
+ * shard in turn (dump_emit). As memcached, it refuses to start behind replies not yet sent.
+ */
+static int
+dispatch_dump(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+              const uint64_t *mask)
+{
+    bool mg = req->crawler == MC_CRAWLER_MGDUMP;
+    if (st->qlen > 0 || buf_len(conn_wbuf(c)) > 0) {
+        return crawler_reply(mw, c, st,
+                             mg ? "ERROR cannot pipeline other commands before mgdump"
+                                : "ERROR cannot pipeline other commands before metadump");
+    }
+    if (buf_puts(conn_wbuf(c), "OK\r\n") < 0) {
+        return -ENOMEM;
+    }
+    uint64_t seq = slot_seq_next(st);
+    struct slot *s = slot_push(mw, st, SLOT_DUMP, 1, 0);
+    struct mc_msg *m = s != NULL ? msg_new(mw, OP_DUMP, seq, 0) : NULL;
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    m->dump = (struct mc_dump){.mgdump = mg};
+    memcpy(m->dump.mask, mask, sizeof(m->dump.mask));
+    m->more = true; /* shard 0, from its start */
+    s->parts[0] = m;
+    s->waiting = 0;
+    return EX_DONE;
+}
+
+/*
+ * lru_crawler. Petrel has no LRU crawler thread: its expiry frees whole segments on every tick,
+ * always on, and its dumps walk the shards on their own workers. So "crawl" of valid classes is
+ * acknowledged (there is nothing left for it to do), "tocrawl" and "sleep" are accepted without
+ * effect, "enable" gets memcached's answer for a crawler already running and "disable" its answer
+ * for one that cannot be stopped. Class lists are checked as memcached checks them.
+ */
+static int
+dispatch_crawler(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
+{
+    uint64_t mask[MC_DUMP_CLASS_WORDS];
+    enum mc_dump_spec spec = MC_DUMP_CLASSES;
+    switch (req->crawler) {
+    case MC_CRAWLER_ENABLE:
+        return crawler_reply(mw, c, st, "ERROR failed to start lru crawler thread");
+    case MC_CRAWLER_DISABLE:
+        return crawler_reply(mw, c, st, "ERROR failed to stop lru crawler thread");
+    case MC_CRAWLER_TOCRAWL:
+    case MC_CRAWLER_SLEEP:
+        return crawler_reply(mw, c, st, "OK");
+    default:
+        spec = mc_dump_classes(req->args, req->args_len, mask);
+        break;
+    }
+    if (spec == MC_DUMP_BADCLASS) {
+        return crawler_reply(mw, c, st, "BADCLASS invalid class id");
+    }
+    if (spec == MC_DUMP_NONE) {
+        return crawler_reply(mw, c, st, "NOTSTARTED no items to crawl");
+    }
+    if (req->crawler != MC_CRAWLER_CRAWL) {
+        return dispatch_dump(mw, c, st, req, mask);
+    }
+    /* memcached walks the hash table only for dumps. */
+    return crawler_reply(mw, c, st,
+                         spec == MC_DUMP_HASH ? "ERROR an unknown error happened" : "OK");
+}
+
 /* True for requests about one key, whose hash the caller computes once. */
 static bool
 is_keyed(const struct mc_req *req)
@@ -1795,6 +1958,7 @@ is_keyed(const struct mc_req *req)
     case MC_CMD_QUIT:
     case MC_CMD_SHUTDOWN:
     case MC_CMD_MN:
+    case MC_CMD_LRU_CRAWLER:
         return false;
     default:
         return true;
@@ -1878,6 +2042,8 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_SHUTDOWN:
     case MC_CMD_MN:
         return dispatch_local(mw, c, st, req);
+    case MC_CMD_LRU_CRAWLER:
+        return dispatch_crawler(mw, c, st, req);
     default:
         break;
     }
@@ -2476,6 +2642,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
         free(mw);
         return rc;
     }
+    mw->shard.cas_disabled = config_bool(cfg, "disable-cas");
     mw->popts.max_value = (uint32_t)(o.item_max - ITEM_ROOM);
     mw->popts.shutdown_enabled = config_bool(cfg, "enable-shutdown");
     mw->m_cmd = rt_metrics(TABLE_CMD);
