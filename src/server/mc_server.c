@@ -1792,12 +1792,12 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_stat_u64(out, "item_size_max", config_uint(cfg, "max-item-size"));
     mc_compose_stat(out, "evictions",
                     strcmp(evict_names[config_enum(cfg, "eviction")], "none") ? "on" : "off");
+    mc_compose_stat(out, "cas_enabled", config_bool(cfg, "disable-cas") ? "no" : "yes");
     mc_compose_stat(out, "eviction_policy", evict_names[config_enum(cfg, "eviction")]);
     mc_compose_stat(out, "shutdown_command", config_bool(cfg, "enable-shutdown") ? "yes" : "no");
     mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
     mc_compose_stat_u64(out, "segment_size", config_uint(cfg, "segment-size"));
     mc_compose_stat(out, "prefault", config_bool(cfg, "prefault") ? "yes" : "no");
-    mc_compose_stat(out, "cas_enabled", config_bool(cfg, "disable-cas") ? "no" : "yes");
     mc_compose_reply(out, MC_R_END);
 }
 
