@@ -296,6 +296,29 @@ class DumpToAClientThatDoesNotRead(unittest.TestCase):
                 self.assertGreater(len(data), 50 * self.N)
 
 
+class DisableCas(unittest.TestCase):
+    """--disable-cas, memcached's -C: CAS values are 0 on every worker, and compared as 0."""
+
+    def test_cas_values_are_zero_everywhere(self):
+        with Server(PETREL, "-t", "3", "--disable-cas") as srv, srv.connect() as s:
+            keys = [b"c%d" % i for i in range(30)]  # on every shard
+            store_many(s, [(k, 0, 0, b"x") for k in keys])
+            self.assertEqual(set(gets_cas(s, keys).values()), {0})
+            self.assertEqual(set(f["cas"] for f in parse_lines(dump(s)).values()), {0})
+            for k in keys[:5]:
+                s.sendall(b"cas %s 0 0 1 0\r\ny\r\nmg %s c\r\n" % (k, k))
+                self.assertEqual(read_until(s, b"HD c0\r\n", 5), b"EXISTS\r\nHD c0\r\n")
+            s.sendall(b"stats settings\r\n")
+            self.assertIn(b"STAT cas_enabled no\r\n", read_until(s, b"END\r\n", 5))
+
+    def test_cas_is_enabled_by_default(self):
+        with Server(PETREL, "-t", "2") as srv, srv.connect() as s:
+            store_many(s, [(b"k", 0, 0, b"x")])
+            self.assertNotEqual(gets_cas(s, [b"k"])[b"k"], 0)
+            s.sendall(b"stats settings\r\n")
+            self.assertIn(b"STAT cas_enabled yes\r\n", read_until(s, b"END\r\n", 5))
+
+
 @unittest.skipIf(memcached_tool() is None, "memcached-tool (Debian package memcached) not found")
 class MemcachedTool(unittest.TestCase):
     """Debian's memcached-tool: dump reads metadump and gets every key; display and stats."""
