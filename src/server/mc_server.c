@@ -6,7 +6,8 @@
  * text, value included: the one copy) into a message and forwarded to that worker, which
  * executes it and sends the message back with the reply. A multi-key get is split into windows
  * of GET_WINDOW keys, each sent as one sub-request per owning worker and gathered back in key
- * order; flush_all and stats go to every shard.
+ * order; flush_all and stats go to every shard; a metadump walks the shards in turn, one
+ * bounded step at a time on each shard's worker (dump_emit).
  *
  * Reply order: while nothing is waiting, replies go straight into the connection's write
  * buffer. Once a request waits for another worker, it takes a slot in the connection's reply
