@@ -227,6 +227,7 @@ struct mc_msg {
     uint32_t *koff;           /* OP_GET: logical end in reply of key i's answer (GET_WINDOW) */
     struct mc_dump dump;      /* OP_DUMP: the walk of the shard, carried back and forth */
     bool more;                /* OP_DUMP: the shard has more after this step */
+    bool failed;              /* OP_DUMP: the step ran out of memory */
     struct mc_msg *next_free; /* in the origin worker's cache of unused messages */
 };
 
@@ -684,6 +685,7 @@ msg_new(struct mc_worker *mw, uint8_t op, uint64_t seq, uint32_t part)
     m->charged = 0;
     m->nkeys = 0;
     m->more = false;
+    m->failed = false;
     m->next_free = NULL;
     return m;
 }
@@ -946,9 +948,10 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     case OP_DUMP: {
         int rc = mc_dump_step(&mw->shard, &m->dump, &m->reply.b, m->allow, DUMP_BUCKETS);
         if (rc < 0) {
-            log_error("out of memory for a metadump step; that shard's dump ends there");
+            log_error("out of memory for a metadump step; the connection will be closed");
         }
         m->more = rc > 0;
+        m->failed = rc < 0;
         break;
     }
     }
@@ -1294,8 +1297,10 @@ dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
     bool ran_here = false;
     for (;;) {
         struct mc_msg *m = s->parts[0];
-        if (m == NULL) {
-            return -ENOMEM; /* the step could not be sent: the connection closes */
+        if (m == NULL || m->failed) {
+            /* The step could not be sent or run: the connection closes, and the client, which
+             * gets no END, knows that the dump is not whole. */
+            return -ENOMEM;
         }
         int rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
         charge(c, st, &m->charged, msg_held(m));
