@@ -5,8 +5,8 @@
 
 #include <string.h>
 
-#define LINE_MAX_BYTES (SEG_KEY_MAX * 3 + 160) /* a metadump line: the key uri-encoded, 8 fields   \
-                                                */
+/* The longest metadump line: the key uri-encoded (3 bytes a byte), then 8 fields. */
+#define LINE_MAX_BYTES (SEG_KEY_MAX * 3 + 160)
 
 /* One number of a class list, as memcached's safe_strtoul reads it: an optional sign, digits,
  * nothing after; a '-' only matters when the value wraps; the result is cut to 32 bits. */
