@@ -30,6 +30,7 @@ struct mc_stats {
 struct mc_shard {
     struct seg *seg;
     struct mc_stats stats;
+    bool cas_disabled; /* --disable-cas (memcached's -C): every CAS shown is 0, compared as 0 */
 };
 
 /** The hash that picks a key's shard and its hash-table bucket (seg_hash of the key bytes). */

@@ -59,7 +59,19 @@ enum mc_cmd {
     MC_CMD_MA,
     MC_CMD_MN,
     MC_CMD_ME,
+    MC_CMD_LRU_CRAWLER,
     MC_CMD_COUNT
+};
+
+/** lru_crawler subcommands (mc_req.crawler); the parser checks their numbers, not classes. */
+enum mc_crawler_op {
+    MC_CRAWLER_CRAWL = 1, /* crawl <classes>: args is the class list */
+    MC_CRAWLER_METADUMP,  /* metadump <classes|all|hash>: args is the class list */
+    MC_CRAWLER_MGDUMP,    /* mgdump <classes|all|hash>: args is the class list */
+    MC_CRAWLER_TOCRAWL,   /* tocrawl <n> */
+    MC_CRAWLER_SLEEP,     /* sleep <microseconds>, at most one second */
+    MC_CRAWLER_ENABLE,
+    MC_CRAWLER_DISABLE,
 };
 
 /** Result of mc_parse(). */
@@ -126,7 +138,8 @@ struct mc_req {
     const char *key_raw; /* the key as sent (base64 for meta b), for echoing k */
     uint8_t klen_raw;
     uint32_t nkeys;   /* get family: keys on the line (gat may have 0); others 0 or 1 */
-    const char *args; /* get family: the keys; stats: the arguments; a view of the line */
+    const char *args; /* get family: the keys; stats: the arguments; lru_crawler: the class
+                         list; a view of the line */
     size_t args_len;
     uint32_t nargs;      /* stats: number of arguments */
     uint32_t flags;      /* storage: client flags */
@@ -136,6 +149,7 @@ struct mc_req {
     uint64_t cas;        /* cas: cas unique */
     uint64_t delta;      /* incr/decr */
     uint32_t verbosity;  /* verbosity level */
+    uint8_t crawler;     /* lru_crawler: enum mc_crawler_op */
     struct mc_meta meta; /* meta commands */
     struct mc_err err;   /* MC_PARSE_ERROR */
     char binkey[MC_BINKEY_MAX];

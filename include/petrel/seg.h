@@ -323,6 +323,54 @@ bool seg_tick(struct seg *s);
  */
 bool seg_reclaim_step(struct seg *s, uint32_t max_items);
 
+/**
+ * A live item as a scan (seg_scan) sees it. key points into the segment and is valid only
+ * during the callback.
+ */
+struct seg_item_info {
+    const char *key;
+    size_t klen;
+    int64_t expire;  /* absolute unix time the item expires at, 0 = never */
+    int64_t written; /* when its segment was opened: at or before the item was written */
+    uint64_t cas;    /* as seg_view.cas */
+    uint32_t flags;  /* memcached client flags */
+    uint32_t size;   /* bytes the item takes in its segment (header, key and value) */
+    uint16_t bucket; /* its TTL bucket (an index for seg_ttl_stats_get) */
+    uint8_t state;   /* SEG_ST_* bits */
+};
+
+/**
+ * Where a scan stands: a position in the space of key hashes (their low 32 bits). Every key
+ * whose hash is below pos has been visited. Plain data: it may be copied to another thread and
+ * back between calls.
+ */
+struct seg_cursor {
+    uint64_t pos; /* 0: at the start; SEG_CURSOR_END: done */
+};
+
+#define SEG_CURSOR_END (UINT64_C(1) << 32)
+
+/**
+ * Called by seg_scan() for each live item; it must not call into the instance. Returning false
+ * asks the scan to stop once the hash bucket in hand is finished.
+ */
+typedef bool (*seg_scan_fn)(void *ctx, const struct seg_item_info *it);
+
+/**
+ * Visit live items (not expired, not flushed) in hash order, from the cursor on, calling fn
+ * for each, and advance the cursor. Visits whole hash buckets (a bucket and its overflow chain)
+ * and stops after max_buckets of them, or after the bucket in which fn returned false, or at the
+ * end. Returns true while items may remain (the cursor is not at SEG_CURSOR_END).
+ *
+ * Calls that change the instance may run between two scan calls: a key present (linked) from
+ * the first call to the last is visited exactly once, wherever its item moves (touch, merge,
+ * rewrite) and however the hash table grows, because the cursor is a hash position and not a
+ * location; a key added or removed meanwhile may or may not be visited. Nothing is counted as a
+ * read. Owner thread.
+ */
+bool seg_scan(struct seg *s, struct seg_cursor *cur, unsigned max_buckets, seg_scan_fn fn,
+              void *ctx);
+
 /** Per-instance statistics. Counters only grow; gauges are current. */
 struct seg_stats {
     uint64_t items;              /* gauge: linked items (curr_items) */

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/signalfd.h>
@@ -74,6 +75,20 @@ static const struct opt_def rt_options[] = {
      .dflt = "no",
      .help = "run in the background, as memcached's -d: detach from the terminal once ready "
              "(the command returns 0 then, or 1 if start-up failed); logs go to --log-file only"},
+    {.name = "enable-coredumps",
+     .short_name = 'r',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "raise the core file size limit as far as allowed, as memcached's -r (start-up "
+             "fails if no core file could be written)"},
+    {.name = "lock-memory",
+     .short_name = 'k',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "lock all memory, present and future, into RAM (mlockall, as memcached's -k); needs "
+             "CAP_IPC_LOCK or a memlock limit above --memory-limit, else a warning and no lock"},
     {.name = "user",
      .short_name = 'u',
      .section = "server",
@@ -512,6 +527,28 @@ raise_fd_limit(const struct runtime *rt, unsigned max_conns)
     }
 }
 
+/* -r: no limit on core files, else the hard limit; a soft limit of 0 would mean none at all. */
+static int
+raise_core_limit(void)
+{
+    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_CORE, &rl) < 0 && getrlimit(RLIMIT_CORE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_CORE, &rl);
+    }
+    return getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur > 0 ? 0 : -1;
+}
+
+/* -k: as memcached, a lock that fails is a warning, not a reason to stay down. Done after the
+ * privileges are dropped, where the memlock limit that will apply is known to apply. */
+static void
+lock_memory(void)
+{
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0) {
+        log_warn("--lock-memory: mlockall failed (%s): memory is not locked", strerror(errno));
+    }
+}
+
 /* Block the signals the main thread takes through signalfd; threads inherit the mask. */
 static int
 signals_setup(sigset_t *set)
@@ -931,6 +968,10 @@ rt_main(const struct rt_product *p, const struct config *cfg)
         goto out;
     }
     raise_fd_limit(rt, rt->live->max_conns);
+    if (config_bool(cfg, "enable-coredumps") && raise_core_limit() < 0) {
+        log_error("--enable-coredumps: failed to ensure core file creation");
+        goto out;
+    }
     if (open_listeners(rt, unix_mode) < 0) {
         goto out;
     }
@@ -948,6 +989,9 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     }
     if (drop_privileges(config_str(cfg, "user")) < 0) {
         goto out;
+    }
+    if (config_bool(cfg, "lock-memory")) {
+        lock_memory();
     }
     if (rt->tls_on && (rc = tls_setup(rt)) < 0) {
         log_error("tls: %s", strerror(-rc));

@@ -163,6 +163,26 @@ text_store_reply(struct buf *out, enum seg_result res)
     }
 }
 
+/* The CAS a client sees: 0 with --disable-cas (memcached's -C), whose items have none. */
+static uint64_t
+shown_cas(const struct mc_shard *sh, uint64_t cas)
+{
+    return sh->cas_disabled ? 0 : cas;
+}
+
+/*
+ * A compare-and-swap store with --disable-cas: memcached -C compares with an item that has no
+ * CAS, which never matches, so the answer is EXISTS, or NOT_FOUND without the key. Nothing is
+ * stored. (The engine still keeps its internal version of each item: only what is shown and
+ * compared is 0.)
+ */
+static enum seg_result
+cas_disabled_store(struct mc_shard *sh, const struct seg_store_req *r)
+{
+    struct seg_view v;
+    return seg_peek(sh->seg, r->key, r->klen, r->hash, &v) == SEG_OK ? SEG_EXISTS : SEG_NOT_FOUND;
+}
+
 static int
 exec_store(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
@@ -177,7 +197,8 @@ exec_store(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
         .exptime = req->exptime,
         .cas = req->cmd == MC_CMD_CAS ? req->cas : 0,
     };
-    enum seg_result res = seg_store(sh->seg, &r, NULL);
+    enum seg_result res = sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r)
+                                                                : seg_store(sh->seg, &r, NULL);
     count_store(&sh->stats, r.mode, res);
     res = concat_overflow(r.mode, res);
     /* memcached's noreply silences every reply of a storage command, errors included. */
@@ -344,8 +365,8 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
     if (res == SEG_NOT_FOUND) {
         return 0;
     }
-    int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen, v.cas,
-                              get_with_cas(req));
+    int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen,
+                              shown_cas(sh, v.cas), get_with_cas(req));
     drop_expired(sh->seg, key, klen, hash, drop);
     return rc;
 }
@@ -377,8 +398,8 @@ mc_exec_get_key_max(struct mc_shard *sh, const struct mc_req *req, const char *k
         return 0;
     }
     size_t mark = buf_len(out);
-    int rc =
-        mc_compose_value_hdr(out, key, klen, v.flags, (uint32_t)v.vlen, v.cas, get_with_cas(req));
+    int rc = mc_compose_value_hdr(out, key, klen, v.flags, (uint32_t)v.vlen, shown_cas(sh, v.cas),
+                                  get_with_cas(req));
     size_t hdr = buf_len(out) - mark;
     bool fits = hdr + v.vlen + 2 <= max;
     if (rc == 0 && fits) {
@@ -531,7 +552,7 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     struct mc_meta_item it = {
         .value = has_flag(req, 'v') ? v.value : NULL,
         .vlen = (uint32_t)v.vlen,
-        .cas = v.cas,
+        .cas = shown_cas(sh, v.cas),
         .flags = v.flags,
         .ttl = (int32_t)v.ttl,
         .la = v.age,
@@ -612,10 +633,11 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         if (r.mode == SEG_SET || r.mode == SEG_REPLACE) {
             r.mode = SEG_CAS;
         }
-        r.cas = r.mode == SEG_ADD ? 0 : req->meta.compare_cas;
+        r.cas = r.mode == SEG_ADD || sh->cas_disabled ? 0 : req->meta.compare_cas;
     }
     uint64_t cas = 0;
-    enum seg_result res = seg_store(s, &r, &cas);
+    enum seg_result res =
+        sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r) : seg_store(s, &r, &cas);
     if (res == SEG_NOT_STORED && concat && has_flag(req, 'N')) {
         r.mode = SEG_ADD;
         r.cas = 0;
@@ -630,7 +652,7 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         return mc_compose_reply(out, res == SEG_TOO_LARGE ? MC_R_TOO_LARGE : MC_R_OUT_OF_MEMORY);
     }
     /* Like memcached, c and s answer on every code: c0 and the sent size when not stored. */
-    struct mc_meta_item it = {.cas = res == SEG_STORED ? cas : 0, .size = req->vlen};
+    struct mc_meta_item it = {.cas = res == SEG_STORED ? shown_cas(sh, cas) : 0, .size = req->vlen};
     struct seg_view v;
     if (res == SEG_STORED && concat && has_flag(req, 's') &&
         seg_peek(s, req->key, req->klen, hash, &v) == SEG_OK) {
@@ -654,7 +676,7 @@ exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
             sh->stats.delete_misses++;
             return mc_compose_meta(out, req, MC_META_NF, NULL);
         }
-        if (v.cas != req->meta.compare_cas) {
+        if (shown_cas(sh, v.cas) != req->meta.compare_cas) {
             sh->stats.delete_misses++;
             return mc_compose_meta(out, req, MC_META_EX, NULL);
         }
@@ -740,7 +762,7 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         found = seg_peek(s, req->key, req->klen, hash, &v) == SEG_OK;
         /* Unlike md and ms, ma takes C0 as "no compare", as memcached does. */
         uint64_t want = req->meta.compare_cas;
-        if (found && has_flag(req, 'C') && want != 0 && v.cas != want) {
+        if (found && has_flag(req, 'C') && want != 0 && shown_cas(sh, v.cas) != want) {
             return mc_compose_meta(out, req, MC_META_EX, NULL);
         }
         ttl = found ? (int32_t)v.ttl : -1;
@@ -774,7 +796,7 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         tt.shown = seg_peek(s, req->key, req->klen, hash, &v) == SEG_OK ? (int32_t)v.ttl : 0;
     }
     char num[24];
-    struct mc_meta_item it = {.cas = cas, .ttl = tt.shown};
+    struct mc_meta_item it = {.cas = shown_cas(sh, cas), .ttl = tt.shown};
     it.vlen = (uint32_t)mc_u64toa(value, num);
     it.value = has_flag(req, 'v') ? num : NULL;
     return mc_compose_meta(out, req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it);
@@ -793,8 +815,8 @@ exec_me(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         sync_expired(sh);
         return mc_compose_reply(out, MC_R_EN);
     }
-    return mc_compose_me(out, req, v.ttl, v.age, v.cas, (v.state & SEG_ST_FETCHED) != 0, ME_CLASS,
-                         v.size);
+    return mc_compose_me(out, req, v.ttl, v.age, shown_cas(sh, v.cas),
+                         (v.state & SEG_ST_FETCHED) != 0, ME_CLASS, v.size);
 }
 
 int

@@ -6,7 +6,8 @@
  * text, value included: the one copy) into a message and forwarded to that worker, which
  * executes it and sends the message back with the reply. A multi-key get is split into windows
  * of GET_WINDOW keys, each sent as one sub-request per owning worker and gathered back in key
- * order; flush_all and stats go to every shard.
+ * order; flush_all and stats go to every shard; a metadump walks the shards in turn, one
+ * bounded step at a time on each shard's worker (dump_emit).
  *
  * Reply order: while nothing is waiting, replies go straight into the connection's write
  * buffer. Once a request waits for another worker, it takes a slot in the connection's reply
@@ -58,6 +59,7 @@
 
 #include "petrel/log.h"
 #include "petrel/mc_detail.h"
+#include "petrel/mc_dump.h"
 #include "petrel/mc_exec.h"
 #include "petrel/memcache.h"
 #include "petrel/seg.h"
@@ -86,6 +88,9 @@
 #define GET_WINDOW         64          /* keys of a multi-key get dispatched together */
 #define QUEUE_INLINE       4           /* reply slots a connection queues without an allocation */
 #define PART_FETCH         UINT32_MAX  /* mc_msg.part of a fetch */
+#define DUMP_CHUNK         (64u << 10) /* most bytes of dump lines one step is given room for */
+#define DUMP_MIN_ROOM      4096        /* output room a dump waits for before its next step */
+#define DUMP_BUCKETS       512         /* hash buckets one dump step walks at most */
 
 /*
  * What "version" answers. Clients and tools pick protocol features by the memcached version
@@ -146,6 +151,26 @@ static const struct opt_def mc_options[] = {
      .dflt = "no",
      .help = "touch all item memory, and the hash table at its full size, at start-up (as "
              "memcached's -L): no request waits for the kernel to map fresh memory"},
+    {.name = "disable-cas",
+     .short_name = 'C',
+     .section = "storage",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "no CAS values (as memcached's -C): gets, mg c, ms c and ma c show 0, metadump "
+             "cas=0, and a CAS compared is compared with 0"},
+    {.name = "disable-dumping",
+     .short_name = 'X',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "refuse the commands that list keys or prefixes: lru_crawler metadump and mgdump, "
+             "stats detail (as memcached's -X)"},
+    {.name = "disable-flush-all",
+     .short_name = 'F',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "refuse flush_all with CLIENT_ERROR (as memcached's -F)"},
     {.name = "enable-shutdown",
      .short_name = 'A',
      .section = "server",
@@ -204,6 +229,7 @@ enum msg_op {
     OP_CONNS,  /* "stats conns": the worker's connections, as STAT lines */
     OP_RESET,  /* "stats reset": zero the shard's counters */
     OP_DETAIL, /* "stats detail dump": the worker's per-prefix records (mc_detail_export) */
+    OP_DUMP,   /* lru_crawler metadump / mgdump: the next step of the shard's walk */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -223,6 +249,9 @@ struct mc_msg {
     struct rb reply;          /* reply bytes written by the owner */
     uint32_t nkeys;           /* OP_GET: keys in req */
     uint32_t *koff;           /* OP_GET: logical end in reply of key i's answer (GET_WINDOW) */
+    struct mc_dump dump;      /* OP_DUMP: the walk of the shard, carried back and forth */
+    bool more;                /* OP_DUMP: the shard has more after this step */
+    bool failed;              /* OP_DUMP: the step ran out of memory */
     struct mc_msg *next_free; /* in the origin worker's cache of unused messages */
 };
 
@@ -237,6 +266,7 @@ enum slot_kind {
     SLOT_CONNS,  /* every worker's connections, in worker order */
     SLOT_RESET,  /* every shard's counters zeroed, then RESET */
     SLOT_DETAIL, /* every worker's per-prefix records, merged into one dump */
+    SLOT_DUMP,   /* lru_crawler metadump / mgdump: one shard after the other, step by step */
 };
 
 struct key_ref {
@@ -258,7 +288,8 @@ struct slot {
     uint32_t pcap;
     uint32_t nkeys, kcap;
     struct key_ref *keys;   /* SLOT_GET: kept with the slot */
-    uint32_t ekey;          /* SLOT_GET: the next key to send; SLOT_CONNS: the next part */
+    uint32_t ekey;          /* SLOT_GET: the next key to send; SLOT_CONNS: the next part;
+                               SLOT_DUMP: the shard being walked */
     struct rb out;          /* SLOT_BYTES */
     size_t charged;         /* SLOT_BYTES: the bytes of out counted */
     struct mc_msg *fetch;   /* at the head: the fetch its next hole waits for */
@@ -420,6 +451,8 @@ struct mc_worker {
     bool lat_timed;                  /* ... and whether a reply slot took its parse time */
     bool reclaim_left;               /* the last tick left expired segments to reclaim */
     char delim;                      /* "stats detail": the end of a key's prefix (-D) */
+    bool dump_disabled;              /* -X: no metadump, mgdump or stats detail */
+    bool flush_disabled;             /* -F: no flush_all */
     struct mc_detail *detail;        /* "stats detail": this worker's per-prefix counters */
     uint16_t part_of[MAX_WORKERS];   /* scratch while a get is split: shard -> its part + 1 */
     /* Messages and slots are born and die on their origin worker; reusing them (buffers
@@ -874,6 +907,8 @@ msg_new(struct mc_worker *mw, uint8_t op, uint64_t seq, uint32_t part)
     m->hash = 0;
     m->charged = 0;
     m->nkeys = 0;
+    m->more = false;
+    m->failed = false;
     m->next_free = NULL;
     return m;
 }
@@ -1139,6 +1174,15 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
             rb_reset(&m->reply);
         }
         break;
+    case OP_DUMP: {
+        int rc = mc_dump_step(&mw->shard, &m->dump, &m->reply.b, m->allow, DUMP_BUCKETS);
+        if (rc < 0) {
+            log_error("out of memory for a metadump step; the connection will be closed");
+        }
+        m->more = rc > 0;
+        m->failed = rc < 0;
+        break;
+    }
     }
 }
 
@@ -1463,6 +1507,59 @@ emit_rb(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s
     return 1;
 }
 
+static int send_part(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s,
+                     struct mc_msg *m, unsigned dest);
+
+/*
+ * A dump at the head of the queue: send the lines of its last step, then start the next step,
+ * on the same shard or from the start of the next one (a message walks one shard at a time, on
+ * its owner's thread, and comes back). A step starts only with DUMP_MIN_ROOM of output room and
+ * is given no more than the room left (DUMP_CHUNK at most), so a client that does not read
+ * holds the dump: the server buffers at most its output limit and one hash bucket's lines. At
+ * most one step runs here per call (the others run on their owners), so one event-loop turn
+ * does a bounded walk. Returns 1 (all of it sent), 0 (it waits) or a negative errno.
+ */
+static int
+dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
+{
+    struct buf *wb = conn_wbuf(c);
+    bool ran_here = false;
+    for (;;) {
+        struct mc_msg *m = s->parts[0];
+        if (m == NULL || m->failed) {
+            /* The step could not be sent or run: the connection closes, and the client, which
+             * gets no END, knows that the dump is not whole. */
+            return -ENOMEM;
+        }
+        int rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
+        charge(c, st, &m->charged, msg_held(m));
+        if (rc <= 0) {
+            return rc;
+        }
+        if (!m->more) {
+            /* That shard is done: what is left is the next one, from its start. */
+            s->ekey++;
+            m->dump.cur = (struct seg_cursor){0};
+            m->more = true;
+        }
+        if (s->ekey >= mw->n) {
+            return buf_puts(wb, m->dump.mgdump ? "EN\r\n" : "END\r\n") == 0 ? 1 : -ENOMEM;
+        }
+        size_t room = conn_output_room(c);
+        if (room < DUMP_MIN_ROOM || (ran_here && s->ekey == mw->id)) {
+            return 0; /* called again once the client read some, or on the next turn */
+        }
+        m->allow = (uint32_t)(room < DUMP_CHUNK ? room : DUMP_CHUNK);
+        s->parts[0] = NULL;
+        s->waiting = 1;
+        ran_here = s->ekey == mw->id;
+        rc = send_part(mw, c, st, s, m, s->ekey);
+        if (rc < 0 || s->waiting > 0) {
+            return rc;
+        }
+    }
+}
+
 /* Send as much of the head slot s as can go now. Returns 1 (all of it), 0 (it waits) or a buf
  * error. */
 static int
@@ -1533,6 +1630,8 @@ slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
             }
         }
         return mc_compose_reply(wb, MC_R_END) == 0 ? 1 : -ENOMEM;
+    case SLOT_DUMP:
+        return dump_emit(mw, c, st, s);
     }
     return 1;
 }
@@ -1975,15 +2074,15 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_stat_u64(out, "num_threads", rs.threads);
     mc_compose_stat(out, "stat_key_prefix", delim);
     mc_compose_stat(out, "detail_enabled", detail_enabled() ? "yes" : "no");
-    mc_compose_stat(out, "cas_enabled", "yes");
+    mc_compose_stat(out, "cas_enabled", config_bool(cfg, "disable-cas") ? "no" : "yes");
     mc_compose_stat_u64(out, "tcp_backlog", config_uint(cfg, "backlog"));
     mc_compose_stat(out, "binding_protocol", "ascii"); /* text and meta; never binary */
     mc_compose_stat(out, "auth_enabled_sasl", "no");
     mc_compose_stat(out, "auth_enabled_ascii", "no");
     mc_compose_stat_u64(out, "item_size_max", config_uint(cfg, "max-item-size"));
     mc_compose_stat(out, "maxconns_fast", "yes"); /* past max-conns: refused with an error */
-    mc_compose_stat(out, "flush_enabled", "yes");
-    mc_compose_stat(out, "dump_enabled", "yes"); /* "stats detail" is always allowed */
+    mc_compose_stat(out, "flush_enabled", mw->flush_disabled ? "no" : "yes");
+    mc_compose_stat(out, "dump_enabled", mw->dump_disabled ? "no" : "yes");
     mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
     mc_compose_stat(out, "track_sizes", "no"); /* "stats sizes" answers disabled */
     write_tls_settings(cfg, out);
@@ -2032,6 +2131,8 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
             rc = 0;
         } else if (stats_arg_is(req, "items") || stats_arg_is(req, "slabs")) {
             rc = write_classes(mw, o.b, stats_arg_is(req, "slabs"));
+        } else if (detail_verb_of(req) != DETAIL_NOT && mw->dump_disabled) {
+            rc = buf_puts(o.b, "CLIENT_ERROR stats detail not allowed\r\n");
         } else if (detail_verb_of(req) != DETAIL_NOT) {
             rc = detail_switch(detail_verb_of(req), o.b);
         } else if (stats_arg_is(req, "sizes")) {
@@ -2051,6 +2152,102 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
     return rc;
 }
 
+/* ---- lru_crawler ---- */
+
+/* A one-line reply (lru_crawler's, a refused flush_all), into where local replies go. */
+static int
+line_reply(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const char *line)
+{
+    struct out o;
+    if (reply_out(mw, c, st, &o) < 0) {
+        return -ENOMEM;
+    }
+    int rc = buf_puts(o.b, line);
+    rc = rc < 0 ? rc : buf_append(o.b, "\r\n", 2);
+    out_done(c, st, &o);
+    return rc;
+}
+
+/*
+ * metadump / mgdump of the classes in mask: memcached's "OK", then a SLOT_DUMP that walks every
+ * shard in turn (dump_emit). As memcached, it refuses to start behind replies not yet sent.
+ */
+static int
+dispatch_dump(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+              const uint64_t *mask)
+{
+    bool mg = req->crawler == MC_CRAWLER_MGDUMP;
+    if (st->qlen > 0 || buf_len(conn_wbuf(c)) > 0) {
+        return line_reply(mw, c, st,
+                          mg ? "ERROR cannot pipeline other commands before mgdump"
+                             : "ERROR cannot pipeline other commands before metadump");
+    }
+    if (buf_puts(conn_wbuf(c), "OK\r\n") < 0) {
+        return -ENOMEM;
+    }
+    uint64_t seq = slot_seq_next(st);
+    struct slot *s = slot_push(mw, st, SLOT_DUMP, 1, 0);
+    struct mc_msg *m = s != NULL ? msg_new(mw, OP_DUMP, seq, 0) : NULL;
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    m->dump = (struct mc_dump){.mgdump = mg};
+    memcpy(m->dump.mask, mask, sizeof(m->dump.mask));
+    m->more = true; /* shard 0, from its start */
+    s->parts[0] = m;
+    s->waiting = 0;
+    return EX_DONE;
+}
+
+/*
+ * lru_crawler. Petrel has no LRU crawler thread: its expiry frees whole segments on every tick,
+ * always on, and its dumps walk the shards on their own workers. So "crawl" of valid classes is
+ * acknowledged (there is nothing left for it to do), "tocrawl" and "sleep" are accepted without
+ * effect, "enable" gets memcached's answer for a crawler already running and "disable" its answer
+ * for one that cannot be stopped. Class lists are checked as memcached checks them.
+ */
+static int
+dispatch_crawler(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
+{
+    uint64_t mask[MC_DUMP_CLASS_WORDS];
+    enum mc_dump_spec spec = MC_DUMP_CLASSES;
+    switch (req->crawler) {
+    case MC_CRAWLER_ENABLE:
+        return line_reply(mw, c, st, "ERROR failed to start lru crawler thread");
+    case MC_CRAWLER_DISABLE:
+        return line_reply(mw, c, st, "ERROR failed to stop lru crawler thread");
+    case MC_CRAWLER_TOCRAWL:
+    case MC_CRAWLER_SLEEP:
+        return line_reply(mw, c, st, "OK");
+    case MC_CRAWLER_METADUMP:
+        if (mw->dump_disabled) {
+            return line_reply(mw, c, st, "ERROR metadump not allowed");
+        }
+        spec = mc_dump_classes(req->args, req->args_len, mask);
+        break;
+    case MC_CRAWLER_MGDUMP:
+        if (mw->dump_disabled) {
+            return line_reply(mw, c, st, "ERROR key dump not allowed");
+        }
+        spec = mc_dump_classes(req->args, req->args_len, mask);
+        break;
+    default:
+        spec = mc_dump_classes(req->args, req->args_len, mask);
+        break;
+    }
+    if (spec == MC_DUMP_BADCLASS) {
+        return line_reply(mw, c, st, "BADCLASS invalid class id");
+    }
+    if (spec == MC_DUMP_NONE) {
+        return line_reply(mw, c, st, "NOTSTARTED no items to crawl");
+    }
+    if (req->crawler != MC_CRAWLER_CRAWL) {
+        return dispatch_dump(mw, c, st, req, mask);
+    }
+    /* memcached walks the hash table only for dumps. */
+    return line_reply(mw, c, st, spec == MC_DUMP_HASH ? "ERROR an unknown error happened" : "OK");
+}
+
 /* True for requests about one key, whose hash the caller computes once. */
 static bool
 is_keyed(const struct mc_req *req)
@@ -2068,6 +2265,7 @@ is_keyed(const struct mc_req *req)
     case MC_CMD_QUIT:
     case MC_CMD_SHUTDOWN:
     case MC_CMD_MN:
+    case MC_CMD_LRU_CRAWLER:
         return false;
     default:
         return true;
@@ -2132,6 +2330,10 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         }
         break; /* one key: here, or forwarded whole like any keyed command */
     case MC_CMD_FLUSH_ALL:
+        if (mw->flush_disabled) { /* counted, as memcached does */
+            mw->shard.stats.cmd_flush++;
+            return req->noreply ? 0 : line_reply(mw, c, st, "CLIENT_ERROR flush_all not allowed");
+        }
         return dispatch_all(mw, c, st, req, OP_FLUSH);
     case MC_CMD_STATS:
         if (req->nargs == 0) {
@@ -2143,7 +2345,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         if (stats_arg_is(req, "reset")) {
             return dispatch_all(mw, c, st, req, OP_RESET);
         }
-        if (detail_verb_of(req) == DETAIL_DUMP) {
+        if (detail_verb_of(req) == DETAIL_DUMP && !mw->dump_disabled) {
             return dispatch_all(mw, c, st, req, OP_DETAIL);
         }
         return dispatch_local(mw, c, st, req);
@@ -2156,6 +2358,8 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_ME:
         metrics_incr(&mw->m_srv[SRV_CMD_META]);
         break;
+    case MC_CMD_LRU_CRAWLER:
+        return dispatch_crawler(mw, c, st, req);
     default:
         break;
     }
@@ -2754,6 +2958,9 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
         free(mw);
         return rc;
     }
+    mw->shard.cas_disabled = config_bool(cfg, "disable-cas");
+    mw->dump_disabled = config_bool(cfg, "disable-dumping");
+    mw->flush_disabled = config_bool(cfg, "disable-flush-all");
     mw->popts.max_value = (uint32_t)(o.item_max - ITEM_ROOM);
     mw->popts.shutdown_enabled = config_bool(cfg, "enable-shutdown");
     const char *delim = config_str(cfg, "prefix-delimiter");

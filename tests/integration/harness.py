@@ -24,7 +24,8 @@ def raise_fd_limit(want=8192):
 
 
 class Server:
-    def __init__(self, binary, *args, listen="127.0.0.1", wait_ready=True, env=None):
+    def __init__(self, binary, *args, listen="127.0.0.1", wait_ready=True, env=None,
+                 preexec=None):
         self.args = [binary, "-l", listen, "-p", "0", "--admin-port", "0", *args]
         self.lines = []
         self.port = None       # the first listener, plain or TLS
@@ -33,7 +34,8 @@ class Server:
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=raise_fd_limit,
+                                     preexec_fn=lambda: (raise_fd_limit(),
+                                                         preexec() if preexec else None),
                                      env=dict(os.environ, **env) if env else None)
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()

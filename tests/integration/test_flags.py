@@ -5,6 +5,7 @@ design, or refused naming itself and why; and --check-config agrees with start-u
 The lists below are memcached 1.6.45's (memcached.c: its getopt string, its long options and its
 -o keys, with those of extstore and of the TLS and proxy builds)."""
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -57,10 +58,8 @@ LONG_SHORT = {"unix-mask": "a", "port": "p", "unix-socket": "s", "udp-port": "U"
               "max-item-size": "I", "auth-file": "Y", "memory-file": "e", "extended": "o",
               "napi-ids": "N"}
 
-REFUSED_FLAGS = {"-r": [], "-k": [], "-i": [], "-C": [], "-S": [], "-Y": ["/x"],
-                 "-F": [], "-e": ["/x"], "--enable-coredumps": [], "--lock-memory": [],
-                 "--license": [], "--disable-cas": [], "--enable-sasl": [], "--auth-file": ["/x"],
-                 "--disable-flush-all": [], "--memory-file": ["/x"]}
+REFUSED_FLAGS = {"-i": [], "-S": [], "-Y": ["/x"], "-e": ["/x"], "--license": [],
+                 "--enable-sasl": [], "--auth-file": ["/x"], "--memory-file": ["/x"]}
 IGNORED_FLAGS = {"-f": ["1.25"], "-n": ["48"], "-R": ["20"], "-N": ["2"],
                  "--slab-growth-factor": ["1.25"], "--slab-min-size": ["48"],
                  "--max-reqs-per-event": ["20"], "--napi-ids": ["2"]}
@@ -198,6 +197,74 @@ class HonouredFlags(unittest.TestCase):
         self.assertEqual((rc, out, err), (0, "configuration OK\n", ""))
 
 
+class DumpingAndCasFlags(unittest.TestCase):
+    """memcached's -C and -X, with the replies memcached 1.6.45 gives under them."""
+
+    def exchange(self, server, request, reply_len):
+        with server.connect() as s:
+            s.sendall(request)
+            return recv_exactly(s, reply_len)
+
+    def test_C_shows_every_cas_as_0(self):
+        with Server(PETREL, "-t", "1", "-C") as server:
+            reply = b"STORED\r\nVALUE a 0 1 0\r\nx\r\nEND\r\n"
+            self.assertEqual(self.exchange(server, b"set a 0 0 1\r\nx\r\ngets a\r\n",
+                                           len(reply)), reply)
+
+    def test_X_refuses_stats_detail(self):
+        with Server(PETREL, "-t", "1", "-X") as server:
+            reply = b"CLIENT_ERROR stats detail not allowed\r\n" * 2
+            self.assertEqual(self.exchange(server, b"stats detail dump\r\nstats detail on\r\n",
+                                           len(reply)), reply)
+
+    def test_X_refuses_metadump_and_mgdump(self):
+        with Server(PETREL, "-t", "2", "-X") as server:
+            reply = b"ERROR metadump not allowed\r\nERROR key dump not allowed\r\n"
+            request = b"lru_crawler metadump all\r\nlru_crawler mgdump all\r\n"
+            self.assertEqual(self.exchange(server, request, len(reply)), reply)
+
+    def test_X_shows_in_stats_settings(self):
+        with Server(PETREL, "-t", "1", "-X") as server:
+            self.assertIn(b"STAT dump_enabled no\r\n", server_settings(server))
+
+
+    def test_F_refuses_flush_all_and_noreply_stays_silent(self):
+        with Server(PETREL, "-t", "2", "-F") as server:
+            reply = b"CLIENT_ERROR flush_all not allowed\r\nVERSION "
+            self.assertEqual(self.exchange(server, b"flush_all\r\nflush_all noreply\r\n"
+                                           b"version\r\n", len(reply)), reply)
+            self.assertIn(b"STAT flush_enabled no\r\n", server_settings(server))
+
+    def test_r_lifts_the_core_file_limit(self):
+        def no_cores():
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.RLIM_INFINITY))
+        with Server(PETREL, "-t", "1", "-r", preexec=no_cores) as server:
+            with open("/proc/%d/limits" % server.proc.pid) as f:
+                line = [l for l in f if l.startswith("Max core file size")][0]
+            self.assertEqual(line.split()[4], "unlimited", line)
+
+    def test_k_locks_memory_or_says_why_not(self):
+        with Server(PETREL, "-t", "1", "-m", "8", "-k") as server:
+            with open("/proc/%d/status" % server.proc.pid) as f:
+                locked = [int(l.split()[1]) for l in f if l.startswith("VmLck:")][0]
+            warned = [l for l in server.lines if "--lock-memory: mlockall failed" in l]
+            self.assertTrue(locked > 0 or warned, "\n".join(server.lines))
+            if os.geteuid() == 0:
+                self.assertGreater(locked, 8 * 1024, "root may lock the item memory")
+
+
+def server_settings(server):
+    with server.connect() as s:
+        s.sendall(b"stats settings\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
 class RefusedFlags(unittest.TestCase):
     def test_each_refused_flag_exits_64_naming_itself(self):
         for flag, args in REFUSED_FLAGS.items():
@@ -213,11 +280,6 @@ class RefusedFlags(unittest.TestCase):
         rc, _, err = run(PETREL, "-B", "binary", "--check-config")
         self.assertEqual(rc, 64)
         self.assertIn("-B/--protocol: 'binary': petrel speaks the text and meta protocols only", err)
-
-    def test_disable_cas_is_refused_while_cas_cannot_be_turned_off(self):
-        rc, _, err = run(PETREL, "-C", "--check-config")
-        self.assertEqual(rc, 64)
-        self.assertIn("-C/--disable-cas:", err)
 
     def test_c_no_longer_names_a_config_file(self):
         with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:

@@ -2,6 +2,7 @@
  * Unit tests of mc_exec (include/petrel/mc_exec.h): request text goes through the real parser,
  * runs on a real Segcache instance with a test clock, and the reply bytes must be memcached's.
  */
+#include "petrel/mc_dump.h"
 #include "petrel/mc_exec.h"
 
 #include <criterion/criterion.h>
@@ -1309,4 +1310,117 @@ Test(mc_exec, mg_without_v_and_other_commands_ignore_the_room)
     cr_assert_str_eq(reply, "HD s5\r\n");
     cr_assert_eq(mg_max("mn\r\n", 0, &d), 0);
     cr_assert_str_eq(reply, "MN\r\n");
+}
+
+/* ---- --disable-cas ---- */
+
+Test(mc_exec, disabled_cas_shows_zero_and_compares_with_zero)
+{
+    sh.cas_disabled = true;
+    cr_assert_str_eq(run("set a 0 0 1\r\nx\r\ngets a\r\n"),
+                     "STORED\r\nVALUE a 0 1 0\r\nx\r\nEND\r\n");
+    /* memcached -C: a compare-and-swap never matches an item that has no CAS. */
+    cr_assert_str_eq(run("cas a 0 0 1 0\r\ny\r\ncas zz 0 0 1 0\r\ny\r\n"),
+                     "EXISTS\r\nNOT_FOUND\r\n");
+    cr_assert_str_eq(run("mg a c v\r\nms a 1 C0 c\r\nz\r\nms b 1 c\r\nz\r\n"),
+                     "VA 1 c0\r\nx\r\nEX c0\r\nHD c0\r\n");
+    /* md and ma compare their C with the item's CAS, which shows as 0. */
+    cr_assert_str_eq(run("md b C7\r\nmd b C0\r\n"), "EX\r\nHD\r\n");
+    cr_assert_str_eq(run("set n 0 0 1\r\n5\r\nma n C9\r\nma n C0 c v\r\n"),
+                     "STORED\r\nEX\r\nVA 1 c0\r\n6\r\n");
+    sh.cas_disabled = false;
+}
+
+/* ---- lru_crawler metadump / mgdump steps ---- */
+
+static const char *
+dump_all(bool mgdump)
+{
+    struct mc_dump d = {.mgdump = mgdump};
+    cr_assert_eq(mc_dump_classes("all", 3, d.mask), MC_DUMP_CLASSES);
+    buf_consume(&out, buf_len(&out));
+    int rc;
+    while ((rc = mc_dump_step(&sh, &d, &out, 1 << 20, 1u << 30)) > 0) {
+    }
+    cr_assert_eq(rc, 0);
+    size_t len = buf_len(&out);
+    memcpy(reply, buf_rptr(&out), len);
+    reply[len] = '\0';
+    return reply;
+}
+
+Test(mc_exec, metadump_line_has_memcached_fields)
+{
+    run("set a%20b 5 0 3\r\nxyz\r\n");
+    char want[256];
+    snprintf(want, sizeof(want),
+             "key=a%%2520b exp=-1 la=%d cas=1 fetch=no cls=1 size=17 flags=5 \n", T0);
+    cr_assert_str_eq(dump_all(false), want);
+    cr_assert_str_eq(dump_all(true), "mg a%20b\r\n");
+}
+
+Test(mc_exec, mgdump_sends_a_key_with_blanks_in_base64)
+{
+    run("ms YSBi 1 b\r\nx\r\n"); /* the key "a b" */
+    cr_assert_str_eq(dump_all(true), "mg YSBi b\r\n");
+}
+
+Test(mc_exec, metadump_of_some_classes_lists_only_theirs)
+{
+    run("set forever 0 0 1\r\nx\r\nset soon 0 100 1\r\ny\r\n");
+    struct mc_dump d = {0};
+    cr_assert_eq(mc_dump_classes("1", 1, d.mask), MC_DUMP_CLASSES);
+    buf_consume(&out, buf_len(&out));
+    while (mc_dump_step(&sh, &d, &out, 1 << 20, 1u << 30) > 0) {
+    }
+    cr_assert_eq(buf_len(&out) > 0, true);
+    cr_assert_eq(memcmp(buf_rptr(&out), "key=forever ", 12), 0);
+    cr_assert_eq(memchr(buf_rptr(&out), '\n', buf_len(&out)), buf_rptr(&out) + buf_len(&out) - 1);
+}
+
+Test(mc_exec, class_lists_are_read_as_memcached_reads_them)
+{
+    uint64_t m[MC_DUMP_CLASS_WORDS];
+    cr_assert_eq(mc_dump_classes("hash", 4, m), MC_DUMP_HASH);
+    cr_assert_eq(mc_dump_classes("1,,3", 4, m), MC_DUMP_CLASSES);
+    cr_assert_eq(m[0], 5);
+    cr_assert_eq(mc_dump_classes("+2", 2, m), MC_DUMP_CLASSES);
+    cr_assert_eq(m[0], 2);
+    cr_assert_eq(mc_dump_classes("4294967297", 10, m), MC_DUMP_CLASSES, "cut to 32 bits: 1");
+    cr_assert_eq(m[0], 1);
+    cr_assert_eq(mc_dump_classes(",", 1, m), MC_DUMP_NONE);
+    cr_assert_eq(mc_dump_classes("0", 1, m), MC_DUMP_BADCLASS);
+    cr_assert_eq(mc_dump_classes("-1", 2, m), MC_DUMP_BADCLASS);
+    cr_assert_eq(mc_dump_classes("1x", 2, m), MC_DUMP_BADCLASS);
+    char last[16];
+    int n = snprintf(last, sizeof(last), "%zu", seg_ttl_bucket_count());
+    cr_assert_eq(mc_dump_classes(last, (size_t)n, m), MC_DUMP_CLASSES);
+    n = snprintf(last, sizeof(last), "%zu", seg_ttl_bucket_count() + 1);
+    cr_assert_eq(mc_dump_classes(last, (size_t)n, m), MC_DUMP_BADCLASS);
+}
+
+Test(mc_exec, dump_step_stops_near_its_byte_budget_and_resumes)
+{
+    char cmd[64];
+    for (int i = 0; i < 2000; i++) {
+        int n = snprintf(cmd, sizeof(cmd), "set key%d 0 0 1\r\nx\r\n", i);
+        run_n(cmd, (size_t)n);
+    }
+    struct mc_dump d = {0};
+    mc_dump_classes("all", 3, d.mask);
+    size_t lines = 0, steps = 0;
+    int rc;
+    do {
+        buf_consume(&out, buf_len(&out));
+        rc = mc_dump_step(&sh, &d, &out, 1000, 1u << 30);
+        cr_assert_geq(rc, 0);
+        /* The budget, passed by at most one bucket's lines (a few dozen here). */
+        cr_assert_lt(buf_len(&out), 1000 + 40 * 70);
+        for (size_t i = 0; i < buf_len(&out); i++) {
+            lines += buf_rptr(&out)[i] == '\n';
+        }
+        steps++;
+    } while (rc > 0);
+    cr_assert_eq(lines, 2000);
+    cr_assert_gt(steps, 50);
 }

@@ -983,3 +983,43 @@ Test(memcache, refusal_of_a_complete_request_parses_it_as_usual)
     const char *again = "set k 0 0 10\r\n";
     cr_assert_eq(mc_parse(&p, again, strlen(again), &r), MC_PARSE_AGAIN);
 }
+
+/* ---- lru_crawler ---- */
+
+Test(memcache, lru_crawler_subcommands_match_by_prefix_as_memcached)
+{
+    struct mc_req r;
+    parse_one("lru_crawler metadump all\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.cmd, MC_CMD_LRU_CRAWLER);
+    cr_assert_eq(r.crawler, MC_CRAWLER_METADUMP);
+    cr_assert_eq(r.args_len, 3);
+    cr_assert_eq(memcmp(r.args, "all", 3), 0);
+    parse_one("lru_crawler m 1,2\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_METADUMP, "m is metadump, checked before mgdump");
+    parse_one("lru_crawler mg hash\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_MGDUMP);
+    parse_one("lru_crawler c 1\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_CRAWL);
+    parse_one("lru_crawler d\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_DISABLE);
+    parse_one("lru_crawler enable\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_ENABLE);
+    parse_one("lru_crawler sleep 1000000\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_SLEEP);
+    parse_one("lru_crawler tocrawl 01\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.crawler, MC_CRAWLER_TOCRAWL);
+}
+
+Test(memcache, lru_crawler_bad_forms_get_memcached_errors)
+{
+    cr_assert_wire("lru_crawler\r\nlru_crawler metadump\r\nlru_crawler metadumpx all\r\n"
+                   "lru_crawler metadump all extra\r\nlru_crawler enable x\r\n",
+                   "ERROR\r\nERROR\r\nERROR\r\nERROR\r\nERROR\r\n");
+    cr_assert_wire(
+        "lru_crawler tocrawl -1\r\nlru_crawler tocrawl +1\r\n"
+        "lru_crawler tocrawl 4294967296\r\nlru_crawler sleep x\r\n"
+        "lru_crawler sleep 1000001\r\n",
+        "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n"
+        "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n"
+        "CLIENT_ERROR sleep must be one second or less\r\n");
+}

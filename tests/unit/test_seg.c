@@ -1900,3 +1900,187 @@ Test(seg, a_tiny_start_size_is_raised_to_64_buckets, .timeout = 10)
     cr_assert_lt(stats.hash_buckets, 128);
     seg_destroy(&s);
 }
+
+/* ---- scan ---- */
+
+/* What a scan saw: how many times each key "k<i>" was visited, and the last item's fields. */
+struct scan_seen {
+    unsigned count[4096];
+    unsigned other;
+    unsigned calls;
+    unsigned stop_after; /* fn returns false after this many calls (0: never) */
+    struct seg_item_info last;
+    char last_key[SEG_KEY_MAX + 1];
+};
+
+static bool
+scan_count(void *ctx, const struct seg_item_info *it)
+{
+    struct scan_seen *ss = ctx;
+    unsigned i;
+    char key[SEG_KEY_MAX + 1];
+    memcpy(key, it->key, it->klen);
+    key[it->klen] = '\0';
+    if (sscanf(key, "k%u", &i) == 1 && i < 4096) {
+        ss->count[i]++;
+    } else {
+        ss->other++;
+    }
+    ss->last = *it;
+    memcpy(ss->last_key, key, it->klen + 1);
+    ss->calls++;
+    return ss->stop_after == 0 || ss->calls < ss->stop_after;
+}
+
+static void
+set_k(struct seg *s, unsigned i, int64_t exptime)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "k%u", i);
+    cr_assert_eq(set(s, key, "value", exptime), SEG_STORED);
+}
+
+static void
+scan_all(struct seg *s, struct scan_seen *ss, unsigned per_call)
+{
+    struct seg_cursor cur = {0};
+    unsigned guard = 0;
+    while (seg_scan(s, &cur, per_call, scan_count, ss)) {
+        cr_assert_lt(++guard, 10000000u, "the scan does not end");
+    }
+    cr_assert_eq(cur.pos, SEG_CURSOR_END);
+}
+
+Test(seg, scan_visits_every_live_item_once)
+{
+    struct seg *s = mk_default();
+    static struct scan_seen ss;
+    memset(&ss, 0, sizeof(ss));
+    for (unsigned i = 0; i < 3000; i++) {
+        set_k(s, i, 0);
+    }
+    scan_all(s, &ss, 7);
+    for (unsigned i = 0; i < 3000; i++) {
+        cr_assert_eq(ss.count[i], 1, "k%u seen %u times", i, ss.count[i]);
+    }
+    cr_assert_eq(ss.other, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, scan_reports_the_item_fields)
+{
+    struct seg *s = mk_default();
+    static struct scan_seen ss;
+    memset(&ss, 0, sizeof(ss));
+    uint64_t cas = 0;
+    cr_assert_eq(st(s, SEG_SET, "k7", "hello", 42, 100, 0, &cas), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(seg_get(s, "k7", 2, seg_hash("k7", 2), &v), SEG_OK);
+    scan_all(s, &ss, 1000);
+    cr_assert_eq(ss.calls, 1);
+    cr_assert_str_eq(ss.last_key, "k7");
+    cr_assert_eq(ss.last.cas, cas);
+    cr_assert_eq(ss.last.flags, 42);
+    cr_assert_eq(ss.last.size, v.size);
+    cr_assert_eq(ss.last.written, T0);
+    /* The segment's shared expiry: never late, at most the bucket's slack early. */
+    cr_assert_leq(ss.last.expire, T0 + 100);
+    cr_assert_geq(ss.last.expire, T0 + 100 - (int64_t)seg_ttl_slack(100));
+    cr_assert_neq(ss.last.state & SEG_ST_FETCHED, 0);
+    struct seg_ttl_stats ts;
+    cr_assert_eq(seg_ttl_stats_get(s, ss.last.bucket, &ts), 0);
+    cr_assert_eq(ts.items, 1);
+    seg_destroy(&s);
+}
+
+Test(seg, scan_skips_expired_deleted_and_flushed_items)
+{
+    struct seg *s = mk_default();
+    static struct scan_seen ss;
+    memset(&ss, 0, sizeof(ss));
+    set_k(s, 1, 0);
+    set_k(s, 2, 5);
+    set_k(s, 3, 0);
+    cr_assert_eq(seg_delete(s, "k3", 2, seg_hash("k3", 2)), SEG_DELETED);
+    clk.now += 10;
+    scan_all(s, &ss, 1000);
+    cr_assert_eq(ss.calls, 1);
+    cr_assert_eq(ss.count[1], 1);
+    seg_flush(s, 0);
+    memset(&ss, 0, sizeof(ss));
+    scan_all(s, &ss, 1000);
+    cr_assert_eq(ss.calls, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, scan_stops_after_the_bucket_where_the_callback_says_so)
+{
+    struct seg *s = mk_default();
+    static struct scan_seen ss;
+    memset(&ss, 0, sizeof(ss));
+    for (unsigned i = 0; i < 500; i++) {
+        set_k(s, i, 0);
+    }
+    ss.stop_after = 1;
+    struct seg_cursor cur = {0};
+    unsigned calls = 0;
+    while (seg_scan(s, &cur, 1u << 30, scan_count, &ss)) {
+        calls++;
+    }
+    /* Each call ends in the bucket where the first item was seen: about one call per
+     * non-empty bucket, far more than one call for the whole table. */
+    cr_assert_gt(calls, 50);
+    for (unsigned i = 0; i < 500; i++) {
+        cr_assert_eq(ss.count[i], 1, "k%u seen %u times", i, ss.count[i]);
+    }
+    seg_destroy(&s);
+}
+
+/*
+ * Writes, touches (which move items), deletes and the hash table doubling between scan calls:
+ * keys present throughout are seen exactly once, deleted ones at most once, nothing else.
+ */
+Test(seg, scan_survives_writes_moves_and_table_growth_between_calls)
+{
+    struct seg *s = mk_table(8 << 20, 64 << 10, SEG_EVICT_MERGE, 64);
+    static struct scan_seen ss;
+    memset(&ss, 0, sizeof(ss));
+    for (unsigned i = 0; i < 1000; i++) {
+        set_k(s, i, 0);
+    }
+    struct seg_stats before;
+    seg_stats_get(s, &before);
+    struct seg_cursor cur = {0};
+    unsigned next_new = 1000, step = 0;
+    while (seg_scan(s, &cur, 3, scan_count, &ss)) {
+        for (unsigned j = 0; j < 40 && next_new < 4000; j++) {
+            set_k(s, next_new++, 0); /* grows the table several times over */
+        }
+        char key[32];
+        unsigned t = (step * 37) % 1000;
+        snprintf(key, sizeof(key), "k%u", t);
+        if (t % 10 != 9) {
+            (void)seg_touch(s, key, strlen(key), seg_hash(key, strlen(key)), 1000 + (step % 7));
+        }
+        if (step < 100) {
+            snprintf(key, sizeof(key), "k%u", 9 + step * 10);
+            (void)seg_delete(s, key, strlen(key), seg_hash(key, strlen(key)));
+        }
+        step++;
+    }
+    struct seg_stats after;
+    seg_stats_get(s, &after);
+    cr_assert_gt(after.hash_buckets, before.hash_buckets, "the table did not grow");
+    for (unsigned i = 0; i < 1000; i++) {
+        if (i % 10 == 9) {
+            cr_assert_leq(ss.count[i], 1, "k%u seen %u times", i, ss.count[i]);
+        } else {
+            cr_assert_eq(ss.count[i], 1, "k%u seen %u times", i, ss.count[i]);
+        }
+    }
+    for (unsigned i = 1000; i < 4096; i++) {
+        cr_assert_leq(ss.count[i], 1, "k%u seen %u times", i, ss.count[i]);
+    }
+    cr_assert_eq(ss.other, 0);
+    seg_destroy(&s);
+}

@@ -49,6 +49,7 @@ static const char E_MG_TOO_LONG[] = "CLIENT_ERROR options flags are too long";
 static const char E_TOO_LONG[] = "CLIENT_ERROR options flags too long";
 static const char E_MS_MODE[] = "CLIENT_ERROR invalid mode for ms M token";
 static const char E_MA_MODE[] = "CLIENT_ERROR invalid mode for ma M token";
+static const char E_CRAWL_SLEEP[] = "CLIENT_ERROR sleep must be one second or less";
 static const char E_KEEP[] = ""; /* a meta flag failed without a message of its own */
 
 void
@@ -557,6 +558,55 @@ parse_stats(struct mc_req *req, const struct tok *t, unsigned nt, const char *e,
     return done(req, MC_CMD_STATS, linelen);
 }
 
+/* ---- lru_crawler ---- */
+
+/* memcached matches a subcommand by prefix ("lru_crawler m all" is metadump), in this order. */
+static bool
+crawler_sub_is(const struct tok *t, const char *name)
+{
+    return t->len <= strlen(name) && memcmp(t->p, name, t->len) == 0;
+}
+
+/* A crawler number: digits only, at most 11 of them, within 32 bits (as memcached reads it). */
+static bool
+crawler_u32(const struct tok *t, uint32_t *out)
+{
+    if (t->len > 11 || t->len == 0 || t->p[0] == '+') {
+        return false;
+    }
+    return parse_u32(t->p, t->len, out);
+}
+
+static enum mc_parse_rc
+parse_lru_crawler(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    static const char *const with_arg[] = {"crawl", "metadump", "mgdump", "tocrawl", "sleep"};
+    req->crawler = 0;
+    if (nt == 2) {
+        req->crawler = crawler_sub_is(&t[1], "enable")    ? MC_CRAWLER_ENABLE
+                       : crawler_sub_is(&t[1], "disable") ? MC_CRAWLER_DISABLE
+                                                          : 0;
+    }
+    for (unsigned i = 0; nt == 3 && req->crawler == 0 && i < 5; i++) {
+        req->crawler = crawler_sub_is(&t[1], with_arg[i]) ? (uint8_t)(MC_CRAWLER_CRAWL + i) : 0;
+    }
+    if (req->crawler == 0) {
+        return fail(req, LIT(E_ERROR), false, linelen);
+    }
+    uint32_t n = 0;
+    if ((req->crawler == MC_CRAWLER_TOCRAWL || req->crawler == MC_CRAWLER_SLEEP) &&
+        !crawler_u32(&t[2], &n)) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    if (req->crawler == MC_CRAWLER_SLEEP && n > 1000000) {
+        return fail(req, LIT(E_CRAWL_SLEEP), false, linelen);
+    }
+    req->args = nt == 3 ? t[2].p : t[1].p + t[1].len;
+    req->args_len = nt == 3 ? t[2].len : 0;
+    req->nargs = nt - 1;
+    return done(req, MC_CMD_LRU_CRAWLER, linelen);
+}
+
 /* ---- meta ---- */
 
 static void
@@ -899,6 +949,11 @@ dispatch(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
             return parse_verbosity(req, t, nt, linelen);
         }
         break;
+    case 11:
+        if (TOK_IS(c, "lru_crawler")) {
+            return parse_lru_crawler(req, t, nt, linelen);
+        }
+        break;
     default:
         break;
     }
@@ -1101,6 +1156,7 @@ mc_cmd_name(enum mc_cmd cmd)
         [MC_CMD_MA] = "ma",
         [MC_CMD_MN] = "mn",
         [MC_CMD_ME] = "me",
+        [MC_CMD_LRU_CRAWLER] = "lru_crawler",
     };
     return (unsigned)cmd < MC_CMD_COUNT ? names[cmd] : "unknown";
 }

@@ -1642,6 +1642,92 @@ seg_get_batch(struct seg *s, size_t n, const struct seg_key *keys, struct seg_vi
     }
 }
 
+/* ---- scan ---- */
+
+/* The first hash (low 32 bits) of bucket j in a table of nb buckets: see ht_head. */
+static inline uint64_t
+bucket_start(uint64_t j, uint32_t nb)
+{
+    return ((j << 32) + nb - 1) / nb;
+}
+
+/*
+ * The chain that holds the keys whose hash is pos, and in *end the first hash past the range
+ * [pos, end) whose keys all live in that same chain. While the table grows, a range never spans
+ * an old bucket boundary, so the whole range is either still in the old table or already moved.
+ */
+static const uint64_t *
+scan_chain(const struct seg *s, uint64_t pos, uint64_t *end)
+{
+    uint64_t old_end = SEG_CURSOR_END;
+    if (s->ht_old != NULL) {
+        uint64_t j = (pos * s->nb_old) >> 32;
+        old_end = bucket_start(j + 1, s->nb_old);
+        if (j >= s->ht_moved) {
+            *end = old_end;
+            return s->ht_old + j * 8;
+        }
+    }
+    uint64_t j = (pos * s->nbuckets) >> 32;
+    uint64_t new_end = bucket_start(j + 1, s->nbuckets);
+    *end = new_end < old_end ? new_end : old_end;
+    return s->ht + j * 8;
+}
+
+/* Visit the live items of chain b whose hash is in [lo, hi). Returns fn's wish to go on. */
+static bool
+scan_visit(const struct seg *s, const uint64_t *b, uint64_t lo, uint64_t hi, seg_scan_fn fn,
+           void *ctx)
+{
+    bool more = true;
+    for (;;) {
+        for (int i = 0; i < SLOTS; i++) {
+            if (b[i] == 0) {
+                continue;
+            }
+            uint64_t loc = b[i] & SLOT_LOC_MASK;
+            const struct seg_hdr *h = hdr(s, loc_sid(s, loc));
+            const uint8_t *it = loc_item(s, loc);
+            uint64_t h32 = seg_hash(it_key(it), it[0]) & 0xffffffffu;
+            if (h32 < lo || h32 >= hi || (it[1] & IT_DEAD) || !it_valid(s, h, it)) {
+                continue;
+            }
+            const struct seg_item_info info = {
+                .key = (const char *)it_key(it),
+                .klen = it[0],
+                .expire = it_expire(h, it),
+                .written = h->opened,
+                .cas = it_cas(s, loc, it),
+                .flags = it_flags(it),
+                .size = it_size(it),
+                .bucket = h->bucket,
+                .state = it[1] & IT_STATE,
+            };
+            more = fn(ctx, &info) && more;
+        }
+        if (b[7] == 0) {
+            return more;
+        }
+        b = ovf_at(s, b[7]);
+    }
+}
+
+bool
+seg_scan(struct seg *s, struct seg_cursor *cur, unsigned max_buckets, seg_scan_fn fn, void *ctx)
+{
+    clock_update(s);
+    for (unsigned n = 0; n < max_buckets && cur->pos < SEG_CURSOR_END; n++) {
+        uint64_t end;
+        const uint64_t *b = scan_chain(s, cur->pos, &end);
+        bool more = scan_visit(s, b, cur->pos, end, fn, ctx);
+        cur->pos = end;
+        if (!more) {
+            break;
+        }
+    }
+    return cur->pos < SEG_CURSOR_END;
+}
+
 enum seg_result
 seg_delete(struct seg *s, const void *key, size_t klen, uint64_t hash)
 {
