@@ -479,6 +479,10 @@ resp_parse(struct resp_parser *p, const char *buf, size_t n, struct resp_req *re
     if (n == 0 || p->need > n) {
         return RESP_PARSE_AGAIN;
     }
+    if (p->off > n) {
+        /* Fewer bytes than the last call saw: the caller broke the contract; start over. */
+        resp_parser_rewind(p);
+    }
     if (buf[0] == '*') {
         return parse_multibulk(p, buf, n, req);
     }
