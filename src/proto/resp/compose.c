@@ -15,10 +15,13 @@
 
 #define HDR_MAX 24 /* a type byte, "-" and 20 digits of a 64-bit integer, "\r\n" */
 
+/* n bytes of s at p (s may be NULL when n is 0, e.g. an empty bulk); returns the end. */
 static char *
 put(char *p, const void *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n > 0) {
+        memcpy(p, s, n);
+    }
     return p + n;
 }
 
