@@ -218,6 +218,13 @@ Test(resp_mbulk, invalid_multibulk_length)
     }
 }
 
+Test(resp_mbulk, nul_in_a_count_line_is_read_as_a_byte_of_it)
+{
+    /* Redis never finds the end of such a line (strchr stops at the NUL) and hangs. */
+    expect(S("*1\0\r\n"), "error [Protocol error: invalid multibulk length]\n");
+    expect(S("*1\r\n$1\0\r\n"), "error [Protocol error: invalid bulk length]\n");
+}
+
 Test(resp_mbulk, count_above_max_args_is_refused_from_the_header)
 {
     struct resp_parser_opts o = {.max_args = 3};
