@@ -367,12 +367,13 @@ Test(resp_mbulk, need_tells_the_whole_request_size_once_the_bulk_length_is_known
 
 Test(resp_mbulk, large_value_is_a_view_into_the_input)
 {
-    size_t vlen = 1 << 20;
-    char hdr[64];
-    int h = snprintf(hdr, sizeof(hdr), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%zu\r\n", vlen);
-    size_t n = (size_t)h + vlen + 2;
+    const size_t vlen = 1 << 20;
+    const char hdr[] = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n";
+    const size_t h = sizeof(hdr) - 1;
+    const size_t n = h + vlen + 2;
     char *in = malloc(n);
-    memcpy(in, hdr, (size_t)h);
+    cr_assert_not_null(in);
+    memcpy(in, hdr, h);
     memset(in + h, 'v', vlen);
     memcpy(in + h + vlen, "\r\n", 2);
     struct resp_parser p;
