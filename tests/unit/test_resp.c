@@ -271,6 +271,7 @@ Test(resp_mbulk, expected_dollar_sends_cr_and_lf_as_spaces)
 {
     expect(S("*1\r\n\r\n"), "error [Protocol error: expected '$', got ' ']\n");
     expect(S("*1\r\n\n\r\n"), "error [Protocol error: expected '$', got ' ']\n");
+    expect(S("*2\r\n$1\r\na\r\n\r\n"), "error [Protocol error: expected '$', got ' ']\n");
 }
 
 Test(resp_mbulk, expected_dollar_with_nul_ends_the_text_like_redis_formatting)
