@@ -1723,6 +1723,20 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_reply(out, MC_R_END);
 }
 
+/* The reply to a valid slabs command: Segcache has no classes to move pages between. */
+static enum mc_reply
+slabs_reply(const struct mc_req *req)
+{
+    switch (req->slabs) {
+    case MC_SLABS_SAME:
+        return MC_R_SLABS_SAME;
+    case MC_SLABS_BADCLASS:
+        return MC_R_SLABS_BADCLASS;
+    default:
+        return MC_R_OK;
+    }
+}
+
 /* Commands that need no shard. */
 static int
 dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
@@ -1754,6 +1768,9 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         break;
     case MC_CMD_MN:
         rc = mc_compose_reply(o.b, MC_R_MN);
+        break;
+    case MC_CMD_SLABS:
+        rc = req->noreply ? 0 : mc_compose_reply(o.b, slabs_reply(req));
         break;
     case MC_CMD_STATS:
         if (stats_arg_is(req, "settings")) {
@@ -1794,6 +1811,7 @@ is_keyed(const struct mc_req *req)
     case MC_CMD_VERBOSITY:
     case MC_CMD_QUIT:
     case MC_CMD_SHUTDOWN:
+    case MC_CMD_SLABS:
     case MC_CMD_MN:
         return false;
     default:
@@ -1876,6 +1894,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_VERBOSITY:
     case MC_CMD_QUIT:
     case MC_CMD_SHUTDOWN:
+    case MC_CMD_SLABS:
     case MC_CMD_MN:
         return dispatch_local(mw, c, st, req);
     default:

@@ -477,7 +477,7 @@ class ExactReplies(unittest.TestCase):
 
     def test_shutdown_is_refused_unless_enabled(self):
         self.assertEqual(request(self.s, b"shutdown\r\n", b"\r\n"),
-                         b"ERROR: shutdown not enabled\r\n")
+                         b"SERVER_ERROR: shutdown not enabled\r\n")
 
     def test_garbage_does_not_hurt_other_connections(self):
         rng = random.Random(1)
