@@ -86,8 +86,10 @@ struct mc_err {
     enum mc_err_action action; /* what to do next */
     size_t swallow;            /* MC_ERR_SWALLOW: bytes of data block to drop (value + "\r\n") */
     const char *why;           /* MC_ERR_CLOSE: why framing is lost, for a log line */
-    enum mc_cmd refused;       /* mc_parse_refuse(): the storage command refused (its key is
-                                  req->key), else MC_CMD_NONE */
+    enum mc_cmd refused;       /* a set or ms refused (value too large, or mc_parse_refuse()),
+                                  whose key's old value memcached drops (its key is req->key);
+                                  mc_parse_refuse() gives any storage command; else
+                                  MC_CMD_NONE */
 };
 
 /** Meta flag bit for a flag character 'A'..'Z' or 'a'..'z' (bit 0..51). */

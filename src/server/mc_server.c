@@ -2014,6 +2014,9 @@ handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, en
     }
     int r = mc_compose_error(o.b, &req->err);
     out_done(c, st, &o);
+    if (r == 0 && (req->err.refused == MC_CMD_SET || req->err.refused == MC_CMD_MS)) {
+        r = drop_old_value(mw, c, st, req->key, req->klen); /* a value too large */
+    }
     buf_consume(in, req->consumed);
     return r < 0 ? r : PR_NEXT;
 }

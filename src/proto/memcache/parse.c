@@ -468,7 +468,9 @@ parse_store(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char
     req->klen = req->klen_raw = (uint8_t)t[1].len;
     req->nkeys = 1;
     if (req->vlen > p->opts.max_value) {
-        return fail_swallow(p, req, LIT(E_TOO_LARGE), quiet, linelen, swallow);
+        fail_swallow(p, req, LIT(E_TOO_LARGE), quiet, linelen, swallow);
+        req->err.refused = cmd == MC_CMD_SET ? cmd : MC_CMD_NONE; /* set drops the old value */
+        return MC_PARSE_ERROR;
     }
     return take_value(p, req, cmd, buf, n, linelen, quiet);
 }
@@ -892,7 +894,10 @@ parse_ms(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
         return fail_swallow(p, req, LIT(E_MS_MODE), false, linelen, swallow);
     }
     if (req->vlen > p->opts.max_value) {
-        return fail_swallow(p, req, LIT(E_TOO_LARGE), false, linelen, swallow);
+        /* Whatever the mode, memcached drops the old value of an ms it cannot store. */
+        fail_swallow(p, req, LIT(E_TOO_LARGE), false, linelen, swallow);
+        req->err.refused = MC_CMD_MS;
+        return MC_PARSE_ERROR;
     }
     if (!opaque_ok(&req->meta)) {
         return fail_swallow(p, req, LIT(E_OPAQUE), false, linelen, swallow);
