@@ -91,7 +91,7 @@
  * they see (memccapable, for one, expects a pre-1.4 server to refuse "version foo"), so we
  * answer with the memcached release whose protocol we implement, and name ourselves after it.
  */
-#define MC_PROTOCOL_VERSION "1.6.18-petrel-" PETREL_VERSION
+#define MC_PROTOCOL_VERSION "1.6.45-petrel-" PETREL_VERSION
 #define MSG_BUF_INIT        256
 #define FREE_CACHE_MAX      1024 /* messages (and slots) a worker keeps for reuse */
 
