@@ -310,6 +310,14 @@ token_end(const char *s, const char *e)
     return s;
 }
 
+/* First space in [s, e), or e. */
+static inline const char *
+token_end_space(const char *s, const char *e)
+{
+    const char *sp = memchr(s, ' ', (size_t)(e - s));
+    return sp != NULL ? sp : e;
+}
+
 /*
  * Keys are at most 250 bytes without control characters. memcached itself accepts control
  * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
@@ -361,30 +369,45 @@ last_is_noreply(const struct tok *t, unsigned n)
  */
 static const char E_GET_KEY[] = "CLIENT_ERROR bad command line format\r\n";
 
+/* The reply to a bad key of a get line (line: the whole line, without its end). */
+static enum mc_parse_rc
+get_key_error(struct mc_req *req, const char *line, const char *e, size_t linelen)
+{
+    struct tok t[MAX_TOKENS];
+    if (last_is_noreply(t, tokenize(line, e, t))) {
+        return fail(req, "", 0, false, linelen);
+    }
+    return fail(req, LIT(E_GET_KEY), false, linelen);
+}
+
 /*
  * get/gets/gat/gats; s is just past the command. The keys are validated here, all of them, so
  * that a bad key anywhere on the line gives one error and no partial reply, as in memcached.
- * memcached's noreply test sees the line's last token, or its 23rd of a longer line.
+ * memcached checks, in order: a key is there (and an exptime for gat), the exptime, the keys.
  */
 static enum mc_parse_rc
-parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, size_t linelen)
+parse_get(struct mc_req *req, enum mc_cmd cmd, const char *line, const char *s, const char *e,
+          size_t linelen)
 {
     bool touch = cmd == MC_CMD_GAT || cmd == MC_CMD_GATS;
-    struct tok t[MAX_TOKENS];
-    unsigned nt = tokenize(s, e, t); /* tokens after the command (at most 23: enough here) */
-    if (nt < (touch ? 2u : 1u)) {
-        return fail(req, LIT(E_FORMAT), false, linelen);
+    const char *exp = NULL;
+    size_t exp_len = 0;
+    if (touch) {
+        while (s < e && *s == ' ') {
+            s++;
+        }
+        exp = s;
+        while (s < e && *s != ' ') {
+            s++;
+        }
+        exp_len = (size_t)(s - exp);
     }
-    if (touch && !parse_i32(t[0].p, t[0].len, &req->exptime)) {
-        return fail(req, LIT(E_EXPTIME), false, linelen);
-    }
-    bool noreply = last_is_noreply(t, nt);
-    s = touch ? t[1].p : t[0].p;
     req->args = s;
     req->args_len = (size_t)(e - s);
     req->key = NULL;
     req->klen = 0;
     uint32_t nkeys = 0;
+    bool bad_key = false;
     while (s < e) {
         if (*s == ' ') {
             s++;
@@ -394,15 +417,25 @@ parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, siz
         s = token_end(s, e);
         size_t len = (size_t)(s - b);
         /* Stopping anywhere but at a space or the end means a control character. */
-        if ((s < e && *s != ' ') || len > MC_KEY_MAX) {
-            return noreply ? fail(req, "", 0, false, linelen)
-                           : fail(req, LIT(E_GET_KEY), false, linelen);
+        if (s < e && *s != ' ') {
+            s = token_end_space(s, e);
+            bad_key = true;
         }
+        bad_key |= len > MC_KEY_MAX;
         if (nkeys == 0) {
             req->key = req->key_raw = b;
             req->klen = req->klen_raw = (uint8_t)len;
         }
         nkeys++;
+    }
+    if (nkeys == 0) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    if (touch && !parse_i32(exp, exp_len, &req->exptime)) {
+        return fail(req, LIT(E_EXPTIME), false, linelen);
+    }
+    if (bad_key) {
+        return get_key_error(req, line, e, linelen);
     }
     req->nkeys = nkeys;
     req->cmd = cmd;
@@ -1208,7 +1241,7 @@ mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
     }
     enum mc_cmd get = get_family(buf, e);
     if (get != MC_CMD_NONE) {
-        return parse_get(req, get, buf + (get == MC_CMD_GET || get == MC_CMD_GAT ? 3 : 4), e,
+        return parse_get(req, get, buf, buf + (get == MC_CMD_GET || get == MC_CMD_GAT ? 3 : 4), e,
                          linelen);
     }
     return dispatch(p, req, buf, n, e, linelen);
