@@ -373,6 +373,26 @@ Test(memcache, stats_passes_its_arguments)
     cr_assert_eq(memcmp(a, "settings", 8), 0);
 }
 
+Test(memcache, slabs_arguments_are_checked_as_memcached_does)
+{
+    struct mc_req r;
+    parse_one("slabs automove 2\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.cmd, MC_CMD_SLABS);
+    cr_assert_eq(r.slabs, MC_SLABS_OK);
+    parse_one("slabs reassign 4 4\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.slabs, MC_SLABS_SAME);
+    parse_one("slabs r 4 5\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.slabs, MC_SLABS_BADCLASS);
+    parse_one("slabs automove ratio 0.5 noreply\r\n", MC_PARSE_OK, &r);
+    cr_assert(r.noreply);
+    cr_assert_wire("slabs automove invalid\r\nslabs automove 3\r\nslabs\r\nslabs automove\r\n"
+                   "slabs automove window 2\r\nslabs reassign x 1\r\n"
+                   "slabs automove freeratio x\r\nslabs automove x noreply\r\n",
+                   "CLIENT_ERROR bad command line format\r\nERROR\r\nERROR\r\nERROR\r\n"
+                   "CLIENT_ERROR automove window too low or too high\r\n"
+                   "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+}
+
 Test(memcache, shutdown_is_refused_unless_enabled)
 {
     cr_assert_wire("shutdown\r\n", "SERVER_ERROR: shutdown not enabled\r\n");

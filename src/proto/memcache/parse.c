@@ -3,9 +3,10 @@
  * include/petrel/memcache.h; the protocol surface and the deliberate differences from memcached
  * are in docs/protocol.md.
  *
- * The parser mirrors memcached 1.6's observable behaviour: which lines get ERROR and which get
- * a CLIENT_ERROR, when noreply silences an error, when a refused data block is swallowed and when
- * it is instead read as the next command. It is written for the hot path: one memchr() for the
+ * The parser mirrors memcached 1.6.45's observable behaviour: which lines get ERROR and which
+ * get a CLIENT_ERROR, when noreply silences an error, when a refused data block is swallowed and
+ * when it is instead read as the next command (tests/integration/test_compat.py holds 1.6.45's
+ * replies). It is written for the hot path: one memchr() for the
  * line, a single pass over the tokens, no copies, no allocation.
  */
 #include "petrel/memcache.h"
