@@ -24,8 +24,8 @@
 #define MC_KEY_MAX          250  /* longest key, in bytes */
 #define MC_BINKEY_MAX       188  /* longest decoded base64 key (250 / 4 * 3) */
 #define MC_LINE_MAX         2048 /* a line this long without '\n' loses framing (unless get/gets) */
-#define MC_META_TOKENS_MAX  19   /* tokens on a meta line, command and key included */
-#define MC_META_FLAGS_MAX   17   /* flags on a meta line (mg: 19 tokens less command and key) */
+#define MC_META_TOKENS_MAX  20   /* tokens on a meta line, command and key included */
+#define MC_META_FLAGS_MAX   18   /* flags on a meta line (mg: 20 tokens less command and key) */
 #define MC_OPAQUE_MAX       32   /* longest O token, the 'O' included */
 #define MC_GET_LINE_DEFAULT (1u << 20) /* default bound on a get/gets line */
 #define MC_BINARY_MAGIC     0x80       /* first byte of a binary protocol request */
@@ -53,6 +53,7 @@ enum mc_cmd {
     MC_CMD_QUIT,
     MC_CMD_STATS,
     MC_CMD_SHUTDOWN,
+    MC_CMD_SLABS,
     MC_CMD_MG,
     MC_CMD_MS,
     MC_CMD_MD,
@@ -97,8 +98,10 @@ struct mc_err {
     enum mc_err_action action; /* what to do next */
     size_t swallow;            /* MC_ERR_SWALLOW: bytes of data block to drop (value + "\r\n") */
     const char *why;           /* MC_ERR_CLOSE: why framing is lost, for a log line */
-    enum mc_cmd refused;       /* mc_parse_refuse(): the storage command refused (its key is
-                                  req->key), else MC_CMD_NONE */
+    enum mc_cmd refused;       /* a set or ms refused (value too large, or mc_parse_refuse()),
+                                  whose key's old value memcached drops (its key is req->key);
+                                  mc_parse_refuse() gives any storage command; else
+                                  MC_CMD_NONE */
 };
 
 /** Meta flag bit for a flag character 'A'..'Z' or 'a'..'z' (bit 0..51). */
@@ -126,6 +129,13 @@ struct mc_meta {
     uint64_t initial;              /* J (ma), 0 by default */
 };
 
+/** The reply to a valid "slabs" command (Segcache has no slab classes to act on). */
+enum mc_slabs {
+    MC_SLABS_OK,       /* automove settings: accepted, nothing to change */
+    MC_SLABS_SAME,     /* reassign with src == dst */
+    MC_SLABS_BADCLASS, /* reassign: no such class */
+};
+
 /** One parsed request (or error). Fill it with mc_parse(); no initialisation needed. */
 struct mc_req {
     enum mc_cmd cmd;
@@ -150,6 +160,7 @@ struct mc_req {
     uint64_t delta;      /* incr/decr */
     uint32_t verbosity;  /* verbosity level */
     uint8_t crawler;     /* lru_crawler: enum mc_crawler_op */
+    enum mc_slabs slabs; /* slabs: the reply */
     struct mc_meta meta; /* meta commands */
     struct mc_err err;   /* MC_PARSE_ERROR */
     char binkey[MC_BINKEY_MAX];
@@ -278,7 +289,9 @@ enum mc_reply {
     MC_R_RESET,
     MC_R_MN,
     MC_R_EN,
-    MC_R_SHUTDOWN_DISABLED, /* "ERROR: shutdown not enabled" */
+    MC_R_SHUTDOWN_DISABLED, /* "SERVER_ERROR: shutdown not enabled" */
+    MC_R_SLABS_SAME,        /* "SAME src and dst class are identical" */
+    MC_R_SLABS_BADCLASS,    /* "BADCLASS invalid src or dst class id" */
     MC_R_TOO_LARGE,         /* "SERVER_ERROR object too large for cache" */
     MC_R_OUT_OF_MEMORY,     /* "SERVER_ERROR out of memory storing object" */
     MC_R_OOM,               /* "SERVER_ERROR out of memory" (incr/decr) */

@@ -566,7 +566,12 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         /* memcached answers t where it stands on the line: before T, the old TTL. */
         it.ttl = old_ttl;
     }
-    int rc = mg_reply(req, has_flag(req, 'v') ? MC_META_VA : MC_META_HD, &it, &v, max, out, d);
+    /* C names the version the client holds: when it is current, memcached leaves the value out. */
+    bool value = has_flag(req, 'v') && !(has_flag(req, 'C') && v.cas == req->meta.compare_cas);
+    if (!value) {
+        it.value = NULL;
+    }
+    int rc = mg_reply(req, value ? MC_META_VA : MC_META_HD, &it, &v, max, out, d);
     if (won && !drop) {
         /* After composing: the reply holds a view of the value. Only a header bit changes. */
         seg_mark(s, req->key, req->klen, hash, SEG_ST_WIN, 0);
@@ -662,32 +667,52 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
 }
 
 /*
- * md. I keeps the item, marked stale, with a new CAS (E's if given) and T's TTL if given;
- * x keeps the item with an empty value, its client flags and TTL, and a new CAS; I wins over
- * x, as in memcached. Both count as delete hits.
+ * md x: replace the item by an empty one with F's client flags (0 without F), T's TTL (none
+ * without T) and E's CAS (the old item's without E), as memcached 1.6.45 does.
+ */
+static enum seg_result
+md_tombstone(struct seg *s, const struct mc_req *req, uint64_t hash, uint64_t old_cas)
+{
+    struct seg_store_req r = {
+        .mode = SEG_SET,
+        .key = req->key,
+        .klen = req->klen,
+        .hash = hash,
+        .value = "",
+        .flags = req->meta.client_flags,
+        .exptime = has_flag(req, 'T') ? req->meta.ttl : 0,
+        .new_cas = has_flag(req, 'E') ? req->meta.new_cas : old_cas,
+    };
+    enum seg_result res = seg_store(s, &r, NULL);
+    return res == SEG_STORED ? SEG_OK : SEG_NO_MEMORY;
+}
+
+/*
+ * md. C compares the CAS first. x replaces the item by an empty one (md_tombstone); I then
+ * keeps the item (the tombstone, with x), marked stale, with a new CAS (E's if given) and T's
+ * TTL if given. Without I, md counts a delete hit.
  */
 static int
 exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
     struct seg *s = sh->seg;
-    if (has_flag(req, 'C')) {
-        struct seg_view v;
-        if (seg_peek(s, req->key, req->klen, hash, &v) != SEG_OK) {
-            sh->stats.delete_misses++;
-            return mc_compose_meta(out, req, MC_META_NF, NULL);
-        }
-        if (shown_cas(sh, v.cas) != req->meta.compare_cas) {
-            sh->stats.delete_misses++;
-            return mc_compose_meta(out, req, MC_META_EX, NULL);
-        }
+    struct seg_view v;
+    if (seg_peek(s, req->key, req->klen, hash, &v) != SEG_OK) {
+        sh->stats.delete_misses++;
+        return mc_compose_meta(out, req, MC_META_NF, NULL);
     }
-    enum seg_result res;
-    if (has_flag(req, 'I')) {
+    if (has_flag(req, 'C') && shown_cas(sh, v.cas) != req->meta.compare_cas) {
+        sh->stats.delete_misses++;
+        return mc_compose_meta(out, req, MC_META_EX, NULL);
+    }
+    enum seg_result res = SEG_OK;
+    if (has_flag(req, 'x')) {
+        res = md_tombstone(s, req, hash, v.cas);
+    }
+    if (res == SEG_OK && has_flag(req, 'I')) {
         res = seg_invalidate(s, req->key, req->klen, hash, has_flag(req, 'T'), req->meta.ttl,
                              new_cas_of(req), NULL);
-    } else if (has_flag(req, 'x')) {
-        res = seg_clear_value(s, req->key, req->klen, hash, new_cas_of(req), NULL);
-    } else {
+    } else if (res == SEG_OK && !has_flag(req, 'x')) {
         res = seg_delete(s, req->key, req->klen, hash) == SEG_DELETED ? SEG_OK : SEG_NOT_FOUND;
     }
     if (res == SEG_NO_MEMORY) {
@@ -697,7 +722,9 @@ exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         sh->stats.delete_misses++;
         return mc_compose_meta(out, req, MC_META_NF, NULL);
     }
-    sh->stats.delete_hits++;
+    if (!has_flag(req, 'I')) {
+        sh->stats.delete_hits++;
+    }
     return mc_compose_meta(out, req, MC_META_HD, NULL);
 }
 

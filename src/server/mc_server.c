@@ -97,7 +97,7 @@
  * they see (memccapable, for one, expects a pre-1.4 server to refuse "version foo"), so we
  * answer with the memcached release whose protocol we implement, and name ourselves after it.
  */
-#define MC_PROTOCOL_VERSION "1.6.18-petrel-" PETREL_VERSION
+#define MC_PROTOCOL_VERSION "1.6.45-petrel-" PETREL_VERSION
 #define MSG_BUF_INIT        256
 #define FREE_CACHE_MAX      1024 /* messages (and slots) a worker keeps for reuse */
 
@@ -2093,6 +2093,20 @@ write_settings(struct mc_worker *mw, struct buf *out)
     mc_compose_reply(out, MC_R_END);
 }
 
+/* The reply to a valid slabs command: Segcache has no classes to move pages between. */
+static enum mc_reply
+slabs_reply(const struct mc_req *req)
+{
+    switch (req->slabs) {
+    case MC_SLABS_SAME:
+        return MC_R_SLABS_SAME;
+    case MC_SLABS_BADCLASS:
+        return MC_R_SLABS_BADCLASS;
+    default:
+        return MC_R_OK;
+    }
+}
+
 /* Commands that need no shard. */
 static int
 dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
@@ -2124,6 +2138,9 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         break;
     case MC_CMD_MN:
         rc = mc_compose_reply(o.b, MC_R_MN);
+        break;
+    case MC_CMD_SLABS:
+        rc = req->noreply ? 0 : mc_compose_reply(o.b, slabs_reply(req));
         break;
     case MC_CMD_STATS:
         if (stats_arg_is(req, "settings")) {
@@ -2264,6 +2281,7 @@ is_keyed(const struct mc_req *req)
     case MC_CMD_VERBOSITY:
     case MC_CMD_QUIT:
     case MC_CMD_SHUTDOWN:
+    case MC_CMD_SLABS:
     case MC_CMD_MN:
     case MC_CMD_LRU_CRAWLER:
         return false;
@@ -2353,6 +2371,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_VERBOSITY:
     case MC_CMD_QUIT:
     case MC_CMD_SHUTDOWN:
+    case MC_CMD_SLABS:
     case MC_CMD_MN:
         return dispatch_local(mw, c, st, req);
     case MC_CMD_ME:
@@ -2477,6 +2496,9 @@ handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, en
     }
     int r = mc_compose_error(o.b, &req->err);
     out_done(c, st, &o);
+    if (r == 0 && (req->err.refused == MC_CMD_SET || req->err.refused == MC_CMD_MS)) {
+        r = drop_old_value(mw, c, st, req->key, req->klen); /* a value too large */
+    }
     buf_consume(in, req->consumed);
     return r < 0 ? r : PR_NEXT;
 }

@@ -495,6 +495,32 @@ Test(mc_server, stats_with_an_unknown_view_is_error)
     finish();
 }
 
+Test(mc_server, slabs_answers_as_memcached_without_classes_to_move)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    cr_assert_str_eq(request(fc, "slabs automove 1\r\nslabs automove 1 noreply\r\n"
+                                 "slabs reassign 2 2\r\nslabs reassign 1 2\r\nmn\r\n"),
+                     "OK\r\nSAME src and dst class are identical\r\n"
+                     "BADCLASS invalid src or dst class id\r\nMN\r\n");
+    finish();
+}
+
+Test(mc_server, set_and_ms_too_large_drop_the_old_value_on_any_shard)
+{
+    start(2);
+    const char *a = key_on(2, 0, "a"), *b = key_on(2, 1, "b");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *big = fill(2000000, 'z');
+    char *text = format("set %s 0 0 1\r\nx\r\nset %s 0 0 1\r\ny\r\n"
+                        "set %s 0 0 2000000 noreply\r\n%s\r\nms %s 2000000 MA\r\n%s\r\n"
+                        "get %s %s\r\n",
+                        a, b, a, big, b, big, a, b);
+    cr_assert_str_eq(request(fc, text), "STORED\r\nSTORED\r\n"
+                                        "SERVER_ERROR object too large for cache\r\nEND\r\n");
+    finish();
+}
+
 Test(mc_server, late_reply_for_a_closed_connection_is_dropped)
 {
     start(2);

@@ -225,12 +225,11 @@ Test(memcache, gets_gat_and_gats_parse_exptime_and_keys)
     free(t);
 }
 
-Test(memcache, gat_without_keys_is_a_request_with_no_keys)
+Test(memcache, gat_without_keys_is_a_format_error)
 {
-    struct mc_req r;
-    parse_one("gat 10\r\n", MC_PARSE_OK, &r);
-    cr_assert_eq(r.cmd, MC_CMD_GAT);
-    cr_assert_eq(r.nkeys, 0);
+    cr_assert_wire(
+        "gat 10\r\ngats 10\r\n",
+        "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n");
 }
 
 Test(memcache, set_gives_fields_and_a_value_view)
@@ -374,33 +373,64 @@ Test(memcache, stats_passes_its_arguments)
     cr_assert_eq(memcmp(a, "settings", 8), 0);
 }
 
+Test(memcache, slabs_arguments_are_checked_as_memcached_does)
+{
+    struct mc_req r;
+    parse_one("slabs automove 2\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.cmd, MC_CMD_SLABS);
+    cr_assert_eq(r.slabs, MC_SLABS_OK);
+    parse_one("slabs reassign 4 4\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.slabs, MC_SLABS_SAME);
+    parse_one("slabs r 4 5\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.slabs, MC_SLABS_BADCLASS);
+    parse_one("slabs automove ratio 0.5 noreply\r\n", MC_PARSE_OK, &r);
+    cr_assert(r.noreply);
+    cr_assert_wire("slabs automove invalid\r\nslabs automove 3\r\nslabs\r\nslabs automove\r\n"
+                   "slabs automove window 2\r\nslabs reassign x 1\r\n"
+                   "slabs automove freeratio x\r\nslabs automove x noreply\r\n",
+                   "CLIENT_ERROR bad command line format\r\nERROR\r\nERROR\r\nERROR\r\n"
+                   "CLIENT_ERROR automove window too low or too high\r\n"
+                   "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+}
+
 Test(memcache, shutdown_is_refused_unless_enabled)
 {
-    cr_assert_wire("shutdown\r\n", "ERROR: shutdown not enabled\r\n");
+    cr_assert_wire("shutdown\r\n", "SERVER_ERROR: shutdown not enabled\r\n");
+    cr_assert_wire("shutdown noreply\r\n", "");
     struct mc_parser_opts o = test_opts;
     o.shutdown_enabled = true;
-    char *t = wire_opts(LIT_STREAM("shutdown\r\nshutdown graceful\r\nshutdown now\r\n"), &o);
-    cr_assert_str_eq(t, "[shutdown][shutdown]CLIENT_ERROR invalid shutdown mode\r\n");
+    char *t = wire_opts(LIT_STREAM("shutdown\r\nshutdown graceful\r\nshutdown g\r\n"
+                                   "shutdown now\r\n"),
+                        &o);
+    cr_assert_str_eq(t, "[shutdown][shutdown][shutdown]CLIENT_ERROR invalid shutdown mode\r\n");
     free(t);
 }
 
-Test(memcache, leading_spaces_and_bare_newlines_are_accepted)
+Test(memcache, leading_spaces_are_no_command_and_bare_newlines_are_accepted)
 {
-    cr_assert_wire("  get a\nset  a  0 0 1\nb\r\n", "[get][set]");
+    /* memcached 1.6.45 reads the command from the line's first byte: a leading space leaves
+     * none. Extra spaces between tokens and bare "\n" endings are fine. */
+    cr_assert_wire("  get a\nset  a  0 0 1\nb\r\n", "ERROR\r\n[set]");
 }
 
 /* ---- text errors: memcached's exact replies and recoveries ---- */
 
 Test(memcache, unknown_or_empty_or_uppercase_command_is_error)
 {
-    cr_assert_wire("foo\r\n\r\n\nGET a\r\nx\r\nmx a\r\n",
-                   "ERROR\r\nERROR\r\nERROR\r\nERROR\r\nERROR\r\nERROR\r\n");
+    /* Lines shorter than four bytes (with their "\n") are format errors in 1.6.45. */
+    cr_assert_wire("foo\r\nGET a\r\nmx a\r\n   \r\n", "ERROR\r\nERROR\r\nERROR\r\nERROR\r\n");
+    cr_assert_wire("\r\n\nx\r\nab\nmn\n",
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command "
+                   "line format\r\nCLIENT_ERROR bad command line format\r\n");
 }
 
 Test(memcache, get_without_key_is_error)
 {
     cr_assert_wire("get\r\nget \r\ngets\r\ngat\r\ngat \r\n",
-                   "ERROR\r\nERROR\r\nERROR\r\nERROR\r\nERROR\r\n");
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command "
+                   "line format\r\nCLIENT_ERROR bad command line format\r\n");
 }
 
 Test(memcache, key_of_250_bytes_is_accepted_and_251_refused)
@@ -415,22 +445,36 @@ Test(memcache, key_of_250_bytes_is_accepted_and_251_refused)
     for (char *p = in + 6; *p == ' '; p++) {
         *p = 'k';
     }
-    cr_assert_wire(in, "CLIENT_ERROR bad command line format\r\n");
+    /* memcached 1.6.45 follows the error with an empty line; with noreply, only that. */
+    cr_assert_wire(in, "CLIENT_ERROR bad command line format\r\n\r\n");
+    snprintf(in, sizeof(in), "get %251s noreply\r\n", "k");
+    for (char *p = in + 4; *p == ' '; p++) {
+        *p = 'k';
+    }
+    cr_assert_wire(in, "\r\n");
 }
 
 Test(memcache, key_with_control_character_is_refused)
 {
-    cr_assert_wire("get a\tb\r\n", "CLIENT_ERROR bad command line format\r\n");
-    cr_assert_wire("get a\x7f\r\n", "CLIENT_ERROR bad command line format\r\n");
+    cr_assert_wire("get a\tb\r\n", "CLIENT_ERROR bad command line format\r\n\r\n");
+    cr_assert_wire("get a\x7f\r\n", "CLIENT_ERROR bad command line format\r\n\r\n");
     cr_assert_wire("delete a\x01\r\n", "CLIENT_ERROR bad command line format\r\n");
 }
 
-Test(memcache, bad_set_line_is_refused_and_its_data_read_as_a_command)
+Test(memcache, bad_set_line_is_refused_and_its_data_swallowed)
 {
-    cr_assert_wire("set a x 0 1\r\nb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
-    cr_assert_wire("set a 0 0 1x\r\nb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
-    cr_assert_wire("set a 0 abc 1\r\nb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
-    cr_assert_wire("set a -1 0 1\r\nb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+    /* Bad flags or exptime: the line is refused and, its length being known, the data block
+     * swallowed (memcached 1.6.45). */
+    cr_assert_wire("set a x 0 1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    cr_assert_wire("set a 0 abc 1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    cr_assert_wire("set a -1 0 1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    /* A bad length leaves the block to be read as a command ("b" is too short for one). */
+    cr_assert_wire(
+        "set a 0 0 1x\r\nb\r\n",
+        "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n");
+    cr_assert_wire(
+        "set a 0 0 +1\r\nb\r\n",
+        "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n");
 }
 
 Test(memcache, negative_or_huge_length_is_a_format_error)
@@ -440,42 +484,63 @@ Test(memcache, negative_or_huge_length_is_a_format_error)
     cr_assert_wire("set a 0 0 4294967297\r\n", "CLIENT_ERROR bad command line format\r\n");
 }
 
-Test(memcache, flags_beyond_32_bits_are_refused)
+Test(memcache, flags_beyond_32_bits_wrap)
 {
-    cr_assert_wire("set a 4294967296 0 1\r\nb\r\n",
-                   "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+    /* memcached reads them with strtoul and keeps the low 32 bits. */
+    struct mc_req r;
+    parse_one("set a 4294967297 0 1\r\nb\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.flags, 1);
+    parse_one("set a +7 0 1\r\nb\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.flags, 7);
+    cr_assert_wire("set a 18446744073709551616 0 1\r\nb\r\nmn\r\n",
+                   "CLIENT_ERROR bad command line format\r\n[mn]");
 }
 
-Test(memcache, storage_with_wrong_token_count_is_error)
+Test(memcache, storage_with_too_few_tokens_is_a_format_error)
 {
-    cr_assert_wire("set a 0 0\r\n", "ERROR\r\n");
-    cr_assert_wire("set a 0 0 1 noreply x\r\nb\r\n", "ERROR\r\nERROR\r\n");
-    cr_assert_wire("cas a 0 0 1\r\nb\r\n", "ERROR\r\nERROR\r\n");
+    cr_assert_wire("set a 0 0\r\n", "CLIENT_ERROR bad command line format\r\n");
+    /* Tokens past the sixth are ignored, and noreply is only ever the last one. */
+    cr_assert_wire("set a 0 0 1 noreply x\r\nb\r\n", "[set]");
+    struct mc_req r;
+    parse_one("set a 0 0 1 x noreply\r\nb\r\n", MC_PARSE_OK, &r);
+    cr_assert(r.noreply);
 }
 
 Test(memcache, cas_with_bad_unique_is_a_format_error)
 {
-    cr_assert_wire("cas a 0 0 1 x\r\nb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
-    cr_assert_wire("cas a 0 0 1 -1\r\nb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
-    cr_assert_wire("cas a 0 0 1 18446744073709551616\r\nb\r\n",
-                   "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+    cr_assert_wire("cas a 0 0 1 x\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    cr_assert_wire("cas a 0 0 1 -1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    cr_assert_wire("cas a 0 0 1 +1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    cr_assert_wire("cas a 0 0 1 18446744073709551616\r\nb\r\nmn\r\n",
+                   "CLIENT_ERROR bad command line format\r\n[mn]");
+    /* No unique at all: the same, and noreply (as the sixth token) silences it. */
+    cr_assert_wire("cas a 0 0 1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    cr_assert_wire("cas a 0 0 1 noreply\r\nb\r\nmn\r\n", "[mn]");
 }
 
 Test(memcache, noreply_silences_errors_of_text_commands)
 {
-    cr_assert_wire("set a x 0 1 noreply\r\nb\r\n", "ERROR\r\n");
-    cr_assert_wire("delete a 1 noreply\r\n", "");
+    cr_assert_wire("set a x 0 1 noreply\r\nb\r\n", "");
+    cr_assert_wire("delete a\x01 noreply\r\n", "");
     cr_assert_wire("incr a x noreply\r\n", "");
     cr_assert_wire("touch a x noreply\r\n", "");
     cr_assert_wire("flush_all x noreply\r\n", "");
+    cr_assert_wire("verbosity x noreply\r\n", "");
+    cr_assert_wire("foo noreply\r\n", "");
+    /* Not the errors found before noreply is looked for: too few tokens, a bad length. */
+    cr_assert_wire("incr noreply\r\nset a 0 noreply\r\nset a 0 0 x noreply\r\n",
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nCLIENT_ERROR bad command line format\r\n");
 }
 
 Test(memcache, data_block_without_crlf_is_a_bad_data_chunk)
 {
+    /* The block is read at its length, then refused; "\n" is left, a line too short. */
     cr_assert_wire("set a 0 0 1\r\nabc\r\nget a\r\n",
-                   "CLIENT_ERROR bad data chunk\r\nERROR\r\n[get]");
+                   "CLIENT_ERROR bad data chunk\r\nCLIENT_ERROR bad command line format\r\n[get]");
     cr_assert_wire("set a 0 0 1\r\nb\n\nget a\r\n", "CLIENT_ERROR bad data chunk\r\n[get]");
-    cr_assert_wire("set a 0 0 1 noreply\r\nabc\r\nget a\r\n", "ERROR\r\n[get]");
+    cr_assert_wire("set a 0 0 1 noreply\r\nabc\r\nget a\r\n",
+                   "CLIENT_ERROR bad command line format\r\n[get]");
 }
 
 Test(memcache, too_large_value_is_refused_and_swallowed)
@@ -621,37 +686,50 @@ Test(memcache, http_request_line_closes_silently)
 
 Test(memcache, incr_with_bad_delta_is_refused)
 {
-    cr_assert_wire("incr n -1\r\nincr n 18446744073709551616\r\nincr n\r\nincr n 1 x\r\n",
+    cr_assert_wire("incr n -1\r\nincr n +1\r\nincr n 18446744073709551616\r\nincr n\r\n"
+                   "incr n 1 x\r\n",
                    "CLIENT_ERROR invalid numeric delta argument\r\n"
                    "CLIENT_ERROR invalid numeric delta argument\r\n"
-                   "ERROR\r\n[incr]");
+                   "CLIENT_ERROR invalid numeric delta argument\r\n"
+                   "CLIENT_ERROR bad command line format\r\n[incr]");
 }
 
-Test(memcache, delete_with_bad_arguments_gets_the_usage_message)
+Test(memcache, delete_ignores_extra_tokens)
 {
-    cr_assert_wire("delete a 1\r\ndelete a x y z\r\ndelete\r\n",
-                   "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
-                   "ERROR\r\nERROR\r\n");
+    /* memcached 1.6.45 ignores what follows the key (but a last "noreply"). */
+    cr_assert_wire("delete a 1\r\ndelete a x y z\r\ndelete\r\ndelete a 0 noreply\r\n",
+                   "[delete][delete]CLIENT_ERROR bad command line format\r\n[delete]");
+    struct mc_req r;
+    parse_one("delete a x noreply\r\n", MC_PARSE_OK, &r);
+    cr_assert(r.noreply);
 }
 
 Test(memcache, touch_and_gat_with_bad_exptime_are_refused)
 {
-    cr_assert_wire("touch a x\r\ntouch a\r\ngat x a\r\n",
-                   "CLIENT_ERROR invalid exptime argument\r\nERROR\r\n"
-                   "CLIENT_ERROR invalid exptime argument\r\n");
+    cr_assert_wire(
+        "touch a x\r\ntouch a\r\ngat x a\r\ntouch a +1\r\n",
+        "CLIENT_ERROR invalid exptime argument\r\nCLIENT_ERROR bad command line format\r\n"
+        "CLIENT_ERROR invalid exptime argument\r\n"
+        "CLIENT_ERROR invalid exptime argument\r\n");
 }
 
 Test(memcache, flush_all_with_bad_delay_is_refused)
 {
-    cr_assert_wire("flush_all x\r\nflush_all 1 2 3\r\nflush_all 10 x\r\n",
-                   "CLIENT_ERROR invalid exptime argument\r\nERROR\r\n[flush_all]");
+    cr_assert_wire("flush_all x\r\nflush_all +1\r\nflush_all 99999999999\r\n",
+                   "CLIENT_ERROR invalid exptime argument\r\n"
+                   "CLIENT_ERROR invalid exptime argument\r\n"
+                   "CLIENT_ERROR invalid exptime argument\r\n");
+    /* Tokens after the delay are ignored. */
+    cr_assert_wire("flush_all 1 2 3\r\nflush_all 10 x\r\n", "[flush_all][flush_all]");
 }
 
 Test(memcache, verbosity_with_bad_level_is_refused)
 {
-    cr_assert_wire("verbosity\r\nverbosity x\r\nverbosity -1\r\nverbosity 1 2 3\r\n",
-                   "ERROR\r\nCLIENT_ERROR bad command line format\r\n"
-                   "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+    cr_assert_wire("verbosity\r\nverbosity x\r\nverbosity -1\r\nverbosity +1\r\n"
+                   "verbosity 1 2 3\r\n",
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command "
+                   "line format\r\n[verbosity]");
 }
 
 /* ---- meta commands ---- */
@@ -676,17 +754,24 @@ Test(memcache, mg_flags_are_parsed_into_bits_order_and_values)
     cr_assert(r.noreply);
 }
 
-Test(memcache, mg_without_key_is_error_and_bad_key_is_format_error)
+Test(memcache, mg_without_key_or_with_bad_key_is_a_format_error)
 {
-    cr_assert_wire("mg\r\nmg a\x01\r\n", "ERROR\r\nCLIENT_ERROR bad command line format\r\n");
+    cr_assert_wire("mg\r\nmg a\x01\r\nmd\r\nma\r\n",
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command "
+                   "line format\r\n");
 }
 
 Test(memcache, meta_duplicate_and_unknown_flags_are_refused)
 {
-    cr_assert_wire("mg a v v\r\nmg a z\r\nmg a v z v\r\nmg a \xff\r\nmg a 1\r\n",
+    cr_assert_wire("mg a v v\r\nmg a z\r\nmg a v z v\r\nmg a 1\r\nmg a [\r\n",
                    "CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR invalid flag\r\n"
-                   "CLIENT_ERROR invalid flag\r\nCLIENT_ERROR duplicate flag\r\n"
+                   "CLIENT_ERROR invalid flag\r\nCLIENT_ERROR invalid flag\r\n"
                    "CLIENT_ERROR invalid flag\r\n");
+    /* A flag starting with neither a letter-range byte nor a digit fails the whole line. */
+    cr_assert_wire("mg a \xff\r\nmg a v !\r\nmg a ~\r\n",
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nCLIENT_ERROR bad command line format\r\n");
 }
 
 Test(memcache, meta_bad_token_values_are_refused)
@@ -700,10 +785,15 @@ Test(memcache, meta_bad_token_values_are_refused)
 
 Test(memcache, meta_line_with_too_many_flags_is_refused)
 {
-    cr_assert_wire("mg a 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18\r\n",
+    /* 20 tokens are fine (here J fails on its own), 21 are too many. */
+    cr_assert_wire("mg a c f h k l s t v u q O P L x I D J M\r\n",
+                   "CLIENT_ERROR invalid numeric initial value\r\n");
+    cr_assert_wire("mg a 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19\r\n",
                    "CLIENT_ERROR options flags are too long\r\n");
-    cr_assert_wire("md a a b c d e f g h i j k l m n o p q r\r\n",
-                   "CLIENT_ERROR options flags too long\r\n");
+    cr_assert_wire("md a a b c d e f g h i j k l m n o p q r s\r\n",
+                   "CLIENT_ERROR options flags are too long\r\n");
+    cr_assert_wire("ma a a b c d e f g h i j k l m n o p q r s\r\n",
+                   "CLIENT_ERROR invalid or duplicate flag\r\n");
 }
 
 Test(memcache, opaque_of_32_bytes_with_its_o_is_the_limit)
@@ -725,10 +815,14 @@ Test(memcache, base64_key_is_decoded)
                    "CLIENT_ERROR error decoding key\r\nCLIENT_ERROR error decoding key\r\n");
 }
 
-Test(memcache, md_and_ma_report_any_flag_error_alike)
+Test(memcache, md_reports_flag_errors_as_mg_and_ma_alike)
 {
-    cr_assert_wire("md a z\r\nmd a Cx\r\nma a Dx\r\nma a Jx\r\nma a MXY\r\n",
-                   "CLIENT_ERROR invalid or duplicate flag\r\n"
+    /* md reports each error as mg does; ma reports them all alike. */
+    cr_assert_wire("md a z\r\nmd a Cx\r\nmd a q q\r\n",
+                   "CLIENT_ERROR invalid flag\r\n"
+                   "CLIENT_ERROR bad token in command line format\r\n"
+                   "CLIENT_ERROR duplicate flag\r\n");
+    cr_assert_wire("ma a Dx\r\nma a Jx\r\nma a z\r\nma a v v\r\n",
                    "CLIENT_ERROR invalid or duplicate flag\r\n"
                    "CLIENT_ERROR invalid or duplicate flag\r\n"
                    "CLIENT_ERROR invalid or duplicate flag\r\n"
@@ -774,33 +868,43 @@ Test(memcache, ms_flag_error_swallows_the_data_block)
                    "CLIENT_ERROR bad token in command line format\r\n[mn]");
     cr_assert_wire("ms a 1 Fx\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
     cr_assert_wire("ms a 1 MX\r\nb\r\nmn\r\n", "CLIENT_ERROR invalid mode for ms M token\r\n[mn]");
-    cr_assert_wire("ms a 1 MXY\r\nb\r\nmn\r\n",
-                   "CLIENT_ERROR incorrect length for M token\r\n[mn]");
+    cr_assert_wire("ms a 1 M\r\nb\r\nmn\r\n", "CLIENT_ERROR invalid mode for ms M token\r\n[mn]");
     cr_assert_wire("ms a 1 O1234567890123456789012345678901234\r\nb\r\nmn\r\n",
                    "CLIENT_ERROR opaque token too long\r\n[mn]");
+    cr_assert_wire("ms a\x01 1\r\nb\r\nmn\r\n", "CLIENT_ERROR bad command line format\r\n[mn]");
+    /* Only the byte after M counts. */
+    struct mc_req r;
+    parse_one("ms a 1 MEX\r\nb\r\n", MC_PARSE_OK, &r);
+    cr_assert_eq(r.meta.mode, 'E');
 }
 
 Test(memcache, ms_bad_length_is_refused_without_swallowing)
 {
-    cr_assert_wire("ms a\r\nms a x\r\nb\r\nms a -1\r\nb\r\n",
-                   "CLIENT_ERROR bad command line format\r\n"
-                   "CLIENT_ERROR bad command line format\r\nERROR\r\n"
-                   "CLIENT_ERROR bad command line format\r\nERROR\r\n");
-    cr_assert_wire("ms a 1 a b c d e f g h i j k l m n o p q\r\nb\r\n",
-                   "CLIENT_ERROR options flags too long\r\nERROR\r\n");
+    cr_assert_wire("ms a\r\nms a x\r\nbb\r\nms a -1\r\nbb\r\n",
+                   "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line "
+                   "format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nERROR\r\n");
+    /* So is a flag that fails the tokenizer; too many flags swallow the block. */
+    cr_assert_wire("ms a 1 !\r\nbb\r\n", "CLIENT_ERROR bad command line format\r\nERROR\r\n");
+    cr_assert_wire("ms a 1 a b c d e f g h i j k l m n o p q r\r\nb\r\nmn\r\n",
+                   "CLIENT_ERROR options flags are too long\r\n[mn]");
 }
 
 Test(memcache, ms_too_large_is_swallowed_and_bad_chunk_is_never_quiet)
 {
     cr_assert_wire("ms a 1001 q\r\n", "SERVER_ERROR object too large for cache\r\n");
-    cr_assert_wire("ms a 1 q\r\nbc\r\nmn\r\n", "CLIENT_ERROR bad data chunk\r\nERROR\r\n[mn]");
+    cr_assert_wire("ms a 1 q\r\nbc\r\nmn\r\n",
+                   "CLIENT_ERROR bad data chunk\r\nCLIENT_ERROR bad command line format\r\n[mn]");
 }
 
 Test(memcache, me_takes_a_key_and_optional_base64)
 {
-    cr_assert_wire("me a\r\nme a x y\r\nme YWJj b\r\nme\r\nme a b\r\n",
-                   "[me][me][me]CLIENT_ERROR bad command line format\r\n"
-                   "CLIENT_ERROR bad command line format\r\n");
+    /* b counts only as the third of four tokens or more, as in memcached 1.6.45. */
+    cr_assert_wire("me a\r\nme a x y\r\nme YWJj b x\r\nme\r\nme a b x\r\nme a !\r\n",
+                   "[me][me][me]CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command "
+                   "line format\r\nCLIENT_ERROR bad command line format\r\n");
+    struct mc_req r;
+    parse_one("me YWJj b\r\n", MC_PARSE_OK, &r);
+    cr_assert(!r.meta.binary_key);
 }
 
 /* ---- streaming ---- */
@@ -841,7 +945,8 @@ Test(memcache, pipeline_of_mixed_commands_parses_in_order)
     char *t = wire_opts(pipeline, sizeof(pipeline) - 1, &test_opts);
     cr_assert_str_eq(t, "[get][set][gets][ms][mg]ERROR\r\n"
                         "SERVER_ERROR object too large for cache\r\n"
-                        "ERROR\r\n[incr][decr][delete][touch][gat][gats][add][append]"
+                        "CLIENT_ERROR bad command line "
+                        "format\r\n[incr][decr][delete][touch][gat][gats][add][append]"
                         "[prepend][replace][cas][md][ma][me][mn]CLIENT_ERROR invalid flag\r\n"
                         "[flush_all][verbosity][stats][version][quit]");
     free(t);
@@ -893,13 +998,12 @@ Test(memcache, bad_f_token_keeps_the_previous_flag_error_message)
                    "CLIENT_ERROR bad token in command line format\r\n");
 }
 
-Test(memcache, verbosity_level_beyond_32_bits_is_capped)
+Test(memcache, verbosity_level_is_a_32_bit_number)
 {
     struct mc_req r;
-    parse_one("verbosity 18446744073709551615\r\n", MC_PARSE_OK, &r);
+    parse_one("verbosity 4294967295\r\n", MC_PARSE_OK, &r);
     cr_assert_eq(r.verbosity, UINT32_MAX);
-    cr_assert_wire("verbosity 18446744073709551616\r\n",
-                   "CLIENT_ERROR bad command line format\r\n");
+    cr_assert_wire("verbosity 4294967296\r\n", "CLIENT_ERROR bad command line format\r\n");
 }
 
 /* ---- the binary protocol, and requests refused for lack of memory ---- */

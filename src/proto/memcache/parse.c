@@ -3,17 +3,21 @@
  * include/petrel/memcache.h; the protocol surface and the deliberate differences from memcached
  * are in docs/protocol.md.
  *
- * The parser mirrors memcached 1.6's observable behaviour: which lines get ERROR and which get
- * a CLIENT_ERROR, when noreply silences an error, when a refused data block is swallowed and when
- * it is instead read as the next command. It is written for the hot path: one memchr() for the
+ * The parser mirrors memcached 1.6.45's observable behaviour: which lines get ERROR and which
+ * get a CLIENT_ERROR, when noreply silences an error, when a refused data block is swallowed and
+ * when it is instead read as the next command (tests/integration/test_compat.py holds 1.6.45's
+ * replies). It is written for the hot path: one memchr() for the
  * line, a single pass over the tokens, no copies, no allocation.
  */
 #include "petrel/memcache.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define MAX_TOKENS 24 /* like memcached: counts above this only ever mean "too many" */
+/* memcached 1.6.45 reads at most 23 tokens of a line and ignores the rest (a get line's keys
+ * excepted): its "last token" (noreply) is the 23rd of a longer line. */
+#define MAX_TOKENS 23
 
 struct tok {
     const char *p;
@@ -32,21 +36,18 @@ static const char E_TOO_LARGE[] = "SERVER_ERROR object too large for cache";
 static const char E_NO_MEMORY[] = "SERVER_ERROR out of memory storing object";
 static const char E_EXPTIME[] = "CLIENT_ERROR invalid exptime argument";
 static const char E_DELTA_ARG[] = "CLIENT_ERROR invalid numeric delta argument";
-static const char E_DELETE[] = "CLIENT_ERROR bad command line format.  "
-                               "Usage: delete <key> [noreply]";
-static const char E_SHUTDOWN_OFF[] = "ERROR: shutdown not enabled";
+static const char E_SHUTDOWN_OFF[] = "SERVER_ERROR: shutdown not enabled";
+static const char E_WINDOW[] = "CLIENT_ERROR automove window too low or too high";
 static const char E_SHUTDOWN_MODE[] = "CLIENT_ERROR invalid shutdown mode";
 static const char E_DUP_FLAG[] = "CLIENT_ERROR duplicate flag";
 static const char E_INVALID_FLAG[] = "CLIENT_ERROR invalid flag";
 static const char E_INVALID_OR_DUP[] = "CLIENT_ERROR invalid or duplicate flag";
 static const char E_BAD_TOKEN[] = "CLIENT_ERROR bad token in command line format";
 static const char E_DECODE_KEY[] = "CLIENT_ERROR error decoding key";
-static const char E_M_LENGTH[] = "CLIENT_ERROR incorrect length for M token";
 static const char E_INITIAL[] = "CLIENT_ERROR invalid numeric initial value";
 static const char E_DELTA[] = "CLIENT_ERROR invalid numeric delta value";
 static const char E_OPAQUE[] = "CLIENT_ERROR opaque token too long";
-static const char E_MG_TOO_LONG[] = "CLIENT_ERROR options flags are too long";
-static const char E_TOO_LONG[] = "CLIENT_ERROR options flags too long";
+static const char E_TOO_LONG[] = "CLIENT_ERROR options flags are too long";
 static const char E_MS_MODE[] = "CLIENT_ERROR invalid mode for ms M token";
 static const char E_MA_MODE[] = "CLIENT_ERROR invalid mode for ma M token";
 static const char E_CRAWL_SLEEP[] = "CLIENT_ERROR sleep must be one second or less";
@@ -97,30 +98,27 @@ fail_close(struct mc_req *req, const char *why)
     return MC_PARSE_ERROR;
 }
 
-/* Unsigned decimal with an optional '+', no overflow, nothing else in the token. */
+/*
+ * Numbers come in two dialects in memcached 1.6.45. Most tokens go through a strict reader:
+ * plain digits (a leading '-' for signed ones), no '+', at most 11 characters for 32-bit and 22
+ * for 64-bit values, no overflow. The client flags and the exptime of the storage commands go
+ * through the C library's strtoul/strtol instead, then are cut to 32 bits: a '+' is fine there,
+ * and so is a value too wide for 32 bits (it wraps).
+ */
+#define STRICT32_LEN 11
+#define STRICT64_LEN 22
+
+/* Strict unsigned: digits only (none means 0, as in memcached), within max. */
 static bool
-parse_u64(const char *s, size_t len, uint64_t *out)
+strict_uint(const char *s, size_t len, size_t maxlen, uint64_t max, uint64_t *out)
 {
-    size_t i = 0;
-    if (len > 0 && s[0] == '+') {
-        i = 1;
-    }
-    if (i == len) {
+    if (len > maxlen) {
         return false;
     }
     uint64_t v = 0;
-    /* Up to 19 digits cannot overflow: check for overflow only past that. */
-    size_t safe = len - i <= 19 ? len : i + 19;
-    for (; i < safe; i++) {
+    for (size_t i = 0; i < len; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9) {
-            return false;
-        }
-        v = v * 10 + d;
-    }
-    for (; i < len; i++) {
-        unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9 || v > (UINT64_MAX - d) / 10) {
+        if (d > 9 || v > (max - d) / 10) {
             return false;
         }
         v = v * 10 + d;
@@ -130,34 +128,95 @@ parse_u64(const char *s, size_t len, uint64_t *out)
 }
 
 static bool
+parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    return strict_uint(s, len, STRICT64_LEN, UINT64_MAX, out);
+}
+
+static bool
 parse_u32(const char *s, size_t len, uint32_t *out)
 {
     uint64_t v;
-    if (!parse_u64(s, len, &v) || v > UINT32_MAX) {
+    if (!strict_uint(s, len, STRICT32_LEN, UINT32_MAX, &v)) {
         return false;
     }
     *out = (uint32_t)v;
     return true;
 }
 
-/* Signed 32-bit decimal (exptimes, lengths): optional sign, within range. */
+/* Strict signed 32-bit: an optional '-', then digits (a lone '-' is 0, as in memcached). */
 static bool
 parse_i32(const char *s, size_t len, int32_t *out)
 {
-    bool neg = false;
-    if (len > 0 && s[0] == '-') {
-        neg = true;
-        s++;
-        len--;
-        if (len > 0 && s[0] == '+') {
-            return false;
-        }
+    if (len > STRICT32_LEN) {
+        return false;
     }
+    bool neg = len > 0 && s[0] == '-';
     uint64_t v;
-    if (!parse_u64(s, len, &v) || v > (uint64_t)INT32_MAX + (neg ? 1 : 0)) {
+    if (!strict_uint(s + neg, len - neg, STRICT32_LEN, (uint64_t)INT32_MAX + neg, &v)) {
         return false;
     }
     *out = neg ? (int32_t)(-(int64_t)v) : (int32_t)v;
+    return true;
+}
+
+/*
+ * strtoul/strtol's reading of a whole token: an optional sign, at least one digit, nothing
+ * else; *mag is the magnitude, false past UINT64_MAX (the C library's ERANGE).
+ */
+static bool
+libc_digits(const char *s, size_t len, bool *neg, uint64_t *mag)
+{
+    size_t i = 0;
+    *neg = false;
+    if (len > 0 && (s[0] == '+' || s[0] == '-')) {
+        *neg = s[0] == '-';
+        i = 1;
+    }
+    if (i == len) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *mag = v;
+    return true;
+}
+
+/* Client flags of a storage command: strtoul, refused when negative, cut to 32 bits. */
+static bool
+parse_flags(const char *s, size_t len, uint32_t *out)
+{
+    bool neg;
+    uint64_t mag;
+    if (!libc_digits(s, len, &neg, &mag)) {
+        return false;
+    }
+    uint64_t v = neg ? (uint64_t)0 - mag : mag;
+    /* memcached rejects a '-' only when the result reads as negative. */
+    if (neg && (int64_t)v < 0) {
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Exptime of a storage command: strtol within 64 bits, cut to 32 bits (two's complement). */
+static bool
+parse_exptime_libc(const char *s, size_t len, int32_t *out)
+{
+    bool neg;
+    uint64_t mag;
+    if (!libc_digits(s, len, &neg, &mag) || mag > (uint64_t)INT64_MAX + neg) {
+        return false;
+    }
+    uint64_t v = neg ? (uint64_t)0 - mag : mag;
+    *out = (int32_t)(uint32_t)v;
     return true;
 }
 
@@ -253,6 +312,14 @@ token_end(const char *s, const char *e)
     return s;
 }
 
+/* First space in [s, e), or e. */
+static inline const char *
+token_end_space(const char *s, const char *e)
+{
+    const char *sp = memchr(s, ' ', (size_t)(e - s));
+    return sp != NULL ? sp : e;
+}
+
 /*
  * Keys are at most 250 bytes without control characters. memcached itself accepts control
  * characters; refusing them keeps keys printable in logs and stats (docs/protocol.md).
@@ -264,18 +331,15 @@ key_ok(const char *k, size_t len)
     return len <= MC_KEY_MAX && token_end(k, k + len) == k + len;
 }
 
-/* Split [s, e) at spaces into at most MAX_TOKENS tokens; returns MAX_TOKENS + 1 for more. */
+/* Split [s, e) at spaces into at most MAX_TOKENS tokens; the rest of the line is ignored. */
 static unsigned
 tokenize(const char *s, const char *e, struct tok *t)
 {
     unsigned n = 0;
-    while (s < e) {
+    while (s < e && n < MAX_TOKENS) {
         if (*s == ' ') {
             s++;
             continue;
-        }
-        if (n == MAX_TOKENS) {
-            return MAX_TOKENS + 1;
         }
         const char *b = s;
         /* Tokens here are short numbers and one key: a byte loop beats word tricks. Control
@@ -300,33 +364,52 @@ last_is_noreply(const struct tok *t, unsigned n)
 /* ---- retrieval ---- */
 
 /*
- * get/gets/gat/gats: the keys are validated here, all of them, so that a bad key anywhere on the
- * line gives one CLIENT_ERROR and no partial reply, as memcached does.
+ * memcached 1.6.45 answers a bad key in a get line with the error line it had composed for
+ * the key, followed by an empty line: "CLIENT_ERROR ...\r\n\r\n", or, when the line's last
+ * token is "noreply" (which silenced that error line), the empty line alone. Whatever the keys
+ * before it found is dropped.
+ */
+static const char E_GET_KEY[] = "CLIENT_ERROR bad command line format\r\n";
+
+/* The reply to a bad key of a get line (line: the whole line, without its end). */
+static enum mc_parse_rc
+get_key_error(struct mc_req *req, const char *line, const char *e, size_t linelen)
+{
+    struct tok t[MAX_TOKENS];
+    if (last_is_noreply(t, tokenize(line, e, t))) {
+        return fail(req, "", 0, false, linelen);
+    }
+    return fail(req, LIT(E_GET_KEY), false, linelen);
+}
+
+/*
+ * get/gets/gat/gats; s is just past the command. The keys are validated here, all of them, so
+ * that a bad key anywhere on the line gives one error and no partial reply, as in memcached.
+ * memcached checks, in order: a key is there (and an exptime for gat), the exptime, the keys.
  */
 static enum mc_parse_rc
-parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, size_t linelen)
+parse_get(struct mc_req *req, enum mc_cmd cmd, const char *line, const char *s, const char *e,
+          size_t linelen)
 {
     bool touch = cmd == MC_CMD_GAT || cmd == MC_CMD_GATS;
-    while (s < e && *s == ' ') {
-        s++;
-    }
-    if (s == e) {
-        return fail(req, LIT(E_ERROR), false, linelen);
-    }
+    const char *exp = NULL;
+    size_t exp_len = 0;
     if (touch) {
-        const char *b = s;
+        while (s < e && *s == ' ') {
+            s++;
+        }
+        exp = s;
         while (s < e && *s != ' ') {
             s++;
         }
-        if (!parse_i32(b, (size_t)(s - b), &req->exptime)) {
-            return fail(req, LIT(E_EXPTIME), false, linelen);
-        }
+        exp_len = (size_t)(s - exp);
     }
     req->args = s;
     req->args_len = (size_t)(e - s);
     req->key = NULL;
     req->klen = 0;
     uint32_t nkeys = 0;
+    bool bad_key = false;
     while (s < e) {
         if (*s == ' ') {
             s++;
@@ -336,14 +419,25 @@ parse_get(struct mc_req *req, enum mc_cmd cmd, const char *s, const char *e, siz
         s = token_end(s, e);
         size_t len = (size_t)(s - b);
         /* Stopping anywhere but at a space or the end means a control character. */
-        if ((s < e && *s != ' ') || len > MC_KEY_MAX) {
-            return fail(req, LIT(E_FORMAT), false, linelen);
+        if (s < e && *s != ' ') {
+            s = token_end_space(s, e);
+            bad_key = true;
         }
+        bad_key |= len > MC_KEY_MAX;
         if (nkeys == 0) {
             req->key = req->key_raw = b;
             req->klen = req->klen_raw = (uint8_t)len;
         }
         nkeys++;
+    }
+    if (nkeys == 0) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
+    if (touch && !parse_i32(exp, exp_len, &req->exptime)) {
+        return fail(req, LIT(E_EXPTIME), false, linelen);
+    }
+    if (bad_key) {
+        return get_key_error(req, line, e, linelen);
     }
     req->nkeys = nkeys;
     req->cmd = cmd;
@@ -382,38 +476,36 @@ take_value(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char 
     return MC_PARSE_OK;
 }
 
+/*
+ * set/add/replace/append/prepend/cas. memcached 1.6.45 checks the token count and the length
+ * first (a failure there is never silenced and leaves the data block to be read as commands);
+ * any later error is silenced by noreply and swallows the block: a bad key, bad flags or
+ * exptime, a missing or bad cas unique, a value too large. Tokens past the sixth are ignored.
+ */
 static enum mc_parse_rc
 parse_store(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char *buf, size_t n,
             const struct tok *t, unsigned nt, size_t linelen)
 {
-    bool cas = cmd == MC_CMD_CAS;
-    if (nt != (cas ? 6u : 5u) && nt != (cas ? 7u : 6u)) {
-        return fail(req, LIT(E_ERROR), false, linelen);
+    int32_t vlen;
+    if (nt < 5 || !parse_i32(t[4].p, t[4].len, &vlen) || vlen < 0 || vlen > INT_MAX - 2) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
     }
     bool quiet = last_is_noreply(t, nt);
     req->noreply = quiet;
-    /* A refused line is consumed alone: its data block is then read as a command, as in
-     * memcached. Only a well-formed but too large value is swallowed. */
-    if (!key_ok(t[1].p, t[1].len)) {
-        return fail(req, LIT(E_FORMAT), quiet, linelen);
-    }
-    int32_t vlen;
-    if (!parse_u32(t[2].p, t[2].len, &req->flags) || !parse_i32(t[3].p, t[3].len, &req->exptime) ||
-        !parse_i32(t[4].p, t[4].len, &vlen)) {
-        return fail(req, LIT(E_FORMAT), quiet, linelen);
-    }
-    if (cas && !parse_u64(t[5].p, t[5].len, &req->cas)) {
-        return fail(req, LIT(E_FORMAT), quiet, linelen);
-    }
-    if (vlen < 0 || vlen > INT_MAX - 2) {
-        return fail(req, LIT(E_FORMAT), quiet, linelen);
-    }
     req->vlen = (uint32_t)vlen;
+    size_t swallow = (size_t)req->vlen + 2;
+    if (!key_ok(t[1].p, t[1].len) || !parse_flags(t[2].p, t[2].len, &req->flags) ||
+        !parse_exptime_libc(t[3].p, t[3].len, &req->exptime) ||
+        (cmd == MC_CMD_CAS && (nt < 6 || !parse_u64(t[5].p, t[5].len, &req->cas)))) {
+        return fail_swallow(p, req, LIT(E_FORMAT), quiet, linelen, swallow);
+    }
     req->key = req->key_raw = t[1].p;
     req->klen = req->klen_raw = (uint8_t)t[1].len;
     req->nkeys = 1;
     if (req->vlen > p->opts.max_value) {
-        return fail_swallow(p, req, LIT(E_TOO_LARGE), quiet, linelen, (size_t)req->vlen + 2);
+        fail_swallow(p, req, LIT(E_TOO_LARGE), quiet, linelen, swallow);
+        req->err.refused = cmd == MC_CMD_SET ? cmd : MC_CMD_NONE; /* set drops the old value */
+        return MC_PARSE_ERROR;
     }
     return take_value(p, req, cmd, buf, n, linelen, quiet);
 }
@@ -440,11 +532,16 @@ done(struct mc_req *req, enum mc_cmd cmd, size_t linelen)
     return MC_PARSE_OK;
 }
 
+/*
+ * The keyed commands below share memcached 1.6.45's order: too few tokens is a format error
+ * that noreply does not silence; after that, noreply (the last token) silences every error.
+ * Tokens past the ones a command reads are ignored.
+ */
 static enum mc_parse_rc
 parse_arith(struct mc_req *req, enum mc_cmd cmd, const struct tok *t, unsigned nt, size_t linelen)
 {
-    if (nt != 3 && nt != 4) {
-        return fail(req, LIT(E_ERROR), false, linelen);
+    if (nt < 3) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
     }
     req->noreply = last_is_noreply(t, nt);
     if (set_key(req, &t[1], req->noreply, linelen) != MC_PARSE_OK) {
@@ -456,21 +553,14 @@ parse_arith(struct mc_req *req, enum mc_cmd cmd, const struct tok *t, unsigned n
     return done(req, cmd, linelen);
 }
 
+/* delete <key> [anything] [noreply]: 1.6.45 dropped the old "0" argument's special case. */
 static enum mc_parse_rc
 parse_delete(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
 {
-    if (nt < 2 || nt > 4) {
-        return fail(req, LIT(E_ERROR), false, linelen);
+    if (nt < 2) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
     }
-    if (nt > 2) {
-        /* Only the legacy "delete <key> 0" and noreply may follow the key. */
-        bool zero = TOK_IS(t[2], "0");
-        req->noreply = last_is_noreply(t, nt);
-        bool valid = (nt == 3 && (zero || req->noreply)) || (nt == 4 && zero && req->noreply);
-        if (!valid) {
-            return fail(req, LIT(E_DELETE), req->noreply, linelen);
-        }
-    }
+    req->noreply = last_is_noreply(t, nt);
     if (set_key(req, &t[1], req->noreply, linelen) != MC_PARSE_OK) {
         return MC_PARSE_ERROR;
     }
@@ -480,8 +570,8 @@ parse_delete(struct mc_req *req, const struct tok *t, unsigned nt, size_t linele
 static enum mc_parse_rc
 parse_touch(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
 {
-    if (nt != 3 && nt != 4) {
-        return fail(req, LIT(E_ERROR), false, linelen);
+    if (nt < 3) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
     }
     req->noreply = last_is_noreply(t, nt);
     if (set_key(req, &t[1], req->noreply, linelen) != MC_PARSE_OK) {
@@ -493,12 +583,10 @@ parse_touch(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen
     return done(req, MC_CMD_TOUCH, linelen);
 }
 
+/* flush_all [delay] [noreply]: any further token is ignored. */
 static enum mc_parse_rc
 parse_flush_all(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
 {
-    if (nt > 3) {
-        return fail(req, LIT(E_ERROR), false, linelen);
-    }
     req->noreply = last_is_noreply(t, nt);
     req->exptime = 0;
     req->has_delay = false;
@@ -514,33 +602,110 @@ parse_flush_all(struct mc_req *req, const struct tok *t, unsigned nt, size_t lin
 static enum mc_parse_rc
 parse_verbosity(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
 {
-    if (nt != 2 && nt != 3) {
-        return fail(req, LIT(E_ERROR), false, linelen);
-    }
     req->noreply = last_is_noreply(t, nt);
-    /* Any 64-bit level is accepted and capped, as memcached does; the server caps it further. */
-    uint64_t level;
-    if (!parse_u64(t[1].p, t[1].len, &level)) {
+    if (nt < 2 || !parse_u32(t[1].p, t[1].len, &req->verbosity)) {
         return fail(req, LIT(E_FORMAT), req->noreply, linelen);
     }
-    req->verbosity = level > UINT32_MAX ? UINT32_MAX : (uint32_t)level;
     return done(req, MC_CMD_VERBOSITY, linelen);
+}
+
+/* memcached compares a subcommand as a prefix of the word: "g" is "graceful". */
+static bool
+tok_prefix_of(const struct tok *t, const char *word)
+{
+    return t->len <= strlen(word) && memcmp(t->p, word, t->len) == 0;
 }
 
 static enum mc_parse_rc
 parse_shutdown(struct mc_parser *p, struct mc_req *req, const struct tok *t, unsigned nt,
                size_t linelen)
 {
+    bool quiet = last_is_noreply(t, nt);
     if (!p->opts.shutdown_enabled) {
-        return fail(req, LIT(E_SHUTDOWN_OFF), false, linelen);
+        return fail(req, LIT(E_SHUTDOWN_OFF), quiet, linelen);
     }
     req->graceful = false;
-    if (nt == 2 && TOK_IS(t[1], "graceful")) {
+    if (nt == 2 && tok_prefix_of(&t[1], "graceful")) {
         req->graceful = true;
     } else if (nt != 1) {
-        return fail(req, LIT(E_SHUTDOWN_MODE), false, linelen);
+        return fail(req, LIT(E_SHUTDOWN_MODE), quiet, linelen);
     }
     return done(req, MC_CMD_SHUTDOWN, linelen);
+}
+
+/*
+ * slabs automove <0|1|2> | automove ratio|freeratio <x> | automove window <3..1800> |
+ * reassign <src> <dst>: memcached's argument checks, with its replies. Segcache has no slab
+ * classes and no slab mover, so a valid automove setting changes nothing (OK), and a valid
+ * reassign names classes that do not exist (MC_SLABS_BADCLASS) unless both are the same.
+ */
+static enum mc_parse_rc
+slabs_reassign(struct mc_req *req, const struct tok *t, bool quiet, size_t linelen)
+{
+    int32_t src, dst;
+    if (!parse_i32(t[2].p, t[2].len, &src) || !parse_i32(t[3].p, t[3].len, &dst)) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    req->slabs = src == dst ? MC_SLABS_SAME : MC_SLABS_BADCLASS;
+    return done(req, MC_CMD_SLABS, linelen);
+}
+
+/* A decimal number as strtod reads a whole token (digits, one point, an exponent, a sign). */
+static bool
+token_is_double(const struct tok *t)
+{
+    char tmp[32];
+    if (t->len == 0 || t->len >= sizeof(tmp)) {
+        return false;
+    }
+    memcpy(tmp, t->p, t->len);
+    tmp[t->len] = '\0';
+    char *end;
+    (void)strtod(tmp, &end);
+    return end != tmp && *end == '\0';
+}
+
+static enum mc_parse_rc
+slabs_automove(struct mc_req *req, const struct tok *t, unsigned nt, bool quiet, size_t linelen)
+{
+    req->slabs = MC_SLABS_OK;
+    if (tok_prefix_of(&t[2], "ratio") || tok_prefix_of(&t[2], "freeratio")) {
+        if (nt < 4 || !token_is_double(&t[3])) {
+            return fail(req, LIT(E_ERROR), quiet, linelen);
+        }
+        return done(req, MC_CMD_SLABS, linelen);
+    }
+    uint32_t level;
+    if (tok_prefix_of(&t[2], "window")) {
+        if (nt < 4 || !parse_u32(t[3].p, t[3].len, &level)) {
+            return fail(req, LIT(E_FORMAT), quiet, linelen);
+        }
+        if (level < 3 || level > 1800) {
+            return fail(req, LIT(E_WINDOW), quiet, linelen);
+        }
+        return done(req, MC_CMD_SLABS, linelen);
+    }
+    if (!parse_u32(t[2].p, t[2].len, &level)) {
+        return fail(req, LIT(E_FORMAT), quiet, linelen);
+    }
+    if (level > 2) {
+        return fail(req, LIT(E_ERROR), quiet, linelen);
+    }
+    return done(req, MC_CMD_SLABS, linelen);
+}
+
+static enum mc_parse_rc
+parse_slabs(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    bool quiet = last_is_noreply(t, nt);
+    req->noreply = quiet;
+    if (nt == 4 && tok_prefix_of(&t[1], "reassign")) {
+        return slabs_reassign(req, t, quiet, linelen);
+    }
+    if (nt >= 3 && tok_prefix_of(&t[1], "automove")) {
+        return slabs_automove(req, t, nt, quiet, linelen);
+    }
+    return fail(req, LIT(E_ERROR), quiet, linelen);
 }
 
 static enum mc_parse_rc
@@ -607,6 +772,17 @@ parse_lru_crawler(struct mc_req *req, const struct tok *t, unsigned nt, size_t l
     return done(req, MC_CMD_LRU_CRAWLER, linelen);
 }
 
+/* An unknown command: ERROR, silenced by a last token "noreply" as memcached 1.6.45 does. */
+static enum mc_parse_rc
+unknown(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
+{
+    /* memcached drops a connection that speaks HTTP to it, without a word. */
+    if (nt > 1 && t[nt - 1].len >= 5 && memcmp(t[nt - 1].p, "HTTP/", 5) == 0) {
+        return fail_close(req, "HTTP request");
+    }
+    return fail(req, LIT(E_ERROR), last_is_noreply(t, nt), linelen);
+}
+
 /* ---- meta ---- */
 
 static void
@@ -663,27 +839,26 @@ meta_flag(struct mc_req *req, const struct tok *f, bool *stop)
         return len == 0 ? E_DECODE_KEY : NULL;
     }
     case 'N':
-        return parse_i32(arg, alen, &m->vivify_ttl) ? NULL : E_BAD_TOKEN;
+        return alen > 0 && parse_i32(arg, alen, &m->vivify_ttl) ? NULL : E_BAD_TOKEN;
     case 'T':
-        return parse_i32(arg, alen, &m->ttl) ? NULL : E_BAD_TOKEN;
+        return alen > 0 && parse_i32(arg, alen, &m->ttl) ? NULL : E_BAD_TOKEN;
     case 'R':
-        return parse_i32(arg, alen, &m->recache_ttl) ? NULL : E_BAD_TOKEN;
+        return alen > 0 && parse_i32(arg, alen, &m->recache_ttl) ? NULL : E_BAD_TOKEN;
     case 'C':
-        return parse_u64(arg, alen, &m->compare_cas) ? NULL : E_BAD_TOKEN;
+        return alen > 0 && parse_u64(arg, alen, &m->compare_cas) ? NULL : E_BAD_TOKEN;
     case 'E':
-        return parse_u64(arg, alen, &m->new_cas) ? NULL : E_BAD_TOKEN;
+        return alen > 0 && parse_u64(arg, alen, &m->new_cas) ? NULL : E_BAD_TOKEN;
     case 'F':
         /* A bad F token fails the line but leaves the message as it was (see meta_flags). */
-        return parse_u32(arg, alen, &m->client_flags) ? NULL : E_KEEP;
+        return alen > 0 && parse_u32(arg, alen, &m->client_flags) ? NULL : E_KEEP;
     case 'J':
-        return parse_u64(arg, alen, &m->initial) ? NULL : E_INITIAL;
+        return alen > 0 && parse_u64(arg, alen, &m->initial) ? NULL : E_INITIAL;
     case 'D':
-        return parse_u64(arg, alen, &m->delta) ? NULL : E_DELTA;
+        return alen > 0 && parse_u64(arg, alen, &m->delta) ? NULL : E_DELTA;
     case 'M':
-        if (f->len != 2) {
-            return E_M_LENGTH;
-        }
-        m->mode = f->p[1];
+        /* memcached reads the byte after the M, whatever follows it: a bare M reads the space
+         * or line end after it, never a valid mode. */
+        m->mode = f->len >= 2 ? f->p[1] : ' ';
         return NULL;
     case 'O':
         m->opaque = arg;
@@ -745,24 +920,56 @@ opaque_ok(const struct mc_meta *m)
     return !(m->seen & MC_MF('O')) || (size_t)m->opaque_len + 1 <= MC_OPAQUE_MAX;
 }
 
+/*
+ * memcached 1.6.45 tokenizes a meta line before anything else, and gives up on the whole line
+ * (a format error, any data block then read as commands) when a flag, from token `from` on
+ * and among the first MAX_TOKENS, starts with neither a letter-range byte ('A'..'z') nor a
+ * digit.
+ */
+static bool
+meta_tokens_ok(const struct tok *t, unsigned nt, unsigned from)
+{
+    for (unsigned i = from; i < nt; i++) {
+        unsigned char c = (unsigned char)t[i].p[0];
+        if (!(c >= 'A' && c <= 'z') && !(c >= '0' && c <= '9')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * The flag checks of mg, ms, md and ma, in memcached's order: the key's length, the token
+ * count, then each flag. Returns NULL or the error text.
+ */
+static const char *
+meta_check(struct mc_req *req, const struct tok *t, unsigned nt, unsigned from)
+{
+    if (!key_ok(t[1].p, t[1].len)) {
+        return E_FORMAT;
+    }
+    req->key = req->key_raw = t[1].p;
+    req->klen = req->klen_raw = (uint8_t)t[1].len;
+    req->nkeys = 1;
+    if (nt > MC_META_TOKENS_MAX) {
+        return E_TOO_LONG;
+    }
+    return meta_flags(req, &t[from], nt - from);
+}
+
 static enum mc_parse_rc
 parse_ms(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, const struct tok *t,
          unsigned nt, size_t linelen)
 {
-    if (nt == 2) {
-        return fail(req, LIT(E_FORMAT), false, linelen);
-    }
-    if (nt > MC_META_TOKENS_MAX) {
-        return fail(req, LIT(E_TOO_LONG), false, linelen);
-    }
     int32_t vlen;
-    if (!parse_i32(t[2].p, t[2].len, &vlen) || vlen < 0 || vlen > INT_MAX - 2) {
+    if (nt < 3 || !meta_tokens_ok(t, nt, 3) || !parse_i32(t[2].p, t[2].len, &vlen) || vlen < 0 ||
+        vlen > INT_MAX - 2) {
         return fail(req, LIT(E_FORMAT), false, linelen);
     }
     req->vlen = (uint32_t)vlen;
     size_t swallow = (size_t)req->vlen + 2;
     /* From here on memcached knows the block's length and swallows it after an error. */
-    const char *err = meta_flags(req, &t[3], nt - 3);
+    const char *err = meta_check(req, t, nt, 3);
     if (err != NULL) {
         return fail_swallow(p, req, err, strlen(err), false, linelen, swallow);
     }
@@ -770,11 +977,14 @@ parse_ms(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
     if (mode != 0 && mode != 'E' && mode != 'A' && mode != 'P' && mode != 'R' && mode != 'S') {
         return fail_swallow(p, req, LIT(E_MS_MODE), false, linelen, swallow);
     }
+    if (req->vlen > p->opts.max_value) {
+        /* Whatever the mode, memcached drops the old value of an ms it cannot store. */
+        fail_swallow(p, req, LIT(E_TOO_LARGE), false, linelen, swallow);
+        req->err.refused = MC_CMD_MS;
+        return MC_PARSE_ERROR;
+    }
     if (!opaque_ok(&req->meta)) {
         return fail_swallow(p, req, LIT(E_OPAQUE), false, linelen, swallow);
-    }
-    if (req->vlen > p->opts.max_value) {
-        return fail_swallow(p, req, LIT(E_TOO_LARGE), false, linelen, swallow);
     }
     req->flags = req->meta.client_flags;
     req->exptime = req->meta.ttl;
@@ -783,16 +993,17 @@ parse_ms(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
     return take_value(p, req, MC_CMD_MS, buf, n, linelen, false);
 }
 
+/* me <key> [b <anything>]: memcached 1.6.45 reads b only as the third of four tokens or more. */
 static enum mc_parse_rc
 parse_me(struct mc_req *req, const struct tok *t, unsigned nt, size_t linelen)
 {
-    if (nt < 2 || !key_ok(t[1].p, t[1].len)) {
+    if (nt < 2 || !meta_tokens_ok(t, nt, 2) || !key_ok(t[1].p, t[1].len)) {
         return fail(req, LIT(E_FORMAT), false, linelen);
     }
     req->key = req->key_raw = t[1].p;
     req->klen = req->klen_raw = (uint8_t)t[1].len;
     req->nkeys = 1;
-    if (nt >= 3 && TOK_IS(t[2], "b")) {
+    if (nt >= 4 && TOK_IS(t[2], "b")) {
         size_t len = b64_decode(req->key_raw, req->klen_raw, req->binkey, sizeof(req->binkey));
         if (len == 0) {
             return fail(req, LIT(E_FORMAT), false, linelen);
@@ -829,30 +1040,19 @@ parse_meta(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, c
         meta_reset(&req->meta);
         return parse_me(req, t, nt, linelen);
     default:
-        return fail(req, LIT(E_ERROR), false, linelen);
-    }
-    if (nt < 2) {
-        return fail(req, LIT(E_ERROR), false, linelen);
+        return unknown(req, t, nt, linelen);
     }
     meta_reset(&req->meta);
-    if (!key_ok(t[1].p, t[1].len)) {
-        return fail(req, LIT(E_FORMAT), false, linelen);
-    }
-    req->key = req->key_raw = t[1].p;
-    req->klen = req->klen_raw = (uint8_t)t[1].len;
-    req->nkeys = 1;
     if (cmd == MC_CMD_MS) {
         return parse_ms(p, req, buf, n, t, nt, linelen);
     }
-    if (nt > MC_META_TOKENS_MAX) {
-        return fail(req, cmd == MC_CMD_MG ? E_MG_TOO_LONG : E_TOO_LONG,
-                    cmd == MC_CMD_MG ? sizeof(E_MG_TOO_LONG) - 1 : sizeof(E_TOO_LONG) - 1, false,
-                    linelen);
+    if (nt < 2 || !meta_tokens_ok(t, nt, 2)) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
     }
-    const char *err = meta_flags(req, &t[2], nt - 2);
+    const char *err = meta_check(req, t, nt, 2);
     if (err != NULL) {
-        /* memcached 1.6 md and ma report every flag error the same way. */
-        if (cmd != MC_CMD_MG) {
+        /* memcached 1.6.45's ma reports every one of these errors the same way. */
+        if (cmd == MC_CMD_MA) {
             err = E_INVALID_OR_DUP;
         }
         return fail(req, err, strlen(err), false, linelen);
@@ -879,8 +1079,9 @@ dispatch(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
 {
     struct tok t[MAX_TOKENS];
     unsigned nt = tokenize(buf, e, t);
-    if (nt == 0 || t[0].len < 2) {
-        return fail(req, LIT(E_ERROR), false, linelen);
+    /* The command is what precedes the first space: a line starting with one has none. */
+    if (nt == 0 || buf[0] == ' ') {
+        return unknown(req, t, nt, linelen);
     }
     const struct tok c = t[0];
     if (c.len == 2 && c.p[0] == 'm') {
@@ -915,6 +1116,9 @@ dispatch(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
         }
         if (TOK_IS(c, "stats")) {
             return parse_stats(req, t, nt, e, linelen);
+        }
+        if (TOK_IS(c, "slabs")) {
+            return parse_slabs(req, t, nt, linelen);
         }
         break;
     case 6:
@@ -957,36 +1161,23 @@ dispatch(struct mc_parser *p, struct mc_req *req, const char *buf, size_t n, con
     default:
         break;
     }
-    /* memcached drops a connection that speaks HTTP to it, without a word. */
-    const struct tok *last = &t[(nt > MAX_TOKENS ? MAX_TOKENS : nt) - 1];
-    if (last->len >= 5 && memcmp(last->p, "HTTP/", 5) == 0) {
-        return fail_close(req, "HTTP request");
-    }
-    return fail(req, LIT(E_ERROR), false, linelen);
+    return unknown(req, t, nt, linelen);
 }
 
-/* Which get command a line starting at s (spaces skipped) is, if any. */
+/* Which get command the line's first token (from its first byte) is, if any. */
 static enum mc_cmd
 get_family(const char *s, const char *e)
 {
     size_t len = (size_t)(e - s);
-    if (len < 4 || s[0] != 'g') {
+    if (len < 3 || s[0] != 'g' || (s[1] != 'e' && s[1] != 'a') || s[2] != 't') {
         return MC_CMD_NONE;
     }
-    if (s[1] == 'e' && s[2] == 't') {
-        if (s[3] == ' ') {
-            return MC_CMD_GET;
-        }
-        if (s[3] == 's' && (len == 4 || s[4] == ' ')) {
-            return MC_CMD_GETS;
-        }
-    } else if (s[1] == 'a' && s[2] == 't') {
-        if (s[3] == ' ') {
-            return MC_CMD_GAT;
-        }
-        if (s[3] == 's' && (len == 4 || s[4] == ' ')) {
-            return MC_CMD_GATS;
-        }
+    bool get = s[1] == 'e';
+    if (len == 3 || s[3] == ' ') {
+        return get ? MC_CMD_GET : MC_CMD_GAT;
+    }
+    if (s[3] == 's' && (len == 4 || s[4] == ' ')) {
+        return get ? MC_CMD_GETS : MC_CMD_GATS;
     }
     return MC_CMD_NONE;
 }
@@ -1096,18 +1287,17 @@ mc_parse(struct mc_parser *p, const char *buf, size_t n, struct mc_req *req)
                                                                        : "line too long");
     }
     size_t linelen = (size_t)(nl - buf) + 1;
+    /* memcached 1.6.45 refuses a line shorter than a two-letter command and its "\r\n". */
+    if (linelen < 4) {
+        return fail(req, LIT(E_FORMAT), false, linelen);
+    }
     const char *e = nl;
-    /* Like memcached, a lone "\r\n" keeps its '\r' (and is an unknown command either way). */
-    if (e - buf > 1 && e[-1] == '\r') {
+    if (e[-1] == '\r') {
         e--;
     }
-    const char *s = buf;
-    while (s < e && *s == ' ') {
-        s++;
-    }
-    enum mc_cmd get = get_family(s, e);
+    enum mc_cmd get = get_family(buf, e);
     if (get != MC_CMD_NONE) {
-        return parse_get(req, get, s + (get == MC_CMD_GET || get == MC_CMD_GAT ? 3 : 4), e,
+        return parse_get(req, get, buf, buf + (get == MC_CMD_GET || get == MC_CMD_GAT ? 3 : 4), e,
                          linelen);
     }
     return dispatch(p, req, buf, n, e, linelen);
@@ -1150,6 +1340,7 @@ mc_cmd_name(enum mc_cmd cmd)
         [MC_CMD_QUIT] = "quit",
         [MC_CMD_STATS] = "stats",
         [MC_CMD_SHUTDOWN] = "shutdown",
+        [MC_CMD_SLABS] = "slabs",
         [MC_CMD_MG] = "mg",
         [MC_CMD_MS] = "ms",
         [MC_CMD_MD] = "md",
