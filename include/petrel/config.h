@@ -4,7 +4,7 @@
  *
  * Each module declares a table of struct opt_def; a product passes the list of tables it is made
  * of to config_load(). Values come, in increasing precedence, from the defaults, the config file
- * (-C/--config FILE) and the command line, and are validated the same way wherever they come from.
+ * (--config FILE) and the command line, and are validated the same way wherever they come from.
  *
  * Threads: a struct config is built and read by the main thread before other threads start; after
  * that it is read-only and may be read from any thread.
@@ -36,6 +36,9 @@ enum opt_type {
 };
 
 #define OPT_RELOADABLE 0x1u /* may change on reload (used by the admin plane) */
+/* OPT_STR only: a comma-separated list that each use on the command line adds to (as memcached's
+ * -l: "-l a -l b" is "a,b"), rather than replacing it. */
+#define OPT_LIST 0x2u
 
 struct opt_def {
     const char *name;    /* long option and INI key: "threads" -> --threads, threads= */
@@ -48,7 +51,7 @@ struct opt_def {
     uint64_t unit;              /* OPT_SIZE: multiplier for a bare number (-m 64 = 64 MiB):
                                    0 or 1 (bytes), 1 << 10, 1 << 20 or 1 << 30 */
     const char *const *choices; /* OPT_ENUM: NULL-terminated list */
-    unsigned flags;             /* OPT_RELOADABLE */
+    unsigned flags;             /* OPT_RELOADABLE, OPT_LIST */
 };
 
 /**
@@ -65,12 +68,49 @@ struct opt_table {
 
 struct config;
 
-/* A flag of the server this product stands in for (memcached) that it does not take, and why:
- * given on the command line, it is refused with that reason rather than as unknown. */
-struct opt_foreign {
-    char short_name;       /* 0: none */
-    const char *long_name; /* without "--" */
-    const char *why;
+/* What a flag, or an -o key, of the server this product stands in for (memcached) does here. */
+enum compat_action {
+    COMPAT_SET,    /* sets option: to value, or to its argument (through convert, if any) */
+    COMPAT_SAME,   /* accepted, sets nothing: the product always behaves as it asks; convert,
+                      if any, checks the argument and refuses the values it cannot honour */
+    COMPAT_IGNORE, /* accepted, sets nothing, with a notice: a knob of the other server's own
+                      design (its allocator, its LRU) that means nothing here and changes
+                      nothing a client sees; why says so */
+    COMPAT_REFUSE, /* refused with why: the product cannot give what it asks */
+};
+
+enum compat_arg {
+    COMPAT_ARG_NONE,     /* a flag: -M; an -o key without '=': maxconns_fast */
+    COMPAT_ARG_REQUIRED, /* -c 100, --conn-limit=100; idle_timeout=30 */
+    COMPAT_ARG_OPTIONAL, /* --name=value, or an -o key with or without '=': slab_automove[=1] */
+};
+
+/**
+ * Turn the other server's value into text the option accepts (memcached's 0-3 verify modes into
+ * none/optional/required, megabytes into "64m"). Returns 0 with the text in out; -EINVAL with
+ * why for a value that is wrong, -ENOTSUP for one the product cannot honour (why without the
+ * flag's name: the caller adds it).
+ */
+typedef int (*compat_convert_fn)(const char *in, char *out, size_t outlen, char *why,
+                                 size_t whylen);
+
+/**
+ * One flag (or -o key) of the server this product stands in for. Lists of them end with {0}. Flags
+ * are part of the command line: a short or long form that a table also declares is a programming
+ * error (the process aborts at load), except for COMPAT_REFUSE entries, which a table's option
+ * overrides (the product has come to support it).
+ */
+struct opt_compat {
+    char short_name;           /* flags: the short form, or 0; -o keys: 0 */
+    const char *name;          /* flags: the long form without "--", or NULL; -o keys: the key */
+    enum compat_action action; /* what it does */
+    enum compat_arg arg;       /* whether it takes a value */
+    const char *option;        /* COMPAT_SET: the option it sets */
+    const char *value;         /* COMPAT_SET given without a value: the text it sets ("none") */
+    compat_convert_fn convert; /* see compat_convert_fn; NULL: the argument as given */
+    const char *why;           /* one line: the reason for COMPAT_IGNORE (printed as a notice)
+                                  and COMPAT_REFUSE (the error), required; for COMPAT_SAME and
+                                  COMPAT_SET, what it means here, for --help; optional */
 };
 
 /** What the product tells --help and --version. */
@@ -82,8 +122,12 @@ struct config_product {
      * single option's type can (files to load, options that exclude each other). Returns 0,
      * or prints the error to stderr and returns the exit status. Optional. */
     int (*validate)(const struct config *cfg);
-    /* Flags refused with a reason (opt_foreign), ended by an entry without a reason; optional. */
-    const struct opt_foreign *foreign;
+    /* The other server's flags this product maps, accepts or refuses (see opt_compat); optional.
+     * A flag in neither a table nor this list is an unknown option. */
+    const struct opt_compat *compat_flags;
+    /* Keys of -o/--extended KEY[=VALUE][,KEY[=VALUE]...], memcached's extended options, which
+     * may be repeated; NULL: the product has no -o. */
+    const struct opt_compat *extended;
 };
 
 /* config_load() returns this when the program should go on and run. */
@@ -96,9 +140,10 @@ struct config_product {
  * and --check-config (validate, report, exit) itself, printing to stdout. On success *out is set
  * and CONFIG_RUN is returned. Otherwise the return value is the exit status the program should
  * end with: 0 after --help/--version/--print-config/--check-config, CONFIG_EX_USAGE (64) after
- * an error on the command line, CONFIG_EX_CONFIG (78) after an error in the file. Errors are
- * printed to stderr, naming the option ("--threads: 'abc' is not a number") or the file and line
- * ("petrel.conf:12: unknown option 'treads' in [server]"). *out is NULL unless CONFIG_RUN.
+ * an error on the command line or a refused flag, CONFIG_EX_CONFIG (78) after an error in the
+ * file. Errors are printed to stderr, naming the option ("--threads: 'abc' is not a number") or
+ * the file and line ("petrel.conf:12: unknown option 'treads' in [server]"); so are the notices
+ * (config_notices()) before running, printing or checking. *out is NULL unless CONFIG_RUN.
  */
 int config_load(struct config **out, const struct config_product *product,
                 const struct opt_table *tables, size_t ntables, int argc, char **argv);
@@ -130,13 +175,15 @@ enum config_action {
 
 /**
  * The work of config_load() without any printing: build a configuration from the defaults, the
- * file named by -C/--config (read first, wherever -C is on the line) and then the rest of argv.
+ * file named by --config (read first, wherever --config is on the line) and then the rest of argv.
  *
  * On success returns 0, sets *action and, unless the action is HELP or VERSION (which need no
  * configuration and load no file), sets *out to a configuration the caller frees with
  * config_free(). On failure *out is NULL, err holds one line without a trailing newline and
  * without the program name ("--threads: '0' is out of range (1..256)", "petrel.conf:4: ...") and
- * the return value says whose fault it was: -EINVAL for the command line; -EBADMSG for the
+ * the return value says whose fault it was: -EINVAL for the command line; -ENOTSUP for a flag or
+ * -o key the product refuses (config_parse_product(): "-D: per-prefix statistics (stats detail)
+ * are not supported"); -EBADMSG for the
  * contents of the file; the errno of open/read (-ENOENT, -EACCES, -EISDIR, -EFBIG...) when the
  * file cannot be read; -ENOMEM. config_exit_status() maps these to exit statuses.
  *
@@ -146,16 +193,29 @@ enum config_action {
 int config_parse(struct config **out, enum config_action *action, const struct opt_table *tables,
                  size_t ntables, int argc, char **argv, char *err, size_t errlen);
 
+/** config_parse() for a product: its compat_flags and -o keys (see opt_compat) join the command
+ * line. product may be NULL, which is config_parse(). */
+int config_parse_product(struct config **out, enum config_action *action,
+                         const struct config_product *product, const struct opt_table *tables,
+                         size_t ntables, int argc, char **argv, char *err, size_t errlen);
+
 /** Exit status for a config_parse()/config_reload() result: 0, 64, 78 or 71 (-ENOMEM). */
 int config_exit_status(int rc);
+
+/**
+ * The notices of the command line that built cfg, one line each ending in '\n', or "": the flags
+ * and -o keys accepted without effect (COMPAT_IGNORE), e.g. "-o hashpower: accepted, no effect:
+ * ...". config_load() prints them to stderr. A configuration from config_reload() has none.
+ */
+const char *config_notices(const struct config *cfg);
 
 /**
  * Re-read the file old was loaded from into a new configuration and apply old's command-line
  * options on top again, so the result is what a fresh start with the same argv would give. old
  * is not touched, so a file that fails to parse leaves the running configuration as it was.
  * Returns 0 and sets *out, or a negative errno as config_parse() does, with err naming file:line.
- * Without a file (no -C at start) the result equals old. Main thread; old may be read by other
- * threads meanwhile.
+ * Without a file (no --config at start) the result equals old. Main thread; old may be read by
+ * other threads meanwhile.
  */
 int config_reload(const struct config *old, struct config **out, char *err, size_t errlen);
 

@@ -44,7 +44,9 @@ static const struct opt_def rt_options[] = {
      .section = "server",
      .type = OPT_STR,
      .dflt = "",
-     .help = "comma-separated addresses to listen on (none: every interface, IPv4 and IPv6)"},
+     .flags = OPT_LIST,
+     .help = "comma-separated addresses to listen on (none: every interface, IPv4 and IPv6); "
+             "given again, adds to the list"},
     {.name = "unix-socket",
      .short_name = 's',
      .section = "server",

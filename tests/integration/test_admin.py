@@ -370,7 +370,7 @@ class Reload(unittest.TestCase):
         self.dir = tempfile.TemporaryDirectory()
         self.conf = os.path.join(self.dir.name, "petrel.conf")
         self.write("[server]\nthreads = 2\nmax-conns = 1000\n[log]\nlog-level = info\n")
-        self.server = Server(PETREL, "-C", self.conf)
+        self.server = Server(PETREL, "--config", self.conf)
 
     def tearDown(self):
         self.server.__exit__()

@@ -270,7 +270,7 @@ class CommandLine(unittest.TestCase):
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
             f.write("[server]\nthreads = 2\nbogus = 1\n")
         try:
-            rc, _, err = run(PING, "-C", f.name)
+            rc, _, err = run(PING, "--config", f.name)
             self.assertEqual(rc, 78)
             self.assertIn("%s:3" % f.name, err)
         finally:
@@ -291,7 +291,7 @@ class CommandLine(unittest.TestCase):
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
             f.write("[server]\nthreads = 3\n")
         try:
-            with Server(PING, "-C", f.name) as server:
+            with Server(PING, "--config", f.name) as server:
                 self.assertEqual(server.stats()["threads"], "3")
         finally:
             os.unlink(f.name)

@@ -1140,7 +1140,7 @@ class Reload(unittest.TestCase):
             os.replace(conf + ".tmp", conf)
 
         write(CERTS.server_ec, CERTS.server_ec_key)
-        server = Server(PETREL, "-t", "2", "-Z", "-C", conf)
+        server = Server(PETREL, "-t", "2", "-Z", "--config", conf)
         self.addCleanup(server.__exit__)
         self.assertEqual(served_fingerprint(server.port), file_fingerprint(CERTS.server_ec))
         write(CERTS.server_rsa, CERTS.server_rsa_key)
@@ -1260,7 +1260,7 @@ class ConfigFile(unittest.TestCase):
             with open(conf, "w") as f:
                 f.write("[tls]\ntls-cert = %s\ntls-key = %s\ntls-ca = %s\ntls-verify = required\n"
                         % (CERTS.server_ec, CERTS.server_ec_key, CERTS.ca))
-            with Server(PETREL, "-t", "1", "-C", conf, "-Z") as server:
+            with Server(PETREL, "-t", "1", "--config", conf, "-Z") as server:
                 self.assertIsNone(refusal(server.port, client_context()))
                 answer = refusal(server.port, client_context(CERTS.client, CERTS.client_key))
                 self.assertIsNotNone(answer)

@@ -3,6 +3,8 @@
 #include "petrel/buf.h"
 #include "petrel/config.h"
 
+#include "config_impl.h" /* the module's parts, for their own tests */
+
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <errno.h>
@@ -156,7 +158,7 @@ expect_file_error(const char *text, const char *msg)
     char want[1200];
 
     write_conf(text);
-    int rc = parse(&cfg, ARGV("-C", path));
+    int rc = parse(&cfg, ARGV("--config", path));
     cr_assert_eq(rc, -EBADMSG, "rc %d, err '%s'", rc, err);
     cr_assert_null(cfg);
     snprintf(want, sizeof(want), "%s:%s", path, msg);
@@ -400,7 +402,7 @@ Test(config, missing_value_names_the_option)
 {
     expect_usage_error(ARGV("-p"), "option '--port' needs a value");
     expect_usage_error(ARGV("--port"), "option '--port' needs a value");
-    expect_usage_error(ARGV("-C"), "option '--config' needs a value");
+    expect_usage_error(ARGV("--config"), "option '--config' needs a value");
 }
 
 Test(config, value_given_to_a_plain_flag_is_rejected)
@@ -416,9 +418,35 @@ Test(config, positional_argument_is_an_error)
     expect_usage_error(ARGV("--", "-p"), "unexpected argument '-p' (options start with '-')");
 }
 
+/* -C is memcached's "disable CAS": the config file has only its long form. */
+Test(config, short_c_is_not_the_config_file)
+{
+    expect_usage_error(ARGV("-C", "x.conf"), "unknown option '-C'");
+}
+
+static const struct opt_def claims_c_defs[] = {
+    {.name = "disable-cas",
+     .short_name = 'C',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "no CAS"},
+};
+
+Test(config, a_table_may_claim_short_c)
+{
+    const struct opt_table t[] = {{"cas", claims_c_defs, 1}};
+    char *argv[] = {"petrel", "-C", NULL};
+    struct config *cfg = NULL;
+    cr_assert_eq(config_parse(&cfg, &action, t, 1, 2, argv, err, sizeof(err)), 0, "%s", err);
+    cr_assert(config_bool(cfg, "disable-cas"));
+    config_free(&cfg);
+}
+
 Test(config, config_given_twice_is_an_error)
 {
-    expect_usage_error(ARGV("-C", "a", "--config=b"), "option '--config' given more than once");
+    expect_usage_error(ARGV("--config", "a", "--config=b"),
+                       "option '--config' given more than once");
 }
 
 Test(config, string_too_long_is_rejected)
@@ -458,7 +486,7 @@ Test(config, help_and_version_need_no_configuration)
     cr_assert_eq(parse(&cfg, ARGV("-t", "2", "--help", "--bogus")), 0);
     cr_assert_eq(action, CONFIG_ACTION_HELP);
     cr_assert_null(cfg);
-    cr_assert_eq(parse(&cfg, ARGV("-C", "/nonexistent/file", "-V")), 0);
+    cr_assert_eq(parse(&cfg, ARGV("--config", "/nonexistent/file", "-V")), 0);
     cr_assert_eq(action, CONFIG_ACTION_VERSION);
     cr_assert_null(cfg);
 }
@@ -494,7 +522,7 @@ Test(config, file_values_are_loaded)
                "log-level = warn\n"
                "[tls]\n"
                "tls = yes\n");
-    struct config *cfg = parse_ok(ARGV("-C", path));
+    struct config *cfg = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_uint(cfg, "port"), 1234);
     cr_assert_eq(config_uint(cfg, "threads"), 8);
     cr_assert_str_eq(config_str(cfg, "listen"), "127.0.0.1");
@@ -509,7 +537,7 @@ Test(config, file_values_are_loaded)
 Test(config, hash_after_a_value_is_part_of_the_value)
 {
     write_conf("[server]\nlisten = a # b\n");
-    struct config *cfg = parse_ok(ARGV("-C", path));
+    struct config *cfg = parse_ok(ARGV("--config", path));
     cr_assert_str_eq(config_str(cfg, "listen"), "a # b");
     config_free(&cfg);
 }
@@ -517,7 +545,7 @@ Test(config, hash_after_a_value_is_part_of_the_value)
 Test(config, file_may_start_with_a_utf8_bom)
 {
     write_conf("\xef\xbb\xbf[server]\nport = 3\n");
-    struct config *cfg = parse_ok(ARGV("-C", path));
+    struct config *cfg = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_uint(cfg, "port"), 3);
     config_free(&cfg);
 }
@@ -525,11 +553,11 @@ Test(config, file_may_start_with_a_utf8_bom)
 Test(config, command_line_overrides_the_file_wherever_C_appears)
 {
     write_conf("[server]\nport = 1\nthreads = 8\n");
-    struct config *cfg = parse_ok(ARGV("-p", "2", "-C", path));
+    struct config *cfg = parse_ok(ARGV("-p", "2", "--config", path));
     cr_assert_eq(config_uint(cfg, "port"), 2);
     cr_assert_eq(config_uint(cfg, "threads"), 8);
     config_free(&cfg);
-    cfg = parse_ok(ARGV("-C", path, "-p", "3"));
+    cfg = parse_ok(ARGV("--config", path, "-p", "3"));
     cr_assert_eq(config_uint(cfg, "port"), 3);
     config_free(&cfg);
 }
@@ -537,7 +565,7 @@ Test(config, command_line_overrides_the_file_wherever_C_appears)
 Test(config, command_line_count_replaces_the_file_count)
 {
     write_conf("[log]\nverbose = 3\n");
-    struct config *cfg = parse_ok(ARGV("-C", path, "-v"));
+    struct config *cfg = parse_ok(ARGV("--config", path, "-v"));
     cr_assert_eq(config_uint(cfg, "verbose"), 1);
     config_free(&cfg);
 }
@@ -615,7 +643,7 @@ Test(config, file_line_longer_than_the_limit_is_an_error)
     text[n + 8000] = '\n';
     write_conf(text);
     struct config *cfg = NULL;
-    int rc = parse(&cfg, ARGV("-C", path));
+    int rc = parse(&cfg, ARGV("--config", path));
     cr_assert_eq(rc, -EBADMSG);
     cr_assert(strstr(err, ":2: line is too long (at most ") != NULL, "err '%s'", err);
 }
@@ -627,7 +655,7 @@ Test(config, file_with_a_nul_byte_is_an_error)
     fwrite("x\0y = 1\n", 1, 8, f);
     fclose(f);
     struct config *cfg = NULL;
-    cr_assert_eq(parse(&cfg, ARGV("-C", path)), -EBADMSG);
+    cr_assert_eq(parse(&cfg, ARGV("--config", path)), -EBADMSG);
     char want[128];
     snprintf(want, sizeof(want), "%s:3: contains a NUL byte", path);
     cr_assert_str_eq(err, want);
@@ -645,7 +673,7 @@ Test(config, missing_file_is_a_config_error)
 Test(config, directory_as_file_is_a_config_error)
 {
     struct config *cfg = NULL;
-    int rc = parse(&cfg, ARGV("-C", "/"));
+    int rc = parse(&cfg, ARGV("--config", "/"));
     cr_assert_eq(rc, -EISDIR);
     cr_assert_eq(config_exit_status(rc), CONFIG_EX_CONFIG);
 }
@@ -739,7 +767,7 @@ Test(config, print_config_output_loads_back_to_the_same_configuration)
     cr_assert_eq(buf_append(&b, "", 1), 0);
     cr_assert(strstr(buf_rptr(&b), "\n[storage]\n") != NULL);
     write_conf(buf_rptr(&b));
-    struct config *c = parse_ok(ARGV("-C", path));
+    struct config *c = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_diff(a, c, NULL, NULL), 0, "printed:\n%s", buf_rptr(&b));
     cr_assert_str_eq(config_str(c, "listen"), "10.0.0.1:11211, [::1]:11211 #x");
     buf_free(&b);
@@ -756,7 +784,7 @@ Test(config, print_config_of_defaults_loads_back)
     cr_assert_eq(buf_append(&b, "", 1), 0);
     cr_assert(strstr(buf_rptr(&b), "\npidfile =\n") != NULL, "%s", buf_rptr(&b));
     write_conf(buf_rptr(&b));
-    struct config *c = parse_ok(ARGV("-C", path));
+    struct config *c = parse_ok(ARGV("--config", path));
     cr_assert_eq(config_diff(a, c, NULL, NULL), 0);
     buf_free(&b);
     config_free(&a);
@@ -825,7 +853,7 @@ Test(config, default_outside_its_range_aborts, .signal = SIGABRT)
 Test(config, reload_reads_the_file_again_and_keeps_command_line_values)
 {
     write_conf("[server]\nport = 5\nthreads = 3\n[log]\nlog-level = debug\n");
-    struct config *old = parse_ok(ARGV("-C", path, "-p", "9", "-v"));
+    struct config *old = parse_ok(ARGV("--config", path, "-p", "9", "-v"));
     FILE *f = fopen(path, "w");
     fputs("[server]\nport = 6\nthreads = 7\n", f);
     fclose(f);
@@ -844,7 +872,7 @@ Test(config, reload_reads_the_file_again_and_keeps_command_line_values)
 Test(config, reload_of_a_bad_file_fails_and_leaves_the_old_configuration)
 {
     write_conf("[server]\nthreads = 2\n");
-    struct config *old = parse_ok(ARGV("-C", path));
+    struct config *old = parse_ok(ARGV("--config", path));
     FILE *f = fopen(path, "w");
     fputs("[server]\nthreads = 2\nthreads = 3\n", f);
     fclose(f);
@@ -946,7 +974,7 @@ Test(config, load_reports_a_file_error_with_status_78)
     write_conf("[server]\n\nthreads = 0\n");
     snprintf(want, sizeof(want), "petrel: %s:3: threads: '0' is out of range (1..256)\n", path);
     cr_redirect_stderr();
-    cr_assert_eq(load(ARGV("-C", path), &cfg), CONFIG_EX_CONFIG);
+    cr_assert_eq(load(ARGV("--config", path), &cfg), CONFIG_EX_CONFIG);
     fflush(stderr);
     cr_assert_stderr_eq_str(want);
 }
@@ -966,7 +994,7 @@ Test(config, check_config_prints_ok_and_exits_0)
     struct config *cfg = NULL;
     write_conf("[server]\nport = 2\n");
     cr_redirect_stdout();
-    cr_assert_eq(load(ARGV("--check-config", "-C", path), &cfg), 0);
+    cr_assert_eq(load(ARGV("--check-config", "--config", path), &cfg), 0);
     cr_assert_null(cfg);
     fflush(stdout);
     cr_assert_stdout_eq_str("configuration OK\n");
@@ -978,7 +1006,468 @@ Test(config, check_config_of_a_bad_file_exits_78)
     write_conf("[server]\nport = 0\n");
     cr_redirect_stdout();
     cr_redirect_stderr();
-    cr_assert_eq(load(ARGV("--check-config", "-C", path), &cfg), CONFIG_EX_CONFIG);
+    cr_assert_eq(load(ARGV("--check-config", "--config", path), &cfg), CONFIG_EX_CONFIG);
     fflush(stdout);
     cr_assert_stdout_eq_str("");
+}
+
+/* ---- the split-out parts, through the private header ---- */
+
+Test(config_values, a_size_formats_with_its_largest_exact_suffix_and_reads_back)
+{
+    const struct opt_def *d = &storage_defs[1]; /* item-size: bytes */
+    struct value v = {0}, back = {0};
+    char why[256], text[64];
+
+    cr_assert_eq(value_parse(d, "1536k", &v, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(v.u, 1536u << 10);
+    cr_assert_eq(value_format(d, &v, text, sizeof(text)), 5);
+    cr_assert_str_eq(text, "1536k");
+    cr_assert_eq(value_parse(d, text, &back, why, sizeof(why)), 0);
+    cr_assert(value_equal(d, &v, &back));
+}
+
+Test(config_values, a_bare_number_counts_the_unit)
+{
+    struct value v = {0};
+    char why[256];
+    cr_assert_eq(value_parse(&storage_defs[0], "64", &v, why, sizeof(why)), 0);
+    cr_assert_eq(v.u, 64u << 20);
+}
+
+Test(config_values, a_negative_number_is_refused_saying_so)
+{
+    struct value v = {0};
+    char why[256];
+    cr_assert_eq(value_parse(&server_defs[0], "-1", &v, why, sizeof(why)), -EINVAL);
+    cr_assert_str_eq(why, "'-1' is negative (1..65535)");
+}
+
+Test(config_values, format_reports_a_short_buffer)
+{
+    struct value v = {.u = 11211};
+    char text[3];
+    cr_assert_eq(value_format(&server_defs[0], &v, text, sizeof(text)), -ENOSPC);
+}
+
+Test(config_values, a_copied_string_is_independent)
+{
+    const struct opt_def *d = &server_defs[1]; /* listen: OPT_STR */
+    struct value a = {0}, b = {0};
+    char why[64];
+    cr_assert_eq(value_parse(d, "x", &a, why, sizeof(why)), 0);
+    cr_assert_eq(value_parse(d, "y", &b, why, sizeof(why)), 0);
+    cr_assert_eq(value_copy(d, &b, &a), 0);
+    cr_assert_neq(a.s, b.s);
+    cr_assert(value_equal(d, &a, &b));
+    free(a.s);
+    free(b.s);
+}
+
+Test(config_values, a_counter_without_a_default_defaults_to_zero)
+{
+    const struct opt_def d = {.name = "v", .section = "log", .type = OPT_COUNT, .help = "x"};
+    cr_assert_str_eq(opt_default(&d), "0");
+}
+
+Test(config_values, a_long_quote_is_cut_with_an_ellipsis)
+{
+    char long_text[200], q[QUOTE_MAX + 4];
+    memset(long_text, 'a', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+    config_quote(long_text, q, sizeof(q));
+    cr_assert_eq(strlen(q), QUOTE_MAX);
+    cr_assert_str_eq(q + QUOTE_MAX - 3, "...");
+}
+
+Test(config_file_part, file_load_sets_values_with_their_line)
+{
+    struct config *cfg = parse_ok(ARGV());
+    write_conf("[server]\n\nthreads = 6\n");
+    cr_assert_eq(file_load(cfg, path, err, sizeof(err)), 0, "%s", err);
+    struct slot *s = config_find_slot(cfg, "threads");
+    cr_assert_eq(s->val.u, 6);
+    cr_assert_eq(s->src, SRC_FILE);
+    cr_assert_eq(s->file_line, 3);
+    config_free(&cfg);
+    remove_conf();
+}
+
+Test(config_cli_part, cli_build_generates_short_flags_and_no_forms)
+{
+    struct config *cfg = parse_ok(ARGV());
+    struct cli c;
+    cr_assert_eq(cli_build(&c, cfg, NULL), 0);
+    cr_assert_not_null(strstr(c.optstring, "p:"));
+    cr_assert_not_null(strstr(c.optstring, "v"));
+    cr_assert_null(strchr(c.optstring, 'C'));
+    bool no_tls = false;
+    for (size_t i = 0; i < c.nlong; i++) {
+        no_tls |= strcmp(c.longopts[i].name, "no-tls") == 0;
+    }
+    cr_assert(no_tls);
+    cli_free(&c, cfg->n);
+    config_free(&cfg);
+}
+
+/* ---- a list option grows on the command line ---- */
+
+static const struct opt_def list_defs[] = {
+    {.name = "listen",
+     .short_name = 'l',
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .flags = OPT_LIST,
+     .help = "addresses"},
+};
+
+static struct config *
+parse_list(char **argv)
+{
+    const struct opt_table t[] = {{"list", list_defs, 1}};
+    int argc = 0;
+    struct config *cfg = NULL;
+    while (argv[argc] != NULL) {
+        argc++;
+    }
+    cr_assert_eq(config_parse(&cfg, &action, t, 1, argc, argv, err, sizeof(err)), 0, "%s", err);
+    return cfg;
+}
+
+Test(config, a_list_option_given_twice_holds_both)
+{
+    struct config *cfg = parse_list(ARGV("-l", "127.0.0.1", "--listen=::1"));
+    cr_assert_str_eq(config_str(cfg, "listen"), "127.0.0.1,::1");
+    config_free(&cfg);
+}
+
+Test(config, a_list_option_takes_an_element_once)
+{
+    struct config *cfg = parse_list(ARGV("-l", "a,b", "-l", "b", "-l", "a"));
+    cr_assert_str_eq(config_str(cfg, "listen"), "a,b");
+    config_free(&cfg);
+}
+
+Test(config, a_plain_string_option_given_twice_keeps_the_last)
+{
+    struct config *cfg = parse_ok(ARGV("-l", "a", "-l", "b"));
+    cr_assert_str_eq(config_str(cfg, "listen"), "b");
+    config_free(&cfg);
+}
+
+static const struct opt_def list_uint_defs[] = {
+    {.name = "n",
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "1",
+     .flags = OPT_LIST,
+     .help = "x"},
+};
+
+Test(config, a_list_that_is_not_a_string_aborts, .signal = SIGABRT)
+{
+    struct opt_table t = {"bad", list_uint_defs, 1};
+    struct config *cfg = NULL;
+    cr_redirect_stderr();
+    config_parse(&cfg, &action, &t, 1, 1, ARGV(), err, sizeof(err));
+}
+
+/* ---- the flags and -o keys of the server a product stands in for ---- */
+
+/* "0".."3" -> log-level words; "9" is a value the product cannot honour. */
+static int
+level_of(const char *in, char *out, size_t outlen, char *why, size_t whylen)
+{
+    if (strcmp(in, "9") == 0) {
+        snprintf(why, whylen, "'9': cannot");
+        return -ENOTSUP;
+    }
+    if (strlen(in) != 1 || in[0] < '0' || in[0] > '3') {
+        snprintf(why, whylen, "'%s' is not 0-3", in);
+        return -EINVAL;
+    }
+    snprintf(out, outlen, "%s", levels[in[0] - '0']);
+    return 0;
+}
+
+static const struct opt_compat test_flags[] = {
+    {'c', "conn", COMPAT_SET, COMPAT_ARG_REQUIRED, .option = "threads"},
+    {0, "quiet", COMPAT_SET, COMPAT_ARG_NONE, .option = "log-level", .value = "error"},
+    {'B', "proto", COMPAT_SAME, COMPAT_ARG_REQUIRED, .convert = level_of},
+    {'f', "factor", COMPAT_IGNORE, COMPAT_ARG_REQUIRED, .why = "no slabs here"},
+    {'D', NULL, COMPAT_REFUSE, COMPAT_ARG_REQUIRED, .why = "no prefix statistics"},
+    {'C', "disable-cas", COMPAT_REFUSE, COMPAT_ARG_NONE, .why = "not yet"},
+    {0},
+};
+
+static const struct opt_compat test_keys[] = {
+    {0, "workers", COMPAT_SET, COMPAT_ARG_REQUIRED, .option = "threads"},
+    {0, "level", COMPAT_SET, COMPAT_ARG_REQUIRED, .option = "log-level", .convert = level_of},
+    {0, "fast", COMPAT_SAME, COMPAT_ARG_NONE, .why = "always fast"},
+    {0, "hashpower", COMPAT_IGNORE, COMPAT_ARG_REQUIRED, .why = "sized itself"},
+    {0, "ttl_class", COMPAT_REFUSE, COMPAT_ARG_REQUIRED, .why = "no such class"},
+    {0},
+};
+
+static const struct config_product compat_product = {
+    .name = "petrel",
+    .version = "0.1.0",
+    .compat_flags = test_flags,
+    .extended = test_keys,
+};
+
+static int
+parse_compat(struct config **cfg, char **argv)
+{
+    int argc = 0;
+    while (argv[argc] != NULL) {
+        argc++;
+    }
+    return config_parse_product(cfg, &action, &compat_product, tables, NTABLES, argc, argv, err,
+                                sizeof(err));
+}
+
+static struct config *
+compat_ok(char **argv)
+{
+    struct config *cfg = NULL;
+    int rc = parse_compat(&cfg, argv);
+    cr_assert_eq(rc, 0, "rc %d, err '%s'", rc, err);
+    return cfg;
+}
+
+static void
+expect_compat_error(char **argv, int want_rc, const char *msg)
+{
+    struct config *cfg = NULL;
+    int rc = parse_compat(&cfg, argv);
+    cr_assert_eq(rc, want_rc, "rc %d, err '%s'", rc, err);
+    cr_assert_null(cfg);
+    cr_assert_str_eq(err, msg);
+    cr_assert_eq(config_exit_status(rc), CONFIG_EX_USAGE);
+}
+
+Test(config_compat, a_long_alias_sets_the_option)
+{
+    struct config *cfg = compat_ok(ARGV("--conn=7"));
+    cr_assert_eq(config_uint(cfg, "threads"), 7);
+    config_free(&cfg);
+}
+
+Test(config_compat, a_short_alias_sets_the_option)
+{
+    struct config *cfg = compat_ok(ARGV("-c", "5"));
+    cr_assert_eq(config_uint(cfg, "threads"), 5);
+    config_free(&cfg);
+}
+
+Test(config_compat, an_alias_value_is_checked_as_the_option_and_names_the_alias)
+{
+    expect_compat_error(ARGV("--conn=0"), -EINVAL, "-c/--conn: '0' is out of range (1..256)");
+}
+
+Test(config_compat, an_alias_without_its_value_is_named)
+{
+    expect_compat_error(ARGV("-c"), -EINVAL, "option '-c/--conn' needs a value");
+}
+
+Test(config_compat, a_flag_alias_sets_its_fixed_value)
+{
+    struct config *cfg = compat_ok(ARGV("--quiet"));
+    cr_assert_eq(config_enum(cfg, "log-level"), 0);
+    config_free(&cfg);
+}
+
+Test(config_compat, the_last_of_an_alias_and_its_option_wins)
+{
+    struct config *cfg = compat_ok(ARGV("-c", "5", "-t", "6"));
+    cr_assert_eq(config_uint(cfg, "threads"), 6);
+    config_free(&cfg);
+    cfg = compat_ok(ARGV("-t", "6", "-c", "5"));
+    cr_assert_eq(config_uint(cfg, "threads"), 5);
+    config_free(&cfg);
+}
+
+Test(config_compat, a_same_flag_accepts_what_its_check_accepts)
+{
+    struct config *cfg = compat_ok(ARGV("-B", "2"));
+    cr_assert_str_eq(config_notices(cfg), "");
+    config_free(&cfg);
+}
+
+Test(config_compat, a_same_flag_refuses_what_its_check_refuses)
+{
+    expect_compat_error(ARGV("-B", "7"), -EINVAL, "-B/--proto: '7' is not 0-3");
+    expect_compat_error(ARGV("--proto=9"), -ENOTSUP, "-B/--proto: '9': cannot");
+}
+
+Test(config_compat, an_ignored_flag_is_accepted_with_a_notice)
+{
+    struct config *cfg = compat_ok(ARGV("-f", "1.25", "-o", "hashpower=20"));
+    cr_assert_str_eq(config_notices(cfg), "-f/--factor: accepted, no effect: no slabs here\n"
+                                          "-o hashpower: accepted, no effect: sized itself\n");
+    config_free(&cfg);
+}
+
+Test(config_compat, a_refused_flag_names_itself_and_why)
+{
+    expect_compat_error(ARGV("-D", ":"), -ENOTSUP, "-D: no prefix statistics");
+    expect_compat_error(ARGV("--disable-cas"), -ENOTSUP, "-C/--disable-cas: not yet");
+}
+
+static const struct opt_compat cas_refused[] = {
+    {'C', "disable-cas", COMPAT_REFUSE, COMPAT_ARG_NONE, .why = "not yet"},
+    {0},
+};
+
+Test(config_compat, a_table_option_overrides_a_refusal)
+{
+    const struct opt_table t[] = {{"cas", claims_c_defs, 1}};
+    const struct config_product p = {.name = "petrel", .compat_flags = cas_refused};
+    char *argv[] = {"petrel", "-C", NULL};
+    struct config *cfg = NULL;
+    int rc = config_parse_product(&cfg, &action, &p, t, 1, 2, argv, err, sizeof(err));
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(config_bool(cfg, "disable-cas"));
+    config_free(&cfg);
+}
+
+static const struct opt_def claims_f_defs[] = {
+    {.name = "fill",
+     .short_name = 'f',
+     .section = "server",
+     .type = OPT_BOOL,
+     .dflt = "no",
+     .help = "x"},
+};
+
+Test(config_compat, an_alias_that_clashes_with_a_table_aborts, .signal = SIGABRT)
+{
+    const struct opt_table t[] = {{"f", claims_f_defs, 1}};
+    struct config *cfg = NULL;
+    cr_redirect_stderr();
+    config_parse_product(&cfg, &action, &compat_product, t, 1, 1, ARGV(), err, sizeof(err));
+}
+
+static const struct opt_compat bad_alias[] = {
+    {0, "nowhere", COMPAT_SET, COMPAT_ARG_REQUIRED, .option = "no-such-option"},
+    {0},
+};
+
+Test(config_compat, an_alias_of_an_undeclared_option_aborts, .signal = SIGABRT)
+{
+    const struct config_product p = {.name = "petrel", .compat_flags = bad_alias};
+    struct config *cfg = NULL;
+    cr_redirect_stderr();
+    config_parse_product(&cfg, &action, &p, tables, NTABLES, 1, ARGV(), err, sizeof(err));
+}
+
+Test(config_compat, extended_keys_set_options_in_order)
+{
+    struct config *cfg = compat_ok(ARGV("-o", "workers=3,level=3", "--extended=workers=4"));
+    cr_assert_eq(config_uint(cfg, "threads"), 4);
+    cr_assert_eq(config_enum(cfg, "log-level"), 3);
+    config_free(&cfg);
+}
+
+Test(config_compat, an_extended_value_is_converted)
+{
+    struct config *cfg = compat_ok(ARGV("-o", "level=1"));
+    cr_assert_eq(config_enum(cfg, "log-level"), 1);
+    config_free(&cfg);
+}
+
+Test(config_compat, an_extended_key_names_itself_in_errors)
+{
+    expect_compat_error(ARGV("-o", "workers=0"), -EINVAL,
+                        "-o workers: '0' is out of range (1..256)");
+    expect_compat_error(ARGV("-o", "level=5"), -EINVAL, "-o level: '5' is not 0-3");
+    expect_compat_error(ARGV("-o", "fast,ttl_class=5"), -ENOTSUP, "-o ttl_class: no such class");
+}
+
+Test(config_compat, an_unknown_extended_key_is_named)
+{
+    expect_compat_error(ARGV("-o", "fast,nosuch=1"), -EINVAL,
+                        "-o: unknown extended option 'nosuch'");
+}
+
+Test(config_compat, an_extended_key_without_its_value_is_an_error)
+{
+    expect_compat_error(ARGV("-o", "workers"), -EINVAL,
+                        "-o workers: needs a value (workers=VALUE)");
+}
+
+Test(config_compat, an_empty_extended_item_is_an_error)
+{
+    expect_compat_error(ARGV("-o", "fast,,fast"), -EINVAL, "-o: an empty option in 'fast,,fast'");
+    expect_compat_error(ARGV("-o", ""), -EINVAL, "-o: an empty option in ''");
+}
+
+Test(config_compat, a_value_given_to_a_flag_key_is_ignored_as_memcached_does)
+{
+    struct config *cfg = compat_ok(ARGV("-o", "fast=1"));
+    config_free(&cfg);
+}
+
+Test(config_compat, without_extended_keys_there_is_no_o)
+{
+    expect_usage_error(ARGV("-o", "fast"), "unknown option '-o'");
+}
+
+Test(config_compat, reload_keeps_what_the_command_line_set_through_aliases)
+{
+    write_conf("[server]\nthreads = 2\n");
+    struct config *old = compat_ok(ARGV("--config", path, "-o", "workers=9"));
+    cr_assert_eq(config_uint(old, "threads"), 9);
+    struct config *next = NULL;
+    cr_assert_eq(config_reload(old, &next, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(config_uint(next, "threads"), 9);
+    config_free(&old);
+    config_free(&next);
+}
+
+static int
+load_compat(char **argv, struct config **cfg)
+{
+    int argc = 0;
+    while (argv[argc] != NULL) {
+        argc++;
+    }
+    return config_load(cfg, &compat_product, tables, NTABLES, argc, argv);
+}
+
+Test(config_compat, load_prints_the_notices_before_running)
+{
+    struct config *cfg = NULL;
+    cr_redirect_stderr();
+    cr_assert_eq(load_compat(ARGV("-f", "2"), &cfg), CONFIG_RUN);
+    fflush(stderr);
+    cr_assert_stderr_eq_str("petrel: -f/--factor: accepted, no effect: no slabs here\n");
+    config_free(&cfg);
+}
+
+Test(config_compat, load_reports_a_refusal_with_status_64_and_no_hint)
+{
+    struct config *cfg = NULL;
+    cr_redirect_stderr();
+    cr_assert_eq(load_compat(ARGV("-o", "ttl_class=1", "--check-config"), &cfg), CONFIG_EX_USAGE);
+    fflush(stderr);
+    cr_assert_stderr_eq_str("petrel: -o ttl_class: no such class\n");
+}
+
+Test(config_compat, help_lists_what_each_flag_and_key_does)
+{
+    struct buf b;
+    buf_init(&b, 4096, 1 << 20);
+    cr_assert_eq(config_help(&b, &compat_product, tables, NTABLES), 0);
+    cr_assert_eq(buf_append(&b, "", 1), 0);
+    const char *text = buf_rptr(&b);
+    cr_assert_not_null(strstr(text, "  -c, --conn=VALUE            sets threads\n"), "%s", text);
+    cr_assert_not_null(strstr(text, "      --quiet                 sets log-level = error\n"));
+    cr_assert_not_null(
+        strstr(text, "  -D VALUE                    refused: no prefix statistics\n"));
+    cr_assert_not_null(
+        strstr(text, "      hashpower=VALUE         accepted, no effect: sized itself\n"));
+    buf_free(&b);
 }
