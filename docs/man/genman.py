@@ -20,11 +20,13 @@ import re
 import subprocess
 import sys
 
-# An option line of --help: two to six blanks, then the option, then (after two or more blanks)
-# the start of its description, or nothing when the option is too long to share its line.
-OPTION_LINE = re.compile(r"^ {1,6}(-\S(?:.*?\S)??)(?: {2,}(\S.*))?$")
-# One flag of an option line: -p, --port=NUM, --server HOST:PORT, --[no-]prefault.
-FLAG = re.compile(r"^(--?[\w\[\]-]+)(?:[= ](.+))?$")
+# An option line of --help: two to six blanks, then the option (or a -o key), then (after two or
+# more blanks) the start of its description, or nothing when the option is too long to share its
+# line.
+OPTION_LINE = re.compile(r"^ {1,6}(\S(?:.*?\S)??)(?: {2,}(\S.*))?$")
+# One flag of an option line: -p, --port=NUM, --server HOST:PORT, --[no-]prefault, or a key of
+# memcached's -o: idle_timeout=VALUE.
+FLAG = re.compile(r"^((?:--?)?[\w\[\]-]+)(?:[= ](.+))?$")
 CONTINUATION = re.compile(r"^ {8,}(\S.*)$")
 
 
@@ -81,7 +83,7 @@ def parse_help(text):
         if m and current is not None:
             current[1] = (current[1] + " " + m.group(1)).strip()
             continue
-        if line.endswith(":") and "ption" in line and not line.startswith(" "):
+        if line.endswith(":") and not line.startswith(" "):  # a group of options
             group = (line[:-1], [])
             groups.append(group)
             current = None
