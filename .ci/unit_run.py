@@ -261,6 +261,11 @@ def main(argv):
                 subprocess.run(["rm", "-rf", root + path], check=False)
     print(f"--- {name}: what the server wrote to stderr (the journal) ---")
     print(journal.rstrip())
+    log_file = cfg.get("log.log-file")
+    if log_file and os.path.exists(root + log_file):
+        print(f"--- {name}: the end of its log-file {log_file} ---")
+        with open(root + log_file, encoding="utf-8", errors="replace") as f:
+            print("".join(f.readlines()[-20:]).rstrip())
     return 1 if FAILURES else 0
 
 
