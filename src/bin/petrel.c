@@ -223,8 +223,6 @@ static const struct opt_compat memcached_flags[] = {
     {'i', "license", COMPAT_REFUSE, COMPAT_ARG_NONE,
      .why = "petrel does not print licences; its licence is the LICENSE file of its source and "
             "the copyright file of its package"},
-    {'D', NULL, COMPAT_REFUSE, COMPAT_ARG_REQUIRED,
-     .why = "per-prefix statistics (stats detail) are not supported"},
     {'C', "disable-cas", COMPAT_REFUSE, COMPAT_ARG_NONE,
      .why = "not supported yet: every item keeps its CAS value"},
     {'S', "enable-sasl", COMPAT_REFUSE, COMPAT_ARG_NONE,

@@ -308,6 +308,24 @@ admin_listen(struct runtime *rt, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * memcached's TLS counters, shown as it shows them (with TLS on): ssl_handshake_errors, every
+ * handshake that failed (memcached counts each failed accept; Petrel's handshake timeout is
+ * one more way to fail), and ssl_proto_errors, TLS errors on established connections.
+ */
+static int
+write_ssl_stats(struct buf *out, struct runtime *rt, const struct metrics_snapshot *s)
+{
+    uint64_t failed = 0;
+    for (unsigned i = 0; i < TLS_FAIL_COUNT; i++) {
+        failed += atomic_load_explicit(&rt->tls_stats.failures[i], memory_order_relaxed);
+    }
+    int rc = buf_printf(out, "STAT ssl_handshake_errors %llu\r\n", (unsigned long long)failed);
+    rc |= buf_printf(out, "STAT ssl_proto_errors %llu\r\n",
+                     (unsigned long long)metrics_snapshot_total(s, 0, RTM_TLS_ERRORS));
+    return rc;
+}
+
 int
 rt_stats_write(struct buf *out, const char *version)
 {
@@ -330,6 +348,9 @@ rt_stats_write(struct buf *out, const char *version)
     rc |= buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
                      (long)ru.ru_stime.tv_usec);
     rc |= metrics_write_stats(out, s, g, ng);
+    if (rt->tls_on) {
+        rc |= write_ssl_stats(out, rt, s);
+    }
     metrics_snapshot_free(&s);
     return rc < 0 ? rc : 0;
 }

@@ -52,7 +52,8 @@ static const struct opt_def rt_options[] = {
      .section = "server",
      .type = OPT_STR,
      .dflt = "",
-     .help = "also listen on this unix socket path"},
+     .help = "listen on this unix socket path instead of the TCP port (as memcached's -s; "
+             "a TLS port still opens if given)"},
     {.name = "unix-mode",
      .section = "server",
      .type = OPT_STR,
@@ -391,14 +392,26 @@ rt_validate(const struct config *cfg)
     return status;
 }
 
+/* memcached's -s disables networking, whatever -p and -l say (Debian's memcached.conf sets both):
+ * an operator who moves a unix-socket-only memcached to Petrel must not find port 11211 open on
+ * every interface. */
+static bool
+tcp_wanted(const struct config *cfg)
+{
+    return config_str(cfg, "unix-socket")[0] == '\0';
+}
+
 static int
 open_listeners(struct runtime *rt, unsigned unix_mode)
 {
     char err[256] = "";
     uint16_t port = (uint16_t)config_uint(rt->cfg, "port");
     int backlog = (int)config_uint(rt->cfg, "backlog");
-    int rc = sock_listen_tcp(config_str(rt->cfg, "listen"), port, backlog, rt->listen_fds,
+    int rc = 0;
+    if (tcp_wanted(rt->cfg)) {
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), port, backlog, rt->listen_fds,
                              RT_MAX_LISTEN, &rt->nlisten, err, sizeof(err));
+    }
     for (size_t i = 0; i < rt->nlisten; i++) {
         rt->listen_tls[i] = config_bool(rt->cfg, "enable-ssl");
     }

@@ -57,6 +57,7 @@
 #include "petrel_build.h"
 
 #include "petrel/log.h"
+#include "petrel/mc_detail.h"
 #include "petrel/mc_exec.h"
 #include "petrel/memcache.h"
 #include "petrel/seg.h"
@@ -151,6 +152,14 @@ static const struct opt_def mc_options[] = {
      .type = OPT_BOOL,
      .dflt = "no",
      .help = "accept the \"shutdown\" command (as memcached's -A)"},
+    {.name = "prefix-delimiter",
+     .short_name = 'D',
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "per-prefix statistics (\"stats detail\"): the one character that ends a key's "
+             "prefix, and collect them from the start (as memcached's -D); without it the "
+             "delimiter is ':' and collection waits for \"stats detail on\""},
 };
 
 const struct opt_table mc_option_table = {
@@ -194,6 +203,7 @@ enum msg_op {
     OP_DELETE, /* drop a key whose store was refused for lack of memory, as memcached does */
     OP_CONNS,  /* "stats conns": the worker's connections, as STAT lines */
     OP_RESET,  /* "stats reset": zero the shard's counters */
+    OP_DETAIL, /* "stats detail dump": the worker's per-prefix records (mc_detail_export) */
 };
 
 /* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
@@ -219,13 +229,14 @@ struct mc_msg {
 /* A reply slot: one per request that could not be answered at once (and the local replies
  * that queue behind it). */
 enum slot_kind {
-    SLOT_BYTES, /* ready bytes in out */
-    SLOT_EXEC,  /* the reply of one forwarded request */
-    SLOT_GET,   /* a window of a multi-key get: parts gathered in key order */
-    SLOT_FLUSH, /* flush_all on every shard, then OK */
-    SLOT_STATS, /* stats of every shard, summed */
-    SLOT_CONNS, /* every worker's connections, in worker order */
-    SLOT_RESET, /* every shard's counters zeroed, then RESET */
+    SLOT_BYTES,  /* ready bytes in out */
+    SLOT_EXEC,   /* the reply of one forwarded request */
+    SLOT_GET,    /* a window of a multi-key get: parts gathered in key order */
+    SLOT_FLUSH,  /* flush_all on every shard, then OK */
+    SLOT_STATS,  /* stats of every shard, summed */
+    SLOT_CONNS,  /* every worker's connections, in worker order */
+    SLOT_RESET,  /* every shard's counters zeroed, then RESET */
+    SLOT_DETAIL, /* every worker's per-prefix records, merged into one dump */
 };
 
 struct key_ref {
@@ -336,7 +347,7 @@ static const struct metric_def seg_metric_defs[SM_COUNT] = {
     [SM_SEGMENTS_FREE] = {"segments_free", METRIC_GAUGE, "storage segments free"},
     [SM_SEGMENT_MERGES] = {"segment_merges", METRIC_COUNTER, "merge evictions"},
     [SM_HEAP_BYTES] = {"segment_heap_bytes", METRIC_GAUGE, "bytes of the segment heap"},
-    [SM_HASH_BYTES] = {"hash_table_bytes", METRIC_GAUGE, "bytes of the hash table"},
+    [SM_HASH_BYTES] = {"hash_bytes", METRIC_GAUGE, "bytes of the hash tables"},
     [SM_HASH_EXPANDING] = {"hash_is_expanding", METRIC_GAUGE,
                            "shards whose hash table is doubling (memcached: 0 or 1)"},
     [SM_OVERHEAD_BYTES] = {"storage_overhead_bytes", METRIC_GAUGE,
@@ -360,12 +371,21 @@ static const struct metric_def lat_metric_defs[LAT_COUNT] = {
                    "every other command: from parsed to reply queued"},
 };
 
-enum { TABLE_CMD, TABLE_SEG, TABLE_LAT, NTABLES };
+/* Counters of the server glue itself, counted by the worker that reads the request. */
+enum srv_metric { SRV_CMD_META, SRV_COUNT };
+
+static const struct metric_def srv_metric_defs[SRV_COUNT] = {
+    [SRV_CMD_META] = {"cmd_meta", METRIC_COUNTER,
+                      "me (meta debug) commands, which is what memcached counts as cmd_meta"},
+};
+
+enum { TABLE_CMD, TABLE_SEG, TABLE_LAT, TABLE_SRV, NTABLES };
 
 static const struct metric_table mc_metric_tables[NTABLES] = {
     [TABLE_CMD] = {"commands", cmd_metric_defs, NCMD_METRICS},
     [TABLE_SEG] = {"storage", seg_metric_defs, SM_COUNT},
     [TABLE_LAT] = {"latency", lat_metric_defs, LAT_COUNT},
+    [TABLE_SRV] = {"server", srv_metric_defs, SRV_COUNT},
 };
 
 /* A worker's non-empty TTL buckets, for the admin's "stats seg": worker(w) -> admin(r), an
@@ -388,7 +408,8 @@ struct mc_worker {
     const struct config *cfg;
     struct mc_shard shard;
     struct mc_parser_opts popts;
-    metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the three tables */
+    metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the first three tables ... */
+    metric_t *m_srv;                 /* ... and of the fourth */
     uint64_t limit_share;            /* its share of -m, shown as limit_maxbytes */
     size_t seg_size;                 /* the shard's segment size (-I may raise the option's) */
     struct seg_stats seg_base;       /* the storage counters at the last "stats reset" */
@@ -398,6 +419,8 @@ struct mc_worker {
     enum lat_class lat_cls;          /* the class of the request being executed ... */
     bool lat_timed;                  /* ... and whether a reply slot took its parse time */
     bool reclaim_left;               /* the last tick left expired segments to reclaim */
+    char delim;                      /* "stats detail": the end of a key's prefix (-D) */
+    struct mc_detail *detail;        /* "stats detail": this worker's per-prefix counters */
     uint16_t part_of[MAX_WORKERS];   /* scratch while a get is split: shard -> its part + 1 */
     /* Messages and slots are born and die on their origin worker; reusing them (buffers
      * included) takes the allocator off the forwarding path. At most FREE_CACHE_MAX each. */
@@ -541,8 +564,192 @@ stats_reset(struct mc_worker *mw)
 {
     memset(&mw->shard.stats, 0, sizeof(mw->shard.stats));
     seg_stats_get(mw->shard.seg, &mw->seg_base);
+    mc_detail_clear(mw->detail); /* memcached forgets its prefixes on "stats reset" too */
     rt_stats_reset();
     publish_stats(mw);
+}
+
+/* ---- per-prefix statistics ("stats detail") ---- */
+
+/*
+ * Whether keys are counted per prefix: "stats detail on|off" on any connection, or -D at start.
+ * any worker(w) -> every worker(r), relaxed: a worker may count a request or two more or
+ * fewer around the switch, as memcached's unlocked flag does. The only cost while off is this
+ * load and its branch, once per keyed request.
+ */
+static _Atomic bool detail_on;
+
+static inline bool
+detail_enabled(void)
+{
+    return atomic_load_explicit(&detail_on, memory_order_relaxed);
+}
+
+/* Hits this shard counted so far: a get that raises it found its key (gat counts touch_hits). */
+static uint64_t
+detail_hits(const struct mc_worker *mw)
+{
+    return mw->shard.stats.get_hits + mw->shard.stats.touch_hits;
+}
+
+/*
+ * Count a request that just ran on this worker's shard under its key's prefix, as memcached
+ * does: each key of the get family (with whether it was found: detail_hits() moved past mark),
+ * the classic stores and cas whatever their outcome, and delete. Other commands are not counted.
+ */
+static void
+detail_note(struct mc_worker *mw, const struct mc_req *req, const char *key, size_t klen,
+            uint64_t mark)
+{
+    enum mc_detail_kind kind;
+    switch (req->cmd) {
+    case MC_CMD_GET:
+    case MC_CMD_GETS:
+    case MC_CMD_GAT:
+    case MC_CMD_GATS:
+        kind = MC_DETAIL_GET;
+        break;
+    case MC_CMD_SET:
+    case MC_CMD_ADD:
+    case MC_CMD_REPLACE:
+    case MC_CMD_APPEND:
+    case MC_CMD_PREPEND:
+    case MC_CMD_CAS:
+        kind = MC_DETAIL_SET;
+        break;
+    case MC_CMD_DELETE:
+        kind = MC_DETAIL_DEL;
+        break;
+    default:
+        return;
+    }
+    mc_detail_count(mw->detail, key, klen, mw->delim, kind, detail_hits(mw) != mark);
+}
+
+/* mc_exec_get_key_max(), counted per prefix while "stats detail" is on. */
+static int
+shard_get_key_max(struct mc_worker *mw, const struct mc_req *req, const char *key, size_t klen,
+                  uint64_t hash, size_t max, struct buf *out, struct mc_deferred *d)
+{
+    if (!detail_enabled()) {
+        return mc_exec_get_key_max(&mw->shard, req, key, klen, hash, max, out, d);
+    }
+    uint64_t mark = detail_hits(mw);
+    int rc = mc_exec_get_key_max(&mw->shard, req, key, klen, hash, max, out, d);
+    detail_note(mw, req, key, klen, mark);
+    return rc;
+}
+
+/* mc_exec_get_key(), counted per prefix while "stats detail" is on. */
+static int
+shard_get_key(struct mc_worker *mw, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    if (!detail_enabled()) {
+        return mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
+    }
+    uint64_t mark = detail_hits(mw);
+    int rc = mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
+    detail_note(mw, req, req->key, req->klen, mark);
+    return rc;
+}
+
+/* mc_exec(), counted per prefix while "stats detail" is on. */
+static int
+shard_exec(struct mc_worker *mw, const struct mc_req *req, uint64_t hash, struct buf *out)
+{
+    int rc = mc_exec(&mw->shard, req, hash, out);
+    if (detail_enabled()) {
+        detail_note(mw, req, req->key, req->klen, 0);
+    }
+    return rc;
+}
+
+/* mc_exec_max(), counted per prefix while "stats detail" is on. */
+static int
+shard_exec_max(struct mc_worker *mw, const struct mc_req *req, uint64_t hash, size_t max,
+               struct buf *out, struct mc_deferred *d)
+{
+    int rc = mc_exec_max(&mw->shard, req, hash, max, out, d);
+    if (detail_enabled()) {
+        detail_note(mw, req, req->key, req->klen, 0);
+    }
+    return rc;
+}
+
+/* What a "stats detail ..." request asks. */
+enum detail_verb { DETAIL_NOT, DETAIL_ON, DETAIL_OFF, DETAIL_DUMP, DETAIL_USAGE };
+
+/*
+ * Read a stats request's arguments as "detail VERB". Like memcached 1.6.45, a verb is taken
+ * when it begins the word ("o" is on, "of" off, "d" dump), and the words after it are ignored.
+ */
+static enum detail_verb
+detail_verb_of(const struct mc_req *req)
+{
+    const char *p = req->args, *end = req->args + req->args_len;
+    if (req->nargs < 1 || req->args_len < 6 || memcmp(p, "detail", 6) != 0 ||
+        (req->args_len > 6 && p[6] != ' ' && p[6] != '\t')) {
+        return DETAIL_NOT;
+    }
+    p += 6;
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+    size_t n = 0;
+    while (p + n < end && p[n] != ' ' && p[n] != '\t') {
+        n++;
+    }
+    static const struct {
+        const char *word;
+        enum detail_verb verb;
+    } verbs[] = {{"on", DETAIL_ON}, {"off", DETAIL_OFF}, {"dump", DETAIL_DUMP}};
+    for (size_t i = 0; n > 0 && i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        if (n <= strlen(verbs[i].word) && memcmp(p, verbs[i].word, n) == 0) {
+            return verbs[i].verb;
+        }
+    }
+    return DETAIL_USAGE;
+}
+
+/* "stats detail on|off", or the usage error: no shard needed. */
+static int
+detail_switch(enum detail_verb verb, struct buf *out)
+{
+    if (verb == DETAIL_USAGE) {
+        return buf_puts(out, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+    }
+    atomic_store_explicit(&detail_on, verb == DETAIL_ON, memory_order_relaxed);
+    return mc_compose_reply(out, MC_R_OK);
+}
+
+/*
+ * The dump, once every worker's records are back: merged prefix by prefix into one table (at
+ * most every worker's cap together), written as memcached's lines and END.
+ */
+static int
+detail_dump(struct mc_worker *mw, struct slot *s, struct buf *out)
+{
+    struct mc_detail *all;
+    int rc = mc_detail_create(&all, (size_t)mw->n * MC_DETAIL_PREFIXES);
+    for (uint32_t i = 0; rc == 0 && i < s->nparts; i++) {
+        const struct mc_msg *m = s->parts[i];
+        if (m != NULL) {
+            rc = mc_detail_import(all, buf_rptr(&m->reply.b), buf_len(&m->reply.b));
+        }
+    }
+    if (rc == 0) {
+        rc = mc_detail_dump(all, out);
+    }
+    mc_detail_destroy(&all);
+    return rc;
+}
+
+/* A worker's share of the prefixes memcached keeps at most (MC_DETAIL_PREFIXES), at least 256. */
+static size_t
+detail_cap(unsigned nworkers)
+{
+    size_t share = MC_DETAIL_PREFIXES / nworkers;
+    return share > 256 ? share : 256;
 }
 
 /* ---- held output ---- */
@@ -625,7 +832,7 @@ rb_get_key(struct mc_worker *mw, struct rb *r, const struct mc_req *req, const c
 {
     struct mc_deferred d;
     size_t at = rb_end(r);
-    int rc = mc_exec_get_key_max(&mw->shard, req, key, klen, hash, max, &r->b, &d);
+    int rc = shard_get_key_max(mw, req, key, klen, hash, max, &r->b, &d);
     return rc == 1 ? rb_hole(r, at, &d, key, klen) : rc;
 }
 
@@ -635,7 +842,7 @@ rb_exec(struct mc_worker *mw, struct rb *r, const struct mc_req *req, uint64_t h
 {
     struct mc_deferred d;
     size_t at = rb_end(r);
-    int rc = mc_exec_max(&mw->shard, req, hash, max, &r->b, &d);
+    int rc = shard_exec_max(mw, req, hash, max, &r->b, &d);
     return rc == 1 ? rb_hole(r, at, &d, req->key, req->klen) : rc;
 }
 
@@ -925,6 +1132,12 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
         break;
     case OP_RESET:
         stats_reset(mw);
+        break;
+    case OP_DETAIL:
+        if (mc_detail_export(mw->detail, &m->reply.b) < 0) {
+            log_error("out of memory for this worker's part of \"stats detail dump\"; left out");
+            rb_reset(&m->reply);
+        }
         break;
     }
 }
@@ -1300,6 +1513,13 @@ slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
         rc = rt_stats_write(wb, MC_PROTOCOL_VERSION);
         rc = rc < 0 ? rc : mc_compose_reply(wb, MC_R_END);
         return rc < 0 ? rc : 1;
+    case SLOT_DETAIL:
+        /* Like "stats", written only now and whole: it waits for room. */
+        if (buf_len(wb) > 0 && conn_output_full(c)) {
+            return 0;
+        }
+        rc = detail_dump(mw, s, wb);
+        return rc < 0 ? rc : 1;
     case SLOT_CONNS:
         for (; s->ekey < s->nparts; s->ekey++) {
             struct mc_msg *m = s->parts[s->ekey];
@@ -1536,7 +1756,7 @@ get_key_direct(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
     struct buf *wb = conn_wbuf(c);
     struct mc_deferred d;
     size_t max = buf_len(wb) > 0 ? conn_output_room(c) : SIZE_MAX;
-    int rc = mc_exec_get_key_max(&mw->shard, req, key, klen, hash, max, wb, &d);
+    int rc = shard_get_key_max(mw, req, key, klen, hash, max, wb, &d);
     if (rc != 1) {
         return rc;
     }
@@ -1651,7 +1871,8 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
     static const uint8_t kind_of[] = {[OP_FLUSH] = SLOT_FLUSH,
                                       [OP_STATS] = SLOT_STATS,
                                       [OP_CONNS] = SLOT_CONNS,
-                                      [OP_RESET] = SLOT_RESET};
+                                      [OP_RESET] = SLOT_RESET,
+                                      [OP_DETAIL] = SLOT_DETAIL};
     uint64_t seq = slot_seq_next(st);
     struct slot *s = slot_push(mw, st, kind_of[op], mw->n, 0);
     if (s == NULL) {
@@ -1698,26 +1919,76 @@ stats_arg_is(const struct mc_req *req, const char *name)
     return true;
 }
 
+/* A text setting as memcached shows it: the value, or `none` (memcached's "NULL", or the
+ * "(null)" its printf makes of a path never set). */
+static void
+setting_str(struct buf *out, const char *name, const char *value, const char *none)
+{
+    mc_compose_stat(out, name, value[0] != '\0' ? value : none);
+}
+
+/* "stats settings" fields about TLS, memcached's names and formats (its -Z and -o ssl_*). */
+static void
+write_tls_settings(const struct config *cfg, struct buf *out)
+{
+    /* memcached shows OpenSSL's verify flags: none 0, peer 1, peer and fail without one 3. */
+    static const unsigned verify_flags[] = {0, 1, 3};
+    unsigned verify = config_enum(cfg, "tls-verify");
+    bool on = config_bool(cfg, "enable-ssl") || config_uint(cfg, "tls-port") > 0;
+    mc_compose_stat(out, "ssl_enabled", on ? "yes" : "no");
+    setting_str(out, "ssl_chain_cert", config_str(cfg, "tls-cert"), "(null)");
+    setting_str(out, "ssl_key", config_str(cfg, "tls-key"), "(null)");
+    mc_compose_stat_u64(out, "ssl_verify_mode", verify < 3 ? verify_flags[verify] : 0);
+    mc_compose_stat_u64(out, "ssl_keyformat", 1); /* PEM, the only form read (OpenSSL's 1) */
+    setting_str(out, "ssl_ciphers", config_str(cfg, "tls-ciphers"), "NULL");
+    setting_str(out, "ssl_ca_cert", config_str(cfg, "tls-ca"), "NULL");
+    mc_compose_stat(out, "ssl_session_cache",
+                    config_uint(cfg, "tls-session-lifetime") > 0 ? "yes" : "no");
+    mc_compose_stat(out, "ssl_kernel_tls", "no");
+    mc_compose_stat(out, "ssl_min_version", "tlsv1.2"); /* src/io/tls.c: TLS 1.2 only */
+}
+
+/*
+ * "stats settings": memcached's fields that have a true equivalent here, under its names, in
+ * its order and formats; then Petrel's own. docs/operations.md lists the fields left out.
+ */
 static void
 write_settings(struct mc_worker *mw, struct buf *out)
 {
     const struct config *cfg = mw->cfg;
     struct rt_stats rs;
     rt_stats_get(&rs);
-    /* memcached's names for what has the same meaning, then every option of ours. */
+    enum log_level lv = log_get_level(); /* "verbosity N" sets it: 0 info, 1 verbose, 2 debug */
+    unsigned long umask = strtoul(config_str(cfg, "unix-mode"), NULL, 8);
+    char delim[2] = {mw->delim, '\0'};
     mc_compose_stat_u64(out, "maxbytes", config_uint(cfg, "memory-limit"));
     mc_compose_stat_u64(out, "maxconns", rs.max_connections);
     mc_compose_stat_u64(out, "tcpport", config_uint(cfg, "port"));
     mc_compose_stat_u64(out, "udpport", 0);
-    mc_compose_stat(out, "inter",
-                    config_str(cfg, "listen")[0] ? config_str(cfg, "listen") : "NULL");
-    mc_compose_stat_u64(out, "num_threads", rs.threads);
-    mc_compose_stat_u64(out, "item_size_max", config_uint(cfg, "max-item-size"));
+    setting_str(out, "inter", config_str(cfg, "listen"), "NULL");
+    mc_compose_stat_u64(out, "verbosity", lv >= LOG_DEBUG ? 2 : lv == LOG_VERBOSE ? 1 : 0);
     mc_compose_stat(out, "evictions",
                     strcmp(evict_names[config_enum(cfg, "eviction")], "none") ? "on" : "off");
-    mc_compose_stat(out, "eviction_policy", evict_names[config_enum(cfg, "eviction")]);
+    setting_str(out, "domain_socket", config_str(cfg, "unix-socket"), "NULL");
+    (void)buf_printf(out, "STAT umask %lo\r\n", umask);
     mc_compose_stat(out, "shutdown_command", config_bool(cfg, "enable-shutdown") ? "yes" : "no");
+    mc_compose_stat_u64(out, "num_threads", rs.threads);
+    mc_compose_stat(out, "stat_key_prefix", delim);
+    mc_compose_stat(out, "detail_enabled", detail_enabled() ? "yes" : "no");
+    mc_compose_stat(out, "cas_enabled", "yes");
+    mc_compose_stat_u64(out, "tcp_backlog", config_uint(cfg, "backlog"));
+    mc_compose_stat(out, "binding_protocol", "ascii"); /* text and meta; never binary */
+    mc_compose_stat(out, "auth_enabled_sasl", "no");
+    mc_compose_stat(out, "auth_enabled_ascii", "no");
+    mc_compose_stat_u64(out, "item_size_max", config_uint(cfg, "max-item-size"));
+    mc_compose_stat(out, "maxconns_fast", "yes"); /* past max-conns: refused with an error */
+    mc_compose_stat(out, "flush_enabled", "yes");
+    mc_compose_stat(out, "dump_enabled", "yes"); /* "stats detail" is always allowed */
     mc_compose_stat_u64(out, "idle_timeout", rs.idle_timeout);
+    mc_compose_stat(out, "track_sizes", "no"); /* "stats sizes" answers disabled */
+    write_tls_settings(cfg, out);
+    /* Petrel's own. */
+    mc_compose_stat(out, "eviction_policy", evict_names[config_enum(cfg, "eviction")]);
     mc_compose_stat_u64(out, "segment_size", config_uint(cfg, "segment-size"));
     mc_compose_stat(out, "prefault", config_bool(cfg, "prefault") ? "yes" : "no");
     mc_compose_reply(out, MC_R_END);
@@ -1761,6 +2032,8 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
             rc = 0;
         } else if (stats_arg_is(req, "items") || stats_arg_is(req, "slabs")) {
             rc = write_classes(mw, o.b, stats_arg_is(req, "slabs"));
+        } else if (detail_verb_of(req) != DETAIL_NOT) {
+            rc = detail_switch(detail_verb_of(req), o.b);
         } else if (stats_arg_is(req, "sizes")) {
             /* memcached's answer while its item size histogram is off (the default): Petrel
              * keeps none. */
@@ -1815,9 +2088,9 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
         /* The most common request of all: nothing waits, so the reply goes straight out. */
         struct buf *out = conn_wbuf(c);
         if (!get) {
-            return mc_exec(&mw->shard, req, hash, out);
+            return shard_exec(mw, req, hash, out);
         }
-        int rc = mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, out);
+        int rc = shard_get_key(mw, req, hash, out);
         return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
     }
     struct out o;
@@ -1826,8 +2099,7 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     }
     int rc;
     if (o.s == NULL) {
-        rc = get ? mc_exec_get_key(&mw->shard, req, req->key, req->klen, hash, o.b)
-                 : mc_exec(&mw->shard, req, hash, o.b);
+        rc = get ? shard_get_key(mw, req, hash, o.b) : shard_exec(mw, req, hash, o.b);
     } else {
         /* Held: what it adds stays under the limit (the caller saw more than HOLD_SLACK of
          * room, more than any hole or reply without a value takes). */
@@ -1871,6 +2143,9 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         if (stats_arg_is(req, "reset")) {
             return dispatch_all(mw, c, st, req, OP_RESET);
         }
+        if (detail_verb_of(req) == DETAIL_DUMP) {
+            return dispatch_all(mw, c, st, req, OP_DETAIL);
+        }
         return dispatch_local(mw, c, st, req);
     case MC_CMD_VERSION:
     case MC_CMD_VERBOSITY:
@@ -1878,6 +2153,9 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     case MC_CMD_SHUTDOWN:
     case MC_CMD_MN:
         return dispatch_local(mw, c, st, req);
+    case MC_CMD_ME:
+        metrics_incr(&mw->m_srv[SRV_CMD_META]);
+        break;
     default:
         break;
     }
@@ -2478,9 +2756,21 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     }
     mw->popts.max_value = (uint32_t)(o.item_max - ITEM_ROOM);
     mw->popts.shutdown_enabled = config_bool(cfg, "enable-shutdown");
+    const char *delim = config_str(cfg, "prefix-delimiter");
+    if (strlen(delim) > 1) {
+        log_error("--prefix-delimiter takes one character, not \"%s\"", delim);
+        seg_destroy(&mw->shard.seg);
+        free(mw);
+        return -EINVAL;
+    }
+    mw->delim = delim[0] != '\0' ? delim[0] : ':';
+    if (delim[0] != '\0') {
+        atomic_store_explicit(&detail_on, true, memory_order_relaxed); /* -D turns it on */
+    }
     mw->m_cmd = rt_metrics(TABLE_CMD);
     mw->m_seg = rt_metrics(TABLE_SEG);
     mw->m_lat = rt_metrics(TABLE_LAT);
+    mw->m_srv = rt_metrics(TABLE_SRV);
     /* The shards' shares add up to -m: worker 0 also shows the division's remainder. */
     mw->limit_share = config_uint(cfg, "memory-limit") / n;
     if (id == 0) {
@@ -2488,8 +2778,10 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     }
     mw->ttl_scratch =
         malloc(sizeof(*mw->ttl_scratch) + seg_ttl_bucket_count() * sizeof(mw->ttl_scratch->e[0]));
-    if (mw->ttl_scratch == NULL || id >= MAX_WORKERS) {
+    if (mw->ttl_scratch == NULL || id >= MAX_WORKERS ||
+        mc_detail_create(&mw->detail, detail_cap(n)) < 0) {
         seg_destroy(&mw->shard.seg);
+        mc_detail_destroy(&mw->detail);
         free(mw->ttl_scratch);
         free(mw);
         return -ENOMEM;
@@ -2519,6 +2811,7 @@ mc_worker_teardown(void *ctx)
         slot_destroy(sl);
     }
     seg_destroy(&mw->shard.seg);
+    mc_detail_destroy(&mw->detail);
     free(mw->ttl_scratch);
     free(mw);
 }

@@ -1,8 +1,11 @@
 """petrel's admin plane over real sockets: stats, Prometheus, JSON, health, reload, logging."""
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -11,7 +14,8 @@ import unittest
 from prometheus_client.parser import text_string_to_metric_families
 from pymemcache.client.base import Client
 
-from harness import Server, parse_stats
+import tls_certs
+from harness import Server, free_port, parse_stats
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 TICK = 0.3  # a little more than the workers' 100 ms tick, after which the admin port is current
@@ -243,6 +247,86 @@ class KnownTraffic(unittest.TestCase):
         self.assertEqual(admin_text(self.server, "log level info"), "OK\r\n")
         self.assertEqual(admin_text(self.server, "log level loud", end=(b"\r\n",)),
                          "CLIENT_ERROR unknown log level\r\n")
+
+
+def load(server, tls_ca):
+    """Plain and TLS clients storing and reading across workers, a failed handshake, and a
+    request of every latency class: every family of /metrics has samples."""
+    def plain(n):
+        mc = Client(("127.0.0.1", server.port), timeout=10)
+        for i in range(200):
+            mc.set("p%d:%d" % (n, i), b"v" * (i % 50 + 1))
+            mc.get("p%d:%d" % (n, i))
+            mc.get("missing:%d" % i)
+        mc.delete("p%d:0" % n)
+        mc.set("n:%d" % n, b"1")
+        mc.incr("n:%d" % n, 1)
+        mc.close()
+
+    def tls():
+        ctx = ssl.create_default_context(cafile=tls_ca)
+        for i in range(20):
+            with socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"set t%d 0 0 1\r\nx\r\nget t%d\r\n" % (i, i))
+                    data = b""
+                    while not data.endswith(b"END\r\n"):
+                        data += s.recv(4096)
+        with socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw:
+            raw.sendall(b"get plain-text-on-a-tls-port\r\n")
+            try:
+                raw.recv(100)
+            except ConnectionResetError:
+                pass
+
+    threads = [threading.Thread(target=plain, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=tls))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+class ExpositionIsValid(unittest.TestCase):
+    """A real scrape of a TLS-enabled server under load passes promtool's checks and parses
+    with prometheus_client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs_dir = tempfile.TemporaryDirectory(prefix="petrel-admin-tls-")
+        certs = tls_certs.make(cls.certs_dir.name)
+        cls.server = Server(PETREL, "-t", "3", "--tls-port", str(free_port()),
+                            "--tls-cert", certs.server_ec, "--tls-key", certs.server_ec_key)
+        load(cls.server, certs.ca)
+        time.sleep(TICK)
+        status, _, cls.body = http_get(cls.server, "/metrics")
+        assert status == 200, status
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.certs_dir.cleanup()
+
+    @unittest.skipIf(shutil.which("promtool") is None, "promtool (Debian's prometheus) not on PATH")
+    def test_promtool_check_metrics_finds_nothing(self):
+        p = subprocess.run(["promtool", "check", "metrics"], input=self.body.encode(),
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+        self.assertEqual(p.stdout.decode() + p.stderr.decode(), "")
+
+    def test_prometheus_client_parses_every_family_once(self):
+        families = list(text_string_to_metric_families(self.body))
+        names = [f.name for f in families]
+        self.assertEqual(len(names), len(set(names)), "a family appears twice")
+        self.assertGreater(sum(1 for f in families if f.type == "histogram"), 0)
+        for f in families:
+            self.assertTrue(f.samples, "%s has no sample" % f.name)
+
+    def test_the_load_shows_in_the_scrape(self):
+        families = {f.name: f for f in text_string_to_metric_families(self.body)}
+        self.assertGreaterEqual(sample_sum(families, "petrel_tls_handshakes"), 20)
+        self.assertGreaterEqual(sample_sum(families, "petrel_tls_failures_not_tls"), 1)
+        self.assertGreaterEqual(sample_sum(families, "petrel_cmd_set"), 824)
 
 
 class ConcurrentLoad(unittest.TestCase):

@@ -57,7 +57,7 @@ LONG_SHORT = {"unix-mask": "a", "port": "p", "unix-socket": "s", "udp-port": "U"
               "max-item-size": "I", "auth-file": "Y", "memory-file": "e", "extended": "o",
               "napi-ids": "N"}
 
-REFUSED_FLAGS = {"-r": [], "-k": [], "-i": [], "-D": [":"], "-C": [], "-S": [], "-Y": ["/x"],
+REFUSED_FLAGS = {"-r": [], "-k": [], "-i": [], "-C": [], "-S": [], "-Y": ["/x"],
                  "-F": [], "-e": ["/x"], "--enable-coredumps": [], "--lock-memory": [],
                  "--license": [], "--disable-cas": [], "--enable-sasl": [], "--auth-file": ["/x"],
                  "--disable-flush-all": [], "--memory-file": ["/x"]}
@@ -314,7 +314,7 @@ class Extended(unittest.TestCase):
 
 class CheckConfigAgreesWithStartUp(unittest.TestCase):
     def test_refusals_and_bad_values_fail_both_the_same_way(self):
-        for args in (["-D", ":"], ["-o", "temporary_ttl=5"], ["-o", "read_buf_mem_limit=0"],
+        for args in (["-o", "temporary_ttl=5"], ["-o", "read_buf_mem_limit=0"],
                      ["-o", "ssl_verify_mode=9"], ["-o", "bogus"], ["--conn-limit=0"],
                      ["-B", "auto"], ["-o", "ssl_min_version=3"], ["-a", "999"]):
             with self.subTest(args=args):
@@ -379,6 +379,19 @@ class Behaviour(unittest.TestCase):
             path = os.path.join(d, "mc.sock")
             with Server(PETREL, "-t", "1", "-s", path, "-a", "770"):
                 self.assertEqual(os.stat(path).st_mode & 0o777, 0o770)
+
+    def test_a_unix_socket_replaces_the_tcp_port(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "mc.sock")
+            with Server(PETREL, "-t", "1", "-s", path) as server:
+                self.assertIsNone(server.port, "\n".join(server.lines))
+                self.assertFalse([l for l in server.lines if "listening on" in l
+                                  and "mc.sock" not in l], "\n".join(server.lines))
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(5)
+                    s.connect(path)
+                    s.sendall(b"version\r\n")
+                    self.assertTrue(recv_exactly(s, 8).startswith(b"VERSION "))
 
     def test_pidfile_long_form_writes_the_pid(self):
         with tempfile.TemporaryDirectory() as d:

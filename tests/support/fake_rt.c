@@ -171,7 +171,10 @@ registry_get(const struct rt_product *p, unsigned n)
     return 0;
 }
 
-/* The runtime's own options, as far as products read them ("stats settings": listen). */
+static const char *const fake_verify_names[] = {"none", "optional", "required", NULL};
+
+/* The runtime's own options, as far as products read them ("stats settings"), with the real
+ * runtime's names, types and defaults (src/core/runtime.c). */
 static const struct opt_def fake_rt_options[] = {
     {.name = "listen",
      .short_name = 'l',
@@ -179,6 +182,37 @@ static const struct opt_def fake_rt_options[] = {
      .type = OPT_STR,
      .dflt = "0.0.0.0",
      .help = "addresses to listen on (the fake runtime listens nowhere)"},
+    {.name = "unix-socket", .section = "server", .type = OPT_STR, .dflt = "", .help = "path"},
+    {.name = "unix-mode", .section = "server", .type = OPT_STR, .dflt = "0700", .help = "mode"},
+    {.name = "backlog",
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "1024",
+     .max = 65535,
+     .help = "listen backlog"},
+    {.name = "enable-ssl", .section = "tls", .type = OPT_BOOL, .dflt = "no", .help = "TLS"},
+    {.name = "tls-port",
+     .section = "tls",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .max = 65535,
+     .help = "TLS port"},
+    {.name = "tls-cert", .section = "tls", .type = OPT_STR, .dflt = "", .help = "certificate"},
+    {.name = "tls-key", .section = "tls", .type = OPT_STR, .dflt = "", .help = "key"},
+    {.name = "tls-ca", .section = "tls", .type = OPT_STR, .dflt = "", .help = "CA"},
+    {.name = "tls-verify",
+     .section = "tls",
+     .type = OPT_ENUM,
+     .dflt = "none",
+     .choices = fake_verify_names,
+     .help = "client certificates"},
+    {.name = "tls-ciphers", .section = "tls", .type = OPT_STR, .dflt = "", .help = "suites"},
+    {.name = "tls-session-lifetime",
+     .section = "tls",
+     .type = OPT_UINT,
+     .dflt = "7200",
+     .max = 86400 * 7,
+     .help = "resumption"},
 };
 
 const struct opt_table rt_option_table = {

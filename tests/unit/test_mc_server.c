@@ -342,6 +342,151 @@ Test(mc_server, stats_reset_zeroes_every_shards_counters_and_answers_reset)
     finish();
 }
 
+Test(mc_server, stats_detail_dump_sums_the_prefixes_counted_on_every_worker)
+{
+    start(2);
+    const char *a = key_on(2, 0, "p:"), *b = key_on(2, 1, "p:");
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    char *text = format("stats detail on\r\nset %s 0 0 1\r\nx\r\nset %s 0 0 1\r\ny\r\n"
+                        "get %s %s p:none\r\ndelete %s\r\nstats detail dump\r\n",
+                        a, b, a, b, b);
+    const char *out = request(fc, text);
+    cr_assert(strstr(out, "DELETED\r\nPREFIX p get 3 hit 2 set 2 del 1\r\nEND\r\n") != NULL,
+              "one line for the prefix, summed over both workers: %s", out);
+    finish();
+}
+
+Test(mc_server, stats_detail_counts_nothing_until_it_is_turned_on)
+{
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "set a:1 0 0 1\r\nx\r\nget a:1\r\nstats detail dump\r\n");
+    cr_assert_str_eq(out, "STORED\r\nVALUE a:1 0 1\r\nx\r\nEND\r\nEND\r\n");
+    finish();
+}
+
+Test(mc_server, stats_detail_off_stops_counting_and_keeps_what_was_counted)
+{
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats detail on\r\nget a:1\r\nstats detail off\r\nget a:1\r\n"
+                                  "stats detail dump\r\n");
+    cr_assert_str_eq(out, "OK\r\nEND\r\nOK\r\nEND\r\nPREFIX a get 1 hit 0 set 0 del 0\r\nEND\r\n");
+    finish();
+}
+
+Test(mc_server, stats_detail_counts_only_get_store_and_delete_commands)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats detail on\r\nset n:1 0 0 1\r\n1\r\nincr n:1 1\r\n"
+                                  "touch n:1 0\r\nmg n:1 v\r\nmd n:1 q\r\nmn\r\n"
+                                  "stats detail dump\r\n");
+    cr_assert(strstr(out, "PREFIX n get 0 hit 0 set 1 del 0\r\nEND\r\n") != NULL, "%s", out);
+    finish();
+}
+
+Test(mc_server, stats_detail_gat_hit_counts_as_a_get_hit)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats detail on\r\nset g:1 0 0 1\r\n1\r\ngat 0 g:1 g:2\r\n"
+                                  "stats detail dump\r\n");
+    cr_assert(strstr(out, "PREFIX g get 2 hit 1 set 1 del 0\r\nEND\r\n") != NULL, "%s", out);
+    finish();
+}
+
+Test(mc_server, stats_reset_forgets_the_prefixes)
+{
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out =
+        request(fc, "stats detail on\r\nget a:1 b:1\r\nstats reset\r\nstats detail dump\r\n");
+    cr_assert_str_eq(out, "OK\r\nEND\r\nRESET\r\nEND\r\n");
+    finish();
+}
+
+Test(mc_server, stats_detail_takes_the_beginning_of_a_verb_and_refuses_others)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats detail\r\nstats detail x\r\nstats detail onx\r\n"
+                                  "stats detail o\r\nstats detail d\r\n");
+    cr_assert_str_eq(out, "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+                          "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+                          "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+                          "OK\r\nEND\r\n");
+    finish();
+}
+
+static const char *const delim_argv[] = {"--memory-limit=4", "--max-item-size=8k",
+                                         "--segment-size=64k", "--prefix-delimiter=/", NULL};
+
+Test(mc_server, prefix_delimiter_option_sets_the_delimiter_and_turns_counting_on)
+{
+    start_with(&(struct fake_rt_opts){.nworkers = 2, .argv = delim_argv});
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "get a/1 b:2\r\nstats detail dump\r\n");
+    cr_assert_str_eq(out, "END\r\nPREFIX a get 1 hit 0 set 0 del 0\r\nEND\r\n");
+    finish();
+}
+
+Test(mc_server, stats_settings_shows_memcacheds_fields_in_its_formats)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats settings\r\n");
+    static const char *const want[] = {
+        "STAT maxbytes 4194304\r\n",
+        "STAT item_size_max 8192\r\n",
+        "STAT umask 700\r\n",
+        "STAT domain_socket NULL\r\n",
+        "STAT stat_key_prefix :\r\n",
+        "STAT detail_enabled no\r\n",
+        "STAT tcp_backlog 1024\r\n",
+        "STAT binding_protocol ascii\r\n",
+        "STAT ssl_enabled no\r\n",
+        "STAT ssl_chain_cert (null)\r\n",
+        "STAT ssl_verify_mode 0\r\n",
+        "STAT ssl_ca_cert NULL\r\n",
+        "STAT ssl_min_version tlsv1.2\r\n",
+        "STAT verbosity 0\r\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_assert(strstr(out, want[i]) != NULL, "%s missing from: %s", want[i], out);
+    }
+    cr_assert(strncmp(out, "STAT maxbytes ", 14) == 0, "memcached's first field first: %s", out);
+    finish();
+}
+
+Test(mc_server, stats_settings_shows_detail_enabled_once_turned_on)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "stats detail on\r\nstats settings\r\n");
+    cr_assert(strstr(out, "STAT detail_enabled yes\r\n") != NULL, "%s", out);
+    finish();
+}
+
+Test(mc_server, stats_counts_me_commands_as_cmd_meta_until_a_reset)
+{
+    start(2);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    const char *out = request(fc, "me a\r\nme b\r\nmg c v\r\nstats\r\n");
+    cr_assert(strstr(out, "STAT cmd_meta 2\r\n") != NULL, "only me counts: %s", out);
+    out = request(fc, "stats reset\r\nstats\r\n");
+    cr_assert(strstr(strstr(out, "RESET\r\n"), "STAT cmd_meta 0\r\n") != NULL, "%s", out);
+    finish();
+}
+
+Test(mc_server, stats_names_the_hash_table_size_hash_bytes)
+{
+    start(1);
+    struct fake_conn *fc = fake_conn_open(rt, 0);
+    cr_assert(strstr(request(fc, "stats\r\n"), "STAT hash_bytes ") != NULL);
+    finish();
+}
+
 Test(mc_server, stats_with_an_unknown_view_is_error)
 {
     start(1);
