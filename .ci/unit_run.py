@@ -11,8 +11,8 @@ and owners, User= and Group=, UMask=, LimitNOFILE=, the environment systemd give
 (NOTIFY_SOCKET, WATCHDOG_USEC/WATCHDOG_PID, *_DIRECTORY, HOME, USER, ...), and ExecStart=. It
 waits for READY=1 on the notify socket, as Type=notify makes systemd wait, then checks the
 server through what its configuration says (petrel --print-config run as the unit's user): a
-set and a get on the TCP port and on the unix socket if there is one, the log file if there is
-one, /health on the admin port. Then it reloads through ExecReload= and sees config_reloads move,
+set and a get on its unix socket if it has one (it replaces the TCP port), else on the TCP port;
+the log file if there is one; /health on the admin port. Then it reloads through ExecReload= and sees config_reloads move,
 and stops the server as systemd does (SIGTERM, then TimeoutStopSec=) and wants exit status 0.
 
 The sandboxing options (ProtectSystem=, PrivateTmp=, SystemCallFilter=, ...) need systemd
@@ -269,18 +269,24 @@ def main(argv):
     return 1 if FAILURES else 0
 
 
-def check_serving(root, name, cfg, uid):
-    listen = cfg.get("server.listen") or "127.0.0.1"
-    host = listen.split(",")[0].strip()
-    port = int(cfg["server.port"])
-    ok, got = set_get(socket.AF_INET, (host, port), b"pkg:tcp")
-    say(ok, f"{name}: set and get on {host}:{port} ({got!r})")
+def data_port(root, cfg):
+    """Where clients reach the server: its unix socket if it has one (which replaces the TCP
+    port, as memcached's -s does), else the first --listen address and --port."""
     path = cfg.get("server.unix-socket")
     if path:
-        st = os.stat(root + path)
-        say(st.st_uid == uid, f"{name}: unix socket {path} belongs to the service's user")
-        ok, got = set_get(socket.AF_UNIX, root + path, b"pkg:unix")
-        say(ok, f"{name}: set and get on the unix socket {path} ({got!r})")
+        return socket.AF_UNIX, root + path, path
+    host = (cfg.get("server.listen") or "127.0.0.1").split(",")[0].strip()
+    port = int(cfg["server.port"])
+    return socket.AF_INET, (host, port), f"{host}:{port}"
+
+
+def check_serving(root, name, cfg, uid):
+    family, address, shown = data_port(root, cfg)
+    if family == socket.AF_UNIX:
+        st = os.stat(address)
+        say(st.st_uid == uid, f"{name}: unix socket {shown} belongs to the service's user")
+    ok, got = set_get(family, address, b"pkg:first")
+    say(ok, f"{name}: set and get on {shown} ({got!r})")
     log_file = cfg.get("log.log-file")
     if log_file:
         deadline = time.monotonic() + 3
@@ -314,8 +320,8 @@ def check_reload(root, name, settings, cfg, user, group, mainpid):
         after = reloads(cfg)
     say(before is not None and after == before + 1,
         f"{name}: the reload is done (config_reloads {before} -> {after})")
-    host = (cfg.get("server.listen") or "127.0.0.1").split(",")[0].strip()
-    ok, _ = set_get(socket.AF_INET, (host, int(cfg["server.port"])), b"pkg:after-reload")
+    family, address, _ = data_port(root, cfg)
+    ok, _ = set_get(family, address, b"pkg:after-reload")
     say(ok, f"{name}: serves after the reload")
 
 
