@@ -708,6 +708,7 @@ conn_sweep(struct worker *w)
         } else if (idle != 0 && t->now - c->last_active >= (int64_t)idle &&
                    buf_len(&c->io.wbuf) == 0) {
             log_verbose("connection %d: idle for %u s, closing", c->io.t.fd, idle);
+            metrics_incr(&w->m[RTM_IDLE_KICKS]);
             conn_close(w, c);
         }
     }

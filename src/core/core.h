@@ -32,6 +32,7 @@ enum rt_metric {
     RTM_INPUT_WAITS,      /* reads put off because the buffers held buffer-memory */
     RTM_BUFFER_REFUSALS,  /* requests refused after waiting MEMWAIT_MS for buffer memory */
     RTM_REQUEST_TIMEOUTS, /* connections closed with a request unfinished past request-timeout */
+    RTM_IDLE_KICKS,       /* connections closed for being idle past idle-timeout */
     RTM_TLS_CONNECTIONS,  /* gauge: established TLS connections */
     RTM_TLS_ERRORS,       /* TLS connections closed for a bad record or a renegotiation */
     RTM_COUNT

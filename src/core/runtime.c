@@ -322,6 +322,8 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
     [RTM_REQUEST_TIMEOUTS] = {"request_timeouts", METRIC_COUNTER,
                               "connections closed with a request unfinished after "
                               "request-timeout"},
+    [RTM_IDLE_KICKS] = {"idle_kicks", METRIC_COUNTER,
+                        "connections closed for being idle past idle-timeout"},
     [RTM_TLS_CONNECTIONS] = {"tls_connections", METRIC_GAUGE, "open TLS client connections"},
     [RTM_TLS_ERRORS] = {"tls_errors", METRIC_COUNTER,
                         "TLS connections closed for a bad record or a renegotiation attempt"},

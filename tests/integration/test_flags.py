@@ -436,6 +436,19 @@ class Behaviour(unittest.TestCase):
             recv_until_closed(s, timeout=15)
             self.assertLess(time.monotonic() - t0, 10)
 
+    def test_an_idle_close_counts_in_idle_kicks(self):
+        with Server(PETREL, "-t", "1", "-o", "idle_timeout=1") as server:
+            with server.connect() as s:
+                recv_until_closed(s, timeout=15)
+            with server.connect() as s:  # a new connection: not idle for a second yet
+                s.sendall(b"stats\r\n")
+                data = b""
+                while not data.endswith(b"END\r\n"):
+                    chunk = s.recv(65536)
+                    self.assertTrue(chunk, data)
+                    data += chunk
+            self.assertIn(b"STAT idle_kicks 1\r\n", data)
+
     def test_unix_mask_sets_the_socket_mode(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "mc.sock")
