@@ -1546,6 +1546,12 @@ dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
             return buf_puts(wb, m->dump.mgdump ? "EN\r\n" : "END\r\n") == 0 ? 1 : -ENOMEM;
         }
         size_t room = conn_output_room(c);
+        if (room < DUMP_MIN_ROOM && buf_len(wb) == 0) {
+            /* What takes the room is held behind this dump (requests pipelined after it) and
+             * cannot leave before it: waiting would wait forever. Go on, a little past the
+             * limit, as a reply part may. */
+            room = DUMP_MIN_ROOM;
+        }
         if (room < DUMP_MIN_ROOM || (ran_here && s->ekey == mw->id)) {
             return 0; /* called again once the client read some, or on the next turn */
         }

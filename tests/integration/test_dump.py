@@ -187,6 +187,22 @@ class MetadumpAcrossWorkers(unittest.TestCase):
                              b"END\r\nERROR cannot pipeline other commands before metadump\r\n")
 
 
+class DumpBehindHeldReplies(unittest.TestCase):
+    """Replies held behind a dump (requests pipelined after it) never stop it: with a single
+    worker each step runs on the connection's own worker, so a request read between two steps
+    may hold almost the whole output limit; the dump must still go on once the client reads."""
+
+    def test_dump_goes_on_when_a_held_value_takes_the_room(self):
+        with Server(PETREL, "-t", "1", "--output-limit", "64k") as srv, srv.connect() as s:
+            value = b"b" * 62000  # held behind the dump, it leaves less than a step's room
+            store_many(s, [(b"big", 0, 0, value)])
+            s.sendall(b"lru_crawler metadump all\r\nget big\r\n")
+            data = read_big(s, b"\r\nEND\r\n", 10)
+            self.assertTrue(data.startswith(b"OK\r\nkey=big "), data[:100])
+            self.assertTrue(data.endswith(b"END\r\nVALUE big 0 62000\r\n" + value +
+                                          b"\r\nEND\r\n"), data[-100:])
+
+
 class DumpWhileWriting(unittest.TestCase):
     """A dump runs while another client writes, deletes and makes the shards evict: every line
     is whole and the item's own, no key twice, and the server lives on."""
