@@ -762,11 +762,11 @@ detail_switch(enum detail_verb verb, struct buf *out)
 static int
 detail_dump(struct mc_worker *mw, struct slot *s, struct buf *out)
 {
-    struct mc_detail *all;
+    struct mc_detail *all = NULL; /* also when mc_detail_create() fails: destroyed below */
     int rc = mc_detail_create(&all, (size_t)mw->n * MC_DETAIL_PREFIXES);
     for (uint32_t i = 0; rc == 0 && i < s->nparts; i++) {
         const struct mc_msg *m = s->parts[i];
-        if (m != NULL) {
+        if (m != NULL && buf_len(&m->reply.b) > 0) { /* an empty buffer may have no memory */
             rc = mc_detail_import(all, buf_rptr(&m->reply.b), buf_len(&m->reply.b));
         }
     }
