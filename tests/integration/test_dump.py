@@ -327,6 +327,14 @@ class DisableCas(unittest.TestCase):
             s.sendall(b"stats settings\r\n")
             self.assertIn(b"STAT cas_enabled no\r\n", read_until(s, b"END\r\n", 5))
 
+    def test_mg_c0_names_the_current_version(self):
+        # memcached -C: every item's CAS is 0, so "mg v C0" holds the current version and gets
+        # no value back.
+        with Server(PETREL, "-t", "1", "--disable-cas") as srv, srv.connect() as s:
+            store_many(s, [(b"k", 0, 0, b"x")])
+            s.sendall(b"mg k v C0\r\nmg k v C1\r\n")
+            self.assertEqual(read_until(s, b"VA 1\r\nx\r\n", 5), b"HD\r\nVA 1\r\nx\r\n")
+
     def test_cas_is_enabled_by_default(self):
         with Server(PETREL, "-t", "2") as srv, srv.connect() as s:
             store_many(s, [(b"k", 0, 0, b"x")])
