@@ -2338,6 +2338,23 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     return rc;
 }
 
+/*
+ * Whether a "stats detail dump" of this connection is still queued. The workers' records come
+ * back whole, outside the output limit (their size is not known when they are asked for), so a
+ * connection has one dump out at a time and a pipeline of them waits (EX_STOP): else a client
+ * that does not read could have the server hold SLOTS_MAX copies of every worker's table.
+ */
+static bool
+detail_queued(const struct mc_conn *st)
+{
+    for (uint32_t i = 0; i < st->qlen; i++) {
+        if (q_at(st, i)->kind == SLOT_DETAIL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* One parsed request; hash is its key's hash when is_keyed(req). Returns enum ex_rc or a
  * negative errno. */
 static int
@@ -2370,7 +2387,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
             return dispatch_all(mw, c, st, req, OP_RESET);
         }
         if (detail_verb_of(req) == DETAIL_DUMP && !mw->dump_disabled) {
-            return dispatch_all(mw, c, st, req, OP_DETAIL);
+            return detail_queued(st) ? EX_STOP : dispatch_all(mw, c, st, req, OP_DETAIL);
         }
         return dispatch_local(mw, c, st, req);
     case MC_CMD_VERSION:
