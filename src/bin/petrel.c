@@ -334,6 +334,27 @@ static const struct opt_compat memcached_extended[] = {
     {0},
 };
 
+/* -D/--prefix-delimiter is one character. Checked here, before anything starts, so that
+ * --check-config refuses what start-up refuses, with the same status. */
+static int
+check_delimiter(const struct config *cfg)
+{
+    const char *delim = config_str(cfg, "prefix-delimiter");
+    if (strlen(delim) > 1) {
+        fprintf(stderr, "petrel: --prefix-delimiter: takes one character, not '%.40s'\n", delim);
+        return CONFIG_EX_USAGE;
+    }
+    return 0;
+}
+
+/* --check-config: what start-up checks before it runs. */
+static int
+validate(const struct config *cfg)
+{
+    int status = check_delimiter(cfg);
+    return status != 0 ? status : rt_validate(cfg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -341,7 +362,7 @@ main(int argc, char **argv)
     const struct config_product info = {
         .name = "petrel",
         .version = PETREL_VERSION,
-        .validate = rt_validate,
+        .validate = validate,
         .compat_flags = memcached_flags,
         .extended = memcached_extended,
         .summary = "Petrel: a memcached-compatible cache server with Segcache storage",
@@ -351,7 +372,10 @@ main(int argc, char **argv)
     if (status != CONFIG_RUN) {
         return status;
     }
-    status = rt_main(&mc_product, cfg);
+    status = check_delimiter(cfg);
+    if (status == 0) {
+        status = rt_main(&mc_product, cfg);
+    }
     config_free(&cfg);
     return status;
 }

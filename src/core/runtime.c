@@ -88,7 +88,8 @@ static const struct opt_def rt_options[] = {
      .type = OPT_BOOL,
      .dflt = "no",
      .help = "lock all memory, present and future, into RAM (mlockall, as memcached's -k); needs "
-             "CAP_IPC_LOCK or a memlock limit above --memory-limit, else a warning and no lock"},
+             "CAP_IPC_LOCK or a memlock limit (ulimit -l) above what the process maps, else a "
+             "warning and no lock"},
     {.name = "user",
      .short_name = 'u',
      .section = "server",

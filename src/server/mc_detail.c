@@ -125,7 +125,7 @@ grow(struct mc_detail *d, size_t len)
         d->e = e;
         d->ecap = cap;
     }
-    if (d->nlen + len > d->ncap) {
+    if (d->names == NULL || d->nlen + len > d->ncap) { /* an empty first prefix too */
         size_t cap = d->ncap ? d->ncap : 256;
         while (cap < d->nlen + len) {
             cap *= 2;

@@ -567,7 +567,8 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         it.ttl = old_ttl;
     }
     /* C names the version the client holds: when it is current, memcached leaves the value out. */
-    bool value = has_flag(req, 'v') && !(has_flag(req, 'C') && v.cas == req->meta.compare_cas);
+    bool value = has_flag(req, 'v') &&
+                 !(has_flag(req, 'C') && shown_cas(sh, v.cas) == req->meta.compare_cas);
     if (!value) {
         it.value = NULL;
     }

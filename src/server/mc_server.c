@@ -762,11 +762,11 @@ detail_switch(enum detail_verb verb, struct buf *out)
 static int
 detail_dump(struct mc_worker *mw, struct slot *s, struct buf *out)
 {
-    struct mc_detail *all;
+    struct mc_detail *all = NULL; /* also when mc_detail_create() fails: destroyed below */
     int rc = mc_detail_create(&all, (size_t)mw->n * MC_DETAIL_PREFIXES);
     for (uint32_t i = 0; rc == 0 && i < s->nparts; i++) {
         const struct mc_msg *m = s->parts[i];
-        if (m != NULL) {
+        if (m != NULL && buf_len(&m->reply.b) > 0) { /* an empty buffer may have no memory */
             rc = mc_detail_import(all, buf_rptr(&m->reply.b), buf_len(&m->reply.b));
         }
     }
@@ -1546,6 +1546,12 @@ dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
             return buf_puts(wb, m->dump.mgdump ? "EN\r\n" : "END\r\n") == 0 ? 1 : -ENOMEM;
         }
         size_t room = conn_output_room(c);
+        if (room < DUMP_MIN_ROOM && buf_len(wb) == 0) {
+            /* What takes the room is held behind this dump (requests pipelined after it) and
+             * cannot leave before it: waiting would wait forever. Go on, a little past the
+             * limit, as a reply part may. */
+            room = DUMP_MIN_ROOM;
+        }
         if (room < DUMP_MIN_ROOM || (ran_here && s->ekey == mw->id)) {
             return 0; /* called again once the client read some, or on the next turn */
         }
@@ -2332,6 +2338,23 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     return rc;
 }
 
+/*
+ * Whether a "stats detail dump" of this connection is still queued. The workers' records come
+ * back whole, outside the output limit (their size is not known when they are asked for), so a
+ * connection has one dump out at a time and a pipeline of them waits (EX_STOP): else a client
+ * that does not read could have the server hold SLOTS_MAX copies of every worker's table.
+ */
+static bool
+detail_queued(const struct mc_conn *st)
+{
+    for (uint32_t i = 0; i < st->qlen; i++) {
+        if (q_at(st, i)->kind == SLOT_DETAIL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* One parsed request; hash is its key's hash when is_keyed(req). Returns enum ex_rc or a
  * negative errno. */
 static int
@@ -2364,7 +2387,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
             return dispatch_all(mw, c, st, req, OP_RESET);
         }
         if (detail_verb_of(req) == DETAIL_DUMP && !mw->dump_disabled) {
-            return dispatch_all(mw, c, st, req, OP_DETAIL);
+            return detail_queued(st) ? EX_STOP : dispatch_all(mw, c, st, req, OP_DETAIL);
         }
         return dispatch_local(mw, c, st, req);
     case MC_CMD_VERSION:

@@ -187,6 +187,22 @@ class MetadumpAcrossWorkers(unittest.TestCase):
                              b"END\r\nERROR cannot pipeline other commands before metadump\r\n")
 
 
+class DumpBehindHeldReplies(unittest.TestCase):
+    """Replies held behind a dump (requests pipelined after it) never stop it: with a single
+    worker each step runs on the connection's own worker, so a request read between two steps
+    may hold almost the whole output limit; the dump must still go on once the client reads."""
+
+    def test_dump_goes_on_when_a_held_value_takes_the_room(self):
+        with Server(PETREL, "-t", "1", "--output-limit", "64k") as srv, srv.connect() as s:
+            value = b"b" * 62000  # held behind the dump, it leaves less than a step's room
+            store_many(s, [(b"big", 0, 0, value)])
+            s.sendall(b"lru_crawler metadump all\r\nget big\r\n")
+            data = read_big(s, b"\r\nEND\r\n", 10)
+            self.assertTrue(data.startswith(b"OK\r\nkey=big "), data[:100])
+            self.assertTrue(data.endswith(b"END\r\nVALUE big 0 62000\r\n" + value +
+                                          b"\r\nEND\r\n"), data[-100:])
+
+
 class DumpWhileWriting(unittest.TestCase):
     """A dump runs while another client writes, deletes and makes the shards evict: every line
     is whole and the item's own, no key twice, and the server lives on."""
@@ -310,6 +326,14 @@ class DisableCas(unittest.TestCase):
                 self.assertEqual(read_until(s, b"HD c0\r\n", 5), b"EXISTS\r\nHD c0\r\n")
             s.sendall(b"stats settings\r\n")
             self.assertIn(b"STAT cas_enabled no\r\n", read_until(s, b"END\r\n", 5))
+
+    def test_mg_c0_names_the_current_version(self):
+        # memcached -C: every item's CAS is 0, so "mg v C0" holds the current version and gets
+        # no value back.
+        with Server(PETREL, "-t", "1", "--disable-cas") as srv, srv.connect() as s:
+            store_many(s, [(b"k", 0, 0, b"x")])
+            s.sendall(b"mg k v C0\r\nmg k v C1\r\n")
+            self.assertEqual(read_until(s, b"VA 1\r\nx\r\n", 5), b"HD\r\nVA 1\r\nx\r\n")
 
     def test_cas_is_enabled_by_default(self):
         with Server(PETREL, "-t", "2") as srv, srv.connect() as s:

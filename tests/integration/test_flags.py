@@ -378,7 +378,8 @@ class CheckConfigAgreesWithStartUp(unittest.TestCase):
     def test_refusals_and_bad_values_fail_both_the_same_way(self):
         for args in (["-o", "temporary_ttl=5"], ["-o", "read_buf_mem_limit=0"],
                      ["-o", "ssl_verify_mode=9"], ["-o", "bogus"], ["--conn-limit=0"],
-                     ["-B", "auto"], ["-o", "ssl_min_version=3"], ["-a", "999"]):
+                     ["-B", "auto"], ["-o", "ssl_min_version=3"], ["-a", "999"],
+                     ["-D", "::"]):
             with self.subTest(args=args):
                 rc_check, _, err_check = run(PETREL, *args, "--check-config")
                 rc_start, err_start = start(*args)

@@ -5,6 +5,8 @@ tests are skipped. Replies are compared byte for byte where Petrel promises memc
 order of "stats detail dump" lines is memcached's hash table's, so with several prefixes the
 lines are compared as a set.
 """
+import ctypes
+import ctypes.util
 import os
 import shutil
 import socket
@@ -12,7 +14,8 @@ import subprocess
 import time
 import unittest
 
-from harness import Server, free_port, parse_stats
+from harness import Server, free_port, parse_stats, read_until
+from test_hostile import rss, sanitized
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 
@@ -160,6 +163,74 @@ class Delimiter(unittest.TestCase):
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(b"prefix-delimiter", p.stderr)
+
+
+def xxh3_64():
+    """XXH3_64bits from libxxhash (a build dependency), for keys of a chosen shard; or None."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+    except OSError:
+        return None
+    lib.XXH3_64bits.restype = ctypes.c_uint64
+    lib.XXH3_64bits.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+    return lambda key: lib.XXH3_64bits(key, len(key))
+
+
+def keys_of_worker(worker, nworkers, count, make):
+    """count keys make(i) whose shard is worker (mc_shard_of: the hash's high 32 bits)."""
+    h = xxh3_64()
+    keys, i = [], 0
+    while len(keys) < count:
+        key = make(i)
+        if ((h(key) >> 32) * nworkers) >> 32 == worker:
+            keys.append(key)
+        i += 1
+    return keys
+
+
+@unittest.skipIf(xxh3_64() is None, "libxxhash not found")
+class DetailDumpBackpressure(unittest.TestCase):
+    """A client that pipelines "stats detail dump" and does not read: the workers' records come
+    back whole, whatever the output limit, so the server asks for one dump at a time per
+    connection instead of holding every one of them."""
+
+    PREFIXES = 8192
+    DUMPS = 30
+
+    def test_pipelined_dumps_are_taken_one_at_a_time(self):
+        # Every prefix on worker 1's shard, so that for a connection of worker 0 the whole
+        # table comes from another worker, after the dump was asked for.
+        keys = keys_of_worker(1, 2, self.PREFIXES, lambda i: b"p" * 200 + b"%07d:x" % i)
+        with Server(PETREL, "-t", "2") as srv, srv.connect() as s:
+            s.sendall(b"stats detail on\r\n")
+            read_until(s, b"OK\r\n", 5)
+            for i in range(0, len(keys), 8):
+                s.sendall(b"get " + b" ".join(keys[i:i + 8]) + b"\r\n")
+                read_until(s, b"END\r\n", 5)
+            s.sendall(b"stats detail dump\r\n")
+            one = read_until(s, b"\r\nEND\r\n", 30)
+            self.assertEqual(one.count(b"PREFIX "), self.PREFIXES)
+            time.sleep(0.3)
+            base = rss(srv)
+            readers = []
+            for _ in range(2):  # one of them on worker 0
+                r = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+                r.sendall(b"stats detail dump\r\n" * self.DUMPS)
+                readers.append(r)
+            time.sleep(3)
+            grew = rss(srv) - base
+            # One dump is about 2 MB: holding every one would be 60 MB per connection (the
+            # sockets' buffers take a few of them).
+            if not sanitized(srv):
+                self.assertLess(grew, 25 << 20, "the server grew by %d bytes" % grew)
+            for r in readers:
+                data = bytearray()
+                while data.count(b"END\r\n") < self.DUMPS:
+                    chunk = r.recv(1 << 20)
+                    self.assertTrue(chunk, "connection closed")
+                    data += chunk
+                r.close()
+                self.assertEqual(data.count(b"PREFIX "), self.DUMPS * self.PREFIXES)
 
 
 # "stats settings" fields whose values must agree when both servers run with the same options.

@@ -22,8 +22,11 @@
 #define RECEIVED_MAX    ((size_t)1 << 34)
 #define MAX_CONNECTIONS 1024 /* what rt_stats_get() reports as the setting */
 /* Calls in a row that the runtime would make on its own (RT_CONTINUE with nothing queued and
- * nothing in flight) without the product moving anything: then it would spin for ever. */
-#define SPIN_MAX 3
+ * nothing in flight) without the product moving anything: then it would spin for ever. Not 3:
+ * a metadump walks a bounded stretch of the local shard's hash table per call, and a stretch
+ * without a listed item moves nothing the runtime sees (a shard of the fuzz targets has a few
+ * thousand buckets, walked 512 at a time). */
+#define SPIN_MAX 64
 
 /* Messages from one worker to another, in the order they were sent (the runtime's ring). */
 struct msgq {

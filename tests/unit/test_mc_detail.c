@@ -56,6 +56,18 @@ Test(mc_detail, empty_table_dumps_only_end)
     cr_assert_str_eq(dump(d), "END\r\n");
 }
 
+/* A key that starts with the delimiter has the empty prefix, as in memcached; it may be the
+ * first one counted, before the table holds any prefix byte. */
+Test(mc_detail, empty_prefix_is_counted_even_first)
+{
+    count(":x", MC_DETAIL_GET, false);
+    count(":y", MC_DETAIL_SET, false);
+    count("a:1", MC_DETAIL_DEL, false);
+    cr_assert_str_eq(dump(d), "PREFIX  get 1 hit 0 set 1 del 0\r\n"
+                              "PREFIX a get 0 hit 0 set 0 del 1\r\n"
+                              "END\r\n");
+}
+
 Test(mc_detail, counts_gets_hits_sets_and_deletes_per_prefix_in_first_seen_order)
 {
     count("user:1", MC_DETAIL_SET, false);
