@@ -542,8 +542,10 @@ raise_core_limit(void)
     return getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur > 0 ? 0 : -1;
 }
 
-/* -k: as memcached, a lock that fails is a warning, not a reason to stay down. Done after the
- * privileges are dropped, where the memlock limit that will apply is known to apply. */
+/* -k: as memcached, a lock that fails is a warning, not a reason to stay down. Done once the
+ * privileges are dropped (the memlock limit that will apply is the one checked) and the shards'
+ * heaps are mapped: locked then, a failure is this warning, where MCL_FUTURE set before would
+ * make the heap's own mapping fail and stop start-up. */
 static void
 lock_memory(void)
 {
@@ -993,9 +995,6 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     if (drop_privileges(config_str(cfg, "user")) < 0) {
         goto out;
     }
-    if (config_bool(cfg, "lock-memory")) {
-        lock_memory();
-    }
     if (rt->tls_on && (rc = tls_setup(rt)) < 0) {
         log_error("tls: %s", strerror(-rc));
         goto out;
@@ -1003,6 +1002,9 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     if (start_workers(rt, &started) < 0) {
         stop_threads(rt, false, false, false, started);
         goto out;
+    }
+    if (config_bool(cfg, "lock-memory")) {
+        lock_memory();
     }
     if (pthread_create(&rt->admin, NULL, admin_main, rt) != 0) {
         stop_threads(rt, false, false, false, started);
