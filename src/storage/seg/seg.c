@@ -78,6 +78,7 @@ seg_options_init(struct seg_options *opts)
         .clock = NULL,
         .clock_ctx = NULL,
         .seed = 0x9e3779b97f4a7c15ull,
+        .file_fd = -1,
     };
 }
 
@@ -138,16 +139,25 @@ link_item(struct seg *s, uint64_t hash, uint32_t sid, uint32_t off, uint64_t *sl
     if (!known) {
         slot = ht_find(s, it_key(it), it[0], hash);
     }
+    /*
+     * The new version is committed (checksum, then IT_DEAD cleared) before the old one is
+     * killed: a crash in between leaves both in a memory file, and recovery keeps the newer; the
+     * other order could leave neither.
+     */
     if (slot != NULL) {
         uint64_t old = *slot;
-        item_kill(s, old & SLOT_LOC_MASK);
         *slot = (old & (SLOT_TAG_MASK | SLOT_FREQ_MASK)) | loc;
+        seg_item_seal(s, sid, it);
+        it_commit(it, it[1]);
+        item_kill(s, old & SLOT_LOC_MASK);
     } else if (ht_insert(s, hash, tag_of(hash) | loc) != 0) {
         it[1] |= IT_DEAD;
         s->st.store_no_memory++;
         return SEG_NO_MEMORY;
+    } else {
+        seg_item_seal(s, sid, it);
+        it_commit(it, it[1]);
     }
-    it[1] &= (uint8_t)~IT_DEAD;
     item_live(s, sid, it_size(it));
     s->st.total_items++;
     if (cas_out != NULL) {
@@ -178,7 +188,7 @@ struct put {
 static enum seg_result
 put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
 {
-    size_t sz = item_size(p->klen, p->alen + p->blen, p->flags, p->cas != 0);
+    size_t sz = item_size(s, p->klen, p->alen + p->blen, p->flags, p->cas != 0);
     uint64_t epoch = s->ht_epoch;
     uint32_t sid, off, exp;
     if (p->pin >= 0) {
@@ -194,7 +204,7 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
     }
     uint8_t *it = seg_data(s, sid) + off;
     uint8_t *w = it_write_hdr(it, p->klen, p->alen + p->blen, p->flags, p->cas, exp,
-                              IT_DEAD | (p->state & IT_STATE));
+                              IT_DEAD | s->it_sum | (p->state & IT_STATE));
     memcpy(w, p->key, p->klen);
     w += p->klen;
     if (p->alen != 0) {
@@ -209,7 +219,7 @@ put_item(struct seg *s, const struct put *p, uint64_t *cas_out)
 static bool
 too_large(const struct seg *s, size_t klen, size_t vlen)
 {
-    return klen > SEG_KEY_MAX || item_size(klen, vlen, 1, true) + 4 > s->item_max;
+    return klen > SEG_KEY_MAX || item_size(s, klen, vlen, 1, true) + 4 > s->item_max;
 }
 
 /* A failed set must not leave the old value behind (memcached does the same). */
@@ -653,13 +663,13 @@ seg_reserve(struct seg *s, const struct seg_store_req *req, struct seg_reservati
     uint32_t sid, off, exp;
     uint64_t cas = in_place ? req->new_cas : 0;
     if (item_alloc(s, in_place ? expire : 0,
-                   (uint32_t)item_size(req->klen, req->vlen, flags, cas != 0), &sid, &off,
+                   (uint32_t)item_size(s, req->klen, req->vlen, flags, cas != 0), &sid, &off,
                    &exp) != 0) {
         s->st.store_no_memory++;
         return store_failed(s, req, SEG_NO_MEMORY);
     }
     uint8_t *it = seg_data(s, sid) + off;
-    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, cas, exp, IT_DEAD);
+    uint8_t *w = it_write_hdr(it, req->klen, req->vlen, flags, cas, exp, IT_DEAD | s->it_sum);
     memcpy(w, req->key, req->klen);
     hdr(s, sid)->pinned++;
     *res = (struct seg_reservation){
@@ -779,10 +789,7 @@ seg_create(struct seg **out, const struct seg_options *opts)
     s->rng = opts->seed != 0 ? opts->seed : 1;
     s->free_head = -1;
     s->heap_len = (size_t)s->nseg * s->seg_size;
-    s->heap = map_region(s->heap_len, MAP_NORESERVE);
-    if (s->heap == NULL) {
-        goto fail;
-    }
+    s->now = s->clock(s->clock_ctx);
     /*
      * Hash table: at most one bucket (7 item slots) per 6 expected items of a full heap, where an
      * item is expected to take item_bytes_hint bytes. Collisions past 7 go to overflow buckets.
@@ -809,25 +816,36 @@ seg_create(struct seg **out, const struct seg_options *opts)
     if (s->ht == NULL) {
         goto fail;
     }
-    s->hdrs = calloc(s->nseg, sizeof(*s->hdrs));
-    if (s->hdrs == NULL) {
-        goto fail;
-    }
     if (s->evict == SEG_EVICT_MERGE && (s->scratch = malloc(s->seg_size)) == NULL) {
         goto fail;
-    }
-    for (uint32_t i = s->nseg; i-- > 0;) {
-        free_push(s, i); /* low ids first: untouched high segments cost no RSS */
     }
     for (unsigned i = 0; i < TB_COUNT; i++) {
         s->tb[i] = (struct ttl_bucket){.head = -1, .tail = -1, .merge_next = -1};
     }
+    if (opts->file_fd >= 0) {
+        /* The heap lives in a memory file: map it and recover it (seg_recover.c). */
+        if ((rc = seg_file_attach(s, opts)) < 0) {
+            seg_destroy(&s);
+            return rc;
+        }
+    } else {
+        s->heap = map_region(s->heap_len, MAP_NORESERVE);
+        s->hdrs = calloc(s->nseg, sizeof(*s->hdrs));
+        if (s->heap == NULL || s->hdrs == NULL) {
+            goto fail;
+        }
+        for (uint32_t i = s->nseg; i-- > 0;) {
+            free_push(s, i); /* low ids first: untouched high segments cost no RSS */
+        }
+    }
     if (opts->prefault) {
-        /* Page faults now rather than on the request path; the table is already zero. */
-        memset(s->heap, 0, s->heap_len);
+        /* Page faults now rather than on the request path; the table is already zero. A memory
+         * file's heap holds data: its mapping was populated instead. */
+        if (s->region == NULL) {
+            memset(s->heap, 0, s->heap_len);
+        }
         memset(s->ht, 0, s->ht_len);
     }
-    s->now = s->clock(s->clock_ctx);
     *out = s;
     return 0;
 fail:
@@ -842,8 +860,13 @@ seg_destroy(struct seg **sp)
         return;
     }
     struct seg *s = *sp;
-    if (s->heap != NULL) {
-        munmap(s->heap, s->heap_len);
+    if (s->region != NULL) {
+        munmap(s->region, s->region_len); /* meta, headers and heap: the file keeps them */
+    } else {
+        if (s->heap != NULL) {
+            munmap(s->heap, s->heap_len);
+        }
+        free(s->hdrs);
     }
     if (s->ht != NULL) {
         munmap(s->ht, s->ht_len);
@@ -855,7 +878,6 @@ seg_destroy(struct seg **sp)
         free(s->ovf[i]);
     }
     free(s->ovf);
-    free(s->hdrs);
     free(s->scratch);
     free(s);
     *sp = NULL;

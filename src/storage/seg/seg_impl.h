@@ -50,19 +50,23 @@
 #define HT_MOVE_PER_TICK   1024 /* ... and per seg_tick() */
 
 /*
- * An item: 5 header bytes (key length, item flags, 24-bit value length), then the explicit CAS
- * (8 bytes, only for relocated items), the expiry (4 bytes, only when it differs from the
- * segment's), the client flags (4 bytes, only when non-zero), the key and the value. Items are
- * byte-aligned: multi-byte fields are read with memcpy.
+ * An item: 5 header bytes (key length, item flags, 24-bit value length), then the checksum
+ * (4 bytes, only in a heap kept in a memory file: IT_SUM), the explicit CAS (8 bytes, only for
+ * relocated items), the expiry (4 bytes, only when it differs from the segment's), the client
+ * flags (4 bytes, only when non-zero), the key and the value. Items are byte-aligned:
+ * multi-byte fields are read with memcpy.
  */
 #define IT_HDR   5
 #define IT_DEAD  0x01 /* replaced, deleted, or a reservation not yet committed */
 #define IT_FLAGS 0x02
 #define IT_CAS   0x04
 #define IT_EXP   0x08 /* the item carries its own expiry (4 bytes, after the CAS) */
-/* 0x10, 0x20, 0x40: the SEG_ST_* state bits (fetched, stale, win token sent); 0x80 spare. */
-#define IT_STATE SEG_ST_MASK
-_Static_assert((SEG_ST_MASK & (IT_DEAD | IT_FLAGS | IT_CAS | IT_EXP)) == 0, "state bits overlap");
+/* 0x10, 0x20, 0x40: the SEG_ST_* state bits (fetched, stale, win token sent). */
+#define IT_SUM                                                                                     \
+    0x80 /* the item carries a checksum (4 bytes, right after the header): seg_recover.c */
+#define IT_STATE  SEG_ST_MASK
+#define IT_LAYOUT (IT_FLAGS | IT_CAS | IT_EXP | IT_SUM) /* the bits that say where fields are */
+_Static_assert((SEG_ST_MASK & (IT_DEAD | IT_LAYOUT)) == 0, "state bits overlap");
 
 /* Segment header, kept apart from the segment's data. */
 struct seg_hdr {
@@ -79,6 +83,26 @@ struct seg_hdr {
     uint16_t pinned; /* reservations and in-flight copies: not evictable while > 0 */
     uint8_t used;
 };
+
+/*
+ * The first page of a shard's region in a memory file: what recovery must know beyond the
+ * segment headers and the items. The counters are copies of the instance's (meta_sync).
+ */
+#define SEG_META_MAGIC   UINT64_C(0x31746d736c727470) /* "ptrlsmt1" */
+#define SEG_META_VERSION 1
+struct seg_meta {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t seg_size;
+    uint64_t nseg;
+    uint32_t hdr_size;  /* sizeof(struct seg_hdr) */
+    uint32_t item_sum;  /* IT_SUM */
+    uint64_t cas_next;  /* every segment opened has a cas_base below this */
+    uint64_t flush_cas; /* segments below it were flushed */
+    int64_t flush_at;   /* pending delayed flush_all, 0 = none */
+};
+
+_Static_assert(sizeof(struct seg_hdr) == 48, "segment headers are part of the memory file format");
 
 struct ttl_bucket {
     int32_t head;       /* oldest segment */
@@ -127,6 +151,15 @@ struct seg {
     unsigned merge_cursor;
     unsigned tick_cursor;
     uint8_t *scratch; /* merge builds the merged segment here */
+    /*
+     * Memory file (seg_recover.c): the shard's region of the file holds meta, then the segment
+     * headers, then the heap, in one shared mapping; meta NULL: anonymous memory. it_sum is
+     * IT_SUM when items carry a checksum (in a file), else 0.
+     */
+    struct seg_meta *meta;
+    uint8_t *region;
+    size_t region_len;
+    uint8_t it_sum;
     struct seg_stats st;
     struct ttl_bucket tb[TB_COUNT];
 };
@@ -253,10 +286,17 @@ it_vlen(const uint8_t *it)
     return it[2] | (uint32_t)it[3] << 8 | (uint32_t)it[4] << 16;
 }
 
+/* Where the optional fields start: after the header and the checksum, if any. */
+static inline size_t
+it_ext(const uint8_t *it)
+{
+    return IT_HDR + ((it[1] & IT_SUM) ? 4 : 0);
+}
+
 static inline size_t
 it_meta(const uint8_t *it)
 {
-    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0) +
+    return it_ext(it) + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0) +
            ((it[1] & IT_FLAGS) ? 4 : 0);
 }
 
@@ -283,7 +323,7 @@ it_flags(const uint8_t *it)
 {
     uint32_t f = 0;
     if (it[1] & IT_FLAGS) {
-        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0), 4);
+        memcpy(&f, it + it_ext(it) + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0), 4);
     }
     return f;
 }
@@ -294,7 +334,7 @@ it_expire(const struct seg_hdr *h, const uint8_t *it)
 {
     uint32_t e = h->expire_at;
     if (it[1] & IT_EXP) {
-        memcpy(&e, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
+        memcpy(&e, it + it_ext(it) + ((it[1] & IT_CAS) ? 8 : 0), 4);
     }
     return e;
 }
@@ -312,7 +352,7 @@ it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
 {
     if (it[1] & IT_CAS) {
         uint64_t cas;
-        memcpy(&cas, it + IT_HDR, 8);
+        memcpy(&cas, it + it_ext(it), 8);
         return cas;
     }
     return hdr(s, loc_sid(s, loc))->cas_base + loc_off(s, loc) + 1;
@@ -320,17 +360,20 @@ it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
 
 /* Size of an item, without the expiry field (item_alloc decides about that). */
 static inline size_t
-item_size(size_t klen, size_t vlen, uint32_t flags, bool with_cas)
+item_size(const struct seg *s, size_t klen, size_t vlen, uint32_t flags, bool with_cas)
 {
-    return IT_HDR + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen;
+    return IT_HDR + (s->it_sum ? 4 : 0) + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen;
 }
 
-/* Write an item header (cas, exp: 0 = none); returns where the key goes. */
+/*
+ * Write an item header (cas, exp: 0 = none); returns where the key goes. IT_SUM in iflags
+ * leaves room for the checksum, which seg_item_seal() fills once the value is there.
+ */
 static inline uint8_t *
 it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint32_t exp,
              uint8_t iflags)
 {
-    uint8_t *p = it + IT_HDR;
+    uint8_t *p = it + IT_HDR + ((iflags & IT_SUM) ? 4 : 0);
     it[0] = (uint8_t)klen;
     it[2] = (uint8_t)vlen;
     it[3] = (uint8_t)(vlen >> 8);
@@ -442,6 +485,59 @@ void flush_now(struct seg *s);
 
 /* seg_merge.c */
 bool evict_merge(struct seg *s);
+
+/* seg_recover.c */
+
+/*
+ * The checksum of an item in a segment opened with cas_base: covers the header's sizes and
+ * layout bits, the optional fields, the key and the value, and the segment's generation, so that
+ * a torn or damaged item, or an old one left from the segment's previous use, does not match.
+ * Not covered: IT_DEAD and the state bits, which change in place.
+ */
+uint32_t item_sum(const uint8_t *it, uint64_t cas_base);
+
+/*
+ * Make a written item valid for recovery: store its checksum (if it has IT_SUM). Called after
+ * the whole item, value included, is in place and before IT_DEAD is cleared, so that a crash
+ * in between leaves an item that recovery skips.
+ */
+static inline void
+seg_item_seal(const struct seg *s, uint32_t sid, uint8_t *it)
+{
+    if (it[1] & IT_SUM) {
+        uint32_t sum = item_sum(it, s->hdrs[sid].cas_base);
+        memcpy(it + IT_HDR, &sum, 4);
+    }
+}
+
+/*
+ * Clear IT_DEAD: the item becomes live (also for recovery). A release store, so that neither the
+ * compiler nor the CPU makes it visible before the item's bytes and checksum.
+ */
+static inline void
+it_commit(uint8_t *it, uint8_t flags)
+{
+    __atomic_store_n(&it[1], (uint8_t)(flags & ~IT_DEAD), __ATOMIC_RELEASE);
+}
+
+/* Keep meta (the memory file's copy) up to date with the counters it mirrors. */
+static inline void
+meta_sync(struct seg *s)
+{
+    if (s->meta != NULL) {
+        s->meta->cas_next = s->cas_next;
+        s->meta->flush_cas = s->flush_cas;
+        s->meta->flush_at = s->flush_at;
+    }
+}
+
+/*
+ * Set up the instance's memory in its region of the memory file (opts->file_fd) and recover
+ * what the region holds: segments, hash table, TTL bucket chains, statistics. Called by
+ * seg_create after the hash table and the TTL buckets are initialised (empty). 0, or a negative
+ * errno when the region cannot be mapped.
+ */
+int seg_file_attach(struct seg *s, const struct seg_options *opts);
 
 static inline void
 item_kill(struct seg *s, uint64_t loc)

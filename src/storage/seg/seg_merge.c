@@ -95,11 +95,14 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
     } else {
         uint64_t cas = (add_cas || (it[1] & IT_CAS)) ? it_cas(s, make_loc(s, src, off), it) : 0;
         uint32_t exp = (add_exp || (it[1] & IT_EXP)) ? e : 0;
-        uint8_t *p =
-            it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, exp, it[1] & IT_STATE);
+        uint8_t *p = it_write_hdr(out, it[0], it_vlen(it), it_flags(it), cas, exp,
+                                  it[1] & (IT_STATE | IT_SUM));
         memcpy(p, it_key(it), (size_t)it[0] + it_vlen(it));
         s->st.bytes += nsz - sz;
         s->tb[hdr(s, src)->bucket].bytes += nsz - sz;
+    }
+    if (src != m->dst || nsz != sz) {
+        seg_item_seal(s, m->dst, out); /* its checksum covers dst's generation and its layout */
     }
     if (e > m->max_expire) {
         m->max_expire = e;
@@ -141,6 +144,14 @@ merge_run(struct seg *s, const uint32_t *ids, unsigned n)
         off += it_size(it);
     }
     memcpy(seg_data(s, dst), s->scratch, woff);
+    if (s->meta != NULL && h->write_off > woff) {
+        /*
+         * In a memory file, the old layout's tail would still parse as items of dst's generation
+         * (with valid checksums) if dst became a tail again and a crash tore an append there:
+         * zeroes stop a recovery walk instead (a key length of 0 is never valid).
+         */
+        memset(seg_data(s, dst) + woff, 0, h->write_off - woff);
+    }
     s->ht_epoch++;
     /* Every kept item now lives in dst: rebuild the live counts from what was copied. */
     h->write_off = woff;

@@ -269,9 +269,15 @@ item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32
         .max_expire = (uint32_t)expire,
         .opened = (uint32_t)s->now,
         .bucket = (uint16_t)bi,
-        .used = 1,
     };
+    /*
+     * In a memory file, recovery takes a segment only once used is set and its cas_base is below
+     * meta's cas_next: so the header is complete before used, and used before cas_next moves.
+     */
+    __atomic_store_n(&h->used, 1, __ATOMIC_RELEASE);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     s->cas_next += s->seg_size;
+    meta_sync(s);
     chain_append(s, bi, (uint32_t)sid);
     *sid_out = (uint32_t)sid;
     *off_out = 0;

@@ -63,6 +63,7 @@ flush_now(struct seg *s)
     s->flush_cas = s->cas_next;
     s->flush_at = 0;
     s->st.flushes++;
+    meta_sync(s);
 }
 
 int64_t
@@ -79,6 +80,7 @@ seg_flush(struct seg *s, int64_t when)
         flush_now(s);
     } else {
         s->flush_at = when;
+        meta_sync(s);
     }
 }
 
