@@ -882,3 +882,70 @@ seg_destroy(struct seg **sp)
     free(s);
     *sp = NULL;
 }
+
+/* ---- moving items between instances (re-sharding a memory file, seg_file.c) ---- */
+
+enum seg_result
+seg_import(struct seg *s, const struct seg_item_info *info, uint64_t hash, const void *value,
+           size_t vlen)
+{
+    clock_update(s);
+    if (too_large(s, info->klen, vlen)) {
+        s->st.store_too_large++;
+        return SEG_TOO_LARGE;
+    }
+    if (expired(s, info->expire)) {
+        return SEG_NOT_STORED;
+    }
+    struct put p = {
+        .key = info->key,
+        .klen = info->klen,
+        .hash = hash,
+        .flags = info->flags,
+        .expire = info->expire,
+        .a = value,
+        .alen = vlen,
+        .cas = info->cas, /* kept: a client's gets before the restart still matches */
+        .state = info->state,
+        .pin = -1,
+        .slot = ht_find(s, info->key, info->klen, hash),
+        .known = true,
+    };
+    return put_item(s, &p, NULL);
+}
+
+struct export_ctx {
+    seg_export_fn fn;
+    void *ctx;
+};
+
+static void
+export_one(struct seg *s, uint32_t sid, uint32_t off, uint8_t *it, uint64_t hash, uint64_t *slot,
+           void *ctx)
+{
+    struct export_ctx *x = ctx;
+    const struct seg_hdr *h = hdr(s, sid);
+    (void)slot;
+    if (!it_valid(s, h, it)) {
+        return;
+    }
+    const struct seg_item_info info = {
+        .key = (const char *)it_key(it),
+        .klen = it[0],
+        .expire = it_expire(h, it),
+        .written = h->opened,
+        .cas = it_cas(s, make_loc(s, sid, off), it),
+        .flags = it_flags(it),
+        .size = it_size(it),
+        .bucket = h->bucket,
+        .state = it[1] & IT_STATE,
+    };
+    x->fn(x->ctx, &info, hash, it_val(it), it_vlen(it));
+}
+
+void
+seg_export_seg(struct seg *s, uint32_t sid, seg_export_fn fn, void *ctx)
+{
+    struct export_ctx x = {fn, ctx};
+    seg_walk(s, sid, export_one, &x);
+}

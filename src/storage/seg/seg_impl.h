@@ -539,6 +539,23 @@ meta_sync(struct seg *s)
  */
 int seg_file_attach(struct seg *s, const struct seg_options *opts);
 
+/* seg.c, for seg_file.c: moving items from one instance to another (re-sharding). */
+
+/* Called for each live item exported; value is valid during the call only. */
+typedef void (*seg_export_fn)(void *ctx, const struct seg_item_info *info, uint64_t hash,
+                              const uint8_t *value, size_t vlen);
+
+/* Export the live, valid items of segment sid, in the order they were written. */
+void seg_export_seg(struct seg *s, uint32_t sid, seg_export_fn fn, void *ctx);
+
+/*
+ * Store an exported item as it was: value, flags, absolute expiry, CAS (kept explicitly) and
+ * state bits; a later import of the same key replaces it. As seg_store's results, and
+ * SEG_NOT_STORED when it has expired.
+ */
+enum seg_result seg_import(struct seg *s, const struct seg_item_info *info, uint64_t hash,
+                           const void *value, size_t vlen);
+
 static inline void
 item_kill(struct seg *s, uint64_t loc)
 {
