@@ -108,6 +108,32 @@ item_bounded(const uint8_t *base, uint32_t off, uint32_t end)
     return sz <= end - off ? (uint32_t)sz : 0;
 }
 
+static bool
+item_sum_ok(const uint8_t *it, uint64_t cas_base)
+{
+    uint32_t sum;
+    memcpy(&sum, it + IT_HDR, 4);
+    return (it[1] & IT_SUM) && sum == item_sum(it, cas_base);
+}
+
+/*
+ * After an item at off failed its checksum: whether its length can still be trusted, i.e. the
+ * damage is in its other bytes. It can when the segment ends right after it or when the next
+ * item is well formed and passes its own checksum (a walk gone astray would have to land on an
+ * item boundary and match a 32-bit checksum).
+ */
+static bool
+resync_ok(const uint8_t *base, uint32_t off, uint32_t sz, uint32_t end, uint64_t cas_base)
+{
+    if (sz == 0) {
+        return false;
+    }
+    if (off + sz == end) {
+        return true;
+    }
+    return item_bounded(base, off + sz, end) != 0 && item_sum_ok(base + off + sz, cas_base);
+}
+
 /* Link one recovered item (its checksum verified); the later of two versions of a key wins. */
 static void
 recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, uint32_t *max_exp)
@@ -142,8 +168,8 @@ recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, uint32_t 
 
 /*
  * Recover the items of one segment, in order. Each item's bucket is prefetched RECOVER_AHEAD
- * items ahead, as seg_walk does. A damaged item stops the walk (its length cannot be trusted):
- * the segment ends there.
+ * items ahead, as seg_walk does. A damaged item is dropped and the walk goes on past it if its
+ * length can be trusted (resync_ok); otherwise the segment ends there.
  */
 static void
 recover_seg(struct seg *s, uint32_t sid)
@@ -164,10 +190,13 @@ recover_seg(struct seg *s, uint32_t sid)
                 off += sz;
                 continue;
             }
-            uint32_t sum;
-            memcpy(&sum, it + IT_HDR, 4);
-            if (sz == 0 || !(it[1] & IT_SUM) || sum != item_sum(it, h->cas_base)) {
+            if (sz == 0 || !item_sum_ok(it, h->cas_base)) {
                 s->st.recovery_damaged++;
+                if (resync_ok(base, off, sz, end, h->cas_base)) {
+                    it[1] |= IT_DEAD;
+                    off += sz;
+                    continue;
+                }
                 end = off;
                 break;
             }

@@ -1,0 +1,297 @@
+"""Warm restarts with --memory-file (-e): what a restart keeps, after a graceful stop, after
+kill -9 under write load, with damaged bytes in the file, and with another thread count or
+memory size.
+
+The memory file goes in a fresh directory on /dev/shm (tmpfs) when there is one. Each test
+starts its own servers (-p 0, --admin-port 0); every socket has a timeout.
+"""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import unittest
+import zlib
+
+from harness import Server, read_until
+
+PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
+
+
+def value_of(key, ver):
+    """The exact bytes a version of a key holds: its length varies with the version."""
+    head = ("%s:%d:" % (key, ver)).encode()
+    return head + bytes([97 + (ver + i) % 26 for i in range(ver * 7 % 300 + 10)])
+
+
+def flags_of(key, ver):
+    return zlib.crc32(("%s/%d" % (key, ver)).encode())
+
+
+def exptime_of(key):
+    """Half the keys never expire, the others live 1000 s."""
+    return 0 if zlib.crc32(key.encode()) % 2 == 0 else 1000
+
+
+def set_cmd(key, ver):
+    v = value_of(key, ver)
+    return b"set %s %d %d %d\r\n%s\r\n" % (key.encode(), flags_of(key, ver), exptime_of(key),
+                                           len(v), v)
+
+
+def mg(sock, key):
+    """(value, flags, ttl) of a key, or None when it is missing."""
+    sock.sendall(b"mg %s v f t\r\n" % key.encode())
+    line, data = read_until(sock, b"\r\n", 10).split(b"\r\n", 1)
+    if line == b"EN":
+        return None
+    m = re.match(rb"VA (\d+) f(\d+) t(-?\d+)$", line)
+    if not m:
+        raise AssertionError("unexpected reply %r" % line)
+    n = int(m.group(1))
+    while len(data) < n + 2:
+        chunk = sock.recv(n + 2 - len(data))
+        if not chunk:
+            raise AssertionError("connection closed")
+        data += chunk
+    return data[:n], int(m.group(2)), int(m.group(3))
+
+
+class RestartCase(unittest.TestCase):
+    def setUp(self):
+        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.dir = tempfile.mkdtemp(prefix="petrel-restart-", dir=base)
+        self.path = os.path.join(self.dir, "cache.mem")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self, *args):
+        return Server(PETREL, "-e", self.path, *args)
+
+    def assert_item(self, sock, key, ver):
+        got = mg(sock, key)
+        self.assertIsNotNone(got, "%s (version %d) is missing" % (key, ver))
+        value, flags, ttl = got
+        self.assertEqual(value, value_of(key, ver), key)
+        self.assertEqual(flags, flags_of(key, ver), key)
+        if exptime_of(key) == 0:
+            self.assertEqual(ttl, -1, key)
+        else:
+            self.assertTrue(0 < ttl <= 1000, (key, ttl))
+
+    def fill(self, srv, keys, ver=1):
+        with srv.connect() as s:
+            for i in range(0, len(keys), 100):
+                batch = keys[i:i + 100]
+                s.sendall(b"".join(set_cmd(k, ver) for k in batch))
+                data = b""
+                while data.count(b"\r\n") < len(batch):
+                    data += s.recv(65536)
+                self.assertEqual(data, b"STORED\r\n" * len(batch))
+
+
+class Graceful(RestartCase):
+    def test_a_stopped_server_comes_back_with_every_item(self):
+        keys = ["g%d" % i for i in range(3000)]
+        with self.start("-t", "2") as srv:
+            self.fill(srv, keys)
+            with srv.connect() as s:
+                s.sendall(b"delete g7\r\n")
+                self.assertEqual(read_until(s, b"\r\n", 10), b"DELETED\r\n")
+            self.assertEqual(srv.stop()[0], 0)
+        with self.start("-t", "2") as srv:
+            srv.wait_for(r"recovering 2 shards")
+            with srv.connect() as s:
+                for k in keys:
+                    if k != "g7":
+                        self.assert_item(s, k, 1)
+                self.assertIsNone(mg(s, "g7"), "a deleted item came back")
+            self.assertEqual(int(srv.stats()["curr_items"]), len(keys) - 1)
+
+    def test_flush_all_is_kept_across_a_restart(self):
+        with self.start("-t", "2") as srv:
+            self.fill(srv, ["f%d" % i for i in range(100)])
+            with srv.connect() as s:
+                s.sendall(b"flush_all\r\n")
+                self.assertEqual(read_until(s, b"\r\n", 10), b"OK\r\n")
+            srv.stop()
+        with self.start("-t", "2") as srv, srv.connect() as s:
+            self.assertIsNone(mg(s, "f1"))
+            self.assertEqual(int(srv.stats()["curr_items"]), 0)
+
+    def test_a_file_in_use_is_refused(self):
+        with self.start("-t", "1") as srv:
+            other = Server(PETREL, "-e", self.path, "-t", "1", wait_ready=False)
+            with other:
+                other.wait_for(r"in use by another process")
+                self.assertNotEqual(other.proc.wait(10), 0)
+            self.assertIsNone(srv.proc.poll())
+
+
+class Writer(threading.Thread):
+    """Pipelines sets of its own keys (versions 1, 2, ...) and records what was acknowledged."""
+
+    def __init__(self, port, wid, nkeys, stop):
+        super().__init__(daemon=True)
+        self.port, self.stop = port, stop
+        self.keys = ["w%d-%d" % (wid, i) for i in range(nkeys)]
+        self.sent = {}   # key -> highest version sent
+        self.acked = {}  # key -> highest version acknowledged
+        self.rng = random.Random(wid)
+
+    def run(self):
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            while not self.stop.is_set():
+                batch = []
+                for _ in range(32):
+                    k = self.rng.choice(self.keys)
+                    ver = self.sent.get(k, 0) + 1
+                    self.sent[k] = ver
+                    batch.append((k, ver))
+                s.sendall(b"".join(set_cmd(k, v) for k, v in batch))
+                data = b""
+                for k, ver in batch:
+                    while b"\r\n" not in data:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    line, data = data.split(b"\r\n", 1)
+                    if line != b"STORED":
+                        raise AssertionError("%s: %r" % (k, line))
+                    self.acked[k] = ver
+        except OSError:
+            return  # the server was killed
+
+
+class KillUnderLoad(RestartCase):
+    def test_every_acknowledged_write_survives_kill_9(self):
+        stop = threading.Event()
+        with self.start("-t", "4", "-m", "256") as srv:
+            writers = [Writer(srv.port, w, 2000, stop) for w in range(4)]
+            for w in writers:
+                w.start()
+            time.sleep(2.0)
+            srv.proc.send_signal(signal.SIGKILL)  # while the writers keep sending
+            srv.proc.wait(10)
+            for w in writers:
+                w.join(10)
+        acked = sum(len(w.acked) for w in writers)
+        self.assertGreater(acked, 1000, "the load did not get going")
+        with self.start("-t", "4", "-m", "256") as srv, srv.connect() as s:
+            for w in writers:
+                for k in w.keys:
+                    got = mg(s, k)
+                    lo, hi = w.acked.get(k, 0), w.sent.get(k, 0)
+                    if got is None:
+                        self.assertEqual(lo, 0, "%s: acknowledged version %d lost" % (k, lo))
+                        continue
+                    value, flags, ttl = got
+                    m = re.match(rb"([^:]+):(\d+):", value)
+                    self.assertTrue(m and m.group(1) == k.encode(), (k, value[:40]))
+                    ver = int(m.group(2))
+                    self.assertTrue(lo <= ver <= hi, "%s: version %d, acknowledged %d, sent %d"
+                                    % (k, ver, lo, hi))
+                    self.assertEqual(value, value_of(k, ver), "%s: corrupt value" % k)
+                    self.assertEqual(flags, flags_of(k, ver), k)
+                    if exptime_of(k) == 0:
+                        self.assertEqual(ttl, -1, k)
+                    else:
+                        self.assertTrue(0 < ttl <= 1000, (k, ttl))
+
+
+class Corruption(RestartCase):
+    def test_flipped_bytes_are_dropped_and_counted_never_served(self):
+        keys = ["c%d" % i for i in range(5000)]
+        with self.start("-t", "2", "-m", "16") as srv:
+            self.fill(srv, keys)
+            srv.stop()
+        size = os.path.getsize(self.path)
+        with open(self.path, "r+b") as f:
+            data = bytearray(f.read())
+            # Items start right after each region's meta page and segment headers: damage the
+            # bytes where the items are (found by their keys), and some anywhere else.
+            rng = random.Random(16)
+            spots = [m.start() for m in re.finditer(rb"c\d+:1:", data)]
+            for pos in rng.sample(spots, 50):
+                data[pos + rng.randrange(0, 20)] ^= 1 << rng.randrange(8)
+            for _ in range(50):
+                pos = rng.randrange(4096, size)
+                data[pos] ^= 0xff
+            f.seek(0)
+            f.write(data)
+        with self.start("-t", "2", "-m", "16") as srv:
+            line = srv.wait_for(r"worker 0: recovered")
+            dropped = 0
+            for w in range(2):
+                m = re.search(r"dropped (\d+) damaged", srv.wait_for(r"worker %d: recovered" % w))
+                dropped += int(m.group(1))
+            self.assertGreater(dropped, 0, line)
+            found = 0
+            with srv.connect() as s:
+                for k in keys:
+                    got = mg(s, k)
+                    if got is not None:
+                        found += 1
+                        self.assertEqual(got[0], value_of(k, 1), "%s: damaged value served" % k)
+                        self.assertEqual(got[1], flags_of(k, 1), k)
+                s.sendall(b"set after 0 0 2\r\nok\r\n")
+                self.assertEqual(read_until(s, b"\r\n", 10), b"STORED\r\n")
+            self.assertGreater(found, len(keys) // 2)
+            self.assertIsNone(srv.proc.poll())
+
+    def test_a_file_that_is_not_a_memory_file_starts_empty_saying_so(self):
+        with open(self.path, "wb") as f:
+            f.write(b"not a memory file\n" * 1000)
+        with self.start("-t", "2") as srv:
+            srv.wait_for(r"not a Petrel memory file: starting empty")
+            self.fill(srv, ["n1"])
+            srv.stop()
+        with self.start("-t", "2") as srv, srv.connect() as s:
+            self.assert_item(s, "n1", 1)
+
+
+class Reshard(RestartCase):
+    def test_thread_count_changes_keep_every_item(self):
+        keys = ["r%d" % i for i in range(20000)]
+        with self.start("-t", "1", "-m", "64") as srv:
+            self.fill(srv, keys)
+            srv.stop()
+        for threads in ("4", "2"):
+            with self.start("-t", threads, "-m", "64") as srv:
+                srv.wait_for(r"re-sharded from \d+ shards .* 20000 items moved, 0 did not fit")
+                with srv.connect() as s:
+                    for k in keys:
+                        self.assert_item(s, k, 1)
+                self.assertEqual(int(srv.stats()["curr_items"]), len(keys))
+                s.close()
+                srv.stop()
+
+    def test_less_memory_keeps_what_fits(self):
+        keys = ["l%d" % i for i in range(40000)]  # about 11 MiB of items
+        with self.start("-t", "2", "-m", "64") as srv:
+            self.fill(srv, keys)
+            srv.stop()
+        with self.start("-t", "2", "-m", "4") as srv:
+            srv.wait_for(r"re-sharded")
+            found = []
+            with srv.connect() as s:
+                for k in keys:
+                    got = mg(s, k)
+                    if got is not None:
+                        self.assertEqual(got[0], value_of(k, 1), k)
+                        found.append(k)
+            stats = srv.stats()
+            self.assertEqual(int(stats["curr_items"]), len(found))
+            # What is kept fills most of the new limit (eviction frees whole segments).
+            self.assertGreater(int(stats["bytes"]), (4 << 20) // 2, stats["bytes"])
+
+
+if __name__ == "__main__":
+    unittest.main()
