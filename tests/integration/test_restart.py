@@ -11,13 +11,14 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 import zlib
 
-from harness import Server, read_until
+from harness import Server, free_port, read_until
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 
@@ -291,6 +292,132 @@ class Reshard(RestartCase):
             self.assertEqual(int(stats["curr_items"]), len(found))
             # What is kept fills most of the new limit (eviction frees whole segments).
             self.assertGreater(int(stats["bytes"]), (4 << 20) // 2, stats["bytes"])
+
+
+def nutcracker():
+    path = os.environ.get("NUTCRACKER") or shutil.which("nutcracker") or "/usr/sbin/nutcracker"
+    return path if os.access(path, os.X_OK) else None
+
+
+class ProxyLoad(threading.Thread):
+    """Through the proxy: sets new keys and reads back older ones, in pipelined batches;
+    records what was acknowledged and counts the error replies (a node being restarted)."""
+
+    def __init__(self, port, stop):
+        super().__init__(daemon=True)
+        self.port, self.stop = port, stop
+        self.acked, self.errors, self.requests, self.bad = [], 0, 0, []
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        n = 0
+        buf = b""
+        while not self.stop.is_set():
+            keys = ["p%d" % (n + i) for i in range(16)]
+            n += 16
+            s.sendall(b"".join(set_cmd(k, 1) for k in keys))
+            for k in keys:
+                while b"\r\n" not in buf:
+                    buf += s.recv(65536)
+                line, buf = buf.split(b"\r\n", 1)
+                self.requests += 1
+                if line == b"STORED":
+                    self.acked.append(k)
+                else:
+                    self.errors += 1
+            if self.acked:
+                k = self.acked[len(self.acked) // 2]
+                s.sendall(b"get %s\r\n" % k.encode())
+                self.requests += 1
+                while True:  # the only request in flight: what comes is its reply
+                    if buf.startswith(b"SERVER_ERROR") and buf.endswith(b"\r\n"):
+                        self.errors += 1
+                        break
+                    if buf.endswith(b"END\r\n"):
+                        if buf != b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (
+                                k.encode(), flags_of(k, 1), len(value_of(k, 1)), value_of(k, 1)):
+                            self.bad.append((k, buf[:60]))
+                        break
+                    buf += s.recv(65536)
+                buf = b""
+        s.close()
+
+
+@unittest.skipUnless(nutcracker(), "nutcracker (twemproxy) not installed")
+class RollingRestartBehindProxy(RestartCase):
+    def test_restarting_each_of_three_nodes_under_load_loses_no_item(self):
+        ports = [free_port() for _ in range(3)]
+        paths = [os.path.join(self.dir, "node%d.mem" % i) for i in range(3)]
+        proxy_port = free_port()
+        conf = os.path.join(self.dir, "nutcracker.yml")
+        with open(conf, "w") as f:
+            f.write("pool:\n  listen: 127.0.0.1:%d\n  hash: fnv1a_64\n  distribution: ketama\n"
+                    "  timeout: 2000\n  auto_eject_hosts: false\n"
+                    "  server_retry_timeout: 100\n  server_failure_limit: 1\n  servers:\n"
+                    % proxy_port)
+            for i, p in enumerate(ports):
+                f.write("   - 127.0.0.1:%d:1 node%d\n" % (p, i))
+
+        def node(i):
+            return Server(PETREL, "-e", paths[i], "-t", "2", "-p", str(ports[i]))
+
+        nodes = [node(i) for i in range(3)]
+        proxy = subprocess.Popen([nutcracker(), "-c", conf, "-s", str(free_port())],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", proxy_port), timeout=1).close()
+                    break
+                except OSError:
+                    self.assertLess(time.monotonic(), deadline, "nutcracker did not start")
+                    time.sleep(0.1)
+            stop = threading.Event()
+            load = ProxyLoad(proxy_port, stop)
+            load.start()
+            time.sleep(1.0)
+            for i in range(3):
+                before = load.requests
+                nodes[i].stop()
+                nodes[i].__exit__()
+                nodes[i] = node(i)
+                time.sleep(1.0)
+                self.assertGreater(load.requests, before, "no progress around node %d" % i)
+            stop.set()
+            load.join(30)
+            self.assertFalse(load.is_alive())
+            self.assertEqual(load.bad, [], "wrong values read through the proxy")
+            self.assertGreater(len(load.acked), 1000)
+            # Errors only while a node was down: a small part of the requests.
+            self.assertLess(load.errors, load.requests // 4, (load.errors, load.requests))
+            with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as s:
+                for k in load.acked:
+                    got = mg_get(s, k)
+                    self.assertEqual(got, value_of(k, 1), "%s lost or wrong after the restarts" % k)
+            print("\nrolling restart: %d requests, %d errors, %d items all kept"
+                  % (load.requests, load.errors, len(load.acked)))
+        finally:
+            proxy.kill()
+            proxy.wait()
+            for n in nodes:
+                n.__exit__()
+
+
+def mg_get(sock, key):
+    """The value of key through a proxy that speaks the classic text protocol, or None."""
+    sock.sendall(b"get %s\r\n" % key.encode())
+    data = b""
+    while not data.endswith(b"END\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed")
+        data += chunk
+    if data == b"END\r\n":
+        return None
+    head, rest = data.split(b"\r\n", 1)
+    n = int(head.split()[3])
+    return rest[:n]
 
 
 if __name__ == "__main__":

@@ -50,11 +50,12 @@
 #define HT_MOVE_PER_TICK   1024 /* ... and per seg_tick() */
 
 /*
- * An item: 5 header bytes (key length, item flags, 24-bit value length), then the checksum
- * (4 bytes, only in a heap kept in a memory file: IT_SUM), the explicit CAS (8 bytes, only for
- * relocated items), the expiry (4 bytes, only when it differs from the segment's), the client
- * flags (4 bytes, only when non-zero), the key and the value. Items are byte-aligned:
- * multi-byte fields are read with memcpy.
+ * An item: 5 header bytes (key length, item flags, 24-bit value length), then the explicit CAS
+ * (8 bytes, only for relocated items), the expiry (4 bytes, only when it differs from the
+ * segment's), the client flags (4 bytes, only when non-zero), the key, the value, and the
+ * checksum (4 bytes, only in a heap kept in a memory file: IT_SUM). The checksum comes last so
+ * that no field moves with it: a lookup reads the item exactly as without a file. Items are
+ * byte-aligned: multi-byte fields are read with memcpy.
  */
 #define IT_HDR   5
 #define IT_DEAD  0x01 /* replaced, deleted, or a reservation not yet committed */
@@ -62,8 +63,11 @@
 #define IT_CAS   0x04
 #define IT_EXP   0x08 /* the item carries its own expiry (4 bytes, after the CAS) */
 /* 0x10, 0x20, 0x40: the SEG_ST_* state bits (fetched, stale, win token sent). */
-#define IT_SUM                                                                                     \
-    0x80 /* the item carries a checksum (4 bytes, right after the header): seg_recover.c */
+/* IT_SUM: the item ends with a checksum (4 bytes, seg_recover.c); IT_SUM_LEN(f): its length
+ * for the flags f, 4 or 0, without a branch. */
+#define IT_SUM        0x80
+#define IT_SUM_LEN(f) (((f) >> 5) & 4)
+_Static_assert(IT_SUM_LEN(IT_SUM) == 4 && IT_SUM_LEN(0x7f) == 0, "IT_SUM_LEN");
 #define IT_STATE  SEG_ST_MASK
 #define IT_LAYOUT (IT_FLAGS | IT_CAS | IT_EXP | IT_SUM) /* the bits that say where fields are */
 _Static_assert((SEG_ST_MASK & (IT_DEAD | IT_LAYOUT)) == 0, "state bits overlap");
@@ -286,17 +290,10 @@ it_vlen(const uint8_t *it)
     return it[2] | (uint32_t)it[3] << 8 | (uint32_t)it[4] << 16;
 }
 
-/* Where the optional fields start: after the header and the checksum, if any. */
-static inline size_t
-it_ext(const uint8_t *it)
-{
-    return IT_HDR + ((it[1] & IT_SUM) ? 4 : 0);
-}
-
 static inline size_t
 it_meta(const uint8_t *it)
 {
-    return it_ext(it) + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0) +
+    return IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0) +
            ((it[1] & IT_FLAGS) ? 4 : 0);
 }
 
@@ -315,7 +312,7 @@ it_val(uint8_t *it)
 static inline uint32_t
 it_size(const uint8_t *it)
 {
-    return (uint32_t)(it_meta(it) + it[0] + it_vlen(it));
+    return (uint32_t)(it_meta(it) + it[0] + it_vlen(it) + IT_SUM_LEN(it[1]));
 }
 
 static inline uint32_t
@@ -323,7 +320,7 @@ it_flags(const uint8_t *it)
 {
     uint32_t f = 0;
     if (it[1] & IT_FLAGS) {
-        memcpy(&f, it + it_ext(it) + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0), 4);
+        memcpy(&f, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0) + ((it[1] & IT_EXP) ? 4 : 0), 4);
     }
     return f;
 }
@@ -334,7 +331,7 @@ it_expire(const struct seg_hdr *h, const uint8_t *it)
 {
     uint32_t e = h->expire_at;
     if (it[1] & IT_EXP) {
-        memcpy(&e, it + it_ext(it) + ((it[1] & IT_CAS) ? 8 : 0), 4);
+        memcpy(&e, it + IT_HDR + ((it[1] & IT_CAS) ? 8 : 0), 4);
     }
     return e;
 }
@@ -352,7 +349,7 @@ it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
 {
     if (it[1] & IT_CAS) {
         uint64_t cas;
-        memcpy(&cas, it + it_ext(it), 8);
+        memcpy(&cas, it + IT_HDR, 8);
         return cas;
     }
     return hdr(s, loc_sid(s, loc))->cas_base + loc_off(s, loc) + 1;
@@ -362,18 +359,18 @@ it_cas(const struct seg *s, uint64_t loc, const uint8_t *it)
 static inline size_t
 item_size(const struct seg *s, size_t klen, size_t vlen, uint32_t flags, bool with_cas)
 {
-    return IT_HDR + (s->it_sum ? 4 : 0) + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen;
+    return IT_HDR + (with_cas ? 8 : 0) + (flags ? 4 : 0) + klen + vlen + IT_SUM_LEN(s->it_sum);
 }
 
 /*
- * Write an item header (cas, exp: 0 = none); returns where the key goes. IT_SUM in iflags
- * leaves room for the checksum, which seg_item_seal() fills once the value is there.
+ * Write an item header (cas, exp: 0 = none); returns where the key goes. With IT_SUM in iflags
+ * the item ends with a checksum, which seg_item_seal() fills once the value is there.
  */
 static inline uint8_t *
 it_write_hdr(uint8_t *it, size_t klen, size_t vlen, uint32_t flags, uint64_t cas, uint32_t exp,
              uint8_t iflags)
 {
-    uint8_t *p = it + IT_HDR + ((iflags & IT_SUM) ? 4 : 0);
+    uint8_t *p = it + IT_HDR;
     it[0] = (uint8_t)klen;
     it[2] = (uint8_t)vlen;
     it[3] = (uint8_t)(vlen >> 8);
@@ -506,7 +503,7 @@ seg_item_seal(const struct seg *s, uint32_t sid, uint8_t *it)
 {
     if (it[1] & IT_SUM) {
         uint32_t sum = item_sum(it, s->hdrs[sid].cas_base);
-        memcpy(it + IT_HDR, &sum, 4);
+        memcpy(it + it_size(it) - 4, &sum, 4);
     }
 }
 

@@ -39,10 +39,9 @@ seg_region_size(const struct seg_options *o)
 uint32_t
 item_sum(const uint8_t *it, uint64_t cas_base)
 {
-    size_t from = IT_HDR + 4;
     uint64_t seed = cas_base ^ ((uint64_t)it[0] << 48 | (uint64_t)(it[1] & IT_LAYOUT) << 40 |
                                 (uint64_t)it_vlen(it) << 8);
-    return (uint32_t)XXH3_64bits_withSeed(it + from, it_size(it) - from, seed);
+    return (uint32_t)XXH3_64bits_withSeed(it + IT_HDR, it_size(it) - IT_HDR - 4, seed);
 }
 
 /* A fresh region: no segment in use. meta's magic is written last, so a crash meanwhile leaves
@@ -104,16 +103,20 @@ item_bounded(const uint8_t *base, uint32_t off, uint32_t end)
         return 0;
     }
     const uint8_t *it = base + off;
-    uint64_t sz = it_meta(it) + (uint64_t)it[0] + it_vlen(it);
+    uint64_t sz = it_meta(it) + (uint64_t)it[0] + it_vlen(it) + IT_SUM_LEN(it[1]);
     return sz <= end - off ? (uint32_t)sz : 0;
 }
 
+/* Whether an item (bounded: item_bounded) has a checksum, and it matches. */
 static bool
 item_sum_ok(const uint8_t *it, uint64_t cas_base)
 {
     uint32_t sum;
-    memcpy(&sum, it + IT_HDR, 4);
-    return (it[1] & IT_SUM) && sum == item_sum(it, cas_base);
+    if (!(it[1] & IT_SUM)) {
+        return false;
+    }
+    memcpy(&sum, it + it_size(it) - 4, 4);
+    return sum == item_sum(it, cas_base);
 }
 
 /*
@@ -308,7 +311,8 @@ int
 seg_file_attach(struct seg *s, const struct seg_options *opts)
 {
     size_t len = seg_region_size(opts);
-    /* MAP_POPULATE: recovery reads all of it, and faulting it in bulk is much faster. */
+    /* MAP_POPULATE: recovery reads the headers and every segment in use; one call maps them
+     * rather than a fault every few pages. */
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, opts->file_fd,
                    (off_t)opts->file_off);
     if (p == MAP_FAILED) {
