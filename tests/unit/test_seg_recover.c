@@ -25,6 +25,7 @@ fake_now(void *ctx)
 }
 
 static int fd = -1;
+static bool prefault; /* open_mem's seg_options.prefault */
 
 static void
 setup(void)
@@ -32,6 +33,7 @@ setup(void)
     fd = memfd_create("seg-recover-test", MFD_CLOEXEC);
     cr_assert_geq(fd, 0);
     now_s = T0;
+    prefault = false;
 }
 
 static void
@@ -47,6 +49,7 @@ open_mem(size_t mem, size_t seg_size, enum seg_evict_policy evict)
 {
     struct seg_options o;
     seg_options_init(&o);
+    o.prefault = prefault;
     o.mem_bytes = mem;
     o.seg_size = seg_size;
     o.item_max = seg_size;
@@ -155,6 +158,16 @@ Test(seg_recover, restart_keeps_value_flags_cas_and_ttl)
     cr_assert_eq(v.vlen, 3);
     cr_assert_eq(stats(s).recovered_items, 2);
     cr_assert_eq(stats(s).items, 2);
+    seg_destroy(&s);
+}
+
+Test(seg_recover, prefault_keeps_what_was_recovered)
+{
+    prefault = true; /* memcached's -L: the packaged configuration sets it */
+    struct seg *s = open_default();
+    put(s, "pre", "faulted", 0, 0);
+    s = restart(&s);
+    assert_value(s, "pre", "faulted");
     seg_destroy(&s);
 }
 

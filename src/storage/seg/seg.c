@@ -838,12 +838,11 @@ seg_create(struct seg **out, const struct seg_options *opts)
             free_push(s, i); /* low ids first: untouched high segments cost no RSS */
         }
     }
-    if (opts->prefault) {
+    if (opts->prefault && s->region == NULL) {
         /* Page faults now rather than on the request path; the table is already zero. A memory
-         * file's heap holds data: its mapping was populated instead. */
-        if (s->region == NULL) {
-            memset(s->heap, 0, s->heap_len);
-        }
+         * file's heap holds data and its table holds what recovery linked: the file's mapping
+         * was populated, and recovery touched the table. */
+        memset(s->heap, 0, s->heap_len);
         memset(s->ht, 0, s->ht_len);
     }
     *out = s;
