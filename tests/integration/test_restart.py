@@ -274,6 +274,20 @@ class Reshard(RestartCase):
                 s.close()
                 srv.stop()
 
+    def test_no_room_to_re_shard_starts_empty_saying_why(self):
+        with self.start("-t", "1") as srv:
+            self.fill(srv, ["e%d" % i for i in range(100)])
+            srv.stop()
+        os.mkdir(self.path + ".new")  # where the new layout would be built: it cannot be
+        with self.start("-t", "2") as srv:
+            srv.wait_for(r"cannot re-shard it from 1 shards .*: starting empty")
+            with srv.connect() as s:
+                self.assertIsNone(mg(s, "e1"))
+            self.fill(srv, ["after"])
+            srv.stop()
+        with self.start("-t", "2") as srv, srv.connect() as s:
+            self.assert_item(s, "after", 1)
+
     def test_less_memory_keeps_what_fits(self):
         keys = ["l%d" % i for i in range(40000)]  # about 11 MiB of items
         with self.start("-t", "2", "-m", "64") as srv:

@@ -302,13 +302,27 @@ seg_file_open(struct seg_file **out, const char *path, const struct seg_options 
     } else {
         info->resharded = true;
         rc = reshard(path, &fd, &old, &want, shard, shard_of, info);
-        snprintf(info->note, sizeof(info->note),
-                 "%s: re-sharded from %u shards of %llu bytes (segments of %llu) to %u of %llu "
-                 "(segments of %llu): %llu items moved, %llu did not fit",
-                 path, old.nshards, (unsigned long long)old.shard_mem,
-                 (unsigned long long)old.seg_size, nshards, (unsigned long long)shard->mem_bytes,
-                 (unsigned long long)shard->seg_size, (unsigned long long)info->moved_items,
-                 (unsigned long long)info->dropped_items);
+        if (rc < 0) {
+            /*
+             * E.g. no room for both files on the filesystem: a cache must still start, so it
+             * starts empty in the file (which keeps its descriptor and lock), saying why.
+             */
+            int err = -rc;
+            *info = (struct seg_file_info){.reset = true};
+            rc = file_create(fd, &want);
+            snprintf(info->note, sizeof(info->note),
+                     "%s: cannot re-shard it from %u shards of %llu bytes: %s: starting empty",
+                     path, old.nshards, (unsigned long long)old.shard_mem, strerror(err));
+        } else {
+            snprintf(info->note, sizeof(info->note),
+                     "%s: re-sharded from %u shards of %llu bytes (segments of %llu) to %u of %llu "
+                     "(segments of %llu): %llu items moved, %llu did not fit",
+                     path, old.nshards, (unsigned long long)old.shard_mem,
+                     (unsigned long long)old.seg_size, nshards,
+                     (unsigned long long)shard->mem_bytes, (unsigned long long)shard->seg_size,
+                     (unsigned long long)info->moved_items,
+                     (unsigned long long)info->dropped_items);
+        }
     }
     if (rc < 0) {
         size_t l = strlen(info->note);
