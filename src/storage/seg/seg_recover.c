@@ -137,9 +137,50 @@ resync_ok(const uint8_t *base, uint32_t off, uint32_t sz, uint32_t end, uint64_t
     return item_bounded(base, off + sz, end) != 0 && item_sum_ok(base + off + sz, cas_base);
 }
 
-/* Link one recovered item (its checksum verified); the later of two versions of a key wins. */
+/*
+ * One walk of the key's chain for both questions recovery asks: the slot already holding the
+ * key (returned, or NULL) and the first empty slot met (*empty, or NULL).
+ */
+static uint64_t *
+chain_lookup(const struct seg *s, const uint8_t *it, uint64_t hash, uint64_t **empty)
+{
+    uint64_t tag = tag_of(hash);
+    uint64_t *b = ht_head(s, hash);
+    *empty = NULL;
+    for (;;) {
+        for (int i = 0; i < SLOTS; i++) {
+            uint64_t v = b[i];
+            if (v == 0) {
+                *empty = *empty != NULL ? *empty : &b[i];
+            } else if ((v & SLOT_TAG_MASK) == tag) {
+                const uint8_t *o = loc_item(s, v & SLOT_LOC_MASK);
+                if (o[0] == it[0] && memcmp(it_key(o), it_key(it), it[0]) == 0) {
+                    return &b[i];
+                }
+            }
+        }
+        if (b[7] == 0) {
+            return NULL;
+        }
+        b = ovf_at(s, b[7]);
+    }
+}
+
+/* What a segment's walk linked, added to the counters once at its end. */
+struct recovered {
+    uint32_t items;
+    uint32_t bytes;
+    uint32_t max_exp;
+};
+
+/*
+ * Link one recovered item (its checksum verified); the later of two versions of a key wins.
+ * Its own segment's counters are added by the caller (acc); a replaced older version is killed
+ * at once, which may take its segment's counters below what the caller adds back later: the
+ * unsigned arithmetic ends right.
+ */
 static void
-recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, uint32_t *max_exp)
+recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct recovered *acc)
 {
     struct seg_hdr *h = hdr(s, sid);
     uint8_t *it = seg_data(s, sid) + off;
@@ -150,20 +191,24 @@ recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, uint32_t 
         return;
     }
     uint64_t loc = make_loc(s, sid, off);
-    uint64_t *slot = ht_find(s, it_key(it), it[0], hash);
+    uint64_t *empty;
+    uint64_t *slot = chain_lookup(s, it, hash, &empty);
     if (slot != NULL) {
         uint64_t old = *slot;
         *slot = (old & SLOT_TAG_MASK) | loc;
         item_kill(s, old & SLOT_LOC_MASK);
         s->st.recovered_items--;
+    } else if (empty != NULL) {
+        *empty = tag_of(hash) | loc;
     } else if (ht_insert(s, hash, tag_of(hash) | loc) != 0) {
         it[1] |= IT_DEAD; /* no memory for an overflow bucket: the item is dropped */
         return;
     }
-    item_live(s, sid, it_size(it));
+    acc->items++;
+    acc->bytes += it_size(it);
     s->st.recovered_items++;
-    if (e > *max_exp) {
-        *max_exp = e;
+    if (e > acc->max_exp) {
+        acc->max_exp = e;
     }
 }
 
@@ -184,7 +229,8 @@ recover_seg(struct seg *s, uint32_t sid)
         uint64_t hash;
     } q[RECOVER_AHEAD];
     unsigned qh = 0, qn = 0;
-    uint32_t off = 0, end = h->write_off, max_exp = 0;
+    uint32_t off = 0, end = h->write_off;
+    struct recovered acc = {0};
     for (;;) {
         while (qn < RECOVER_AHEAD && off < end) {
             uint32_t sz = item_bounded(base, off, end);
@@ -213,12 +259,18 @@ recover_seg(struct seg *s, uint32_t sid)
         if (qn == 0) {
             break;
         }
-        recover_link(s, sid, q[qh].off, q[qh].hash, &max_exp);
+        recover_link(s, sid, q[qh].off, q[qh].hash, &acc);
         qh = (qh + 1) % RECOVER_AHEAD;
         qn--;
     }
     h->write_off = end;
-    h->max_expire = max_exp;
+    h->max_expire = acc.max_exp;
+    h->live_items += acc.items;
+    h->live_bytes += acc.bytes;
+    s->tb[h->bucket].items += acc.items;
+    s->tb[h->bucket].bytes += acc.bytes;
+    s->st.items += acc.items;
+    s->st.bytes += acc.bytes;
 }
 
 /* Size the hash table for about n items up front, so recovery does not grow it step by step. */
