@@ -5,8 +5,9 @@
  * file_fd / file_off, seg_region_size). seg_file_open() opens or creates it and makes sure its
  * layout is the one asked for: a file written with the same layout is recovered in place by each
  * shard's seg_create(); one written with another number of shards, memory size or segment size
- * is re-sharded into a new file (items go to the shard shard_of gives, oldest first, so that
- * what does not fit is chosen by the eviction policy) which then replaces it; a file that is not
+ * is re-sharded into a new file (items go to the shard shard_of gives, oldest first; where they
+ * do not all fit, the oldest make room, so the newest that fit are kept) which then replaces it;
+ * a file that is not
  * a valid memory file is started afresh. It never fails for a file's contents, only for system
  * errors (the path cannot be opened, no space on its filesystem).
  *

@@ -304,8 +304,10 @@ class Reshard(RestartCase):
                         found.append(k)
             stats = srv.stats()
             self.assertEqual(int(stats["curr_items"]), len(found))
-            # What is kept fills most of the new limit (eviction frees whole segments).
+            # What is kept fills most of the new limit (eviction frees whole segments), and it
+            # is the newest: the last key written is there.
             self.assertGreater(int(stats["bytes"]), (4 << 20) // 2, stats["bytes"])
+            self.assertIn(keys[-1], found)
 
 
 def nutcracker():

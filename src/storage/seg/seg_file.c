@@ -187,6 +187,13 @@ reshard_into(int oldfd, const struct file_hdr *old, int newfd, const struct file
     for (unsigned i = 0; rc == 0 && i < want->nshards; i++) {
         struct seg_options o;
         shard_opts(want, base, newfd, i, &o);
+        /*
+         * Items come oldest first; where they do not all fit, the oldest segments make room, so
+         * the newest items that fit are kept. Merge would rank them by reads, which the file
+         * does not keep (all would tie at 0, and a merge keeps none of a tie); with none the
+         * newest would be refused. The workers then use the configured policy.
+         */
+        o.evict = SEG_EVICT_FIFO;
         rc = seg_create(&dst[i], &o);
         if (rc == 0) {
             /* New CAS values stay above every old one, which the moved items keep. */
