@@ -14,6 +14,9 @@ server through what its configuration says (petrel --print-config run as the uni
 set and a get on its unix socket if it has one (it replaces the TCP port), else on the TCP port;
 the log file if there is one; /health on the admin port. Then it reloads through ExecReload= and sees config_reloads move,
 and stops the server as systemd does (SIGTERM, then TimeoutStopSec=) and wants exit status 0.
+When the configuration has a memory-file and the unit keeps its runtime directory
+(RuntimeDirectoryPreserve=yes), it starts the server once more and wants the item set before
+the restart back (a warm restart).
 
 The sandboxing options (ProtectSystem=, PrivateTmp=, SystemCallFilter=, ...) need systemd
 itself and are not applied; .ci/test-packages checks them with systemd-analyze.
@@ -157,6 +160,22 @@ def set_get(family, address, key):
     return got == want, got
 
 
+def get(family, address, key):
+    value = b"packaged"
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(address)
+        s.sendall(b"get %s\r\n" % key)
+        want = b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)
+        got = b""
+        while not got.endswith(b"END\r\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    return got == want, got
+
+
 def admin(cfg, request):
     address = (cfg.get("admin.admin-address") or "127.0.0.1", int(cfg["admin.admin-port"]))
     with socket.create_connection(address, timeout=5) as s:
@@ -228,36 +247,57 @@ def main(argv):
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     cfg = effective_config(root, user, group, exec_start)
-    # WATCHDOG_PID is the main process's pid: the shell's, kept by exec through chroot.
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh", "/usr/sbin/chroot",
-         f"--userspec={user}:{group}", root] + exec_start,
-        env=env, preexec_fn=in_service, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        ready = say(wait_ready(notify, proc, 60), f"{name}: READY=1 on NOTIFY_SOCKET")
-        if ready:
-            try:
-                check_serving(root, name, cfg, uid)
-                check_reload(root, name, settings, cfg, user, group, proc.pid)
-            except (OSError, ValueError, KeyError) as e:
-                say(False, f"{name}: {type(e).__name__}: {e}")
-        proc.send_signal(signal.SIGTERM)
-        timeout = float(one(settings, "TimeoutStopSec", "90").rstrip("s"))
+    preserve = one(settings, "RuntimeDirectoryPreserve", "no") in ("yes", "true", "1")
+
+    def life(checks):
+        """Start the service, run checks(pid) once it is ready, stop it; its stderr."""
+        # WATCHDOG_PID is the main process's pid: the shell's, kept by exec through chroot.
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", 'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"', "sh",
+             "/usr/sbin/chroot", f"--userspec={user}:{group}", root] + exec_start,
+            env=env, preexec_fn=in_service, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
-            status = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            status = proc.wait()
-        say(status == 0, f"{name}: SIGTERM stops it with status 0 (got {status})")
+            ready = say(wait_ready(notify, proc, 60), f"{name}: READY=1 on NOTIFY_SOCKET")
+            if ready:
+                try:
+                    checks(proc.pid)
+                except (OSError, ValueError, KeyError) as e:
+                    say(False, f"{name}: {type(e).__name__}: {e}")
+            proc.send_signal(signal.SIGTERM)
+            timeout = float(one(settings, "TimeoutStopSec", "90").rstrip("s"))
+            try:
+                status = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                status = proc.wait()
+            say(status == 0, f"{name}: SIGTERM stops it with status 0 (got {status})")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.stdout.read().decode(errors="replace")
+
+    def first(pid):
+        check_serving(root, name, cfg, uid)
+        check_reload(root, name, settings, cfg, user, group, pid)
+
+    def after_restart(pid):
+        family, address, shown = data_port(root, cfg)
+        ok, got = get(family, address, b"pkg:after-reload")
+        say(ok, f"{name}: a restart keeps the cache: the item set before it is there, "
+            f"recovered from memory-file {cfg['storage.memory-file']} ({got!r})")
+
+    try:
+        journal = life(first)
+        if cfg.get("storage.memory-file") and preserve:
+            # RuntimeDirectoryPreserve=yes: the memory file in it outlives the stop.
+            make_directories(root, settings, uid, gid)
+            journal += life(after_restart)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        journal = proc.stdout.read().decode(errors="replace")
         notify.close()
         os.unlink(notify_path)
         for path in env.get("RUNTIME_DIRECTORY", "").split(":"):
-            if path:  # systemd removes the runtime directory when the unit stops
+            if path and not preserve:  # systemd removes it when the unit stops, unless kept
                 subprocess.run(["rm", "-rf", root + path], check=False)
     print(f"--- {name}: what the server wrote to stderr (the journal) ---")
     print(journal.rstrip())

@@ -68,10 +68,22 @@ struct seg_options {
     uint64_t seed;           /* random policy and frequency counters */
     bool prefault;           /* touch all memory at creation (like memcached -L): RSS = full size,
                                 and the hash table starts at its full size */
+    /*
+     * Memory file (warm restart): file_fd >= 0 puts the segment heap, its headers and a meta page
+     * in a shared mapping of seg_region_size() bytes at file_off (page aligned) of that file,
+     * and seg_create recovers what the region holds (or starts empty when it holds nothing
+     * valid). Items then carry a 4-byte checksum. The caller keeps the descriptor open until
+     * seg_create returns; seg_file.h manages whole files. -1 (default): anonymous memory.
+     */
+    int file_fd;
+    uint64_t file_off;
 };
 
 /** Defaults: 64 MiB, 1 MiB segments, 1 MiB items, merge of 4, real clock. Any thread. */
 void seg_options_init(struct seg_options *opts);
+
+/** Bytes of a memory file region for an instance with these options. Any thread. */
+size_t seg_region_size(const struct seg_options *opts);
 
 struct seg;
 
@@ -399,6 +411,12 @@ struct seg_stats {
     uint64_t flushes;            /* flush_all executed */
     uint64_t store_too_large;    /* stores refused: too large */
     uint64_t store_no_memory;    /* stores refused: out of memory */
+    /* Recovery from a memory file, at seg_create (0 without one). */
+    uint64_t recovered_items;   /* items recovered */
+    uint64_t recovery_damaged;  /* items dropped as torn or damaged (checksum, bounds) */
+    uint64_t recovery_expired;  /* items dropped because they expired meanwhile */
+    uint64_t recovery_bad_segs; /* segments dropped whole: their header was not valid */
+    uint64_t recovery_reset;    /* 1: the region held another layout or no valid data: empty */
 };
 
 /** Copy the statistics. Owner thread (another thread must get a copy from the owner). */

@@ -220,8 +220,6 @@ static const struct opt_compat memcached_flags[] = {
      .why = "SASL is not supported: use TLS client certificates (--tls-verify)"},
     {'Y', "auth-file", COMPAT_REFUSE, COMPAT_ARG_REQUIRED,
      .why = "not supported: use TLS client certificates (--tls-verify)"},
-    {'e', "memory-file", COMPAT_REFUSE, COMPAT_ARG_REQUIRED,
-     .why = "a memory file (warm restart) is not supported yet"},
     {0},
 };
 

@@ -60,6 +60,7 @@
 #include "petrel/log.h"
 #include "petrel/mc_detail.h"
 #include "petrel/mc_dump.h"
+#include "petrel/mc_persist.h"
 #include "petrel/mc_exec.h"
 #include "petrel/memcache.h"
 #include "petrel/seg.h"
@@ -151,6 +152,13 @@ static const struct opt_def mc_options[] = {
      .dflt = "no",
      .help = "touch all item memory, and the hash table at its full size, at start-up (as "
              "memcached's -L): no request waits for the kernel to map fresh memory"},
+    {.name = "memory-file",
+     .short_name = 'e',
+     .section = "storage",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "keep the item memory in this file (on tmpfs: /dev/shm, /run), so that a restart, "
+             "even after a crash, keeps the cache (as memcached's -e); docs/operations.md"},
     {.name = "disable-cas",
      .short_name = 'C',
      .section = "storage",
@@ -2994,7 +3002,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     o.prefault = config_bool(cfg, "prefault");
     int rc = seg_evict_policy_parse(evict_names[config_enum(cfg, "eviction")], &o.evict);
     if (rc == 0) {
-        rc = seg_create(&mw->shard.seg, &o);
+        rc = mc_persist_create(id, n, cfg, &o, &mw->shard.seg);
     }
     if (rc < 0) {
         log_error("worker %u: cannot create its storage shard (%zu bytes of --memory-limit, "

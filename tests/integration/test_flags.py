@@ -59,8 +59,8 @@ LONG_SHORT = {"unix-mask": "a", "port": "p", "unix-socket": "s", "udp-port": "U"
               "max-item-size": "I", "auth-file": "Y", "memory-file": "e", "extended": "o",
               "napi-ids": "N"}
 
-REFUSED_FLAGS = {"-i": [], "-S": [], "-Y": ["/x"], "-e": ["/x"], "--license": [],
-                 "--enable-sasl": [], "--auth-file": ["/x"], "--memory-file": ["/x"]}
+REFUSED_FLAGS = {"-i": [], "-S": [], "-Y": ["/x"], "--license": [],
+                 "--enable-sasl": [], "--auth-file": ["/x"]}
 IGNORED_FLAGS = {"-f": ["1.25"], "-n": ["48"], "-R": ["20"], "-N": ["2"],
                  "--slab-growth-factor": ["1.25"], "--slab-min-size": ["48"],
                  "--max-reqs-per-event": ["20"], "--napi-ids": ["2"]}
@@ -164,7 +164,8 @@ class HonouredFlags(unittest.TestCase):
                  (["--unix-socket=/tmp/m.sock"], "unix-socket", "/tmp/m.sock"),
                  (["--listen=127.0.0.2"], "listen", "127.0.0.2"), (["--user=nobody"], "user", "nobody"),
                  (["--enable-shutdown"], "enable-shutdown", "yes"),
-                 (["--enable-ssl"], "enable-ssl", "yes"), (["--udp-port=0"], "udp-port", "0")]
+                 (["--enable-ssl"], "enable-ssl", "yes"), (["--udp-port=0"], "udp-port", "0"),
+                 (["--memory-file=/dev/shm/m"], "memory-file", "/dev/shm/m")]
         for args, key, want in cases:
             with self.subTest(args=args):
                 self.assertEqual(printed(*args)[key], want)
@@ -177,7 +178,7 @@ class HonouredFlags(unittest.TestCase):
                  (["-I", "2m"], "max-item-size", "2m"), (["-a", "770"], "unix-mode", "770"),
                  (["-u", "nobody"], "user", "nobody"), (["-A"], "enable-shutdown", "yes"),
                  (["-M"], "eviction", "none"), (["-vv"], "verbose", "2"),
-                 (["-U", "0"], "udp-port", "0")]
+                 (["-U", "0"], "udp-port", "0"), (["-e", "/dev/shm/m"], "memory-file", "/dev/shm/m")]
         for args, key, want in cases:
             with self.subTest(args=args):
                 self.assertEqual(printed(*args)[key], want)

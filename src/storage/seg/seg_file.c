@@ -1,0 +1,367 @@
+/*
+ * seg_file: the memory file of all shards (include/petrel/seg_file.h): its header, its layout,
+ * and re-sharding from one layout to another.
+ */
+#include "petrel/seg_file.h"
+
+#include "seg_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FILE_MAGIC   "PTRLMEM1"
+#define FILE_VERSION 1
+#define FILE_HDR_LEN 4096u
+
+/* The first page. sum covers the fields before it, so a damaged header is never trusted. */
+struct file_hdr {
+    char magic[8];
+    uint32_t version;
+    uint32_t nshards;
+    uint64_t seg_size;
+    uint64_t shard_mem; /* mem_bytes of each shard */
+    uint64_t region_len;
+    uint64_t file_len;
+    uint64_t sum;
+};
+
+struct seg_file {
+    int fd;
+    struct file_hdr hdr;
+};
+
+static uint64_t
+hdr_sum(const struct file_hdr *h)
+{
+    return XXH3_64bits(h, offsetof(struct file_hdr, sum));
+}
+
+static struct file_hdr
+layout_for(const struct seg_options *o, unsigned nshards)
+{
+    struct file_hdr h = {
+        .version = FILE_VERSION,
+        .nshards = nshards,
+        .seg_size = o->seg_size,
+        .shard_mem = o->mem_bytes,
+        .region_len = seg_region_size(o),
+    };
+    memcpy(h.magic, FILE_MAGIC, 8);
+    h.file_len = FILE_HDR_LEN + (uint64_t)nshards * h.region_len;
+    h.sum = hdr_sum(&h);
+    return h;
+}
+
+static bool
+same_layout(const struct file_hdr *a, const struct file_hdr *b)
+{
+    return a->nshards == b->nshards && a->seg_size == b->seg_size && a->shard_mem == b->shard_mem &&
+           a->region_len == b->region_len && a->file_len == b->file_len;
+}
+
+/* The header read from fd, if it is a valid one for a file of size len. */
+static bool
+hdr_read(int fd, off_t len, struct file_hdr *h, const char **why)
+{
+    if (pread(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) || memcmp(h->magic, FILE_MAGIC, 8)) {
+        *why = "not a Petrel memory file";
+    } else if (h->version != FILE_VERSION) {
+        *why = "a memory file of another format version";
+    } else if (h->sum != hdr_sum(h)) {
+        *why = "its header is damaged";
+    } else if ((uint64_t)len != h->file_len || h->nshards == 0 || h->seg_size < SEG_SIZE_MIN ||
+               h->seg_size > SEG_SIZE_MAX || (h->seg_size & (h->seg_size - 1)) != 0 ||
+               h->shard_mem / h->seg_size < 2) {
+        *why = "its size or layout is not valid (truncated?)";
+    } else {
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Give fd the layout h, empty: every shard region starts with a zero meta page, which
+ * seg_create takes as "start empty". The space is allocated now, so that a full filesystem is
+ * an error here rather than a SIGBUS when a page is first written. The header goes last.
+ */
+static int
+file_create(int fd, const struct file_hdr *h)
+{
+    if (ftruncate(fd, 0) < 0) {
+        return -errno;
+    }
+    int rc = posix_fallocate(fd, 0, (off_t)h->file_len);
+    if (rc == EOPNOTSUPP || rc == EINVAL) {
+        rc = ftruncate(fd, (off_t)h->file_len) < 0 ? errno : 0;
+    }
+    if (rc != 0) {
+        return -rc;
+    }
+    if (pwrite(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h)) {
+        return errno != 0 ? -errno : -EIO;
+    }
+    return 0;
+}
+
+static void
+shard_opts(const struct file_hdr *h, const struct seg_options *base, int fd, unsigned i,
+           struct seg_options *o)
+{
+    *o = *base;
+    o->mem_bytes = h->shard_mem;
+    o->seg_size = h->seg_size;
+    if (o->item_max > o->seg_size) {
+        o->item_max = o->seg_size;
+    }
+    o->prefault = false;
+    o->file_fd = fd;
+    o->file_off = FILE_HDR_LEN + (uint64_t)i * h->region_len;
+}
+
+/* One segment of an old shard, for ordering all old segments by age. */
+struct old_seg {
+    uint32_t opened;
+    uint32_t shard;
+    uint32_t sid;
+};
+
+static int
+cmp_old(const void *a, const void *b)
+{
+    const struct old_seg *x = a, *y = b;
+    if (x->opened != y->opened) {
+        return x->opened < y->opened ? -1 : 1;
+    }
+    return x->shard != y->shard ? (x->shard < y->shard ? -1 : 1)
+                                : (x->sid > y->sid) - (x->sid < y->sid);
+}
+
+struct move_ctx {
+    struct seg **dst;
+    unsigned n;
+    seg_shard_fn shard_of;
+    uint64_t moved, dropped;
+};
+
+static void
+move_one(void *ctx, const struct seg_item_info *info, uint64_t hash, const uint8_t *value,
+         size_t vlen)
+{
+    struct move_ctx *m = ctx;
+    struct seg *d = m->dst[m->shard_of(hash, m->n)];
+    if (seg_import(d, info, hash, value, vlen) == SEG_STORED) {
+        m->moved++;
+    } else {
+        m->dropped++;
+    }
+}
+
+/*
+ * Move every item of the old shards (recovered from oldfd, layout old) into new shards of layout
+ * want in a new file, oldest segments first, each item to the shard shard_of gives. Evictions
+ * the new shards make while filling are counted as dropped (their eviction statistics).
+ */
+static int
+reshard_into(int oldfd, const struct file_hdr *old, int newfd, const struct file_hdr *want,
+             const struct seg_options *base, seg_shard_fn shard_of, struct seg_file_info *info)
+{
+    struct seg **src = calloc(old->nshards, sizeof(*src));
+    struct seg **dst = calloc(want->nshards, sizeof(*dst));
+    struct old_seg *order = NULL;
+    int rc = src != NULL && dst != NULL ? 0 : -ENOMEM;
+    uint64_t cas_floor = 0, nsegs = 0;
+    for (unsigned i = 0; rc == 0 && i < old->nshards; i++) {
+        struct seg_options o;
+        shard_opts(old, base, oldfd, i, &o);
+        rc = seg_create(&src[i], &o);
+        if (rc == 0) {
+            cas_floor = src[i]->cas_next > cas_floor ? src[i]->cas_next : cas_floor;
+            nsegs += src[i]->nseg;
+        }
+    }
+    for (unsigned i = 0; rc == 0 && i < want->nshards; i++) {
+        struct seg_options o;
+        shard_opts(want, base, newfd, i, &o);
+        /*
+         * Items come oldest first; where they do not all fit, the oldest segments make room, so
+         * the newest items that fit are kept. Merge would rank them by reads, which the file
+         * does not keep (all would tie at 0, and a merge keeps none of a tie); with none the
+         * newest would be refused. The workers then use the configured policy.
+         */
+        o.evict = SEG_EVICT_FIFO;
+        rc = seg_create(&dst[i], &o);
+        if (rc == 0) {
+            /* New CAS values stay above every old one, which the moved items keep. */
+            dst[i]->cas_next =
+                (cas_floor + dst[i]->seg_size - 1) & ~(uint64_t)(dst[i]->seg_size - 1);
+            meta_sync(dst[i]);
+        }
+    }
+    if (rc == 0 && (order = malloc((nsegs + 1) * sizeof(*order))) == NULL) {
+        rc = -ENOMEM;
+    }
+    if (rc == 0) {
+        size_t n = 0;
+        for (unsigned i = 0; i < old->nshards; i++) {
+            for (uint32_t sid = 0; sid < src[i]->nseg; sid++) {
+                if (src[i]->hdrs[sid].used) {
+                    order[n++] = (struct old_seg){src[i]->hdrs[sid].opened, i, sid};
+                }
+            }
+        }
+        qsort(order, n, sizeof(*order), cmp_old);
+        struct move_ctx m = {.dst = dst, .n = want->nshards, .shard_of = shard_of};
+        for (size_t k = 0; k < n; k++) {
+            seg_export_seg(src[order[k].shard], order[k].sid, move_one, &m);
+        }
+        uint64_t evicted = 0;
+        for (unsigned i = 0; i < want->nshards; i++) {
+            evicted += dst[i]->st.evicted_items;
+        }
+        info->moved_items = m.moved - evicted;
+        info->dropped_items = m.dropped + evicted;
+    }
+    for (unsigned i = 0; src != NULL && i < old->nshards; i++) {
+        seg_destroy(&src[i]);
+    }
+    for (unsigned i = 0; dst != NULL && i < want->nshards; i++) {
+        seg_destroy(&dst[i]);
+    }
+    free(order);
+    free(src);
+    free(dst);
+    return rc;
+}
+
+/*
+ * Re-shard: build the new layout in path.new, then rename it over path. Until the rename the old
+ * file is intact, so a crash meanwhile just re-shards again at the next start. Both files exist
+ * at once for that time. On success *fd is the new file's descriptor.
+ */
+static int
+reshard(const char *path, int *fd, const struct file_hdr *old, const struct file_hdr *want,
+        const struct seg_options *base, seg_shard_fn shard_of, struct seg_file_info *info)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp)) {
+        return -ENAMETOOLONG;
+    }
+    int nfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (nfd < 0) {
+        return -errno;
+    }
+    int rc = flock(nfd, LOCK_EX | LOCK_NB) < 0 ? -errno : file_create(nfd, want);
+    if (rc == 0) {
+        rc = reshard_into(*fd, old, nfd, want, base, shard_of, info);
+    }
+    if (rc == 0 && rename(tmp, path) < 0) {
+        rc = -errno;
+    }
+    if (rc < 0) {
+        close(nfd);
+        (void)unlink(tmp);
+        return rc;
+    }
+    close(*fd);
+    *fd = nfd;
+    return 0;
+}
+
+int
+seg_file_open(struct seg_file **out, const char *path, const struct seg_options *shard,
+              unsigned nshards, seg_shard_fn shard_of, struct seg_file_info *info)
+{
+    *info = (struct seg_file_info){0};
+    struct file_hdr want = layout_for(shard, nshards), old;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        int rc = -errno;
+        snprintf(info->note, sizeof(info->note), "cannot open %s: %s", path, strerror(-rc));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return rc;
+    }
+    int rc = 0;
+    const char *why = NULL;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = -errno;
+        snprintf(info->note, sizeof(info->note), "%s is in use by another process", path);
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = -EINVAL;
+        snprintf(info->note, sizeof(info->note), "%s is not a regular file", path);
+    } else if (sb.st_size == 0) {
+        rc = file_create(fd, &want);
+        snprintf(info->note, sizeof(info->note), "%s: new, %u shards of %llu bytes", path, nshards,
+                 (unsigned long long)shard->mem_bytes);
+    } else if (!hdr_read(fd, sb.st_size, &old, &why)) {
+        info->reset = true;
+        rc = file_create(fd, &want);
+        snprintf(info->note, sizeof(info->note), "%s: %s: starting empty", path, why);
+    } else if (same_layout(&old, &want)) {
+        snprintf(info->note, sizeof(info->note), "%s: recovering %u shards", path, nshards);
+    } else {
+        info->resharded = true;
+        rc = reshard(path, &fd, &old, &want, shard, shard_of, info);
+        if (rc < 0) {
+            /*
+             * E.g. no room for both files on the filesystem: a cache must still start, so it
+             * starts empty in the file (which keeps its descriptor and lock), saying why.
+             */
+            int err = -rc;
+            *info = (struct seg_file_info){.reset = true};
+            rc = file_create(fd, &want);
+            snprintf(info->note, sizeof(info->note),
+                     "%s: cannot re-shard it from %u shards of %llu bytes: %s: starting empty",
+                     path, old.nshards, (unsigned long long)old.shard_mem, strerror(err));
+        } else {
+            snprintf(info->note, sizeof(info->note),
+                     "%s: re-sharded from %u shards of %llu bytes (segments of %llu) to %u of %llu "
+                     "(segments of %llu): %llu items moved, %llu did not fit",
+                     path, old.nshards, (unsigned long long)old.shard_mem,
+                     (unsigned long long)old.seg_size, nshards,
+                     (unsigned long long)shard->mem_bytes, (unsigned long long)shard->seg_size,
+                     (unsigned long long)info->moved_items,
+                     (unsigned long long)info->dropped_items);
+        }
+    }
+    if (rc < 0) {
+        size_t l = strlen(info->note);
+        snprintf(info->note + l, sizeof(info->note) - l, " (failed: %s)", strerror(-rc));
+        close(fd);
+        return rc;
+    }
+    struct seg_file *f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    f->fd = fd;
+    f->hdr = want;
+    *out = f;
+    return 0;
+}
+
+void
+seg_file_shard(const struct seg_file *f, unsigned i, struct seg_options *o)
+{
+    o->file_fd = f->fd;
+    o->file_off = FILE_HDR_LEN + (uint64_t)i * f->hdr.region_len;
+}
+
+void
+seg_file_close(struct seg_file **fp)
+{
+    if (fp == NULL || *fp == NULL) {
+        return;
+    }
+    close((*fp)->fd);
+    free(*fp);
+    *fp = NULL;
+}

@@ -1,0 +1,388 @@
+/*
+ * seg_recover.c: the heap in a memory file, and its recovery at start.
+ *
+ * A shard's region of the file is: one meta page (struct seg_meta), the segment headers, the
+ * heap. The hash table, TTL bucket chains and statistics are not in the file: recovery rebuilds
+ * them by walking the segments.
+ *
+ * What makes a crash (kill -9) safe: the file is a shared mapping, so every store the process
+ * made is in the page cache when it dies, in program order. An item is written with IT_DEAD set,
+ * its checksum is filled once the value is complete, and IT_DEAD is cleared last (a release
+ * store) before the command's reply is composed; deletes and replaced versions get IT_DEAD in
+ * place. So an item recovery sees live has its bytes complete; a torn or damaged one fails its
+ * checksum (which also covers the segment's generation, so an item left from a segment's
+ * previous use fails too). An overwrite commits the new version before it kills the old one; if
+ * both are found live, the one written later (later segment, then later offset) wins.
+ */
+#include "seg_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#define META_LEN 4096u
+#define PAGE_LEN 4096u
+
+static size_t
+hdrs_len(uint64_t nseg)
+{
+    return (size_t)((nseg * sizeof(struct seg_hdr) + PAGE_LEN - 1) & ~(uint64_t)(PAGE_LEN - 1));
+}
+
+size_t
+seg_region_size(const struct seg_options *o)
+{
+    uint64_t nseg = o->mem_bytes / o->seg_size;
+    return META_LEN + hdrs_len(nseg) + (size_t)nseg * o->seg_size;
+}
+
+uint32_t
+item_sum(const uint8_t *it, uint64_t cas_base)
+{
+    uint64_t seed = cas_base ^ ((uint64_t)it[0] << 48 | (uint64_t)(it[1] & IT_LAYOUT) << 40 |
+                                (uint64_t)it_vlen(it) << 8);
+    return (uint32_t)XXH3_64bits_withSeed(it + IT_HDR, it_size(it) - IT_HDR - 4, seed);
+}
+
+/* A fresh region: no segment in use. meta's magic is written last, so a crash meanwhile leaves
+ * a region that the next start initialises again. */
+static void
+region_init(struct seg *s)
+{
+    struct seg_meta *m = s->meta;
+    __atomic_store_n(&m->magic, 0, __ATOMIC_RELEASE);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    for (uint32_t i = s->nseg; i-- > 0;) {
+        free_push(s, i); /* low ids first */
+    }
+    *m = (struct seg_meta){
+        .version = SEG_META_VERSION,
+        .seg_size = s->seg_size,
+        .nseg = s->nseg,
+        .hdr_size = sizeof(struct seg_hdr),
+        .item_sum = IT_SUM,
+    };
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&m->magic, SEG_META_MAGIC, __ATOMIC_RELEASE);
+}
+
+static bool
+meta_matches(const struct seg *s)
+{
+    const struct seg_meta *m = s->meta;
+    return m->magic == SEG_META_MAGIC && m->version == SEG_META_VERSION &&
+           m->seg_size == s->seg_size && m->nseg == s->nseg &&
+           m->hdr_size == sizeof(struct seg_hdr) && m->item_sum == IT_SUM;
+}
+
+/* A header recovery can trust: opened before the last cas_base handed out, fields in range. */
+static bool
+hdr_sane(const struct seg *s, const struct seg_hdr *h)
+{
+    return h->cas_base < s->cas_next && h->cas_base % s->seg_size == 0 &&
+           h->write_off <= s->seg_size && h->bucket < TB_COUNT &&
+           (h->bucket == TB_NEVER) == (h->expire_at == 0);
+}
+
+static int
+cmp_age(const void *a, const void *b, void *ctx)
+{
+    const struct seg *s = ctx;
+    uint64_t x = s->hdrs[*(const uint32_t *)a].cas_base, y = s->hdrs[*(const uint32_t *)b].cas_base;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The size of the item at off if it is well formed and ends by end: a key of 1..SEG_KEY_MAX
+ * bytes and a length that fits. 0 otherwise (walks stop there).
+ */
+static uint32_t
+item_bounded(const uint8_t *base, uint32_t off, uint32_t end)
+{
+    if (end - off < IT_HDR + 4 || base[off] == 0 || base[off] > SEG_KEY_MAX) {
+        return 0;
+    }
+    const uint8_t *it = base + off;
+    uint64_t sz = it_meta(it) + (uint64_t)it[0] + it_vlen(it) + IT_SUM_LEN(it[1]);
+    return sz <= end - off ? (uint32_t)sz : 0;
+}
+
+/* Whether an item (bounded: item_bounded) has a checksum, and it matches. */
+static bool
+item_sum_ok(const uint8_t *it, uint64_t cas_base)
+{
+    uint32_t sum;
+    if (!(it[1] & IT_SUM)) {
+        return false;
+    }
+    memcpy(&sum, it + it_size(it) - 4, 4);
+    return sum == item_sum(it, cas_base);
+}
+
+/*
+ * After an item at off failed its checksum: whether its length can still be trusted, i.e. the
+ * damage is in its other bytes. It can when the segment ends right after it or when the next
+ * item is well formed and passes its own checksum (a walk gone astray would have to land on an
+ * item boundary and match a 32-bit checksum).
+ */
+static bool
+resync_ok(const uint8_t *base, uint32_t off, uint32_t sz, uint32_t end, uint64_t cas_base)
+{
+    if (sz == 0) {
+        return false;
+    }
+    if (off + sz == end) {
+        return true;
+    }
+    return item_bounded(base, off + sz, end) != 0 && item_sum_ok(base + off + sz, cas_base);
+}
+
+/*
+ * One walk of the key's chain for both questions recovery asks: the slot already holding the
+ * key (returned, or NULL) and the first empty slot met (*empty, or NULL).
+ */
+static uint64_t *
+chain_lookup(const struct seg *s, const uint8_t *it, uint64_t hash, uint64_t **empty)
+{
+    uint64_t tag = tag_of(hash);
+    uint64_t *b = ht_head(s, hash);
+    *empty = NULL;
+    for (;;) {
+        for (int i = 0; i < SLOTS; i++) {
+            uint64_t v = b[i];
+            if (v == 0) {
+                *empty = *empty != NULL ? *empty : &b[i];
+            } else if ((v & SLOT_TAG_MASK) == tag) {
+                const uint8_t *o = loc_item(s, v & SLOT_LOC_MASK);
+                if (o[0] == it[0] && memcmp(it_key(o), it_key(it), it[0]) == 0) {
+                    return &b[i];
+                }
+            }
+        }
+        if (b[7] == 0) {
+            return NULL;
+        }
+        b = ovf_at(s, b[7]);
+    }
+}
+
+/* What a segment's walk linked, added to the counters once at its end. */
+struct recovered {
+    uint32_t items;
+    uint32_t bytes;
+    uint32_t max_exp;
+};
+
+/*
+ * Link one recovered item (its checksum verified); the later of two versions of a key wins.
+ * Its own segment's counters are added by the caller (acc); a replaced older version is killed
+ * at once, which may take its segment's counters below what the caller adds back later: the
+ * unsigned arithmetic ends right.
+ */
+static void
+recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct recovered *acc)
+{
+    struct seg_hdr *h = hdr(s, sid);
+    uint8_t *it = seg_data(s, sid) + off;
+    uint32_t e = it_expire(h, it);
+    if (e != 0 && e <= s->now) {
+        it[1] |= IT_DEAD;
+        s->st.recovery_expired++;
+        return;
+    }
+    uint64_t loc = make_loc(s, sid, off);
+    uint64_t *empty;
+    uint64_t *slot = chain_lookup(s, it, hash, &empty);
+    if (slot != NULL) {
+        uint64_t old = *slot;
+        *slot = (old & SLOT_TAG_MASK) | loc;
+        item_kill(s, old & SLOT_LOC_MASK);
+        s->st.recovered_items--;
+    } else if (empty != NULL) {
+        *empty = tag_of(hash) | loc;
+    } else if (ht_insert(s, hash, tag_of(hash) | loc) != 0) {
+        it[1] |= IT_DEAD; /* no memory for an overflow bucket: the item is dropped */
+        return;
+    }
+    acc->items++;
+    acc->bytes += it_size(it);
+    s->st.recovered_items++;
+    if (e > acc->max_exp) {
+        acc->max_exp = e;
+    }
+}
+
+#define RECOVER_AHEAD 8 /* items between prefetching a bucket and linking the item */
+
+/*
+ * Recover the items of one segment, in order. Each item's bucket is prefetched RECOVER_AHEAD
+ * items ahead, as seg_walk does. A damaged item is dropped and the walk goes on past it if its
+ * length can be trusted (resync_ok); otherwise the segment ends there.
+ */
+static void
+recover_seg(struct seg *s, uint32_t sid)
+{
+    struct seg_hdr *h = hdr(s, sid);
+    uint8_t *base = seg_data(s, sid);
+    struct {
+        uint32_t off;
+        uint64_t hash;
+    } q[RECOVER_AHEAD];
+    unsigned qh = 0, qn = 0;
+    uint32_t off = 0, end = h->write_off;
+    struct recovered acc = {0};
+    for (;;) {
+        while (qn < RECOVER_AHEAD && off < end) {
+            uint32_t sz = item_bounded(base, off, end);
+            uint8_t *it = base + off;
+            if (sz != 0 && (it[1] & IT_DEAD)) {
+                off += sz;
+                continue;
+            }
+            if (sz == 0 || !item_sum_ok(it, h->cas_base)) {
+                s->st.recovery_damaged++;
+                if (resync_ok(base, off, sz, end, h->cas_base)) {
+                    it[1] |= IT_DEAD;
+                    off += sz;
+                    continue;
+                }
+                end = off;
+                break;
+            }
+            uint64_t hash = seg_hash(it_key(it), it[0]);
+            __builtin_prefetch(ht_head(s, hash));
+            q[(qh + qn) % RECOVER_AHEAD].off = off;
+            q[(qh + qn) % RECOVER_AHEAD].hash = hash;
+            qn++;
+            off += sz;
+        }
+        if (qn == 0) {
+            break;
+        }
+        recover_link(s, sid, q[qh].off, q[qh].hash, &acc);
+        qh = (qh + 1) % RECOVER_AHEAD;
+        qn--;
+    }
+    h->write_off = end;
+    h->max_expire = acc.max_exp;
+    h->live_items += acc.items;
+    h->live_bytes += acc.bytes;
+    s->tb[h->bucket].items += acc.items;
+    s->tb[h->bucket].bytes += acc.bytes;
+    s->st.items += acc.items;
+    s->st.bytes += acc.bytes;
+}
+
+/* Size the hash table for about n items up front, so recovery does not grow it step by step. */
+static void
+ht_presize(struct seg *s, uint64_t n)
+{
+    uint64_t nb = s->nbuckets;
+    while (nb < s->nb_max && nb * HT_GROW_LOAD <= n) {
+        nb *= 2;
+    }
+    if (nb > s->nb_max) {
+        nb = s->nb_max;
+    }
+    if (nb == s->nbuckets) {
+        return;
+    }
+    uint64_t *t = map_region((size_t)nb * 64, 0);
+    if (t == NULL) {
+        return; /* the table grows as items come instead */
+    }
+    munmap(s->ht, s->ht_len);
+    s->ht = t;
+    s->nbuckets = (uint32_t)nb;
+    s->ht_len = (size_t)nb * 64;
+}
+
+/*
+ * Rebuild the instance from a region whose meta matches: keep the segments whose header is
+ * sane and that are neither flushed nor wholly expired, chain them by age in their TTL buckets,
+ * link their items. Segments left without live items are freed (except a bucket's tail).
+ */
+static int
+region_recover(struct seg *s)
+{
+    const struct seg_meta *m = s->meta;
+    s->cas_next = m->cas_next;
+    s->flush_cas = m->flush_cas;
+    s->flush_at = m->flush_at;
+    if (s->flush_at != 0 && s->now >= s->flush_at) {
+        flush_now(s);
+    }
+    uint32_t *order = malloc((size_t)s->nseg * sizeof(*order));
+    if (order == NULL) {
+        return -ENOMEM;
+    }
+    uint32_t n = 0;
+    uint64_t expect = 0;
+    for (uint32_t sid = 0; sid < s->nseg; sid++) {
+        struct seg_hdr *h = hdr(s, sid);
+        if (!h->used) {
+            continue;
+        }
+        if (!hdr_sane(s, h)) {
+            s->st.recovery_bad_segs++;
+            h->used = 0;
+        } else if (seg_reclaimable(s, h)) {
+            h->used = 0; /* flushed, or every item expired: nothing to walk */
+        } else {
+            order[n++] = sid;
+            expect += h->live_items < s->seg_size / IT_HDR ? h->live_items : 0;
+        }
+    }
+    for (uint32_t sid = s->nseg; sid-- > 0;) {
+        if (!hdr(s, sid)->used) {
+            free_push(s, sid);
+        }
+    }
+    qsort_r(order, n, sizeof(*order), cmp_age, s);
+    ht_presize(s, expect);
+    for (uint32_t i = 0; i < n; i++) {
+        struct seg_hdr *h = hdr(s, order[i]);
+        h->live_items = h->live_bytes = 0;
+        h->pinned = 0;
+        chain_append(s, h->bucket, order[i]);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        recover_seg(s, order[i]);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct seg_hdr *h = hdr(s, order[i]);
+        if (h->live_items == 0 && s->tb[h->bucket].tail != (int32_t)order[i]) {
+            seg_release(s, order[i]);
+        }
+    }
+    free(order);
+    return 0;
+}
+
+int
+seg_file_attach(struct seg *s, const struct seg_options *opts)
+{
+    size_t len = seg_region_size(opts);
+    /* MAP_POPULATE: recovery reads the headers and every segment in use; one call maps them
+     * rather than a fault every few pages. */
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, opts->file_fd,
+                   (off_t)opts->file_off);
+    if (p == MAP_FAILED) {
+        return -errno;
+    }
+    s->region = p;
+    s->region_len = len;
+    s->meta = p;
+    s->hdrs = (struct seg_hdr *)(s->region + META_LEN);
+    s->heap = s->region + META_LEN + hdrs_len(s->nseg);
+    s->it_sum = IT_SUM;
+#ifdef MADV_HUGEPAGE
+    madvise(s->heap, s->heap_len, MADV_HUGEPAGE); /* honoured only if shmem allows it */
+#endif
+    if (!meta_matches(s)) {
+        s->st.recovery_reset = s->meta->magic != 0;
+        region_init(s);
+        return 0;
+    }
+    return region_recover(s);
+}

@@ -1,0 +1,440 @@
+"""Warm restarts with --memory-file (-e): what a restart keeps, after a graceful stop, after
+kill -9 under write load, with damaged bytes in the file, and with another thread count or
+memory size.
+
+The memory file goes in a fresh directory on /dev/shm (tmpfs) when there is one. Each test
+starts its own servers (-p 0, --admin-port 0); every socket has a timeout.
+"""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import zlib
+
+from harness import Server, free_port, read_until
+
+PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
+
+
+def value_of(key, ver):
+    """The exact bytes a version of a key holds: its length varies with the version."""
+    head = ("%s:%d:" % (key, ver)).encode()
+    return head + bytes([97 + (ver + i) % 26 for i in range(ver * 7 % 300 + 10)])
+
+
+def flags_of(key, ver):
+    return zlib.crc32(("%s/%d" % (key, ver)).encode())
+
+
+def exptime_of(key):
+    """Half the keys never expire, the others live 1000 s."""
+    return 0 if zlib.crc32(key.encode()) % 2 == 0 else 1000
+
+
+def set_cmd(key, ver):
+    v = value_of(key, ver)
+    return b"set %s %d %d %d\r\n%s\r\n" % (key.encode(), flags_of(key, ver), exptime_of(key),
+                                           len(v), v)
+
+
+def mg(sock, key):
+    """(value, flags, ttl) of a key, or None when it is missing."""
+    sock.sendall(b"mg %s v f t\r\n" % key.encode())
+    line, data = read_until(sock, b"\r\n", 10).split(b"\r\n", 1)
+    if line == b"EN":
+        return None
+    m = re.match(rb"VA (\d+) f(\d+) t(-?\d+)$", line)
+    if not m:
+        raise AssertionError("unexpected reply %r" % line)
+    n = int(m.group(1))
+    while len(data) < n + 2:
+        chunk = sock.recv(n + 2 - len(data))
+        if not chunk:
+            raise AssertionError("connection closed")
+        data += chunk
+    return data[:n], int(m.group(2)), int(m.group(3))
+
+
+class RestartCase(unittest.TestCase):
+    def setUp(self):
+        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.dir = tempfile.mkdtemp(prefix="petrel-restart-", dir=base)
+        self.path = os.path.join(self.dir, "cache.mem")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self, *args):
+        return Server(PETREL, "-e", self.path, *args)
+
+    def assert_item(self, sock, key, ver):
+        got = mg(sock, key)
+        self.assertIsNotNone(got, "%s (version %d) is missing" % (key, ver))
+        value, flags, ttl = got
+        self.assertEqual(value, value_of(key, ver), key)
+        self.assertEqual(flags, flags_of(key, ver), key)
+        if exptime_of(key) == 0:
+            self.assertEqual(ttl, -1, key)
+        else:
+            self.assertTrue(0 < ttl <= 1000, (key, ttl))
+
+    def fill(self, srv, keys, ver=1):
+        with srv.connect() as s:
+            for i in range(0, len(keys), 100):
+                batch = keys[i:i + 100]
+                s.sendall(b"".join(set_cmd(k, ver) for k in batch))
+                data = b""
+                while data.count(b"\r\n") < len(batch):
+                    data += s.recv(65536)
+                self.assertEqual(data, b"STORED\r\n" * len(batch))
+
+
+class Graceful(RestartCase):
+    def test_a_stopped_server_comes_back_with_every_item(self):
+        keys = ["g%d" % i for i in range(3000)]
+        with self.start("-t", "2") as srv:
+            self.fill(srv, keys)
+            with srv.connect() as s:
+                s.sendall(b"delete g7\r\n")
+                self.assertEqual(read_until(s, b"\r\n", 10), b"DELETED\r\n")
+            self.assertEqual(srv.stop()[0], 0)
+        with self.start("-t", "2") as srv:
+            srv.wait_for(r"recovering 2 shards")
+            with srv.connect() as s:
+                for k in keys:
+                    if k != "g7":
+                        self.assert_item(s, k, 1)
+                self.assertIsNone(mg(s, "g7"), "a deleted item came back")
+            self.assertEqual(int(srv.stats()["curr_items"]), len(keys) - 1)
+
+    def test_flush_all_is_kept_across_a_restart(self):
+        with self.start("-t", "2") as srv:
+            self.fill(srv, ["f%d" % i for i in range(100)])
+            with srv.connect() as s:
+                s.sendall(b"flush_all\r\n")
+                self.assertEqual(read_until(s, b"\r\n", 10), b"OK\r\n")
+            srv.stop()
+        with self.start("-t", "2") as srv, srv.connect() as s:
+            self.assertIsNone(mg(s, "f1"))
+            self.assertEqual(int(srv.stats()["curr_items"]), 0)
+
+    def test_a_file_in_use_is_refused(self):
+        with self.start("-t", "1") as srv:
+            other = Server(PETREL, "-e", self.path, "-t", "1", wait_ready=False)
+            with other:
+                other.wait_for(r"in use by another process")
+                self.assertNotEqual(other.proc.wait(10), 0)
+            self.assertIsNone(srv.proc.poll())
+
+
+class Writer(threading.Thread):
+    """Pipelines sets of its own keys (versions 1, 2, ...) and records what was acknowledged."""
+
+    def __init__(self, port, wid, nkeys, stop):
+        super().__init__(daemon=True)
+        self.port, self.stop = port, stop
+        self.keys = ["w%d-%d" % (wid, i) for i in range(nkeys)]
+        self.sent = {}   # key -> highest version sent
+        self.acked = {}  # key -> highest version acknowledged
+        self.rng = random.Random(wid)
+
+    def run(self):
+        try:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            while not self.stop.is_set():
+                batch = []
+                for _ in range(32):
+                    k = self.rng.choice(self.keys)
+                    ver = self.sent.get(k, 0) + 1
+                    self.sent[k] = ver
+                    batch.append((k, ver))
+                s.sendall(b"".join(set_cmd(k, v) for k, v in batch))
+                data = b""
+                for k, ver in batch:
+                    while b"\r\n" not in data:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return
+                        data += chunk
+                    line, data = data.split(b"\r\n", 1)
+                    if line != b"STORED":
+                        raise AssertionError("%s: %r" % (k, line))
+                    self.acked[k] = ver
+        except OSError:
+            return  # the server was killed
+
+
+class KillUnderLoad(RestartCase):
+    def test_every_acknowledged_write_survives_kill_9(self):
+        stop = threading.Event()
+        with self.start("-t", "4", "-m", "256") as srv:
+            writers = [Writer(srv.port, w, 2000, stop) for w in range(4)]
+            for w in writers:
+                w.start()
+            time.sleep(2.0)
+            srv.proc.send_signal(signal.SIGKILL)  # while the writers keep sending
+            srv.proc.wait(10)
+            for w in writers:
+                w.join(10)
+        acked = sum(len(w.acked) for w in writers)
+        self.assertGreater(acked, 1000, "the load did not get going")
+        with self.start("-t", "4", "-m", "256") as srv, srv.connect() as s:
+            for w in writers:
+                for k in w.keys:
+                    got = mg(s, k)
+                    lo, hi = w.acked.get(k, 0), w.sent.get(k, 0)
+                    if got is None:
+                        self.assertEqual(lo, 0, "%s: acknowledged version %d lost" % (k, lo))
+                        continue
+                    value, flags, ttl = got
+                    m = re.match(rb"([^:]+):(\d+):", value)
+                    self.assertTrue(m and m.group(1) == k.encode(), (k, value[:40]))
+                    ver = int(m.group(2))
+                    self.assertTrue(lo <= ver <= hi, "%s: version %d, acknowledged %d, sent %d"
+                                    % (k, ver, lo, hi))
+                    self.assertEqual(value, value_of(k, ver), "%s: corrupt value" % k)
+                    self.assertEqual(flags, flags_of(k, ver), k)
+                    if exptime_of(k) == 0:
+                        self.assertEqual(ttl, -1, k)
+                    else:
+                        self.assertTrue(0 < ttl <= 1000, (k, ttl))
+
+
+class Corruption(RestartCase):
+    def test_flipped_bytes_are_dropped_and_counted_never_served(self):
+        keys = ["c%d" % i for i in range(5000)]
+        with self.start("-t", "2", "-m", "16") as srv:
+            self.fill(srv, keys)
+            srv.stop()
+        size = os.path.getsize(self.path)
+        with open(self.path, "r+b") as f:
+            data = bytearray(f.read())
+            # Items start right after each region's meta page and segment headers: damage the
+            # bytes where the items are (found by their keys), and some anywhere else.
+            rng = random.Random(16)
+            spots = [m.start() for m in re.finditer(rb"c\d+:1:", data)]
+            for pos in rng.sample(spots, 50):
+                data[pos + rng.randrange(0, 20)] ^= 1 << rng.randrange(8)
+            for _ in range(50):
+                pos = rng.randrange(4096, size)
+                data[pos] ^= 0xff
+            f.seek(0)
+            f.write(data)
+        with self.start("-t", "2", "-m", "16") as srv:
+            line = srv.wait_for(r"worker 0: recovered")
+            dropped = 0
+            for w in range(2):
+                m = re.search(r"dropped (\d+) damaged", srv.wait_for(r"worker %d: recovered" % w))
+                dropped += int(m.group(1))
+            self.assertGreater(dropped, 0, line)
+            found = 0
+            with srv.connect() as s:
+                for k in keys:
+                    got = mg(s, k)
+                    if got is not None:
+                        found += 1
+                        self.assertEqual(got[0], value_of(k, 1), "%s: damaged value served" % k)
+                        self.assertEqual(got[1], flags_of(k, 1), k)
+                s.sendall(b"set after 0 0 2\r\nok\r\n")
+                self.assertEqual(read_until(s, b"\r\n", 10), b"STORED\r\n")
+            self.assertGreater(found, len(keys) // 2)
+            self.assertIsNone(srv.proc.poll())
+
+    def test_a_file_that_is_not_a_memory_file_starts_empty_saying_so(self):
+        with open(self.path, "wb") as f:
+            f.write(b"not a memory file\n" * 1000)
+        with self.start("-t", "2") as srv:
+            srv.wait_for(r"not a Petrel memory file: starting empty")
+            self.fill(srv, ["n1"])
+            srv.stop()
+        with self.start("-t", "2") as srv, srv.connect() as s:
+            self.assert_item(s, "n1", 1)
+
+
+class Reshard(RestartCase):
+    def test_thread_count_changes_keep_every_item(self):
+        keys = ["r%d" % i for i in range(20000)]
+        with self.start("-t", "1", "-m", "64") as srv:
+            self.fill(srv, keys)
+            srv.stop()
+        for threads in ("4", "2"):
+            with self.start("-t", threads, "-m", "64") as srv:
+                srv.wait_for(r"re-sharded from \d+ shards .* 20000 items moved, 0 did not fit")
+                with srv.connect() as s:
+                    for k in keys:
+                        self.assert_item(s, k, 1)
+                self.assertEqual(int(srv.stats()["curr_items"]), len(keys))
+                s.close()
+                srv.stop()
+
+    def test_no_room_to_re_shard_starts_empty_saying_why(self):
+        with self.start("-t", "1") as srv:
+            self.fill(srv, ["e%d" % i for i in range(100)])
+            srv.stop()
+        os.mkdir(self.path + ".new")  # where the new layout would be built: it cannot be
+        with self.start("-t", "2") as srv:
+            srv.wait_for(r"cannot re-shard it from 1 shards .*: starting empty")
+            with srv.connect() as s:
+                self.assertIsNone(mg(s, "e1"))
+            self.fill(srv, ["after"])
+            srv.stop()
+        with self.start("-t", "2") as srv, srv.connect() as s:
+            self.assert_item(s, "after", 1)
+
+    def test_less_memory_keeps_what_fits(self):
+        keys = ["l%d" % i for i in range(40000)]  # about 11 MiB of items
+        with self.start("-t", "2", "-m", "64") as srv:
+            self.fill(srv, keys)
+            srv.stop()
+        with self.start("-t", "2", "-m", "4") as srv:
+            srv.wait_for(r"re-sharded")
+            found = []
+            with srv.connect() as s:
+                for k in keys:
+                    got = mg(s, k)
+                    if got is not None:
+                        self.assertEqual(got[0], value_of(k, 1), k)
+                        found.append(k)
+            stats = srv.stats()
+            self.assertEqual(int(stats["curr_items"]), len(found))
+            # What is kept fills most of the new limit (eviction frees whole segments), and it
+            # is the newest: the last key written is there.
+            self.assertGreater(int(stats["bytes"]), (4 << 20) // 2, stats["bytes"])
+            self.assertIn(keys[-1], found)
+
+
+def nutcracker():
+    path = os.environ.get("NUTCRACKER") or shutil.which("nutcracker") or "/usr/sbin/nutcracker"
+    return path if os.access(path, os.X_OK) else None
+
+
+class ProxyLoad(threading.Thread):
+    """Through the proxy: sets new keys and reads back older ones, in pipelined batches;
+    records what was acknowledged and counts the error replies (a node being restarted)."""
+
+    def __init__(self, port, stop):
+        super().__init__(daemon=True)
+        self.port, self.stop = port, stop
+        self.acked, self.errors, self.requests, self.bad = [], 0, 0, []
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        n = 0
+        buf = b""
+        while not self.stop.is_set():
+            keys = ["p%d" % (n + i) for i in range(16)]
+            n += 16
+            s.sendall(b"".join(set_cmd(k, 1) for k in keys))
+            for k in keys:
+                while b"\r\n" not in buf:
+                    buf += s.recv(65536)
+                line, buf = buf.split(b"\r\n", 1)
+                self.requests += 1
+                if line == b"STORED":
+                    self.acked.append(k)
+                else:
+                    self.errors += 1
+            if self.acked:
+                k = self.acked[len(self.acked) // 2]
+                s.sendall(b"get %s\r\n" % k.encode())
+                self.requests += 1
+                while True:  # the only request in flight: what comes is its reply
+                    if buf.startswith(b"SERVER_ERROR") and buf.endswith(b"\r\n"):
+                        self.errors += 1
+                        break
+                    if buf.endswith(b"END\r\n"):
+                        if buf != b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (
+                                k.encode(), flags_of(k, 1), len(value_of(k, 1)), value_of(k, 1)):
+                            self.bad.append((k, buf[:60]))
+                        break
+                    buf += s.recv(65536)
+                buf = b""
+        s.close()
+
+
+@unittest.skipUnless(nutcracker(), "nutcracker (twemproxy) not installed")
+class RollingRestartBehindProxy(RestartCase):
+    def test_restarting_each_of_three_nodes_under_load_loses_no_item(self):
+        ports = [free_port() for _ in range(3)]
+        paths = [os.path.join(self.dir, "node%d.mem" % i) for i in range(3)]
+        proxy_port = free_port()
+        conf = os.path.join(self.dir, "nutcracker.yml")
+        with open(conf, "w") as f:
+            f.write("pool:\n  listen: 127.0.0.1:%d\n  hash: fnv1a_64\n  distribution: ketama\n"
+                    "  timeout: 2000\n  auto_eject_hosts: false\n"
+                    "  server_retry_timeout: 100\n  server_failure_limit: 1\n  servers:\n"
+                    % proxy_port)
+            for i, p in enumerate(ports):
+                f.write("   - 127.0.0.1:%d:1 node%d\n" % (p, i))
+
+        def node(i):
+            return Server(PETREL, "-e", paths[i], "-t", "2", "-p", str(ports[i]))
+
+        nodes = [node(i) for i in range(3)]
+        proxy = subprocess.Popen([nutcracker(), "-c", conf, "-s", str(free_port())],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", proxy_port), timeout=1).close()
+                    break
+                except OSError:
+                    self.assertLess(time.monotonic(), deadline, "nutcracker did not start")
+                    time.sleep(0.1)
+            stop = threading.Event()
+            load = ProxyLoad(proxy_port, stop)
+            load.start()
+            time.sleep(1.0)
+            for i in range(3):
+                before = load.requests
+                nodes[i].stop()
+                nodes[i].__exit__()
+                nodes[i] = node(i)
+                time.sleep(1.0)
+                self.assertGreater(load.requests, before, "no progress around node %d" % i)
+            stop.set()
+            load.join(30)
+            self.assertFalse(load.is_alive())
+            self.assertEqual(load.bad, [], "wrong values read through the proxy")
+            self.assertGreater(len(load.acked), 1000)
+            # Errors only while a node was down: a small part of the requests.
+            self.assertLess(load.errors, load.requests // 4, (load.errors, load.requests))
+            with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as s:
+                for k in load.acked:
+                    got = mg_get(s, k)
+                    self.assertEqual(got, value_of(k, 1), "%s lost or wrong after the restarts" % k)
+            print("\nrolling restart: %d requests, %d errors, %d items all kept"
+                  % (load.requests, load.errors, len(load.acked)))
+        finally:
+            proxy.kill()
+            proxy.wait()
+            for n in nodes:
+                n.__exit__()
+
+
+def mg_get(sock, key):
+    """The value of key through a proxy that speaks the classic text protocol, or None."""
+    sock.sendall(b"get %s\r\n" % key.encode())
+    data = b""
+    while not data.endswith(b"END\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed")
+        data += chunk
+    if data == b"END\r\n":
+        return None
+    head, rest = data.split(b"\r\n", 1)
+    n = int(head.split()[3])
+    return rest[:n]
+
+
+if __name__ == "__main__":
+    unittest.main()
