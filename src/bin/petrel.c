@@ -334,6 +334,13 @@ static const struct opt_compat memcached_extended[] = {
     {0},
 };
 
+/* config_product.validate: the runtime's checks, for the memcached product. */
+static int
+validate(const struct config *cfg)
+{
+    return rt_validate(&mc_product, cfg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -341,7 +348,7 @@ main(int argc, char **argv)
     const struct config_product info = {
         .name = "petrel",
         .version = PETREL_VERSION,
-        .validate = rt_validate,
+        .validate = validate,
         .compat_flags = memcached_flags,
         .extended = memcached_extended,
         .summary = "Petrel: a memcached-compatible cache server with Segcache storage",

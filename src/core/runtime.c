@@ -88,7 +88,8 @@ static const struct opt_def rt_options[] = {
      .type = OPT_BOOL,
      .dflt = "no",
      .help = "lock all memory, present and future, into RAM (mlockall, as memcached's -k); needs "
-             "CAP_IPC_LOCK or a memlock limit above --memory-limit, else a warning and no lock"},
+             "CAP_IPC_LOCK or a memlock limit above the memory the server uses, else a warning and "
+             "no lock"},
     {.name = "user",
      .short_name = 'u',
      .section = "server",
@@ -337,7 +338,7 @@ const struct opt_table rt_option_table = {
 
 /* Settings that config's types cannot check alone. Returns 0, or prints and returns 64. */
 static int
-check_options(const struct config *cfg, unsigned *unix_mode)
+check_options(const struct rt_product *p, const struct config *cfg, unsigned *unix_mode)
 {
     if (config_uint(cfg, "udp-port") != 0) {
         fprintf(stderr, "-U/--udp-port: UDP is not supported; only 0 is accepted\n");
@@ -353,9 +354,9 @@ check_options(const struct config *cfg, unsigned *unix_mode)
     }
     *unix_mode = (unsigned)m;
     if (config_uint(cfg, "tls-port") != 0 &&
-        config_uint(cfg, "tls-port") == config_uint(cfg, "port")) {
-        fprintf(stderr, "--tls-port: %u is also --port; use -Z for TLS on the main port\n",
-                (unsigned)config_uint(cfg, "tls-port"));
+        config_uint(cfg, "tls-port") == config_uint(cfg, p->port_option)) {
+        fprintf(stderr, "--tls-port: %u is also --%s; use -Z for TLS on the main port\n",
+                (unsigned)config_uint(cfg, "tls-port"), p->port_option);
         return CONFIG_EX_USAGE;
     }
     return 0;
@@ -391,10 +392,10 @@ tls_load(const struct config *cfg, struct tls_server *prev, struct tls_server **
 }
 
 int
-rt_validate(const struct config *cfg)
+rt_validate(const struct rt_product *p, const struct config *cfg)
 {
     unsigned unix_mode;
-    int status = check_options(cfg, &unix_mode);
+    int status = check_options(p, cfg, &unix_mode);
     if (status == 0 && tls_wanted(cfg)) {
         char err[512];
         struct tls_server *srv = NULL;
@@ -420,7 +421,7 @@ static int
 open_listeners(struct runtime *rt, unsigned unix_mode)
 {
     char err[256] = "";
-    uint16_t port = (uint16_t)config_uint(rt->cfg, "port");
+    uint16_t port = (uint16_t)config_uint(rt->cfg, rt->p->port_option);
     int backlog = (int)config_uint(rt->cfg, "backlog");
     int rc = 0;
     if (tcp_wanted(rt->cfg)) {
@@ -897,7 +898,7 @@ int
 rt_main(const struct rt_product *p, const struct config *cfg)
 {
     unsigned unix_mode = 0;
-    int status = check_options(cfg, &unix_mode);
+    int status = check_options(p, cfg, &unix_mode);
     if (status != 0) {
         return status;
     }

@@ -942,6 +942,13 @@ dump_emit(struct mc_worker *mw, struct conn *c, struct route_conn *rc, struct ro
     }
 }
 
+/* metrics_stat_fn: one of the runtime's stats as memcached's STAT line, into the buffer arg. */
+static int
+stat_line(void *arg, const char *name, const char *value)
+{
+    return mc_compose_stat(arg, name, value);
+}
+
 /* route_ops.emit: the head slot s, one of this product's (enum slot_tag). Returns 1 (all of it
  * sent), 0 (it waits) or a negative errno. */
 static int
@@ -962,7 +969,7 @@ mc_emit(void *ctx, struct conn *c, struct route_conn *rc, struct route_slot *s)
         }
         /* Every shard published its figures before its part came back: the registry is
          * exact for everything this connection did before "stats". */
-        r = rt_stats_write(wb, MC_PROTOCOL_VERSION);
+        r = rt_stats_each(MC_PROTOCOL_VERSION, stat_line, wb);
         r = r < 0 ? r : mc_compose_reply(wb, MC_R_END);
         return r < 0 ? r : 1;
     case TAG_DETAIL:
@@ -2270,6 +2277,8 @@ const struct rt_product mc_product = {
     .request_max = (16u << 20) + MC_LINE_MAX,
     .request_limit = request_limit,
     .reply_max = REPLY_MAX,
+    .refusal = "ERROR Too many open connections\r\n", /* memcached's, past -c */
+    .port_option = "port",
     .worker_setup = mc_worker_setup,
     .worker_teardown = mc_worker_teardown,
     .on_data = mc_on_data,

@@ -582,11 +582,15 @@ rt_stats_get(struct rt_stats *out)
 /* Only what is deterministic: no pid, time or rusage, so two runs of the same requests answer
  * "stats" with the same bytes. */
 int
-rt_stats_write(struct buf *out, const char *version)
+rt_stats_each(const char *version, metrics_stat_fn fn, void *arg)
 {
-    struct fake_rt *rt = need_active("rt_stats_write");
-    int rc = buf_printf(out, "STAT version %s\r\nSTAT threads %u\r\nSTAT curr_connections %u\r\n",
-                        version, rt->n, rt->nopen);
+    struct fake_rt *rt = need_active("rt_stats_each");
+    char threads[16], conns[16];
+    snprintf(threads, sizeof(threads), "%u", rt->n);
+    snprintf(conns, sizeof(conns), "%u", rt->nopen);
+    int rc = fn(arg, "version", version);
+    rc = rc < 0 ? rc : fn(arg, "threads", threads);
+    rc = rc < 0 ? rc : fn(arg, "curr_connections", conns);
     if (rc < 0) {
         return rc;
     }
@@ -595,7 +599,7 @@ rt_stats_write(struct buf *out, const char *version)
     if (rc < 0) {
         return rc;
     }
-    rc = metrics_write_stats(out, s, NULL, 0);
+    rc = metrics_stats_each(s, NULL, 0, fn, arg);
     metrics_snapshot_free(&s);
     return rc;
 }

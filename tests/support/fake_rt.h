@@ -3,7 +3,7 @@
  * so that a product's glue (parse, execute on its real shards, compose, forward between workers,
  * keep reply order, obey backpressure) can be tested without threads, sockets or time.
  *
- * It defines every function runtime.h declares that a product calls (conn_rbuf ... rt_stats_write)
+ * It defines every function runtime.h declares that a product calls (conn_rbuf ... rt_stats_each)
  * and the runtime's option table, so a test links the product's source file against this instead
  * of src/core. Nothing happens on its own: the test (or fuzzer) decides every step.
  *
