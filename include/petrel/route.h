@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ROUTE_SLOTS_MAX    1024        /* unfinished replies per connection before it pauses */
 #define ROUTE_REPLY_MAX    (64u << 20) /* the largest reply one message may carry back */
@@ -93,7 +94,14 @@ route_rb_end(const struct route_rb *r)
 }
 
 /** Empty r, keeping its allocations (a buffer that grew for a large value shrinks). */
-void route_rb_reset(struct route_rb *r);
+static inline void
+route_rb_reset(struct route_rb *r)
+{
+    buf_consume(&r->b, buf_len(&r->b));
+    buf_shrink(&r->b);
+    r->base = 0;
+    r->nholes = r->hnext = 0;
+}
 
 /**
  * Record a hole whose header (hdr_len bytes) and miss reply (miss_len bytes) were just appended
@@ -174,6 +182,22 @@ struct route_conn {
     size_t held;       /* bytes counted with conn_output_hold() */
     struct route_slot *q_inline[ROUTE_QUEUE_INLINE];
 };
+
+/**
+ * Set what one holder (a slot's bytes, a message) counts for c to now bytes, telling the runtime
+ * the difference. rc->held is the sum over the holders, released whole at close. Inline: it
+ * runs several times per forwarded request.
+ */
+static inline void
+route_charge(struct conn *c, struct route_conn *rc, size_t *charged, size_t now)
+{
+    if (now == *charged) {
+        return;
+    }
+    conn_output_hold(c, (long)now - (long)*charged);
+    rc->held = rc->held - *charged + now;
+    *charged = now;
+}
 
 struct route_worker;
 
@@ -263,9 +287,6 @@ int route_send_part(struct route_worker *rw, struct conn *c, struct route_conn *
 void route_msg_drop(struct route_worker *rw, struct conn *c, struct route_conn *rc,
                     struct route_msg *m);
 
-/** Set what one holder counts for c to now bytes, telling the runtime the difference. */
-void route_charge(struct conn *c, struct route_conn *rc, size_t *charged, size_t now);
-
 /** What the origin holds for a message that is back: its request and what is left of its reply. */
 static inline size_t
 route_msg_held(const struct route_msg *m)
@@ -276,11 +297,25 @@ route_msg_held(const struct route_msg *m)
 /** m's room for the reply offsets of up to n keys (kept with m). Returns 0 or -ENOMEM. */
 int route_koff(struct route_msg *m, uint32_t n);
 
+#define ROUTE_FORWARD_REPLY_MAX (64u << 10) /* most value bytes a forwarded request brings back */
+#define ROUTE_FORWARD_SHARE     200         /* a forwarded get's allowance: this part of the room */
+
 /**
- * The reply room a forwarded request that may return a value gets: 1/200 of c's output room,
- * within min and 64 KiB.
+ * The reply room a forwarded request that may return a value gets: 1/ROUTE_FORWARD_SHARE of
+ * c's output room, within min and ROUTE_FORWARD_REPLY_MAX. Of the default 1 MiB limit that is
+ * 5 KiB, so a value of the usual sizes (up to 4 KiB) comes back with its request, while a
+ * pipeline of hundreds of forwarded gets still fits before the connection waits for their
+ * replies; a larger value comes back as a hole.
  */
-uint32_t route_allowance(const struct conn *c, uint32_t min);
+static inline uint32_t
+route_allowance(const struct conn *c, uint32_t min)
+{
+    size_t room = conn_output_room(c) / ROUTE_FORWARD_SHARE;
+    if (room > ROUTE_FORWARD_REPLY_MAX) {
+        return ROUTE_FORWARD_REPLY_MAX;
+    }
+    return room < min ? min : (uint32_t)room;
+}
 
 /**
  * On the origin: a message is back, for c whose route state is rc (both NULL: the connection
@@ -398,7 +433,13 @@ int route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *
 /* ---- latency ---- */
 
 /** Now, in ns of CLOCK_MONOTONIC. */
-int64_t route_now_ns(void);
+static inline int64_t
+route_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
+}
 
 /** A batch of requests was parsed: they are timed from now. */
 static inline void

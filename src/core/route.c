@@ -17,20 +17,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define MSG_BUF_INIT      256
-#define FREE_CACHE_MAX    1024        /* messages (and slots) a worker keeps for reuse */
-#define FORWARD_REPLY_MAX (64u << 10) /* most value bytes a forwarded request brings back */
-#define FORWARD_SHARE     200         /* a forwarded get's allowance: this fraction of the room */
-
-int64_t
-route_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
-}
+#define MSG_BUF_INIT   256
+#define FREE_CACHE_MAX 1024 /* messages (and slots) a worker keeps for reuse */
 
 void
 route_lat_settle(struct route_worker *rw)
@@ -48,17 +37,6 @@ route_lat_settle(struct route_worker *rw)
     }
 }
 
-void
-route_charge(struct conn *c, struct route_conn *rc, size_t *charged, size_t now)
-{
-    if (now == *charged) {
-        return;
-    }
-    conn_output_hold(c, (long)now - (long)*charged);
-    rc->held = rc->held - *charged + now;
-    *charged = now;
-}
-
 /* ---- reply bytes with holes ---- */
 
 static void
@@ -66,15 +44,6 @@ rb_init(struct route_rb *r)
 {
     *r = (struct route_rb){0};
     buf_init(&r->b, MSG_BUF_INIT, ROUTE_REPLY_MAX);
-}
-
-void
-route_rb_reset(struct route_rb *r)
-{
-    buf_consume(&r->b, buf_len(&r->b));
-    buf_shrink(&r->b);
-    r->base = 0;
-    r->nholes = r->hnext = 0;
 }
 
 static void
@@ -227,22 +196,6 @@ route_send_part(struct route_worker *rw, struct conn *c, struct route_conn *rc,
     s->waiting--;
     msg_back(c, rc, m);
     return 0;
-}
-
-/*
- * 1/FORWARD_SHARE of the room left, within min and FORWARD_REPLY_MAX. Of the default 1 MiB
- * limit that is 5 KiB, so a value of the usual sizes (up to 4 KiB) comes back with its request,
- * while a pipeline of hundreds of forwarded gets still fits before the connection waits for
- * their replies; a larger value comes back as a hole.
- */
-uint32_t
-route_allowance(const struct conn *c, uint32_t min)
-{
-    size_t room = conn_output_room(c) / FORWARD_SHARE;
-    if (room > FORWARD_REPLY_MAX) {
-        return FORWARD_REPLY_MAX;
-    }
-    return room < min ? min : (uint32_t)room;
 }
 
 /* ---- the reply queue ---- */

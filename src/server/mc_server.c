@@ -28,7 +28,7 @@
  *     waiting reply, only with more than HOLD_SLACK bytes of room; a multi-key get checks again
  *     between keys and windows, keeping its progress (mc_conn.get_next);
  *   - a forwarded request brings back at most its allowance: a share of the room left (up to
- *     FORWARD_REPLY_MAX) plus HOLE_KEY per key of a window, or the longest reply of a command
+ *     ROUTE_FORWARD_REPLY_MAX) plus HOLE_KEY per key of a window, or the longest reply of a command
  *     without a value. A hit whose value does not fit comes back as a hole: its header and the
  *     item's CAS. A local reply that has to wait behind others gets the room left the same way.
  *     When a hole reaches the head of the queue and there is room for its value (or the client
@@ -83,7 +83,6 @@
 #define IDLE_RECLAIM_ITEMS 4096 /* items reclaimed per idle slice (~200 us) */
 #define ITEM_ROOM          1024 /* -I minus this is the largest value: key and header room */
 #define REPLY_MAX          ROUTE_REPLY_MAX /* the largest reply one request may produce */
-#define FORWARD_REPLY_MAX  (64u << 10)     /* most value bytes a forwarded request brings back */
 #define GET_MIN            1024        /* the least allowance of a forwarded get: hole and END */
 #define HOLE_MAX           2048        /* the most a hole takes (mg: VA line, EN line, key) */
 #define HOLE_KEY           600         /* the most a get's hole takes: VALUE line and key */
@@ -682,8 +681,9 @@ rb_hole(struct route_rb *r, size_t at, const struct mc_deferred *d, const char *
     return route_rb_hole(r, at, d->hdr_len, d->miss_len, &v, key, klen, hash);
 }
 
-/* One key of a get family request on this shard, into r with max bytes of room. */
-static int
+/* One key of a get family request on this shard, into r with max bytes of room. Inline: it is
+ * the forwarded get's path. */
+static inline int
 rb_get_key(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, const char *key,
            size_t klen, uint64_t hash, size_t max)
 {
@@ -1115,8 +1115,9 @@ get_window(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
             break;
         }
         size_t values = room / 4 / n * keys_of_part[p];
-        m->allow = (uint32_t)(keys_of_part[p] * HOLE_KEY +
-                              (values > FORWARD_REPLY_MAX ? FORWARD_REPLY_MAX : values));
+        m->allow =
+            (uint32_t)(keys_of_part[p] * HOLE_KEY +
+                       (values > ROUTE_FORWARD_REPLY_MAX ? ROUTE_FORWARD_REPLY_MAX : values));
         rc = part_line(m, req);
     }
     for (uint32_t j = 0; rc == 0 && j < n; j++) {
