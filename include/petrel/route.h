@@ -389,7 +389,13 @@ int route_emit_rb(struct route_worker *rw, struct conn *c, struct route_conn *rc
  * Send every slot at the head of the queue that can go, in order, recording the latency of
  * those that were timed. Returns 0 or a negative errno.
  */
-int route_flush(struct route_worker *rw, struct conn *c, struct route_conn *rc);
+int route_flush_head(struct route_worker *rw, struct conn *c, struct route_conn *rc);
+static inline int
+route_flush(struct route_worker *rw, struct conn *c, struct route_conn *rc)
+{
+    /* Inline: called for every batch, and the queue is empty nearly always. */
+    return rc->qlen == 0 ? 0 : route_flush_head(rw, c, rc);
+}
 
 /**
  * Whether the next request (or key, or window) must wait for room: the output is full, or a
@@ -404,13 +410,40 @@ route_blocked(const struct conn *c, const struct route_conn *rc)
 }
 
 /**
- * The product's on_data stopped with requests left because the output has no room: how it is
- * to be called again (RT_PAUSED when only a reply can help, else RT_CONTINUE).
+ * The product's on_data stopped with complete requests left (or a close waiting for earlier
+ * replies) because the output has no room for them: how it is to be called again. Room comes
+ * back as the client reads, or as replies come back (an allowance is swapped for what it
+ * brought, a part is sent): RT_CONTINUE waits for either. With nothing to send, a reply is all
+ * that can help (RT_PAUSED: at most ROUTE_SLOTS_MAX slots are out, and nothing more is read
+ * meanwhile).
  */
-enum rt_result route_wait_result(struct conn *c, const struct route_conn *rc);
+static inline enum rt_result
+route_wait_result(struct conn *c, const struct route_conn *rc)
+{
+    if (buf_len(conn_wbuf(c)) == 0 && rc->inflight > 0) {
+        return RT_PAUSED;
+    }
+    return RT_CONTINUE;
+}
 
-/** The product's on_data consumed every complete request: how it is to be called again. */
-enum rt_result route_end_result(struct conn *c, const struct route_conn *rc);
+/**
+ * The product's on_data consumed every complete request: how it is to be called again. The head
+ * of the queue may wait for room (as route_wait_result); else, with requests out and no input
+ * left, ask to be called when a reply is back (RT_PAUSED: nothing to read is held up), since a
+ * reply may bring a hole that must then wait for the client to read, and on_reply cannot ask to
+ * be called again.
+ */
+static inline enum rt_result
+route_end_result(struct conn *c, const struct route_conn *rc)
+{
+    if (rc->qlen > 0 && route_q_at(rc, 0)->waiting == 0) {
+        return route_wait_result(c, rc);
+    }
+    if (rc->inflight > 0 && buf_len(conn_rbuf(c)) == 0) {
+        return RT_PAUSED;
+    }
+    return RT_NEED_MORE;
+}
 
 /* ---- split, gather, broadcast ---- */
 

@@ -521,7 +521,7 @@ slot_emit(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct
 }
 
 int
-route_flush(struct route_worker *rw, struct conn *c, struct route_conn *rc)
+route_flush_head(struct route_worker *rw, struct conn *c, struct route_conn *rc)
 {
     int64_t now = 0;
     while (rc->qlen > 0) {
@@ -569,40 +569,6 @@ route_on_reply(struct route_worker *rw, struct conn *c, struct route_conn *rc, s
         log_error("out of memory sending replies; the connection will be closed");
         rc->broken = true;
     }
-}
-
-/*
- * on_data stopped with complete requests left (or a close waiting for earlier replies) because
- * the output has no room for them. Room comes back as the client reads, or as replies come
- * back (an allowance is swapped for what it brought, a part is sent): RT_CONTINUE waits for
- * either. With nothing to send, a reply is all that can help (RT_PAUSED: at most
- * ROUTE_SLOTS_MAX slots are out, and nothing more is read meanwhile).
- */
-enum rt_result
-route_wait_result(struct conn *c, const struct route_conn *rc)
-{
-    if (buf_len(conn_wbuf(c)) == 0 && rc->inflight > 0) {
-        return RT_PAUSED;
-    }
-    return RT_CONTINUE;
-}
-
-/*
- * The head of the queue may wait for room (as route_wait_result); else, with requests out and
- * no input left, ask to be called when a reply is back (RT_PAUSED: nothing to read is held up),
- * since a reply may bring a hole that must then wait for the client to read, and on_reply
- * cannot ask to be called again.
- */
-enum rt_result
-route_end_result(struct conn *c, const struct route_conn *rc)
-{
-    if (rc->qlen > 0 && route_q_at(rc, 0)->waiting == 0) {
-        return route_wait_result(c, rc);
-    }
-    if (rc->inflight > 0 && buf_len(conn_rbuf(c)) == 0) {
-        return RT_PAUSED;
-    }
-    return RT_NEED_MORE;
 }
 
 /* ---- split and broadcast ---- */
