@@ -73,6 +73,13 @@ enum rt_result {
     RT_ABORT,
 };
 
+/* A product's other protocol, on a port of its own (e.g. RESP beside memcached). */
+struct rt_port {
+    const char *option; /* the product's OPT_UINT option holding the port; 0 there: off */
+    unsigned proto;     /* what conn_protocol() says for its connections (not 0) */
+    const char *name;   /* for the start-up log, e.g. "(resp)" */
+};
+
 /*
  * A product. Every callback runs on the worker thread that owns the connection or the context.
  */
@@ -88,6 +95,9 @@ struct rt_product {
     /* The name of the product's option (an OPT_UINT) that holds its TCP port, e.g. "port": the
      * runtime listens there, beside --tls-port. */
     const char *port_option;
+    /* Other protocols, each on its own plain TCP port beside the main one. Optional. */
+    const struct rt_port *ports;
+    size_t nports;
     /** The largest request under cfg, when settings make it smaller than request_max. Optional;
      * called once at start-up. It caps the read buffers and sets each worker's least share of
      * buffer-memory. */
@@ -192,6 +202,12 @@ void *conn_state(struct conn *c);
  * than its first buffer (the connections holding the most wait first). Worker thread of c.
  */
 bool conn_output_full(const struct conn *c);
+
+/**
+ * The protocol c speaks: 0 for connections of the main port (and TLS port and unix socket), or
+ * the rt_port.proto of the port it came in on. Worker thread of c.
+ */
+unsigned conn_protocol(const struct conn *c);
 
 /** Index of the worker that owns c (0..nworkers-1). Worker thread of c. */
 unsigned conn_worker(const struct conn *c);

@@ -442,6 +442,21 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
         }
         rt->nlisten += n;
     }
+    for (size_t k = 0; rc == 0 && tcp_wanted(rt->cfg) && k < rt->p->nports; k++) {
+        /* The product's other protocols, each on its own plain TCP port (0: off). */
+        uint16_t extra = (uint16_t)config_uint(rt->cfg, rt->p->ports[k].option);
+        size_t n = 0;
+        if (extra == 0) {
+            continue;
+        }
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), extra, backlog,
+                             rt->listen_fds + rt->nlisten, RT_MAX_LISTEN - rt->nlisten, &n, err,
+                             sizeof(err));
+        for (size_t i = rt->nlisten; i < rt->nlisten + n; i++) {
+            rt->listen_proto[i] = rt->p->ports[k].proto;
+        }
+        rt->nlisten += n;
+    }
     if (rc == 0 && config_str(rt->cfg, "unix-socket")[0] != '\0') {
         const char *path = config_str(rt->cfg, "unix-socket");
         rc = sock_listen_unix(path, unix_mode, backlog, err, sizeof(err));
@@ -462,7 +477,14 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
         struct rt_listener *l = &rt->listeners[i];
         l->fd = rt->listen_fds[i];
         l->family = sock_name(l->fd, l->name, sizeof(l->name));
-        log_info("listening on %s%s", l->name, rt->listen_tls[i] ? " (tls)" : "");
+        const char *proto = "";
+        for (size_t k = 0; k < rt->p->nports; k++) {
+            if (rt->p->ports[k].proto == rt->listen_proto[i]) {
+                proto = rt->p->ports[k].name;
+            }
+        }
+        log_info("listening on %s%s%s%s", l->name, rt->listen_tls[i] ? " (tls)" : "",
+                 proto[0] != '\0' ? " " : "", proto);
     }
     char name[128];
     sock_name(rt->admin_fd, name, sizeof(name));

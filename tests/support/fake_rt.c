@@ -48,6 +48,7 @@ struct conn {
     struct fake_worker *w;
     struct fake_conn *fc;
     unsigned slot;
+    unsigned proto; /* conn_protocol(): 0, or what fake_conn_open_proto() gave */
     struct buf rbuf;
     struct buf wbuf;
     long held;         /* conn_output_hold() total */
@@ -346,6 +347,13 @@ conn_state(struct conn *c)
 {
     check_owner(c, "conn_state");
     return c->state;
+}
+
+unsigned
+conn_protocol(const struct conn *c)
+{
+    check_owner(c, "conn_protocol");
+    return c->proto;
 }
 
 unsigned
@@ -813,6 +821,14 @@ turn(struct conn *c, size_t max)
         c->await_send = false;
     }
     maybe_close(c);
+}
+
+struct fake_conn *
+fake_conn_open_proto(struct fake_rt *rt, unsigned wi, unsigned proto)
+{
+    struct fake_conn *fc = fake_conn_open(rt, wi);
+    fc->c->proto = proto;
+    return fc;
 }
 
 struct fake_conn *

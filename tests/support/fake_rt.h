@@ -129,6 +129,10 @@ const struct config *fake_rt_config(const struct fake_rt *rt);
 /** Open a connection owned by worker w (the product's state is zeroed, as at accept). */
 struct fake_conn *fake_conn_open(struct fake_rt *rt, unsigned w);
 
+/** fake_conn_open() for a connection that came in on the product's port for protocol proto
+ * (conn_protocol() says proto). */
+struct fake_conn *fake_conn_open_proto(struct fake_rt *rt, unsigned w, unsigned proto);
+
 /** The client sends n bytes: they wait in the socket until the server reads them. */
 void fake_conn_send(struct fake_conn *fc, const void *p, size_t n);
 
