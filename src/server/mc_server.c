@@ -69,6 +69,8 @@
 #include "petrel/route.h"
 #include "petrel/seg.h"
 
+#include "resp_server.h"
+
 #include <urcu/pointer.h>
 
 #include <errno.h>
@@ -109,6 +111,13 @@ static const struct opt_def mc_options[] = {
      .min = 0,
      .max = 65535,
      .help = "TCP port (0: an ephemeral port, logged at start-up)"},
+    {.name = "resp-port",
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .min = 0,
+     .max = 65535,
+     .help = "TCP port for the Redis protocol (RESP2, RESP3), over the same items (0: off)"},
     {.name = "memory-limit",
      .short_name = 'm',
      .section = "storage",
@@ -205,7 +214,7 @@ enum msg_op {
 
 /* The memcached product's message: route's, and the walk of a metadump. */
 struct mc_msg {
-    struct route_msg r;  /* first: route sees only this */
+    struct route_msg r;  /* first: route (and resp_server) sees only this */
     struct mc_dump dump; /* OP_DUMP: the walk of the shard, carried back and forth */
 };
 
@@ -227,8 +236,8 @@ enum slot_tag {
 
 /* Per connection, in the runtime's conn_state(). */
 struct mc_conn {
-    struct route_conn rc; /* its reply queue and held output */
-    bool init;
+    struct route_conn rc; /* its reply queue and held output (first, as in struct resp_conn) */
+    uint8_t kind;         /* CONN_NEW, CONN_MC, CONN_RESP (second, as in struct resp_conn) */
     struct mc_parser parser;
     uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
 };
@@ -357,7 +366,8 @@ static struct ttl_view *ttl_views[MAX_WORKERS];
 
 /* Per worker. */
 struct mc_worker {
-    struct route_worker rw; /* its messages, slots and latency batch */
+    struct route_worker rw;  /* its messages, slots and latency batch */
+    struct resp_worker resp; /* the RESP port's connections (argv room only with --resp-port) */
     const struct config *cfg;
     struct mc_shard shard;
     struct mc_parser_opts popts;
@@ -833,6 +843,10 @@ static void
 msg_execute(struct mc_worker *mw, struct route_msg *m, const struct mc_req *req)
 {
     struct mc_req parsed;
+    if (m->op >= RESP_OP) {
+        resp_msg_execute(&mw->resp, m);
+        return;
+    }
     switch (m->op) {
     case OP_EXEC:
     case OP_GET:
@@ -994,8 +1008,9 @@ mc_emit(void *ctx, struct conn *c, struct route_conn *rc, struct route_slot *s)
         return mc_compose_reply(wb, MC_R_END) == 0 ? 1 : -ENOMEM;
     case TAG_DUMP:
         return dump_emit(mw, c, rc, s);
+    default:
+        return resp_emit(&mw->resp, c, rc, s);
     }
-    return 1;
 }
 
 /* ---- dispatch ---- */
@@ -1875,7 +1890,7 @@ conn_init(struct mc_worker *mw, struct mc_conn *st)
 {
     mc_parser_init(&st->parser, &mw->popts);
     route_conn_init(&st->rc);
-    st->init = true;
+    st->kind = CONN_MC;
 }
 
 /*
@@ -1891,8 +1906,13 @@ mc_on_data(void *ctx, struct conn *c)
     struct mc_conn *st = conn_state(c);
     struct buf *in = conn_rbuf(c), *wb = conn_wbuf(c); /* both stay where they are */
     struct ahead batch[AHEAD];
-    if (!st->init) {
-        conn_init(mw, st);
+    if (st->kind != CONN_MC) {
+        /* A connection's first call, or one of the RESP port's. */
+        if (st->kind == CONN_NEW && conn_protocol(c) != RESP_PROTO_ID) {
+            conn_init(mw, st);
+        } else {
+            return resp_on_data(&mw->resp, c);
+        }
     }
     if (st->rc.broken || route_flush(&mw->rw, c, &st->rc) < 0) {
         return RT_ABORT;
@@ -2023,8 +2043,8 @@ mc_on_close(void *ctx, struct conn *c)
 {
     struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
-    if (st->init) {
-        route_conn_close(&mw->rw, c, &st->rc);
+    if (st->kind != CONN_NEW) {
+        route_conn_close(&mw->rw, c, &st->rc); /* route's part is first in both kinds */
     }
 }
 
@@ -2235,7 +2255,9 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     mw->ttl_scratch =
         malloc(sizeof(*mw->ttl_scratch) + seg_ttl_bucket_count() * sizeof(mw->ttl_scratch->e[0]));
     if (mw->ttl_scratch == NULL || id >= MAX_WORKERS ||
-        mc_detail_create(&mw->detail, detail_cap(n)) < 0) {
+        mc_detail_create(&mw->detail, detail_cap(n)) < 0 ||
+        (config_uint(cfg, "resp-port") > 0 &&
+         resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM) < 0)) {
         seg_destroy(&mw->shard.seg);
         mc_detail_destroy(&mw->detail);
         free(mw->ttl_scratch);
@@ -2257,6 +2279,7 @@ mc_worker_teardown(void *ctx)
         free(old);
     }
     route_worker_teardown(&mw->rw);
+    resp_worker_teardown(&mw->resp);
     seg_destroy(&mw->shard.seg);
     mc_detail_destroy(&mw->detail);
     free(mw->ttl_scratch);
@@ -2272,14 +2295,22 @@ request_limit(const struct config *cfg)
     return set > MC_GET_LINE_DEFAULT ? set : MC_GET_LINE_DEFAULT;
 }
 
+/* The Redis protocol's port, beside memcached's. */
+static const struct rt_port resp_port[] = {
+    {.option = "resp-port", .proto = RESP_PROTO_ID, .name = "(resp)"},
+};
+
 const struct rt_product mc_product = {
     .name = "petrel",
-    .conn_state_size = sizeof(struct mc_conn),
+    .conn_state_size = sizeof(struct mc_conn) > sizeof(struct resp_conn) ? sizeof(struct mc_conn)
+                                                                         : sizeof(struct resp_conn),
     .request_max = (16u << 20) + MC_LINE_MAX,
     .request_limit = request_limit,
     .reply_max = REPLY_MAX,
     .refusal = "ERROR Too many open connections\r\n", /* memcached's, past -c */
     .port_option = "port",
+    .ports = resp_port,
+    .nports = 1,
     .worker_setup = mc_worker_setup,
     .worker_teardown = mc_worker_teardown,
     .on_data = mc_on_data,
