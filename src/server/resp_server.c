@@ -428,12 +428,14 @@ x_expire(struct kx *x, const struct cmd *cmd)
     }
     bool ms = cmd->name[0] == 'p';
     bool at = strstr(cmd->name, "at") != NULL;
-    if (!ms && (n > LLONG_MAX / 1000 || n < LLONG_MIN / 1000)) {
+    int64_t base = at ? 0 : now_ms();
+    if ((!ms && (n > LLONG_MAX / 1000 || n < LLONG_MIN / 1000)) ||
+        (ms ? n : n * 1000) > INT64_MAX - base) {
         char msg[64];
         snprintf(msg, sizeof(msg), "invalid expire time in '%s' command", cmd->name);
         return reply_err(x->out, msg);
     }
-    int64_t when = at ? (ms ? n : n * 1000) : now_ms() + (ms ? n : n * 1000);
+    int64_t when = base + (ms ? n : n * 1000);
     struct seg_view v;
     if (kx_peek(x, &v) != SEG_OK) {
         return resp_compose_int(x->out, 0);
@@ -694,6 +696,11 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     s->nkeys = mget ? nparts : 0;
     route_slot_time(rw, s);
     const char *single = mget ? "get" : mset ? "set" : cmd->name;
+    /* What all the GETs of an MGET may copy back stays within half the room left: a value past
+     * its share comes back as a hole, sent when the client has read what is before it. */
+    size_t share = conn_output_room(c) / 2 / nparts;
+    uint32_t allow = route_allowance(c, GET_MIN_ALLOW);
+    allow = share < allow ? (share > REPLY_BOUND ? (uint32_t)share : REPLY_BOUND) : allow;
     for (uint32_t i = 0; i < nparts; i++) {
         const struct resp_arg *k = &req->argv[1 + i * step];
         struct resp_arg one[3] = {{single, strlen(single)}, *k, mset ? k[1] : *k};
@@ -707,7 +714,7 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
         }
         m->hash = mc_key_hash(k->p, k->len);
         m->arg = st->proto | (mget ? ARG_GATHER : 0);
-        m->allow = mget ? route_allowance(c, GET_MIN_ALLOW) : REPLY_BOUND;
+        m->allow = mget ? allow : REPLY_BOUND;
         int rc = route_send_part(rw, c, &st->rc, s, m, route_shard_of(m->hash, rw->n));
         if (rc < 0) {
             return rc;

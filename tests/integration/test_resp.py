@@ -144,6 +144,14 @@ class RespServer(unittest.TestCase):
             self.assertEqual(self.c.call("GET", "big%d" % i),
                              b"$%d\r\n" % len(value) + value + b"\r\n")
 
+    def test_mget_of_large_values_sends_every_value_whole(self):
+        value = b"v" * 500000
+        keys = ["mbig%d" % i for i in range(6)]
+        for k in keys:
+            self.c.call("SET", k, value)
+        want = b"*6\r\n" + (b"$%d\r\n" % len(value) + value + b"\r\n") * 6
+        self.assertEqual(self.c.call("MGET", *keys), want)
+
     def test_dbsize_counts_every_shard(self):
         for i in range(50):
             self.c.call("SET", "d%d" % i, "x")
