@@ -924,6 +924,16 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
     case K_MULTI:
         return dispatch_multi(w, c, st, cmd, req);
     case K_ALL:
+        if (req->argc > 2 ||
+            (req->argc == 2 && !arg_is(&req->argv[1], "async") && !arg_is(&req->argv[1], "sync"))) {
+            struct route_out o;
+            if (route_reply_out(w->rw, c, &st->rc, &o) < 0) {
+                return -ENOMEM;
+            }
+            rc = reply_err(o.b, "syntax error");
+            route_out_done(c, &st->rc, &o);
+            return rc;
+        }
         return route_broadcast(
             w->rw, c, &st->rc, strcmp(cmd->name, "dbsize") == 0 ? RESP_TAG_SUM : RESP_TAG_OK, false,
             strcmp(cmd->name, "dbsize") == 0 ? RESP_OP_DBSIZE : RESP_OP_FLUSH, 0);
@@ -980,6 +990,12 @@ resp_on_data(struct resp_worker *w, struct conn *c)
             continue;
         }
         if (pr == RESP_PARSE_ERROR) {
+            if (st->rc.qlen > 0) {
+                /* Framing is lost, but the replies before it go first: answered once they
+                 * are all sent (the bytes are parsed again then). */
+                resp_parser_rewind(&st->parser);
+                return route_wait_result(c, &st->rc);
+            }
             struct route_out o;
             if (route_reply_out(w->rw, c, &st->rc, &o) < 0 ||
                 resp_compose_error(o.b, req.err.msg, req.err.len) < 0) {

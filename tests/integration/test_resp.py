@@ -162,6 +162,15 @@ class RespServer(unittest.TestCase):
         self.assertTrue(hello.startswith(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), hello)
         self.assertEqual(self.c.call("GET", "nothing"), b"_\r\n")
 
+    def test_a_protocol_error_is_answered_after_every_earlier_reply(self):
+        self.c.sock.sendall(b"".join(mb("GET", "e%d" % i) for i in range(100)) + b"*1\r\n$x\r\n")
+        for i in range(100):
+            r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+            self.assertEqual(r, b"$-1\r\n")
+        r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+        self.assertEqual(r, b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertEqual(self.c.sock.recv(10), b"")
+
     def test_select_of_another_database_is_refused(self):
         # Petrel has one keyspace: Redis's databases 1..15 do not exist here.
         self.assertEqual(self.c.call("SELECT", "1"), b"-ERR DB index is out of range\r\n")
@@ -249,7 +258,8 @@ CASES = [
      ("SELECT", "x"), ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "bob"),
      ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "a b"), ("CLIENT", "NOSUCH"), ("CLIENT", "SETNAME"),
      ("CLIENT", "ID", "x"), ("ECHO",), ("HELLO", "3", "FOO")],
-    [("HELLO", "4"), ("HELLO", "x"), ("DBSIZE",), ("FLUSHALL",), ("FLUSHDB",)],
+    [("HELLO", "4"), ("HELLO", "x"), ("DBSIZE",), ("FLUSHALL",), ("FLUSHDB",),
+     ("FLUSHALL", "ASYNC"), ("FLUSHDB", "SYNC"), ("FLUSHALL", "NOW"), ("FLUSHDB", "A", "B")],
 ]
 
 
