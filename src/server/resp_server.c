@@ -65,6 +65,8 @@ static const struct cmd cmds[] = {
     {"flushdb", -1, K_ALL, 3},     {"ping", -1, K_LOCAL, 3},    {"echo", 2, K_LOCAL, 3},
     {"quit", -1, K_LOCAL, 3},      {"select", 2, K_LOCAL, 3},   {"hello", -1, K_LOCAL, 3},
     {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3}, {"info", -1, K_LOCAL, 3},
+    {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0}, {"setrange", 4, K_KEYED, 1},
+    {"reset", 1, K_LOCAL, 3},
 };
 
 /* ---- small helpers ---- */
@@ -455,6 +457,118 @@ x_expire(struct kx *x, const struct cmd *cmd)
     return resp_compose_int(x->out, r == SEG_TOUCHED ? 1 : 0);
 }
 
+/* GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]: the value, and its expiry changed. */
+static int
+x_getex(struct kx *x)
+{
+    bool persist = false, has = false;
+    int64_t exptime = 0;
+    for (uint32_t i = 2; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        bool ex = arg_is(a, "ex"), px = arg_is(a, "px"), exat = arg_is(a, "exat"),
+             pxat = arg_is(a, "pxat");
+        if (arg_is(a, "persist") && !has) {
+            persist = has = true;
+        } else if ((ex || px || exat || pxat) && !has && i + 1 < x->argc) {
+            long long n;
+            if (!arg_ll(&x->argv[++i], &n)) {
+                return reply_err(x->out, "value is not an integer or out of range");
+            }
+            bool ms = px || pxat;
+            if (n <= 0 || (!ms && n > LLONG_MAX / 1000)) {
+                return reply_err(x->out, "invalid expire time in 'getex' command");
+            }
+            int64_t when = ms ? n : n * 1000;
+            exptime = exptime_of_ms(exat || pxat ? when : now_ms() + when);
+            has = true;
+        } else {
+            return reply_err(x->out, "syntax error");
+        }
+    }
+    struct seg *seg = x->w->shard->seg;
+    const struct resp_arg *k = &x->argv[1];
+    struct seg_view v;
+    if (seg_get(seg, k->p, k->len, x->hash, &v) != SEG_OK) {
+        return resp_compose_null(x->out, x->proto);
+    }
+    /* The value is copied before the touch, which ends the view. */
+    int rc = resp_compose_bulk(x->out, v.value, v.vlen);
+    if (rc == 0 && has) {
+        if (exptime < 0) {
+            (void)seg_delete(seg, k->p, k->len, x->hash);
+        } else if (!persist || v.ttl >= 0) {
+            (void)seg_touch(seg, k->p, k->len, x->hash, persist ? 0 : exptime);
+        }
+    }
+    return rc;
+}
+
+/* GETRANGE key start end, with Redis's treatment of negative and out-of-range indexes. */
+static int
+x_getrange(struct kx *x)
+{
+    long long start, end;
+    if (!arg_ll(&x->argv[2], &start) || !arg_ll(&x->argv[3], &end)) {
+        return reply_err(x->out, "value is not an integer or out of range");
+    }
+    struct seg_view v;
+    if (kx_peek(x, &v) != SEG_OK || (start < 0 && end < 0 && start > end)) {
+        return resp_compose_bulk(x->out, "", 0);
+    }
+    long long len = (long long)v.vlen;
+    start = start < 0 ? len + start : start;
+    end = end < 0 ? len + end : end;
+    start = start < 0 ? 0 : start;
+    end = end < 0 ? 0 : end >= len ? len - 1 : end;
+    if (len == 0 || start > end) {
+        return resp_compose_bulk(x->out, "", 0);
+    }
+    return resp_compose_bulk(x->out, v.value + start, (size_t)(end - start + 1));
+}
+
+/* SETRANGE key offset value: overwrite from offset, zero-padding a shorter value. */
+static int
+x_setrange(struct kx *x)
+{
+    long long off;
+    if (!arg_ll(&x->argv[2], &off)) {
+        return reply_err(x->out, "value is not an integer or out of range");
+    }
+    if (off < 0) {
+        return reply_err(x->out, "offset is out of range");
+    }
+    const struct resp_arg *val = &x->argv[3];
+    struct seg_view v;
+    bool found = kx_peek(x, &v) == SEG_OK;
+    size_t old = found ? v.vlen : 0;
+    if (val->len == 0) {
+        return resp_compose_int(x->out, (int64_t)old);
+    }
+    if ((unsigned long long)off + val->len > x->w->max_value) {
+        return reply_err(x->out, "string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    size_t n = (size_t)off + val->len > old ? (size_t)off + val->len : old;
+    char *buf = calloc(1, n);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    if (found) {
+        memcpy(buf, v.value, old);
+    }
+    memcpy(buf + off, val->p, val->len);
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = x->argv[1].p,
+                              .klen = x->argv[1].len,
+                              .hash = x->hash,
+                              .value = buf,
+                              .vlen = n,
+                              .flags = found ? v.flags : 0,
+                              .exptime = found ? exptime_keep(&v) : 0};
+    enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
+    free(buf);
+    return sr == SEG_STORED ? resp_compose_int(x->out, (int64_t)n) : store_failed(x, sr);
+}
+
 /* One keyed command on this shard. Returns 0, 1 (a GET's hole: x->hole, hdr_len, miss_len) or
  * a buf error. */
 static int
@@ -476,6 +590,15 @@ exec_keyed(struct kx *x, const struct cmd *cmd)
     }
     if (strcmp(n, "exists") == 0) {
         return resp_compose_int(x->out, kx_peek(x, &v) == SEG_OK);
+    }
+    if (strcmp(n, "getex") == 0) {
+        return x_getex(x);
+    }
+    if (strcmp(n, "getrange") == 0) {
+        return x_getrange(x);
+    }
+    if (strcmp(n, "setrange") == 0) {
+        return x_setrange(x);
     }
     if (strcmp(n, "getdel") == 0) {
         bool found = seg_get(seg, k->p, k->len, x->hash, &v) == SEG_OK;
@@ -651,7 +774,11 @@ dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     }
     m->hash = hash;
     m->arg = st->proto;
-    m->allow = strcmp(cmd->name, "get") == 0 ? route_allowance(c, GET_MIN_ALLOW)
+    /* GET's value beyond its room becomes a hole; the few others that return a value (GETEX,
+     * GETRANGE, GETDEL, SET ... GET) copy it whole: one value past the room at most. */
+    m->allow = strcmp(cmd->name, "get") == 0 || strcmp(cmd->name, "getex") == 0 ||
+                       strcmp(cmd->name, "getrange") == 0
+                   ? route_allowance(c, GET_MIN_ALLOW)
                : strcmp(cmd->name, "getdel") == 0 || strcmp(cmd->name, "set") == 0
                    ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
                    : REPLY_BOUND;
@@ -861,6 +988,10 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
         rc = !arg_ll(&req->argv[1], &db) ? reply_err(b, "value is not an integer or out of range")
              : db != 0                   ? reply_err(b, "DB index is out of range")
                                          : reply_ok(b);
+    } else if (strcmp(n, "reset") == 0) {
+        st->proto = RESP_2;
+        st->name[0] = '\0';
+        rc = resp_compose_simple(b, "RESET", 5);
     } else if (strcmp(n, "hello") == 0) {
         rc = cmd_hello(w, st, req, b);
     } else if (strcmp(n, "client") == 0) {
