@@ -247,9 +247,22 @@ struct metric_value {
 };
 
 /**
- * memcached "STAT name value\r\n" lines: the process-wide values, then every counter and gauge
- * of every table summed over the blocks (histograms are left to metrics_write_latency()).
- * Returns 0 or the buf error.
+ * A stat handed to whoever formats it (a protocol's stats or INFO reply): its name and its
+ * value as text. Returns 0, or an error that stops the walk and is returned by it.
+ */
+typedef int (*metrics_stat_fn)(void *arg, const char *name, const char *value);
+
+/**
+ * Hand fn the process-wide values, then every counter and gauge of every table summed over the
+ * blocks (histograms are left to metrics_write_latency()), in that order. Returns 0 or what fn
+ * returned.
+ */
+int metrics_stats_each(const struct metrics_snapshot *s, const struct metric_value *global,
+                       size_t nglobal, metrics_stat_fn fn, void *arg);
+
+/**
+ * The same as "STAT name value\r\n" lines (the admin port's stats text). Returns 0 or the buf
+ * error.
  */
 int metrics_write_stats(struct buf *b, const struct metrics_snapshot *s,
                         const struct metric_value *global, size_t nglobal);

@@ -73,6 +73,13 @@ enum rt_result {
     RT_ABORT,
 };
 
+/* A product's other protocol, on a port of its own (e.g. RESP beside memcached). */
+struct rt_port {
+    const char *option; /* the product's OPT_UINT option holding the port; 0 there: off */
+    unsigned proto;     /* what conn_protocol() says for its connections (not 0) */
+    const char *name;   /* for the start-up log, e.g. "(resp)" */
+};
+
 /*
  * A product. Every callback runs on the worker thread that owns the connection or the context.
  */
@@ -81,6 +88,16 @@ struct rt_product {
     size_t conn_state_size; /* bytes of per-connection product state, zeroed at accept */
     size_t request_max;     /* the largest request that must fit whole in the read buffer */
     size_t reply_max;       /* the largest reply one request may produce (0: request_max) */
+    /* What a client refused past --max-conns reads before the close, in the product's protocol
+     * (e.g. memcached's "ERROR Too many open connections\r\n"); NULL: only the close. A TLS
+     * client never gets it (it would take the plain text for a broken record). */
+    const char *refusal;
+    /* The name of the product's option (an OPT_UINT) that holds its TCP port, e.g. "port": the
+     * runtime listens there, beside --tls-port. */
+    const char *port_option;
+    /* Other protocols, each on its own plain TCP port beside the main one. Optional. */
+    const struct rt_port *ports;
+    size_t nports;
     /** The largest request under cfg, when settings make it smaller than request_max. Optional;
      * called once at start-up. It caps the read buffers and sets each worker's least share of
      * buffer-memory. */
@@ -186,6 +203,12 @@ void *conn_state(struct conn *c);
  */
 bool conn_output_full(const struct conn *c);
 
+/**
+ * The protocol c speaks: 0 for connections of the main port (and TLS port and unix socket), or
+ * the rt_port.proto of the port it came in on. Worker thread of c.
+ */
+unsigned conn_protocol(const struct conn *c);
+
 /** Index of the worker that owns c (0..nworkers-1). Worker thread of c. */
 unsigned conn_worker(const struct conn *c);
 
@@ -247,13 +270,15 @@ struct rt_conn_info {
 void rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *ci), void *arg);
 
 /**
- * memcached "stats": STAT lines (no END) for pid, time, version (as given), pointer_size,
+ * The figures of a "stats" reply, handed to fn one by one as (name, value text), for the
+ * product to write in its protocol's form: pid, time, version (as given), pointer_size,
  * rusage_user, rusage_system, the runtime's process-wide values (uptime, threads,
- * max_connections, total_connections, rejected_connections, reloads, memory...) and every
- * counter and gauge of the registry summed over the workers. The admin port and a product's
- * data-port "stats" both answer with it. Any RCU-registered thread. Returns 0 or a buf error.
+ * max_connections, total_connections, rejected_connections, reloads, memory...), every counter
+ * and gauge of the registry summed over the workers, and, with TLS on, ssl_handshake_errors and
+ * ssl_proto_errors. The admin port and a product's data-port "stats" both answer with it. Any
+ * RCU-registered thread. Returns 0, a metrics error, or what fn returned (which stops the walk).
  */
-int rt_stats_write(struct buf *out, const char *version);
+int rt_stats_each(const char *version, metrics_stat_fn fn, void *arg);
 
 /**
  * The calling worker's slots of the product's metric table i (rt_product.metrics[i]), to update
@@ -287,10 +312,10 @@ extern const struct opt_table rt_option_table;
 int rt_main(const struct rt_product *p, const struct config *cfg);
 
 /**
- * The checks rt_main() makes before it starts anything (for --check-config, as
- * config_product.validate): options that go together, and the TLS certificates. Returns 0, or
- * prints the error to stderr and returns the exit status start-up would have.
+ * The checks rt_main(p, cfg) makes before it starts anything (for --check-config, from the
+ * product's config_product.validate): options that go together, and the TLS certificates.
+ * Returns 0, or prints the error to stderr and returns the exit status start-up would have.
  */
-int rt_validate(const struct config *cfg);
+int rt_validate(const struct rt_product *p, const struct config *cfg);
 
 #endif /* PETREL_RUNTIME_H */

@@ -61,8 +61,19 @@ ping_on_data(void *ctx, struct conn *c)
 static const struct rt_product ping_product = {
     .name = "petrel-ping",
     .request_max = PING_LINE_MAX,
+    /* The ping protocol has no error reply of its own: refused clients get the line petrel's
+     * memcached side sends, which petrel-ping has always sent. */
+    .refusal = "ERROR Too many open connections\r\n",
+    .port_option = "port",
     .on_data = ping_on_data,
 };
+
+/* config_product.validate: the runtime's checks, for this product. */
+static int
+validate(const struct config *cfg)
+{
+    return rt_validate(&ping_product, cfg);
+}
 
 int
 main(int argc, char **argv)
@@ -74,7 +85,7 @@ main(int argc, char **argv)
     const struct config_product info = {
         .name = "petrel-ping",
         .version = PETREL_VERSION,
-        .validate = rt_validate,
+        .validate = validate,
         .summary = "Petrel's pingserver: answers PING with PONG over the Petrel runtime",
     };
     struct config *cfg;

@@ -350,7 +350,7 @@ static int
 validate(const struct config *cfg)
 {
     int status = check_delimiter(cfg);
-    return status != 0 ? status : rt_validate(cfg);
+    return status != 0 ? status : rt_validate(&mc_product, cfg);
 }
 
 int

@@ -26,8 +26,6 @@
 /* epoll data of a listener: this bit and its index (the waker's is a pointer: no such bit). */
 #define LISTENER_TAG (UINT64_C(1) << 63)
 
-static const char too_many[] = "ERROR Too many open connections\r\n";
-
 static char waker_tag;
 
 /* Fewest live connections; ties go round-robin so an idle start spreads evenly. */
@@ -91,8 +89,9 @@ reject(struct runtime *rt, int fd, bool tls)
     atomic_fetch_add_explicit(&rt->rejected, 1, memory_order_relaxed);
     /* Best effort, like memcached: the socket is new, so its buffer has room for one line. A TLS
      * client would take the plaintext line for a broken record: it only sees the close. */
-    if (!tls) {
-        (void)send(fd, too_many, sizeof(too_many) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const char *refusal = rt->p->refusal;
+    if (!tls && refusal != NULL) {
+        (void)send(fd, refusal, strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     close(fd);
 }

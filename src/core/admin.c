@@ -314,20 +314,43 @@ admin_listen(struct runtime *rt, char *err, size_t errlen)
  * one more way to fail), and ssl_proto_errors, TLS errors on established connections.
  */
 static int
-write_ssl_stats(struct buf *out, struct runtime *rt, const struct metrics_snapshot *s)
+ssl_stats_each(struct runtime *rt, const struct metrics_snapshot *s, metrics_stat_fn fn, void *arg)
 {
     uint64_t failed = 0;
     for (unsigned i = 0; i < TLS_FAIL_COUNT; i++) {
         failed += atomic_load_explicit(&rt->tls_stats.failures[i], memory_order_relaxed);
     }
-    int rc = buf_printf(out, "STAT ssl_handshake_errors %llu\r\n", (unsigned long long)failed);
-    rc |= buf_printf(out, "STAT ssl_proto_errors %llu\r\n",
-                     (unsigned long long)metrics_snapshot_total(s, 0, RTM_TLS_ERRORS));
-    return rc;
+    char v[24];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)failed);
+    int rc = fn(arg, "ssl_handshake_errors", v);
+    snprintf(v, sizeof(v), "%llu",
+             (unsigned long long)metrics_snapshot_total(s, 0, RTM_TLS_ERRORS));
+    return rc < 0 ? rc : fn(arg, "ssl_proto_errors", v);
+}
+
+/* The process's own figures, before the registry's: pid, time, version, pointer size, CPU. */
+static int
+process_stats_each(const char *version, metrics_stat_fn fn, void *arg)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    char v[4][32];
+    snprintf(v[0], sizeof(v[0]), "%ld", (long)getpid());
+    snprintf(v[1], sizeof(v[1]), "%lld", (long long)time(NULL));
+    snprintf(v[2], sizeof(v[2]), "%ld.%06ld", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
+    snprintf(v[3], sizeof(v[3]), "%ld.%06ld", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
+    char psize[8];
+    snprintf(psize, sizeof(psize), "%zu", sizeof(void *) * 8);
+    int rc = fn(arg, "pid", v[0]);
+    rc = rc < 0 ? rc : fn(arg, "time", v[1]);
+    rc = rc < 0 ? rc : fn(arg, "version", version);
+    rc = rc < 0 ? rc : fn(arg, "pointer_size", psize);
+    rc = rc < 0 ? rc : fn(arg, "rusage_user", v[2]);
+    return rc < 0 ? rc : fn(arg, "rusage_system", v[3]);
 }
 
 int
-rt_stats_write(struct buf *out, const char *version)
+rt_stats_each(const char *version, metrics_stat_fn fn, void *arg)
 {
     struct runtime *rt = rt_current;
     struct metrics_snapshot *s;
@@ -337,22 +360,20 @@ rt_stats_write(struct buf *out, const char *version)
     }
     struct metric_value g[G_COUNT];
     size_t ng = admin_globals(rt, g, sizeof(g) / sizeof(g[0]));
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    rc = buf_printf(out, "STAT pid %ld\r\n", (long)getpid());
-    rc |= buf_printf(out, "STAT time %lld\r\n", (long long)time(NULL));
-    rc |= buf_printf(out, "STAT version %s\r\n", version);
-    rc |= buf_printf(out, "STAT pointer_size %zu\r\n", sizeof(void *) * 8);
-    rc |= buf_printf(out, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
-                     (long)ru.ru_utime.tv_usec);
-    rc |= buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
-                     (long)ru.ru_stime.tv_usec);
-    rc |= metrics_write_stats(out, s, g, ng);
-    if (rt->tls_on) {
-        rc |= write_ssl_stats(out, rt, s);
+    rc = process_stats_each(version, fn, arg);
+    rc = rc < 0 ? rc : metrics_stats_each(s, g, ng, fn, arg);
+    if (rc == 0 && rt->tls_on) {
+        rc = ssl_stats_each(rt, s, fn, arg);
     }
     metrics_snapshot_free(&s);
     return rc < 0 ? rc : 0;
+}
+
+/* metrics_stat_fn: the admin port's "STAT name value" line into the buffer arg. */
+static int
+admin_stat_line(void *arg, const char *name, const char *value)
+{
+    return buf_printf(arg, "STAT %s %s\r\n", name, value);
 }
 
 /* ---- health ---- */
@@ -418,7 +439,7 @@ write_health(struct runtime *rt, struct buf *b)
 static void
 write_stats(struct runtime *rt, struct buf *b)
 {
-    rt_stats_write(b, PETREL_VERSION);
+    rt_stats_each(PETREL_VERSION, admin_stat_line, b);
     buf_printf(b, "STAT product %s\r\n", rt->p->name);
     struct metrics_snapshot *s;
     if (metrics_snapshot_take(rt->metrics, &s) == 0) {

@@ -54,6 +54,13 @@ conn_state(struct conn *c)
 }
 
 unsigned
+conn_protocol(const struct conn *c)
+{
+    const struct runtime *rt = c->w->rt;
+    return c->listener < rt->nlisten ? rt->listen_proto[c->listener] : 0;
+}
+
+unsigned
 conn_worker(const struct conn *c)
 {
     return c->w->id;

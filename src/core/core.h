@@ -89,10 +89,11 @@ struct runtime {
     size_t rbuf_init, rbuf_max, wbuf_limit, wbuf_max;
     size_t buf_budget; /* per worker: buffers beyond rbuf_init, read and write, all connections */
 
-    int listen_fds[RT_MAX_LISTEN];  /* acceptor's: closed (-1) when it stops */
-    bool listen_tls[RT_MAX_LISTEN]; /* read-only: the listener speaks TLS */
-    struct rt_listener {            /* read-only after start-up: for "stats conns" */
-        int fd;                     /* as opened (it may be closed at shutdown) */
+    int listen_fds[RT_MAX_LISTEN];        /* acceptor's: closed (-1) when it stops */
+    bool listen_tls[RT_MAX_LISTEN];       /* read-only: the listener speaks TLS */
+    unsigned listen_proto[RT_MAX_LISTEN]; /* read-only: its rt_port.proto (0: the main port's) */
+    struct rt_listener {                  /* read-only after start-up: for "stats conns" */
+        int fd;                           /* as opened (it may be closed at shutdown) */
         int family;
         char name[128];
     } listeners[RT_MAX_LISTEN];

@@ -27,7 +27,7 @@ struct rt_live {
     enum log_level level;
 };
 
-/* The running runtime, for rt_stats_get() and rt_stats_write(): set by rt_main() before any
+/* The running runtime, for rt_stats_get() and rt_stats_each(): set by rt_main() before any
  * thread starts, cleared after they all stopped. */
 extern struct runtime *rt_current;
 

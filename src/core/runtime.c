@@ -340,7 +340,7 @@ const struct opt_table rt_option_table = {
 
 /* Settings that config's types cannot check alone. Returns 0, or prints and returns 64. */
 static int
-check_options(const struct config *cfg, unsigned *unix_mode)
+check_options(const struct rt_product *p, const struct config *cfg, unsigned *unix_mode)
 {
     if (config_uint(cfg, "udp-port") != 0) {
         fprintf(stderr, "-U/--udp-port: UDP is not supported; only 0 is accepted\n");
@@ -356,9 +356,9 @@ check_options(const struct config *cfg, unsigned *unix_mode)
     }
     *unix_mode = (unsigned)m;
     if (config_uint(cfg, "tls-port") != 0 &&
-        config_uint(cfg, "tls-port") == config_uint(cfg, "port")) {
-        fprintf(stderr, "--tls-port: %u is also --port; use -Z for TLS on the main port\n",
-                (unsigned)config_uint(cfg, "tls-port"));
+        config_uint(cfg, "tls-port") == config_uint(cfg, p->port_option)) {
+        fprintf(stderr, "--tls-port: %u is also --%s; use -Z for TLS on the main port\n",
+                (unsigned)config_uint(cfg, "tls-port"), p->port_option);
         return CONFIG_EX_USAGE;
     }
     return 0;
@@ -394,10 +394,10 @@ tls_load(const struct config *cfg, struct tls_server *prev, struct tls_server **
 }
 
 int
-rt_validate(const struct config *cfg)
+rt_validate(const struct rt_product *p, const struct config *cfg)
 {
     unsigned unix_mode;
-    int status = check_options(cfg, &unix_mode);
+    int status = check_options(p, cfg, &unix_mode);
     if (status == 0 && tls_wanted(cfg)) {
         char err[512];
         struct tls_server *srv = NULL;
@@ -423,7 +423,7 @@ static int
 open_listeners(struct runtime *rt, unsigned unix_mode)
 {
     char err[256] = "";
-    uint16_t port = (uint16_t)config_uint(rt->cfg, "port");
+    uint16_t port = (uint16_t)config_uint(rt->cfg, rt->p->port_option);
     int backlog = (int)config_uint(rt->cfg, "backlog");
     int rc = 0;
     if (tcp_wanted(rt->cfg)) {
@@ -441,6 +441,21 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
                              sizeof(err));
         for (size_t i = rt->nlisten; i < rt->nlisten + n; i++) {
             rt->listen_tls[i] = true;
+        }
+        rt->nlisten += n;
+    }
+    for (size_t k = 0; rc == 0 && tcp_wanted(rt->cfg) && k < rt->p->nports; k++) {
+        /* The product's other protocols, each on its own plain TCP port (0: off). */
+        uint16_t extra = (uint16_t)config_uint(rt->cfg, rt->p->ports[k].option);
+        size_t n = 0;
+        if (extra == 0) {
+            continue;
+        }
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), extra, backlog,
+                             rt->listen_fds + rt->nlisten, RT_MAX_LISTEN - rt->nlisten, &n, err,
+                             sizeof(err));
+        for (size_t i = rt->nlisten; i < rt->nlisten + n; i++) {
+            rt->listen_proto[i] = rt->p->ports[k].proto;
         }
         rt->nlisten += n;
     }
@@ -464,7 +479,14 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
         struct rt_listener *l = &rt->listeners[i];
         l->fd = rt->listen_fds[i];
         l->family = sock_name(l->fd, l->name, sizeof(l->name));
-        log_info("listening on %s%s", l->name, rt->listen_tls[i] ? " (tls)" : "");
+        const char *proto = "";
+        for (size_t k = 0; k < rt->p->nports; k++) {
+            if (rt->p->ports[k].proto == rt->listen_proto[i]) {
+                proto = rt->p->ports[k].name;
+            }
+        }
+        log_info("listening on %s%s%s%s", l->name, rt->listen_tls[i] ? " (tls)" : "",
+                 proto[0] != '\0' ? " " : "", proto);
     }
     char name[128];
     sock_name(rt->admin_fd, name, sizeof(name));
@@ -902,7 +924,7 @@ int
 rt_main(const struct rt_product *p, const struct config *cfg)
 {
     unsigned unix_mode = 0;
-    int status = check_options(cfg, &unix_mode);
+    int status = check_options(p, cfg, &unix_mode);
     if (status != 0) {
         return status;
     }

@@ -558,23 +558,38 @@ hist_count(const uint64_t *h)
 }
 
 int
-metrics_write_stats(struct buf *b, const struct metrics_snapshot *s,
-                    const struct metric_value *global, size_t nglobal)
+metrics_stats_each(const struct metrics_snapshot *s, const struct metric_value *global,
+                   size_t nglobal, metrics_stat_fn fn, void *arg)
 {
+    char v[24];
     int rc = 0;
     for (size_t g = 0; g < nglobal && rc == 0; g++) {
-        rc = buf_printf(b, "STAT %s %llu\r\n", global[g].def->name,
-                        (unsigned long long)global[g].value);
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)global[g].value);
+        rc = fn(arg, global[g].def->name, v);
     }
     const struct metric_def *d;
     FOR_EACH_DEF(s->m, t, i, d)
     {
         if (d->type != METRIC_HISTOGRAM && rc == 0) {
-            rc = buf_printf(b, "STAT %s %llu\r\n", d->name,
-                            (unsigned long long)metrics_snapshot_total(s, t, i));
+            snprintf(v, sizeof(v), "%llu", (unsigned long long)metrics_snapshot_total(s, t, i));
+            rc = fn(arg, d->name, v);
         }
     }
     return rc;
+}
+
+/* metrics_stat_fn: one "STAT name value" line into the buffer arg. */
+static int
+stat_line(void *arg, const char *name, const char *value)
+{
+    return buf_printf(arg, "STAT %s %s\r\n", name, value);
+}
+
+int
+metrics_write_stats(struct buf *b, const struct metrics_snapshot *s,
+                    const struct metric_value *global, size_t nglobal)
+{
+    return metrics_stats_each(s, global, nglobal, stat_line, b);
 }
 
 int

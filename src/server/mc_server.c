@@ -1,6 +1,10 @@
 /*
  * mc_server: the memcached-compatible product. Contract in include/petrel/mc_server.h.
  *
+ * The protocol-neutral machinery (the message pool, forwarding, the reply-slot queue, held
+ * output, holes, split and gather, broadcasts, completion latency) is route's
+ * (include/petrel/route.h); this file decides what each memcached request does with it.
+ *
  * The path of a request: the connection's worker parses it and hashes its key once. A key this
  * worker owns is executed at once on its shard; a key another worker owns is copied (request
  * text, value included: the one copy) into a message and forwarded to that worker, which
@@ -12,7 +16,7 @@
  * Reply order: while nothing is waiting, replies go straight into the connection's write
  * buffer. Once a request waits for another worker, it takes a slot in the connection's reply
  * queue, and every later reply queues behind it, even a local one; slots leave from the head,
- * in request order, as they complete. At most SLOTS_MAX slots per connection; past that the
+ * in request order, as they complete. At most ROUTE_SLOTS_MAX slots per connection; past that the
  * connection is paused until replies come back.
  *
  * Memory: every reply byte held outside the write buffer is counted with conn_output_hold():
@@ -24,7 +28,7 @@
  *     waiting reply, only with more than HOLD_SLACK bytes of room; a multi-key get checks again
  *     between keys and windows, keeping its progress (mc_conn.get_next);
  *   - a forwarded request brings back at most its allowance: a share of the room left (up to
- *     FORWARD_REPLY_MAX) plus HOLE_KEY per key of a window, or the longest reply of a command
+ *     ROUTE_FORWARD_REPLY_MAX) plus HOLE_KEY per key of a window, or the longest reply of a command
  *     without a value. A hit whose value does not fit comes back as a hole: its header and the
  *     item's CAS. A local reply that has to wait behind others gets the room left the same way.
  *     When a hole reaches the head of the queue and there is room for its value (or the client
@@ -63,7 +67,10 @@
 #include "petrel/mc_persist.h"
 #include "petrel/mc_exec.h"
 #include "petrel/memcache.h"
+#include "petrel/route.h"
 #include "petrel/seg.h"
+
+#include "resp_server.h"
 
 #include <urcu/pointer.h>
 
@@ -76,19 +83,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SLOTS_MAX          1024        /* unfinished replies per connection before it pauses */
-#define IDLE_RECLAIM_ITEMS 4096        /* items reclaimed per idle slice (~200 us) */
-#define ITEM_ROOM          1024        /* -I minus this is the largest value: key and header room */
-#define REPLY_MAX          (64u << 20) /* the largest reply one request may produce */
-#define FORWARD_REPLY_MAX  (64u << 10) /* most value bytes a forwarded request brings back */
-#define FORWARD_SHARE      200         /* a forwarded get's allowance: this fraction of the room */
+#define IDLE_RECLAIM_ITEMS 4096 /* items reclaimed per idle slice (~200 us) */
+#define ITEM_ROOM          1024 /* -I minus this is the largest value: key and header room */
+#define REPLY_MAX          ROUTE_REPLY_MAX /* the largest reply one request may produce */
 #define GET_MIN            1024        /* the least allowance of a forwarded get: hole and END */
 #define HOLE_MAX           2048        /* the most a hole takes (mg: VA line, EN line, key) */
 #define HOLE_KEY           600         /* the most a get's hole takes: VALUE line and key */
-#define HOLD_SLACK         HOLE_MAX    /* room a request needs to start behind a waiting reply */
 #define GET_WINDOW         64          /* keys of a multi-key get dispatched together */
-#define QUEUE_INLINE       4           /* reply slots a connection queues without an allocation */
-#define PART_FETCH         UINT32_MAX  /* mc_msg.part of a fetch */
 #define DUMP_CHUNK         (64u << 10) /* most bytes of dump lines one step is given room for */
 #define DUMP_MIN_ROOM      4096        /* output room a dump waits for before its next step */
 #define DUMP_BUCKETS       512         /* hash buckets one dump step walks at most */
@@ -99,8 +100,6 @@
  * answer with the memcached release whose protocol we implement, and name ourselves after it.
  */
 #define MC_PROTOCOL_VERSION "1.6.45-petrel-" PETREL_VERSION
-#define MSG_BUF_INIT        256
-#define FREE_CACHE_MAX      1024 /* messages (and slots) a worker keeps for reuse */
 
 static const char *const evict_names[] = {"merge", "fifo", "random", "cte", "util", "none", NULL};
 
@@ -113,6 +112,13 @@ static const struct opt_def mc_options[] = {
      .min = 0,
      .max = 65535,
      .help = "TCP port (0: an ephemeral port, logged at start-up)"},
+    {.name = "resp-port",
+     .section = "server",
+     .type = OPT_UINT,
+     .dflt = "0",
+     .min = 0,
+     .max = 65535,
+     .help = "TCP port for the Redis protocol (RESP2, RESP3), over the same items (0: off)"},
     {.name = "memory-limit",
      .short_name = 'm',
      .section = "storage",
@@ -201,38 +207,12 @@ const struct opt_table mc_option_table = {
     .n = sizeof(mc_options) / sizeof(mc_options[0]),
 };
 
-/*
- * A value left out of a reply for lack of room. In its buffer, where the value's answer
- * belongs: its header (sent, then the value and "\r\n", if the item is still the same version
- * when its turn comes), the reply sent instead if it is not, and the key (never sent).
- */
-struct hole {
-    size_t at; /* logical offset of the header in its buffer (struct rb) */
-    uint32_t hdr_len, miss_len, klen;
-    uint32_t vlen;
-    uint64_t cas;
-};
-
-/*
- * Reply bytes with holes. Offsets are logical, counted from the first byte ever written, so
- * they hold as the front is consumed.
- */
-struct rb {
-    struct buf b;
-    size_t base;        /* logical offset of buf_rptr(&b) */
-    struct hole *holes; /* in offset order */
-    uint32_t nholes;    /* holes recorded */
-    uint32_t hcap;      /* room in holes */
-    uint32_t hnext;     /* the first hole not sent yet */
-};
-
 /* What a forwarded message asks its owner to do. */
 enum msg_op {
-    OP_EXEC,   /* one single-key request, as text */
+    OP_EXEC = ROUTE_OP_FETCH + 1, /* one single-key request, as text */
     OP_GET,    /* the keys of a get family window that this shard owns, as a request line */
     OP_FLUSH,  /* flush_all */
     OP_STATS,  /* publish the shard's counters into its metrics block */
-    OP_FETCH,  /* the value of a hole, if the item is still that version */
     OP_DELETE, /* drop a key whose store was refused for lack of memory, as memcached does */
     OP_CONNS,  /* "stats conns": the worker's connections, as STAT lines */
     OP_RESET,  /* "stats reset": zero the shard's counters */
@@ -240,82 +220,34 @@ enum msg_op {
     OP_DUMP,   /* lru_crawler metadump / mgdump: the next step of the shard's walk */
 };
 
-/* A request travelling to the worker that owns its key(s) and back. Allocated and freed by the
- * origin worker; written by the owner between the two ring hops. */
+/* The memcached product's message: route's, and the walk of a metadump. */
 struct mc_msg {
-    struct rt_msg hdr; /* first: the runtime sees only this */
-    uint64_t seq;      /* the origin connection's reply slot */
-    uint32_t part;     /* which part of that slot, or PART_FETCH */
-    uint8_t op;
-    bool hit;                 /* OP_FETCH: the value came back */
-    uint32_t allow;           /* OP_EXEC, OP_GET: bytes of reply it may bring back copied */
-    int64_t flush_when;       /* OP_FLUSH */
-    uint64_t hash;            /* OP_EXEC, OP_FETCH, OP_DELETE: the key's, computed by the origin */
-    struct mc_deferred want;  /* OP_FETCH: the version whose value is wanted */
-    size_t charged;           /* what the origin counts for it with conn_output_hold() */
-    struct buf req;           /* OP_EXEC, OP_GET: request text; OP_FETCH, OP_DELETE: the key */
-    struct rb reply;          /* reply bytes written by the owner */
-    uint32_t nkeys;           /* OP_GET: keys in req */
-    uint32_t *koff;           /* OP_GET: logical end in reply of key i's answer (GET_WINDOW) */
-    struct mc_dump dump;      /* OP_DUMP: the walk of the shard, carried back and forth */
-    bool more;                /* OP_DUMP: the shard has more after this step */
-    bool failed;              /* OP_DUMP: the step ran out of memory */
-    struct mc_msg *next_free; /* in the origin worker's cache of unused messages */
+    struct route_msg r;  /* first: route (and resp_server) sees only this */
+    struct mc_dump dump; /* OP_DUMP: the walk of the shard, carried back and forth */
 };
 
-/* A reply slot: one per request that could not be answered at once (and the local replies
- * that queue behind it). */
-enum slot_kind {
-    SLOT_BYTES,  /* ready bytes in out */
-    SLOT_EXEC,   /* the reply of one forwarded request */
-    SLOT_GET,    /* a window of a multi-key get: parts gathered in key order */
-    SLOT_FLUSH,  /* flush_all on every shard, then OK */
-    SLOT_STATS,  /* stats of every shard, summed */
-    SLOT_CONNS,  /* every worker's connections, in worker order */
-    SLOT_RESET,  /* every shard's counters zeroed, then RESET */
-    SLOT_DETAIL, /* every worker's per-prefix records, merged into one dump */
-    SLOT_DUMP,   /* lru_crawler metadump / mgdump: one shard after the other, step by step */
-};
+static struct mc_dump *
+msg_dump(struct route_msg *m)
+{
+    return &((struct mc_msg *)m)->dump;
+}
 
-struct key_ref {
-    uint32_t part; /* which part answers this key */
-    uint32_t idx;  /* the key's index in that part */
-};
-
-struct slot {
-    uint8_t kind;
-    uint8_t lat_class; /* with t0: the class of the request waiting here */
-    bool noreply;
-    bool fetch_out;   /* fetch is out at its owner */
-    int64_t t0;       /* ns: when the request waiting here was parsed; 0: not timed here */
-    uint32_t waiting; /* parts (or a fetch) not back yet */
-    uint32_t nparts;
-    struct mc_msg **parts; /* returned (or local) parts, NULL while out: &one, or pv */
-    struct mc_msg *one;
-    struct mc_msg **pv; /* room for parts when there are several, kept with the slot */
-    uint32_t pcap;
-    uint32_t nkeys, kcap;
-    struct key_ref *keys;   /* SLOT_GET: kept with the slot */
-    uint32_t ekey;          /* SLOT_GET: the next key to send; SLOT_CONNS: the next part;
-                               SLOT_DUMP: the shard being walked */
-    struct rb out;          /* SLOT_BYTES */
-    size_t charged;         /* SLOT_BYTES: the bytes of out counted */
-    struct mc_msg *fetch;   /* at the head: the fetch its next hole waits for */
-    struct slot *next_free; /* in the worker's cache of unused slots */
+/* What a ROUTE_SLOT_PRODUCT slot of this product waits for. */
+enum slot_tag {
+    TAG_FLUSH,  /* flush_all on every shard, then OK */
+    TAG_STATS,  /* stats of every shard, summed */
+    TAG_CONNS,  /* every worker's connections, in worker order */
+    TAG_RESET,  /* every shard's counters zeroed, then RESET */
+    TAG_DETAIL, /* every worker's per-prefix records, merged into one dump */
+    TAG_DUMP,   /* lru_crawler metadump / mgdump: one shard after the other, step by step */
 };
 
 /* Per connection, in the runtime's conn_state(). */
 struct mc_conn {
-    bool init;
-    bool broken; /* no memory for a reply that had to be sent: close at the next call */
+    struct route_conn rc; /* its reply queue and held output (first, as in struct resp_conn) */
+    uint8_t kind;         /* CONN_NEW, CONN_MC, CONN_RESP (second, as in struct resp_conn) */
     struct mc_parser parser;
-    struct slot **q; /* ring of reply slots: q_inline, or an allocation while there are many */
-    uint32_t qhead, qlen, qcap;
-    uint64_t seq_head; /* sequence number of q[qhead] */
-    uint32_t inflight; /* messages out at other workers */
     uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
-    size_t held;       /* bytes counted with conn_output_hold() */
-    struct slot *q_inline[QUEUE_INLINE];
 };
 
 /* ---- metrics ---- */
@@ -442,41 +374,23 @@ static struct ttl_view *ttl_views[MAX_WORKERS];
 
 /* Per worker. */
 struct mc_worker {
-    unsigned id;
-    unsigned n;
+    struct route_worker rw;  /* its messages, slots and latency batch */
+    struct resp_worker resp; /* the RESP port's connections (argv room only with --resp-port) */
     const struct config *cfg;
     struct mc_shard shard;
     struct mc_parser_opts popts;
-    metric_t *m_cmd, *m_seg, *m_lat; /* this worker's slots of the first three tables ... */
-    metric_t *m_srv;                 /* ... and of the fourth */
-    uint64_t limit_share;            /* its share of -m, shown as limit_maxbytes */
-    size_t seg_size;                 /* the shard's segment size (-I may raise the option's) */
-    struct seg_stats seg_base;       /* the storage counters at the last "stats reset" */
-    struct ttl_view *ttl_scratch;    /* worker-private: the next view, built each tick */
-    int64_t lat_t0;                  /* ns: when the batch being executed was parsed */
-    uint32_t lat_pending[LAT_COUNT]; /* requests of the batch answered on the spot, by class */
-    enum lat_class lat_cls;          /* the class of the request being executed ... */
-    bool lat_timed;                  /* ... and whether a reply slot took its parse time */
-    bool reclaim_left;               /* the last tick left expired segments to reclaim */
-    char delim;                      /* "stats detail": the end of a key's prefix (-D) */
-    bool dump_disabled;              /* -X: no metadump, mgdump or stats detail */
-    bool flush_disabled;             /* -F: no flush_all */
-    struct mc_detail *detail;        /* "stats detail": this worker's per-prefix counters */
-    uint16_t part_of[MAX_WORKERS];   /* scratch while a get is split: shard -> its part + 1 */
-    /* Messages and slots are born and die on their origin worker; reusing them (buffers
-     * included) takes the allocator off the forwarding path. At most FREE_CACHE_MAX each. */
-    struct mc_msg *msg_cache;
-    struct slot *slot_cache;
-    uint32_t msg_cached, slot_cached;
+    metric_t *m_cmd, *m_seg;      /* this worker's slots of the commands and storage tables ... */
+    metric_t *m_srv;              /* ... and of the server's (route has the latency table's) */
+    uint64_t limit_share;         /* its share of -m, shown as limit_maxbytes */
+    size_t seg_size;              /* the shard's segment size (-I may raise the option's) */
+    struct seg_stats seg_base;    /* the storage counters at the last "stats reset" */
+    struct ttl_view *ttl_scratch; /* worker-private: the next view, built each tick */
+    bool reclaim_left;            /* the last tick left expired segments to reclaim */
+    char delim;                   /* "stats detail": the end of a key's prefix (-D) */
+    bool dump_disabled;           /* -X: no metadump, mgdump or stats detail */
+    bool flush_disabled;          /* -F: no flush_all */
+    struct mc_detail *detail;     /* "stats detail": this worker's per-prefix counters */
 };
-
-static int64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * INT64_C(1000000000) + ts.tv_nsec;
-}
 
 static enum lat_class
 lat_class_of(enum mc_cmd cmd)
@@ -496,23 +410,6 @@ lat_class_of(enum mc_cmd cmd)
         return LAT_DELETE;
     default:
         return LAT_OTHER;
-    }
-}
-
-/* Record the batch's requests answered on the spot: one clock read for all of them. */
-static void
-lat_settle(struct mc_worker *mw)
-{
-    int64_t dt = -1;
-    for (unsigned c = 0; c < LAT_COUNT; c++) {
-        if (mw->lat_pending[c] == 0) {
-            continue;
-        }
-        if (dt < 0) {
-            dt = now_ns() - mw->lat_t0;
-        }
-        metrics_hist_record_n(&mw->m_lat[c * METRICS_HIST_SLOTS], (uint64_t)dt, mw->lat_pending[c]);
-        mw->lat_pending[c] = 0;
     }
 }
 
@@ -579,7 +476,7 @@ publish_ttl(struct mc_worker *mw)
             v->n++;
         }
     }
-    struct ttl_view *cur = ttl_views[mw->id];
+    struct ttl_view *cur = ttl_views[mw->rw.id];
     if (cur != NULL && cur->n == v->n && memcmp(cur->e, v->e, v->n * sizeof(v->e[0])) == 0) {
         return;
     }
@@ -590,7 +487,7 @@ publish_ttl(struct mc_worker *mw)
     }
     memcpy(copy, v, size);
     metrics_rcu_publish();
-    struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->id], copy);
+    struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->rw.id], copy);
     if (old != NULL && metrics_defer_free(old, free) < 0) {
         metrics_synchronize(); /* rare: no memory for a deferred free, so wait for readers */
         free(old);
@@ -768,12 +665,12 @@ detail_switch(enum detail_verb verb, struct buf *out)
  * most every worker's cap together), written as memcached's lines and END.
  */
 static int
-detail_dump(struct mc_worker *mw, struct slot *s, struct buf *out)
+detail_dump(struct mc_worker *mw, struct route_slot *s, struct buf *out)
 {
     struct mc_detail *all = NULL; /* also when mc_detail_create() fails: destroyed below */
-    int rc = mc_detail_create(&all, (size_t)mw->n * MC_DETAIL_PREFIXES);
+    int rc = mc_detail_create(&all, (size_t)mw->rw.n * MC_DETAIL_PREFIXES);
     for (uint32_t i = 0; rc == 0 && i < s->nparts; i++) {
-        const struct mc_msg *m = s->parts[i];
+        const struct route_msg *m = s->parts[i];
         if (m != NULL && buf_len(&m->reply.b) > 0) { /* an empty buffer may have no memory */
             rc = mc_detail_import(all, buf_rptr(&m->reply.b), buf_len(&m->reply.b));
         }
@@ -793,236 +690,43 @@ detail_cap(unsigned nworkers)
     return share > 256 ? share : 256;
 }
 
-/* ---- held output ---- */
-
-/*
- * Set what one holder (a slot's bytes, a message) counts for c to `now` bytes, telling the
- * runtime the difference. st->held is the sum over the holders, released whole at close.
- */
-static void
-charge(struct conn *c, struct mc_conn *st, size_t *charged, size_t now)
-{
-    if (now == *charged) {
-        return;
-    }
-    conn_output_hold(c, (long)now - (long)*charged);
-    st->held = st->held - *charged + now;
-    *charged = now;
-}
-
-/* ---- reply bytes with holes ---- */
-
-static void
-rb_init(struct rb *r)
-{
-    *r = (struct rb){0};
-    buf_init(&r->b, MSG_BUF_INIT, REPLY_MAX);
-}
-
-/* Empty, its allocations kept (a buffer that grew for a large value shrinks). */
-static void
-rb_reset(struct rb *r)
-{
-    buf_consume(&r->b, buf_len(&r->b));
-    buf_shrink(&r->b);
-    r->base = 0;
-    r->nholes = r->hnext = 0;
-}
-
-static void
-rb_free(struct rb *r)
-{
-    buf_free(&r->b);
-    free(r->holes);
-    r->holes = NULL;
-    r->hcap = 0;
-}
-
-static size_t
-rb_end(const struct rb *r)
-{
-    return r->base + buf_len(&r->b);
-}
-
-/* Record the hole whose header mc_exec appended at `at`, and append its key. */
+/* Record the hole whose header mc_exec appended to r at `at` (route_rb_hole). */
 static int
-rb_hole(struct rb *r, size_t at, const struct mc_deferred *d, const char *key, size_t klen)
+rb_hole(struct route_rb *r, size_t at, const struct mc_deferred *d, const char *key, size_t klen,
+        uint64_t hash)
 {
-    if (r->nholes == r->hcap) {
-        uint32_t cap = r->hcap ? r->hcap * 2 : 4;
-        struct hole *h = realloc(r->holes, cap * sizeof(*h));
-        if (h == NULL) {
-            return -ENOMEM;
-        }
-        r->holes = h;
-        r->hcap = cap;
-    }
-    r->holes[r->nholes++] = (struct hole){.at = at,
-                                          .hdr_len = d->hdr_len,
-                                          .miss_len = d->miss_len,
-                                          .klen = (uint32_t)klen,
-                                          .vlen = d->vlen,
-                                          .cas = d->cas};
-    return buf_append(&r->b, key, klen);
+    struct route_version v = {.cas = d->cas, .vlen = d->vlen};
+    return route_rb_hole(r, at, d->hdr_len, d->miss_len, &v, key, klen, hash);
 }
 
-/* One key of a get family request on this shard, into r with max bytes of room. */
-static int
-rb_get_key(struct mc_worker *mw, struct rb *r, const struct mc_req *req, const char *key,
+/* One key of a get family request on this shard, into r with max bytes of room. Inline: it is
+ * the forwarded get's path. */
+static inline int
+rb_get_key(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, const char *key,
            size_t klen, uint64_t hash, size_t max)
 {
     struct mc_deferred d;
-    size_t at = rb_end(r);
+    size_t at = route_rb_end(r);
     int rc = shard_get_key_max(mw, req, key, klen, hash, max, &r->b, &d);
-    return rc == 1 ? rb_hole(r, at, &d, key, klen) : rc;
+    return rc == 1 ? rb_hole(r, at, &d, key, klen, hash) : rc;
 }
 
 /* Any other keyed request on this shard, into r with max bytes of room (only mg v uses it). */
 static int
-rb_exec(struct mc_worker *mw, struct rb *r, const struct mc_req *req, uint64_t hash, size_t max)
+rb_exec(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint64_t hash,
+        size_t max)
 {
     struct mc_deferred d;
-    size_t at = rb_end(r);
+    size_t at = route_rb_end(r);
     int rc = shard_exec_max(mw, req, hash, max, &r->b, &d);
-    return rc == 1 ? rb_hole(r, at, &d, req->key, req->klen) : rc;
-}
-
-/* ---- messages ---- */
-
-/* A message from the worker's cache (its buffers empty but allocated), or a new one. */
-static struct mc_msg *
-msg_new(struct mc_worker *mw, uint8_t op, uint64_t seq, uint32_t part)
-{
-    struct mc_msg *m = mw->msg_cache;
-    if (m != NULL) {
-        mw->msg_cache = m->next_free;
-        mw->msg_cached--;
-    } else {
-        m = calloc(1, sizeof(*m));
-        if (m == NULL) {
-            return NULL;
-        }
-        buf_init(&m->req, MSG_BUF_INIT, REPLY_MAX);
-        rb_init(&m->reply);
-    }
-    m->hdr = (struct rt_msg){0};
-    m->seq = seq;
-    m->part = part;
-    m->op = op;
-    m->hit = false;
-    m->allow = 0;
-    m->flush_when = 0;
-    m->hash = 0;
-    m->charged = 0;
-    m->nkeys = 0;
-    m->more = false;
-    m->failed = false;
-    m->next_free = NULL;
-    return m;
-}
-
-static void
-msg_destroy(struct mc_msg *m)
-{
-    buf_free(&m->req);
-    rb_free(&m->reply);
-    free(m->koff);
-    free(m);
-}
-
-/* Back into mw's cache, or freed when the cache is full or mw is NULL (shutdown). The caller
- * has released what it counted for m. */
-static void
-msg_free(struct mc_worker *mw, struct mc_msg *m)
-{
-    if (m == NULL) {
-        return;
-    }
-    if (mw != NULL && mw->msg_cached < FREE_CACHE_MAX) {
-        buf_consume(&m->req, buf_len(&m->req));
-        buf_shrink(&m->req);
-        rb_reset(&m->reply);
-        m->next_free = mw->msg_cache;
-        mw->msg_cache = m;
-        mw->msg_cached++;
-        return;
-    }
-    msg_destroy(m);
-}
-
-static void
-msg_free_rt(struct rt_msg *m)
-{
-    msg_free(NULL, (struct mc_msg *)m);
-}
-
-/* What the origin holds for a message that is back: its request and what is left of its
- * reply. */
-static size_t
-msg_held(const struct mc_msg *m)
-{
-    return buf_len(&m->req) + buf_len(&m->reply.b);
-}
-
-/* Release what c counts for m, then free it. */
-static void
-msg_drop(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct mc_msg *m)
-{
-    if (m != NULL && c != NULL) {
-        charge(c, st, &m->charged, 0);
-    }
-    msg_free(mw, m);
-}
-
-/*
- * Send m to worker dest on behalf of c, counting its request and the reply room it is given
- * (m->allow) until it is back. On failure m is freed and nothing stays counted.
- */
-static int
-msg_send(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct mc_msg *m, unsigned dest)
-{
-    charge(c, st, &m->charged, buf_len(&m->req) + m->allow);
-    int rc = conn_forward(c, dest, &m->hdr);
-    if (rc < 0) {
-        msg_drop(mw, c, st, m);
-        return rc;
-    }
-    st->inflight++;
-    return 0;
-}
-
-/* A message is back (or ran here): its request text is not needed any more, and what c counts
- * for it becomes what it brought. */
-static void
-msg_back(struct conn *c, struct mc_conn *st, struct mc_msg *m)
-{
-    buf_consume(&m->req, buf_len(&m->req));
-    buf_shrink(&m->req);
-    charge(c, st, &m->charged, msg_held(m));
-}
-
-/*
- * The reply room a forwarded request that may return a value gets: a share of what is left,
- * 1/FORWARD_SHARE, within min and FORWARD_REPLY_MAX. Of the default 1 MiB limit that is 5 KiB, so
- * a value of the usual sizes (up to 4 KiB) comes back with its request, while a pipeline of
- * hundreds of forwarded gets still fits before the connection waits for their replies; a larger
- * value comes back as a hole.
- */
-static uint32_t
-allowance(const struct conn *c, uint32_t min)
-{
-    size_t room = conn_output_room(c) / FORWARD_SHARE;
-    if (room > FORWARD_REPLY_MAX) {
-        return FORWARD_REPLY_MAX;
-    }
-    return room < min ? min : (uint32_t)room;
+    return rc == 1 ? rb_hole(r, at, &d, req->key, req->klen, hash) : rc;
 }
 
 /* memcached's reply to a get whose answer does not fit: it replaces everything. */
 static void
-get_too_large(struct rb *r)
+get_too_large(struct route_rb *r)
 {
-    rb_reset(r);
+    route_rb_reset(r);
     (void)buf_puts(&r->b, "SERVER_ERROR out of memory writing get response\r\n");
 }
 
@@ -1030,7 +734,7 @@ get_too_large(struct rb *r)
  * message has, recording where each key's answer ends. On failure the part answers nothing
  * (nkeys 0): the origin sends its keys as misses. */
 static void
-exec_get_part(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
+exec_get_part(struct mc_worker *mw, struct route_msg *m, const struct mc_req *req)
 {
     struct mc_key_iter it;
     const char *key;
@@ -1045,10 +749,10 @@ exec_get_part(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
         if (rb_get_key(mw, &m->reply, req, key, klen, mc_key_hash(key, klen), max) < 0) {
             log_error("out of memory answering a forwarded get; its keys are sent as misses");
             m->nkeys = 0;
-            rb_reset(&m->reply);
+            route_rb_reset(&m->reply);
             return;
         }
-        m->koff[i++] = (uint32_t)rb_end(&m->reply);
+        m->koff[i++] = (uint32_t)route_rb_end(&m->reply);
     }
 }
 
@@ -1061,9 +765,9 @@ is_get_family(enum mc_cmd cmd)
 /* A request about one key (a single-key get included) on this shard, into the message's
  * reply within its room. A reply that cannot be composed becomes memcached's error. */
 static void
-exec_keyed(struct mc_worker *mw, const struct mc_req *req, struct mc_msg *m)
+exec_keyed(struct mc_worker *mw, const struct mc_req *req, struct route_msg *m)
 {
-    struct rb *r = &m->reply;
+    struct route_rb *r = &m->reply;
     if (is_get_family(req->cmd)) {
         size_t end = sizeof("END\r\n") - 1;
         size_t max = m->allow > end ? m->allow - end : 0;
@@ -1074,9 +778,19 @@ exec_keyed(struct mc_worker *mw, const struct mc_req *req, struct mc_msg *m)
         return;
     }
     if (rb_exec(mw, r, req, m->hash, m->allow) < 0) {
-        rb_reset(r);
+        route_rb_reset(r);
         (void)mc_compose_reply(&r->b, MC_R_OOM);
     }
+}
+
+/* route_ops.fetch: the value a hole left out, if the item is still that version (a peek). */
+static int
+mc_fetch(void *ctx, const char *key, size_t klen, uint64_t hash, const struct route_version *v,
+         struct buf *out)
+{
+    struct mc_worker *mw = ctx;
+    struct mc_deferred d = {.cas = v->cas, .vlen = v->vlen};
+    return mc_exec_fetch(&mw->shard, key, klen, hash, &d, out);
 }
 
 /*
@@ -1085,7 +799,7 @@ exec_keyed(struct mc_worker *mw, const struct mc_req *req, struct mc_msg *m)
  * pointers into another worker's buffer. Returns false (and logs) if it does not parse.
  */
 static bool
-msg_parse(struct mc_worker *mw, struct mc_msg *m, struct mc_req *req)
+msg_parse(struct mc_worker *mw, struct route_msg *m, struct mc_req *req)
 {
     struct mc_parser p;
     mc_parser_init(&p, &mw->popts);
@@ -1134,9 +848,13 @@ write_conn(void *arg, const struct rt_conn_info *ci)
 }
 
 static void
-msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
+msg_execute(struct mc_worker *mw, struct route_msg *m, const struct mc_req *req)
 {
     struct mc_req parsed;
+    if (m->op >= RESP_OP) {
+        resp_msg_execute(&mw->resp, m);
+        return;
+    }
     switch (m->op) {
     case OP_EXEC:
     case OP_GET:
@@ -1153,25 +871,25 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
             exec_keyed(mw, req, m);
         }
         break;
-    case OP_FETCH:
-        m->hit = mc_exec_fetch(&mw->shard, buf_rptr(&m->req), buf_len(&m->req), m->hash, &m->want,
-                               &m->reply.b) == 1;
+    case ROUTE_OP_FETCH:
+        m->hit =
+            mc_fetch(mw, buf_rptr(&m->req), buf_len(&m->req), m->hash, &m->want, &m->reply.b) == 1;
         if (!m->hit) {
-            rb_reset(&m->reply);
+            route_rb_reset(&m->reply);
         }
         break;
     case OP_DELETE:
         (void)seg_delete(mw->shard.seg, buf_rptr(&m->req), buf_len(&m->req), m->hash);
         break;
     case OP_FLUSH:
-        seg_flush(mw->shard.seg, m->flush_when);
+        seg_flush(mw->shard.seg, m->arg);
         break;
     case OP_STATS:
         publish_stats(mw);
         break;
     case OP_CONNS:
         /* Worker 0's part also lists the listening sockets, as memcached's does. */
-        rt_conns_each(mw->id == 0, write_conn, &m->reply.b);
+        rt_conns_each(mw->rw.id == 0, write_conn, &m->reply.b);
         break;
     case OP_RESET:
         stats_reset(mw);
@@ -1179,11 +897,11 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     case OP_DETAIL:
         if (mc_detail_export(mw->detail, &m->reply.b) < 0) {
             log_error("out of memory for this worker's part of \"stats detail dump\"; left out");
-            rb_reset(&m->reply);
+            route_rb_reset(&m->reply);
         }
         break;
     case OP_DUMP: {
-        int rc = mc_dump_step(&mw->shard, &m->dump, &m->reply.b, m->allow, DUMP_BUCKETS);
+        int rc = mc_dump_step(&mw->shard, msg_dump(m), &m->reply.b, m->allow, DUMP_BUCKETS);
         if (rc < 0) {
             log_error("out of memory for a metadump step; the connection will be closed");
         }
@@ -1194,329 +912,7 @@ msg_execute(struct mc_worker *mw, struct mc_msg *m, const struct mc_req *req)
     }
 }
 
-/* ---- the reply queue ---- */
-
-static struct slot *
-q_at(const struct mc_conn *st, uint32_t i)
-{
-    return st->q[(st->qhead + i) % st->qcap];
-}
-
-static struct slot *
-q_tail(const struct mc_conn *st)
-{
-    return st->qlen > 0 ? q_at(st, st->qlen - 1) : NULL;
-}
-
-/* Room for one more slot: the inline ring, or a doubled allocation. */
-static int
-q_reserve(struct mc_conn *st)
-{
-    if (st->qlen < st->qcap) {
-        return 0;
-    }
-    uint32_t cap = st->qcap * 2;
-    struct slot **q = malloc(cap * sizeof(*q));
-    if (q == NULL) {
-        return -ENOMEM;
-    }
-    for (uint32_t i = 0; i < st->qlen; i++) {
-        q[i] = q_at(st, i);
-    }
-    if (st->q != st->q_inline) {
-        free(st->q);
-    }
-    st->q = q;
-    st->qhead = 0;
-    st->qcap = cap;
-    return 0;
-}
-
-/* Take the head off the queue; an emptied queue gives its allocation back (an idle connection
- * holds none). */
-static void
-q_pop(struct mc_conn *st)
-{
-    st->qhead = (st->qhead + 1) % st->qcap;
-    st->qlen--;
-    st->seq_head++;
-    if (st->qlen == 0) {
-        st->qhead = 0;
-        if (st->q != st->q_inline) {
-            free(st->q);
-            st->q = st->q_inline;
-            st->qcap = QUEUE_INLINE;
-        }
-    }
-}
-
-static void
-slot_destroy(struct slot *s)
-{
-    rb_free(&s->out);
-    free(s->pv);
-    free(s->keys);
-    free(s);
-}
-
-/*
- * Free a slot's parts, and keep the slot in mw's cache if there is room. With c, what c counts
- * for them is released first; without (the connection is closing), st->held goes as a whole.
- * Parts and fetches still out are freed when they come back.
- */
-static void
-slot_free(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
-{
-    for (uint32_t i = 0; i < s->nparts; i++) {
-        msg_drop(mw, c, st, s->parts[i]);
-    }
-    if (s->fetch != NULL && !s->fetch_out) {
-        msg_drop(mw, c, st, s->fetch);
-    }
-    if (c != NULL) {
-        charge(c, st, &s->charged, 0);
-    }
-    s->nparts = 0;
-    s->fetch = NULL;
-    if (mw->slot_cached < FREE_CACHE_MAX) {
-        rb_reset(&s->out);
-        s->next_free = mw->slot_cache;
-        mw->slot_cache = s;
-        mw->slot_cached++;
-        return;
-    }
-    slot_destroy(s);
-}
-
-/* A slot at the tail of st's queue, waiting for nparts parts, with room for nkeys keys. */
-static struct slot *
-slot_push(struct mc_worker *mw, struct mc_conn *st, uint8_t kind, uint32_t nparts, uint32_t nkeys)
-{
-    if (q_reserve(st) < 0) {
-        return NULL;
-    }
-    struct slot *s = mw->slot_cache;
-    if (s != NULL) {
-        mw->slot_cache = s->next_free;
-        mw->slot_cached--;
-    } else if ((s = calloc(1, sizeof(*s))) != NULL) {
-        rb_init(&s->out);
-    } else {
-        return NULL;
-    }
-    if (nparts > 1 && s->pcap < nparts) {
-        struct mc_msg **pv = realloc(s->pv, nparts * sizeof(*pv));
-        if (pv == NULL) {
-            slot_free(mw, NULL, st, s);
-            return NULL;
-        }
-        s->pv = pv;
-        s->pcap = nparts;
-    }
-    if (nkeys > s->kcap) {
-        struct key_ref *k = realloc(s->keys, nkeys * sizeof(*k));
-        if (k == NULL) {
-            slot_free(mw, NULL, st, s);
-            return NULL;
-        }
-        s->keys = k;
-        s->kcap = nkeys;
-    }
-    s->kind = kind;
-    s->lat_class = 0;
-    s->noreply = false;
-    s->fetch_out = false;
-    s->t0 = 0;
-    s->waiting = nparts;
-    s->nparts = nparts;
-    s->one = NULL;
-    s->parts = nparts > 1 ? s->pv : &s->one;
-    for (uint32_t i = 0; i < nparts; i++) {
-        s->parts[i] = NULL;
-    }
-    s->nkeys = 0;
-    s->ekey = 0;
-    s->charged = 0;
-    s->fetch = NULL;
-    s->next_free = NULL;
-    st->q[(st->qhead + st->qlen) % st->qcap] = s;
-    st->qlen++;
-    return s;
-}
-
-static uint64_t
-slot_seq_next(const struct mc_conn *st)
-{
-    return st->seq_head + st->qlen;
-}
-
-static struct slot *
-slot_find(struct mc_conn *st, uint64_t seq)
-{
-    if (seq < st->seq_head || seq - st->seq_head >= st->qlen) {
-        return NULL;
-    }
-    return q_at(st, (uint32_t)(seq - st->seq_head));
-}
-
-/* The request being executed waits in s: its latency is recorded when s completes. */
-static void
-slot_time(struct mc_worker *mw, struct slot *s)
-{
-    s->t0 = mw->lat_t0;
-    s->lat_class = (uint8_t)mw->lat_cls;
-    mw->lat_timed = true;
-}
-
-/* Where a local reply goes: the write buffer (s NULL) while no reply waits, else the ready
- * slot at the tail of the queue (the last one, if it is already a ready slot). */
-struct out {
-    struct buf *b;
-    struct slot *s;
-};
-
-static int
-reply_out(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct out *o)
-{
-    o->s = q_tail(st);
-    if (o->s == NULL) {
-        o->b = conn_wbuf(c);
-        return 0;
-    }
-    if (o->s->kind != SLOT_BYTES && (o->s = slot_push(mw, st, SLOT_BYTES, 0, 0)) == NULL) {
-        return -ENOMEM;
-    }
-    o->b = &o->s->out.b;
-    return 0;
-}
-
-/* Count what a local reply added to a held slot. */
-static void
-out_done(struct conn *c, struct mc_conn *st, const struct out *o)
-{
-    if (o->s != NULL) {
-        charge(c, st, &o->s->charged, buf_len(&o->s->out.b));
-    }
-}
-
-/* ---- sending the head of the queue ---- */
-
-/* A hit whose value came: its header, the value, "\r\n". */
-static int
-put_hit(struct buf *out, const char *hdr, size_t hdr_len, const char *value, size_t vlen)
-{
-    int rc = buf_reserve(out, hdr_len + vlen + 2);
-    if (rc == 0) {
-        char *p = buf_wptr(out);
-        memcpy(p, hdr, hdr_len);
-        memcpy(p + hdr_len, value, vlen);
-        memcpy(p + hdr_len + vlen, "\r\n", 2);
-        buf_commit(out, hdr_len + vlen + 2);
-    }
-    return rc;
-}
-
-/*
- * The hole at the front of r, in the head slot s: send its answer. The value is fetched while
- * the output has room for it, or once the client has read everything before it (then what is
- * held is under the limit: so a connection never holds more than the limit and one value);
- * from this shard at once, from another with a fetch message. Returns 1 (answered), 0 (waits:
- * for room, or for the fetch) or a buf error.
- */
-static int
-fill_hole(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s, struct rb *r)
-{
-    const struct hole *h = &r->holes[r->hnext];
-    struct buf *wb = conn_wbuf(c);
-    const char *hdr = buf_rptr(&r->b);
-    const char *miss = hdr + h->hdr_len;
-    const char *key = miss + h->miss_len;
-    struct mc_msg *f = s->fetch;
-    int rc;
-    if (f != NULL) {
-        /* Its fetch is back. */
-        s->fetch = NULL;
-        rc = f->hit ? put_hit(wb, hdr, h->hdr_len, buf_rptr(&f->reply.b), buf_len(&f->reply.b))
-                    : buf_append(wb, miss, h->miss_len);
-        msg_drop(mw, c, st, f);
-        return rc < 0 ? rc : 1;
-    }
-    /* Room for it, or nothing unsent before it and nothing counted that is only passing (a
-     * request out at another worker, whose reply will call here again). */
-    size_t need = (size_t)h->hdr_len + h->vlen + 2;
-    if (buf_len(wb) > 0 ? conn_output_room(c) < need : st->inflight > 0 && conn_output_full(c)) {
-        return 0;
-    }
-    struct mc_deferred want = {.cas = h->cas, .vlen = h->vlen};
-    uint64_t hash = mc_key_hash(key, h->klen);
-    unsigned owner = mc_shard_of(hash, mw->n);
-    if (owner == mw->id) {
-        size_t mark = buf_len(wb);
-        rc = buf_append(wb, hdr, h->hdr_len);
-        if (rc == 0) {
-            rc = mc_exec_fetch(&mw->shard, key, h->klen, hash, &want, wb);
-        }
-        if (rc == 1) {
-            rc = buf_append(wb, "\r\n", 2);
-        } else if (rc == 0) {
-            wb->wpos = wb->rpos + mark; /* it changed: its header goes, its miss reply is sent */
-            rc = buf_append(wb, miss, h->miss_len);
-        }
-        return rc < 0 ? rc : 1;
-    }
-    f = msg_new(mw, OP_FETCH, st->seq_head, PART_FETCH);
-    if (f == NULL || buf_append(&f->req, key, h->klen) < 0) {
-        msg_free(mw, f);
-        return -ENOMEM;
-    }
-    f->hash = hash;
-    f->want = want;
-    f->allow = h->vlen;
-    rc = msg_send(mw, c, st, f, owner);
-    if (rc < 0) {
-        return rc;
-    }
-    s->fetch = f;
-    s->fetch_out = true;
-    s->waiting++;
-    return 0;
-}
-
-/*
- * Send r's bytes up to logical offset `to` from the head slot s, answering its holes on the
- * way. Returns 1 (all sent), 0 (waits at a hole) or a buf error.
- */
-static int
-emit_rb(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s, struct rb *r,
-        size_t to)
-{
-    struct buf *wb = conn_wbuf(c);
-    while (r->base < to) {
-        const struct hole *h = r->hnext < r->nholes ? &r->holes[r->hnext] : NULL;
-        size_t end = h != NULL && h->at < to ? h->at : to;
-        if (end > r->base) {
-            size_t n = end - r->base;
-            if (buf_append(wb, buf_rptr(&r->b), n) < 0) {
-                return -ENOMEM;
-            }
-            buf_consume(&r->b, n);
-            r->base += n;
-            continue;
-        }
-        int rc = fill_hole(mw, c, st, s, r);
-        if (rc <= 0) {
-            return rc;
-        }
-        size_t skip = (size_t)h->hdr_len + h->miss_len + h->klen;
-        buf_consume(&r->b, skip);
-        r->base += skip;
-        r->hnext++;
-    }
-    return 1;
-}
-
-static int send_part(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s,
-                     struct mc_msg *m, unsigned dest);
+/* ---- the product's reply slots ---- */
 
 /*
  * A dump at the head of the queue: send the lines of its last step, then start the next step,
@@ -1528,30 +924,30 @@ static int send_part(struct mc_worker *mw, struct conn *c, struct mc_conn *st, s
  * does a bounded walk. Returns 1 (all of it sent), 0 (it waits) or a negative errno.
  */
 static int
-dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
+dump_emit(struct mc_worker *mw, struct conn *c, struct route_conn *rc, struct route_slot *s)
 {
     struct buf *wb = conn_wbuf(c);
     bool ran_here = false;
     for (;;) {
-        struct mc_msg *m = s->parts[0];
+        struct route_msg *m = s->parts[0];
         if (m == NULL || m->failed) {
             /* The step could not be sent or run: the connection closes, and the client, which
              * gets no END, knows that the dump is not whole. */
             return -ENOMEM;
         }
-        int rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
-        charge(c, st, &m->charged, msg_held(m));
-        if (rc <= 0) {
-            return rc;
+        int r = route_emit_rb(&mw->rw, c, rc, s, &m->reply, route_rb_end(&m->reply));
+        route_charge(c, rc, &m->charged, route_msg_held(m));
+        if (r <= 0) {
+            return r;
         }
         if (!m->more) {
             /* That shard is done: what is left is the next one, from its start. */
             s->ekey++;
-            m->dump.cur = (struct seg_cursor){0};
+            msg_dump(m)->cur = (struct seg_cursor){0};
             m->more = true;
         }
-        if (s->ekey >= mw->n) {
-            return buf_puts(wb, m->dump.mgdump ? "EN\r\n" : "END\r\n") == 0 ? 1 : -ENOMEM;
+        if (s->ekey >= mw->rw.n) {
+            return buf_puts(wb, msg_dump(m)->mgdump ? "EN\r\n" : "END\r\n") == 0 ? 1 : -ENOMEM;
         }
         size_t room = conn_output_room(c);
         if (room < DUMP_MIN_ROOM && buf_len(wb) == 0) {
@@ -1560,129 +956,75 @@ dump_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot 
              * limit, as a reply part may. */
             room = DUMP_MIN_ROOM;
         }
-        if (room < DUMP_MIN_ROOM || (ran_here && s->ekey == mw->id)) {
+        if (room < DUMP_MIN_ROOM || (ran_here && s->ekey == mw->rw.id)) {
             return 0; /* called again once the client read some, or on the next turn */
         }
         m->allow = (uint32_t)(room < DUMP_CHUNK ? room : DUMP_CHUNK);
         s->parts[0] = NULL;
         s->waiting = 1;
-        ran_here = s->ekey == mw->id;
-        rc = send_part(mw, c, st, s, m, s->ekey);
-        if (rc < 0 || s->waiting > 0) {
-            return rc;
+        ran_here = s->ekey == mw->rw.id;
+        r = route_send_part(&mw->rw, c, rc, s, m, s->ekey);
+        if (r < 0 || s->waiting > 0) {
+            return r;
         }
     }
 }
 
-/* Send as much of the head slot s as can go now. Returns 1 (all of it), 0 (it waits) or a buf
- * error. */
+/* metrics_stat_fn: one of the runtime's stats as memcached's STAT line, into the buffer arg. */
 static int
-slot_emit(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s)
+stat_line(void *arg, const char *name, const char *value)
 {
+    return mc_compose_stat(arg, name, value);
+}
+
+/* route_ops.emit: the head slot s, one of this product's (enum slot_tag). Returns 1 (all of it
+ * sent), 0 (it waits) or a negative errno. */
+static int
+mc_emit(void *ctx, struct conn *c, struct route_conn *rc, struct route_slot *s)
+{
+    struct mc_worker *mw = ctx;
     struct buf *wb = conn_wbuf(c);
-    int rc = 1;
-    switch (s->kind) {
-    case SLOT_BYTES:
-        rc = emit_rb(mw, c, st, s, &s->out, rb_end(&s->out));
-        charge(c, st, &s->charged, buf_len(&s->out.b));
-        return rc;
-    case SLOT_EXEC: {
-        struct mc_msg *m = s->parts[0];
-        if (m == NULL) {
-            /* It could not be sent. */
-            return s->noreply || mc_compose_reply(wb, MC_R_OOM) == 0 ? 1 : -ENOMEM;
-        }
-        rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
-        charge(c, st, &m->charged, msg_held(m));
-        return rc;
-    }
-    case SLOT_GET:
-        for (; s->ekey < s->nkeys; s->ekey++) {
-            const struct key_ref *k = &s->keys[s->ekey];
-            struct mc_msg *m = s->parts[k->part];
-            if (m == NULL || k->idx >= m->nkeys) {
-                continue; /* its owner could not answer (logged there): a miss */
-            }
-            rc = emit_rb(mw, c, st, s, &m->reply, m->koff[k->idx]);
-            charge(c, st, &m->charged, msg_held(m));
-            if (rc <= 0) {
-                return rc;
-            }
-        }
-        return 1;
-    case SLOT_FLUSH:
+    int r;
+    switch (s->tag) {
+    case TAG_FLUSH:
         return s->noreply || mc_compose_reply(wb, MC_R_OK) == 0 ? 1 : -ENOMEM;
-    case SLOT_RESET:
+    case TAG_RESET:
         return mc_compose_reply(wb, MC_R_RESET) == 0 ? 1 : -ENOMEM;
-    case SLOT_STATS:
+    case TAG_STATS:
         /* Its reply (a few KiB) is written only now: like a hole, it waits for room. */
         if (buf_len(wb) > 0 && conn_output_full(c)) {
             return 0;
         }
         /* Every shard published its figures before its part came back: the registry is
          * exact for everything this connection did before "stats". */
-        rc = rt_stats_write(wb, MC_PROTOCOL_VERSION);
-        rc = rc < 0 ? rc : mc_compose_reply(wb, MC_R_END);
-        return rc < 0 ? rc : 1;
-    case SLOT_DETAIL:
+        r = rt_stats_each(MC_PROTOCOL_VERSION, stat_line, wb);
+        r = r < 0 ? r : mc_compose_reply(wb, MC_R_END);
+        return r < 0 ? r : 1;
+    case TAG_DETAIL:
         /* Like "stats", written only now and whole: it waits for room. */
         if (buf_len(wb) > 0 && conn_output_full(c)) {
             return 0;
         }
-        rc = detail_dump(mw, s, wb);
-        return rc < 0 ? rc : 1;
-    case SLOT_CONNS:
+        r = detail_dump(mw, s, wb);
+        return r < 0 ? r : 1;
+    case TAG_CONNS:
         for (; s->ekey < s->nparts; s->ekey++) {
-            struct mc_msg *m = s->parts[s->ekey];
+            struct route_msg *m = s->parts[s->ekey];
             if (m == NULL) {
                 continue; /* that worker could not be asked (out of memory, logged) */
             }
-            rc = emit_rb(mw, c, st, s, &m->reply, rb_end(&m->reply));
-            charge(c, st, &m->charged, msg_held(m));
-            if (rc <= 0) {
-                return rc;
+            r = route_emit_rb(&mw->rw, c, rc, s, &m->reply, route_rb_end(&m->reply));
+            route_charge(c, rc, &m->charged, route_msg_held(m));
+            if (r <= 0) {
+                return r;
             }
         }
         return mc_compose_reply(wb, MC_R_END) == 0 ? 1 : -ENOMEM;
-    case SLOT_DUMP:
-        return dump_emit(mw, c, st, s);
+    case TAG_DUMP:
+        return dump_emit(mw, c, rc, s);
+    default:
+        return resp_emit(&mw->resp, c, rc, s);
     }
-    return 1;
-}
-
-/*
- * Send every slot at the head of the queue that can go, in order: complete ones whole, and the
- * first incomplete one as far as it can. Returns 0 or a buf error.
- */
-static int
-slots_flush(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
-{
-    int64_t now = 0;
-    while (st->qlen > 0) {
-        struct slot *s = q_at(st, 0);
-        if (s->waiting > 0) {
-            return 0;
-        }
-        int rc = slot_emit(mw, c, st, s);
-        if (rc <= 0) {
-            return rc;
-        }
-        if (s->t0 != 0) {
-            now = now != 0 ? now : now_ns(); /* one clock read for every slot sent together */
-            metrics_hist_record(&mw->m_lat[s->lat_class * METRICS_HIST_SLOTS],
-                                (uint64_t)(now - s->t0));
-        }
-        q_pop(st);
-        slot_free(mw, c, st, s);
-    }
-    return 0;
-}
-
-/* True when the head of the queue waits for the client to read (a hole without room). */
-static bool
-head_waits_for_room(const struct mc_conn *st)
-{
-    return st->qlen > 0 && q_at(st, 0)->waiting == 0;
 }
 
 /* ---- dispatch ---- */
@@ -1695,21 +1037,6 @@ enum ex_rc {
     EX_WAIT,     /* a close must wait until every earlier reply is sent: not consumed */
     EX_CLOSE,    /* quit or shutdown: consume it, send what is queued, close */
 };
-
-/* Run part m of slot s on worker dest: send it there, or execute it here. */
-static int
-send_part(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct slot *s,
-          struct mc_msg *m, unsigned dest)
-{
-    if (dest != mw->id) {
-        return msg_send(mw, c, st, m, dest);
-    }
-    msg_execute(mw, m, NULL);
-    s->parts[m->part] = m;
-    s->waiting--;
-    msg_back(c, st, m);
-    return 0;
-}
 
 /* True when a request's reply may carry a value: the get family and mg with v. */
 static bool
@@ -1743,31 +1070,30 @@ static int
 forward_exec(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
              const char *text, uint64_t hash, unsigned dest)
 {
-    uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, SLOT_EXEC, 1, 0);
-    struct mc_msg *m = s != NULL ? msg_new(mw, OP_EXEC, seq, 0) : NULL;
+    uint64_t seq = route_seq_next(&st->rc);
+    struct route_slot *s = route_slot_push(&mw->rw, &st->rc, ROUTE_SLOT_EXEC, 1, 0);
+    struct route_msg *m = s != NULL ? route_msg_new(&mw->rw, OP_EXEC, seq, 0) : NULL;
     if (m == NULL || buf_append(&m->req, text, req->consumed) < 0) {
-        msg_free(mw, m);
+        route_msg_free(&mw->rw, m);
         return -ENOMEM;
     }
     m->hash = hash;
-    m->allow = is_get_family(req->cmd) ? allowance(c, GET_MIN)
-               : has_value(req)        ? allowance(c, HOLE_MAX)
+    m->allow = is_get_family(req->cmd) ? route_allowance(c, GET_MIN)
+               : has_value(req)        ? route_allowance(c, HOLE_MAX)
                                        : reply_bound(req);
-    slot_time(mw, s);
-    return msg_send(mw, c, st, m, dest);
+    route_slot_time(&mw->rw, s);
+    return route_msg_send(&mw->rw, c, &st->rc, m, dest);
 }
 
-/* A key of a window: its place in the request, and its hash. */
+/* A key of a window: its place in the request. */
 struct wkey {
     const char *key;
     size_t klen;
-    uint64_t hash;
 };
 
 /* The request line of a window part: the command (and gat's exptime) as the client sent it. */
 static int
-part_line(struct mc_msg *m, const struct mc_req *req)
+part_line(struct route_msg *m, const struct mc_req *req)
 {
     int rc = buf_puts(&m->req, mc_cmd_name(req->cmd));
     if (rc == 0 && (req->cmd == MC_CMD_GAT || req->cmd == MC_CMD_GATS)) {
@@ -1791,49 +1117,41 @@ get_window(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     uint8_t part[GET_WINDOW];           /* key j -> its part */
     unsigned shard_of_part[GET_WINDOW]; /* part -> its shard */
     uint32_t keys_of_part[GET_WINDOW] = {0};
-    struct mc_msg *msgs[GET_WINDOW] = {0};
+    struct route_msg *msgs[GET_WINDOW] = {0};
     size_t room = conn_output_room(c);
     size_t nmax = room / (4 * HOLE_KEY);
     nmax = nmax < 1 ? 1 : nmax > GET_WINDOW ? GET_WINDOW : nmax;
-    uint32_t n = 0, nparts = 0;
+    uint64_t hash[GET_WINDOW];
+    uint32_t n = 0;
     while (n < nmax && mc_args_next(it, &w[n].key, &w[n].klen)) {
-        w[n].hash = mc_key_hash(w[n].key, w[n].klen);
-        unsigned sh = mc_shard_of(w[n].hash, mw->n);
-        if (mw->part_of[sh] == 0) {
-            shard_of_part[nparts] = sh;
-            mw->part_of[sh] = (uint16_t)++nparts;
-        }
-        part[n] = (uint8_t)(mw->part_of[sh] - 1);
-        keys_of_part[part[n]]++;
+        hash[n] = mc_key_hash(w[n].key, w[n].klen);
         n++;
     }
-    for (uint32_t p = 0; p < nparts; p++) {
-        mw->part_of[shard_of_part[p]] = 0;
-    }
+    uint32_t nparts = route_split(&mw->rw, hash, n, part, shard_of_part, keys_of_part);
     struct mc_key_iter peek = *it;
     const char *k;
     size_t kl;
     *last = !mc_args_next(&peek, &k, &kl);
     *taken = n;
 
-    uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, SLOT_GET, nparts, n);
+    uint64_t seq = route_seq_next(&st->rc);
+    struct route_slot *s = route_slot_push(&mw->rw, &st->rc, ROUTE_SLOT_GATHER, nparts, n);
     int rc = s != NULL ? 0 : -ENOMEM;
     for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
-        struct mc_msg *m = msgs[p] = msg_new(mw, OP_GET, seq, p);
-        if (m == NULL ||
-            (m->koff == NULL && (m->koff = malloc(GET_WINDOW * sizeof(*m->koff))) == NULL)) {
+        struct route_msg *m = msgs[p] = route_msg_new(&mw->rw, OP_GET, seq, p);
+        if (m == NULL || route_koff(m, GET_WINDOW) < 0) {
             rc = -ENOMEM;
             break;
         }
         size_t values = room / 4 / n * keys_of_part[p];
-        m->allow = (uint32_t)(keys_of_part[p] * HOLE_KEY +
-                              (values > FORWARD_REPLY_MAX ? FORWARD_REPLY_MAX : values));
+        m->allow =
+            (uint32_t)(keys_of_part[p] * HOLE_KEY +
+                       (values > ROUTE_FORWARD_REPLY_MAX ? ROUTE_FORWARD_REPLY_MAX : values));
         rc = part_line(m, req);
     }
     for (uint32_t j = 0; rc == 0 && j < n; j++) {
-        struct mc_msg *m = msgs[part[j]];
-        s->keys[j] = (struct key_ref){.part = part[j], .idx = m->nkeys++};
+        struct route_msg *m = msgs[part[j]];
+        s->keys[j] = (struct route_key_ref){.part = part[j], .idx = m->nkeys++};
         rc = buf_puts(&m->req, " ");
         rc = rc < 0 ? rc : buf_append(&m->req, w[j].key, w[j].klen);
     }
@@ -1843,15 +1161,15 @@ get_window(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     if (rc == 0) {
         s->nkeys = n;
         if (*last) {
-            slot_time(mw, s);
+            route_slot_time(&mw->rw, s);
         }
     }
     for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
-        rc = send_part(mw, c, st, s, msgs[p], shard_of_part[p]);
+        rc = route_send_part(&mw->rw, c, &st->rc, s, msgs[p], shard_of_part[p]);
         msgs[p] = NULL;
     }
     for (uint32_t p = 0; p < nparts; p++) {
-        msg_free(mw, msgs[p]); /* not sent: no memory */
+        route_msg_free(&mw->rw, msgs[p]); /* not sent: no memory */
     }
     return rc;
 }
@@ -1874,29 +1192,21 @@ get_key_direct(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         return rc;
     }
     /* Its header goes from the write buffer to a slot of its own, with the hole. */
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0 ||
-        (o.s == NULL && (o.s = slot_push(mw, st, SLOT_BYTES, 0, 0)) == NULL)) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0 ||
+        (o.s == NULL &&
+         (o.s = route_slot_push(&mw->rw, &st->rc, ROUTE_SLOT_BYTES, 0, 0)) == NULL)) {
         return -ENOMEM;
     }
     wb->wpos -= d.hdr_len;
-    size_t at = rb_end(&o.s->out);
+    size_t at = route_rb_end(&o.s->out);
     rc = buf_append(&o.s->out.b, buf_wptr(wb), d.hdr_len);
     if (rc == 0) {
-        rc = rb_hole(&o.s->out, at, &d, key, klen);
+        rc = rb_hole(&o.s->out, at, &d, key, klen, hash);
     }
     o.b = &o.s->out.b;
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     return rc;
-}
-
-/* Whether the next request (or key, or window) must wait for room: the output is full, or a
- * reply waits and the room left is HOLD_SLACK or less (what waits behind it must stay under
- * the limit, so that the head can always go on once the client has read). */
-static bool
-held_blocked(const struct conn *c, const struct mc_conn *st)
-{
-    return conn_output_full(c) || (st->qlen > 0 && conn_output_room(c) <= HOLD_SLACK);
 }
 
 /*
@@ -1924,15 +1234,15 @@ dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
         if (!mc_args_next(&it, &key, &klen)) {
             break;
         }
-        if (!first && held_blocked(c, st)) {
+        if (!first && route_blocked(c, &st->rc)) {
             st->get_next = i;
             return EX_STOP;
         }
         first = false;
         uint64_t hash = mc_key_hash(key, klen);
-        if (mc_shard_of(hash, mw->n) == mw->id) {
-            struct out o;
-            if (reply_out(mw, c, st, &o) < 0) {
+        if (route_shard_of(hash, mw->rw.n) == mw->rw.id) {
+            struct route_out o;
+            if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
                 return -ENOMEM;
             }
             int rc;
@@ -1941,7 +1251,7 @@ dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
             } else {
                 size_t room = conn_output_room(c);
                 rc = rb_get_key(mw, &o.s->out, req, key, klen, hash, room > 0 ? room - 1 : 0);
-                out_done(c, st, &o);
+                route_out_done(c, &st->rc, &o);
             }
             if (rc < 0) {
                 return rc;
@@ -1949,7 +1259,7 @@ dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
             i++;
             continue;
         }
-        if (st->qlen >= SLOTS_MAX) {
+        if (st->rc.qlen >= ROUTE_SLOTS_MAX) {
             st->get_next = i;
             return EX_PAUSE;
         }
@@ -1966,33 +1276,26 @@ dispatch_multiget(struct mc_worker *mw, struct conn *c, struct mc_conn *st,
         }
     }
     st->get_next = 0;
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
     int rc = mc_compose_reply(o.b, MC_R_END);
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     return rc;
 }
 
-/* flush_all, stats, stats conns, stats reset: a part on every shard. op says which (OP_FLUSH,
- * OP_STATS, OP_CONNS, OP_RESET); its slot kind follows. */
+/* flush_all, stats, stats conns, stats reset, stats detail dump: a part on every shard. op says
+ * which (OP_FLUSH, OP_STATS, OP_CONNS, OP_RESET, OP_DETAIL); its slot's tag follows. */
 static int
 dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
              uint8_t op)
 {
-    static const uint8_t kind_of[] = {[OP_FLUSH] = SLOT_FLUSH,
-                                      [OP_STATS] = SLOT_STATS,
-                                      [OP_CONNS] = SLOT_CONNS,
-                                      [OP_RESET] = SLOT_RESET,
-                                      [OP_DETAIL] = SLOT_DETAIL};
-    uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, kind_of[op], mw->n, 0);
-    if (s == NULL) {
-        return -ENOMEM;
-    }
-    s->noreply = req->noreply;
-    slot_time(mw, s);
+    static const uint8_t tag_of[] = {[OP_FLUSH] = TAG_FLUSH,
+                                     [OP_STATS] = TAG_STATS,
+                                     [OP_CONNS] = TAG_CONNS,
+                                     [OP_RESET] = TAG_RESET,
+                                     [OP_DETAIL] = TAG_DETAIL};
     int64_t when = 0;
     if (op == OP_FLUSH) {
         mw->shard.stats.cmd_flush++;
@@ -2000,18 +1303,8 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
             when = seg_exptime_abs(req->exptime, (int64_t)time(NULL));
         }
     }
-    for (unsigned sh = 0; sh < mw->n; sh++) {
-        struct mc_msg *m = msg_new(mw, op, seq, sh);
-        if (m == NULL) {
-            return -ENOMEM;
-        }
-        m->flush_when = when;
-        int rc = send_part(mw, c, st, s, m, sh);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    return EX_DONE;
+    int rc = route_broadcast(&mw->rw, c, &st->rc, tag_of[op], req->noreply, op, when);
+    return rc < 0 ? rc : EX_DONE;
 }
 
 static int write_classes(struct mc_worker *mw, struct buf *out, bool slabs);
@@ -2126,7 +1419,7 @@ static int
 dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req)
 {
     if (req->cmd == MC_CMD_QUIT || req->cmd == MC_CMD_SHUTDOWN) {
-        if (st->qlen > 0) {
+        if (st->rc.qlen > 0) {
             return EX_WAIT; /* every reply before it goes first */
         }
         if (req->cmd == MC_CMD_SHUTDOWN) {
@@ -2135,8 +1428,8 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         }
         return EX_CLOSE;
     }
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
     int rc;
@@ -2179,7 +1472,7 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
         rc = mc_compose_reply(o.b, MC_R_ERROR);
         break;
     }
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     return rc;
 }
 
@@ -2189,13 +1482,13 @@ dispatch_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const s
 static int
 line_reply(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const char *line)
 {
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
     int rc = buf_puts(o.b, line);
     rc = rc < 0 ? rc : buf_append(o.b, "\r\n", 2);
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     return rc;
 }
 
@@ -2208,7 +1501,7 @@ dispatch_dump(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const st
               const uint64_t *mask)
 {
     bool mg = req->crawler == MC_CRAWLER_MGDUMP;
-    if (st->qlen > 0 || buf_len(conn_wbuf(c)) > 0) {
+    if (st->rc.qlen > 0 || buf_len(conn_wbuf(c)) > 0) {
         return line_reply(mw, c, st,
                           mg ? "ERROR cannot pipeline other commands before mgdump"
                              : "ERROR cannot pipeline other commands before metadump");
@@ -2216,15 +1509,16 @@ dispatch_dump(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const st
     if (buf_puts(conn_wbuf(c), "OK\r\n") < 0) {
         return -ENOMEM;
     }
-    uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, SLOT_DUMP, 1, 0);
-    struct mc_msg *m = s != NULL ? msg_new(mw, OP_DUMP, seq, 0) : NULL;
+    uint64_t seq = route_seq_next(&st->rc);
+    struct route_slot *s = route_slot_push(&mw->rw, &st->rc, ROUTE_SLOT_PRODUCT, 1, 0);
+    struct route_msg *m = s != NULL ? route_msg_new(&mw->rw, OP_DUMP, seq, 0) : NULL;
     if (m == NULL) {
         return -ENOMEM;
     }
-    m->dump = (struct mc_dump){.mgdump = mg};
-    memcpy(m->dump.mask, mask, sizeof(m->dump.mask));
+    *msg_dump(m) = (struct mc_dump){.mgdump = mg};
+    memcpy(msg_dump(m)->mask, mask, sizeof(msg_dump(m)->mask));
     m->more = true; /* shard 0, from its start */
+    s->tag = TAG_DUMP;
     s->parts[0] = m;
     s->waiting = 0;
     return EX_DONE;
@@ -2314,7 +1608,7 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
            uint64_t hash)
 {
     bool get = is_get_family(req->cmd);
-    if (st->qlen == 0) {
+    if (st->rc.qlen == 0) {
         /* The most common request of all: nothing waits, so the reply goes straight out. */
         struct buf *out = conn_wbuf(c);
         if (!get) {
@@ -2323,8 +1617,8 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
         int rc = shard_get_key(mw, req, hash, out);
         return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
     }
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
     int rc;
@@ -2342,21 +1636,23 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     if (rc == 0 && get) {
         rc = mc_compose_reply(o.b, MC_R_END);
     }
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     return rc;
 }
 
 /*
- * Whether a "stats detail dump" of this connection is still queued. The workers' records come
- * back whole, outside the output limit (their size is not known when they are asked for), so a
- * connection has one dump out at a time and a pipeline of them waits (EX_STOP): else a client
- * that does not read could have the server hold SLOTS_MAX copies of every worker's table.
+ * Whether a "stats detail dump" or "stats conns" of this connection is still queued. The
+ * workers' parts come back whole, outside the output limit (their size is not known when they
+ * are asked for), so a connection has one of them out at a time and a pipeline of them waits
+ * (EX_STOP): else a client that does not read could have the server hold ROUTE_SLOTS_MAX copies
+ * of every worker's table or connection list.
  */
 static bool
-detail_queued(const struct mc_conn *st)
+tag_queued(const struct mc_conn *st, enum slot_tag tag)
 {
-    for (uint32_t i = 0; i < st->qlen; i++) {
-        if (q_at(st, i)->kind == SLOT_DETAIL) {
+    for (uint32_t i = 0; i < st->rc.qlen; i++) {
+        const struct route_slot *s = route_q_at(&st->rc, i);
+        if (s->kind == ROUTE_SLOT_PRODUCT && s->tag == tag) {
             return true;
         }
     }
@@ -2389,13 +1685,13 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
             return dispatch_all(mw, c, st, req, OP_STATS);
         }
         if (stats_arg_is(req, "conns")) {
-            return dispatch_all(mw, c, st, req, OP_CONNS);
+            return tag_queued(st, TAG_CONNS) ? EX_STOP : dispatch_all(mw, c, st, req, OP_CONNS);
         }
         if (stats_arg_is(req, "reset")) {
             return dispatch_all(mw, c, st, req, OP_RESET);
         }
         if (detail_verb_of(req) == DETAIL_DUMP && !mw->dump_disabled) {
-            return detail_queued(st) ? EX_STOP : dispatch_all(mw, c, st, req, OP_DETAIL);
+            return tag_queued(st, TAG_DETAIL) ? EX_STOP : dispatch_all(mw, c, st, req, OP_DETAIL);
         }
         return dispatch_local(mw, c, st, req);
     case MC_CMD_VERSION:
@@ -2413,8 +1709,8 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     default:
         break;
     }
-    unsigned owner = mc_shard_of(hash, mw->n);
-    if (owner != mw->id) {
+    unsigned owner = route_shard_of(hash, mw->rw.n);
+    if (owner != mw->rw.id) {
         return forward_exec(mw, c, st, req, text, hash, owner);
     }
     return exec_local(mw, c, st, req, hash);
@@ -2429,21 +1725,21 @@ drop_old_value(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const c
                size_t klen)
 {
     uint64_t hash = mc_key_hash(key, klen);
-    unsigned owner = mc_shard_of(hash, mw->n);
-    if (owner == mw->id) {
+    unsigned owner = route_shard_of(hash, mw->rw.n);
+    if (owner == mw->rw.id) {
         (void)seg_delete(mw->shard.seg, key, klen, hash);
         return 0;
     }
-    uint64_t seq = slot_seq_next(st);
-    struct slot *s = slot_push(mw, st, SLOT_EXEC, 1, 0);
-    struct mc_msg *m = s != NULL ? msg_new(mw, OP_DELETE, seq, 0) : NULL;
+    uint64_t seq = route_seq_next(&st->rc);
+    struct route_slot *s = route_slot_push(&mw->rw, &st->rc, ROUTE_SLOT_EXEC, 1, 0);
+    struct route_msg *m = s != NULL ? route_msg_new(&mw->rw, OP_DELETE, seq, 0) : NULL;
     if (m == NULL || buf_append(&m->req, key, klen) < 0) {
-        msg_free(mw, m);
+        route_msg_free(&mw->rw, m);
         return -ENOMEM;
     }
     s->noreply = true;
     m->hash = hash;
-    return msg_send(mw, c, st, m, owner);
+    return route_msg_send(&mw->rw, c, &st->rc, m, owner);
 }
 
 /* ---- the product's callbacks ---- */
@@ -2475,12 +1771,12 @@ refuse(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct mc_req *
     if (mc_parse_refuse(&st->parser, buf_rptr(in), buf_len(in), req) != MC_PARSE_ERROR) {
         return PR_NEXT; /* it came whole meanwhile, or is another error: parse it as usual */
     }
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
     int rc = mc_compose_error(o.b, &req->err);
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     if (rc == 0 && (req->err.refused == MC_CMD_SET || req->err.refused == MC_CMD_MS)) {
         rc = drop_old_value(mw, c, st, req->key, req->klen);
     }
@@ -2501,7 +1797,7 @@ handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, en
     case MC_PARSE_AGAIN:
         /* Make room for the whole request at once: a large value is read in place. A refusal
          * is answered, so it waits for room like any reply. */
-        if (st->parser.need > buf_len(in) && !held_blocked(c, st) &&
+        if (st->parser.need > buf_len(in) && !route_blocked(c, &st->rc) &&
             conn_rbuf_want(c, st->parser.need - buf_len(in)) == -ENOBUFS) {
             return refuse(mw, c, st, req);
         }
@@ -2515,18 +1811,18 @@ handle_parse_result(struct mc_worker *mw, struct conn *c, struct mc_conn *st, en
         return PR_NEXT;
     }
     if (req->err.action == MC_ERR_CLOSE) {
-        if (st->qlen > 0) {
+        if (st->rc.qlen > 0) {
             return PR_WAIT;
         }
         log_verbose("closing a connection: %s", req->err.why != NULL ? req->err.why : "bad input");
         return PR_CLOSE;
     }
-    struct out o;
-    if (reply_out(mw, c, st, &o) < 0) {
+    struct route_out o;
+    if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
     int r = mc_compose_error(o.b, &req->err);
-    out_done(c, st, &o);
+    route_out_done(c, &st->rc, &o);
     if (r == 0 && (req->err.refused == MC_CMD_SET || req->err.refused == MC_CMD_MS)) {
         r = drop_old_value(mw, c, st, req->key, req->klen); /* a value too large */
     }
@@ -2564,11 +1860,10 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
         struct buf *wb)
 {
     bool resumed = st->get_next > 0;
-    bool direct = st->qlen == 0;
+    bool direct = st->rc.qlen == 0;
     bool sample = !resumed && rt_klog_sample();
     size_t wb_before = buf_len(wb);
-    mw->lat_cls = lat_class_of(a->req.cmd);
-    mw->lat_timed = false;
+    route_lat_request(&mw->rw, lat_class_of(a->req.cmd));
     if (!resumed && log_get_level() >= LOG_DEBUG) {
         /* -vv: every request's command line, as memcached prints them (the data block is not). */
         const char *text = buf_rptr(in);
@@ -2580,18 +1875,16 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
     if (r != EX_DONE && r != EX_CLOSE) {
         return r;
     }
-    if (!mw->lat_timed) {
-        mw->lat_pending[mw->lat_cls]++;
-    }
+    route_lat_answered(&mw->rw);
     if (sample) {
-        direct = direct && st->qlen == 0;
+        direct = direct && st->rc.qlen == 0;
         klog_request(mw, buf_rptr(in), a->req.consumed,
                      direct ? (long)(buf_len(wb) - wb_before) : -1);
     }
     buf_consume(in, a->req.consumed);
     /* A slot whose parts all ran here is complete already: send it now. */
-    if (r == EX_DONE && st->qlen > 0) {
-        int rc = slots_flush(mw, c, st);
+    if (r == EX_DONE && st->rc.qlen > 0) {
+        int rc = route_flush(&mw->rw, c, &st->rc);
         if (rc < 0) {
             return rc;
         }
@@ -2607,7 +1900,7 @@ prepare(struct mc_worker *mw, struct ahead *a)
     a->local = is_keyed(&a->req);
     if (a->local) {
         a->hash = mc_key_hash(a->req.key, a->req.klen);
-        a->local = mc_shard_of(a->hash, mw->n) == mw->id;
+        a->local = route_shard_of(a->hash, mw->rw.n) == mw->rw.id;
         if (a->local) {
             seg_prefetch(mw->shard.seg, a->hash);
         }
@@ -2625,47 +1918,12 @@ prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, si
     }
 }
 
-/*
- * on_data stopped with complete requests left (or a close waiting for earlier replies) because
- * the output has no room for them: how it is to be called again. Room comes back as the client
- * reads, or as replies come back (an allowance is swapped for what it brought, a part is sent):
- * RT_CONTINUE waits for either. With nothing to send, a reply is all that can help (RT_PAUSED:
- * at most SLOTS_MAX slots are out, and nothing more is read meanwhile).
- */
-static enum rt_result
-wait_result(struct conn *c, const struct mc_conn *st)
-{
-    if (buf_len(conn_wbuf(c)) == 0 && st->inflight > 0) {
-        return RT_PAUSED;
-    }
-    return RT_CONTINUE;
-}
-
-/*
- * on_data consumed every complete request. The head of the queue may wait for room (as
- * wait_result); else, with requests out and no input left, ask to be called when a reply is
- * back (RT_PAUSED: nothing to read is held up), since a reply may bring a hole that must then
- * wait for the client to read, and on_reply cannot ask to be called again.
- */
-static enum rt_result
-end_result(struct conn *c, const struct mc_conn *st)
-{
-    if (head_waits_for_room(st)) {
-        return wait_result(c, st);
-    }
-    if (st->inflight > 0 && buf_len(conn_rbuf(c)) == 0) {
-        return RT_PAUSED;
-    }
-    return RT_NEED_MORE;
-}
-
 static void
 conn_init(struct mc_worker *mw, struct mc_conn *st)
 {
     mc_parser_init(&st->parser, &mw->popts);
-    st->q = st->q_inline;
-    st->qcap = QUEUE_INLINE;
-    st->init = true;
+    route_conn_init(&st->rc);
+    st->kind = CONN_MC;
 }
 
 /*
@@ -2681,10 +1939,15 @@ mc_on_data(void *ctx, struct conn *c)
     struct mc_conn *st = conn_state(c);
     struct buf *in = conn_rbuf(c), *wb = conn_wbuf(c); /* both stay where they are */
     struct ahead batch[AHEAD];
-    if (!st->init) {
-        conn_init(mw, st);
+    if (st->kind != CONN_MC) {
+        /* A connection's first call, or one of the RESP port's. */
+        if (st->kind == CONN_NEW && conn_protocol(c) != RESP_PROTO_ID) {
+            conn_init(mw, st);
+        } else {
+            return resp_on_data(&mw->resp, c);
+        }
     }
-    if (st->broken || slots_flush(mw, c, st) < 0) {
+    if (st->rc.broken || route_flush(&mw->rw, c, &st->rc) < 0) {
         return RT_ABORT;
     }
     while (buf_len(in) > 0) {
@@ -2707,20 +1970,20 @@ mc_on_data(void *ctx, struct conn *c)
             }
         }
         if (n > 0) {
-            mw->lat_t0 = now_ns();
+            route_lat_begin(&mw->rw);
         }
         for (size_t i = 0; i < n; i++) {
             if (n > 1) {
                 prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
             }
             int r = EX_STOP;
-            if (!held_blocked(c, st) && st->qlen < SLOTS_MAX) {
+            if (!route_blocked(c, &st->rc) && st->rc.qlen < ROUTE_SLOTS_MAX) {
                 r = execute(mw, c, st, &batch[i], in, wb);
             }
             if (r == EX_DONE) {
                 continue;
             }
-            lat_settle(mw);
+            route_lat_settle(&mw->rw);
             if (r < 0) {
                 return RT_ABORT;
             }
@@ -2729,14 +1992,14 @@ mc_on_data(void *ctx, struct conn *c)
             }
             /* Everything from request i on is parsed again, the error ending the batch too. */
             mc_parser_rewind(&st->parser, last == MC_PARSE_ERROR ? &batch[n].req : NULL);
-            return wait_result(c, st);
+            return route_wait_result(c, &st->rc);
         }
-        lat_settle(mw);
+        route_lat_settle(&mw->rw);
         if (last == MC_PARSE_ERROR && batch[n].req.err.action != MC_ERR_CLOSE &&
-            held_blocked(c, st)) {
+            route_blocked(c, &st->rc)) {
             /* Its reply, too, waits for room. */
             mc_parser_rewind(&st->parser, &batch[n].req);
-            return wait_result(c, st);
+            return route_wait_result(c, &st->rc);
         }
         if (last != MC_PARSE_OK) {
             /* Every request before it ran, so the error is answered now. */
@@ -2748,14 +2011,14 @@ mc_on_data(void *ctx, struct conn *c)
                 break;
             }
             if (r == PR_WAIT) {
-                return wait_result(c, st);
+                return route_wait_result(c, &st->rc);
             }
             if (r == PR_CLOSE) {
                 return RT_CLOSE;
             }
         }
     }
-    return end_result(c, st);
+    return route_end_result(c, &st->rc);
 }
 
 /*
@@ -2772,11 +2035,11 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
     size_t items = 0;
 
     for (unsigned i = 0; i < n; i++) {
-        struct mc_msg *m = (struct mc_msg *)hdrs[i];
+        struct route_msg *m = (struct route_msg *)hdrs[i];
         parsed[i] = (m->op == OP_EXEC || m->op == OP_GET) && msg_parse(mw, m, &batch[i].req);
         batch[i].hash = m->hash;
         /* One key, ours: prefetched. */
-        batch[i].local = (parsed[i] && m->op == OP_EXEC) || m->op == OP_FETCH;
+        batch[i].local = (parsed[i] && m->op == OP_EXEC) || m->op == ROUTE_OP_FETCH;
         if (batch[i].local) {
             seg_prefetch(mw->shard.seg, m->hash);
         }
@@ -2785,7 +2048,7 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
         }
     }
     for (unsigned i = 0; i < n; i++) {
-        struct mc_msg *m = (struct mc_msg *)hdrs[i];
+        struct route_msg *m = (struct route_msg *)hdrs[i];
         prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
         if ((m->op == OP_EXEC || m->op == OP_GET) && !parsed[i]) {
             m->nkeys = 0; /* OP_GET: its keys are misses; OP_EXEC: no reply */
@@ -2799,38 +2062,13 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
     }
 }
 
-/*
- * A message is back: the reply room it was given is swapped for what it brought, and the head
- * of the queue goes as far as it can.
- */
+/* A message is back: route takes it into its slot and sends what can go. */
 static void
 mc_on_reply(void *ctx, struct conn *c, struct rt_msg *hdr)
 {
     struct mc_worker *mw = ctx;
-    struct mc_msg *m = (struct mc_msg *)hdr;
-    if (c == NULL) {
-        msg_free(mw, m); /* the connection is gone (and what it counted with it) */
-        return;
-    }
-    struct mc_conn *st = conn_state(c);
-    st->inflight--;
-    struct slot *s = slot_find(st, m->seq);
-    if (s == NULL) {
-        log_error("a forwarded reply for no reply slot; dropped");
-        msg_drop(mw, c, st, m);
-        return;
-    }
-    if (m->part == PART_FETCH) {
-        s->fetch_out = false;
-    } else {
-        s->parts[m->part] = m;
-    }
-    s->waiting--;
-    msg_back(c, st, m);
-    if (slots_flush(mw, c, st) < 0) {
-        log_error("out of memory sending replies; the connection will be closed");
-        st->broken = true;
-    }
+    struct mc_conn *st = c != NULL ? conn_state(c) : NULL;
+    route_on_reply(&mw->rw, c, st != NULL ? &st->rc : NULL, (struct route_msg *)hdr);
 }
 
 static void
@@ -2838,17 +2076,8 @@ mc_on_close(void *ctx, struct conn *c)
 {
     struct mc_worker *mw = ctx;
     struct mc_conn *st = conn_state(c);
-    if (!st->init) {
-        return;
-    }
-    while (st->qlen > 0) {
-        struct slot *s = q_at(st, 0);
-        q_pop(st);
-        slot_free(mw, NULL, st, s);
-    }
-    if (st->held > 0) {
-        conn_output_hold(c, -(long)st->held);
-        st->held = 0;
+    if (st->kind != CONN_NEW) {
+        route_conn_close(&mw->rw, c, &st->rc); /* route's part is first in both kinds */
     }
 }
 
@@ -2979,6 +2208,28 @@ write_classes(struct mc_worker *mw, struct buf *out, bool slabs)
     return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
 }
 
+/* route_ops.execute: a part that stays on this worker. */
+static void
+mc_execute(void *ctx, struct route_msg *m)
+{
+    msg_execute(ctx, m, NULL);
+}
+
+/* At shutdown: a message that never finished its round trip. */
+static void
+msg_free_rt(struct rt_msg *m)
+{
+    route_msg_free(NULL, (struct route_msg *)m);
+}
+
+static const struct route_ops mc_route_ops = {
+    .msg_size = sizeof(struct mc_msg),
+    .execute = mc_execute,
+    .fetch = mc_fetch,
+    .emit = mc_emit,
+    .lost_reply = "SERVER_ERROR out of memory\r\n",
+};
+
 static int
 mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
 {
@@ -2986,8 +2237,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     if (mw == NULL) {
         return -ENOMEM;
     }
-    mw->id = id;
-    mw->n = n;
+    route_worker_init(&mw->rw, id, n, &mc_route_ops, mw, rt_metrics(TABLE_LAT), LAT_COUNT);
     mw->cfg = cfg;
     struct seg_options o;
     seg_options_init(&o);
@@ -3029,7 +2279,6 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     }
     mw->m_cmd = rt_metrics(TABLE_CMD);
     mw->m_seg = rt_metrics(TABLE_SEG);
-    mw->m_lat = rt_metrics(TABLE_LAT);
     mw->m_srv = rt_metrics(TABLE_SRV);
     /* The shards' shares add up to -m: worker 0 also shows the division's remainder. */
     mw->limit_share = config_uint(cfg, "memory-limit") / n;
@@ -3039,7 +2288,9 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     mw->ttl_scratch =
         malloc(sizeof(*mw->ttl_scratch) + seg_ttl_bucket_count() * sizeof(mw->ttl_scratch->e[0]));
     if (mw->ttl_scratch == NULL || id >= MAX_WORKERS ||
-        mc_detail_create(&mw->detail, detail_cap(n)) < 0) {
+        mc_detail_create(&mw->detail, detail_cap(n)) < 0 ||
+        (config_uint(cfg, "resp-port") > 0 &&
+         resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM) < 0)) {
         seg_destroy(&mw->shard.seg);
         mc_detail_destroy(&mw->detail);
         free(mw->ttl_scratch);
@@ -3055,21 +2306,13 @@ static void
 mc_worker_teardown(void *ctx)
 {
     struct mc_worker *mw = ctx;
-    struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->id], NULL);
+    struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->rw.id], NULL);
     if (old != NULL && metrics_defer_free(old, free) < 0) {
         metrics_synchronize(); /* no memory for a deferred free: wait for readers here */
         free(old);
     }
-    while (mw->msg_cache != NULL) {
-        struct mc_msg *m = mw->msg_cache;
-        mw->msg_cache = m->next_free;
-        msg_destroy(m);
-    }
-    while (mw->slot_cache != NULL) {
-        struct slot *sl = mw->slot_cache;
-        mw->slot_cache = sl->next_free;
-        slot_destroy(sl);
-    }
+    route_worker_teardown(&mw->rw);
+    resp_worker_teardown(&mw->resp);
     seg_destroy(&mw->shard.seg);
     mc_detail_destroy(&mw->detail);
     free(mw->ttl_scratch);
@@ -3085,12 +2328,22 @@ request_limit(const struct config *cfg)
     return set > MC_GET_LINE_DEFAULT ? set : MC_GET_LINE_DEFAULT;
 }
 
+/* The Redis protocol's port, beside memcached's. */
+static const struct rt_port resp_port[] = {
+    {.option = "resp-port", .proto = RESP_PROTO_ID, .name = "(resp)"},
+};
+
 const struct rt_product mc_product = {
     .name = "petrel",
-    .conn_state_size = sizeof(struct mc_conn),
+    .conn_state_size = sizeof(struct mc_conn) > sizeof(struct resp_conn) ? sizeof(struct mc_conn)
+                                                                         : sizeof(struct resp_conn),
     .request_max = (16u << 20) + MC_LINE_MAX,
     .request_limit = request_limit,
     .reply_max = REPLY_MAX,
+    .refusal = "ERROR Too many open connections\r\n", /* memcached's, past -c */
+    .port_option = "port",
+    .ports = resp_port,
+    .nports = 1,
     .worker_setup = mc_worker_setup,
     .worker_teardown = mc_worker_teardown,
     .on_data = mc_on_data,

@@ -1,8 +1,9 @@
 /*
- * libFuzzer target for the memcached product's whole connection path (mc_server: parse, execute
- * on the workers' real shards, forward, keep reply order, obey backpressure), driven through the
- * fake runtime of tests/support/fake_rt.h: one client connection, 2 simulated workers (3 when the
- * input asks, so that replies from two peers can overtake each other).
+ * libFuzzer target for the petrel product's whole connection path (mc_server, and resp_server for
+ * RESP input: parse, execute on the workers' real shards, forward, keep reply order, obey
+ * backpressure), driven through the fake runtime of tests/support/fake_rt.h: one client
+ * connection, 2 simulated workers (3 when the input asks, so that replies from two peers can
+ * overtake each other).
  *
  * Input:  byte 0     the set-up: bit 0: 3 workers instead of 2; bits 1-2: the connection's
  *                    worker (modulo the workers); bits 3-4: the output limit (1 MiB, 4 KiB, 16 KiB,
@@ -15,7 +16,9 @@
  *                    server reads them, the client drains chosen amounts of output, messages of
  *                    a chosen pair of workers are delivered, a forward fails, the client shuts
  *                    down or resets.
- *         the rest   the request bytes, as the client sends them.
+ *         the rest   the request bytes, as the client sends them. Bytes that start with '*' go to
+ *                    a connection of the RESP port (--resp-port), any others to the memcached
+ *                    port's.
  * After the control stream, whatever is left is sent, and everything runs until nothing moves.
  *
  * Checks, for every input:
@@ -70,13 +73,14 @@
  * 2 MiB of address space per shard, until after some 30,000 inputs mmap fails.
  */
 static const char *const product_argv[] = {"--memory-limit=9", "--max-item-size=8k",
-                                           "--segment-size=16k", NULL};
+                                           "--segment-size=16k", "--resp-port=6379", NULL};
 static const size_t output_limits[4] = {1u << 20, 4096, 16384, 65536};
 
 /* What an input asks for. */
 struct plan {
     unsigned nworkers;
     unsigned worker;
+    unsigned proto; /* the connection's: RESP (1) when the request bytes start with '*' */
     struct fake_rt_opts opts;
     const uint8_t *ctl;
     size_t nctl;
@@ -242,6 +246,7 @@ parse_plan(const uint8_t *data, size_t size, struct plan *pl)
         .ndata = size - 2 - k,
     };
     pl->worker = ((cfg >> 1) & 3) % pl->nworkers;
+    pl->proto = pl->ndata > 0 && pl->data[0] == '*' ? 1 : 0;
     pl->opts = (struct fake_rt_opts){
         .nworkers = pl->nworkers,
         .output_limit = output_limits[(cfg >> 3) & 3],
@@ -415,7 +420,7 @@ static void
 run_fuzzed(const struct plan *pl, struct outcome *oc)
 {
     struct fake_rt *rt = start(&pl->opts);
-    struct fake_conn *fc = fake_conn_open(rt, pl->worker);
+    struct fake_conn *fc = fake_conn_open_proto(rt, pl->worker, pl->proto);
     for (size_t i = 0; i < pl->nctl && !fake_conn_closed(fc); i++) {
         step(rt, fc, pl, oc, pl->ctl[i]);
     }
@@ -431,7 +436,7 @@ run_canonical(const struct plan *pl, size_t sent, struct outcome *oc)
     struct fake_rt_opts o = pl->opts;
     o.read_budget = 0; /* refusals depend on the schedule; such runs are not compared */
     struct fake_rt *rt = start(&o);
-    struct fake_conn *fc = fake_conn_open(rt, pl->worker);
+    struct fake_conn *fc = fake_conn_open_proto(rt, pl->worker, pl->proto);
     fake_conn_send(fc, pl->data, sent);
     oc->sent = sent;
     settle(rt);

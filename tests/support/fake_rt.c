@@ -51,6 +51,7 @@ struct conn {
     struct fake_worker *w;
     struct fake_conn *fc;
     unsigned slot;
+    unsigned proto; /* conn_protocol(): 0, or what fake_conn_open_proto() gave */
     struct buf rbuf;
     struct buf wbuf;
     long held;         /* conn_output_hold() total */
@@ -352,6 +353,13 @@ conn_state(struct conn *c)
 }
 
 unsigned
+conn_protocol(const struct conn *c)
+{
+    check_owner(c, "conn_protocol");
+    return c->proto;
+}
+
+unsigned
 conn_worker(const struct conn *c)
 {
     check_owner(c, "conn_worker");
@@ -585,11 +593,15 @@ rt_stats_get(struct rt_stats *out)
 /* Only what is deterministic: no pid, time or rusage, so two runs of the same requests answer
  * "stats" with the same bytes. */
 int
-rt_stats_write(struct buf *out, const char *version)
+rt_stats_each(const char *version, metrics_stat_fn fn, void *arg)
 {
-    struct fake_rt *rt = need_active("rt_stats_write");
-    int rc = buf_printf(out, "STAT version %s\r\nSTAT threads %u\r\nSTAT curr_connections %u\r\n",
-                        version, rt->n, rt->nopen);
+    struct fake_rt *rt = need_active("rt_stats_each");
+    char threads[16], conns[16];
+    snprintf(threads, sizeof(threads), "%u", rt->n);
+    snprintf(conns, sizeof(conns), "%u", rt->nopen);
+    int rc = fn(arg, "version", version);
+    rc = rc < 0 ? rc : fn(arg, "threads", threads);
+    rc = rc < 0 ? rc : fn(arg, "curr_connections", conns);
     if (rc < 0) {
         return rc;
     }
@@ -598,7 +610,7 @@ rt_stats_write(struct buf *out, const char *version)
     if (rc < 0) {
         return rc;
     }
-    rc = metrics_write_stats(out, s, NULL, 0);
+    rc = metrics_stats_each(s, NULL, 0, fn, arg);
     metrics_snapshot_free(&s);
     return rc;
 }
@@ -812,6 +824,14 @@ turn(struct conn *c, size_t max)
         c->await_send = false;
     }
     maybe_close(c);
+}
+
+struct fake_conn *
+fake_conn_open_proto(struct fake_rt *rt, unsigned wi, unsigned proto)
+{
+    struct fake_conn *fc = fake_conn_open(rt, wi);
+    fc->c->proto = proto;
+    return fc;
 }
 
 struct fake_conn *

@@ -3,7 +3,7 @@
  * so that a product's glue (parse, execute on its real shards, compose, forward between workers,
  * keep reply order, obey backpressure) can be tested without threads, sockets or time.
  *
- * It defines every function runtime.h declares that a product calls (conn_rbuf ... rt_stats_write)
+ * It defines every function runtime.h declares that a product calls (conn_rbuf ... rt_stats_each)
  * and the runtime's option table, so a test links the product's source file against this instead
  * of src/core. Nothing happens on its own: the test (or fuzzer) decides every step.
  *
@@ -128,6 +128,10 @@ const struct config *fake_rt_config(const struct fake_rt *rt);
 
 /** Open a connection owned by worker w (the product's state is zeroed, as at accept). */
 struct fake_conn *fake_conn_open(struct fake_rt *rt, unsigned w);
+
+/** fake_conn_open() for a connection that came in on the product's port for protocol proto
+ * (conn_protocol() says proto). */
+struct fake_conn *fake_conn_open_proto(struct fake_rt *rt, unsigned w, unsigned proto);
 
 /** The client sends n bytes: they wait in the socket until the server reads them. */
 void fake_conn_send(struct fake_conn *fc, const void *p, size_t n);

@@ -1,0 +1,1183 @@
+/*
+ * resp_server: Redis's protocol over petrel's shards. Contract in resp_server.h.
+ *
+ * A request is parsed (src/proto/resp), looked up in the command table, and then, as on the
+ * memcached side, run through route: a command about one key goes to the worker owning it
+ * (forwarded as a multibulk, parsed again there) or runs here at once; a command about several
+ * keys (DEL, EXISTS, MGET, MSET) becomes one part per key, gathered back in key order; DBSIZE
+ * and FLUSHALL go to every shard. Replies leave in request order (route's reply queue), under
+ * the connection's output limit, and a GET whose value does not fit the room a forwarded
+ * request has comes back as a hole, fetched when its turn comes, exactly as a memcached get.
+ *
+ * The same items as the memcached side: a value SET here is read byte for byte by a memcached
+ * get (client flags 0), and the reverse. Expiry is the storage engine's, in whole seconds.
+ */
+#include "resp_server.h"
+
+#include "petrel_build.h"
+
+#include "petrel/log.h"
+#include "petrel/seg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define REDIS_VERSION "7.0.15" /* the release whose replies these are (Debian 12's) */
+#define GET_MIN_ALLOW 1024     /* the least reply room of a forwarded GET: a hole and more */
+#define REPLY_BOUND   256      /* the most a reply without a value takes */
+#define PROTO_MASK    0xff     /* route_msg.arg: the connection's protocol ... */
+#define ARG_GATHER    0x100    /* ... and whether the part answers a key of a gather slot */
+
+/* What a request does, besides its own handler. */
+enum cmd_kind {
+    K_LOCAL, /* needs no shard */
+    K_KEYED, /* one key (argv[1]) on its owner's shard */
+    K_MULTI, /* one part per key: DEL, EXISTS (summed), MGET (gathered), MSET (OK) */
+    K_ALL,   /* every shard: DBSIZE, FLUSHALL, FLUSHDB */
+};
+
+/* Result of dispatching one request, besides a negative errno. */
+enum ex { EX_DONE = 0, EX_WAIT, EX_CLOSE };
+
+struct cmd {
+    const char *name; /* lower case, as Redis names it in errors */
+    int arity;        /* Redis's: n exactly, or -n at least n (the name counts) */
+    enum cmd_kind kind;
+    uint8_t lat; /* latency class: 0 get, 1 set, 2 delete, 3 other (mc_server's) */
+};
+
+static const struct cmd cmds[] = {
+    {"get", 2, K_KEYED, 0},        {"set", -3, K_KEYED, 1},     {"setnx", 3, K_KEYED, 1},
+    {"setex", 4, K_KEYED, 1},      {"psetex", 4, K_KEYED, 1},   {"getdel", 2, K_KEYED, 0},
+    {"strlen", 2, K_KEYED, 0},     {"append", 3, K_KEYED, 1},   {"type", 2, K_KEYED, 3},
+    {"incr", 2, K_KEYED, 1},       {"decr", 2, K_KEYED, 1},     {"incrby", 3, K_KEYED, 1},
+    {"decrby", 3, K_KEYED, 1},     {"ttl", 2, K_KEYED, 3},      {"pttl", 2, K_KEYED, 3},
+    {"expire", -3, K_KEYED, 3},    {"pexpire", -3, K_KEYED, 3}, {"expireat", -3, K_KEYED, 3},
+    {"pexpireat", -3, K_KEYED, 3}, {"persist", 2, K_KEYED, 3},  {"del", -2, K_MULTI, 2},
+    {"unlink", -2, K_MULTI, 2},    {"exists", -2, K_MULTI, 3},  {"mget", -2, K_MULTI, 0},
+    {"mset", -3, K_MULTI, 1},      {"dbsize", 1, K_ALL, 3},     {"flushall", -1, K_ALL, 3},
+    {"flushdb", -1, K_ALL, 3},     {"ping", -1, K_LOCAL, 3},    {"echo", 2, K_LOCAL, 3},
+    {"quit", -1, K_LOCAL, 3},      {"select", 2, K_LOCAL, 3},   {"hello", -1, K_LOCAL, 3},
+    {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3}, {"info", -1, K_LOCAL, 3},
+    {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0}, {"setrange", 4, K_KEYED, 1},
+    {"reset", 1, K_LOCAL, 3},
+};
+
+/* ---- small helpers ---- */
+
+static bool
+arg_is(const struct resp_arg *a, const char *s)
+{
+    size_t n = strlen(s);
+    return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+static const struct cmd *
+cmd_find(const struct resp_arg *name)
+{
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (arg_is(name, cmds[i].name)) {
+            return &cmds[i];
+        }
+    }
+    return NULL;
+}
+
+static int
+reply_err(struct buf *b, const char *msg)
+{
+    return resp_compose_error(b, msg, strlen(msg));
+}
+
+static int
+reply_ok(struct buf *b)
+{
+    return resp_compose_simple(b, "OK", 2);
+}
+
+/* Redis's string2ll: an optional '-', digits, no leading zero (but "0"), no blanks, in range. */
+static bool
+arg_ll(const struct resp_arg *a, long long *out)
+{
+    const char *p = a->p;
+    size_t n = a->len;
+    if (n == 0 || n > 20) {
+        return false;
+    }
+    bool neg = p[0] == '-';
+    size_t i = neg ? 1 : 0;
+    if (i == n || (p[i] == '0' && n - i > 1) || (neg && p[i] == '0')) {
+        return false;
+    }
+    unsigned long long v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return false;
+        }
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (ULLONG_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    if (neg ? v > (unsigned long long)LLONG_MAX + 1 : v > (unsigned long long)LLONG_MAX) {
+        return false;
+    }
+    *out = neg ? (long long)(0 - v) : (long long)v;
+    return true;
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * An absolute expiry in unix milliseconds as the storage engine's exptime (whole seconds,
+ * rounded up so that a key never expires before its time): an absolute time, or -1 when it is
+ * already past.
+ */
+static int64_t
+exptime_of_ms(int64_t at_ms)
+{
+    int64_t now = now_ms();
+    if (at_ms <= now) {
+        return -1;
+    }
+    int64_t s = (at_ms + 999) / 1000;
+    return s > SEG_EXPTIME_REL_MAX ? s : -1;
+}
+
+/* A key's remaining lifetime as an exptime that keeps it (KEEPTTL, INCR): 0 for none. */
+static int64_t
+exptime_keep(const struct seg_view *v)
+{
+    if (v->ttl < 0) {
+        return 0;
+    }
+    return (int64_t)time(NULL) + (v->ttl > 0 ? v->ttl : 1);
+}
+
+/* ---- commands on a shard ---- */
+
+/* What a keyed command needs: its shard, the key's hash, the protocol, and its reply. */
+struct kx {
+    struct resp_worker *w;
+    enum resp_proto proto;
+    const struct resp_arg *argv;
+    uint32_t argc;
+    uint64_t hash;
+    struct buf *out;
+    size_t max;                /* room for a GET's value; past it: a hole */
+    struct route_version hole; /* a hole's version (return 1) */
+    uint32_t hdr_len, miss_len;
+};
+
+static enum seg_result
+kx_peek(struct kx *x, struct seg_view *v)
+{
+    return seg_peek(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash, v);
+}
+
+/* GET: the value, or a hole when it does not fit x->max (returns 1). */
+static int
+x_get(struct kx *x)
+{
+    struct seg_view v;
+    if (seg_get(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash, &v) != SEG_OK) {
+        return resp_compose_null(x->out, x->proto);
+    }
+    size_t before = buf_len(x->out);
+    int rc = resp_compose_bulk_hdr(x->out, v.vlen);
+    if (rc < 0) {
+        return rc;
+    }
+    if (v.vlen + 2 <= x->max) {
+        rc = buf_append(x->out, v.value, v.vlen);
+        return rc < 0 ? rc : buf_append(x->out, "\r\n", 2);
+    }
+    x->hdr_len = (uint32_t)(buf_len(x->out) - before);
+    size_t mark = buf_len(x->out);
+    rc = resp_compose_null(x->out, x->proto);
+    x->miss_len = (uint32_t)(buf_len(x->out) - mark);
+    x->hole = (struct route_version){.cas = v.cas, .vlen = (uint32_t)v.vlen};
+    return rc < 0 ? rc : 1;
+}
+
+/* The old value for SET ... GET and GETDEL: a bulk string or a null, copied whole. */
+static int
+put_old(struct kx *x, const struct seg_view *v, bool found)
+{
+    return found ? resp_compose_bulk(x->out, v->value, v->vlen)
+                 : resp_compose_null(x->out, x->proto);
+}
+
+/* The reply to a store the engine refused. */
+static int
+store_failed(struct kx *x, enum seg_result r)
+{
+    if (r == SEG_TOO_LARGE) {
+        return reply_err(x->out, "string exceeds maximum allowed size");
+    }
+    return reply_err(x->out, "-OOM command not allowed when used memory > 'maxmemory'.");
+}
+
+/* Parse SET's options from argv[3]: Redis's checks, in its order. Returns 0 or an error reply
+ * (written, then 1). */
+struct set_opts {
+    bool nx, xx, get, keepttl;
+    int64_t exptime; /* 0: none */
+};
+
+static int
+set_parse(struct kx *x, struct set_opts *o)
+{
+    bool has_exp = false;
+    for (uint32_t i = 3; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        bool next = i + 1 < x->argc;
+        if (arg_is(a, "nx") && !o->xx) {
+            o->nx = true;
+        } else if (arg_is(a, "xx") && !o->nx) {
+            o->xx = true;
+        } else if (arg_is(a, "get")) {
+            o->get = true;
+        } else if (arg_is(a, "keepttl") && !has_exp) {
+            o->keepttl = true;
+        } else if ((arg_is(a, "ex") || arg_is(a, "px") || arg_is(a, "exat") || arg_is(a, "pxat")) &&
+                   !o->keepttl && !has_exp && next) {
+            long long n;
+            if (!arg_ll(&x->argv[i + 1], &n)) {
+                return reply_err(x->out, "value is not an integer or out of range") < 0 ? -ENOMEM
+                                                                                        : 1;
+            }
+            bool ms = arg_is(a, "px") || arg_is(a, "pxat");
+            bool at = arg_is(a, "exat") || arg_is(a, "pxat");
+            if (n <= 0 || (!ms && n > LLONG_MAX / 1000)) {
+                return reply_err(x->out, "invalid expire time in 'set' command") < 0 ? -ENOMEM : 1;
+            }
+            int64_t when = ms ? n : n * 1000;
+            o->exptime = exptime_of_ms(at ? when : now_ms() + when);
+            has_exp = true;
+            i++;
+        } else {
+            return reply_err(x->out, "syntax error") < 0 ? -ENOMEM : 1;
+        }
+    }
+    return 0;
+}
+
+/* SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL], and SETNX, SETEX, PSETEX. */
+static int
+x_set(struct kx *x, const struct cmd *cmd)
+{
+    struct set_opts o = {0};
+    const struct resp_arg *val = &x->argv[2];
+    if (strcmp(cmd->name, "setnx") == 0) {
+        o.nx = true;
+    } else if (strcmp(cmd->name, "setex") == 0 || strcmp(cmd->name, "psetex") == 0) {
+        long long n;
+        bool ms = cmd->name[0] == 'p';
+        if (!arg_ll(&x->argv[2], &n)) {
+            return reply_err(x->out, "value is not an integer or out of range");
+        }
+        if (n <= 0 || (!ms && n > LLONG_MAX / 1000)) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "invalid expire time in '%s' command", cmd->name);
+            return reply_err(x->out, msg);
+        }
+        o.exptime = exptime_of_ms(now_ms() + (ms ? n : n * 1000));
+        val = &x->argv[3];
+    } else {
+        int rc = set_parse(x, &o);
+        if (rc != 0) {
+            return rc < 0 ? rc : 0;
+        }
+    }
+    struct seg_view old;
+    bool found = (o.get || o.keepttl || o.nx || o.xx) && kx_peek(x, &old) == SEG_OK;
+    if ((o.nx && found) || (o.xx && !found)) {
+        if (o.get) {
+            return put_old(x, &old, found);
+        }
+        return strcmp(cmd->name, "setnx") == 0 ? resp_compose_int(x->out, 0)
+                                               : resp_compose_null(x->out, x->proto);
+    }
+    /* The old value is written before the store replaces it (its view dies with the store). */
+    size_t mark = buf_len(x->out);
+    int rc = o.get ? put_old(x, &old, found) : 0;
+    if (rc < 0) {
+        return rc;
+    }
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = x->argv[1].p,
+                              .klen = x->argv[1].len,
+                              .hash = x->hash,
+                              .value = val->p,
+                              .vlen = val->len,
+                              .exptime = o.keepttl && found ? exptime_keep(&old) : o.exptime};
+    enum seg_result sr =
+        val->len > x->w->max_value ? SEG_TOO_LARGE : seg_store(x->w->shard->seg, &r, NULL);
+    if (sr != SEG_STORED) {
+        x->out->wpos = x->out->rpos + mark;
+        return store_failed(x, sr);
+    }
+    if (o.get) {
+        return 0;
+    }
+    return strcmp(cmd->name, "setnx") == 0 ? resp_compose_int(x->out, 1) : reply_ok(x->out);
+}
+
+/* INCR, DECR, INCRBY, DECRBY: Redis's signed 64-bit arithmetic on the value's text. */
+static int
+x_incr(struct kx *x, const struct cmd *cmd)
+{
+    long long by = 1;
+    if (x->argc == 3 && !arg_ll(&x->argv[2], &by)) {
+        return reply_err(x->out, "value is not an integer or out of range");
+    }
+    bool decr = cmd->name[0] == 'd';
+    if (decr) {
+        if (by == LLONG_MIN) {
+            return reply_err(x->out, "decrement would overflow");
+        }
+        by = -by;
+    }
+    struct seg_view v;
+    long long cur = 0;
+    int64_t exptime = 0;
+    uint32_t flags = 0;
+    if (kx_peek(x, &v) == SEG_OK) {
+        struct resp_arg a = {.p = v.value, .len = v.vlen};
+        if (!arg_ll(&a, &cur)) {
+            return reply_err(x->out, "value is not an integer or out of range");
+        }
+        exptime = exptime_keep(&v);
+        flags = v.flags;
+    }
+    if ((by > 0 && cur > LLONG_MAX - by) || (by < 0 && cur < LLONG_MIN - by)) {
+        return reply_err(x->out, "increment or decrement would overflow");
+    }
+    long long n = cur + by;
+    char text[24];
+    int len = snprintf(text, sizeof(text), "%lld", n);
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = x->argv[1].p,
+                              .klen = x->argv[1].len,
+                              .hash = x->hash,
+                              .value = text,
+                              .vlen = (size_t)len,
+                              .flags = flags,
+                              .exptime = exptime};
+    enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
+    return sr == SEG_STORED ? resp_compose_int(x->out, n) : store_failed(x, sr);
+}
+
+/* TTL and PTTL: -2 missing, -1 no expiry, else the time left (whole seconds here). */
+static int
+x_ttl(struct kx *x, bool ms)
+{
+    struct seg_view v;
+    if (kx_peek(x, &v) != SEG_OK) {
+        return resp_compose_int(x->out, -2);
+    }
+    if (v.ttl < 0) {
+        return resp_compose_int(x->out, -1);
+    }
+    return resp_compose_int(x->out, ms ? v.ttl * 1000 : v.ttl);
+}
+
+/* EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key n [NX|XX|GT|LT]. */
+static int
+x_expire(struct kx *x, const struct cmd *cmd)
+{
+    long long n;
+    if (!arg_ll(&x->argv[2], &n)) {
+        return reply_err(x->out, "value is not an integer or out of range");
+    }
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (uint32_t i = 3; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        if (arg_is(a, "nx")) {
+            nx = true;
+        } else if (arg_is(a, "xx")) {
+            xx = true;
+        } else if (arg_is(a, "gt")) {
+            gt = true;
+        } else if (arg_is(a, "lt")) {
+            lt = true;
+        } else {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "Unsupported option %.*s", (int)(a->len > 32 ? 32 : a->len),
+                     a->p);
+            return reply_err(x->out, msg);
+        }
+    }
+    if (nx && (xx || gt || lt)) {
+        return reply_err(x->out, "NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if (gt && lt) {
+        return reply_err(x->out, "GT and LT options at the same time are not compatible");
+    }
+    bool ms = cmd->name[0] == 'p';
+    bool at = strstr(cmd->name, "at") != NULL;
+    int64_t base = at ? 0 : now_ms();
+    if ((!ms && (n > LLONG_MAX / 1000 || n < LLONG_MIN / 1000)) ||
+        (ms ? n : n * 1000) > INT64_MAX - base) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "invalid expire time in '%s' command", cmd->name);
+        return reply_err(x->out, msg);
+    }
+    int64_t when = base + (ms ? n : n * 1000);
+    struct seg_view v;
+    if (kx_peek(x, &v) != SEG_OK) {
+        return resp_compose_int(x->out, 0);
+    }
+    /* Compare with the current expiry in ms (none counts as infinite, as in Redis). */
+    int64_t cur = v.ttl < 0 ? INT64_MAX : now_ms() + v.ttl * 1000;
+    if ((nx && v.ttl >= 0) || (xx && v.ttl < 0) || (gt && (v.ttl < 0 || when <= cur)) ||
+        (lt && v.ttl >= 0 && when >= cur)) {
+        return resp_compose_int(x->out, 0);
+    }
+    int64_t exptime = exptime_of_ms(when);
+    if (exptime < 0) {
+        (void)seg_delete(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash);
+        return resp_compose_int(x->out, 1);
+    }
+    enum seg_result r = seg_touch(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash, exptime);
+    return resp_compose_int(x->out, r == SEG_TOUCHED ? 1 : 0);
+}
+
+/* GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]: the value, and its expiry changed. */
+static int
+x_getex(struct kx *x)
+{
+    bool persist = false, has = false;
+    int64_t exptime = 0;
+    for (uint32_t i = 2; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        bool ex = arg_is(a, "ex"), px = arg_is(a, "px"), exat = arg_is(a, "exat"),
+             pxat = arg_is(a, "pxat");
+        if (arg_is(a, "persist") && !has) {
+            persist = has = true;
+        } else if ((ex || px || exat || pxat) && !has && i + 1 < x->argc) {
+            long long n;
+            if (!arg_ll(&x->argv[++i], &n)) {
+                return reply_err(x->out, "value is not an integer or out of range");
+            }
+            bool ms = px || pxat;
+            if (n <= 0 || (!ms && n > LLONG_MAX / 1000)) {
+                return reply_err(x->out, "invalid expire time in 'getex' command");
+            }
+            int64_t when = ms ? n : n * 1000;
+            exptime = exptime_of_ms(exat || pxat ? when : now_ms() + when);
+            has = true;
+        } else {
+            return reply_err(x->out, "syntax error");
+        }
+    }
+    struct seg *seg = x->w->shard->seg;
+    const struct resp_arg *k = &x->argv[1];
+    struct seg_view v;
+    if (seg_get(seg, k->p, k->len, x->hash, &v) != SEG_OK) {
+        return resp_compose_null(x->out, x->proto);
+    }
+    /* The value is copied before the touch, which ends the view. */
+    int rc = resp_compose_bulk(x->out, v.value, v.vlen);
+    if (rc == 0 && has) {
+        if (exptime < 0) {
+            (void)seg_delete(seg, k->p, k->len, x->hash);
+        } else if (!persist || v.ttl >= 0) {
+            (void)seg_touch(seg, k->p, k->len, x->hash, persist ? 0 : exptime);
+        }
+    }
+    return rc;
+}
+
+/* GETRANGE key start end, with Redis's treatment of negative and out-of-range indexes. */
+static int
+x_getrange(struct kx *x)
+{
+    long long start, end;
+    if (!arg_ll(&x->argv[2], &start) || !arg_ll(&x->argv[3], &end)) {
+        return reply_err(x->out, "value is not an integer or out of range");
+    }
+    struct seg_view v;
+    if (kx_peek(x, &v) != SEG_OK || (start < 0 && end < 0 && start > end)) {
+        return resp_compose_bulk(x->out, "", 0);
+    }
+    long long len = (long long)v.vlen;
+    start = start < 0 ? len + start : start;
+    end = end < 0 ? len + end : end;
+    start = start < 0 ? 0 : start;
+    end = end < 0 ? 0 : end >= len ? len - 1 : end;
+    if (len == 0 || start > end) {
+        return resp_compose_bulk(x->out, "", 0);
+    }
+    return resp_compose_bulk(x->out, v.value + start, (size_t)(end - start + 1));
+}
+
+/* SETRANGE key offset value: overwrite from offset, zero-padding a shorter value. */
+static int
+x_setrange(struct kx *x)
+{
+    long long off;
+    if (!arg_ll(&x->argv[2], &off)) {
+        return reply_err(x->out, "value is not an integer or out of range");
+    }
+    if (off < 0) {
+        return reply_err(x->out, "offset is out of range");
+    }
+    const struct resp_arg *val = &x->argv[3];
+    struct seg_view v;
+    bool found = kx_peek(x, &v) == SEG_OK;
+    size_t old = found ? v.vlen : 0;
+    if (val->len == 0) {
+        return resp_compose_int(x->out, (int64_t)old);
+    }
+    if ((unsigned long long)off + val->len > x->w->max_value) {
+        return reply_err(x->out, "string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    size_t n = (size_t)off + val->len > old ? (size_t)off + val->len : old;
+    char *buf = calloc(1, n);
+    if (buf == NULL) {
+        return -ENOMEM;
+    }
+    if (found) {
+        memcpy(buf, v.value, old);
+    }
+    memcpy(buf + off, val->p, val->len);
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = x->argv[1].p,
+                              .klen = x->argv[1].len,
+                              .hash = x->hash,
+                              .value = buf,
+                              .vlen = n,
+                              .flags = found ? v.flags : 0,
+                              .exptime = found ? exptime_keep(&v) : 0};
+    enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
+    free(buf);
+    return sr == SEG_STORED ? resp_compose_int(x->out, (int64_t)n) : store_failed(x, sr);
+}
+
+/* One keyed command on this shard. Returns 0, 1 (a GET's hole: x->hole, hdr_len, miss_len) or
+ * a buf error. */
+static int
+exec_keyed(struct kx *x, const struct cmd *cmd)
+{
+    struct seg *seg = x->w->shard->seg;
+    const struct resp_arg *k = &x->argv[1];
+    struct seg_view v;
+    const char *n = cmd->name;
+    if (strcmp(n, "get") == 0) {
+        return x_get(x);
+    }
+    if (strcmp(n, "set") == 0 || strcmp(n, "setnx") == 0 || strcmp(n, "setex") == 0 ||
+        strcmp(n, "psetex") == 0) {
+        return x_set(x, cmd);
+    }
+    if (strcmp(n, "del") == 0 || strcmp(n, "unlink") == 0) {
+        return resp_compose_int(x->out, seg_delete(seg, k->p, k->len, x->hash) == SEG_DELETED);
+    }
+    if (strcmp(n, "exists") == 0) {
+        return resp_compose_int(x->out, kx_peek(x, &v) == SEG_OK);
+    }
+    if (strcmp(n, "getex") == 0) {
+        return x_getex(x);
+    }
+    if (strcmp(n, "getrange") == 0) {
+        return x_getrange(x);
+    }
+    if (strcmp(n, "setrange") == 0) {
+        return x_setrange(x);
+    }
+    if (strcmp(n, "getdel") == 0) {
+        bool found = seg_get(seg, k->p, k->len, x->hash, &v) == SEG_OK;
+        int rc = put_old(x, &v, found);
+        if (found && rc == 0) {
+            (void)seg_delete(seg, k->p, k->len, x->hash);
+        }
+        return rc;
+    }
+    if (strcmp(n, "strlen") == 0) {
+        return resp_compose_int(x->out, kx_peek(x, &v) == SEG_OK ? (int64_t)v.vlen : 0);
+    }
+    if (strcmp(n, "type") == 0) {
+        return kx_peek(x, &v) == SEG_OK ? resp_compose_simple(x->out, "string", 6)
+                                        : resp_compose_simple(x->out, "none", 4);
+    }
+    if (strcmp(n, "append") == 0) {
+        struct seg_store_req r = {.mode = SEG_APPEND,
+                                  .key = k->p,
+                                  .klen = k->len,
+                                  .hash = x->hash,
+                                  .value = x->argv[2].p,
+                                  .vlen = x->argv[2].len};
+        enum seg_result sr = seg_store(seg, &r, NULL);
+        if (sr == SEG_NOT_STORED) {
+            r.mode = SEG_SET;
+            sr = seg_store(seg, &r, NULL);
+        }
+        if (sr != SEG_STORED) {
+            return store_failed(x, sr);
+        }
+        return resp_compose_int(x->out, kx_peek(x, &v) == SEG_OK ? (int64_t)v.vlen : 0);
+    }
+    if (strstr(n, "incr") != NULL || strstr(n, "decr") != NULL) {
+        return x_incr(x, cmd);
+    }
+    if (strcmp(n, "ttl") == 0 || strcmp(n, "pttl") == 0) {
+        return x_ttl(x, n[0] == 'p');
+    }
+    if (strcmp(n, "persist") == 0) {
+        if (kx_peek(x, &v) != SEG_OK || v.ttl < 0) {
+            return resp_compose_int(x->out, 0);
+        }
+        return resp_compose_int(x->out, seg_touch(seg, k->p, k->len, x->hash, 0) == SEG_TOUCHED);
+    }
+    return x_expire(x, cmd);
+}
+
+/* ---- messages ---- */
+
+/* argv as a multibulk into b: the request a message carries to its key's owner. */
+static int
+encode(struct buf *b, const struct resp_arg *argv, uint32_t argc)
+{
+    int rc = buf_printf(b, "*%u\r\n", argc);
+    for (uint32_t i = 0; rc == 0 && i < argc; i++) {
+        rc = resp_compose_bulk(b, argv[i].p, argv[i].len);
+    }
+    return rc;
+}
+
+void
+resp_msg_execute(struct resp_worker *w, struct route_msg *m)
+{
+    if (m->op == RESP_OP_DBSIZE) {
+        struct seg_stats st;
+        seg_stats_get(w->shard->seg, &st);
+        (void)resp_compose_int(&m->reply.b, (int64_t)st.items);
+        return;
+    }
+    if (m->op == RESP_OP_FLUSH) {
+        /* Reclaimed at once as far as one tick's bound goes, so that DBSIZE sees it. */
+        seg_flush(w->shard->seg, 0);
+        (void)seg_tick(w->shard->seg);
+        return;
+    }
+    struct resp_parser p;
+    struct resp_parser_opts o = {
+        .max_bulk = SIZE_MAX / 2, .max_args = RESP_MSG_ARGS, .max_inline = sizeof(w->mscratch)};
+    struct resp_req req;
+    resp_parser_init(&p, &o);
+    resp_req_init(&req, w->margv, w->mscratch);
+    if (resp_parse(&p, buf_rptr(&m->req), buf_len(&m->req), &req) != RESP_PARSE_OK) {
+        log_error("forwarded RESP request does not parse; dropped");
+        return;
+    }
+    const struct cmd *cmd = cmd_find(&req.argv[0]);
+    struct kx x = {.w = w,
+                   .proto = (enum resp_proto)(m->arg & PROTO_MASK),
+                   .argv = req.argv,
+                   .argc = req.argc,
+                   .hash = m->hash,
+                   .out = &m->reply.b,
+                   .max = m->allow};
+    size_t at = route_rb_end(&m->reply);
+    int rc = cmd != NULL ? exec_keyed(&x, cmd) : -EINVAL;
+    if (rc == 1) {
+        rc = route_rb_hole(&m->reply, at, x.hdr_len, x.miss_len, &x.hole, req.argv[1].p,
+                           req.argv[1].len, m->hash);
+    }
+    if (rc < 0) {
+        route_rb_reset(&m->reply);
+        (void)reply_err(&m->reply.b, "-OOM command not allowed when used memory > 'maxmemory'.");
+    }
+    if (m->arg & ARG_GATHER) {
+        m->koff[0] = (uint32_t)route_rb_end(&m->reply);
+        m->nkeys = 1;
+    }
+}
+
+int
+resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct route_slot *s)
+{
+    struct buf *wb = conn_wbuf(c);
+    if (s->tag == RESP_TAG_OK) {
+        return reply_ok(wb) == 0 ? 1 : -ENOMEM;
+    }
+    int64_t sum = 0;
+    for (uint32_t i = 0; i < s->nparts; i++) {
+        const struct route_msg *m = s->parts[i];
+        if (m != NULL && buf_len(&m->reply.b) > 1 && buf_rptr(&m->reply.b)[0] == ':') {
+            sum += strtoll(buf_rptr(&m->reply.b) + 1, NULL, 10);
+        }
+    }
+    return resp_compose_int(wb, sum) == 0 ? 1 : -ENOMEM;
+}
+
+/* ---- dispatch ---- */
+
+/* A connection's state, from its first byte. */
+static struct resp_conn *
+rc_of(struct conn *c)
+{
+    return conn_state(c);
+}
+
+/* A keyed command: here at once, or forwarded whole to its key's owner. */
+static int
+dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
+               const struct resp_req *req)
+{
+    struct route_worker *rw = w->rw;
+    uint64_t hash = mc_key_hash(req->argv[1].p, req->argv[1].len);
+    unsigned owner = route_shard_of(hash, rw->n);
+    if (owner == rw->id) {
+        struct route_out o;
+        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
+            return -ENOMEM;
+        }
+        size_t room = conn_output_room(c);
+        struct kx x = {.w = w,
+                       .proto = st->proto,
+                       .argv = req->argv,
+                       .argc = req->argc,
+                       .hash = hash,
+                       .out = o.b,
+                       .max = o.s == NULL ? SIZE_MAX : room};
+        size_t at = o.s != NULL ? route_rb_end(&o.s->out) : 0;
+        int rc = exec_keyed(&x, cmd);
+        if (rc == 1) {
+            rc = route_rb_hole(&o.s->out, at, x.hdr_len, x.miss_len, &x.hole, req->argv[1].p,
+                               req->argv[1].len, hash);
+        }
+        route_out_done(c, &st->rc, &o);
+        return rc;
+    }
+    uint64_t seq = route_seq_next(&st->rc);
+    struct route_slot *s = route_slot_push(rw, &st->rc, ROUTE_SLOT_EXEC, 1, 0);
+    struct route_msg *m = s != NULL ? route_msg_new(rw, RESP_OP, seq, 0) : NULL;
+    if (m == NULL || encode(&m->req, req->argv, req->argc) < 0) {
+        route_msg_free(rw, m);
+        return -ENOMEM;
+    }
+    m->hash = hash;
+    m->arg = st->proto;
+    /* GET's value beyond its room becomes a hole; the few others that return a value (GETEX,
+     * GETRANGE, GETDEL, SET ... GET) copy it whole: one value past the room at most. */
+    m->allow = strcmp(cmd->name, "get") == 0 || strcmp(cmd->name, "getex") == 0 ||
+                       strcmp(cmd->name, "getrange") == 0
+                   ? route_allowance(c, GET_MIN_ALLOW)
+               : strcmp(cmd->name, "getdel") == 0 || strcmp(cmd->name, "set") == 0
+                   ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
+                   : REPLY_BOUND;
+    route_slot_time(rw, s);
+    return route_msg_send(rw, c, &st->rc, m, owner);
+}
+
+/*
+ * DEL, UNLINK, EXISTS (summed), MGET (gathered in key order), MSET (OK once all are stored):
+ * one part per key (per key and value for MSET), each run on its key's owner.
+ */
+static int
+dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
+               const struct resp_req *req)
+{
+    struct route_worker *rw = w->rw;
+    bool mget = strcmp(cmd->name, "mget") == 0, mset = strcmp(cmd->name, "mset") == 0;
+    if (mset && req->argc % 2 == 0) {
+        struct route_out o;
+        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
+            return -ENOMEM;
+        }
+        int rc = reply_err(o.b, "wrong number of arguments for 'mset' command");
+        route_out_done(c, &st->rc, &o);
+        return rc;
+    }
+    uint32_t step = mset ? 2 : 1, nparts = (req->argc - 1) / step;
+    if (mget) {
+        struct route_out o;
+        if (route_reply_out(rw, c, &st->rc, &o) < 0 || resp_compose_array(o.b, nparts) < 0) {
+            return -ENOMEM;
+        }
+        route_out_done(c, &st->rc, &o);
+    }
+    uint64_t seq = route_seq_next(&st->rc);
+    struct route_slot *s = route_slot_push(
+        rw, &st->rc, mget ? ROUTE_SLOT_GATHER : ROUTE_SLOT_PRODUCT, nparts, mget ? nparts : 0);
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->tag = mset ? RESP_TAG_OK : RESP_TAG_SUM;
+    s->nkeys = mget ? nparts : 0;
+    route_slot_time(rw, s);
+    const char *single = mget ? "get" : mset ? "set" : cmd->name;
+    /* What all the GETs of an MGET may copy back stays within half the room left: a value past
+     * its share comes back as a hole, sent when the client has read what is before it. */
+    size_t share = conn_output_room(c) / 2 / nparts;
+    uint32_t allow = route_allowance(c, GET_MIN_ALLOW);
+    allow = share < allow ? (share > REPLY_BOUND ? (uint32_t)share : REPLY_BOUND) : allow;
+    for (uint32_t i = 0; i < nparts; i++) {
+        const struct resp_arg *k = &req->argv[1 + i * step];
+        struct resp_arg one[3] = {{single, strlen(single)}, *k, mset ? k[1] : *k};
+        struct route_msg *m = route_msg_new(rw, RESP_OP, seq, i);
+        if (m == NULL || encode(&m->req, one, mset ? 3 : 2) < 0 || (mget && route_koff(m, 1) < 0)) {
+            route_msg_free(rw, m);
+            return -ENOMEM;
+        }
+        if (mget) {
+            s->keys[i] = (struct route_key_ref){.part = i, .idx = 0};
+        }
+        m->hash = mc_key_hash(k->p, k->len);
+        m->arg = st->proto | (mget ? ARG_GATHER : 0);
+        m->allow = mget ? allow : REPLY_BOUND;
+        int rc = route_send_part(rw, c, &st->rc, s, m, route_shard_of(m->hash, rw->n));
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: Redis 7.0's reply, as a map. */
+static int
+cmd_hello(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req, struct buf *b)
+{
+    uint32_t i = 1;
+    if (req->argc >= 2) {
+        long long v;
+        if (!arg_ll(&req->argv[1], &v)) {
+            return reply_err(b, "Protocol version is not an integer or out of range");
+        }
+        if (v != 2 && v != 3) {
+            return reply_err(b, "-NOPROTO unsupported protocol version");
+        }
+        i = 2;
+        for (; i < req->argc; i++) {
+            bool more = i + 1 < req->argc;
+            if (arg_is(&req->argv[i], "auth") && i + 2 < req->argc) {
+                /* No password is set here, and no user but the default: refused as Redis
+                 * refuses a wrong pair. */
+                return reply_err(b, "-WRONGPASS invalid username-password pair or user is "
+                                    "disabled.");
+            }
+            if (arg_is(&req->argv[i], "setname") && more) {
+                const struct resp_arg *n = &req->argv[++i];
+                size_t len = n->len < sizeof(st->name) - 1 ? n->len : sizeof(st->name) - 1;
+                memcpy(st->name, n->p, len);
+                st->name[len] = '\0';
+            } else {
+                char msg[96];
+                snprintf(msg, sizeof(msg), "Syntax error in HELLO option '%.*s'",
+                         (int)(req->argv[i].len > 32 ? 32 : req->argv[i].len), req->argv[i].p);
+                return reply_err(b, msg);
+            }
+        }
+        st->proto = v == 3 ? RESP_3 : RESP_2;
+    }
+    static const char *const kv[] = {"server", "redis", "version", REDIS_VERSION};
+    int rc = resp_compose_map(b, st->proto, 7);
+    for (size_t k = 0; rc == 0 && k < 4; k++) {
+        rc = resp_compose_bulk(b, kv[k], strlen(kv[k]));
+    }
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "proto", 5);
+    rc = rc < 0 ? rc : resp_compose_int(b, st->proto);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "id", 2);
+    rc = rc < 0 ? rc : resp_compose_int(b, (int64_t)st->id);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "mode", 4);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "standalone", 10);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "role", 4);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "master", 6);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, "modules", 7);
+    return rc < 0 ? rc : resp_compose_array(b, 0);
+}
+
+/* CLIENT ID, SETNAME, GETNAME. */
+static int
+cmd_client(struct resp_conn *st, const struct resp_req *req, struct buf *b)
+{
+    const struct resp_arg *sub = &req->argv[1];
+    static const struct {
+        const char *name;
+        uint32_t argc;
+    } subs[] = {{"id", 2}, {"getname", 2}, {"setname", 3}};
+    size_t i = 0;
+    while (i < sizeof(subs) / sizeof(subs[0]) && !arg_is(sub, subs[i].name)) {
+        i++;
+    }
+    char msg[160];
+    if (i == sizeof(subs) / sizeof(subs[0])) {
+        snprintf(msg, sizeof(msg), "unknown subcommand '%.*s'. Try CLIENT HELP.",
+                 (int)(sub->len > 64 ? 64 : sub->len), sub->p);
+        return reply_err(b, msg);
+    }
+    if (req->argc != subs[i].argc) {
+        snprintf(msg, sizeof(msg), "wrong number of arguments for 'client|%s' command",
+                 subs[i].name);
+        return reply_err(b, msg);
+    }
+    if (i == 0) {
+        return resp_compose_int(b, (int64_t)st->id);
+    }
+    if (i == 1) {
+        return st->name[0] != '\0' ? resp_compose_bulk(b, st->name, strlen(st->name))
+                                   : resp_compose_null(b, st->proto);
+    }
+    const struct resp_arg *n = &req->argv[2];
+    for (size_t k = 0; k < n->len; k++) {
+        if (n->p[k] < '!' || n->p[k] > '~') {
+            return reply_err(b, "Client names cannot contain spaces, newlines or special "
+                                "characters.");
+        }
+    }
+    size_t len = n->len < sizeof(st->name) - 1 ? n->len : sizeof(st->name) - 1;
+    memcpy(st->name, n->p, len);
+    st->name[len] = '\0';
+    return reply_ok(b);
+}
+
+/* INFO: the server section, what a client checks for (redis_version). */
+static int
+cmd_info(struct resp_conn *st, struct buf *b)
+{
+    char text[256];
+    int n = snprintf(text, sizeof(text),
+                     "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\n"
+                     "petrel_version:%s\r\narch_bits:%zu\r\n",
+                     REDIS_VERSION, PETREL_VERSION, sizeof(void *) * 8);
+    return resp_compose_verbatim(b, st->proto, "txt", text, (size_t)n);
+}
+
+/* Commands that need no shard. */
+static int
+dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
+               const struct resp_req *req)
+{
+    const char *n = cmd->name;
+    if (strcmp(n, "quit") == 0) {
+        if (st->rc.qlen > 0) {
+            return EX_WAIT; /* every reply before it goes first */
+        }
+        return reply_ok(conn_wbuf(c)) < 0 ? -ENOMEM : EX_CLOSE;
+    }
+    struct route_out o;
+    if (route_reply_out(w->rw, c, &st->rc, &o) < 0) {
+        return -ENOMEM;
+    }
+    struct buf *b = o.b;
+    int rc;
+    if (strcmp(n, "ping") == 0) {
+        rc = req->argc > 2    ? reply_err(b, "wrong number of arguments for 'ping' command")
+             : req->argc == 2 ? resp_compose_bulk(b, req->argv[1].p, req->argv[1].len)
+                              : resp_compose_simple(b, "PONG", 4);
+    } else if (strcmp(n, "echo") == 0) {
+        rc = resp_compose_bulk(b, req->argv[1].p, req->argv[1].len);
+    } else if (strcmp(n, "select") == 0) {
+        long long db;
+        rc = !arg_ll(&req->argv[1], &db) ? reply_err(b, "value is not an integer or out of range")
+             : db != 0                   ? reply_err(b, "DB index is out of range")
+                                         : reply_ok(b);
+    } else if (strcmp(n, "reset") == 0) {
+        st->proto = RESP_2;
+        st->name[0] = '\0';
+        rc = resp_compose_simple(b, "RESET", 5);
+    } else if (strcmp(n, "hello") == 0) {
+        rc = cmd_hello(w, st, req, b);
+    } else if (strcmp(n, "client") == 0) {
+        rc = cmd_client(st, req, b);
+    } else if (strcmp(n, "command") == 0) {
+        /* Enough for redis-cli, which asks for the command docs to give hints: none here. */
+        rc = req->argc >= 2 && arg_is(&req->argv[1], "count")
+                 ? resp_compose_int(b, (int64_t)(sizeof(cmds) / sizeof(cmds[0])))
+             : req->argc >= 2 && arg_is(&req->argv[1], "docs") ? resp_compose_map(b, st->proto, 0)
+                                                               : resp_compose_array(b, 0);
+    } else {
+        rc = cmd_info(st, b);
+    }
+    route_out_done(c, &st->rc, &o);
+    return rc;
+}
+
+/* Redis's refusal of a command it does not know, arguments quoted (128 bytes of them at most). */
+static int
+unknown(struct buf *b, const struct resp_req *req)
+{
+    char msg[512];
+    int n = snprintf(msg, sizeof(msg), "unknown command '%.*s', with args beginning with: ",
+                     (int)(req->argv[0].len > 128 ? 128 : req->argv[0].len), req->argv[0].p);
+    size_t args = 0;
+    for (uint32_t i = 1; i < req->argc && args < 128; i++) {
+        int room = (int)(128 - args);
+        int len = req->argv[i].len < (size_t)room ? (int)req->argv[i].len : room;
+        int k = snprintf(msg + n, sizeof(msg) - (size_t)n, "'%.*s' ", len, req->argv[i].p);
+        n += k;
+        args += (size_t)k;
+    }
+    return resp_compose_error(b, msg, (size_t)n);
+}
+
+static int
+dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct resp_req *req)
+{
+    const struct cmd *cmd = cmd_find(&req->argv[0]);
+    int rc;
+    route_lat_request(w->rw, cmd != NULL ? cmd->lat : 3);
+    if (cmd == NULL ||
+        (cmd->arity > 0 ? req->argc != (uint32_t)cmd->arity : req->argc < (uint32_t)-cmd->arity)) {
+        struct route_out o;
+        if (route_reply_out(w->rw, c, &st->rc, &o) < 0) {
+            return -ENOMEM;
+        }
+        if (cmd == NULL) {
+            rc = unknown(o.b, req);
+        } else {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "wrong number of arguments for '%s' command", cmd->name);
+            rc = reply_err(o.b, msg);
+        }
+        route_out_done(c, &st->rc, &o);
+        return rc;
+    }
+    switch (cmd->kind) {
+    case K_KEYED:
+        return dispatch_keyed(w, c, st, cmd, req);
+    case K_MULTI:
+        return dispatch_multi(w, c, st, cmd, req);
+    case K_ALL:
+        if (req->argc > 2 ||
+            (req->argc == 2 && !arg_is(&req->argv[1], "async") && !arg_is(&req->argv[1], "sync"))) {
+            struct route_out o;
+            if (route_reply_out(w->rw, c, &st->rc, &o) < 0) {
+                return -ENOMEM;
+            }
+            rc = reply_err(o.b, "syntax error");
+            route_out_done(c, &st->rc, &o);
+            return rc;
+        }
+        return route_broadcast(
+            w->rw, c, &st->rc, strcmp(cmd->name, "dbsize") == 0 ? RESP_TAG_SUM : RESP_TAG_OK, false,
+            strcmp(cmd->name, "dbsize") == 0 ? RESP_OP_DBSIZE : RESP_OP_FLUSH, 0);
+    default:
+        return dispatch_local(w, c, st, cmd, req);
+    }
+}
+
+/* ---- the connection ---- */
+
+static void
+conn_setup(struct resp_worker *w, struct resp_conn *st)
+{
+    struct resp_parser_opts o = {.max_bulk = w->max_value};
+    route_conn_init(&st->rc);
+    resp_parser_init(&st->parser, &o);
+    st->proto = RESP_2;
+    st->id = w->next_id;
+    w->next_id += w->rw->n;
+    st->kind = CONN_RESP;
+}
+
+enum rt_result
+resp_on_data(struct resp_worker *w, struct conn *c)
+{
+    struct resp_conn *st = rc_of(c);
+    struct buf *in = conn_rbuf(c);
+    struct resp_req req;
+    if (st->kind != CONN_RESP) {
+        conn_setup(w, st);
+    }
+    if (st->rc.broken || route_flush(w->rw, c, &st->rc) < 0) {
+        return RT_ABORT;
+    }
+    resp_req_init(&req, w->argv, w->scratch);
+    while (buf_len(in) > 0) {
+        if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
+            resp_parser_rewind(&st->parser);
+            return route_wait_result(c, &st->rc);
+        }
+        enum resp_parse_rc pr = resp_parse(&st->parser, buf_rptr(in), buf_len(in), &req);
+        if (pr == RESP_PARSE_AGAIN) {
+            /* Room for the whole request at once: a large value is read in place. */
+            if (st->parser.need > buf_len(in) &&
+                conn_rbuf_want(c, st->parser.need - buf_len(in)) < 0) {
+                log_verbose("RESP request of %zu bytes refused: no buffer memory for it",
+                            st->parser.need);
+                return RT_ABORT;
+            }
+            break;
+        }
+        if (pr == RESP_PARSE_SKIP) {
+            buf_consume(in, req.consumed);
+            continue;
+        }
+        if (pr == RESP_PARSE_ERROR) {
+            if (st->rc.qlen > 0) {
+                /* Framing is lost, but the replies before it go first: answered once they
+                 * are all sent (the bytes are parsed again then). */
+                resp_parser_rewind(&st->parser);
+                return route_wait_result(c, &st->rc);
+            }
+            struct route_out o;
+            if (route_reply_out(w->rw, c, &st->rc, &o) < 0 ||
+                resp_compose_error(o.b, req.err.msg, req.err.len) < 0) {
+                return RT_ABORT;
+            }
+            route_out_done(c, &st->rc, &o);
+            buf_consume(in, buf_len(in));
+            return RT_CLOSE;
+        }
+        route_lat_begin(w->rw);
+        int r = dispatch(w, c, st, &req);
+        if (r == EX_WAIT) {
+            resp_parser_rewind(&st->parser);
+            return route_wait_result(c, &st->rc);
+        }
+        if (r < 0) {
+            return RT_ABORT;
+        }
+        route_lat_answered(w->rw);
+        route_lat_settle(w->rw);
+        buf_consume(in, req.consumed);
+        if (r == EX_CLOSE) {
+            return RT_CLOSE;
+        }
+        if (route_flush(w->rw, c, &st->rc) < 0) {
+            return RT_ABORT;
+        }
+    }
+    return route_end_result(c, &st->rc);
+}
+
+int
+resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard *shard,
+                 size_t max_value)
+{
+    *w = (struct resp_worker){
+        .rw = rw, .shard = shard, .max_value = max_value, .next_id = rw->id + 1};
+    w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
+    w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
+    if (w->argv == NULL || w->scratch == NULL) {
+        resp_worker_teardown(w);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void
+resp_worker_teardown(struct resp_worker *w)
+{
+    free(w->argv);
+    free(w->scratch);
+    w->argv = NULL;
+    w->scratch = NULL;
+}

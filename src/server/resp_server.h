@@ -1,0 +1,67 @@
+/*
+ * resp_server: the Redis protocol (RESP2/RESP3) side of the petrel product, on its own port
+ * (--resp-port) over the same shards as the memcached side. Private to src/server: mc_server.c
+ * owns the product (its workers, shards and route ops) and hands RESP connections, messages and
+ * reply slots to these functions. docs/resp.md lists the commands.
+ *
+ * Threads: everything runs on the worker that owns the connection or the message.
+ */
+#ifndef PETREL_RESP_SERVER_H
+#define PETREL_RESP_SERVER_H
+
+#include "petrel/mc_exec.h"
+#include "petrel/resp.h"
+#include "petrel/route.h"
+#include "petrel/runtime.h"
+
+#define RESP_PROTO_ID  1  /* conn_protocol() of a RESP connection */
+#define RESP_OP        64 /* route_msg.op of a RESP request forwarded to its key's owner */
+#define RESP_OP_DBSIZE 65 /* route_msg.op: the shard's item count, into m->arg */
+#define RESP_OP_FLUSH  66 /* route_msg.op: drop every item of the shard */
+#define RESP_TAG_SUM   32 /* slot tag: the sum of its parts' m->arg, as an integer reply */
+#define RESP_TAG_OK    33 /* slot tag: +OK once every part is back */
+#define RESP_MSG_ARGS  8  /* most arguments of a request forwarded whole */
+
+/* A worker's RESP state: its view of the product's worker. */
+struct resp_worker {
+    struct route_worker *rw;
+    struct mc_shard *shard;
+    size_t max_value;      /* the largest value stored (-I minus its room for key and header) */
+    struct resp_arg *argv; /* argv of the request being executed (RESP_ARGS_MAX_DEFAULT) */
+    char *scratch;         /* its inline scratch (RESP_INLINE_MAX_DEFAULT) */
+    struct resp_arg margv[RESP_MSG_ARGS]; /* a message's request, parsed again by its owner */
+    char mscratch[64];
+    uint64_t next_id; /* CLIENT ID: this worker's next, spaced by the worker count */
+};
+
+/* What a connection speaks, found at its first call: the second field of both kinds of
+ * connection state (struct mc_conn in mc_server.c, struct resp_conn). */
+enum conn_kind { CONN_NEW = 0, CONN_MC, CONN_RESP };
+
+/* A RESP connection: conn_state() of a connection on the RESP port. */
+struct resp_conn {
+    struct route_conn rc;  /* first, as in struct mc_conn */
+    uint8_t kind;          /* CONN_RESP once set up (second, as in struct mc_conn) */
+    enum resp_proto proto; /* RESP2 until HELLO 3 */
+    struct resp_parser parser;
+    uint64_t id;   /* CLIENT ID */
+    char name[64]; /* CLIENT SETNAME */
+};
+
+/** Set up w (worker id of n), allocating its argv and scratch. Returns 0 or -ENOMEM. */
+int resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard *shard,
+                     size_t max_value);
+
+/** Free what resp_worker_init allocated. */
+void resp_worker_teardown(struct resp_worker *w);
+
+/** on_data for a RESP connection. */
+enum rt_result resp_on_data(struct resp_worker *w, struct conn *c);
+
+/** On the owner: run a RESP message (op RESP_OP, RESP_OP_DBSIZE, RESP_OP_FLUSH) on its shard. */
+void resp_msg_execute(struct resp_worker *w, struct route_msg *m);
+
+/** route_ops.emit for a RESP slot (RESP_TAG_*). Returns 1, 0 or a negative errno. */
+int resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct route_slot *s);
+
+#endif /* PETREL_RESP_SERVER_H */
