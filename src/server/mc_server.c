@@ -299,6 +299,9 @@ enum seg_metric {
     SM_OVERHEAD_BYTES,
     SM_FLUSHED_ITEMS,
     SM_STORE_NO_MEMORY,
+    SM_RECOVERED_ITEMS,
+    SM_RECOVERY_DAMAGED,
+    SM_RECOVERY_EXPIRED,
     SM_COUNT
 };
 
@@ -327,6 +330,13 @@ static const struct metric_def seg_metric_defs[SM_COUNT] = {
     [SM_HASH_GROW_FAILURES] = {"hash_grow_failures", METRIC_COUNTER,
                                "hash table doublings put off for lack of memory (tried again)"},
     [SM_STORE_NO_MEMORY] = {"store_no_memory", METRIC_COUNTER, "stores refused for lack of memory"},
+    /* What the start found in the memory file (--memory-file): facts of the start, not reset. */
+    [SM_RECOVERED_ITEMS] = {"recovered_items", METRIC_GAUGE,
+                            "items recovered from the memory file at start"},
+    [SM_RECOVERY_DAMAGED] = {"recovery_damaged_items", METRIC_GAUGE,
+                             "items of the memory file dropped at start as torn or damaged"},
+    [SM_RECOVERY_EXPIRED] = {"recovery_expired_items", METRIC_GAUGE,
+                             "items of the memory file dropped at start as expired"},
 };
 
 /* Latency classes, one histogram each. */
@@ -453,6 +463,9 @@ publish_stats(struct mc_worker *mw)
         [SM_OVERHEAD_BYTES] = ss.overhead_bytes,
         [SM_FLUSHED_ITEMS] = ss.flushed_items,
         [SM_STORE_NO_MEMORY] = ss.store_no_memory,
+        [SM_RECOVERED_ITEMS] = ss.recovered_items,
+        [SM_RECOVERY_DAMAGED] = ss.recovery_damaged,
+        [SM_RECOVERY_EXPIRED] = ss.recovery_expired,
     };
     for (size_t i = 0; i < SM_COUNT; i++) {
         metrics_set(&mw->m_seg[i], v[i]);

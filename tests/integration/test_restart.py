@@ -234,6 +234,7 @@ class Corruption(RestartCase):
                 m = re.search(r"dropped (\d+) damaged", srv.wait_for(r"worker %d: recovered" % w))
                 dropped += int(m.group(1))
             self.assertGreater(dropped, 0, line)
+            self.assertEqual(int(srv.stats()["recovery_damaged_items"]), dropped)
             found = 0
             with srv.connect() as s:
                 for k in keys:
