@@ -18,8 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MSG_BUF_INIT   256
-#define FREE_CACHE_MAX 1024 /* messages (and slots) a worker keeps for reuse */
+#define MSG_BUF_INIT    256
+#define FREE_CACHE_MAX  1024 /* messages (and slots) a worker keeps for reuse */
+#define SLOT_KEEP_PARTS 256  /* a cached slot keeps its part and key arrays up to this size */
 
 void
 route_lat_settle(struct route_worker *rw)
@@ -276,6 +277,15 @@ slot_free(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct
     }
     s->nparts = 0;
     s->fetch = NULL;
+    if (s->pcap > SLOT_KEEP_PARTS || s->kcap > SLOT_KEEP_PARTS) {
+        /* A request of many keys (a RESP MGET of thousands) must not leave its arrays in the
+         * cache: FREE_CACHE_MAX slots of 65536 would keep 1 GiB per worker. */
+        free(s->pv);
+        free(s->keys);
+        s->pv = NULL;
+        s->keys = NULL;
+        s->pcap = s->kcap = 0;
+    }
     if (rw->slot_cached < FREE_CACHE_MAX) {
         route_rb_reset(&s->out);
         s->next_free = rw->slot_cache;

@@ -676,8 +676,9 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         return;
     }
     struct resp_parser p;
-    struct resp_parser_opts o = {
-        .max_bulk = SIZE_MAX / 2, .max_args = RESP_MSG_ARGS, .max_inline = sizeof(w->mscratch)};
+    struct resp_parser_opts o = {.max_bulk = SIZE_MAX / 2,
+                                 .max_args = RESP_ARGS_MAX_DEFAULT,
+                                 .max_inline = sizeof(w->mscratch)};
     struct resp_req req;
     resp_parser_init(&p, &o);
     resp_req_init(&req, w->margv, w->mscratch);
@@ -775,13 +776,13 @@ dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     m->hash = hash;
     m->arg = st->proto;
     /* GET's value beyond its room becomes a hole; the few others that return a value (GETEX,
-     * GETRANGE, GETDEL, SET ... GET) copy it whole: one value past the room at most. */
+     * GETRANGE, GETDEL, SET ... GET) copy it whole: one value past the room at most. GETDEL
+     * is charged a GET's room (it has no argv[2]), SET ... GET its new value's length. */
     m->allow = strcmp(cmd->name, "get") == 0 || strcmp(cmd->name, "getex") == 0 ||
-                       strcmp(cmd->name, "getrange") == 0
+                       strcmp(cmd->name, "getrange") == 0 || strcmp(cmd->name, "getdel") == 0
                    ? route_allowance(c, GET_MIN_ALLOW)
-               : strcmp(cmd->name, "getdel") == 0 || strcmp(cmd->name, "set") == 0
-                   ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
-                   : REPLY_BOUND;
+               : strcmp(cmd->name, "set") == 0 ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
+                                               : REPLY_BOUND;
     route_slot_time(rw, s);
     return route_msg_send(rw, c, &st->rc, m, owner);
 }
@@ -1165,8 +1166,9 @@ resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard
     *w = (struct resp_worker){
         .rw = rw, .shard = shard, .max_value = max_value, .next_id = rw->id + 1};
     w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
+    w->margv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->margv));
     w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
-    if (w->argv == NULL || w->scratch == NULL) {
+    if (w->argv == NULL || w->margv == NULL || w->scratch == NULL) {
         resp_worker_teardown(w);
         return -ENOMEM;
     }
@@ -1177,7 +1179,9 @@ void
 resp_worker_teardown(struct resp_worker *w)
 {
     free(w->argv);
+    free(w->margv);
     free(w->scratch);
     w->argv = NULL;
+    w->margv = NULL;
     w->scratch = NULL;
 }

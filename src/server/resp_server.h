@@ -20,7 +20,6 @@
 #define RESP_OP_FLUSH  66 /* route_msg.op: drop every item of the shard */
 #define RESP_TAG_SUM   32 /* slot tag: the sum of its parts' m->arg, as an integer reply */
 #define RESP_TAG_OK    33 /* slot tag: +OK once every part is back */
-#define RESP_MSG_ARGS  8  /* most arguments of a request forwarded whole */
 
 /* A worker's RESP state: its view of the product's worker. */
 struct resp_worker {
@@ -29,7 +28,9 @@ struct resp_worker {
     size_t max_value;      /* the largest value stored (-I minus its room for key and header) */
     struct resp_arg *argv; /* argv of the request being executed (RESP_ARGS_MAX_DEFAULT) */
     char *scratch;         /* its inline scratch (RESP_INLINE_MAX_DEFAULT) */
-    struct resp_arg margv[RESP_MSG_ARGS]; /* a message's request, parsed again by its owner */
+    /* A message's request, parsed again by its owner: as many arguments as a connection's
+     * (SET, EXPIRE and GETEX take any number of options, and each needs its reply). */
+    struct resp_arg *margv; /* RESP_ARGS_MAX_DEFAULT */
     char mscratch[64];
     uint64_t next_id; /* CLIENT ID: this worker's next, spaced by the worker count */
 };

@@ -152,6 +152,14 @@ class RespServer(unittest.TestCase):
         want = b"*6\r\n" + (b"$%d\r\n" % len(value) + value + b"\r\n") * 6
         self.assertEqual(self.c.call("MGET", *keys), want)
 
+    def test_set_with_many_options_is_answered_on_every_shard(self):
+        # More than a handful of arguments: SET's owner, when another worker, must still parse
+        # and answer it, or every later reply is taken for the one before it.
+        for i in range(20):
+            self.assertEqual(self.c.call("SET", "opt%d" % i, "v", "a", "b", "c", "d", "e", "f"),
+                             b"-ERR syntax error\r\n")
+            self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
+
     def test_dbsize_counts_every_shard(self):
         for i in range(50):
             self.c.call("SET", "d%d" % i, "x")

@@ -4,9 +4,12 @@
  * The file is an anonymous memfd; "restart" is seg_destroy then seg_create on the same file.
  */
 #include "petrel/seg.h"
+#include "petrel/seg_file.h"
 
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -219,6 +222,38 @@ Test(seg_recover, of_two_live_versions_the_later_wins)
     seg_destroy(&s);
 }
 
+/*
+ * The same crash where the new version went to an older segment: a key whose TTL changed is
+ * written to another TTL bucket's tail, which may have been opened before the segment holding
+ * the version it replaces. Recovery orders by segment, so the old version comes back; that is
+ * allowed (the write had not returned), but it must come back whole and alone.
+ */
+Test(seg_recover, of_two_live_versions_across_ttl_buckets_one_comes_back_whole)
+{
+    struct seg *s = open_default();
+    put(s, "other", "x", 0, 0);      /* opens the never-expiring bucket's segment first */
+    put(s, "dup", "first", 0, 1000); /* a segment of another bucket, opened later */
+    put(s, "dup", "second", 0, 0);   /* back into the older, never-expiring segment */
+    seg_destroy(&s);
+    size_t len;
+    uint8_t *p = map_file(&len);
+    uint8_t *first = find_nth(p, len, "dupfirst", 0);
+    cr_assert_not_null(first);
+    uint8_t *it = first - 5; /* first in its segment: no CAS, own expiry or flags */
+    cr_assert_eq(it[0], 3, "the header of dup's first version");
+    cr_assert(it[1] & 0x01, "the replaced version is marked dead");
+    it[1] &= (uint8_t)~0x01;
+    munmap(p, len);
+    s = open_default();
+    struct seg_view v;
+    cr_assert_eq(get(s, "dup", &v), SEG_OK);
+    bool whole = (v.vlen == 5 && memcmp(v.value, "first", 5) == 0) ||
+                 (v.vlen == 6 && memcmp(v.value, "second", 6) == 0);
+    cr_assert(whole, "dup is one of its versions, whole");
+    cr_assert_eq(stats(s).items, 2, "dup once, and other");
+    seg_destroy(&s);
+}
+
 Test(seg_recover, uncommitted_reservation_is_not_recovered)
 {
     struct seg *s = open_default();
@@ -427,4 +462,65 @@ Test(seg_recover, merged_segments_recover)
     }
     cr_assert_eq(found, items);
     seg_destroy(&s);
+}
+
+/*
+ * A memory file whose header has a valid checksum but a region length smaller than its sizes
+ * give (a damaged or forged file: the checksum is no authentication): re-sharding it must not
+ * map an old region past the end of the file, where recovery's walk would fault (SIGBUS). It
+ * starts empty instead.
+ */
+Test(seg_recover, header_with_short_regions_starts_empty)
+{
+    const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/seg-file-XXXXXX", tmp);
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/mem", dir);
+    /* The header (seg_file.c's format 1), then one region cut to its meta page and headers. */
+    struct {
+        char magic[8];
+        uint32_t version, nshards;
+        uint64_t seg_size, shard_mem, region_len, file_len, sum;
+    } h = {.version = 1, .nshards = 1, .seg_size = SEGB, .shard_mem = MEM, .region_len = 8192};
+    memcpy(h.magic, "PTRLMEM1", 8);
+    h.file_len = 4096 + h.region_len;
+    h.sum = XXH3_64bits(&h, offsetof(__typeof__(h), sum));
+    uint8_t *file = calloc(1, h.file_len);
+    cr_assert_not_null(file);
+    memcpy(file, &h, sizeof(h));
+    /* Its meta page (seg_impl.h's struct seg_meta) matches, and segment 0 is in use. */
+    uint8_t *meta = file + 4096;
+    uint64_t magic = UINT64_C(0x31746d736c727470), nseg = MEM / SEGB, cas_next = 1u << 20;
+    uint32_t version = 1, seg_size = SEGB, hdr_size = 48, item_sum = 0x80;
+    memcpy(meta, &magic, 8);
+    memcpy(meta + 8, &version, 4);
+    memcpy(meta + 12, &seg_size, 4);
+    memcpy(meta + 16, &nseg, 8);
+    memcpy(meta + 24, &hdr_size, 4);
+    memcpy(meta + 28, &item_sum, 4);
+    memcpy(meta + 32, &cas_next, 8);
+    uint8_t *hdr0 = file + 8192;
+    uint32_t write_off = 100;
+    memcpy(hdr0 + 8, &write_off, 4);
+    hdr0[44] = 1; /* used */
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(file, 1, h.file_len, f), h.file_len);
+    fclose(f);
+    free(file);
+
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = MEM;
+    o.seg_size = SEGB;
+    o.item_max = SEGB;
+    o.clock = fake_now;
+    struct seg_file *sf = NULL;
+    struct seg_file_info info;
+    cr_assert_eq(seg_file_open(&sf, path, &o, 2, NULL, &info), 0, "%s", info.note);
+    cr_assert(info.reset, "%s", info.note);
+    seg_file_close(&sf);
+    unlink(path);
+    rmdir(dir);
 }

@@ -14,9 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FILE_MAGIC   "PTRLMEM1"
-#define FILE_VERSION 1
-#define FILE_HDR_LEN 4096u
+#define FILE_MAGIC          "PTRLMEM1"
+#define FILE_VERSION        1
+#define FILE_HDR_LEN        4096u
+#define SEG_FILE_SHARDS_MAX 65536u /* more shards than any server runs: a header is not sane */
 
 /* The first page. sum covers the fields before it, so a damaged header is never trusted. */
 struct file_hdr {
@@ -64,6 +65,25 @@ same_layout(const struct file_hdr *a, const struct file_hdr *b)
            a->region_len == b->region_len && a->file_len == b->file_len;
 }
 
+/*
+ * Whether h's layout is one seg_file_open could have written: re-sharding maps each old region
+ * at HDR + i * region_len for seg_region_size() bytes, so region_len and file_len must be what
+ * the sizes give, or a region would reach past the end of the file (SIGBUS) or into the next.
+ */
+static bool
+layout_sane(const struct file_hdr *h)
+{
+    if (h->nshards == 0 || h->nshards > SEG_FILE_SHARDS_MAX || h->seg_size < SEG_SIZE_MIN ||
+        h->seg_size > SEG_SIZE_MAX || (h->seg_size & (h->seg_size - 1)) != 0 ||
+        h->shard_mem / h->seg_size < 2 || h->shard_mem / h->seg_size > UINT32_MAX) {
+        return false;
+    }
+    struct seg_options o = {.mem_bytes = h->shard_mem, .seg_size = h->seg_size};
+    uint64_t region = seg_region_size(&o);
+    return h->region_len == region && region <= (UINT64_MAX - FILE_HDR_LEN) / h->nshards &&
+           h->file_len == FILE_HDR_LEN + (uint64_t)h->nshards * region;
+}
+
 /* The header read from fd, if it is a valid one for a file of size len. */
 static bool
 hdr_read(int fd, off_t len, struct file_hdr *h, const char **why)
@@ -74,9 +94,7 @@ hdr_read(int fd, off_t len, struct file_hdr *h, const char **why)
         *why = "a memory file of another format version";
     } else if (h->sum != hdr_sum(h)) {
         *why = "its header is damaged";
-    } else if ((uint64_t)len != h->file_len || h->nshards == 0 || h->seg_size < SEG_SIZE_MIN ||
-               h->seg_size > SEG_SIZE_MAX || (h->seg_size & (h->seg_size - 1)) != 0 ||
-               h->shard_mem / h->seg_size < 2) {
+    } else if ((uint64_t)len != h->file_len || !layout_sane(h)) {
         *why = "its size or layout is not valid (truncated?)";
     } else {
         return true;

@@ -12,7 +12,9 @@
  * place. So an item recovery sees live has its bytes complete; a torn or damaged one fails its
  * checksum (which also covers the segment's generation, so an item left from a segment's
  * previous use fails too). An overwrite commits the new version before it kills the old one; if
- * both are found live, the one written later (later segment, then later offset) wins.
+ * both are found live, the one in the later segment (cas_base), then at the later offset, wins:
+ * the one written later, unless the new version went to an older segment of another TTL bucket
+ * (then the old one, as for any write whose command had not returned).
  */
 #include "seg_impl.h"
 
