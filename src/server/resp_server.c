@@ -791,6 +791,8 @@ dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
  * DEL, UNLINK, EXISTS (summed), MGET (gathered in key order), MSET (OK once all are stored):
  * one part per key (per key and value for MSET), each run on its key's owner.
  */
+#define RESP_MULTI_KEYS_MAX 256 /* keys of one MGET, MSET, DEL, UNLINK or EXISTS */
+
 static int
 dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
                const struct resp_req *req)
@@ -807,6 +809,17 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
         return rc;
     }
     uint32_t step = mset ? 2 : 1, nparts = (req->argc - 1) / step;
+    if (nparts > RESP_MULTI_KEYS_MAX) {
+        /* Every key is a message out at once (no windows yet, unlike the memcached get): the
+         * cap keeps what one connection can make the workers hold near its output limit. */
+        struct route_out o;
+        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
+            return -ENOMEM;
+        }
+        int rc = reply_err(o.b, "too many keys: Petrel takes at most 256 per command");
+        route_out_done(c, &st->rc, &o);
+        return rc;
+    }
     if (mget) {
         struct route_out o;
         if (route_reply_out(rw, c, &st->rc, &o) < 0 || resp_compose_array(o.b, nparts) < 0) {

@@ -160,6 +160,15 @@ class RespServer(unittest.TestCase):
                              b"-ERR syntax error\r\n")
             self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
 
+    def test_multi_key_commands_take_at_most_256_keys(self):
+        err = b"-ERR too many keys: Petrel takes at most 256 per command\r\n"
+        keys = ["m%d" % i for i in range(257)]
+        self.assertEqual(self.c.call("MGET", *keys), err)
+        self.assertEqual(self.c.call("DEL", *keys), err)
+        self.assertEqual(self.c.call("MSET", *[x for k in keys for x in (k, "v")]), err)
+        self.assertTrue(self.c.call("MGET", *keys[:256]).startswith(b"*256\r\n"))
+        self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
+
     def test_dbsize_counts_every_shard(self):
         for i in range(50):
             self.c.call("SET", "d%d" % i, "x")
