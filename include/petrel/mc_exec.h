@@ -12,6 +12,7 @@
 
 #include "petrel/buf.h"
 #include "petrel/memcache.h"
+#include "petrel/route.h"
 #include "petrel/seg.h"
 
 #include <stdint.h>
@@ -41,13 +42,13 @@ mc_key_hash(const char *key, size_t klen)
 }
 
 /**
- * The shard of n that owns a key with this hash: a fixed-point multiply of the top 32 bits, which
- * the storage engine leaves alone (it uses the low bits for its bucket and bits 32..47 for tags).
+ * The shard of n that owns a key with this hash: the router's choice (route_shard_of), which
+ * re-sharding a memory file must agree with.
  */
 static inline unsigned
 mc_shard_of(uint64_t hash, unsigned n)
 {
-    return (unsigned)(((hash >> 32) * (uint64_t)n) >> 32);
+    return route_shard_of(hash, n);
 }
 
 /**
