@@ -324,6 +324,13 @@ seg_file_open(struct seg_file **out, const char *path, const struct seg_options 
         snprintf(info->note, sizeof(info->note), "%s: %s: starting empty", path, why);
     } else if (same_layout(&old, &want)) {
         snprintf(info->note, sizeof(info->note), "%s: recovering %u shards", path, nshards);
+        /* A file copied sparse, or made by the ftruncate fallback, may have holes: allocate
+         * them now (nothing to do when it has none), so that a full filesystem is this error
+         * rather than a SIGBUS at the first write to a hole. */
+        int err = posix_fallocate(fd, 0, (off_t)old.file_len);
+        if (err != 0 && err != EOPNOTSUPP && err != EINVAL) {
+            rc = -err;
+        }
     } else {
         info->resharded = true;
         rc = reshard(path, &fd, &old, &want, shard, shard_of, info);
