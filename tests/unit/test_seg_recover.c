@@ -335,14 +335,13 @@ Test(seg_recover, generation_mismatch_drops_the_segment_items)
     uint8_t *p = map_file(&len);
     uint64_t cas_base;
     memcpy(&cas_base, p + 4096, 8);
-    cr_assert_eq(cas_base, 0);
     uint64_t next;
     memcpy(&next, p + 32, 8); /* seg_meta.cas_next */
-    cr_assert_eq(next, SEGB);
+    cr_assert_eq(next, cas_base + SEGB);
     /* Pretend one more segment was opened and segment 0 is its reuse: items are from before. */
-    next = 2 * SEGB;
+    next = cas_base + 2 * SEGB;
     memcpy(p + 32, &next, 8);
-    cas_base = SEGB;
+    cas_base += SEGB;
     memcpy(p + 4096, &cas_base, 8);
     munmap(p, len);
     s = open_default();
@@ -351,6 +350,21 @@ Test(seg_recover, generation_mismatch_drops_the_segment_items)
     cr_assert_eq(get(s, "g2", &v), SEG_NOT_FOUND);
     cr_assert_geq(stats(s).recovery_damaged, 1);
     seg_destroy(&s);
+}
+
+Test(seg_recover, a_fresh_region_starts_its_generations_away_from_zero)
+{
+    /* Old bytes in the heap must not meet the generations their checksums were made with. */
+    struct seg *s = open_default();
+    put(s, "a", "1", 0, 0);
+    seg_destroy(&s);
+    size_t len;
+    uint8_t *p = map_file(&len);
+    uint64_t cas_base;
+    memcpy(&cas_base, p + 4096, 8);
+    munmap(p, len);
+    cr_assert_neq(cas_base, 0);
+    cr_assert_eq(cas_base % SEGB, 0);
 }
 
 Test(seg_recover, insane_segment_header_drops_the_segment)

@@ -21,6 +21,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define META_LEN 4096u
 #define PAGE_LEN 4096u
@@ -46,6 +48,25 @@ item_sum(const uint8_t *it, uint64_t cas_base)
     return (uint32_t)XXH3_64bits_withSeed(it + IT_HDR, it_size(it) - IT_HDR - 4, seed);
 }
 
+/*
+ * Where a fresh region's generations (cas_base) start: a random multiple of the segment size
+ * below 2^20 of them. The heap may still hold items of an earlier use of the file (another
+ * layout, or an init a crash cut short); starting again at 0 would give old items the
+ * generations their checksums were made with, and a header torn at the wrong instant could
+ * then expose one. Not secret, only unlikely to repeat.
+ */
+static uint64_t
+first_generation(const struct seg *s)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint64_t)ts.tv_nsec * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)ts.tv_sec;
+    }
+    return ((r & ((UINT64_C(1) << 20) - 1)) + 1) * s->seg_size;
+}
+
 /* A fresh region: no segment in use. meta's magic is written last, so a crash meanwhile leaves
  * a region that the next start initialises again. */
 static void
@@ -57,12 +78,14 @@ region_init(struct seg *s)
     for (uint32_t i = s->nseg; i-- > 0;) {
         free_push(s, i); /* low ids first */
     }
+    s->cas_next = first_generation(s);
     *m = (struct seg_meta){
         .version = SEG_META_VERSION,
         .seg_size = s->seg_size,
         .nseg = s->nseg,
         .hdr_size = sizeof(struct seg_hdr),
         .item_sum = IT_SUM,
+        .cas_next = s->cas_next,
     };
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     __atomic_store_n(&m->magic, SEG_META_MAGIC, __ATOMIC_RELEASE);
