@@ -273,6 +273,13 @@ const char *mc_cmd_name(enum mc_cmd cmd);
 /** True for commands that carry a data block (set family, cas, ms). */
 bool mc_cmd_is_storage(enum mc_cmd cmd);
 
+/**
+ * A whole token read as memcached's safe_strtoul reads numbers (client flags, lru_crawler class
+ * ids): an optional sign, digits, nothing else; a '-' refused only when the result reads as
+ * negative; cut to 32 bits. False for anything else.
+ */
+bool mc_strtoul32(const char *s, size_t len, uint32_t *out);
+
 /* ---- composing replies: each appends to b and returns 0, -ENOBUFS or -ENOMEM ---- */
 
 /** Fixed reply lines of the text protocol. */

@@ -8,35 +8,6 @@
 /* The longest metadump line: the key uri-encoded (3 bytes a byte), then 8 fields. */
 #define LINE_MAX_BYTES (SEG_KEY_MAX * 3 + 160)
 
-/* One number of a class list, as memcached's safe_strtoul reads it: an optional sign, digits,
- * nothing after; a '-' only matters when the value wraps; the result is cut to 32 bits. */
-static bool
-class_number(const char *s, size_t len, uint32_t *out)
-{
-    size_t i = 0;
-    bool minus = false;
-    if (i < len && (s[i] == '+' || s[i] == '-')) {
-        minus = s[i] == '-';
-        i++;
-    }
-    if (i == len) {
-        return false;
-    }
-    uint64_t v = 0;
-    for (; i < len; i++) {
-        unsigned d = (unsigned)(unsigned char)s[i] - '0';
-        if (d > 9 || v > (UINT64_MAX - d) / 10) {
-            return false; /* not a digit, or past 64 bits (strtoul's ERANGE) */
-        }
-        v = v * 10 + d;
-    }
-    if (minus && v != 0) {
-        return false; /* strtoul gives a negative number as a huge one, which memcached refuses */
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
 enum mc_dump_spec
 mc_dump_classes(const char *spec, size_t len, uint64_t mask[MC_DUMP_CLASS_WORDS])
 {
@@ -55,7 +26,7 @@ mc_dump_classes(const char *spec, size_t len, uint64_t mask[MC_DUMP_CLASS_WORDS]
         size_t n = comma != NULL ? (size_t)(comma - (spec + i)) : len - i;
         if (n > 0) {
             uint32_t id;
-            if (!class_number(spec + i, n, &id) || id < 1 || id > nclasses) {
+            if (!mc_strtoul32(spec + i, n, &id) || id < 1 || id > nclasses) {
                 return MC_DUMP_BADCLASS;
             }
             mask[(id - 1) / 64] |= UINT64_C(1) << ((id - 1) % 64);

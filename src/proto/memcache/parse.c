@@ -188,9 +188,9 @@ libc_digits(const char *s, size_t len, bool *neg, uint64_t *mag)
     return true;
 }
 
-/* Client flags of a storage command: strtoul, refused when negative, cut to 32 bits. */
-static bool
-parse_flags(const char *s, size_t len, uint32_t *out)
+/* Client flags of a storage command (and lru_crawler's class ids): memcache.h. */
+bool
+mc_strtoul32(const char *s, size_t len, uint32_t *out)
 {
     bool neg;
     uint64_t mag;
@@ -494,7 +494,7 @@ parse_store(struct mc_parser *p, struct mc_req *req, enum mc_cmd cmd, const char
     req->noreply = quiet;
     req->vlen = (uint32_t)vlen;
     size_t swallow = (size_t)req->vlen + 2;
-    if (!key_ok(t[1].p, t[1].len) || !parse_flags(t[2].p, t[2].len, &req->flags) ||
+    if (!key_ok(t[1].p, t[1].len) || !mc_strtoul32(t[2].p, t[2].len, &req->flags) ||
         !parse_exptime_libc(t[3].p, t[3].len, &req->exptime) ||
         (cmd == MC_CMD_CAS && (nt < 6 || !parse_u64(t[5].p, t[5].len, &req->cas)))) {
         return fail_swallow(p, req, LIT(E_FORMAT), quiet, linelen, swallow);
