@@ -8,6 +8,7 @@ lines are compared as a set.
 import ctypes
 import ctypes.util
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -231,6 +232,47 @@ class DetailDumpBackpressure(unittest.TestCase):
                     data += chunk
                 r.close()
                 self.assertEqual(data.count(b"PREFIX "), self.DUMPS * self.PREFIXES)
+
+
+class ConnsBackpressure(unittest.TestCase):
+    """A client that pipelines "stats conns" and does not read: as with stats detail dump, every
+    worker's list comes back whole, so the server asks for one at a time per connection."""
+
+    IDLE = 1500
+    ASKS = 60
+
+    def test_pipelined_stats_conns_are_taken_one_at_a_time(self):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+        with Server(PETREL, "-t", "2", "-c", "4096") as srv:
+            idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                    for _ in range(self.IDLE)]
+            with srv.connect() as s:
+                s.sendall(b"stats conns\r\n")
+                one = read_until(s, b"END\r\n", 30)
+            self.assertGreater(len(one), self.IDLE * 100)
+            time.sleep(0.3)
+            base = rss(srv)
+            readers = []
+            for _ in range(2):
+                r = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+                r.sendall(b"stats conns\r\n" * self.ASKS)
+                readers.append(r)
+            time.sleep(3)
+            grew = rss(srv) - base
+            # One list is about len(one) bytes (a few hundred KB): holding all of them would be
+            # ASKS times that per connection, tens of MB.
+            if not sanitized(srv):
+                self.assertLess(grew, self.ASKS * len(one) // 2,
+                                "the server grew by %d bytes" % grew)
+            for r in readers:
+                data = bytearray()
+                while data.count(b"END\r\n") < self.ASKS:
+                    chunk = r.recv(1 << 20)
+                    self.assertTrue(chunk, "connection closed")
+                    data += chunk
+                r.close()
+            for c in idle:
+                c.close()
 
 
 # "stats settings" fields whose values must agree when both servers run with the same options.
