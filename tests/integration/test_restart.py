@@ -289,26 +289,144 @@ class Reshard(RestartCase):
         with self.start("-t", "2") as srv, srv.connect() as s:
             self.assert_item(s, "after", 1)
 
-    def test_less_memory_keeps_what_fits(self):
-        keys = ["l%d" % i for i in range(40000)]  # about 11 MiB of items
-        with self.start("-t", "2", "-m", "64") as srv:
-            self.fill(srv, keys)
+
+
+# Re-sharding into less memory: 2 shards of 8 MiB become 2 of 1 MiB, in segments of 16 KiB so
+# that what is kept is decided at a fine grain. Items are about 216 bytes (200-byte values), so
+# the new shards hold about CAP of them.
+SHRINK_FROM = ("-t", "2", "-m", "16", "--segment-size", "16k", "--max-item-size", "16k")
+SHRINK_TO = ("-t", "2", "-m", "2", "--segment-size", "16k", "--max-item-size", "16k")
+CAP = 9000
+
+
+def pipelined(sock, cmds, reply_end, batch=200):
+    """Send cmds in batches; return the replies, one per command (each ends with reply_end)."""
+    out = []
+    for i in range(0, len(cmds), batch):
+        part = cmds[i:i + batch]
+        sock.sendall(b"".join(part))
+        data = b""
+        while data.count(reply_end) < len(part):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed")
+            data += chunk
+        out += [r + reply_end for r in data.split(reply_end)[:-1]]
+    return out
+
+
+class ReshardPolicy(RestartCase):
+    """Restarting into less memory keeps what the eviction policy would keep."""
+
+    def put(self, srv, keys, exptime=0):
+        with srv.connect() as s:
+            cmds = [b"set %s 0 %d 200\r\n%s\r\n" % (k.encode(), exptime, b"v" * 200)
+                    for k in keys]
+            self.assertEqual(set(pipelined(s, cmds, b"\r\n")), {b"STORED\r\n"})
+
+    def delete(self, srv, keys):
+        with srv.connect() as s:
+            cmds = [b"delete %s\r\n" % k.encode() for k in keys]
+            self.assertEqual(set(pipelined(s, cmds, b"\r\n")), {b"DELETED\r\n"})
+
+    def read(self, srv, keys):
+        with srv.connect() as s:
+            replies = pipelined(s, [b"get %s\r\n" % k.encode() for k in keys], b"END\r\n")
+            self.assertTrue(all(r.startswith(b"VALUE ") for r in replies))
+
+    def shrink(self, policy, write):
+        """Write into the large layout, restart into the small one; return the kept keys
+        (a set) and the re-sharding log line."""
+        with self.start(*SHRINK_FROM, "--eviction", policy) as srv:
+            keys = write(srv)
             srv.stop()
-        with self.start("-t", "2", "-m", "4") as srv:
-            srv.wait_for(r"re-sharded")
-            found = []
+        with self.start(*SHRINK_TO, "--eviction", policy) as srv:
+            line = srv.wait_for(r"re-sharded from 2 shards .* did not fit")
+            self.assertIn("policy %s" % policy, line)
             with srv.connect() as s:
-                for k in keys:
-                    got = mg(s, k)
-                    if got is not None:
-                        self.assertEqual(got[0], value_of(k, 1), k)
-                        found.append(k)
+                replies = pipelined(s, [b"mg %s\r\n" % k.encode() for k in keys], b"\r\n")
+            kept = {k for k, r in zip(keys, replies) if r == b"HD\r\n"}
+            self.assertEqual(len(kept) + replies.count(b"EN\r\n"), len(keys), "unexpected reply")
             stats = srv.stats()
-            self.assertEqual(int(stats["curr_items"]), len(found))
-            # What is kept fills most of the new limit (eviction frees whole segments), and it
-            # is the newest: the last key written is there.
-            self.assertGreater(int(stats["bytes"]), (4 << 20) // 2, stats["bytes"])
-            self.assertIn(keys[-1], found)
+            self.assertEqual(int(stats["curr_items"]), len(kept))
+            # What is kept fills most of the new limit (segments are freed whole).
+            self.assertGreater(int(stats["bytes"]), (2 << 20) * 6 // 10, stats["bytes"])
+            moved, dropped = map(int, re.search(r"(\d+) items moved, (\d+) did not fit",
+                                                line).groups())
+            self.assertEqual(moved, len(kept), line)
+            self.assertEqual(dropped, len(keys) - len(kept), line)
+            srv.stop()
+        return kept, line
+
+    @staticmethod
+    def share(kept, keys):
+        return sum(k in kept for k in keys) / len(keys)
+
+    def test_fifo_keeps_the_newest(self):
+        keys = ["f%d" % i for i in range(3 * CAP)]
+        kept, _ = self.shrink("fifo", lambda srv: self.put(srv, keys) or keys)
+        self.assertEqual(self.share(kept, keys[:len(keys) // 2]), 0.0)
+        self.assertEqual(self.share(kept, keys[-len(keys) // 5:]), 1.0)
+
+    def test_none_keeps_the_oldest_and_logs_what_it_dropped(self):
+        keys = ["n%d" % i for i in range(3 * CAP)]
+        kept, line = self.shrink("none", lambda srv: self.put(srv, keys) or keys)
+        self.assertEqual(self.share(kept, keys[:len(keys) // 5]), 1.0)
+        self.assertEqual(self.share(kept, keys[len(keys) // 2:]), 0.0)
+        self.assertIn("did not fit", line)
+
+    def test_random_keeps_items_of_every_age(self):
+        keys = ["r%d" % i for i in range(3 * CAP)]
+        kept, _ = self.shrink("random", lambda srv: self.put(srv, keys) or keys)
+        for third in (keys[:CAP], keys[CAP:2 * CAP], keys[2 * CAP:]):
+            self.assertTrue(0.1 < self.share(kept, third) < 0.6, self.share(kept, third))
+
+    def test_cte_keeps_the_items_furthest_from_expiry(self):
+        never = ["l%d" % i for i in range(CAP // 2)]
+        soon = ["s%d" % i for i in range(CAP)]    # expire in 2000 s
+        later = ["t%d" % i for i in range(CAP)]   # expire in 5000 s, written with them
+
+        def write(srv):
+            self.put(srv, never)
+            for i in range(0, CAP, 500):
+                self.put(srv, soon[i:i + 500], 2000)
+                self.put(srv, later[i:i + 500], 5000)
+            return never + soon + later
+
+        kept, _ = self.shrink("cte", write)
+        self.assertEqual(self.share(kept, never), 1.0)  # the oldest, which fifo would drop
+        self.assertEqual(self.share(kept, soon), 0.0)
+        self.assertGreater(self.share(kept, later), 0.2)
+
+    def test_util_keeps_the_items_of_the_best_used_segments(self):
+        full = ["a%d" % i for i in range(CAP * 85 // 100)]
+        sparse = ["b%d" % i for i in range(3 * CAP)]
+
+        def write(srv):
+            self.put(srv, full)
+            self.put(srv, sparse)
+            self.delete(srv, [k for i, k in enumerate(sparse) if i % 10])
+            return full + sparse[::10]
+
+        kept, _ = self.shrink("util", write)
+        self.assertGreater(self.share(kept, full), 0.95)  # the oldest, which fifo would drop
+        self.assertLess(self.share(kept, sparse[::10]), 0.6)
+
+    def test_merge_keeps_items_read_before_over_those_never_read(self):
+        keys = ["m%d" % i for i in range(3 * CAP)]
+        old = keys[:CAP]
+        hot = old[::4]
+
+        def write(srv):
+            self.put(srv, keys)
+            self.read(srv, hot)
+            return keys
+
+        kept, _ = self.shrink("merge", write)
+        cold = [k for k in old if k not in set(hot)]
+        self.assertGreater(self.share(kept, hot), 0.5)
+        self.assertLess(self.share(kept, cold), 0.1)
+        self.assertIn(keys[-1], kept)
 
 
 def nutcracker():

@@ -215,17 +215,19 @@ recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct re
         s->st.recovery_expired++;
         return;
     }
-    uint64_t loc = make_loc(s, sid, off);
+    /* The file keeps no read counts, only whether an item was read: one read is what it says. */
+    uint64_t v = tag_of(hash) | make_loc(s, sid, off) |
+                 ((uint64_t)((it[1] & SEG_ST_FETCHED) != 0) << SLOT_FREQ_SHIFT);
     uint64_t *empty;
     uint64_t *slot = chain_lookup(s, it, hash, &empty);
     if (slot != NULL) {
         uint64_t old = *slot;
-        *slot = (old & SLOT_TAG_MASK) | loc;
+        *slot = v;
         item_kill(s, old & SLOT_LOC_MASK);
         s->st.recovered_items--;
     } else if (empty != NULL) {
-        *empty = tag_of(hash) | loc;
-    } else if (ht_insert(s, hash, tag_of(hash) | loc) != 0) {
+        *empty = v;
+    } else if (ht_insert(s, hash, v) != 0) {
         it[1] |= IT_DEAD; /* no memory for an overflow bucket: the item is dropped */
         return;
     }
