@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define META_LEN 4096u
 #define PAGE_LEN 4096u
@@ -205,13 +206,13 @@ struct recovered {
  * unsigned arithmetic ends right.
  */
 static void
-recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct recovered *acc)
+recover_link(struct seg *s, uint32_t sid, uint32_t off, const uint8_t *it, uint64_t hash,
+             struct recovered *acc)
 {
     struct seg_hdr *h = hdr(s, sid);
-    uint8_t *it = seg_data(s, sid) + off;
     uint32_t e = it_expire(h, it);
     if (e != 0 && e <= s->now) {
-        it[1] |= IT_DEAD;
+        seg_data(s, sid)[off + 1] |= IT_DEAD;
         s->st.recovery_expired++;
         return;
     }
@@ -228,7 +229,7 @@ recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct re
     } else if (empty != NULL) {
         *empty = v;
     } else if (ht_insert(s, hash, v) != 0) {
-        it[1] |= IT_DEAD; /* no memory for an overflow bucket: the item is dropped */
+        seg_data(s, sid)[off + 1] |= IT_DEAD; /* no memory for an overflow bucket: dropped */
         return;
     }
     acc->items++;
@@ -242,15 +243,17 @@ recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct re
 #define RECOVER_AHEAD 8 /* items between prefetching a bucket and linking the item */
 
 /*
- * Recover the items of one segment, in order. Each item's bucket is prefetched RECOVER_AHEAD
- * items ahead, as seg_walk does. A damaged item is dropped and the walk goes on past it if its
- * length can be trusted (resync_ok); otherwise the segment ends there.
+ * Recover the items of one segment, in order, reading them from base: a copy of the segment's
+ * write_off bytes (or the segment itself). Items are marked dead in the segment itself. Each
+ * item's bucket is prefetched RECOVER_AHEAD items ahead, as seg_walk does. A damaged item is
+ * dropped and the walk goes on past it if its length can be trusted (resync_ok); otherwise the
+ * segment ends there.
  */
 static void
-recover_seg(struct seg *s, uint32_t sid)
+recover_seg(struct seg *s, uint32_t sid, const uint8_t *base)
 {
     struct seg_hdr *h = hdr(s, sid);
-    uint8_t *base = seg_data(s, sid);
+    uint8_t *seg = seg_data(s, sid);
     struct {
         uint32_t off;
         uint64_t hash;
@@ -261,7 +264,7 @@ recover_seg(struct seg *s, uint32_t sid)
     for (;;) {
         while (qn < RECOVER_AHEAD && off < end) {
             uint32_t sz = item_bounded(base, off, end);
-            uint8_t *it = base + off;
+            const uint8_t *it = base + off;
             if (sz != 0 && (it[1] & IT_DEAD)) {
                 off += sz;
                 continue;
@@ -269,7 +272,7 @@ recover_seg(struct seg *s, uint32_t sid)
             if (sz == 0 || !item_sum_ok(it, h->cas_base)) {
                 s->st.recovery_damaged++;
                 if (resync_ok(base, off, sz, end, h->cas_base)) {
-                    it[1] |= IT_DEAD;
+                    seg[off + 1] |= IT_DEAD;
                     off += sz;
                     continue;
                 }
@@ -286,7 +289,7 @@ recover_seg(struct seg *s, uint32_t sid)
         if (qn == 0) {
             break;
         }
-        recover_link(s, sid, q[qh].off, q[qh].hash, &acc);
+        recover_link(s, sid, q[qh].off, base + q[qh].off, q[qh].hash, &acc);
         qh = (qh + 1) % RECOVER_AHEAD;
         qn--;
     }
@@ -324,13 +327,56 @@ ht_presize(struct seg *s, uint64_t n)
     s->ht_len = (size_t)nb * 64;
 }
 
+/* Read len bytes at off of fd into buf: 0, or -1 (then the caller reads the mapping). */
+static int
+read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t n = pread(fd, buf, len, (off_t)off);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Recover the segments in order, each read with pread into one buffer rather than through the
+ * mapping. Reading the mapping would touch every page of the heap now, and the first touch of
+ * a page in a process costs a fault, under virtualization also the hypervisor's: several times
+ * the cost of the copy, which the kernel makes through its own mapping of the page cache. So
+ * recovery touches only the pages it writes (an item dropped, a version replaced); the others
+ * are touched as requests come. Without the buffer, the mapping is read.
+ */
+static void
+recover_segs(struct seg *s, const uint32_t *order, uint32_t n, int fd, uint64_t heap_off)
+{
+    uint8_t *buf = malloc(s->seg_size);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct seg_hdr *h = hdr(s, order[i]);
+        const uint8_t *base = seg_data(s, order[i]);
+        if (buf != NULL &&
+            read_full(fd, buf, h->write_off, heap_off + ((uint64_t)order[i] << s->off_bits)) == 0) {
+            base = buf;
+        }
+        recover_seg(s, order[i], base);
+    }
+    free(buf);
+}
+
 /*
  * Rebuild the instance from a region whose meta matches: keep the segments whose header is
  * sane and that are neither flushed nor wholly expired, chain them by age in their TTL buckets,
  * link their items. Segments left without live items are freed (except a bucket's tail).
  */
 static int
-region_recover(struct seg *s)
+region_recover(struct seg *s, int fd, uint64_t heap_off)
 {
     const struct seg_meta *m = s->meta;
     s->cas_next = m->cas_next;
@@ -373,9 +419,7 @@ region_recover(struct seg *s)
         h->pinned = 0;
         chain_append(s, h->bucket, order[i]);
     }
-    for (uint32_t i = 0; i < n; i++) {
-        recover_seg(s, order[i]);
-    }
+    recover_segs(s, order, n, fd, heap_off);
     for (uint32_t i = 0; i < n; i++) {
         const struct seg_hdr *h = hdr(s, order[i]);
         if (h->live_items == 0 && s->tb[h->bucket].tail != (int32_t)order[i]) {
@@ -390,10 +434,11 @@ int
 seg_file_attach(struct seg *s, const struct seg_options *opts)
 {
     size_t len = seg_region_size(opts);
-    /* MAP_POPULATE: recovery reads the headers and every segment in use; one call maps them
-     * rather than a fault every few pages. */
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, opts->file_fd,
-                   (off_t)opts->file_off);
+    /* Recovery reads the segments with pread (recover_segs), not through the mapping: pages are
+     * mapped as they are used, unless prefault asks for them all now. */
+    void *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | (opts->prefault ? MAP_POPULATE : 0),
+             opts->file_fd, (off_t)opts->file_off);
     if (p == MAP_FAILED) {
         return -errno;
     }
@@ -411,5 +456,5 @@ seg_file_attach(struct seg *s, const struct seg_options *opts)
         region_init(s);
         return 0;
     }
-    return region_recover(s);
+    return region_recover(s, opts->file_fd, opts->file_off + META_LEN + hdrs_len(s->nseg));
 }
