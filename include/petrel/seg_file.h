@@ -7,8 +7,9 @@
  * shard's seg_create(); one written with another number of shards, memory size or segment size
  * is re-sharded into a new file (items go to the shard shard_of gives; where they do not all fit,
  * what the shard options' eviction policy would evict first is dropped: seg_file.c says how for
- * each policy) which then replaces it; a file that is not a valid memory file is started afresh. It never fails for a file's contents, only for system
- * errors (the path cannot be opened, no space on its filesystem).
+ * each policy) which then replaces it; a file that is not a valid memory file is started afresh. It
+ * never fails for a file's contents, only for system errors (the path cannot be opened, no space on
+ * its filesystem).
  *
  * Threads: open and close from one thread, before and after the shards exist; seg_file_shard
  * from any thread once open returned.
