@@ -62,6 +62,40 @@ def mg(sock, key):
     return data[:n], int(m.group(2)), int(m.group(3))
 
 
+def mg_many(sock, keys, batch=200):
+    """mg of each key, pipelined in batches: a list of (value, flags, ttl) or None."""
+    out = []
+    for i in range(0, len(keys), batch):
+        part = keys[i:i + batch]
+        sock.sendall(b"".join(b"mg %s v f t\r\n" % k.encode() for k in part))
+        data = b""
+        pos = 0
+        for _ in part:
+            while b"\r\n" not in data[pos:]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise AssertionError("connection closed")
+                data += chunk
+            end = data.index(b"\r\n", pos)
+            line = data[pos:end]
+            pos = end + 2
+            if line == b"EN":
+                out.append(None)
+                continue
+            m = re.match(rb"VA (\d+) f(\d+) t(-?\d+)$", line)
+            if not m:
+                raise AssertionError("unexpected reply %r" % line)
+            n = int(m.group(1))
+            while len(data) < pos + n + 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise AssertionError("connection closed")
+                data += chunk
+            out.append((data[pos:pos + n], int(m.group(2)), int(m.group(3))))
+            pos += n + 2
+    return out
+
+
 class RestartCase(unittest.TestCase):
     def setUp(self):
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -74,8 +108,14 @@ class RestartCase(unittest.TestCase):
     def start(self, *args):
         return Server(PETREL, "-e", self.path, *args)
 
+    def assert_items(self, sock, keys, ver):
+        for k, got in zip(keys, mg_many(sock, keys)):
+            self.assert_got(k, ver, got)
+
     def assert_item(self, sock, key, ver):
-        got = mg(sock, key)
+        self.assert_got(key, ver, mg(sock, key))
+
+    def assert_got(self, key, ver, got):
         self.assertIsNotNone(got, "%s (version %d) is missing" % (key, ver))
         value, flags, ttl = got
         self.assertEqual(value, value_of(key, ver), key)
@@ -108,9 +148,7 @@ class Graceful(RestartCase):
         with self.start("-t", "2") as srv:
             srv.wait_for(r"recovering 2 shards")
             with srv.connect() as s:
-                for k in keys:
-                    if k != "g7":
-                        self.assert_item(s, k, 1)
+                self.assert_items(s, [k for k in keys if k != "g7"], 1)
                 self.assertIsNone(mg(s, "g7"), "a deleted item came back")
             self.assertEqual(int(srv.stats()["curr_items"]), len(keys) - 1)
 
@@ -178,7 +216,9 @@ class KillUnderLoad(RestartCase):
             writers = [Writer(srv.port, w, 2000, stop) for w in range(4)]
             for w in writers:
                 w.start()
-            time.sleep(2.0)
+            deadline = time.monotonic() + 10
+            while sum(len(w.acked) for w in writers) < 4000 and time.monotonic() < deadline:
+                time.sleep(0.05)
             srv.proc.send_signal(signal.SIGKILL)  # while the writers keep sending
             srv.proc.wait(10)
             for w in writers:
@@ -187,8 +227,7 @@ class KillUnderLoad(RestartCase):
         self.assertGreater(acked, 1000, "the load did not get going")
         with self.start("-t", "4", "-m", "256") as srv, srv.connect() as s:
             for w in writers:
-                for k in w.keys:
-                    got = mg(s, k)
+                for k, got in zip(w.keys, mg_many(s, w.keys)):
                     lo, hi = w.acked.get(k, 0), w.sent.get(k, 0)
                     if got is None:
                         self.assertEqual(lo, 0, "%s: acknowledged version %d lost" % (k, lo))
@@ -237,8 +276,7 @@ class Corruption(RestartCase):
             self.assertEqual(int(srv.stats()["recovery_damaged_items"]), dropped)
             found = 0
             with srv.connect() as s:
-                for k in keys:
-                    got = mg(s, k)
+                for k, got in zip(keys, mg_many(s, keys)):
                     if got is not None:
                         found += 1
                         self.assertEqual(got[0], value_of(k, 1), "%s: damaged value served" % k)
@@ -261,16 +299,15 @@ class Corruption(RestartCase):
 
 class Reshard(RestartCase):
     def test_thread_count_changes_keep_every_item(self):
-        keys = ["r%d" % i for i in range(20000)]
-        with self.start("-t", "1", "-m", "64") as srv:
+        keys = ["r%d" % i for i in range(5000)]
+        with self.start("-t", "1", "-m", "16") as srv:
             self.fill(srv, keys)
             srv.stop()
         for threads in ("4", "2"):
-            with self.start("-t", threads, "-m", "64") as srv:
-                srv.wait_for(r"re-sharded from \d+ shards .* 20000 items moved, 0 did not fit")
+            with self.start("-t", threads, "-m", "16") as srv:
+                srv.wait_for(r"re-sharded from \d+ shards .* 5000 items moved, 0 did not fit")
                 with srv.connect() as s:
-                    for k in keys:
-                        self.assert_item(s, k, 1)
+                    self.assert_items(s, keys, 1)
                 self.assertEqual(int(srv.stats()["curr_items"]), len(keys))
                 s.close()
                 srv.stop()
@@ -511,13 +548,13 @@ class RollingRestartBehindProxy(RestartCase):
             stop = threading.Event()
             load = ProxyLoad(proxy_port, stop)
             load.start()
-            time.sleep(1.0)
+            time.sleep(0.5)
             for i in range(3):
                 before = load.requests
                 nodes[i].stop()
                 nodes[i].__exit__()
                 nodes[i] = node(i)
-                time.sleep(1.0)
+                time.sleep(0.5)
                 self.assertGreater(load.requests, before, "no progress around node %d" % i)
             stop.set()
             load.join(30)
