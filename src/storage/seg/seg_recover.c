@@ -200,7 +200,7 @@ chain_lookup(const struct seg *s, const uint8_t *it, uint64_t hash, uint64_t **e
  * full, sorted by bucket (a counting sort on the hash's top bits, stable: two versions of a key
  * keep their order) and linked in that order, a sweep through the table.
  */
-#define BATCH_MAX  (UINT32_C(1) << 21) /* items per batch: 32 MiB, twice (items and sorted) */
+#define BATCH_MAX  (UINT32_C(1) << 18) /* items per batch: 4 MiB, twice (items and sorted) */
 #define PART_SHIFT 22                  /* 1024 partitions of the table, by the hash's top bits */
 
 /* An item checked and not yet linked: its slot value (tag, frequency, location), its hash's
