@@ -185,28 +185,31 @@ class Writer(threading.Thread):
 
     def run(self):
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            while not self.stop.is_set():
-                batch = []
-                for _ in range(32):
-                    k = self.rng.choice(self.keys)
-                    ver = self.sent.get(k, 0) + 1
-                    self.sent[k] = ver
-                    batch.append((k, ver))
-                s.sendall(b"".join(set_cmd(k, v) for k, v in batch))
-                data = b""
-                for k, ver in batch:
-                    while b"\r\n" not in data:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            return
-                        data += chunk
-                    line, data = data.split(b"\r\n", 1)
-                    if line != b"STORED":
-                        raise AssertionError("%s: %r" % (k, line))
-                    self.acked[k] = ver
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                self.send_until_stopped(s)
         except OSError:
             return  # the server was killed
+
+    def send_until_stopped(self, s):
+        while not self.stop.is_set():
+            batch = []
+            for _ in range(32):
+                k = self.rng.choice(self.keys)
+                ver = self.sent.get(k, 0) + 1
+                self.sent[k] = ver
+                batch.append((k, ver))
+            s.sendall(b"".join(set_cmd(k, v) for k, v in batch))
+            data = b""
+            for k, ver in batch:
+                while b"\r\n" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                line, data = data.split(b"\r\n", 1)
+                if line != b"STORED":
+                    raise AssertionError("%s: %r" % (k, line))
+                self.acked[k] = ver
 
 
 class KillUnderLoad(RestartCase):
