@@ -331,12 +331,12 @@ class Reshard(RestartCase):
 
 
 
-# Re-sharding into less memory: 2 shards of 8 MiB become 2 of 1 MiB, in segments of 16 KiB so
+# Re-sharding into less memory: 2 shards of 4 MiB become 2 of 512 KiB, in segments of 8 KiB so
 # that what is kept is decided at a fine grain. Items are about 216 bytes (200-byte values), so
 # the new shards hold about CAP of them.
-SHRINK_FROM = ("-t", "2", "-m", "16", "--segment-size", "16k", "--max-item-size", "16k")
-SHRINK_TO = ("-t", "2", "-m", "2", "--segment-size", "16k", "--max-item-size", "16k")
-CAP = 9000
+SHRINK_FROM = ("-t", "2", "-m", "8", "--segment-size", "8k", "--max-item-size", "8k")
+SHRINK_TO = ("-t", "2", "-m", "1", "--segment-size", "8k", "--max-item-size", "8k")
+CAP = 4500
 
 
 def pipelined(sock, cmds, reply_end, batch=200):
@@ -390,7 +390,7 @@ class ReshardPolicy(RestartCase):
             stats = srv.stats()
             self.assertEqual(int(stats["curr_items"]), len(kept))
             # What is kept fills most of the new limit (segments are freed whole).
-            self.assertGreater(int(stats["bytes"]), (2 << 20) * 6 // 10, stats["bytes"])
+            self.assertGreater(int(stats["bytes"]), (1 << 20) * 6 // 10, stats["bytes"])
             moved, dropped = map(int, re.search(r"(\d+) items moved, (\d+) did not fit",
                                                 line).groups())
             self.assertEqual(moved, len(kept), line)
@@ -428,9 +428,9 @@ class ReshardPolicy(RestartCase):
 
         def write(srv):
             self.put(srv, never)
-            for i in range(0, CAP, 500):
-                self.put(srv, soon[i:i + 500], 2000)
-                self.put(srv, later[i:i + 500], 5000)
+            for i in range(0, CAP, 250):
+                self.put(srv, soon[i:i + 250], 2000)
+                self.put(srv, later[i:i + 250], 5000)
             return never + soon + later
 
         kept, _ = self.shrink("cte", write)
@@ -551,13 +551,13 @@ class RollingRestartBehindProxy(RestartCase):
             stop = threading.Event()
             load = ProxyLoad(proxy_port, stop)
             load.start()
-            time.sleep(0.5)
+            time.sleep(1.0)
             for i in range(3):
                 before = load.requests
                 nodes[i].stop()
                 nodes[i].__exit__()
                 nodes[i] = node(i)
-                time.sleep(0.5)
+                time.sleep(1.0)
                 self.assertGreater(load.requests, before, "no progress around node %d" % i)
             stop.set()
             load.join(30)
