@@ -156,7 +156,7 @@ shard_opts(const struct file_hdr *h, const struct seg_options *base, int fd, uns
  *   merge   merge keeps the items read most often, and the file keeps only whether an item
  *           was ever read (SEG_ST_FETCHED), not how often: so the items never read go first,
  *           oldest first, then those read, oldest first (two passes over the segments by age);
- *           an item read before starts with frequency 1, as after a recovery in place;
+ *           the new file's recovery then gives each item read before a frequency of 1;
  *   none    nothing is evicted, so the items are imported oldest first and the new shards refuse
  *           what does not fit, as they would have refused the newest writes (the oldest items
  *           that fit are kept; the count of the others is logged).
@@ -227,16 +227,10 @@ move_one(void *ctx, const struct seg_item_info *info, uint64_t hash, const uint8
         return;
     }
     struct seg *d = m->dst[m->shard_of(hash, m->n)];
-    if (seg_import(d, info, hash, value, vlen) != SEG_STORED) {
+    if (seg_import(d, info, hash, value, vlen) == SEG_STORED) {
+        m->moved++;
+    } else {
         m->dropped++;
-        return;
-    }
-    m->moved++;
-    if (info->state & SEG_ST_FETCHED) {
-        uint64_t *slot = ht_find(d, info->key, info->klen, hash);
-        if (slot != NULL && slot_freq(*slot) == 0) {
-            *slot |= UINT64_C(1) << SLOT_FREQ_SHIFT;
-        }
     }
 }
 
