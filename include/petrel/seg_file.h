@@ -5,11 +5,11 @@
  * file_fd / file_off, seg_region_size). seg_file_open() opens or creates it and makes sure its
  * layout is the one asked for: a file written with the same layout is recovered in place by each
  * shard's seg_create(); one written with another number of shards, memory size or segment size
- * is re-sharded into a new file (items go to the shard shard_of gives, oldest first; where they
- * do not all fit, the oldest make room, so the newest that fit are kept) which then replaces it;
- * a file that is not
- * a valid memory file is started afresh. It never fails for a file's contents, only for system
- * errors (the path cannot be opened, no space on its filesystem).
+ * is re-sharded into a new file (items go to the shard shard_of gives; where they do not all fit,
+ * what the shard options' eviction policy would evict first is dropped: seg_file.c says how for
+ * each policy) which then replaces it; a file that is not a valid memory file is started afresh. It
+ * never fails for a file's contents, only for system errors (the path cannot be opened, no space on
+ * its filesystem).
  *
  * Threads: open and close from one thread, before and after the shards exist; seg_file_shard
  * from any thread once open returned.

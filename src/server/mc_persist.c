@@ -34,7 +34,8 @@ attach(unsigned id, unsigned n, const char *path, struct seg_options *o)
         file_rc = seg_file_open(&file, path, o, n, shard_of, &info);
         if (file_rc < 0) {
             log_error("--memory-file: %s", info.note);
-        } else if (info.reset) {
+        } else if (info.reset || info.dropped_items > 0) {
+            /* Starting empty, or re-sharded into less memory: items were lost, say it louder. */
             log_warn("--memory-file: %s", info.note);
         } else {
             log_info("--memory-file: %s", info.note);

@@ -62,6 +62,40 @@ def mg(sock, key):
     return data[:n], int(m.group(2)), int(m.group(3))
 
 
+def mg_many(sock, keys, batch=200):
+    """mg of each key, pipelined in batches: a list of (value, flags, ttl) or None."""
+    out = []
+    for i in range(0, len(keys), batch):
+        part = keys[i:i + batch]
+        sock.sendall(b"".join(b"mg %s v f t\r\n" % k.encode() for k in part))
+        data = b""
+        pos = 0
+        for _ in part:
+            while b"\r\n" not in data[pos:]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise AssertionError("connection closed")
+                data += chunk
+            end = data.index(b"\r\n", pos)
+            line = data[pos:end]
+            pos = end + 2
+            if line == b"EN":
+                out.append(None)
+                continue
+            m = re.match(rb"VA (\d+) f(\d+) t(-?\d+)$", line)
+            if not m:
+                raise AssertionError("unexpected reply %r" % line)
+            n = int(m.group(1))
+            while len(data) < pos + n + 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise AssertionError("connection closed")
+                data += chunk
+            out.append((data[pos:pos + n], int(m.group(2)), int(m.group(3))))
+            pos += n + 2
+    return out
+
+
 class RestartCase(unittest.TestCase):
     def setUp(self):
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -74,8 +108,14 @@ class RestartCase(unittest.TestCase):
     def start(self, *args):
         return Server(PETREL, "-e", self.path, *args)
 
+    def assert_items(self, sock, keys, ver):
+        for k, got in zip(keys, mg_many(sock, keys)):
+            self.assert_got(k, ver, got)
+
     def assert_item(self, sock, key, ver):
-        got = mg(sock, key)
+        self.assert_got(key, ver, mg(sock, key))
+
+    def assert_got(self, key, ver, got):
         self.assertIsNotNone(got, "%s (version %d) is missing" % (key, ver))
         value, flags, ttl = got
         self.assertEqual(value, value_of(key, ver), key)
@@ -108,9 +148,7 @@ class Graceful(RestartCase):
         with self.start("-t", "2") as srv:
             srv.wait_for(r"recovering 2 shards")
             with srv.connect() as s:
-                for k in keys:
-                    if k != "g7":
-                        self.assert_item(s, k, 1)
+                self.assert_items(s, [k for k in keys if k != "g7"], 1)
                 self.assertIsNone(mg(s, "g7"), "a deleted item came back")
             self.assertEqual(int(srv.stats()["curr_items"]), len(keys) - 1)
 
@@ -147,48 +185,52 @@ class Writer(threading.Thread):
 
     def run(self):
         try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            while not self.stop.is_set():
-                batch = []
-                for _ in range(32):
-                    k = self.rng.choice(self.keys)
-                    ver = self.sent.get(k, 0) + 1
-                    self.sent[k] = ver
-                    batch.append((k, ver))
-                s.sendall(b"".join(set_cmd(k, v) for k, v in batch))
-                data = b""
-                for k, ver in batch:
-                    while b"\r\n" not in data:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            return
-                        data += chunk
-                    line, data = data.split(b"\r\n", 1)
-                    if line != b"STORED":
-                        raise AssertionError("%s: %r" % (k, line))
-                    self.acked[k] = ver
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                self.send_until_stopped(s)
         except OSError:
             return  # the server was killed
+
+    def send_until_stopped(self, s):
+        while not self.stop.is_set():
+            batch = []
+            for _ in range(32):
+                k = self.rng.choice(self.keys)
+                ver = self.sent.get(k, 0) + 1
+                self.sent[k] = ver
+                batch.append((k, ver))
+            s.sendall(b"".join(set_cmd(k, v) for k, v in batch))
+            data = b""
+            for k, ver in batch:
+                while b"\r\n" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                line, data = data.split(b"\r\n", 1)
+                if line != b"STORED":
+                    raise AssertionError("%s: %r" % (k, line))
+                self.acked[k] = ver
 
 
 class KillUnderLoad(RestartCase):
     def test_every_acknowledged_write_survives_kill_9(self):
         stop = threading.Event()
-        with self.start("-t", "4", "-m", "256") as srv:
+        with self.start("-t", "4", "-m", "64") as srv:
             writers = [Writer(srv.port, w, 2000, stop) for w in range(4)]
             for w in writers:
                 w.start()
-            time.sleep(2.0)
+            deadline = time.monotonic() + 10
+            while sum(len(w.acked) for w in writers) < 4000 and time.monotonic() < deadline:
+                time.sleep(0.05)
             srv.proc.send_signal(signal.SIGKILL)  # while the writers keep sending
             srv.proc.wait(10)
             for w in writers:
                 w.join(10)
         acked = sum(len(w.acked) for w in writers)
         self.assertGreater(acked, 1000, "the load did not get going")
-        with self.start("-t", "4", "-m", "256") as srv, srv.connect() as s:
+        with self.start("-t", "4", "-m", "64") as srv, srv.connect() as s:
             for w in writers:
-                for k in w.keys:
-                    got = mg(s, k)
+                for k, got in zip(w.keys, mg_many(s, w.keys)):
                     lo, hi = w.acked.get(k, 0), w.sent.get(k, 0)
                     if got is None:
                         self.assertEqual(lo, 0, "%s: acknowledged version %d lost" % (k, lo))
@@ -237,8 +279,7 @@ class Corruption(RestartCase):
             self.assertEqual(int(srv.stats()["recovery_damaged_items"]), dropped)
             found = 0
             with srv.connect() as s:
-                for k in keys:
-                    got = mg(s, k)
+                for k, got in zip(keys, mg_many(s, keys)):
                     if got is not None:
                         found += 1
                         self.assertEqual(got[0], value_of(k, 1), "%s: damaged value served" % k)
@@ -261,16 +302,15 @@ class Corruption(RestartCase):
 
 class Reshard(RestartCase):
     def test_thread_count_changes_keep_every_item(self):
-        keys = ["r%d" % i for i in range(20000)]
-        with self.start("-t", "1", "-m", "64") as srv:
+        keys = ["r%d" % i for i in range(5000)]
+        with self.start("-t", "1", "-m", "16") as srv:
             self.fill(srv, keys)
             srv.stop()
         for threads in ("4", "2"):
-            with self.start("-t", threads, "-m", "64") as srv:
-                srv.wait_for(r"re-sharded from \d+ shards .* 20000 items moved, 0 did not fit")
+            with self.start("-t", threads, "-m", "16") as srv:
+                srv.wait_for(r"re-sharded from \d+ shards .* 5000 items moved, 0 did not fit")
                 with srv.connect() as s:
-                    for k in keys:
-                        self.assert_item(s, k, 1)
+                    self.assert_items(s, keys, 1)
                 self.assertEqual(int(srv.stats()["curr_items"]), len(keys))
                 s.close()
                 srv.stop()
@@ -289,26 +329,144 @@ class Reshard(RestartCase):
         with self.start("-t", "2") as srv, srv.connect() as s:
             self.assert_item(s, "after", 1)
 
-    def test_less_memory_keeps_what_fits(self):
-        keys = ["l%d" % i for i in range(40000)]  # about 11 MiB of items
-        with self.start("-t", "2", "-m", "64") as srv:
-            self.fill(srv, keys)
+
+
+# Re-sharding into less memory: 2 shards of 4 MiB become 2 of 512 KiB, in segments of 8 KiB so
+# that what is kept is decided at a fine grain. Items are about 216 bytes (200-byte values), so
+# the new shards hold about CAP of them.
+SHRINK_FROM = ("-t", "2", "-m", "8", "--segment-size", "8k", "--max-item-size", "8k")
+SHRINK_TO = ("-t", "2", "-m", "1", "--segment-size", "8k", "--max-item-size", "8k")
+CAP = 4500
+
+
+def pipelined(sock, cmds, reply_end, batch=200):
+    """Send cmds in batches; return the replies, one per command (each ends with reply_end)."""
+    out = []
+    for i in range(0, len(cmds), batch):
+        part = cmds[i:i + batch]
+        sock.sendall(b"".join(part))
+        data = b""
+        while data.count(reply_end) < len(part):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed")
+            data += chunk
+        out += [r + reply_end for r in data.split(reply_end)[:-1]]
+    return out
+
+
+class ReshardPolicy(RestartCase):
+    """Restarting into less memory keeps what the eviction policy would keep."""
+
+    def put(self, srv, keys, exptime=0):
+        with srv.connect() as s:
+            cmds = [b"set %s 0 %d 200\r\n%s\r\n" % (k.encode(), exptime, b"v" * 200)
+                    for k in keys]
+            self.assertEqual(set(pipelined(s, cmds, b"\r\n")), {b"STORED\r\n"})
+
+    def delete(self, srv, keys):
+        with srv.connect() as s:
+            cmds = [b"delete %s\r\n" % k.encode() for k in keys]
+            self.assertEqual(set(pipelined(s, cmds, b"\r\n")), {b"DELETED\r\n"})
+
+    def read(self, srv, keys):
+        with srv.connect() as s:
+            replies = pipelined(s, [b"get %s\r\n" % k.encode() for k in keys], b"END\r\n")
+            self.assertTrue(all(r.startswith(b"VALUE ") for r in replies))
+
+    def shrink(self, policy, write):
+        """Write into the large layout, restart into the small one; return the kept keys
+        (a set) and the re-sharding log line."""
+        with self.start(*SHRINK_FROM, "--eviction", policy) as srv:
+            keys = write(srv)
             srv.stop()
-        with self.start("-t", "2", "-m", "4") as srv:
-            srv.wait_for(r"re-sharded")
-            found = []
+        with self.start(*SHRINK_TO, "--eviction", policy) as srv:
+            line = srv.wait_for(r"re-sharded from 2 shards .* did not fit")
+            self.assertIn("policy %s" % policy, line)
             with srv.connect() as s:
-                for k in keys:
-                    got = mg(s, k)
-                    if got is not None:
-                        self.assertEqual(got[0], value_of(k, 1), k)
-                        found.append(k)
+                replies = pipelined(s, [b"mg %s\r\n" % k.encode() for k in keys], b"\r\n")
+            kept = {k for k, r in zip(keys, replies) if r == b"HD\r\n"}
+            self.assertEqual(len(kept) + replies.count(b"EN\r\n"), len(keys), "unexpected reply")
             stats = srv.stats()
-            self.assertEqual(int(stats["curr_items"]), len(found))
-            # What is kept fills most of the new limit (eviction frees whole segments), and it
-            # is the newest: the last key written is there.
-            self.assertGreater(int(stats["bytes"]), (4 << 20) // 2, stats["bytes"])
-            self.assertIn(keys[-1], found)
+            self.assertEqual(int(stats["curr_items"]), len(kept))
+            # What is kept fills most of the new limit (segments are freed whole).
+            self.assertGreater(int(stats["bytes"]), (1 << 20) * 6 // 10, stats["bytes"])
+            moved, dropped = map(int, re.search(r"(\d+) items moved, (\d+) did not fit",
+                                                line).groups())
+            self.assertEqual(moved, len(kept), line)
+            self.assertEqual(dropped, len(keys) - len(kept), line)
+            srv.stop()
+        return kept, line
+
+    @staticmethod
+    def share(kept, keys):
+        return sum(k in kept for k in keys) / len(keys)
+
+    def test_fifo_keeps_the_newest(self):
+        keys = ["f%d" % i for i in range(3 * CAP)]
+        kept, _ = self.shrink("fifo", lambda srv: self.put(srv, keys) or keys)
+        self.assertEqual(self.share(kept, keys[:len(keys) // 2]), 0.0)
+        self.assertEqual(self.share(kept, keys[-len(keys) // 5:]), 1.0)
+
+    def test_none_keeps_the_oldest_and_logs_what_it_dropped(self):
+        keys = ["n%d" % i for i in range(3 * CAP)]
+        kept, line = self.shrink("none", lambda srv: self.put(srv, keys) or keys)
+        self.assertEqual(self.share(kept, keys[:len(keys) // 5]), 1.0)
+        self.assertEqual(self.share(kept, keys[len(keys) // 2:]), 0.0)
+        self.assertIn("did not fit", line)
+
+    def test_random_keeps_items_of_every_age(self):
+        keys = ["r%d" % i for i in range(3 * CAP)]
+        kept, _ = self.shrink("random", lambda srv: self.put(srv, keys) or keys)
+        for third in (keys[:CAP], keys[CAP:2 * CAP], keys[2 * CAP:]):
+            self.assertTrue(0.1 < self.share(kept, third) < 0.6, self.share(kept, third))
+
+    def test_cte_keeps_the_items_furthest_from_expiry(self):
+        never = ["l%d" % i for i in range(CAP // 2)]
+        soon = ["s%d" % i for i in range(CAP)]    # expire in 2000 s
+        later = ["t%d" % i for i in range(CAP)]   # expire in 5000 s, written with them
+
+        def write(srv):
+            self.put(srv, never)
+            for i in range(0, CAP, 250):
+                self.put(srv, soon[i:i + 250], 2000)
+                self.put(srv, later[i:i + 250], 5000)
+            return never + soon + later
+
+        kept, _ = self.shrink("cte", write)
+        self.assertEqual(self.share(kept, never), 1.0)  # the oldest, which fifo would drop
+        self.assertEqual(self.share(kept, soon), 0.0)
+        self.assertGreater(self.share(kept, later), 0.2)
+
+    def test_util_keeps_the_items_of_the_best_used_segments(self):
+        full = ["a%d" % i for i in range(CAP * 85 // 100)]
+        sparse = ["b%d" % i for i in range(3 * CAP)]
+
+        def write(srv):
+            self.put(srv, full)
+            self.put(srv, sparse)
+            self.delete(srv, [k for i, k in enumerate(sparse) if i % 10])
+            return full + sparse[::10]
+
+        kept, _ = self.shrink("util", write)
+        self.assertGreater(self.share(kept, full), 0.95)  # the oldest, which fifo would drop
+        self.assertLess(self.share(kept, sparse[::10]), 0.6)
+
+    def test_merge_keeps_items_read_before_over_those_never_read(self):
+        keys = ["m%d" % i for i in range(3 * CAP)]
+        old = keys[:CAP]
+        hot = old[::4]
+
+        def write(srv):
+            self.put(srv, keys)
+            self.read(srv, hot)
+            return keys
+
+        kept, _ = self.shrink("merge", write)
+        cold = [k for k in old if k not in set(hot)]
+        self.assertGreater(self.share(kept, hot), 0.5)
+        self.assertLess(self.share(kept, cold), 0.1)
+        self.assertIn(keys[-1], kept)
 
 
 def nutcracker():
@@ -409,9 +567,13 @@ class RollingRestartBehindProxy(RestartCase):
             # Errors only while a node was down: a small part of the requests.
             self.assertLess(load.errors, load.requests // 4, (load.errors, load.requests))
             with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as s:
-                for k in load.acked:
-                    got = mg_get(s, k)
-                    self.assertEqual(got, value_of(k, 1), "%s lost or wrong after the restarts" % k)
+                replies = pipelined(s, [b"get %s\r\n" % k.encode() for k in load.acked],
+                                    b"END\r\n", batch=100)
+                for k, reply in zip(load.acked, replies):
+                    v = value_of(k, 1)
+                    self.assertEqual(reply, b"VALUE %s %d %d\r\n%s\r\nEND\r\n"
+                                     % (k.encode(), flags_of(k, 1), len(v), v),
+                                     "%s lost or wrong after the restarts" % k)
             print("\nrolling restart: %d requests, %d errors, %d items all kept"
                   % (load.requests, load.errors, len(load.acked)))
         finally:
@@ -419,22 +581,6 @@ class RollingRestartBehindProxy(RestartCase):
             proxy.wait()
             for n in nodes:
                 n.__exit__()
-
-
-def mg_get(sock, key):
-    """The value of key through a proxy that speaks the classic text protocol, or None."""
-    sock.sendall(b"get %s\r\n" % key.encode())
-    data = b""
-    while not data.endswith(b"END\r\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed")
-        data += chunk
-    if data == b"END\r\n":
-        return None
-    head, rest = data.split(b"\r\n", 1)
-    n = int(head.split()[3])
-    return rest[:n]
 
 
 if __name__ == "__main__":

@@ -141,8 +141,30 @@ shard_opts(const struct file_hdr *h, const struct seg_options *base, int fd, uns
     o->file_off = FILE_HDR_LEN + (uint64_t)i * h->region_len;
 }
 
-/* One segment of an old shard, for ordering all old segments by age. */
+/*
+ * Re-sharding into less memory keeps what the eviction policy would keep. The old shards'
+ * segments are imported one after another, in the order in which the policy would evict them
+ * (the first to go first), into new shards that evict the oldest segment while they are being
+ * filled; so when not everything fits, what the policy would have evicted first is what is
+ * dropped:
+ *   fifo    oldest segments first: the newest items are kept;
+ *   cte     the segments closest to expiry first (never-expiring ones last): the items furthest
+ *           from expiry are kept;
+ *   util    the segments with the fewest live bytes first (then oldest): the items of the
+ *           best-used segments are kept;
+ *   random  the segments in a random order: a random part of the items is kept;
+ *   merge   merge keeps the items read most often, and the file keeps only whether an item
+ *           was ever read (SEG_ST_FETCHED), not how often: so the items never read go first,
+ *           oldest first, then those read, oldest first (two passes over the segments by age);
+ *           the new file's recovery then gives each item read before a frequency of 1;
+ *   none    nothing is evicted, so the items are imported oldest first and the new shards refuse
+ *           what does not fit, as they would have refused the newest writes (the oldest items
+ *           that fit are kept; the count of the others is logged).
+ * Once filled, the new shards evict by the configured policy.
+ */
 struct old_seg {
+    uint64_t rank; /* the policy's eviction order; ties: oldest first */
+    uint64_t cas_base;
     uint32_t opened;
     uint32_t shard;
     uint32_t sid;
@@ -152,17 +174,47 @@ static int
 cmp_old(const void *a, const void *b)
 {
     const struct old_seg *x = a, *y = b;
+    if (x->rank != y->rank) {
+        return x->rank < y->rank ? -1 : 1;
+    }
     if (x->opened != y->opened) {
         return x->opened < y->opened ? -1 : 1;
     }
-    return x->shard != y->shard ? (x->shard < y->shard ? -1 : 1)
-                                : (x->sid > y->sid) - (x->sid < y->sid);
+    if (x->shard != y->shard) {
+        return x->shard < y->shard ? -1 : 1;
+    }
+    return (x->cas_base > y->cas_base) - (x->cas_base < y->cas_base);
+}
+
+/* Where the policy puts segment sid of s in its eviction order (lower goes first). */
+static uint64_t
+evict_rank(struct seg *s, uint32_t sid, enum seg_evict_policy p)
+{
+    const struct seg_hdr *h = hdr(s, sid);
+    switch (p) {
+    case SEG_EVICT_CTE:
+        return h->expire_at == 0 ? UINT64_MAX : h->expire_at;
+    case SEG_EVICT_UTIL:
+        return h->live_bytes;
+    case SEG_EVICT_RANDOM:
+        return rng_next(s);
+    default:
+        return 0; /* fifo, merge, none: by age */
+    }
+}
+
+/* How the new shards evict while they are filled (see above). */
+static enum seg_evict_policy
+import_policy(enum seg_evict_policy p)
+{
+    return p == SEG_EVICT_NONE ? p : SEG_EVICT_FIFO;
 }
 
 struct move_ctx {
     struct seg **dst;
     unsigned n;
     seg_shard_fn shard_of;
+    int fetched; /* -1: every item; 0 or 1: only those never read, or only those read (merge) */
     uint64_t moved, dropped;
 };
 
@@ -171,6 +223,9 @@ move_one(void *ctx, const struct seg_item_info *info, uint64_t hash, const uint8
          size_t vlen)
 {
     struct move_ctx *m = ctx;
+    if (m->fetched >= 0 && m->fetched != ((info->state & SEG_ST_FETCHED) != 0)) {
+        return;
+    }
     struct seg *d = m->dst[m->shard_of(hash, m->n)];
     if (seg_import(d, info, hash, value, vlen) == SEG_STORED) {
         m->moved++;
@@ -181,8 +236,9 @@ move_one(void *ctx, const struct seg_item_info *info, uint64_t hash, const uint8
 
 /*
  * Move every item of the old shards (recovered from oldfd, layout old) into new shards of layout
- * want in a new file, oldest segments first, each item to the shard shard_of gives. Evictions
- * the new shards make while filling are counted as dropped (their eviction statistics).
+ * want in a new file, in the eviction policy's order (above), each item to the shard shard_of
+ * gives. Evictions the new shards make while filling are counted as dropped (their eviction
+ * statistics), and so are the items they refuse.
  */
 static int
 reshard_into(int oldfd, const struct file_hdr *old, int newfd, const struct file_hdr *want,
@@ -205,13 +261,7 @@ reshard_into(int oldfd, const struct file_hdr *old, int newfd, const struct file
     for (unsigned i = 0; rc == 0 && i < want->nshards; i++) {
         struct seg_options o;
         shard_opts(want, base, newfd, i, &o);
-        /*
-         * Items come oldest first; where they do not all fit, the oldest segments make room, so
-         * the newest items that fit are kept. Merge would rank them by reads, which the file
-         * does not keep (all would tie at 0, and a merge keeps none of a tie); with none the
-         * newest would be refused. The workers then use the configured policy.
-         */
-        o.evict = SEG_EVICT_FIFO;
+        o.evict = import_policy(base->evict);
         rc = seg_create(&dst[i], &o);
         if (rc == 0) {
             /* New CAS values stay above every old one, which the moved items keep. */
@@ -227,15 +277,27 @@ reshard_into(int oldfd, const struct file_hdr *old, int newfd, const struct file
         size_t n = 0;
         for (unsigned i = 0; i < old->nshards; i++) {
             for (uint32_t sid = 0; sid < src[i]->nseg; sid++) {
-                if (src[i]->hdrs[sid].used) {
-                    order[n++] = (struct old_seg){src[i]->hdrs[sid].opened, i, sid};
+                const struct seg_hdr *h = hdr(src[i], sid);
+                if (h->used) {
+                    order[n++] = (struct old_seg){
+                        .rank = evict_rank(src[i], sid, base->evict),
+                        .cas_base = h->cas_base,
+                        .opened = h->opened,
+                        .shard = i,
+                        .sid = sid,
+                    };
                 }
             }
         }
         qsort(order, n, sizeof(*order), cmp_old);
-        struct move_ctx m = {.dst = dst, .n = want->nshards, .shard_of = shard_of};
-        for (size_t k = 0; k < n; k++) {
-            seg_export_seg(src[order[k].shard], order[k].sid, move_one, &m);
+        struct move_ctx m = {.dst = dst, .n = want->nshards, .shard_of = shard_of, .fetched = -1};
+        /* merge: the items never read, then those read; the other policies: one pass. */
+        int first = base->evict == SEG_EVICT_MERGE ? 0 : -1, last = first < 0 ? -1 : 1;
+        for (int pass = first; pass <= last; pass++) {
+            m.fetched = pass;
+            for (size_t k = 0; k < n; k++) {
+                seg_export_seg(src[order[k].shard], order[k].sid, move_one, &m);
+            }
         }
         uint64_t evicted = 0;
         for (unsigned i = 0; i < want->nshards; i++) {
@@ -348,12 +410,13 @@ seg_file_open(struct seg_file **out, const char *path, const struct seg_options 
         } else {
             snprintf(info->note, sizeof(info->note),
                      "%s: re-sharded from %u shards of %llu bytes (segments of %llu) to %u of %llu "
-                     "(segments of %llu): %llu items moved, %llu did not fit",
+                     "(segments of %llu): %llu items moved, %llu did not fit (kept by eviction "
+                     "policy %s)",
                      path, old.nshards, (unsigned long long)old.shard_mem,
                      (unsigned long long)old.seg_size, nshards,
                      (unsigned long long)shard->mem_bytes, (unsigned long long)shard->seg_size,
-                     (unsigned long long)info->moved_items,
-                     (unsigned long long)info->dropped_items);
+                     (unsigned long long)info->moved_items, (unsigned long long)info->dropped_items,
+                     seg_evict_policy_names[shard->evict]);
         }
     }
     if (rc < 0) {

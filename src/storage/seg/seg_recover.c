@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define META_LEN 4096u
 #define PAGE_LEN 4096u
@@ -191,111 +192,190 @@ chain_lookup(const struct seg *s, const uint8_t *it, uint64_t hash, uint64_t **e
     }
 }
 
-/* What a segment's walk linked, added to the counters once at its end. */
-struct recovered {
-    uint32_t items;
-    uint32_t bytes;
-    uint32_t max_exp;
+/*
+ * Linking in bucket order. Items come out of the segments in an order that has nothing to do
+ * with their buckets, so linking them as they come is one random access into the hash table per
+ * item: a cache miss, and in a table of tens of MiB a TLB miss, which prefetching hides only in
+ * part. So the items checked are collected (struct pending, 16 bytes each) and, once a batch is
+ * full, sorted by bucket (a counting sort on the hash's top bits, stable: two versions of a key
+ * keep their order) and linked in that order, a sweep through the table.
+ */
+#define BATCH_MAX  (UINT32_C(1) << 18) /* items per batch: 4 MiB, twice (items and sorted) */
+#define PART_SHIFT 22                  /* 1024 partitions of the table, by the hash's top bits */
+#define LINK_AHEAD 8                   /* items between prefetching a bucket and linking */
+
+/* An item checked and not yet linked: its slot value (tag, frequency, location), its hash's
+ * low half (which gives the bucket) and its size. */
+struct pending {
+    uint64_t v;
+    uint32_t hash_lo;
+    uint32_t size;
 };
 
-/*
- * Link one recovered item (its checksum verified); the later of two versions of a key wins.
- * Its own segment's counters are added by the caller (acc); a replaced older version is killed
- * at once, which may take its segment's counters below what the caller adds back later: the
- * unsigned arithmetic ends right.
- */
+struct batch {
+    struct pending *items;
+    struct pending *sorted;
+    uint32_t n;
+    uint32_t cap;
+};
+
+/* Link one item; the later of two versions of a key (linked later) wins. */
 static void
-recover_link(struct seg *s, uint32_t sid, uint32_t off, uint64_t hash, struct recovered *acc)
+link_one(struct seg *s, const struct pending *p)
 {
-    struct seg_hdr *h = hdr(s, sid);
-    uint8_t *it = seg_data(s, sid) + off;
-    uint32_t e = it_expire(h, it);
-    if (e != 0 && e <= s->now) {
-        it[1] |= IT_DEAD;
-        s->st.recovery_expired++;
-        return;
-    }
-    uint64_t loc = make_loc(s, sid, off);
+    uint64_t loc = p->v & SLOT_LOC_MASK;
+    /* The hash, as far as the table uses it: the low half, and the tag for bits 32..47. */
+    uint64_t hash = p->hash_lo | ((p->v & SLOT_TAG_MASK) >> (SLOT_TAG_SHIFT - 32));
     uint64_t *empty;
-    uint64_t *slot = chain_lookup(s, it, hash, &empty);
+    uint64_t *slot = chain_lookup(s, loc_item(s, loc), hash, &empty);
     if (slot != NULL) {
         uint64_t old = *slot;
-        *slot = (old & SLOT_TAG_MASK) | loc;
+        *slot = p->v;
         item_kill(s, old & SLOT_LOC_MASK);
         s->st.recovered_items--;
     } else if (empty != NULL) {
-        *empty = tag_of(hash) | loc;
-    } else if (ht_insert(s, hash, tag_of(hash) | loc) != 0) {
-        it[1] |= IT_DEAD; /* no memory for an overflow bucket: the item is dropped */
+        *empty = p->v;
+    } else if (ht_insert(s, hash, p->v) != 0) {
+        loc_item(s, loc)[1] |= IT_DEAD; /* no memory for an overflow bucket: dropped */
         return;
     }
-    acc->items++;
-    acc->bytes += it_size(it);
+    item_live(s, loc_sid(s, loc), p->size);
     s->st.recovered_items++;
-    if (e > acc->max_exp) {
-        acc->max_exp = e;
-    }
 }
 
-#define RECOVER_AHEAD 8 /* items between prefetching a bucket and linking the item */
+static void
+batch_link(struct seg *s, struct batch *b)
+{
+    uint32_t start[1025] = {0};
+    for (uint32_t i = 0; i < b->n; i++) {
+        start[(b->items[i].hash_lo >> PART_SHIFT) + 1]++;
+    }
+    for (unsigned p = 1; p <= 1024; p++) {
+        start[p] += start[p - 1];
+    }
+    for (uint32_t i = 0; i < b->n; i++) {
+        b->sorted[start[b->items[i].hash_lo >> PART_SHIFT]++] = b->items[i];
+    }
+    for (uint32_t i = 0; i < b->n; i++) {
+        /* In bucket order the addresses ascend, but a batch holds fewer items than the table
+         * has buckets: each is still a cache miss, started LINK_AHEAD items early. */
+        if (i + LINK_AHEAD < b->n) {
+            __builtin_prefetch(ht_head(s, b->sorted[i + LINK_AHEAD].hash_lo));
+        }
+        link_one(s, &b->sorted[i]);
+    }
+    b->n = 0;
+}
 
 /*
- * Recover the items of one segment, in order. Each item's bucket is prefetched RECOVER_AHEAD
- * items ahead, as seg_walk does. A damaged item is dropped and the walk goes on past it if its
+ * Check the items of one segment, in order, reading them from base: a copy of the segment's
+ * write_off bytes (or the segment itself); the live ones go into the batch. Items are marked
+ * dead in the segment itself. A damaged item is dropped and the walk goes on past it if its
  * length can be trusted (resync_ok); otherwise the segment ends there.
  */
 static void
-recover_seg(struct seg *s, uint32_t sid)
+scan_seg(struct seg *s, uint32_t sid, const uint8_t *base, struct batch *b)
 {
     struct seg_hdr *h = hdr(s, sid);
-    uint8_t *base = seg_data(s, sid);
-    struct {
-        uint32_t off;
-        uint64_t hash;
-    } q[RECOVER_AHEAD];
-    unsigned qh = 0, qn = 0;
-    uint32_t off = 0, end = h->write_off;
-    struct recovered acc = {0};
-    for (;;) {
-        while (qn < RECOVER_AHEAD && off < end) {
-            uint32_t sz = item_bounded(base, off, end);
-            uint8_t *it = base + off;
-            if (sz != 0 && (it[1] & IT_DEAD)) {
-                off += sz;
-                continue;
-            }
-            if (sz == 0 || !item_sum_ok(it, h->cas_base)) {
-                s->st.recovery_damaged++;
-                if (resync_ok(base, off, sz, end, h->cas_base)) {
-                    it[1] |= IT_DEAD;
-                    off += sz;
-                    continue;
-                }
+    uint8_t *seg = seg_data(s, sid);
+    uint32_t off = 0, end = h->write_off, max_exp = 0;
+    while (off < end) {
+        uint32_t sz = item_bounded(base, off, end);
+        const uint8_t *it = base + off;
+        if (sz != 0 && (it[1] & IT_DEAD)) {
+            off += sz;
+            continue;
+        }
+        if (sz == 0 || !item_sum_ok(it, h->cas_base)) {
+            s->st.recovery_damaged++;
+            if (!resync_ok(base, off, sz, end, h->cas_base)) {
                 end = off;
                 break;
             }
-            uint64_t hash = seg_hash(it_key(it), it[0]);
-            __builtin_prefetch(ht_head(s, hash));
-            q[(qh + qn) % RECOVER_AHEAD].off = off;
-            q[(qh + qn) % RECOVER_AHEAD].hash = hash;
-            qn++;
+            seg[off + 1] |= IT_DEAD;
             off += sz;
+            continue;
         }
-        if (qn == 0) {
-            break;
+        uint32_t e = it_expire(h, it);
+        if (e != 0 && e <= s->now) {
+            seg[off + 1] |= IT_DEAD;
+            s->st.recovery_expired++;
+            off += sz;
+            continue;
         }
-        recover_link(s, sid, q[qh].off, q[qh].hash, &acc);
-        qh = (qh + 1) % RECOVER_AHEAD;
-        qn--;
+        max_exp = e > max_exp ? e : max_exp;
+        if (b->n == b->cap) {
+            batch_link(s, b);
+        }
+        /* The file keeps no read counts, only whether an item was read: one read is what it
+         * says. */
+        uint64_t hash = seg_hash(it_key(it), it[0]);
+        b->items[b->n++] = (struct pending){
+            .v = tag_of(hash) | make_loc(s, sid, off) |
+                 ((uint64_t)((it[1] & SEG_ST_FETCHED) != 0) << SLOT_FREQ_SHIFT),
+            .hash_lo = (uint32_t)hash,
+            .size = sz,
+        };
+        off += sz;
     }
+    /* An upper bound if a later version of one of its items replaces it: freed no earlier. */
     h->write_off = end;
-    h->max_expire = acc.max_exp;
-    h->live_items += acc.items;
-    h->live_bytes += acc.bytes;
-    s->tb[h->bucket].items += acc.items;
-    s->tb[h->bucket].bytes += acc.bytes;
-    s->st.items += acc.items;
-    s->st.bytes += acc.bytes;
+    h->max_expire = max_exp;
+}
+
+/* Read len bytes at off of fd into buf: 0, or -1 (then the caller reads the mapping). */
+static int
+read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t n = pread(fd, buf, len, (off_t)off);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Recover the segments in order (oldest first), about expect items. Each is read with pread
+ * into one buffer rather than through the mapping. Reading the mapping would touch every page of
+ * the heap now, and the first touch of a page in a process costs a fault, under virtualization
+ * also the hypervisor's: several times the cost of the copy, which the kernel makes through its
+ * own mapping of the page cache. So recovery touches only the pages it writes (an item dropped,
+ * a version replaced); the others are touched as requests come. Without the buffer, the mapping
+ * is read. 0, or -ENOMEM.
+ */
+static int
+recover_segs(struct seg *s, const uint32_t *order, uint32_t n, uint64_t expect, int fd,
+             uint64_t heap_off)
+{
+    struct batch b = {.cap = expect < 4096 ? 4096 : (expect > BATCH_MAX ? BATCH_MAX : expect)};
+    b.items = malloc((size_t)b.cap * sizeof(*b.items));
+    b.sorted = malloc((size_t)b.cap * sizeof(*b.sorted));
+    uint8_t *buf = malloc(s->seg_size);
+    int rc = b.items != NULL && b.sorted != NULL ? 0 : -ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        const struct seg_hdr *h = hdr(s, order[i]);
+        const uint8_t *base = seg_data(s, order[i]);
+        if (buf != NULL &&
+            read_full(fd, buf, h->write_off, heap_off + ((uint64_t)order[i] << s->off_bits)) == 0) {
+            base = buf;
+        }
+        scan_seg(s, order[i], base, &b);
+    }
+    if (rc == 0) {
+        batch_link(s, &b);
+    }
+    free(buf);
+    free(b.items);
+    free(b.sorted);
+    return rc;
 }
 
 /* Size the hash table for about n items up front, so recovery does not grow it step by step. */
@@ -328,7 +408,7 @@ ht_presize(struct seg *s, uint64_t n)
  * link their items. Segments left without live items are freed (except a bucket's tail).
  */
 static int
-region_recover(struct seg *s)
+region_recover(struct seg *s, int fd, uint64_t heap_off)
 {
     const struct seg_meta *m = s->meta;
     s->cas_next = m->cas_next;
@@ -371,27 +451,26 @@ region_recover(struct seg *s)
         h->pinned = 0;
         chain_append(s, h->bucket, order[i]);
     }
-    for (uint32_t i = 0; i < n; i++) {
-        recover_seg(s, order[i]);
-    }
-    for (uint32_t i = 0; i < n; i++) {
+    int rc = recover_segs(s, order, n, expect, fd, heap_off);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
         const struct seg_hdr *h = hdr(s, order[i]);
         if (h->live_items == 0 && s->tb[h->bucket].tail != (int32_t)order[i]) {
             seg_release(s, order[i]);
         }
     }
     free(order);
-    return 0;
+    return rc;
 }
 
 int
 seg_file_attach(struct seg *s, const struct seg_options *opts)
 {
     size_t len = seg_region_size(opts);
-    /* MAP_POPULATE: recovery reads the headers and every segment in use; one call maps them
-     * rather than a fault every few pages. */
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, opts->file_fd,
-                   (off_t)opts->file_off);
+    /* Recovery reads the segments with pread (recover_segs), not through the mapping: pages are
+     * mapped as they are used, unless prefault asks for them all now. */
+    void *p =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | (opts->prefault ? MAP_POPULATE : 0),
+             opts->file_fd, (off_t)opts->file_off);
     if (p == MAP_FAILED) {
         return -errno;
     }
@@ -409,5 +488,5 @@ seg_file_attach(struct seg *s, const struct seg_options *opts)
         region_init(s);
         return 0;
     }
-    return region_recover(s);
+    return region_recover(s, opts->file_fd, opts->file_off + META_LEN + hdrs_len(s->nseg));
 }
