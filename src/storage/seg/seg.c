@@ -844,6 +844,7 @@ seg_create(struct seg **out, const struct seg_options *opts)
          * was populated, and recovery touched the table. */
         memset(s->heap, 0, s->heap_len);
         memset(s->ht, 0, s->ht_len);
+        s->pf_off = s->heap_len;
     }
     *out = s;
     return 0;
