@@ -348,29 +348,40 @@ populate(uint8_t *p, size_t len)
     }
 }
 
+/* Populate up to *budget bytes of [base + *done, base + end), whole pages; true if any left. */
+static bool
+populate_upto(uint8_t *base, size_t *done, size_t end, size_t *budget)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (*done >= end || *budget == 0) {
+        return *done < end;
+    }
+    size_t n = end - *done;
+    if (n > *budget) {
+        n = *budget < page ? page : *budget & ~(page - 1);
+    }
+    populate(base + *done, n);
+    *done += n;
+    *budget = *budget > n ? *budget - n : 0;
+    return *done < end;
+}
+
 bool
 seg_prefault_step(struct seg *s, size_t max_bytes)
 {
-    if (s->region != NULL) {
-        return false; /* a memory file's heap is allocated and mapped at start (seg_file.c) */
+    size_t budget = max_bytes;
+    size_t before = s->pf_off + s->ht_pf;
+    /* The hash table first: a new one is written all over as the old one moves into it. */
+    bool more = populate_upto((uint8_t *)s->ht, &s->ht_pf, s->ht_len, &budget);
+    /* The heap too, unless the table left less than a page of the budget. */
+    if (s->region == NULL && (budget == max_bytes || budget >= (size_t)sysconf(_SC_PAGESIZE))) {
+        /* (A memory file's heap is allocated and mapped at start: seg_file.c.) */
+        size_t ahead =
+            (size_t)s->seg_size * 2 > PREFAULT_AHEAD ? (size_t)s->seg_size * 2 : PREFAULT_AHEAD;
+        size_t target = (size_t)s->taken_hi * s->seg_size + ahead;
+        more |= populate_upto(s->heap, &s->pf_off, target < s->heap_len ? target : s->heap_len,
+                              &budget);
     }
-    size_t ahead =
-        (size_t)s->seg_size * 2 > PREFAULT_AHEAD ? (size_t)s->seg_size * 2 : PREFAULT_AHEAD;
-    size_t target = (size_t)s->taken_hi * s->seg_size + ahead;
-    if (target > s->heap_len) {
-        target = s->heap_len;
-    }
-    if (s->pf_off >= target) {
-        return false;
-    }
-    /* Whole pages only: the heap is page aligned and seg_size a multiple of the page. */
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t n = target - s->pf_off;
-    if (n > max_bytes) {
-        n = max_bytes < page ? page : max_bytes & ~(page - 1);
-    }
-    populate(s->heap + s->pf_off, n);
-    s->pf_off += n;
-    s->st.prefault_bytes += n;
-    return s->pf_off < target;
+    s->st.prefault_bytes += s->pf_off + s->ht_pf - before;
+    return more;
 }
