@@ -338,6 +338,16 @@ bool seg_tick(struct seg *s);
 bool seg_reclaim_step(struct seg *s, uint32_t max_items);
 
 /**
+ * Make the heap's next segments present (page-faulted in) before an item is written there, so
+ * that no store waits for page faults: keeps a few MiB past the last segment ever taken present,
+ * so memory still grows with use. For a caller with idle time: at most max_bytes (rounded down to
+ * whole pages, at least one) per call; with transparent huge pages a call may fault in one whole
+ * huge page. Returns true while more is left to do. Anonymous heaps only (a memory file's is
+ * mapped populated): false at once otherwise. Owner thread.
+ */
+bool seg_prefault_step(struct seg *s, size_t max_bytes);
+
+/**
  * A live item as a scan (seg_scan) sees it. key points into the segment and is valid only
  * during the callback.
  */
@@ -398,6 +408,7 @@ struct seg_stats {
     uint64_t hash_growing;       /* gauge: 1 while the table doubles (both tables mapped) */
     uint64_t hash_grow_failures; /* doublings not started for lack of memory (tried again later) */
     uint64_t overhead_bytes;     /* gauge: segment headers, TTL buckets, merge buffer */
+    uint64_t prefault_bytes;     /* heap bytes made present ahead of use (seg_prefault_step) */
     uint64_t hits;               /* get hits */
     uint64_t misses;             /* get misses (incl. expired) */
     uint64_t get_expired;        /* gets that found an expired or flushed item */

@@ -84,7 +84,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IDLE_RECLAIM_ITEMS 4096 /* items reclaimed per idle slice (~200 us) */
+#define IDLE_RECLAIM_ITEMS 4096         /* items reclaimed per idle slice (~200 us) */
+#define IDLE_PREFAULT      (256u << 10) /* heap bytes made present per idle slice */
 #define ITEM_ROOM          1024 /* -I minus this is the largest value: key and header room */
 #define REPLY_MAX          ROUTE_REPLY_MAX /* the largest reply one request may produce */
 #define GET_MIN            1024        /* the least allowance of a forwarded get: hole and END */
@@ -2116,7 +2117,9 @@ mc_idle(void *ctx)
     if (mw->reclaim_left) {
         mw->reclaim_left = seg_reclaim_step(mw->shard.seg, IDLE_RECLAIM_ITEMS);
     }
-    return mw->reclaim_left;
+    /* Segment memory faulted in now rather than by the stores that will write there. */
+    bool more = seg_prefault_step(mw->shard.seg, IDLE_PREFAULT);
+    return mw->reclaim_left || more;
 }
 
 /* Every worker's TTL buckets summed, from the published views (at most a tick old): an array

@@ -811,6 +811,37 @@ class Lifecycle(unittest.TestCase):
                     rss = int(f.read().split()[1]) * page
                 self.assertEqual(rss >= 64 << 20, holds, "%s: RSS %d bytes" % (flags, rss))
 
+    def test_idle_worker_faults_in_a_few_mib_of_its_heap_ahead_of_use(self):
+        # The worker makes the next 4 MiB past its last segment present while idle, so that
+        # no set waits for a page fault; and no more, so that memory grows with use.
+        def heap_rss():
+            # The 1 GiB heap is the one mapping of that size; Rss in kB.
+            size = rss = None
+            with open("/proc/%d/smaps" % server.proc.pid) as f:
+                for line in f:
+                    if line.startswith("Size:"):
+                        size = int(line.split()[1])
+                    elif line.startswith("Rss:") and size == 1 << 20:
+                        rss = int(line.split()[1]) << 10
+            self.assertIsNotNone(rss, "no 1 GiB mapping")
+            return rss
+
+        def settles_at(low, high):
+            deadline = time.monotonic() + 10
+            while heap_rss() < low and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # and goes no further
+            self.assertTrue(low <= heap_rss() <= high, "heap RSS %d, want %d..%d"
+                            % (heap_rss(), low, high))
+
+        with Server(PETREL, "-t", "1", "-m", "1024") as server, server.connect() as s:
+            settles_at(4 << 20, 6 << 20)  # at most one 2 MiB huge page past it
+            value = b"v" * 100000
+            for i in range(80):  # 8 MB: 8 segments of 1 MiB taken
+                request(s, b"set big%d 0 0 %d\r\n%s\r\n" % (i, len(value), value),
+                        b"STORED\r\n")
+            settles_at(12 << 20, 14 << 20)
+
     def test_allocator_gives_back_a_burst_of_large_requests_when_quiet(self):
         # 16 connections each send 900 KB sets, so their read buffers grow to a megabyte or two and
         # are freed again. jemalloc keeps freed pages resident until they decay (here over 3 s),

@@ -3,9 +3,11 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -2076,5 +2078,165 @@ Test(seg, scan_survives_writes_moves_and_table_growth_between_calls)
         cr_assert_leq(ss.count[i], 1, "k%u seen %u times", i, ss.count[i]);
     }
     cr_assert_eq(ss.other, 0);
+    seg_destroy(&s);
+}
+
+/* ---- prefault: segment memory made present ahead of the stores ---- */
+
+static uint64_t
+prefaulted(struct seg *s)
+{
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    return stats.prefault_bytes;
+}
+
+/* Bytes of the hash table in use (the new one while it grows). */
+static uint64_t
+table_bytes(struct seg *s)
+{
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    return stats.hash_buckets * 64;
+}
+
+/* Steps until seg_prefault_step says it is done, each at most step bytes; the calls made. */
+static unsigned
+prefault_all(struct seg *s, size_t step)
+{
+    unsigned n = 1;
+    uint64_t last = prefaulted(s);
+    while (seg_prefault_step(s, step)) {
+        cr_assert_leq(prefaulted(s) - last, step, "one call did more than asked");
+        last = prefaulted(s);
+        n++;
+        cr_assert_lt(n, 100000, "prefault never finishes");
+    }
+    cr_assert_leq(prefaulted(s) - last, step, "one call did more than asked");
+    return n;
+}
+
+/* Pages of [p, p + len) present in memory. */
+static size_t
+resident_pages(const void *p, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t n = (len + page - 1) / page;
+    unsigned char *vec = calloc(n, 1);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)a, n * page, vec), 0);
+    size_t r = 0;
+    for (size_t i = 0; i < n; i++) {
+        r += vec[i] & 1;
+    }
+    free(vec);
+    return r;
+}
+
+Test(seg, prefault_of_an_empty_heap_stops_a_few_mib_ahead)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    prefault_all(s, 256 << 10);
+    cr_assert_eq(prefaulted(s), (4u << 20) + table_bytes(s), "prefaulted %" PRIu64, prefaulted(s));
+    cr_assert_not(seg_prefault_step(s, 256 << 10), "nothing more to do until a segment is taken");
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_does_at_most_the_step_asked_per_call)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    cr_assert(seg_prefault_step(s, 64 << 10));
+    cr_assert_eq(prefaulted(s), 64u << 10);
+    unsigned calls = prefault_all(s, 64 << 10) + 1;
+    cr_assert_geq(calls, ((4u << 20) + table_bytes(s)) / (64u << 10));
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_follows_the_segments_taken)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    prefault_all(s, 1 << 20);
+    /* Three segments' worth of items: the window moves to 3 MiB (the segments taken) + 4 MiB. */
+    char val[1000];
+    memset(val, 'v', sizeof(val) - 1);
+    val[sizeof(val) - 1] = 0;
+    for (unsigned i = 0; i < 3100; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key%u", i);
+        cr_assert_eq(set(s, key, val, 0), SEG_STORED);
+    }
+    struct seg_stats stats;
+    seg_stats_get(s, &stats);
+    cr_assert_eq(stats.segs_used, 3);
+    cr_assert_eq(stats.hash_growing, 0);
+    cr_assert(seg_prefault_step(s, 1 << 20), "a segment taken makes more to do");
+    prefault_all(s, 1 << 20);
+    cr_assert_eq(prefaulted(s), (7u << 20) + table_bytes(s), "prefaulted %" PRIu64, prefaulted(s));
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_makes_the_pages_present_and_no_more)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    cr_assert_eq(set(s, "k", "v", 0), SEG_STORED);
+    struct seg_view v;
+    cr_assert_eq(get(s, "k", &v), SEG_OK);
+    /* The first item is at the start of the heap, which is 2 MiB aligned. */
+    const uint8_t *heap = (const uint8_t *)((uintptr_t)v.value & ~(uintptr_t)((2u << 20) - 1));
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    prefault_all(s, 256 << 10);
+    cr_assert_eq(prefaulted(s), (5u << 20) + table_bytes(s), "segment 0 taken: 1 + 4 MiB");
+    cr_assert_eq(resident_pages(heap, 5u << 20), (5u << 20) / page);
+    cr_assert_eq(resident_pages(heap + (6u << 20), 58u << 20), 0, "memory grows with use only");
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_covers_a_new_hash_table_as_it_grows)
+{
+    struct seg *s = mk_table(64 << 20, 1 << 20, SEG_EVICT_MERGE, 1024);
+    cr_assert_eq(set(s, "first", "v", 0), SEG_STORED); /* takes the segment the rest goes to */
+    prefault_all(s, 1 << 20);
+    uint64_t before = prefaulted(s), buckets = table_bytes(s) / 64;
+    for (unsigned i = 0; table_bytes(s) / 64 == buckets; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key%u", i);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+        cr_assert_lt(i, 100000, "the table never grew");
+    }
+    cr_assert(seg_prefault_step(s, 4096), "a new table makes more to do");
+    prefault_all(s, 1 << 20);
+    cr_assert_eq(prefaulted(s) - before, table_bytes(s), "the whole new table, %" PRIu64 " bytes",
+                 table_bytes(s));
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_keeps_what_is_stored)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    for (unsigned i = 0; i < 5000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key%u", i);
+        cr_assert_eq(set(s, key, key, 0), SEG_STORED);
+    }
+    prefault_all(s, 4096); /* over the written segment and past it, and the table */
+    for (unsigned i = 0; i < 5000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "key%u", i);
+        assert_value(s, key, key);
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_has_nothing_to_do_when_memory_was_touched_at_start)
+{
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = 8 << 20;
+    o.prefault = true;
+    struct seg *s = NULL;
+    cr_assert_eq(seg_create(&s, &o), 0);
+    cr_assert_not(seg_prefault_step(s, 1 << 20));
+    cr_assert_eq(prefaulted(s), 0);
     seg_destroy(&s);
 }

@@ -835,6 +835,8 @@ seg_create(struct seg **out, const struct seg_options *opts)
          * was populated, and recovery touched the table. */
         memset(s->heap, 0, s->heap_len);
         memset(s->ht, 0, s->ht_len);
+        s->pf_off = s->heap_len;
+        s->ht_pf = s->ht_len;
     }
     *out = s;
     return 0;

@@ -149,6 +149,7 @@ ht_grow(struct seg *s)
     s->ht = t;
     s->nbuckets = nb;
     s->ht_len = (size_t)nb * 64;
+    s->ht_pf = 0; /* every page of it will be written by the move: fault them in first */
 }
 
 /*

@@ -16,6 +16,9 @@ free_pop(struct seg *s)
     if (sid >= 0) {
         s->free_head = hdr(s, (uint32_t)sid)->next;
         s->nfree--;
+        if ((uint32_t)sid >= s->taken_hi) {
+            s->taken_hi = (uint32_t)sid + 1;
+        }
     }
     return sid;
 }
@@ -318,4 +321,67 @@ map_region(size_t len, int extra_flags)
     madvise(start, len, MADV_HUGEPAGE); /* advice only: failure just means small pages */
 #endif
     return start;
+}
+
+/* ---- prefault: segment memory made present before a request needs it ---- */
+
+#define PREFAULT_AHEAD (4u << 20) /* bytes kept present past the last segment taken (>= 2 segs) */
+
+/*
+ * Make [p, p + len) present and writable. MADV_POPULATE_WRITE (Linux 5.14) faults the pages in
+ * with one call, far cheaper than a fault per page (above all in a virtual machine); on older
+ * kernels each page is touched instead. Either way the contents stay what they were: absent
+ * anonymous pages read as zero, and present ones are left alone.
+ */
+static void
+populate(uint8_t *p, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(p, len, MADV_POPULATE_WRITE) == 0) {
+        return;
+    }
+#endif
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    for (size_t o = 0; o < len; o += page) {
+        volatile uint8_t *b = p + o;
+        *b = *b;
+    }
+}
+
+/* Populate up to *budget bytes of [base + *done, base + end), whole pages; true if any left. */
+static bool
+populate_upto(uint8_t *base, size_t *done, size_t end, size_t *budget)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (*done >= end || *budget == 0) {
+        return *done < end;
+    }
+    size_t n = end - *done;
+    if (n > *budget) {
+        n = *budget < page ? page : *budget & ~(page - 1);
+    }
+    populate(base + *done, n);
+    *done += n;
+    *budget = *budget > n ? *budget - n : 0;
+    return *done < end;
+}
+
+bool
+seg_prefault_step(struct seg *s, size_t max_bytes)
+{
+    size_t budget = max_bytes;
+    size_t before = s->pf_off + s->ht_pf;
+    /* The hash table first: a new one is written all over as the old one moves into it. */
+    bool more = populate_upto((uint8_t *)s->ht, &s->ht_pf, s->ht_len, &budget);
+    /* The heap too, unless the table left less than a page of the budget. */
+    if (s->region == NULL && (budget == max_bytes || budget >= (size_t)sysconf(_SC_PAGESIZE))) {
+        /* (A memory file's heap is allocated and mapped at start: seg_file.c.) */
+        size_t ahead =
+            (size_t)s->seg_size * 2 > PREFAULT_AHEAD ? (size_t)s->seg_size * 2 : PREFAULT_AHEAD;
+        size_t target = (size_t)s->taken_hi * s->seg_size + ahead;
+        more |= populate_upto(s->heap, &s->pf_off, target < s->heap_len ? target : s->heap_len,
+                              &budget);
+    }
+    s->st.prefault_bytes += s->pf_off + s->ht_pf - before;
+    return more;
 }
