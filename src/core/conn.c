@@ -5,8 +5,9 @@
  * Sockets are registered edge-triggered for input and output once, at adoption, so the steady
  * state needs no epoll_ctl calls: the connection remembers whether it may still have input
  * (readable) or output room (writable). Work is bounded per loop iteration: a connection gets at
- * most READ_ROUNDS reads per turn, and one that still has input waits on the pending list for the
- * next turn, after every other ready connection had its own.
+ * most READ_ROUNDS reads and WRITE_BUDGET bytes sent per turn, and one that still has input, or
+ * output the socket would take, waits on the pending list for the next turn, after every other
+ * ready connection had its own.
  *
  * What a client can make the worker hold, and what bounds it:
  *   - read buffer: one read's worth, or the request being read (the product's request_limit),
@@ -29,7 +30,15 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define READ_ROUNDS  4   /* reads per connection per turn: fairness bound */
+#define READ_ROUNDS 4 /* reads per connection per turn: fairness bound */
+/* Reply bytes sent per connection per turn, the same bound for writes: a client whose
+ * pipelined gets of large values fill megabytes of output at a time would otherwise hold the
+ * worker for milliseconds per turn, and every other connection waits out each of them. */
+#define WRITE_BUDGET (256u * 1024)
+/* Reply bytes composed and sent by all connections in one phase of an iteration: what one
+ * other client may have to wait for, whatever the number of clients asking for large values.
+ * A single reply larger than this still goes whole. */
+#define TURN_BYTES   (1024u * 1024)
 #define SWEEP_BUDGET 512 /* connections examined per tick by the timeout sweep */
 #define MEMWAIT_WAKE 16  /* connections waiting for read-buffer memory retried per release */
 #define MEMWAIT_MS   200 /* longest wait for read-buffer memory before the request is refused */
@@ -434,13 +443,14 @@ conn_close(struct worker *w, struct conn *c)
 static int
 conn_flush(struct worker *w, struct conn *c)
 {
-    ssize_t n = connio_flush(&c->io);
+    ssize_t n = connio_flush(&c->io, WRITE_BUDGET);
     if (n < 0) {
         log_verbose("connection %d: write: %s", c->io.t.fd, strerror((int)-n));
         return (int)n;
     }
     if (n > 0) {
         metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
+        w->conns->turn_bytes += (size_t)n;
         c->await_send = false;
     }
     if (buf_len(&c->io.wbuf) == 0) {
@@ -587,7 +597,11 @@ conn_serve(struct worker *w, struct conn *c)
             rc = conn_read(w, c);
         }
         if (rc == 0 && (buf_len(&c->io.rbuf) > before || conn_resumable(c))) {
+            size_t out = buf_len(&c->io.wbuf);
             rc = conn_deliver(w, c);
+            if (buf_len(&c->io.wbuf) > out) {
+                w->conns->turn_bytes += buf_len(&c->io.wbuf) - out;
+            }
         }
         if (rc < 0) {
             return rc;
@@ -605,9 +619,11 @@ conn_serve(struct worker *w, struct conn *c)
         c->inflight == 0) {
         return -ECONNRESET;
     }
-    /* Input left behind by the read budget, or a product that may go on: next turn. */
-    if (!c->closing && !stopping && !c->paused && !queued(c, Q_MEMWAIT) &&
-        ((c->io.readable && !conn_output_full(c)) || conn_resumable(c))) {
+    /* Output left behind by the write budget (the socket will not say again that it has
+     * room), input left behind by the read budget, or a product that may go on: next turn. */
+    if ((c->io.writable && buf_len(&c->io.wbuf) > 0) ||
+        (!c->closing && !stopping && !c->paused && !queued(c, Q_MEMWAIT) &&
+         ((c->io.readable && !conn_output_full(c)) || conn_resumable(c)))) {
         pending_add(w->conns, c);
     }
     return 0;
@@ -623,20 +639,33 @@ conn_handle_event(struct worker *w, struct conn *c, uint32_t events)
         conn_close(w, c);
         return;
     }
+    if (w->conns->turn_bytes >= TURN_BYTES) {
+        /* Its turn comes in the next iteration's pending phase: the events remembered above
+         * are not reported again (edge-triggered). */
+        pending_add(w->conns, c);
+        return;
+    }
     if (conn_serve(w, c) < 0) {
         conn_close(w, c);
     }
 }
 
 void
+conn_events_begin(struct worker *w)
+{
+    w->conns->turn_bytes = 0;
+}
+
+void
 conn_serve_pending(struct worker *w)
 {
     struct conn_table *t = w->conns;
+    t->turn_bytes = 0;
     /* Only the connections pending at the start get a turn: the bound for this iteration. Only
      * serving a connection takes it off the queue (or closes it), so the last one stays there
      * until its turn; those queued meanwhile wait for the next iteration. */
     struct conn *last = t->queue[Q_PENDING].tail;
-    for (bool more = last != NULL; more;) {
+    for (bool more = last != NULL; more && t->turn_bytes < TURN_BYTES;) {
         struct conn *c = t->queue[Q_PENDING].head;
         queue_remove(t, Q_PENDING, c);
         more = c != last;

@@ -78,6 +78,9 @@ struct conn_table {
     struct buf_pool pool; /* first buffers (read-buffer bytes) of connections with bytes */
     int64_t now;          /* coarse clock for idle timeouts, seconds */
     int64_t now_ms;       /* monotonic milliseconds at the start of this loop iteration */
+    /* Reply bytes composed and sent in this phase of the loop iteration (the pending list, then
+     * epoll's events): past TURN_BYTES, the connections not yet served wait for the next. */
+    size_t turn_bytes;
 };
 
 /** Create and free w->conns. */
@@ -91,10 +94,15 @@ void conn_adopt(struct worker *w, void *item);
 /** Close c now: the product's on_close, the transport, the buffers, the slot. */
 void conn_close(struct worker *w, struct conn *c);
 
-/** epoll reported events for c: serve it (or close it). */
+/** A batch of epoll events follows: its own reply-byte budget begins (see conn_handle_event). */
+void conn_events_begin(struct worker *w);
+
+/** epoll reported events for c: serve it (or close it); once this batch has composed and sent
+ * its budget of reply bytes, c is queued for the next iteration instead. */
 void conn_handle_event(struct worker *w, struct conn *c, uint32_t events);
 
-/** Give every connection queued for another turn (Q_PENDING at the start) that turn. */
+/** Give every connection queued for another turn (Q_PENDING at the start) that turn, until
+ * they have composed and sent the phase's budget of reply bytes; the rest keep their place. */
 void conn_serve_pending(struct worker *w);
 
 /** A reply for c came back from another worker: let a paused product go on. */
