@@ -35,10 +35,15 @@
  * pipelined gets of large values fill megabytes of output at a time would otherwise hold the
  * worker for milliseconds per turn, and every other connection waits out each of them. */
 #define WRITE_BUDGET (256u * 1024)
-/* Reply bytes composed and sent by all connections in one phase of an iteration: what one
- * other client may have to wait for, whatever the number of clients asking for large values.
- * A single reply larger than this still goes whole. */
-#define TURN_BYTES   (1024u * 1024)
+/* Reply bytes composed and sent in one phase of an iteration by connections that hold much
+ * output: past it, those wait for the next iteration, so what another client waits for does
+ * not grow with the number of clients asking for large values. A single reply larger than this
+ * still goes whole. */
+#define TURN_BYTES (1024u * 1024)
+/* A connection that holds at most this much output (unsent, or held by the product) and
+ * composed and sent at most this much in its last turn is served whatever the phase has spent:
+ * a client asking for little must not queue behind those asking for large values. */
+#define LIGHT_BYTES  (64u * 1024)
 #define SWEEP_BUDGET 512 /* connections examined per tick by the timeout sweep */
 #define MEMWAIT_WAKE 16  /* connections waiting for read-buffer memory retried per release */
 #define MEMWAIT_MS   200 /* longest wait for read-buffer memory before the request is refused */
@@ -438,6 +443,15 @@ conn_close(struct worker *w, struct conn *c)
 
 /* ---- one turn ---- */
 
+/* Whether c's turn waits once the phase's budget is spent: it holds much output, or its last
+ * turn moved much (a client draining large replies as fast as it reads them holds little
+ * between turns). A new connection's first turn is light: bounded by its own budgets. */
+static bool
+conn_heavy(const struct conn *c)
+{
+    return c->spent > LIGHT_BYTES || buf_len(&c->io.wbuf) + c->held > LIGHT_BYTES;
+}
+
 /* Send queued output; an emptied write buffer goes back to the pool. A product waiting for
  * its client to read (RT_CONTINUE) may go on once something left. */
 static int
@@ -450,7 +464,7 @@ conn_flush(struct worker *w, struct conn *c)
     }
     if (n > 0) {
         metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
-        w->conns->turn_bytes += (size_t)n;
+        c->spent += (size_t)n;
         c->await_send = false;
     }
     if (buf_len(&c->io.wbuf) == 0) {
@@ -591,16 +605,17 @@ conn_serve(struct worker *w, struct conn *c)
 {
     bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
     int rc = 0;
+    c->spent = 0;
     if (!c->closing && !stopping && !c->paused) {
         size_t before = buf_len(&c->io.rbuf);
         if (!conn_output_full(c)) {
             rc = conn_read(w, c);
         }
         if (rc == 0 && (buf_len(&c->io.rbuf) > before || conn_resumable(c))) {
-            size_t out = buf_len(&c->io.wbuf);
+            size_t out = buf_len(&c->io.wbuf) + c->held;
             rc = conn_deliver(w, c);
-            if (buf_len(&c->io.wbuf) > out) {
-                w->conns->turn_bytes += buf_len(&c->io.wbuf) - out;
+            if (buf_len(&c->io.wbuf) + c->held > out) {
+                c->spent += buf_len(&c->io.wbuf) + c->held - out;
             }
         }
         if (rc < 0) {
@@ -610,6 +625,7 @@ conn_serve(struct worker *w, struct conn *c)
         buf_pool_give(&w->conns->pool, &c->io.rbuf);
     }
     rc = conn_flush(w, c);
+    w->conns->turn_bytes += c->spent;
     if (rc < 0) {
         return rc;
     }
@@ -639,7 +655,7 @@ conn_handle_event(struct worker *w, struct conn *c, uint32_t events)
         conn_close(w, c);
         return;
     }
-    if (w->conns->turn_bytes >= TURN_BYTES) {
+    if (w->conns->turn_bytes >= TURN_BYTES && conn_heavy(c)) {
         /* Its turn comes in the next iteration's pending phase: the events remembered above
          * are not reported again (edge-triggered). */
         pending_add(w->conns, c);
@@ -661,17 +677,22 @@ conn_serve_pending(struct worker *w)
 {
     struct conn_table *t = w->conns;
     t->turn_bytes = 0;
-    /* Only the connections pending at the start get a turn: the bound for this iteration. Only
-     * serving a connection takes it off the queue (or closes it), so the last one stays there
-     * until its turn; those queued meanwhile wait for the next iteration. */
+    /* Only the connections pending at the start get a turn: the bound for this iteration.
+     * Once the phase has spent its budget, heavy connections keep their place for the next
+     * iteration and only light ones are served. Serving c changes no other connection's place
+     * (a connection queued meanwhile goes to the tail, after last), so next stays valid. */
     struct conn *last = t->queue[Q_PENDING].tail;
-    for (bool more = last != NULL; more && t->turn_bytes < TURN_BYTES;) {
-        struct conn *c = t->queue[Q_PENDING].head;
-        queue_remove(t, Q_PENDING, c);
+    struct conn *c = t->queue[Q_PENDING].head;
+    for (bool more = last != NULL; more;) {
+        struct conn *next = c->link[Q_PENDING].next;
         more = c != last;
-        if (conn_serve(w, c) < 0) {
-            conn_close(w, c);
+        if (t->turn_bytes < TURN_BYTES || !conn_heavy(c)) {
+            queue_remove(t, Q_PENDING, c);
+            if (conn_serve(w, c) < 0) {
+                conn_close(w, c);
+            }
         }
+        c = next;
     }
 }
 
