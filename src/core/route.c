@@ -166,6 +166,7 @@ route_msg_send(struct route_worker *rw, struct conn *c, struct route_conn *rc, s
                unsigned dest)
 {
     route_charge(c, rc, &m->charged, buf_len(&m->req) + m->allow);
+    m->hdr.cost = (uint32_t)(buf_len(&m->req) + m->allow); /* what it may copy, either way */
     int rc_ = conn_forward(c, dest, &m->hdr);
     if (rc_ < 0) {
         route_msg_drop(rw, c, rc, m);
@@ -451,6 +452,9 @@ fill_hole(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct
     f->hash = h->hash;
     f->want = want;
     f->allow = h->vlen;
+    /* A peek of a known version: it may run after later requests (it may already: it leaves
+     * only when its hole reaches the head, after requests read since). */
+    f->hdr.any_order = true;
     rc_ = route_msg_send(rw, c, rc, f, owner);
     if (rc_ < 0) {
         return rc_;
