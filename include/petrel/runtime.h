@@ -174,6 +174,12 @@ struct buf *conn_rbuf(struct conn *c);
 /** Reply bytes not yet sent on c. Worker thread of c. */
 struct buf *conn_wbuf(struct conn *c);
 
+/**
+ * If conn_wbuf(c) is empty, make b's bytes its bytes without a copy (a large reply composed
+ * elsewhere) and leave b empty, with no allocation; returns false, changing nothing, when it is
+ * not empty or b is larger than a write buffer may grow. Worker thread of c.
+ */
+bool conn_wbuf_take(struct conn *c, struct buf *b);
 
 /**
  * Make room in conn_rbuf(c) for n more bytes of a request whose size is known, so a large one is

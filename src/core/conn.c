@@ -61,6 +61,26 @@ conn_wbuf(struct conn *c)
     return &c->io.wbuf;
 }
 
+static void conn_account(struct worker *w, struct conn *c);
+
+bool
+conn_wbuf_take(struct conn *c, struct buf *b)
+{
+    struct buf *wb = &c->io.wbuf;
+    if (buf_len(wb) > 0 || b->cap > wb->max) {
+        return false;
+    }
+    buf_pool_give(&c->w->conns->pool, wb); /* empty: its allocation goes back */
+    wb->data = b->data;
+    wb->rpos = b->rpos;
+    wb->wpos = b->wpos;
+    wb->cap = b->cap;
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
+    conn_account(c->w, c);
+    return true;
+}
+
 void *
 conn_state(struct conn *c)
 {
