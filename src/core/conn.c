@@ -39,7 +39,7 @@
  * output: past it, those wait for the next iteration, so what another client waits for does
  * not grow with the number of clients asking for large values. A single reply larger than this
  * still goes whole. */
-#define TURN_BYTES (1024u * 1024)
+#define TURN_BYTES (256u * 1024)
 /* A connection that holds at most this much output (unsent, or held by the product) and
  * composed and sent at most this much in its last turn is served whatever the phase has spent:
  * a client asking for little must not queue behind those asking for large values. */
@@ -408,6 +408,7 @@ conn_adopt(struct worker *w, void *item)
     c->w = w;
     c->slot = t->free[--t->nfree];
     c->last_active = t->now;
+    c->spent = SIZE_MAX; /* heavy until a turn shows otherwise */
     buf_init(&c->io.rbuf, rt->rbuf_init, rt->rbuf_max);
     buf_init(&c->io.wbuf, rt->rbuf_init, rt->wbuf_max);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
@@ -465,7 +466,8 @@ conn_close(struct worker *w, struct conn *c)
 
 /* Whether c's turn waits once the phase's budget is spent: it holds much output, or its last
  * turn moved much (a client draining large replies as fast as it reads them holds little
- * between turns). A new connection's first turn is light: bounded by its own budgets. */
+ * between turns), or it has had no turn yet (what it asks for is unknown: twenty clients that
+ * connect at once, each to ask for a large value, must not all go first). */
 static bool
 conn_heavy(const struct conn *c)
 {

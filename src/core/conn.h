@@ -53,7 +53,7 @@ struct conn {
     size_t rbuf_extra;     /* read buffer beyond its initial size, last counted in the table */
     size_t wbuf_extra;     /* the same for the write buffer */
     size_t held;           /* output the product holds outside wbuf (conn_output_hold) */
-    size_t spent;          /* reply bytes composed and sent in its last turn (conn.c) */
+    size_t spent;          /* reply bytes composed and sent in its last turn; SIZE_MAX: none yet */
     size_t rbuf_need;      /* room the product asked for and did not get (conn_rbuf_want) */
     int64_t memwait_since; /* ms: when it joined Q_MEMWAIT */
     int64_t partial_since; /* s: when the unfinished request in rbuf began; 0: none */

@@ -15,7 +15,7 @@
 /* Bytes of messages' costs (struct rt_msg) taken in ring order per iteration, and again for
  * those set aside: with a connection's turn (conn.c), what one iteration may spend on other
  * clients' large values before a cheap request is answered. */
-#define MESH_BYTES (1024u * 1024)
+#define MESH_BYTES (256u * 1024)
 #define MSG_COSTLY (64u * 1024) /* a message costing this much may be set aside */
 #define PEER_RING  1024         /* slots of each ring of the forwarding mesh */
 
