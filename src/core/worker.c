@@ -183,6 +183,8 @@ drain_and_close(struct worker *w)
             struct conn *c = t->slot[i];
             waiting += c != NULL && c->inflight > 0;
         }
+        /* Messages for peers not published yet, or peers' requests set aside, are owed. */
+        waiting += mesh_backlog(w);
         int64_t left = deadline - mono_ms();
         if (waiting == 0 || left <= 0) {
             break;
