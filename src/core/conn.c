@@ -33,8 +33,11 @@
 #define READ_ROUNDS 4 /* reads per connection per turn: fairness bound */
 /* Reply bytes sent per connection per turn, the same bound for writes: a client whose
  * pipelined gets of large values fill megabytes of output at a time would otherwise hold the
- * worker for milliseconds per turn, and every other connection waits out each of them. */
-#define WRITE_BUDGET (256u * 1024)
+ * worker for milliseconds per turn, and every other connection waits out each of them. Large
+ * enough that a value composed in a turn leaves in that turn, while its bytes are still in the
+ * CPU's cache: at 256 KiB a 900 KB value left over several iterations, interleaved with other
+ * connections' values, and the kernel's copy of it cost four times as much. */
+#define WRITE_BUDGET (1024u * 1024)
 /* Reply bytes composed and sent in one phase of an iteration by connections that hold much
  * output: past it, those wait for the next iteration, so what another client waits for does
  * not grow with the number of clients asking for large values. A single reply larger than this
