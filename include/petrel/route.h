@@ -120,7 +120,7 @@ struct route_msg {
     uint64_t seq;              /* the origin connection's reply slot */
     uint32_t part;             /* which part of that slot, or ROUTE_PART_FETCH */
     uint8_t op;                /* ROUTE_OP_FETCH, or the product's */
-    bool hit;                  /* ROUTE_OP_FETCH: the value came back */
+    bool hit;                  /* ROUTE_OP_FETCH: the value came back (after its header) */
     bool more;                 /* a walk (one shard after the other): this shard has more */
     bool failed;               /* a walk: the step ran out of memory */
     uint32_t allow;            /* bytes of reply it may bring back copied */

@@ -39,6 +39,13 @@ struct conn;
  * published once per loop iteration; a full ring never blocks (an overflow list holds the rest).
  * A message names its connection by (slot, generation), never by pointer, so a reply for a
  * connection closed meanwhile is handed back with c == NULL and nothing else happens.
+ *
+ * Work per loop iteration is bounded in bytes on this path too: the sender gives each message
+ * its cost, the bytes handling it may copy (a value it carries, the reply room it was given),
+ * the destination sets it to what running it did copy before rt_msg_return(), and a worker
+ * takes in order only so much of that per iteration. A costly message that may be
+ * handled out of order (every reply; a request marked any_order) is set aside and run within a
+ * budget of its own, so that cheap messages behind it are not kept waiting.
  */
 struct rt_msg {
     uint32_t conn_slot; /* origin connection: slot in its worker's table ... */
@@ -46,6 +53,9 @@ struct rt_msg {
     uint16_t origin;    /* worker that sent the request and receives the reply */
     uint16_t dest;      /* worker that executes it */
     bool is_reply;
+    bool any_order; /* a request that may run after requests sent later */
+    uint32_t cost;  /* bytes its handling may copy: the sender's estimate, then what it copied */
+    struct rt_msg *next; /* the runtime's, while the message waits on its destination */
 };
 
 /* The most forwarded requests handed to one on_requests() call. */
@@ -127,14 +137,16 @@ struct rt_product {
     bool (*idle)(void *ctx);
     /**
      * On the destination worker: execute n forwarded requests (1..RT_REQUEST_BATCH, in the
-     * order their origin sent them), handing each back with rt_msg_return(). A batch lets the
+     * order their origin sent them, except that a costly request marked any_order may run
+     * after requests sent later), handing each back with rt_msg_return(). A batch lets the
      * product overlap the memory accesses of its requests. Must not forward anything itself.
      * Needed by products that forward.
      */
     void (*on_requests)(void *ctx, struct rt_msg *const *m, unsigned n);
     /**
      * On the origin worker: the request came back with its reply. c is the connection, or NULL
-     * if it was closed meanwhile; either way the product owns m again and frees it.
+     * if it was closed meanwhile; either way the product owns m again and frees it. A costly
+     * reply may be handed over after replies the same peer returned later.
      */
     void (*on_reply)(void *ctx, struct conn *c, struct rt_msg *m);
     /** At shutdown: free a message that never finished its round trip. */
@@ -161,6 +173,13 @@ struct buf *conn_rbuf(struct conn *c);
 
 /** Reply bytes not yet sent on c. Worker thread of c. */
 struct buf *conn_wbuf(struct conn *c);
+
+/**
+ * If conn_wbuf(c) is empty, make b's bytes its bytes without a copy (a large reply composed
+ * elsewhere) and leave b empty, with no allocation; returns false, changing nothing, when it is
+ * not empty or b is larger than a write buffer may grow. Worker thread of c.
+ */
+bool conn_wbuf_take(struct conn *c, struct buf *b);
 
 /**
  * Make room in conn_rbuf(c) for n more bytes of a request whose size is known, so a large one is

@@ -724,7 +724,7 @@ admin_serve(struct runtime *rt, struct admin_conn *a, uint32_t events)
     } else if (a->partial_since == 0 || buf_len(&a->io.rbuf) < before) {
         a->partial_since = now;
     }
-    ssize_t n = connio_flush(&a->io);
+    ssize_t n = connio_flush(&a->io, SIZE_MAX);
     if (n < 0) {
         return -1;
     }

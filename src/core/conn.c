@@ -5,8 +5,9 @@
  * Sockets are registered edge-triggered for input and output once, at adoption, so the steady
  * state needs no epoll_ctl calls: the connection remembers whether it may still have input
  * (readable) or output room (writable). Work is bounded per loop iteration: a connection gets at
- * most READ_ROUNDS reads per turn, and one that still has input waits on the pending list for the
- * next turn, after every other ready connection had its own.
+ * most READ_ROUNDS reads and WRITE_BUDGET bytes sent per turn, and one that still has input, or
+ * output the socket would take, waits on the pending list for the next turn, after every other
+ * ready connection had its own.
  *
  * What a client can make the worker hold, and what bounds it:
  *   - read buffer: one read's worth, or the request being read (the product's request_limit),
@@ -29,7 +30,23 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define READ_ROUNDS  4   /* reads per connection per turn: fairness bound */
+#define READ_ROUNDS 4 /* reads per connection per turn: fairness bound */
+/* Reply bytes sent per connection per turn, the same bound for writes: a client whose
+ * pipelined gets of large values fill megabytes of output at a time would otherwise hold the
+ * worker for milliseconds per turn, and every other connection waits out each of them. Large
+ * enough that a value composed in a turn leaves in that turn, while its bytes are still in the
+ * CPU's cache: at 256 KiB a 900 KB value left over several iterations, interleaved with other
+ * connections' values, and the kernel's copy of it cost four times as much. */
+#define WRITE_BUDGET (1024u * 1024)
+/* Reply bytes composed and sent in one phase of an iteration by connections that hold much
+ * output: past it, those wait for the next iteration, so what another client waits for does
+ * not grow with the number of clients asking for large values. A single reply larger than this
+ * still goes whole. */
+#define TURN_BYTES (256u * 1024)
+/* A connection that holds at most this much output (unsent, or held by the product) and
+ * composed and sent at most this much in its last turn is served whatever the phase has spent:
+ * a client asking for little must not queue behind those asking for large values. */
+#define LIGHT_BYTES  (64u * 1024)
 #define SWEEP_BUDGET 512 /* connections examined per tick by the timeout sweep */
 #define MEMWAIT_WAKE 16  /* connections waiting for read-buffer memory retried per release */
 #define MEMWAIT_MS   200 /* longest wait for read-buffer memory before the request is refused */
@@ -45,6 +62,26 @@ struct buf *
 conn_wbuf(struct conn *c)
 {
     return &c->io.wbuf;
+}
+
+static void conn_account(struct worker *w, struct conn *c);
+
+bool
+conn_wbuf_take(struct conn *c, struct buf *b)
+{
+    struct buf *wb = &c->io.wbuf;
+    if (buf_len(wb) > 0 || b->cap > wb->max) {
+        return false;
+    }
+    buf_pool_give(&c->w->conns->pool, wb); /* empty: its allocation goes back */
+    wb->data = b->data;
+    wb->rpos = b->rpos;
+    wb->wpos = b->wpos;
+    wb->cap = b->cap;
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
+    conn_account(c->w, c);
+    return true;
 }
 
 void *
@@ -374,6 +411,7 @@ conn_adopt(struct worker *w, void *item)
     c->w = w;
     c->slot = t->free[--t->nfree];
     c->last_active = t->now;
+    c->spent = SIZE_MAX; /* heavy until a turn shows otherwise */
     buf_init(&c->io.rbuf, rt->rbuf_init, rt->rbuf_max);
     buf_init(&c->io.wbuf, rt->rbuf_init, rt->wbuf_max);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
@@ -429,18 +467,29 @@ conn_close(struct worker *w, struct conn *c)
 
 /* ---- one turn ---- */
 
+/* Whether c's turn waits once the phase's budget is spent: it holds much output, or its last
+ * turn moved much (a client draining large replies as fast as it reads them holds little
+ * between turns), or it has had no turn yet (what it asks for is unknown: twenty clients that
+ * connect at once, each to ask for a large value, must not all go first). */
+static bool
+conn_heavy(const struct conn *c)
+{
+    return c->spent > LIGHT_BYTES || buf_len(&c->io.wbuf) + c->held > LIGHT_BYTES;
+}
+
 /* Send queued output; an emptied write buffer goes back to the pool. A product waiting for
  * its client to read (RT_CONTINUE) may go on once something left. */
 static int
 conn_flush(struct worker *w, struct conn *c)
 {
-    ssize_t n = connio_flush(&c->io);
+    ssize_t n = connio_flush(&c->io, WRITE_BUDGET);
     if (n < 0) {
         log_verbose("connection %d: write: %s", c->io.t.fd, strerror((int)-n));
         return (int)n;
     }
     if (n > 0) {
         metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
+        c->spent += (size_t)n;
         c->await_send = false;
     }
     if (buf_len(&c->io.wbuf) == 0) {
@@ -581,13 +630,18 @@ conn_serve(struct worker *w, struct conn *c)
 {
     bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
     int rc = 0;
+    c->spent = 0;
     if (!c->closing && !stopping && !c->paused) {
         size_t before = buf_len(&c->io.rbuf);
         if (!conn_output_full(c)) {
             rc = conn_read(w, c);
         }
         if (rc == 0 && (buf_len(&c->io.rbuf) > before || conn_resumable(c))) {
+            size_t out = buf_len(&c->io.wbuf) + c->held;
             rc = conn_deliver(w, c);
+            if (buf_len(&c->io.wbuf) + c->held > out) {
+                c->spent += buf_len(&c->io.wbuf) + c->held - out;
+            }
         }
         if (rc < 0) {
             return rc;
@@ -596,6 +650,7 @@ conn_serve(struct worker *w, struct conn *c)
         buf_pool_give(&w->conns->pool, &c->io.rbuf);
     }
     rc = conn_flush(w, c);
+    w->conns->turn_bytes += c->spent;
     if (rc < 0) {
         return rc;
     }
@@ -605,9 +660,11 @@ conn_serve(struct worker *w, struct conn *c)
         c->inflight == 0) {
         return -ECONNRESET;
     }
-    /* Input left behind by the read budget, or a product that may go on: next turn. */
-    if (!c->closing && !stopping && !c->paused && !queued(c, Q_MEMWAIT) &&
-        ((c->io.readable && !conn_output_full(c)) || conn_resumable(c))) {
+    /* Output left behind by the write budget (the socket will not say again that it has
+     * room), input left behind by the read budget, or a product that may go on: next turn. */
+    if ((c->io.writable && buf_len(&c->io.wbuf) > 0) ||
+        (!c->closing && !stopping && !c->paused && !queued(c, Q_MEMWAIT) &&
+         ((c->io.readable && !conn_output_full(c)) || conn_resumable(c)))) {
         pending_add(w->conns, c);
     }
     return 0;
@@ -623,26 +680,44 @@ conn_handle_event(struct worker *w, struct conn *c, uint32_t events)
         conn_close(w, c);
         return;
     }
+    if (w->conns->turn_bytes >= TURN_BYTES && conn_heavy(c)) {
+        /* Its turn comes in the next iteration's pending phase: the events remembered above
+         * are not reported again (edge-triggered). */
+        pending_add(w->conns, c);
+        return;
+    }
     if (conn_serve(w, c) < 0) {
         conn_close(w, c);
     }
 }
 
 void
+conn_events_begin(struct worker *w)
+{
+    w->conns->turn_bytes = 0;
+}
+
+void
 conn_serve_pending(struct worker *w)
 {
     struct conn_table *t = w->conns;
-    /* Only the connections pending at the start get a turn: the bound for this iteration. Only
-     * serving a connection takes it off the queue (or closes it), so the last one stays there
-     * until its turn; those queued meanwhile wait for the next iteration. */
+    t->turn_bytes = 0;
+    /* Only the connections pending at the start get a turn: the bound for this iteration.
+     * Once the phase has spent its budget, heavy connections keep their place for the next
+     * iteration and only light ones are served. Serving c changes no other connection's place
+     * (a connection queued meanwhile goes to the tail, after last), so next stays valid. */
     struct conn *last = t->queue[Q_PENDING].tail;
+    struct conn *c = t->queue[Q_PENDING].head;
     for (bool more = last != NULL; more;) {
-        struct conn *c = t->queue[Q_PENDING].head;
-        queue_remove(t, Q_PENDING, c);
+        struct conn *next = c->link[Q_PENDING].next;
         more = c != last;
-        if (conn_serve(w, c) < 0) {
-            conn_close(w, c);
+        if (t->turn_bytes < TURN_BYTES || !conn_heavy(c)) {
+            queue_remove(t, Q_PENDING, c);
+            if (conn_serve(w, c) < 0) {
+                conn_close(w, c);
+            }
         }
+        c = next;
     }
 }
 

@@ -53,6 +53,7 @@ struct conn {
     size_t rbuf_extra;     /* read buffer beyond its initial size, last counted in the table */
     size_t wbuf_extra;     /* the same for the write buffer */
     size_t held;           /* output the product holds outside wbuf (conn_output_hold) */
+    size_t spent;          /* reply bytes composed and sent in its last turn; SIZE_MAX: none yet */
     size_t rbuf_need;      /* room the product asked for and did not get (conn_rbuf_want) */
     int64_t memwait_since; /* ms: when it joined Q_MEMWAIT */
     int64_t partial_since; /* s: when the unfinished request in rbuf began; 0: none */
@@ -78,6 +79,9 @@ struct conn_table {
     struct buf_pool pool; /* first buffers (read-buffer bytes) of connections with bytes */
     int64_t now;          /* coarse clock for idle timeouts, seconds */
     int64_t now_ms;       /* monotonic milliseconds at the start of this loop iteration */
+    /* Reply bytes composed and sent in this phase of the loop iteration (the pending list, then
+     * epoll's events): past TURN_BYTES, the connections not yet served wait for the next. */
+    size_t turn_bytes;
 };
 
 /** Create and free w->conns. */
@@ -91,10 +95,15 @@ void conn_adopt(struct worker *w, void *item);
 /** Close c now: the product's on_close, the transport, the buffers, the slot. */
 void conn_close(struct worker *w, struct conn *c);
 
-/** epoll reported events for c: serve it (or close it). */
+/** A batch of epoll events follows: its own reply-byte budget begins (see conn_handle_event). */
+void conn_events_begin(struct worker *w);
+
+/** epoll reported events for c: serve it (or close it); once this batch has composed and sent
+ * its budget of reply bytes, c is queued for the next iteration instead. */
 void conn_handle_event(struct worker *w, struct conn *c, uint32_t events);
 
-/** Give every connection queued for another turn (Q_PENDING at the start) that turn. */
+/** Give every connection queued for another turn (Q_PENDING at the start) that turn, until
+ * they have composed and sent the phase's budget of reply bytes; the rest keep their place. */
 void conn_serve_pending(struct worker *w);
 
 /** A reply for c came back from another worker: let a paused product go on. */

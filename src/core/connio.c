@@ -49,22 +49,24 @@ connio_read(struct connio *io)
 }
 
 ssize_t
-connio_flush(struct connio *io)
+connio_flush(struct connio *io, size_t max)
 {
-    ssize_t sent = 0;
-    while (buf_len(&io->wbuf) > 0 && io->writable) {
-        struct iovec iov = {.iov_base = buf_rptr(&io->wbuf), .iov_len = buf_len(&io->wbuf)};
+    size_t sent = 0;
+    while (buf_len(&io->wbuf) > 0 && io->writable && sent < max) {
+        size_t len = buf_len(&io->wbuf);
+        size_t left = max - sent > CONNIO_WRITE_MIN ? max - sent : CONNIO_WRITE_MIN;
+        struct iovec iov = {.iov_base = buf_rptr(&io->wbuf), .iov_len = len < left ? len : left};
         ssize_t n = io->t.ops->writev(&io->t, &iov, 1);
         if (n > 0) {
             buf_consume(&io->wbuf, (size_t)n);
-            sent += n;
+            sent += (size_t)n;
         } else if (n == -EAGAIN || n == 0) {
             io->writable = false; /* EPOLLOUT will say when there is room again */
         } else {
             return n;
         }
     }
-    return sent;
+    return (ssize_t)sent;
 }
 
 void

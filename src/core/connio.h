@@ -18,6 +18,7 @@
 #include "petrel/transport.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct connio {
@@ -41,10 +42,16 @@ void connio_events(struct connio *io, unsigned events);
 ssize_t connio_read(struct connio *io);
 
 /**
- * Send from io->wbuf while the transport takes it. Returns the bytes sent (0 if none could be),
- * or a negative errno when the connection is broken.
+ * Send from io->wbuf while the transport takes it, until about max bytes have left (SIZE_MAX:
+ * no bound). A call may exceed max by one write of at most CONNIO_WRITE_MIN bytes. Returns the
+ * bytes sent (0 if none could be), or a negative errno when the connection is broken. io->writable
+ * stays set when max, not the transport, stopped it.
  */
-ssize_t connio_flush(struct connio *io);
+ssize_t connio_flush(struct connio *io, size_t max);
+
+/* The least one write offers the transport: a TLS record's payload, so that a record sealed by
+ * an earlier call that could not send it is offered again whole (see tls_writev). */
+#define CONNIO_WRITE_MIN (16u * 1024)
 
 /** Close the transport and free both buffers. */
 void connio_close(struct connio *io);

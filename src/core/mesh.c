@@ -12,7 +12,12 @@
 #include "worker.h"
 
 #define PEER_BUDGET 1024 /* messages taken from each peer's ring per iteration */
-#define PEER_RING   1024 /* slots of each ring of the forwarding mesh */
+/* Bytes of messages' costs (struct rt_msg) taken in ring order per iteration, and again for
+ * those set aside: with a connection's turn (conn.c), what one iteration may spend on other
+ * clients' large values before a cheap request is answered. */
+#define MESH_BYTES (256u * 1024)
+#define MSG_COSTLY (64u * 1024) /* a message costing this much may be set aside */
+#define PEER_RING  1024         /* slots of each ring of the forwarding mesh */
 
 int
 conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
@@ -37,6 +42,7 @@ rt_msg_return(struct rt_msg *m)
 {
     struct worker *w = self_worker;
     m->is_reply = true;
+    w->mesh_spent += m->cost; /* what running it copied, as the product says */
     int rc = ring_outbox_push(&w->peer_out[m->origin], m);
     if (rc == 0) {
         w->peer_dirty[m->origin] = true;
@@ -70,6 +76,14 @@ workers_free_mesh(struct runtime *rt)
     void (*msg_free)(struct rt_msg *) = rt->p->msg_free;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct worker *w = &rt->workers[i];
+        while (w->later != NULL) {
+            struct rt_msg *m = w->later;
+            w->later = m->next;
+            if (msg_free != NULL) {
+                msg_free(m);
+            }
+        }
+        w->later_tail = NULL;
         for (unsigned j = 0; j < rt->nworkers && w->peer_out != NULL; j++) {
             struct ring_outbox *o = &w->peer_out[j];
             void *m;
@@ -97,13 +111,44 @@ workers_free_mesh(struct runtime *rt)
     }
 }
 
-/* Messages from other workers: requests to execute here, replies for our connections. */
+/* A reply back from a peer: to its connection, if that is still the one that sent it. */
+static void
+take_reply(struct worker *w, struct rt_msg *m)
+{
+    struct conn_table *t = w->conns;
+    struct conn *c = m->conn_slot < t->cap ? t->slot[m->conn_slot] : NULL;
+    if (c != NULL && t->gen[m->conn_slot] != m->conn_gen) {
+        c = NULL; /* the slot holds a newer connection */
+    }
+    w->rt->p->on_reply(w->pctx, c, m);
+    if (c != NULL) {
+        conn_reply_arrived(w, c);
+    }
+}
+
+/* Whether m may wait for a later iteration while the messages behind it go on. */
+static bool
+set_aside(const struct rt_msg *m)
+{
+    return m->cost >= MSG_COSTLY && (m->is_reply || m->any_order);
+}
+
+/*
+ * Messages from other workers: requests to execute here, replies for our connections. In ring
+ * order while the costs taken this iteration stay under MESH_BYTES (a request's cost is known
+ * once it ran, so a batch runs early when the senders' estimates would pass the budget);
+ * costly messages that may wait are set aside instead, and those set aside run in order within
+ * a MESH_BYTES budget of their own. Either way at least one message goes per iteration.
+ */
 void
 mesh_drain(struct worker *w)
 {
     const struct rt_product *p = w->rt->p;
-    struct conn_table *t = w->conns;
-    for (unsigned j = 0; j < w->rt->nworkers; j++) {
+    unsigned nw = w->rt->nworkers;
+    w->mesh_spent = 0;
+    for (unsigned k = 0; k < nw; k++) {
+        /* The peer drained first takes turns: the budget may run out before the last. */
+        unsigned j = (w->drain_from + k) % nw;
         struct ring *r = w->peer_in[j];
         struct rt_msg *m;
         unsigned n = 0;
@@ -112,25 +157,32 @@ mesh_drain(struct worker *w)
         }
         struct rt_msg *batch[RT_REQUEST_BATCH];
         unsigned nb = 0;
-        while (n < PEER_BUDGET && (m = ring_pop(r)) != NULL) {
+        size_t est = 0; /* the senders' estimates for the batch */
+        while (n < PEER_BUDGET && w->mesh_spent < MESH_BYTES && (m = ring_pop(r)) != NULL) {
             n++;
+            if (set_aside(m)) {
+                m->next = NULL;
+                if (w->later_tail != NULL) {
+                    w->later_tail->next = m;
+                } else {
+                    w->later = m;
+                }
+                w->later_tail = m;
+                continue;
+            }
             if (!m->is_reply) {
                 /* Requests go in batches (order kept); replies concern other connections. */
                 batch[nb++] = m;
-                if (nb == RT_REQUEST_BATCH) {
+                est += m->cost;
+                if (nb == RT_REQUEST_BATCH || w->mesh_spent + est >= MESH_BYTES) {
                     p->on_requests(w->pctx, batch, nb);
                     nb = 0;
+                    est = 0;
                 }
                 continue;
             }
-            struct conn *c = m->conn_slot < t->cap ? t->slot[m->conn_slot] : NULL;
-            if (c != NULL && t->gen[m->conn_slot] != m->conn_gen) {
-                c = NULL; /* the slot holds a newer connection */
-            }
-            p->on_reply(w->pctx, c, m);
-            if (c != NULL) {
-                conn_reply_arrived(w, c);
-            }
+            w->mesh_spent += m->cost;
+            take_reply(w, m);
         }
         if (nb > 0) {
             p->on_requests(w->pctx, batch, nb);
@@ -138,6 +190,21 @@ mesh_drain(struct worker *w)
         if (n > 0) {
             ring_release(r);
             metrics_add(&w->m[RTM_MESSAGES_RECEIVED], n);
+        }
+    }
+    w->drain_from = (w->drain_from + 1) % nw;
+    w->mesh_spent = 0;
+    struct rt_msg *m;
+    while (w->mesh_spent < MESH_BYTES && (m = w->later) != NULL) {
+        w->later = m->next;
+        if (w->later == NULL) {
+            w->later_tail = NULL;
+        }
+        if (m->is_reply) {
+            w->mesh_spent += m->cost;
+            take_reply(w, m);
+        } else {
+            p->on_requests(w->pctx, &m, 1);
         }
     }
 }
@@ -176,6 +243,9 @@ mesh_inbound_pending(struct worker *w)
 bool
 mesh_backlog(struct worker *w)
 {
+    if (w->later != NULL) {
+        return true;
+    }
     for (unsigned j = 0; j < w->rt->nworkers; j++) {
         if (w->peer_dirty[j]) {
             return true;

@@ -13,13 +13,14 @@ int workers_connect(struct runtime *rt);
 void workers_free_mesh(struct runtime *rt);
 
 /* The rest runs on a worker, for its own side of the mesh. */
-/* Take messages from the peers: requests to execute here, replies for our connections. */
+/* Take messages from the peers: requests to execute here, replies for our connections; a
+ * bounded cost per iteration, costly ones that may wait set aside for later iterations. */
 void mesh_drain(struct worker *w);
 /* Publish what this iteration staged for each peer, and wake the peers that sleep. */
 void mesh_flush(struct worker *w);
 /* True if a peer's ring or the inbox has something: the sleep protocol's re-check. */
 bool mesh_inbound_pending(struct worker *w);
-/* True while an outbox has a backlog: another turn is needed soon. */
+/* True while an outbox has a backlog or messages wait set aside: another turn is needed soon. */
 bool mesh_backlog(struct worker *w);
 
 #endif /* PETREL_MESH_H */

@@ -166,6 +166,7 @@ route_msg_send(struct route_worker *rw, struct conn *c, struct route_conn *rc, s
                unsigned dest)
 {
     route_charge(c, rc, &m->charged, buf_len(&m->req) + m->allow);
+    m->hdr.cost = (uint32_t)(buf_len(&m->req) + m->allow); /* what it may copy, either way */
     int rc_ = conn_forward(c, dest, &m->hdr);
     if (rc_ < 0) {
         route_msg_drop(rw, c, rc, m);
@@ -380,21 +381,6 @@ route_reply_out(struct route_worker *rw, struct conn *c, struct route_conn *rc, 
 
 /* ---- sending the head of the queue ---- */
 
-/* A hit whose value came: its header, the value, "\r\n". */
-static int
-put_hit(struct buf *out, const char *hdr, size_t hdr_len, const char *value, size_t vlen)
-{
-    int rc = buf_reserve(out, hdr_len + vlen + 2);
-    if (rc == 0) {
-        char *p = buf_wptr(out);
-        memcpy(p, hdr, hdr_len);
-        memcpy(p + hdr_len, value, vlen);
-        memcpy(p + hdr_len + vlen, "\r\n", 2);
-        buf_commit(out, hdr_len + vlen + 2);
-    }
-    return rc;
-}
-
 /*
  * The hole at the front of r, in the head slot s: send its answer. The value is fetched while
  * the output has room for it, or once the client has read everything before it (then what is
@@ -414,10 +400,15 @@ fill_hole(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct
     struct route_msg *f = s->fetch;
     int rc_;
     if (f != NULL) {
-        /* Its fetch is back. */
+        /* Its fetch is back: on a hit, its reply holds the header and the value, with room for
+         * the "\r\n"; it becomes the write buffer when that is empty, else it is copied. */
         s->fetch = NULL;
-        rc_ = f->hit ? put_hit(wb, hdr, h->hdr_len, buf_rptr(&f->reply.b), buf_len(&f->reply.b))
-                     : buf_append(wb, miss, h->miss_len);
+        if (!f->hit) {
+            rc_ = buf_append(wb, miss, h->miss_len);
+        } else if ((rc_ = buf_append(&f->reply.b, "\r\n", 2)) == 0 &&
+                   !conn_wbuf_take(c, &f->reply.b)) {
+            rc_ = buf_append(wb, buf_rptr(&f->reply.b), buf_len(&f->reply.b));
+        }
         route_msg_drop(rw, c, rc, f);
         return rc_ < 0 ? rc_ : 1;
     }
@@ -443,14 +434,20 @@ fill_hole(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct
         }
         return rc_ < 0 ? rc_ : 1;
     }
+    /* The owner appends the value after the header, in room made here: no copy on the way
+     * back when the write buffer is empty (the usual case: it had room for the value). */
     f = route_msg_new(rw, ROUTE_OP_FETCH, rc->seq_head, ROUTE_PART_FETCH);
-    if (f == NULL || buf_append(&f->req, key, h->klen) < 0) {
+    if (f == NULL || buf_append(&f->req, key, h->klen) < 0 || buf_reserve(&f->reply.b, need) < 0 ||
+        buf_append(&f->reply.b, hdr, h->hdr_len) < 0) {
         route_msg_free(rw, f);
         return -ENOMEM;
     }
     f->hash = h->hash;
     f->want = want;
     f->allow = h->vlen;
+    /* A peek of a known version: it may run after later requests (it may already: it leaves
+     * only when its hole reaches the head, after requests read since). */
+    f->hdr.any_order = true;
     rc_ = route_msg_send(rw, c, rc, f, owner);
     if (rc_ < 0) {
         return rc_;

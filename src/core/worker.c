@@ -168,7 +168,7 @@ drain_and_close(struct worker *w)
         for (unsigned i = 0; i < t->cap; i++) {
             struct conn *c = t->slot[i];
             if (c != NULL && buf_len(&c->io.wbuf) > 0) {
-                ssize_t n = connio_flush(&c->io);
+                ssize_t n = connio_flush(&c->io, SIZE_MAX);
                 if (n < 0) {
                     conn_close(w, c);
                 } else if (buf_len(&c->io.wbuf) > 0) {
@@ -184,6 +184,8 @@ drain_and_close(struct worker *w)
             struct conn *c = t->slot[i];
             waiting += c != NULL && c->inflight > 0;
         }
+        /* Messages for peers not published yet, or peers' requests set aside, are owed. */
+        waiting += mesh_backlog(w);
         int64_t left = deadline - mono_ms();
         if (waiting == 0 || left <= 0) {
             break;
@@ -311,6 +313,7 @@ worker_main(void *arg)
         }
         int n = epoll_wait(w->epfd, ev, EVENT_BATCH, timeout);
         waker_sleep_end(&w->waker);
+        conn_events_begin(w);
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == &waker_tag) {
                 waker_drain(&w->waker);

@@ -2070,6 +2070,9 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
         } else {
             msg_execute(mw, m, parsed[i] ? &batch[i].req : NULL);
         }
+        /* What running it copied, for the runtime's budget (and the origin's, on its way back):
+         * the request text (a set's value) and the reply. */
+        m->hdr.cost = (uint32_t)(buf_len(&m->req) + buf_len(&m->reply.b));
         if (rt_msg_return(hdrs[i]) < 0) {
             /* The origin will never hear back; the connection's slot stays until it closes. */
             log_error("out of memory returning a forwarded reply");

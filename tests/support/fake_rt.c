@@ -346,6 +346,23 @@ conn_wbuf(struct conn *c)
     return &c->wbuf;
 }
 
+bool
+conn_wbuf_take(struct conn *c, struct buf *b)
+{
+    check_owner(c, "conn_wbuf_take");
+    if (buf_len(&c->wbuf) > 0 || b->cap > c->wbuf.max) {
+        return false;
+    }
+    free(c->wbuf.data);
+    c->wbuf.data = b->data;
+    c->wbuf.rpos = b->rpos;
+    c->wbuf.wpos = b->wpos;
+    c->wbuf.cap = b->cap;
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
+    return true;
+}
+
 void *
 conn_state(struct conn *c)
 {
