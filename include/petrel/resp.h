@@ -225,4 +225,28 @@ int resp_compose_bignum(struct buf *b, enum resp_proto v, const char *num, size_
  */
 size_t resp_format_double(double d, char *dst);
 
+/**
+ * Whether s (slen bytes) matches the glob pattern pat (plen bytes) as Redis 7 matches KEYS,
+ * SCAN MATCH and CONFIG GET patterns: '*' any run of bytes, '?' one byte, "[abc]", "[a-z]" and
+ * "[^...]" one byte of a set (a range may be written backwards, "\\" escapes in a set, and an
+ * unterminated set ends with the pattern), "\\x" the byte x. nocase folds ASCII letters (CONFIG
+ * GET). Linear in the pattern times the string: no backtracking past the last '*'.
+ */
+bool resp_glob_match(const char *pat, size_t plen, const char *s, size_t slen, bool nocase);
+
+/**
+ * Write v as Redis's INCRBYFLOAT writes its result: "%.17Lf" with the zeros after the point,
+ * and then the point, removed ("-0" becomes "0"). dst needs RESP_LDOUBLE_MAX bytes; returns the
+ * length written (no NUL), or 0 when v is not finite.
+ */
+#define RESP_LDOUBLE_MAX 5120
+size_t resp_format_ldouble(long double v, char *dst);
+
+/**
+ * Redis's string2ld: the whole of p (len bytes, at most RESP_LDOUBLE_MAX - 1) as a long double
+ * as strtold reads it, with no leading blank, nothing after it, not NaN, and no overflow or
+ * underflow to zero. Returns false when it is not such a number.
+ */
+bool resp_parse_ldouble(const char *p, size_t len, long double *out);
+
 #endif /* PETREL_RESP_H */

@@ -12,7 +12,7 @@
  * The same items as the memcached side: a value SET here is read byte for byte by a memcached
  * get (client flags 0), and the reverse. Expiry is the storage engine's, in whole seconds.
  */
-#include "resp_server.h"
+#include "resp_cmd.h"
 
 #include "petrel_build.h"
 
@@ -30,7 +30,6 @@
 
 #define REDIS_VERSION "7.0.15" /* the release whose replies these are (Debian 12's) */
 #define GET_MIN_ALLOW 1024     /* the least reply room of a forwarded GET: a hole and more */
-#define REPLY_BOUND   256      /* the most a reply without a value takes */
 #define PROTO_MASK    0xff     /* route_msg.arg: the connection's protocol ... */
 #define ARG_GATHER    0x100    /* ... and whether the part answers a key of a gather slot */
 
@@ -40,6 +39,7 @@ enum cmd_kind {
     K_KEYED, /* one key (argv[1]) on its owner's shard */
     K_MULTI, /* one part per key: DEL, EXISTS (summed), MGET (gathered), MSET (OK) */
     K_ALL,   /* every shard: DBSIZE, FLUSHALL, FLUSHDB */
+    K_WALK,  /* resp_walk.c: SCAN, KEYS, MSETNX */
 };
 
 /* Result of dispatching one request, besides a negative errno. */
@@ -53,30 +53,24 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
-    {"get", 2, K_KEYED, 0},        {"set", -3, K_KEYED, 1},     {"setnx", 3, K_KEYED, 1},
-    {"setex", 4, K_KEYED, 1},      {"psetex", 4, K_KEYED, 1},   {"getdel", 2, K_KEYED, 0},
-    {"strlen", 2, K_KEYED, 0},     {"append", 3, K_KEYED, 1},   {"type", 2, K_KEYED, 3},
-    {"incr", 2, K_KEYED, 1},       {"decr", 2, K_KEYED, 1},     {"incrby", 3, K_KEYED, 1},
-    {"decrby", 3, K_KEYED, 1},     {"ttl", 2, K_KEYED, 3},      {"pttl", 2, K_KEYED, 3},
-    {"expire", -3, K_KEYED, 3},    {"pexpire", -3, K_KEYED, 3}, {"expireat", -3, K_KEYED, 3},
-    {"pexpireat", -3, K_KEYED, 3}, {"persist", 2, K_KEYED, 3},  {"del", -2, K_MULTI, 2},
-    {"unlink", -2, K_MULTI, 2},    {"exists", -2, K_MULTI, 3},  {"mget", -2, K_MULTI, 0},
-    {"mset", -3, K_MULTI, 1},      {"dbsize", 1, K_ALL, 3},     {"flushall", -1, K_ALL, 3},
-    {"flushdb", -1, K_ALL, 3},     {"ping", -1, K_LOCAL, 3},    {"echo", 2, K_LOCAL, 3},
-    {"quit", -1, K_LOCAL, 3},      {"select", 2, K_LOCAL, 3},   {"hello", -1, K_LOCAL, 3},
-    {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3}, {"info", -1, K_LOCAL, 3},
-    {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0}, {"setrange", 4, K_KEYED, 1},
-    {"reset", 1, K_LOCAL, 3},
+    {"get", 2, K_KEYED, 0},        {"set", -3, K_KEYED, 1},        {"setnx", 3, K_KEYED, 1},
+    {"setex", 4, K_KEYED, 1},      {"psetex", 4, K_KEYED, 1},      {"getdel", 2, K_KEYED, 0},
+    {"strlen", 2, K_KEYED, 0},     {"append", 3, K_KEYED, 1},      {"type", 2, K_KEYED, 3},
+    {"incr", 2, K_KEYED, 1},       {"decr", 2, K_KEYED, 1},        {"incrby", 3, K_KEYED, 1},
+    {"decrby", 3, K_KEYED, 1},     {"ttl", 2, K_KEYED, 3},         {"pttl", 2, K_KEYED, 3},
+    {"expire", -3, K_KEYED, 3},    {"pexpire", -3, K_KEYED, 3},    {"expireat", -3, K_KEYED, 3},
+    {"pexpireat", -3, K_KEYED, 3}, {"persist", 2, K_KEYED, 3},     {"del", -2, K_MULTI, 2},
+    {"unlink", -2, K_MULTI, 2},    {"exists", -2, K_MULTI, 3},     {"mget", -2, K_MULTI, 0},
+    {"mset", -3, K_MULTI, 1},      {"dbsize", 1, K_ALL, 3},        {"flushall", -1, K_ALL, 3},
+    {"flushdb", -1, K_ALL, 3},     {"ping", -1, K_LOCAL, 3},       {"echo", 2, K_LOCAL, 3},
+    {"quit", -1, K_LOCAL, 3},      {"select", 2, K_LOCAL, 3},      {"hello", -1, K_LOCAL, 3},
+    {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3},    {"info", -1, K_LOCAL, 3},
+    {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0},    {"setrange", 4, K_KEYED, 1},
+    {"reset", 1, K_LOCAL, 3},      {"msetnx", -3, K_WALK, 1},      {"scan", -2, K_WALK, 3},
+    {"keys", 2, K_WALK, 3},        {"incrbyfloat", 3, K_KEYED, 1},
 };
 
 /* ---- small helpers ---- */
-
-static bool
-arg_is(const struct resp_arg *a, const char *s)
-{
-    size_t n = strlen(s);
-    return a->len == n && strncasecmp(a->p, s, n) == 0;
-}
 
 static const struct cmd *
 cmd_find(const struct resp_arg *name)
@@ -87,50 +81,6 @@ cmd_find(const struct resp_arg *name)
         }
     }
     return NULL;
-}
-
-static int
-reply_err(struct buf *b, const char *msg)
-{
-    return resp_compose_error(b, msg, strlen(msg));
-}
-
-static int
-reply_ok(struct buf *b)
-{
-    return resp_compose_simple(b, "OK", 2);
-}
-
-/* Redis's string2ll: an optional '-', digits, no leading zero (but "0"), no blanks, in range. */
-static bool
-arg_ll(const struct resp_arg *a, long long *out)
-{
-    const char *p = a->p;
-    size_t n = a->len;
-    if (n == 0 || n > 20) {
-        return false;
-    }
-    bool neg = p[0] == '-';
-    size_t i = neg ? 1 : 0;
-    if (i == n || (p[i] == '0' && n - i > 1) || (neg && p[i] == '0')) {
-        return false;
-    }
-    unsigned long long v = 0;
-    for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return false;
-        }
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) {
-            return false;
-        }
-        v = v * 10 + d;
-    }
-    if (neg ? v > (unsigned long long)LLONG_MAX + 1 : v > (unsigned long long)LLONG_MAX) {
-        return false;
-    }
-    *out = neg ? (long long)(0 - v) : (long long)v;
-    return true;
 }
 
 static int64_t
@@ -380,6 +330,41 @@ x_incr(struct kx *x, const struct cmd *cmd)
                               .exptime = exptime};
     enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
     return sr == SEG_STORED ? resp_compose_int(x->out, n) : store_failed(x, sr);
+}
+
+/* INCRBYFLOAT key by: Redis's long double arithmetic and text (the item keeps flags and TTL). */
+static int
+x_incrbyfloat(struct kx *x)
+{
+    struct seg_view v;
+    long double cur = 0, by;
+    int64_t exptime = 0;
+    uint32_t flags = 0;
+    if (kx_peek(x, &v) == SEG_OK) {
+        if (!resp_parse_ldouble(v.value, v.vlen, &cur)) {
+            return reply_err(x->out, "value is not a valid float");
+        }
+        exptime = exptime_keep(&v);
+        flags = v.flags;
+    }
+    if (!resp_parse_ldouble(x->argv[2].p, x->argv[2].len, &by)) {
+        return reply_err(x->out, "value is not a valid float");
+    }
+    char text[RESP_LDOUBLE_MAX];
+    size_t len = resp_format_ldouble(cur + by, text);
+    if (len == 0) {
+        return reply_err(x->out, "increment would produce NaN or Infinity");
+    }
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = x->argv[1].p,
+                              .klen = x->argv[1].len,
+                              .hash = x->hash,
+                              .value = text,
+                              .vlen = len,
+                              .flags = flags,
+                              .exptime = exptime};
+    enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
+    return sr == SEG_STORED ? resp_compose_bulk(x->out, text, len) : store_failed(x, sr);
 }
 
 /* TTL and PTTL: -2 missing, -1 no expiry, else the time left (whole seconds here). */
@@ -632,6 +617,9 @@ exec_keyed(struct kx *x, const struct cmd *cmd)
         }
         return resp_compose_int(x->out, kx_peek(x, &v) == SEG_OK ? (int64_t)v.vlen : 0);
     }
+    if (strcmp(n, "incrbyfloat") == 0) {
+        return x_incrbyfloat(x);
+    }
     if (strstr(n, "incr") != NULL || strstr(n, "decr") != NULL) {
         return x_incr(x, cmd);
     }
@@ -667,6 +655,10 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         struct seg_stats st;
         seg_stats_get(w->shard->seg, &st);
         (void)resp_compose_int(&m->reply.b, (int64_t)st.items);
+        return;
+    }
+    if (m->op == RESP_OP_MSETNX || m->op == RESP_OP_UNDO || m->op == RESP_OP_SCAN) {
+        resp_walk_execute(w, m);
         return;
     }
     if (m->op == RESP_OP_FLUSH) {
@@ -714,6 +706,9 @@ int
 resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct route_slot *s)
 {
     struct buf *wb = conn_wbuf(c);
+    if (s->tag == RESP_TAG_MSETNX || s->tag == RESP_TAG_SCAN || s->tag == RESP_TAG_KEYS) {
+        return resp_walk_emit(w, c, rc, s);
+    }
     if (s->tag == RESP_TAG_OK) {
         return reply_ok(wb) == 0 ? 1 : -ENOMEM;
     }
@@ -781,8 +776,9 @@ dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     m->allow = strcmp(cmd->name, "get") == 0 || strcmp(cmd->name, "getex") == 0 ||
                        strcmp(cmd->name, "getrange") == 0 || strcmp(cmd->name, "getdel") == 0
                    ? route_allowance(c, GET_MIN_ALLOW)
-               : strcmp(cmd->name, "set") == 0 ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
-                                               : REPLY_BOUND;
+               : strcmp(cmd->name, "set") == 0         ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
+               : strcmp(cmd->name, "incrbyfloat") == 0 ? RESP_LDOUBLE_MAX + 16
+                                                       : REPLY_BOUND;
     route_slot_time(rw, s);
     return route_msg_send(rw, c, &st->rc, m, owner);
 }
@@ -1082,6 +1078,12 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
         return route_broadcast(
             w->rw, c, &st->rc, strcmp(cmd->name, "dbsize") == 0 ? RESP_TAG_SUM : RESP_TAG_OK, false,
             strcmp(cmd->name, "dbsize") == 0 ? RESP_OP_DBSIZE : RESP_OP_FLUSH, 0);
+    case K_WALK:
+        if (strcmp(cmd->name, "msetnx") == 0) {
+            rc = resp_msetnx(w, c, st, req);
+            return rc == 1 ? EX_WAIT : rc;
+        }
+        return resp_scan(w, c, st, req, strcmp(cmd->name, "keys") == 0);
     default:
         return dispatch_local(w, c, st, cmd, req);
     }
@@ -1115,6 +1117,11 @@ resp_on_data(struct resp_worker *w, struct conn *c)
     }
     resp_req_init(&req, w->argv, w->scratch);
     while (buf_len(in) > 0) {
+        if (st->barrier != 0 && st->rc.seq_head < st->barrier) {
+            resp_parser_rewind(&st->parser);
+            return route_wait_result(c, &st->rc); /* an MSETNX is not answered yet */
+        }
+        st->barrier = 0;
         if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
             resp_parser_rewind(&st->parser);
             return route_wait_result(c, &st->rc);

@@ -14,12 +14,18 @@
 #include "petrel/route.h"
 #include "petrel/runtime.h"
 
-#define RESP_PROTO_ID  1  /* conn_protocol() of a RESP connection */
-#define RESP_OP        64 /* route_msg.op of a RESP request forwarded to its key's owner */
-#define RESP_OP_DBSIZE 65 /* route_msg.op: the shard's item count, into m->arg */
-#define RESP_OP_FLUSH  66 /* route_msg.op: drop every item of the shard */
-#define RESP_TAG_SUM   32 /* slot tag: the sum of its parts' m->arg, as an integer reply */
-#define RESP_TAG_OK    33 /* slot tag: +OK once every part is back */
+#define RESP_PROTO_ID   1  /* conn_protocol() of a RESP connection */
+#define RESP_OP         64 /* route_msg.op of a RESP request forwarded to its key's owner */
+#define RESP_OP_DBSIZE  65 /* route_msg.op: the shard's item count, into m->arg */
+#define RESP_OP_FLUSH   66 /* route_msg.op: drop every item of the shard */
+#define RESP_TAG_SUM    32 /* slot tag: the sum of its parts' m->arg, as an integer reply */
+#define RESP_OP_MSETNX  67 /* route_msg.op: store a shard's part of an MSETNX if none exists */
+#define RESP_OP_UNDO    68 /* route_msg.op: delete what a part of an MSETNX stored */
+#define RESP_OP_SCAN    69 /* route_msg.op: a step of SCAN or KEYS on one shard */
+#define RESP_TAG_OK     33 /* slot tag: +OK once every part is back */
+#define RESP_TAG_MSETNX 34 /* slot tag: MSETNX (resp_walk.c) */
+#define RESP_TAG_SCAN   35 /* slot tag: SCAN */
+#define RESP_TAG_KEYS   36 /* slot tag: KEYS */
 
 /* A worker's RESP state: its view of the product's worker. */
 struct resp_worker {
@@ -45,8 +51,9 @@ struct resp_conn {
     uint8_t kind;          /* CONN_RESP once set up (second, as in struct mc_conn) */
     enum resp_proto proto; /* RESP2 until HELLO 3 */
     struct resp_parser parser;
-    uint64_t id;   /* CLIENT ID */
-    char name[64]; /* CLIENT SETNAME */
+    uint64_t id;      /* CLIENT ID */
+    char name[64];    /* CLIENT SETNAME */
+    uint64_t barrier; /* an MSETNX's slot sequence + 1: nothing more is read until it is sent */
 };
 
 /** Set up w (worker id of n), allocating its argv and scratch. Returns 0 or -ENOMEM. */

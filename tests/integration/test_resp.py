@@ -60,6 +60,32 @@ def reply_end(buf, at):
     raise ValueError("not a reply: %r" % buf[at:])
 
 
+def split_bulks(reply):
+    """The bulk strings of a flat array reply, in order."""
+    n, rest = reply[1:].split(b"\r\n", 1)
+    out = []
+    for _ in range(int(n)):
+        hdr, rest = rest[1:].split(b"\r\n", 1)
+        out.append(rest[:int(hdr)])
+        rest = rest[int(hdr) + 2:]
+    return out
+
+
+def scan_all(c, *opts):
+    """Every key a SCAN walk returns, with the number of calls it took."""
+    cursor, keys, calls = b"0", [], 0
+    while True:
+        r = c.call("SCAN", cursor, *opts)
+        head, rest = r.split(b"\r\n", 1)
+        assert head == b"*2", r
+        hdr, rest = rest[1:].split(b"\r\n", 1)
+        cursor = rest[:int(hdr)]
+        keys += split_bulks(rest[int(hdr) + 2:])
+        calls += 1
+        if cursor == b"0":
+            return keys, calls
+
+
 def mb(*args):
     """A multibulk request."""
     out = b"*%d\r\n" % len(args)
@@ -197,6 +223,124 @@ class RespServer(unittest.TestCase):
         self.assertEqual(self.c.sock.recv(10), b"")
 
 
+class Walks(unittest.TestCase):
+    """SCAN and KEYS across the shards, MSETNX all or nothing across them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv, cls.port = start_petrel("--output-limit", "256k")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def setUp(self):
+        self.c = Client(self.port)
+        self.c.call("FLUSHALL")
+
+    def tearDown(self):
+        self.c.close()
+
+    def fill(self, n, prefix="k"):
+        self.c.sock.sendall(b"".join(mb("SET", "%s%d" % (prefix, i), "v") for i in range(n)))
+        for _ in range(n):
+            r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+            self.assertEqual(r, b"+OK\r\n")
+
+    def test_scan_returns_every_key_of_every_shard(self):
+        self.fill(3000)
+        keys, calls = scan_all(self.c, "COUNT", "50")
+        self.assertEqual(set(keys), {b"k%d" % i for i in range(3000)})
+        self.assertGreater(calls, 2)  # COUNT bounds each call's work
+
+    def test_scan_match_and_type_filter(self):
+        self.fill(500)
+        keys, _ = scan_all(self.c, "MATCH", "k1?", "COUNT", "1000")
+        self.assertEqual(sorted(keys), sorted(b"k1%d" % i for i in range(10)))
+        self.assertEqual(scan_all(self.c, "TYPE", "list")[0], [])
+        self.assertEqual(len(set(scan_all(self.c, "TYPE", "string")[0])), 500)
+
+    def test_scan_returns_keys_present_throughout_while_others_change(self):
+        self.fill(1000, "stay")
+        other = Client(self.port)
+        cursor, seen, i = b"0", set(), 0
+        while True:
+            other.call("SET", "new%d" % i, "v")
+            other.call("DEL", "stay%d" % (i + 2000))  # not there: no change
+            i += 1
+            r = self.c.call("SCAN", cursor, "COUNT", "20")
+            head, rest = r.split(b"\r\n", 1)
+            hdr, rest = rest[1:].split(b"\r\n", 1)
+            cursor = rest[:int(hdr)]
+            seen.update(split_bulks(rest[int(hdr) + 2:]))
+            if cursor == b"0":
+                break
+        other.close()
+        self.assertTrue({b"stay%d" % j for j in range(1000)} <= seen)
+
+    def test_keys_lists_every_shard(self):
+        self.fill(1000)
+        self.assertEqual(sorted(split_bulks(self.c.call("KEYS", "*"))),
+                         sorted(b"k%d" % i for i in range(1000)))
+        self.assertEqual(sorted(split_bulks(self.c.call("KEYS", "k99?"))),
+                         sorted(b"k99%d" % i for i in range(10)))
+
+    def test_keys_larger_than_the_output_limit_is_refused(self):
+        # 256 KiB of output room: 20,000 keys of 20 bytes make a reply of 540 KB.
+        self.fill(20000, "a-rather-long-key-")
+        r = self.c.call("KEYS", "*")
+        self.assertTrue(r.startswith(b"-ERR KEYS reply larger than"), r[:100])
+        self.assertTrue(self.c.call("KEYS", "a-rather-long-key-1999?").startswith(b"*10\r\n"))
+
+    def test_msetnx_stores_nothing_when_a_key_exists_on_another_shard(self):
+        keys = ["m%d" % i for i in range(40)]
+        self.c.call("SET", "m17", "old")
+        args = [x for k in keys for x in (k, "new")]
+        self.assertEqual(self.c.call("MSETNX", *args), b":0\r\n")
+        self.assertEqual(self.c.call("EXISTS", *keys), b":1\r\n")
+        self.assertEqual(self.c.call("GET", "m17"), b"$3\r\nold\r\n")
+        self.c.call("DEL", "m17")
+        self.assertEqual(self.c.call("MSETNX", *args), b":1\r\n")
+        self.assertEqual(self.c.call("EXISTS", *keys), b":40\r\n")
+
+    def test_a_request_after_a_failed_msetnx_sees_it_undone(self):
+        keys = ["u%d" % i for i in range(20)]
+        self.c.call("SET", "u19", "x")
+        args = [x for k in keys for x in (k, "new")]
+        self.c.sock.sendall(mb("MSETNX", *args) + b"".join(mb("GET", k) for k in keys[:19]))
+        r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+        self.assertEqual(r, b":0\r\n")
+        for _ in keys[:19]:
+            r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+            self.assertEqual(r, b"$-1\r\n")
+
+    def test_racing_msetnx_never_leave_a_mix(self):
+        # Two clients set the same pairs in opposite order: each pair ends with both values of
+        # one client, or neither (both may fail), never one key of each.
+        a, b = Client(self.port), Client(self.port)
+        n = 300
+        a.sock.sendall(b"".join(mb("MSETNX", "x%d" % i, "A", "y%d" % i, "A") for i in range(n)))
+        b.sock.sendall(b"".join(mb("MSETNX", "y%d" % i, "B", "x%d" % i, "B") for i in range(n)))
+        wins = 0
+        for cl in (a, b):
+            for _ in range(n):
+                r, cl.buf = read_reply(cl.sock, cl.buf)
+                self.assertIn(r, (b":0\r\n", b":1\r\n"))
+                wins += r == b":1\r\n"
+        for i in range(n):
+            x, y = self.c.call("GET", "x%d" % i), self.c.call("GET", "y%d" % i)
+            self.assertEqual(x, y, i)
+        self.assertLessEqual(wins, n)
+        a.close()
+        b.close()
+
+    def test_incrbyfloat_keeps_the_ttl(self):
+        self.c.call("SET", "f", "1", "EX", "100")
+        self.assertEqual(self.c.call("INCRBYFLOAT", "f", "0.5"), b"$3\r\n1.5\r\n")
+        ttl = int(self.c.call("TTL", "f")[1:])
+        self.assertTrue(90 < ttl <= 100, ttl)
+
+
 class SameItems(unittest.TestCase):
     """A key set through one protocol reads back byte for byte through the other."""
 
@@ -284,6 +428,21 @@ CASES = [
      ("GETEX", "k", "PERSIST"), ("TTL", "k"), ("GETEX", "k", "EX", "0"),
      ("GETEX", "k", "EX", "10", "PX", "10"), ("GETEX", "nokey", "EX", "10"), ("GETEX", "k", "FOO"),
      ("GETEX", "k", "PERSIST", "EX", "1"), ("GETEX", "k", "EX", "x"), ("RESET",), ("GET", "k")],
+    [("MSETNX", "a", "1", "b", "2"), ("MGET", "a", "b"), ("MSETNX", "a", "x", "c", "3"),
+     ("MGET", "a", "b", "c"), ("MSETNX", "a"), ("MSETNX", "a", "1", "b"),
+     ("MSETNX", "d", "1", "d", "2"), ("GET", "d")],
+    [("INCRBYFLOAT", "f", "1.5"), ("INCRBYFLOAT", "f", "0.1"), ("INCRBYFLOAT", "f", "-1.6"),
+     ("INCRBYFLOAT", "f", "abc"), ("INCRBYFLOAT", "f", " 1"), ("INCRBYFLOAT", "f", "1e308"),
+     ("INCRBYFLOAT", "f", "1e308"), ("INCRBYFLOAT", "f", "inf"), ("INCRBYFLOAT", "f", "nan"),
+     ("SET", "s", "abc"), ("INCRBYFLOAT", "s", "1"), ("SET", "n", "10"),
+     ("INCRBYFLOAT", "n", "3.0e3"), ("INCRBYFLOAT", "n", "-5000"), ("INCRBYFLOAT", "g", "5.0e-20"),
+     ("INCRBYFLOAT", "h", "0x10"), ("INCRBYFLOAT", "h", "1."), ("INCRBYFLOAT", "i", "-0.0"),
+     ("INCRBYFLOAT", "j", "3.14159265358979323846"), ("INCRBYFLOAT", "k", "1e-400"),
+     ("INCRBYFLOAT", "k", ""), ("INCRBYFLOAT", "k")],
+    [("SET", "a", "1"), ("KEYS", "a"), ("KEYS", "x*"), ("KEYS",), ("SCAN", "x"), ("SCAN", " 0"),
+     ("SCAN", "0", "COUNT", "0"), ("SCAN", "0", "COUNT", "x"), ("SCAN", "0", "FOO"),
+     ("SCAN", "0", "MATCH"), ("SCAN", "0", "TYPE", "hash"), ("SCAN", "0", "MATCH", "zz"),
+     ("SCAN", "0", "TYPE", "STRING"), ("SCAN", "-1", "COUNT", "1", "x"), ("SCAN", "")],
     [("HELLO", "4"), ("HELLO", "x"), ("DBSIZE",), ("FLUSHALL",), ("FLUSHDB",),
      ("FLUSHALL", "ASYNC"), ("FLUSHDB", "SYNC"), ("FLUSHALL", "NOW"), ("FLUSHDB", "A", "B")],
 ]
@@ -331,6 +490,25 @@ class SameAsRedis(unittest.TestCase):
                 theirs = self.run_case(self.rport, case)
                 for req, a, b in zip(case, ours, theirs):
                     self.assertEqual(a, b, "request %r" % (req,))
+
+    def test_keys_patterns_match_redis(self):
+        keys = ["hello", "hallo", "hxllo", "hllo", "heeeello", "a*b", "a\\b", "[x]", "-", "]",
+                "^", "abc", "ABC", "\xe9t\xe9", "", "x", "xy", "a-z", "b", "\x80", "\xff"]
+        pats = ["*", "**", "h?llo", "h*llo", "h[ae]llo", "h[^e]llo", "h[a-b]llo", "h[b-a]llo",
+                "a\\*b", "a\\\\b", "[", "[]", "[^]", "[a-]", "[\\]]", "\\[x\\]", "*[", "?", "??",
+                "[abc", "[a-c]*", "*o", "h*l*o", "*\\", "[^a-z]", "[\\x00-\\x7f]", "[a-\xff]",
+                "[\x80-\xff]", "\xe9*", "*?*", "a*b*c"]
+        for port in (self.port, self.rport):
+            c = Client(port)
+            c.call("FLUSHALL")
+            for k in keys:
+                c.call("SET", k.encode("latin-1"), "v")
+            c.close()
+        ours, theirs = Client(self.port), Client(self.rport)
+        for p in pats:
+            p = p.encode("latin-1")
+            a, b = ours.call("KEYS", p), theirs.call("KEYS", p)
+            self.assertEqual(sorted(split_bulks(a)), sorted(split_bulks(b)), p)
 
     def test_inline_requests_match_redis(self):
         for port in (self.port, self.rport):
