@@ -119,6 +119,16 @@ static const struct opt_def mc_options[] = {
      .min = 0,
      .max = 65535,
      .help = "TCP port for the Redis protocol (RESP2, RESP3), over the same items (0: off)"},
+    {.name = "resp-password",
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "Redis's requirepass for the RESP port (visible in ps: prefer the file option)"},
+    {.name = "resp-password-file",
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "a file whose first line is the RESP port's password (requirepass)"},
     {.name = "memory-limit",
      .short_name = 'm',
      .section = "storage",
@@ -2303,7 +2313,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     if (mw->ttl_scratch == NULL || id >= MAX_WORKERS ||
         mc_detail_create(&mw->detail, detail_cap(n)) < 0 ||
         (config_uint(cfg, "resp-port") > 0 &&
-         resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM) < 0)) {
+         resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM, cfg) < 0)) {
         seg_destroy(&mw->shard.seg);
         mc_detail_destroy(&mw->detail);
         free(mw->ttl_scratch);

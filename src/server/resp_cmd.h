@@ -2,6 +2,7 @@
  * resp_cmd: what the files of the RESP side share, private to src/server: argument helpers in
  * Redis's rules, and the commands kept out of resp_server.c, each with its own messages and
  * reply slots:
+ *   - resp_admin.c: HELLO, AUTH, CLIENT, CONFIG, INFO (the connection and the server);
  *   - resp_walk.c: SCAN and KEYS (a message walks the shards, one bounded step at a time) and
  *     MSETNX (one part per shard, undone where it succeeded if another part failed).
  *
@@ -18,7 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define REPLY_BOUND 256 /* the most a reply without a value takes */
+#define REPLY_BOUND   256      /* the most a reply without a value takes */
+#define REDIS_VERSION "7.0.15" /* the release whose replies these are (Debian 12's) */
 
 static inline bool
 arg_is(const struct resp_arg *a, const char *s)
@@ -101,5 +103,31 @@ void resp_walk_execute(struct resp_worker *w, struct route_msg *m);
 /** emit of RESP_TAG_SCAN, RESP_TAG_KEYS, RESP_TAG_MSETNX slots. */
 int resp_walk_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc,
                    struct route_slot *s);
+
+/* ---- resp_admin.c: each writes its reply into b and returns 0 or a buf error ---- */
+
+/** A connection starts (and RESET leaves it) authenticated only when no password is set. */
+void resp_auth_reset(struct resp_worker *w, struct resp_conn *st);
+
+/** Note when a connection started (CLIENT LIST's age). */
+void resp_conn_born(struct resp_conn *st);
+
+int resp_auth(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req,
+              struct buf *b);
+int resp_hello(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req,
+               struct buf *b);
+/** CLIENT ID, GETNAME, SETNAME, INFO (CLIENT LIST is broadcast: resp_clients_*). */
+int resp_client(struct resp_worker *w, struct conn *c, struct resp_conn *st,
+                const struct resp_req *req, struct buf *b);
+int resp_config(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req,
+                struct buf *b);
+int resp_info(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req,
+              struct buf *b);
+
+/** On each worker: the CLIENT LIST lines of its RESP connections, into out. */
+void resp_clients_part(struct buf *out);
+
+/** emit of a RESP_TAG_CLIENTS slot: the parts' lines as one bulk (verbatim) string. */
+int resp_clients_emit(struct conn *c, struct route_conn *rc, struct route_slot *s);
 
 #endif /* PETREL_RESP_CMD_H */

@@ -28,10 +28,9 @@
 #include <strings.h>
 #include <time.h>
 
-#define REDIS_VERSION "7.0.15" /* the release whose replies these are (Debian 12's) */
-#define GET_MIN_ALLOW 1024     /* the least reply room of a forwarded GET: a hole and more */
-#define PROTO_MASK    0xff     /* route_msg.arg: the connection's protocol ... */
-#define ARG_GATHER    0x100    /* ... and whether the part answers a key of a gather slot */
+#define GET_MIN_ALLOW 1024  /* the least reply room of a forwarded GET: a hole and more */
+#define PROTO_MASK    0xff  /* route_msg.arg: the connection's protocol ... */
+#define ARG_GATHER    0x100 /* ... and whether the part answers a key of a gather slot */
 
 /* What a request does, besides its own handler. */
 enum cmd_kind {
@@ -67,7 +66,8 @@ static const struct cmd cmds[] = {
     {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3},    {"info", -1, K_LOCAL, 3},
     {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0},    {"setrange", 4, K_KEYED, 1},
     {"reset", 1, K_LOCAL, 3},      {"msetnx", -3, K_WALK, 1},      {"scan", -2, K_WALK, 3},
-    {"keys", 2, K_WALK, 3},        {"incrbyfloat", 3, K_KEYED, 1},
+    {"keys", 2, K_WALK, 3},        {"incrbyfloat", 3, K_KEYED, 1}, {"auth", -2, K_LOCAL, 3},
+    {"config", -2, K_LOCAL, 3},
 };
 
 /* ---- small helpers ---- */
@@ -657,6 +657,10 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         (void)resp_compose_int(&m->reply.b, (int64_t)st.items);
         return;
     }
+    if (m->op == RESP_OP_CLIENTS) {
+        resp_clients_part(&m->reply.b);
+        return;
+    }
     if (m->op == RESP_OP_MSETNX || m->op == RESP_OP_UNDO || m->op == RESP_OP_SCAN) {
         resp_walk_execute(w, m);
         return;
@@ -708,6 +712,9 @@ resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct r
     struct buf *wb = conn_wbuf(c);
     if (s->tag == RESP_TAG_MSETNX || s->tag == RESP_TAG_SCAN || s->tag == RESP_TAG_KEYS) {
         return resp_walk_emit(w, c, rc, s);
+    }
+    if (s->tag == RESP_TAG_CLIENTS) {
+        return resp_clients_emit(c, rc, s);
     }
     if (s->tag == RESP_TAG_OK) {
         return reply_ok(wb) == 0 ? 1 : -ENOMEM;
@@ -860,115 +867,6 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     return 0;
 }
 
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: Redis 7.0's reply, as a map. */
-static int
-cmd_hello(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req, struct buf *b)
-{
-    uint32_t i = 1;
-    if (req->argc >= 2) {
-        long long v;
-        if (!arg_ll(&req->argv[1], &v)) {
-            return reply_err(b, "Protocol version is not an integer or out of range");
-        }
-        if (v != 2 && v != 3) {
-            return reply_err(b, "-NOPROTO unsupported protocol version");
-        }
-        i = 2;
-        for (; i < req->argc; i++) {
-            bool more = i + 1 < req->argc;
-            if (arg_is(&req->argv[i], "auth") && i + 2 < req->argc) {
-                /* No password is set here, and no user but the default: refused as Redis
-                 * refuses a wrong pair. */
-                return reply_err(b, "-WRONGPASS invalid username-password pair or user is "
-                                    "disabled.");
-            }
-            if (arg_is(&req->argv[i], "setname") && more) {
-                const struct resp_arg *n = &req->argv[++i];
-                size_t len = n->len < sizeof(st->name) - 1 ? n->len : sizeof(st->name) - 1;
-                memcpy(st->name, n->p, len);
-                st->name[len] = '\0';
-            } else {
-                char msg[96];
-                snprintf(msg, sizeof(msg), "Syntax error in HELLO option '%.*s'",
-                         (int)(req->argv[i].len > 32 ? 32 : req->argv[i].len), req->argv[i].p);
-                return reply_err(b, msg);
-            }
-        }
-        st->proto = v == 3 ? RESP_3 : RESP_2;
-    }
-    static const char *const kv[] = {"server", "redis", "version", REDIS_VERSION};
-    int rc = resp_compose_map(b, st->proto, 7);
-    for (size_t k = 0; rc == 0 && k < 4; k++) {
-        rc = resp_compose_bulk(b, kv[k], strlen(kv[k]));
-    }
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "proto", 5);
-    rc = rc < 0 ? rc : resp_compose_int(b, st->proto);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "id", 2);
-    rc = rc < 0 ? rc : resp_compose_int(b, (int64_t)st->id);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "mode", 4);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "standalone", 10);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "role", 4);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "master", 6);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "modules", 7);
-    return rc < 0 ? rc : resp_compose_array(b, 0);
-}
-
-/* CLIENT ID, SETNAME, GETNAME. */
-static int
-cmd_client(struct resp_conn *st, const struct resp_req *req, struct buf *b)
-{
-    const struct resp_arg *sub = &req->argv[1];
-    static const struct {
-        const char *name;
-        uint32_t argc;
-    } subs[] = {{"id", 2}, {"getname", 2}, {"setname", 3}};
-    size_t i = 0;
-    while (i < sizeof(subs) / sizeof(subs[0]) && !arg_is(sub, subs[i].name)) {
-        i++;
-    }
-    char msg[160];
-    if (i == sizeof(subs) / sizeof(subs[0])) {
-        snprintf(msg, sizeof(msg), "unknown subcommand '%.*s'. Try CLIENT HELP.",
-                 (int)(sub->len > 64 ? 64 : sub->len), sub->p);
-        return reply_err(b, msg);
-    }
-    if (req->argc != subs[i].argc) {
-        snprintf(msg, sizeof(msg), "wrong number of arguments for 'client|%s' command",
-                 subs[i].name);
-        return reply_err(b, msg);
-    }
-    if (i == 0) {
-        return resp_compose_int(b, (int64_t)st->id);
-    }
-    if (i == 1) {
-        return st->name[0] != '\0' ? resp_compose_bulk(b, st->name, strlen(st->name))
-                                   : resp_compose_null(b, st->proto);
-    }
-    const struct resp_arg *n = &req->argv[2];
-    for (size_t k = 0; k < n->len; k++) {
-        if (n->p[k] < '!' || n->p[k] > '~') {
-            return reply_err(b, "Client names cannot contain spaces, newlines or special "
-                                "characters.");
-        }
-    }
-    size_t len = n->len < sizeof(st->name) - 1 ? n->len : sizeof(st->name) - 1;
-    memcpy(st->name, n->p, len);
-    st->name[len] = '\0';
-    return reply_ok(b);
-}
-
-/* INFO: the server section, what a client checks for (redis_version). */
-static int
-cmd_info(struct resp_conn *st, struct buf *b)
-{
-    char text[256];
-    int n = snprintf(text, sizeof(text),
-                     "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\n"
-                     "petrel_version:%s\r\narch_bits:%zu\r\n",
-                     REDIS_VERSION, PETREL_VERSION, sizeof(void *) * 8);
-    return resp_compose_verbatim(b, st->proto, "txt", text, (size_t)n);
-}
-
 /* Commands that need no shard. */
 static int
 dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
@@ -980,6 +878,9 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
             return EX_WAIT; /* every reply before it goes first */
         }
         return reply_ok(conn_wbuf(c)) < 0 ? -ENOMEM : EX_CLOSE;
+    }
+    if (strcmp(n, "client") == 0 && req->argc == 2 && arg_is(&req->argv[1], "list")) {
+        return route_broadcast(w->rw, c, &st->rc, RESP_TAG_CLIENTS, false, RESP_OP_CLIENTS, 0);
     }
     struct route_out o;
     if (route_reply_out(w->rw, c, &st->rc, &o) < 0) {
@@ -1001,11 +902,16 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     } else if (strcmp(n, "reset") == 0) {
         st->proto = RESP_2;
         st->name[0] = '\0';
+        resp_auth_reset(w, st);
         rc = resp_compose_simple(b, "RESET", 5);
     } else if (strcmp(n, "hello") == 0) {
-        rc = cmd_hello(w, st, req, b);
+        rc = resp_hello(w, st, req, b);
+    } else if (strcmp(n, "auth") == 0) {
+        rc = resp_auth(w, st, req, b);
+    } else if (strcmp(n, "config") == 0) {
+        rc = resp_config(w, st, req, b);
     } else if (strcmp(n, "client") == 0) {
-        rc = cmd_client(st, req, b);
+        rc = resp_client(w, c, st, req, b);
     } else if (strcmp(n, "command") == 0) {
         /* Enough for redis-cli, which asks for the command docs to give hints: none here. */
         rc = req->argc >= 2 && arg_is(&req->argv[1], "count")
@@ -1013,7 +919,7 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
              : req->argc >= 2 && arg_is(&req->argv[1], "docs") ? resp_compose_map(b, st->proto, 0)
                                                                : resp_compose_array(b, 0);
     } else {
-        rc = cmd_info(st, b);
+        rc = resp_info(w, st, req, b);
     }
     route_out_done(c, &st->rc, &o);
     return rc;
@@ -1037,6 +943,19 @@ unknown(struct buf *b, const struct resp_req *req)
     return resp_compose_error(b, msg, (size_t)n);
 }
 
+/* The command as CLIENT LIST shows it: its name, and a container's subcommand ("client|info"). */
+static void
+note_cmd(struct resp_conn *st, const struct cmd *cmd, const struct resp_req *req)
+{
+    bool sub = (strcmp(cmd->name, "client") == 0 || strcmp(cmd->name, "config") == 0) &&
+               req->argc >= 2 && req->argv[1].len < 16;
+    int n = snprintf(st->cmd, sizeof(st->cmd), "%s%s%.*s", cmd->name, sub ? "|" : "",
+                     sub ? (int)req->argv[1].len : 0, sub ? req->argv[1].p : "");
+    for (int i = 0; i < n && i < (int)sizeof(st->cmd); i++) {
+        st->cmd[i] = st->cmd[i] >= 'A' && st->cmd[i] <= 'Z' ? (char)(st->cmd[i] + 32) : st->cmd[i];
+    }
+}
+
 static int
 dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct resp_req *req)
 {
@@ -1058,6 +977,11 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
         }
         route_out_done(c, &st->rc, &o);
         return rc;
+    }
+    note_cmd(st, cmd, req);
+    if (!st->authed && strcmp(cmd->name, "auth") != 0 && strcmp(cmd->name, "hello") != 0 &&
+        strcmp(cmd->name, "quit") != 0 && strcmp(cmd->name, "reset") != 0) {
+        return reply_local_err(w->rw, c, st, "-NOAUTH Authentication required.");
     }
     switch (cmd->kind) {
     case K_KEYED:
@@ -1101,6 +1025,8 @@ conn_setup(struct resp_worker *w, struct resp_conn *st)
     st->id = w->next_id;
     w->next_id += w->rw->n;
     st->kind = CONN_RESP;
+    resp_auth_reset(w, st);
+    resp_conn_born(st);
 }
 
 enum rt_result
@@ -1179,12 +1105,51 @@ resp_on_data(struct resp_worker *w, struct conn *c)
     return route_end_result(c, &st->rc);
 }
 
+/*
+ * The password: --resp-password, or the first line of --resp-password-file (which keeps it off
+ * the command line, where any local user could read it). Empty: none, as Redis's requirepass "".
+ */
+static int
+password_of(const struct config *cfg, char **out)
+{
+    const char *pw = config_str(cfg, "resp-password");
+    const char *path = config_str(cfg, "resp-password-file");
+    *out = NULL;
+    if (pw[0] != '\0' && path[0] != '\0') {
+        log_error("--resp-password and --resp-password-file: give one of them");
+        return -EINVAL;
+    }
+    if (path[0] == '\0') {
+        *out = pw[0] != '\0' ? strdup(pw) : NULL;
+        return pw[0] != '\0' && *out == NULL ? -ENOMEM : 0;
+    }
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    if (f == NULL) {
+        log_error("--resp-password-file %s: %s", path, strerror(errno));
+        return -EINVAL;
+    }
+    size_t n = fgets(line, sizeof(line), f) != NULL ? strcspn(line, "\r\n") : 0;
+    fclose(f);
+    line[n] = '\0';
+    *out = n > 0 ? strdup(line) : NULL;
+    return n > 0 && *out == NULL ? -ENOMEM : 0;
+}
+
 int
 resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard *shard,
-                 size_t max_value)
+                 size_t max_value, const struct config *cfg)
 {
-    *w = (struct resp_worker){
-        .rw = rw, .shard = shard, .max_value = max_value, .next_id = rw->id + 1};
+    *w = (struct resp_worker){.rw = rw,
+                              .shard = shard,
+                              .max_value = max_value,
+                              .next_id = rw->id + 1,
+                              .mem_limit = config_uint(cfg, "memory-limit"),
+                              .port = (unsigned)config_uint(cfg, "resp-port")};
+    int rc = password_of(cfg, &w->password);
+    if (rc < 0) {
+        return rc;
+    }
     w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
     w->margv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->margv));
     w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
@@ -1201,6 +1166,8 @@ resp_worker_teardown(struct resp_worker *w)
     free(w->argv);
     free(w->margv);
     free(w->scratch);
+    free(w->password);
+    w->password = NULL;
     w->argv = NULL;
     w->margv = NULL;
     w->scratch = NULL;

@@ -9,23 +9,26 @@
 #ifndef PETREL_RESP_SERVER_H
 #define PETREL_RESP_SERVER_H
 
+#include "petrel/config.h"
 #include "petrel/mc_exec.h"
 #include "petrel/resp.h"
 #include "petrel/route.h"
 #include "petrel/runtime.h"
 
-#define RESP_PROTO_ID   1  /* conn_protocol() of a RESP connection */
-#define RESP_OP         64 /* route_msg.op of a RESP request forwarded to its key's owner */
-#define RESP_OP_DBSIZE  65 /* route_msg.op: the shard's item count, into m->arg */
-#define RESP_OP_FLUSH   66 /* route_msg.op: drop every item of the shard */
-#define RESP_TAG_SUM    32 /* slot tag: the sum of its parts' m->arg, as an integer reply */
-#define RESP_OP_MSETNX  67 /* route_msg.op: store a shard's part of an MSETNX if none exists */
-#define RESP_OP_UNDO    68 /* route_msg.op: delete what a part of an MSETNX stored */
-#define RESP_OP_SCAN    69 /* route_msg.op: a step of SCAN or KEYS on one shard */
-#define RESP_TAG_OK     33 /* slot tag: +OK once every part is back */
-#define RESP_TAG_MSETNX 34 /* slot tag: MSETNX (resp_walk.c) */
-#define RESP_TAG_SCAN   35 /* slot tag: SCAN */
-#define RESP_TAG_KEYS   36 /* slot tag: KEYS */
+#define RESP_PROTO_ID    1  /* conn_protocol() of a RESP connection */
+#define RESP_OP          64 /* route_msg.op of a RESP request forwarded to its key's owner */
+#define RESP_OP_DBSIZE   65 /* route_msg.op: the shard's item count, into m->arg */
+#define RESP_OP_FLUSH    66 /* route_msg.op: drop every item of the shard */
+#define RESP_TAG_SUM     32 /* slot tag: the sum of its parts' m->arg, as an integer reply */
+#define RESP_OP_MSETNX   67 /* route_msg.op: store a shard's part of an MSETNX if none exists */
+#define RESP_OP_UNDO     68 /* route_msg.op: delete what a part of an MSETNX stored */
+#define RESP_OP_SCAN     69 /* route_msg.op: a step of SCAN or KEYS on one shard */
+#define RESP_OP_CLIENTS  70 /* route_msg.op: the worker\'s CLIENT LIST lines */
+#define RESP_TAG_OK      33 /* slot tag: +OK once every part is back */
+#define RESP_TAG_MSETNX  34 /* slot tag: MSETNX (resp_walk.c) */
+#define RESP_TAG_SCAN    35 /* slot tag: SCAN */
+#define RESP_TAG_KEYS    36 /* slot tag: KEYS */
+#define RESP_TAG_CLIENTS 37 /* slot tag: CLIENT LIST */
 
 /* A worker's RESP state: its view of the product's worker. */
 struct resp_worker {
@@ -38,7 +41,10 @@ struct resp_worker {
      * (SET, EXPIRE and GETEX take any number of options, and each needs its reply). */
     struct resp_arg *margv; /* RESP_ARGS_MAX_DEFAULT */
     char mscratch[64];
-    uint64_t next_id; /* CLIENT ID: this worker's next, spaced by the worker count */
+    uint64_t next_id;   /* CLIENT ID: this worker's next, spaced by the worker count */
+    char *password;     /* requirepass (--resp-password or --resp-password-file); NULL: none */
+    uint64_t mem_limit; /* CONFIG GET maxmemory: --memory-limit */
+    unsigned port;      /* --resp-port */
 };
 
 /* What a connection speaks, found at its first call: the second field of both kinds of
@@ -54,11 +60,18 @@ struct resp_conn {
     uint64_t id;      /* CLIENT ID */
     char name[64];    /* CLIENT SETNAME */
     uint64_t barrier; /* an MSETNX's slot sequence + 1: nothing more is read until it is sent */
+    bool authed;      /* AUTH done, or no password set */
+    uint64_t born;    /* CLOCK_MONOTONIC seconds when it started */
+    char cmd[32];     /* its last command, as CLIENT LIST names it ("client|info") */
 };
 
-/** Set up w (worker id of n), allocating its argv and scratch. Returns 0 or -ENOMEM. */
+/**
+ * Set up w (worker id of n), allocating its argv and scratch, with the settings of cfg it needs
+ * (the password: read from --resp-password-file if given). Returns 0, -ENOMEM, or -EINVAL
+ * (logged: a password file that cannot be read, or both password options).
+ */
 int resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard *shard,
-                     size_t max_value);
+                     size_t max_value, const struct config *cfg);
 
 /** Free what resp_worker_init allocated. */
 void resp_worker_teardown(struct resp_worker *w);

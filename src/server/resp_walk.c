@@ -12,8 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define WALK_BUCKETS 16384 /* hash buckets (8 slots each) one step of SCAN or KEYS visits at most  \
-                            */
+#define WALK_BUCKETS                                                                               \
+    16384 /* hash buckets (8 slots each) one step of SCAN or KEYS visits at most                   \
+           */
 #define SCAN_REPLY_MAX (64u << 10) /* key bytes one SCAN brings back, about (a bucket more) */
 #define KEYS_MIN_ROOM  (64u << 10) /* the least a KEYS reply may take, whatever the room */
 #define POS_MASK       UINT64_C(0xffffffff)

@@ -10,7 +10,10 @@ import subprocess
 import time
 import unittest
 
-from harness import Server
+import re
+import tempfile
+
+from harness import Server, run
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
@@ -341,6 +344,180 @@ class Walks(unittest.TestCase):
         self.assertTrue(90 < ttl <= 100, ttl)
 
 
+def start_redis(*extra):
+    """Debian's redis-server on an ephemeral port: (process, port)."""
+    rport = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", rport), timeout=1).close()
+            return proc, rport
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+# Before and after AUTH, with the password "sekret": each line on both servers, in order, on one
+# connection (a fresh one at None). HELLO's id differs and is left out of the comparison.
+AUTH_CASE = [
+    ("GET", "k"), ("NOSUCH", "k"), ("GET",), ("PING",), ("HELLO",), ("HELLO", "3"),
+    ("HELLO", "4"), ("HELLO", "3", "AUTH", "default", "bad"), ("HELLO", "3", "AUTH", "bob", "sekret"),
+    ("HELLO", "3", "AUTH", "default"), ("AUTH", "a", "b", "c"), ("AUTH", "bad"),
+    ("AUTH", "bob", "sekret"), ("CLIENT", "ID"), ("RESET",), ("SELECT", "0"), ("AUTH", "sekret"),
+    ("GET", "k"), ("RESET",), ("GET", "k"), ("HELLO", "2", "AUTH", "default", "sekret"),
+    ("GET", "k"), ("AUTH", "bad"), ("GET", "k"), ("AUTH", "default", "sekret"),
+    ("CONFIG", "GET", "requirepass"), ("RESET",), ("HELLO", "2", "AUTH", "default", "sekret",
+                                                    "SETNAME", "x"),
+    ("CLIENT", "GETNAME"), None, ("QUIT",),
+]
+
+
+@unittest.skipUnless(REDIS_SERVER, "redis-server not found (set REDIS_SERVER)")
+class Password(unittest.TestCase):
+    """requirepass: --resp-password-file here, --requirepass for redis-server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pwfile = tempfile.NamedTemporaryFile("w", suffix=".pw")
+        cls.pwfile.write("sekret\n")
+        cls.pwfile.flush()
+        cls.srv, cls.port = start_petrel("--resp-password-file", cls.pwfile.name)
+        cls.redis, cls.rport = start_redis("--requirepass", "sekret")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.redis.terminate()
+        cls.redis.wait(10)
+        cls.pwfile.close()
+
+    def run_case(self, port):
+        c, out = Client(port), []
+        for req in AUTH_CASE:
+            if req is None:
+                c.close()
+                c = Client(port)
+                continue
+            r = c.call(*req)
+            out.append(re.sub(rb"\$2\r\nid\r\n:\d+\r\n", b"", r))
+        c.close()
+        return out
+
+    def test_replies_before_and_after_auth_match_redis(self):
+        for req, a, b in zip([r for r in AUTH_CASE if r], self.run_case(self.port),
+                             self.run_case(self.rport)):
+            self.assertEqual(a, b, "request %r" % (req,))
+
+    def test_a_large_request_before_auth_is_refused_as_redis_does(self):
+        for port in (self.port, self.rport):
+            c = Client(port)
+            # Refused from its length line, before the 20,000 bytes would be read.
+            self.assertEqual(c.raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n"),
+                             b"-ERR Protocol error: unauthenticated bulk length\r\n")
+            self.assertEqual(c.sock.recv(10), b"")
+
+    def test_both_password_options_are_refused(self):
+        rc, _, err = run(PETREL, "-p", "0", "--resp-port", str(free_port()), "--resp-password", "a",
+                         "--resp-password-file", self.pwfile.name)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("give one of them", err)
+
+    def test_redis_cli_authenticates(self):
+        if not shutil.which("redis-cli"):
+            self.skipTest("redis-cli not found")
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a",
+                              "sekret", "PING"], capture_output=True, timeout=30).stdout
+        self.assertEqual(out, b"PONG\n")
+
+
+class ServerCommands(unittest.TestCase):
+    """CLIENT INFO and LIST, INFO's sections, CONFIG GET of the settings that map."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv, cls.port = start_petrel("-m", "96", "-c", "500")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def fields(self, line):
+        return dict(kv.split("=", 1) for kv in line.split(" "))
+
+    def test_client_info_shows_this_connection(self):
+        c = Client(self.port)
+        c.call("CLIENT", "SETNAME", "me")
+        cid = c.call("CLIENT", "ID")[1:-2].decode()
+        r = c.call("CLIENT", "INFO")
+        text = r.split(b"\r\n", 1)[1][:-2].decode()
+        self.assertTrue(text.endswith("\n"), text)
+        f = self.fields(text.strip())
+        self.assertEqual(f["id"], cid)
+        self.assertEqual(f["name"], "me")
+        self.assertEqual(f["cmd"], "client|info")
+        self.assertEqual(f["resp"], "2")
+        self.assertEqual(f["laddr"], "127.0.0.1:%d" % self.port)
+        self.assertEqual(f["addr"], "127.0.0.1:%d" % c.sock.getsockname()[1])
+        c.close()
+
+    def test_client_list_shows_the_connections_of_every_worker(self):
+        cs = [Client(self.port) for _ in range(4)]
+        ids = {c.call("CLIENT", "ID")[1:-2].decode() for c in cs}
+        r = cs[0].call("CLIENT", "LIST")
+        lines = r.split(b"\r\n", 1)[1][:-2].decode().strip().split("\n")
+        self.assertTrue(ids <= {self.fields(l)["id"] for l in lines}, (ids, lines))
+        for c in cs:
+            c.close()
+
+    def test_info_has_the_sections_asked_for(self):
+        c = Client(self.port)
+        every = c.call("INFO").decode()
+        for name in ("# Server", "# Clients", "# Memory", "# Stats", "# Keyspace"):
+            self.assertIn(name + "\r\n", every)
+        heads = lambda r: re.findall(rb"# \w+", r)
+        self.assertEqual(heads(c.call("INFO", "default")), heads(c.call("INFO", "everything")))
+        two = c.call("INFO", "memory", "CLIENTS").decode()
+        self.assertIn("# Clients\r\n", two)
+        self.assertIn("maxclients:500\r\n", two)
+        self.assertIn("maxmemory:%d\r\n" % (96 << 20), two)
+        self.assertNotIn("# Server", two)
+        c.close()
+
+    def test_info_keyspace_counts_the_keys(self):
+        c = Client(self.port)
+        c.call("FLUSHALL")
+        for i in range(30):
+            c.call("SET", "ik%d" % i, "v")
+        deadline = time.time() + 5
+        while b"db0:keys=30\r\n" not in c.call("INFO", "keyspace") and time.time() < deadline:
+            time.sleep(0.1)  # the shards publish their figures every tick
+        self.assertIn(b"db0:keys=30\r\n", c.call("INFO", "keyspace"))
+        c.close()
+
+    def test_config_get_gives_the_settings(self):
+        c = Client(self.port)
+        self.assertEqual(c.call("CONFIG", "GET", "maxmemory"),
+                         b"*2\r\n$9\r\nmaxmemory\r\n$9\r\n%d\r\n" % (96 << 20))
+        self.assertEqual(c.call("CONFIG", "GET", "maxclients"),
+                         b"*2\r\n$10\r\nmaxclients\r\n$3\r\n500\r\n")
+        names = split_bulks(c.call("CONFIG", "GET", "*"))[::2]
+        self.assertEqual(sorted(names), sorted([
+            b"maxmemory", b"maxclients", b"timeout", b"requirepass", b"save", b"appendonly",
+            b"databases", b"proto-max-bulk-len", b"port"]))
+        self.assertEqual(
+            c.call("CONFIG", "SET", "maxmemory", "1"),
+            b"-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - can't set "
+            b"immutable config\r\n")
+        c.call("HELLO", "3")
+        self.assertTrue(c.call("CONFIG", "GET", "save").startswith(b"%1\r\n"))
+        c.close()
+
+
 class SameItems(unittest.TestCase):
     """A key set through one protocol reads back byte for byte through the other."""
 
@@ -443,6 +620,18 @@ CASES = [
      ("SCAN", "0", "COUNT", "0"), ("SCAN", "0", "COUNT", "x"), ("SCAN", "0", "FOO"),
      ("SCAN", "0", "MATCH"), ("SCAN", "0", "TYPE", "hash"), ("SCAN", "0", "MATCH", "zz"),
      ("SCAN", "0", "TYPE", "STRING"), ("SCAN", "-1", "COUNT", "1", "x"), ("SCAN", "")],
+    [("AUTH", "x"), ("AUTH", "default", "x"), ("AUTH", "bob", "x"), ("AUTH", "a", "b", "c"),
+     ("AUTH",), ("HELLO", "3", "AUTH", "default"), ("HELLO", "2", "SETNAME", "a b"),
+     ("CLIENT", "GETNAME"), ("CLIENT", "INFO", "x"), ("CLIENT", "LIST", "x"), ("INFO", "nosuch")],
+    [("CONFIG", "GET"), ("CONFIG", "GET", "nosuch"), ("CONFIG", "GET", "appendonly"),
+     ("CONFIG", "GET", "APPENDONLY"), ("CONFIG", "GET", "save", "save"),
+     ("CONFIG", "GET", "appendonl?"), ("CONFIG", "GET", "requirepass"),
+     ("CONFIG", "SET", "nosuch", "1"), ("CONFIG", "SET", "maxmemory"),
+     ("CONFIG", "SET", "maxmemory", "1", "timeout"), ("CONFIG", "SET", "save", ""),
+     ("CONFIG", "SET", "SAVE", ""), ("CONFIG", "SET", "appendonly", "no"),
+     ("CONFIG", "SET", "appendonly", "maybe"), ("CONFIG", "SET", "save", "", "save", ""),
+     ("CONFIG", "SET", "nosuch", "1", "other", "2"),
+     ("CONFIG", "SET", "appendonly", "no", "nosuch", "2"), ("CONFIG", "FOO"), ("CONFIG",)],
     [("HELLO", "4"), ("HELLO", "x"), ("DBSIZE",), ("FLUSHALL",), ("FLUSHDB",),
      ("FLUSHALL", "ASYNC"), ("FLUSHDB", "SYNC"), ("FLUSHALL", "NOW"), ("FLUSHDB", "A", "B")],
 ]
