@@ -73,7 +73,11 @@ struct resp_arg {
  * calls, only in the struct resp_parser.
  */
 struct resp_req {
-    struct resp_arg *argv; /* caller's array, room for the parser's opts.max_args entries */
+    struct resp_arg *argv; /* caller's array, room for argv_cap entries, or max_args if 0 */
+    uint32_t argv_cap;     /* 0, or argv's room when smaller than max_args: a complete
+                              multibulk of more arguments returns RESP_PARSE_AGAIN with
+                              p->argc > argv_cap (grow argv and call again with the same bytes);
+                              an inline line of more words is "too big inline request" */
     char *scratch;         /* caller's bytes, room for the parser's opts.max_inline */
     uint32_t argc;         /* arguments in argv (RESP_PARSE_OK: at least 1) */
     bool is_inline;        /* the request came as an inline line, not a multibulk */

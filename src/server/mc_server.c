@@ -2348,6 +2348,11 @@ static size_t
 request_limit(const struct config *cfg)
 {
     size_t set = (size_t)config_uint(cfg, "max-item-size") + MC_LINE_MAX;
+    if (config_uint(cfg, "resp-port") > 0) {
+        /* A RESP request holds all its arguments whole (an MSET of several values, an MGET of
+         * many keys): up to the product's most, each read buffer within buffer-memory. */
+        return mc_product.request_max;
+    }
     return set > MC_GET_LINE_DEFAULT ? set : MC_GET_LINE_DEFAULT;
 }
 

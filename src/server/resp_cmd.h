@@ -86,6 +86,14 @@ reply_local_err(struct route_worker *rw, struct conn *c, struct resp_conn *st, c
     return rc;
 }
 
+/* ---- resp_server.c ---- */
+
+/** Make *argv room for need entries (*cap: its room now). Returns 0 or -ENOMEM. */
+int resp_argv_grow(struct resp_arg **argv, uint32_t *cap, uint32_t need);
+
+/** A message's request parsed again on its owner, into the worker's margv (grown to fit). */
+bool resp_parse_msg(struct resp_worker *w, const struct route_msg *m, struct resp_req *req);
+
 /* ---- resp_walk.c ---- */
 
 /** MSETNX key value [key value ...]: returns 0, EX_WAIT-like 1 (earlier replies first) or a

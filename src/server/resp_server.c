@@ -28,9 +28,8 @@
 #include <strings.h>
 #include <time.h>
 
-#define GET_MIN_ALLOW 1024  /* the least reply room of a forwarded GET: a hole and more */
-#define PROTO_MASK    0xff  /* route_msg.arg: the connection's protocol ... */
-#define ARG_GATHER    0x100 /* ... and whether the part answers a key of a gather slot */
+#define GET_MIN_ALLOW 1024 /* the least reply room of a forwarded GET: a hole and more */
+#define PROTO_MASK    0xff /* route_msg.arg: the connection's protocol */
 
 /* What a request does, besides its own handler. */
 enum cmd_kind {
@@ -42,7 +41,12 @@ enum cmd_kind {
 };
 
 /* Result of dispatching one request, besides a negative errno. */
-enum ex { EX_DONE = 0, EX_WAIT, EX_CLOSE };
+enum ex {
+    EX_DONE = 0,
+    EX_WAIT,  /* not consumed: every earlier reply goes first */
+    EX_CLOSE, /* consumed; close once the replies are sent */
+    EX_STOP,  /* not consumed: stopped between windows for room, its progress kept */
+};
 
 struct cmd {
     const char *name; /* lower case, as Redis names it in errors */
@@ -637,6 +641,54 @@ exec_keyed(struct kx *x, const struct cmd *cmd)
 
 /* ---- messages ---- */
 
+int
+resp_argv_grow(struct resp_arg **argv, uint32_t *cap, uint32_t need)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    struct resp_arg *a = realloc(*argv, (size_t)need * sizeof(*a));
+    if (a == NULL) {
+        return -ENOMEM;
+    }
+    *argv = a;
+    *cap = need;
+    return 0;
+}
+
+/* Back to the default room once a request of many arguments is done with. */
+static void
+argv_shrink(struct resp_arg **argv, uint32_t *cap)
+{
+    if (*cap > RESP_ARGS_MAX_DEFAULT) {
+        struct resp_arg *a = realloc(*argv, RESP_ARGS_MAX_DEFAULT * sizeof(*a));
+        *argv = a != NULL ? a : *argv;
+        *cap = a != NULL ? RESP_ARGS_MAX_DEFAULT : *cap;
+    }
+}
+
+bool
+resp_parse_msg(struct resp_worker *w, const struct route_msg *m, struct resp_req *req)
+{
+    struct resp_parser p;
+    struct resp_parser_opts o = {.max_bulk = SIZE_MAX / 2,
+                                 .max_args = RESP_ARGS_MAX_LIMIT,
+                                 .max_inline = sizeof(w->mscratch)};
+    resp_parser_init(&p, &o);
+    for (;;) {
+        resp_req_init(req, w->margv, w->mscratch);
+        req->argv_cap = w->margv_cap;
+        enum resp_parse_rc pr = resp_parse(&p, buf_rptr(&m->req), buf_len(&m->req), req);
+        if (pr == RESP_PARSE_OK) {
+            return true;
+        }
+        if (pr != RESP_PARSE_AGAIN || p.argc <= w->margv_cap ||
+            resp_argv_grow(&w->margv, &w->margv_cap, p.argc) < 0) {
+            return false;
+        }
+    }
+}
+
 /* argv as a multibulk into b: the request a message carries to its key's owner. */
 static int
 encode(struct buf *b, const struct resp_arg *argv, uint32_t argc)
@@ -646,6 +698,68 @@ encode(struct buf *b, const struct resp_arg *argv, uint32_t argc)
         rc = resp_compose_bulk(b, argv[i].p, argv[i].len);
     }
     return rc;
+}
+
+/*
+ * A shard's part of a window of MGET, DEL, UNLINK, EXISTS or MSET: argv[0] is the one-key
+ * command ("get", "del", "unlink", "exists", "set"), then its keys (and values). GET answers
+ * each key in order (m->koff), with a hole past the part's share of room per key; DEL, UNLINK
+ * and EXISTS answer their count; SET answers nothing (MSET says OK once every part is back).
+ */
+static void
+exec_multi(struct resp_worker *w, struct route_msg *m, const struct cmd *cmd,
+           const struct resp_req *req)
+{
+    struct seg *seg = w->shard->seg;
+    bool get = strcmp(cmd->name, "get") == 0, set = strcmp(cmd->name, "set") == 0;
+    uint32_t step = set ? 2 : 1, nkeys = (req->argc - 1) / step;
+    int64_t count = 0;
+    int rc = 0;
+    for (uint32_t i = 0; rc >= 0 && i < nkeys; i++) {
+        const struct resp_arg *k = &req->argv[1 + i * step];
+        uint64_t hash = mc_key_hash(k->p, k->len);
+        struct seg_view v;
+        if (strcmp(cmd->name, "exists") == 0) {
+            count += seg_peek(seg, k->p, k->len, hash, &v) == SEG_OK;
+            continue;
+        }
+        if (!get && !set) {
+            count += seg_delete(seg, k->p, k->len, hash) == SEG_DELETED;
+            continue;
+        }
+        struct resp_arg one[3] = {req->argv[0], *k, set ? k[1] : *k};
+        struct kx x = {.w = w,
+                       .proto = (enum resp_proto)(m->arg & PROTO_MASK),
+                       .argv = one,
+                       .argc = set ? 3 : 2,
+                       .hash = hash,
+                       .out = &m->reply.b,
+                       .max = m->allow / nkeys};
+        size_t at = route_rb_end(&m->reply);
+        rc = exec_keyed(&x, cmd);
+        if (rc == 1) {
+            rc = route_rb_hole(&m->reply, at, x.hdr_len, x.miss_len, &x.hole, k->p, k->len, hash);
+        }
+        if (get && rc >= 0) {
+            m->koff[i] = (uint32_t)route_rb_end(&m->reply);
+        }
+    }
+    if (rc < 0 || set) {
+        route_rb_reset(&m->reply);
+    }
+    if (rc < 0) {
+        /* No memory for the values: every key of the part gets the error. */
+        for (uint32_t i = 0; get && i < nkeys; i++) {
+            (void)reply_err(&m->reply.b,
+                            "-OOM command not allowed when used memory > 'maxmemory'.");
+            m->koff[i] = (uint32_t)route_rb_end(&m->reply);
+        }
+    }
+    if (get) {
+        m->nkeys = nkeys;
+    } else if (!set) {
+        (void)resp_compose_int(&m->reply.b, count);
+    }
 }
 
 void
@@ -671,18 +785,16 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         (void)seg_tick(w->shard->seg);
         return;
     }
-    struct resp_parser p;
-    struct resp_parser_opts o = {.max_bulk = SIZE_MAX / 2,
-                                 .max_args = RESP_ARGS_MAX_DEFAULT,
-                                 .max_inline = sizeof(w->mscratch)};
     struct resp_req req;
-    resp_parser_init(&p, &o);
-    resp_req_init(&req, w->margv, w->mscratch);
-    if (resp_parse(&p, buf_rptr(&m->req), buf_len(&m->req), &req) != RESP_PARSE_OK) {
-        log_error("forwarded RESP request does not parse; dropped");
+    if (!resp_parse_msg(w, m, &req)) {
+        log_error("forwarded RESP request does not parse (or no memory for it); dropped");
         return;
     }
     const struct cmd *cmd = cmd_find(&req.argv[0]);
+    if (m->op == RESP_OP_MULTI) {
+        exec_multi(w, m, cmd, &req);
+        return;
+    }
     struct kx x = {.w = w,
                    .proto = (enum resp_proto)(m->arg & PROTO_MASK),
                    .argv = req.argv,
@@ -700,10 +812,6 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         route_rb_reset(&m->reply);
         (void)reply_err(&m->reply.b, "-OOM command not allowed when used memory > 'maxmemory'.");
     }
-    if (m->arg & ARG_GATHER) {
-        m->koff[0] = (uint32_t)route_rb_end(&m->reply);
-        m->nkeys = 1;
-    }
 }
 
 int
@@ -719,6 +827,10 @@ resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct r
     if (s->tag == RESP_TAG_OK) {
         return reply_ok(wb) == 0 ? 1 : -ENOMEM;
     }
+    if (s->tag == RESP_TAG_NONE) {
+        return 1;
+    }
+    struct resp_conn *st = (struct resp_conn *)rc; /* route_conn is its first member */
     int64_t sum = 0;
     for (uint32_t i = 0; i < s->nparts; i++) {
         const struct route_msg *m = s->parts[i];
@@ -726,6 +838,12 @@ resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct r
             sum += strtoll(buf_rptr(&m->reply.b) + 1, NULL, 10);
         }
     }
+    st->acc += sum;
+    if (s->tag == RESP_TAG_ACC) {
+        return 1; /* a window of DEL or EXISTS: the last one answers */
+    }
+    sum = st->acc;
+    st->acc = 0;
     return resp_compose_int(wb, sum) == 0 ? 1 : -ENOMEM;
 }
 
@@ -792,9 +910,15 @@ dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
 
 /*
  * DEL, UNLINK, EXISTS (summed), MGET (gathered in key order), MSET (OK once all are stored):
- * one part per key (per key and value for MSET), each run on its key's owner.
+ * one part per key (per key and value for MSET), each run on its key's owner, in windows of at
+ * most MULTI_WINDOW keys (fewer when an MSET's values would take more than half the room), each
+ * window a slot. Between windows the room is checked, as the memcached get does: a command of
+ * many keys stops there (EX_STOP, its request kept in the input) and goes on from
+ * st->multi_next on the next call, so what it makes the workers hold stays within the
+ * connection's output bounds whatever its number of keys. The windows of DEL, UNLINK and EXISTS
+ * add up in st->acc and the last one answers; MSET's last one says OK.
  */
-#define RESP_MULTI_KEYS_MAX 256 /* keys of one MGET, MSET, DEL, UNLINK or EXISTS */
+#define MULTI_WINDOW 64
 
 static int
 dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
@@ -803,67 +927,100 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     struct route_worker *rw = w->rw;
     bool mget = strcmp(cmd->name, "mget") == 0, mset = strcmp(cmd->name, "mset") == 0;
     if (mset && req->argc % 2 == 0) {
-        struct route_out o;
-        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
-            return -ENOMEM;
-        }
-        int rc = reply_err(o.b, "wrong number of arguments for 'mset' command");
-        route_out_done(c, &st->rc, &o);
-        return rc;
+        return reply_local_err(rw, c, st, "wrong number of arguments for 'mset' command");
     }
-    uint32_t step = mset ? 2 : 1, nparts = (req->argc - 1) / step;
-    if (nparts > RESP_MULTI_KEYS_MAX) {
-        /* Every key is a message out at once (no windows yet, unlike the memcached get): the
-         * cap keeps what one connection can make the workers hold near its output limit. */
+    uint32_t step = mset ? 2 : 1, nkeys = (req->argc - 1) / step;
+    uint32_t i = st->multi_next;
+    if (mget && i == 0) {
         struct route_out o;
-        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
-            return -ENOMEM;
-        }
-        int rc = reply_err(o.b, "too many keys: Petrel takes at most 256 per command");
-        route_out_done(c, &st->rc, &o);
-        return rc;
-    }
-    if (mget) {
-        struct route_out o;
-        if (route_reply_out(rw, c, &st->rc, &o) < 0 || resp_compose_array(o.b, nparts) < 0) {
+        if (route_reply_out(rw, c, &st->rc, &o) < 0 || resp_compose_array(o.b, nkeys) < 0) {
             return -ENOMEM;
         }
         route_out_done(c, &st->rc, &o);
     }
-    uint64_t seq = route_seq_next(&st->rc);
-    struct route_slot *s = route_slot_push(
-        rw, &st->rc, mget ? ROUTE_SLOT_GATHER : ROUTE_SLOT_PRODUCT, nparts, mget ? nparts : 0);
-    if (s == NULL) {
-        return -ENOMEM;
-    }
-    s->tag = mset ? RESP_TAG_OK : RESP_TAG_SUM;
-    s->nkeys = mget ? nparts : 0;
-    route_slot_time(rw, s);
     const char *single = mget ? "get" : mset ? "set" : cmd->name;
-    /* What all the GETs of an MGET may copy back stays within half the room left: a value past
-     * its share comes back as a hole, sent when the client has read what is before it. */
-    size_t share = conn_output_room(c) / 2 / nparts;
-    uint32_t allow = route_allowance(c, GET_MIN_ALLOW);
-    allow = share < allow ? (share > REPLY_BOUND ? (uint32_t)share : REPLY_BOUND) : allow;
-    for (uint32_t i = 0; i < nparts; i++) {
-        const struct resp_arg *k = &req->argv[1 + i * step];
-        struct resp_arg one[3] = {{single, strlen(single)}, *k, mset ? k[1] : *k};
-        struct route_msg *m = route_msg_new(rw, RESP_OP, seq, i);
-        if (m == NULL || encode(&m->req, one, mset ? 3 : 2) < 0 || (mget && route_koff(m, 1) < 0)) {
-            route_msg_free(rw, m);
+    for (bool first = true; i < nkeys; first = false) {
+        if ((!first && route_blocked(c, &st->rc)) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
+            st->multi_next = i;
+            return EX_STOP;
+        }
+        size_t room = conn_output_room(c);
+        uint32_t n = 0;
+        size_t bytes = 0;
+        while (n < MULTI_WINDOW && i + n < nkeys) {
+            const struct resp_arg *k = &req->argv[1 + (i + n) * step];
+            bytes += k->len + (mset ? k[1].len : 0) + 32;
+            if (n > 0 && mset && bytes > room / 2) {
+                break;
+            }
+            n++;
+        }
+        bool last = i + n == nkeys;
+        uint64_t hash[MULTI_WINDOW];
+        uint8_t part[MULTI_WINDOW];
+        unsigned shard_of_part[MULTI_WINDOW];
+        uint32_t keys_of_part[MULTI_WINDOW] = {0};
+        struct route_msg *msgs[MULTI_WINDOW] = {0};
+        for (uint32_t j = 0; j < n; j++) {
+            const struct resp_arg *k = &req->argv[1 + (i + j) * step];
+            hash[j] = mc_key_hash(k->p, k->len);
+        }
+        uint32_t nparts = route_split(rw, hash, n, part, shard_of_part, keys_of_part);
+        uint64_t seq = route_seq_next(&st->rc);
+        struct route_slot *s = route_slot_push(
+            rw, &st->rc, mget ? ROUTE_SLOT_GATHER : ROUTE_SLOT_PRODUCT, nparts, mget ? n : 0);
+        if (s == NULL) {
             return -ENOMEM;
         }
-        if (mget) {
-            s->keys[i] = (struct route_key_ref){.part = i, .idx = 0};
+        s->tag = mset ? (last ? RESP_TAG_OK : RESP_TAG_NONE) : (last ? RESP_TAG_SUM : RESP_TAG_ACC);
+        s->nkeys = mget ? n : 0;
+        if (last) {
+            route_slot_time(rw, s);
         }
-        m->hash = mc_key_hash(k->p, k->len);
-        m->arg = st->proto | (mget ? ARG_GATHER : 0);
-        m->allow = mget ? allow : REPLY_BOUND;
-        int rc = route_send_part(rw, c, &st->rc, s, m, route_shard_of(m->hash, rw->n));
+        /* What the GETs of a window may copy back stays within half the room left: a value
+         * past its share comes back as a hole, sent when the client has read what is before. */
+        size_t share = room / 2 / n;
+        uint32_t allow = route_allowance(c, GET_MIN_ALLOW);
+        allow = share < allow ? (share > REPLY_BOUND ? (uint32_t)share : REPLY_BOUND) : allow;
+        int rc = 0;
+        for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+            struct route_msg *m = msgs[p] = route_msg_new(rw, RESP_OP_MULTI, seq, p);
+            if (m == NULL || (mget && route_koff(m, MULTI_WINDOW) < 0)) {
+                rc = -ENOMEM;
+                break;
+            }
+            m->arg = st->proto;
+            m->allow = mget ? allow * keys_of_part[p] : REPLY_BOUND;
+            rc = buf_printf(&m->req, "*%u\r\n", 1 + keys_of_part[p] * step);
+            rc = rc < 0 ? rc : resp_compose_bulk(&m->req, single, strlen(single));
+        }
+        for (uint32_t j = 0; rc == 0 && j < n; j++) {
+            const struct resp_arg *k = &req->argv[1 + (i + j) * step];
+            struct route_msg *m = msgs[part[j]];
+            if (mget) {
+                s->keys[j] = (struct route_key_ref){.part = part[j], .idx = m->nkeys++};
+            }
+            rc = resp_compose_bulk(&m->req, k->p, k->len);
+            rc = rc < 0 || !mset ? rc : resp_compose_bulk(&m->req, k[1].p, k[1].len);
+        }
+        for (uint32_t p = 0; p < nparts; p++) {
+            if (msgs[p] != NULL) {
+                msgs[p]->nkeys = 0; /* counted again by the owner */
+            }
+        }
+        for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+            rc = route_send_part(rw, c, &st->rc, s, msgs[p], shard_of_part[p]);
+            msgs[p] = NULL;
+        }
+        for (uint32_t p = 0; p < nparts; p++) {
+            route_msg_free(rw, msgs[p]); /* not sent: no memory */
+        }
         if (rc < 0) {
             return rc;
         }
+        i += n;
     }
+    st->multi_next = 0;
     return 0;
 }
 
@@ -1018,7 +1175,9 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
 static void
 conn_setup(struct resp_worker *w, struct resp_conn *st)
 {
-    struct resp_parser_opts o = {.max_bulk = w->max_value};
+    /* As many arguments as Redis takes: the request's bytes, within the read buffer's bound,
+     * are what limits them (argv grows to fit, and shrinks back after). */
+    struct resp_parser_opts o = {.max_bulk = w->max_value, .max_args = RESP_ARGS_MAX_LIMIT};
     route_conn_init(&st->rc);
     resp_parser_init(&st->parser, &o);
     st->proto = RESP_2;
@@ -1041,8 +1200,9 @@ resp_on_data(struct resp_worker *w, struct conn *c)
     if (st->rc.broken || route_flush(w->rw, c, &st->rc) < 0) {
         return RT_ABORT;
     }
-    resp_req_init(&req, w->argv, w->scratch);
     while (buf_len(in) > 0) {
+        resp_req_init(&req, w->argv, w->scratch);
+        req.argv_cap = w->argv_cap;
         if (st->barrier != 0 && st->rc.seq_head < st->barrier) {
             resp_parser_rewind(&st->parser);
             return route_wait_result(c, &st->rc); /* an MSETNX is not answered yet */
@@ -1053,6 +1213,13 @@ resp_on_data(struct resp_worker *w, struct conn *c)
             return route_wait_result(c, &st->rc);
         }
         enum resp_parse_rc pr = resp_parse(&st->parser, buf_rptr(in), buf_len(in), &req);
+        if (pr == RESP_PARSE_AGAIN && st->parser.argc > w->argv_cap) {
+            /* All there, with more arguments than argv has room for (bounded by the bytes). */
+            if (resp_argv_grow(&w->argv, &w->argv_cap, st->parser.argc) < 0) {
+                return RT_ABORT;
+            }
+            continue;
+        }
         if (pr == RESP_PARSE_AGAIN) {
             /* Room for the whole request at once: a large value is read in place. */
             if (st->parser.need > buf_len(in) &&
@@ -1085,7 +1252,7 @@ resp_on_data(struct resp_worker *w, struct conn *c)
         }
         route_lat_begin(w->rw);
         int r = dispatch(w, c, st, &req);
-        if (r == EX_WAIT) {
+        if (r == EX_WAIT || r == EX_STOP) {
             resp_parser_rewind(&st->parser);
             return route_wait_result(c, &st->rc);
         }
@@ -1095,6 +1262,8 @@ resp_on_data(struct resp_worker *w, struct conn *c)
         route_lat_answered(w->rw);
         route_lat_settle(w->rw);
         buf_consume(in, req.consumed);
+        argv_shrink(&w->argv, &w->argv_cap);
+        argv_shrink(&w->margv, &w->margv_cap);
         if (r == EX_CLOSE) {
             return RT_CLOSE;
         }
@@ -1152,6 +1321,7 @@ resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard
     }
     w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
     w->margv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->margv));
+    w->argv_cap = w->margv_cap = RESP_ARGS_MAX_DEFAULT;
     w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
     if (w->argv == NULL || w->margv == NULL || w->scratch == NULL) {
         resp_worker_teardown(w);

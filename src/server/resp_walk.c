@@ -20,19 +20,6 @@
 #define POS_MASK       UINT64_C(0xffffffff)
 #define SHARD_SHIFT    32 /* a cursor: shard << SHARD_SHIFT | the shard's hash position */
 
-/* A forwarded part parsed again on its owner (MSETNX): into the worker's margv. */
-static bool
-parse_part(struct resp_worker *w, const struct route_msg *m, struct resp_req *req)
-{
-    struct resp_parser p;
-    struct resp_parser_opts o = {.max_bulk = SIZE_MAX / 2,
-                                 .max_args = RESP_ARGS_MAX_DEFAULT,
-                                 .max_inline = sizeof(w->mscratch)};
-    resp_parser_init(&p, &o);
-    resp_req_init(req, w->margv, w->mscratch);
-    return resp_parse(&p, buf_rptr(&m->req), buf_len(&m->req), req) == RESP_PARSE_OK;
-}
-
 /* ---- SCAN and KEYS ---- */
 
 /*
@@ -304,7 +291,7 @@ exec_msetnx(struct resp_worker *w, struct route_msg *m)
 {
     struct buf *out = &m->reply.b;
     struct resp_req req;
-    if (!parse_part(w, m, &req)) {
+    if (!resp_parse_msg(w, m, &req)) {
         log_error("forwarded MSETNX part does not parse; refused");
         (void)resp_compose_int(out, 0);
         return;

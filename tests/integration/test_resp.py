@@ -91,11 +91,11 @@ def scan_all(c, *opts):
 
 def mb(*args):
     """A multibulk request."""
-    out = b"*%d\r\n" % len(args)
+    out = [b"*%d\r\n" % len(args)]
     for a in args:
         a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
 
 
 class Client:
@@ -189,14 +189,28 @@ class RespServer(unittest.TestCase):
                              b"-ERR syntax error\r\n")
             self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
 
-    def test_multi_key_commands_take_at_most_256_keys(self):
-        err = b"-ERR too many keys: Petrel takes at most 256 per command\r\n"
-        keys = ["m%d" % i for i in range(257)]
-        self.assertEqual(self.c.call("MGET", *keys), err)
-        self.assertEqual(self.c.call("DEL", *keys), err)
-        self.assertEqual(self.c.call("MSET", *[x for k in keys for x in (k, "v")]), err)
-        self.assertTrue(self.c.call("MGET", *keys[:256]).startswith(b"*256\r\n"))
-        self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
+    def test_multi_key_commands_of_100000_keys_answer_whole(self):
+        keys = ["m%d" % i for i in range(100000)]
+        self.assertEqual(self.c.call("MSET", *[x for k in keys for x in (k, "v%s" % k)]),
+                         b"+OK\r\n")
+        r = self.c.call("MGET", *keys, "missing")
+        self.assertEqual(split_bulks(r), [b"v" + k.encode() for k in keys] + [b""])
+        self.assertTrue(r.endswith(b"$-1\r\n"))
+        self.assertEqual(self.c.call("EXISTS", *keys, "missing"), b":100000\r\n")
+        self.assertEqual(self.c.call("DEL", *keys), b":100000\r\n")
+        self.assertEqual(self.c.call("DBSIZE"), b":0\r\n")
+
+    def test_mset_of_two_values_past_half_the_item_size_is_stored(self):
+        # 1.2 MB of request under the default 1 MiB -I: each value fits an item.
+        v = bytes(range(256)) * 2400
+        self.assertEqual(self.c.call("MSET", "two1", v, "two2", v), b"+OK\r\n")
+        self.assertEqual(self.c.call("MGET", "two1", "two2"),
+                         b"*2\r\n" + (b"$%d\r\n" % len(v) + v + b"\r\n") * 2)
+
+    def test_a_bulk_string_past_the_item_size_is_refused_as_redis_does(self):
+        self.assertEqual(self.c.raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n"),
+                         b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertEqual(self.c.sock.recv(10), b"")
 
     def test_dbsize_counts_every_shard(self):
         for i in range(50):
@@ -516,6 +530,48 @@ class ServerCommands(unittest.TestCase):
         c.call("HELLO", "3")
         self.assertTrue(c.call("CONFIG", "GET", "save").startswith(b"%1\r\n"))
         c.close()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+class Bounds(unittest.TestCase):
+    """A client that sends huge multi-key commands and never reads holds the server within its
+    output bounds."""
+
+    def test_unread_huge_mgets_keep_rss_bounded(self):
+        srv, port = start_petrel()
+        try:
+            c = Client(port)
+            value = b"x" * 1000
+            c.sock.sendall(b"".join(mb("SET", "r%d" % i, value) for i in range(2000)))
+            for _ in range(2000):
+                r, c.buf = read_reply(c.sock, c.buf)
+            time.sleep(0.5)
+            before = rss_kib(srv.proc.pid)
+            # Ten MGETs of 50,000 keys: 500 MB of replies that the client never reads.
+            req = mb("MGET", *["r%d" % (i % 2000) for i in range(50000)])
+            c.sock.setblocking(False)
+            pending, deadline = req * 10, time.time() + 10
+            while pending and time.time() < deadline:
+                try:
+                    pending = pending[c.sock.send(pending):]
+                except BlockingIOError:
+                    time.sleep(0.05)
+            time.sleep(1)
+            grown = rss_kib(srv.proc.pid) - before
+            self.assertLess(grown, 24 << 10, "RSS grew by %d KiB" % grown)
+            # The server still answers others meanwhile.
+            other = Client(port)
+            self.assertEqual(other.call("PING"), b"+PONG\r\n")
+            other.close()
+            c.close()
+        finally:
+            srv.stop()
 
 
 class SameItems(unittest.TestCase):
