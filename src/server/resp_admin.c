@@ -189,13 +189,14 @@ static int
 client_line(struct buf *b, const struct rt_conn_info *ci, const struct resp_conn *st)
 {
     uint64_t now = mono_secs();
-    return buf_printf(b,
-                      "id=%" PRIu64 " addr=%s laddr=%s fd=%d name=%s age=%" PRIu64 " idle=%" PRIu64
-                      " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 cmd=%s "
-                      "user=default redir=-1 resp=%d\n",
-                      st->id, ci->peer, ci->listener, ci->fd, st->name,
-                      now > st->born ? now - st->born : 0, ci->idle_secs,
-                      st->cmd[0] != '\0' ? st->cmd : "NULL", st->proto == RESP_3 ? 3 : 2);
+    return buf_printf(
+        b,
+        "id=%" PRIu64 " addr=%s laddr=%s fd=%d name=%s age=%" PRIu64 " idle=%" PRIu64
+        " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 cmd=%s%s%s "
+        "user=default redir=-1 resp=%d\n",
+        st->id, ci->peer, ci->listener, ci->fd, st->name, now > st->born ? now - st->born : 0,
+        ci->idle_secs, st->last_cmd != NULL ? st->last_cmd : "NULL",
+        st->last_sub[0] != '\0' ? "|" : "", st->last_sub, st->proto == RESP_3 ? 3 : 2);
 }
 
 struct client_walk {

@@ -940,7 +940,9 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     }
     const char *single = mget ? "get" : mset ? "set" : cmd->name;
     for (bool first = true; i < nkeys; first = false) {
-        if ((!first && route_blocked(c, &st->rc)) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
+        /* The caller checked before the first window (and an MGET's header is written only
+         * with its first window, so a stop must come after a window, never before it). */
+        if (!first && (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX)) {
             st->multi_next = i;
             return EX_STOP;
         }
@@ -1100,16 +1102,22 @@ unknown(struct buf *b, const struct resp_req *req)
     return resp_compose_error(b, msg, (size_t)n);
 }
 
-/* The command as CLIENT LIST shows it: its name, and a container's subcommand ("client|info"). */
+/* The command as CLIENT LIST shows it: its name, and a container's subcommand ("client|info").
+ * Kept as a pointer (every request passes here), the subcommand copied only for those two. */
 static void
 note_cmd(struct resp_conn *st, const struct cmd *cmd, const struct resp_req *req)
 {
-    bool sub = (strcmp(cmd->name, "client") == 0 || strcmp(cmd->name, "config") == 0) &&
-               req->argc >= 2 && req->argv[1].len < 16;
-    int n = snprintf(st->cmd, sizeof(st->cmd), "%s%s%.*s", cmd->name, sub ? "|" : "",
-                     sub ? (int)req->argv[1].len : 0, sub ? req->argv[1].p : "");
-    for (int i = 0; i < n && i < (int)sizeof(st->cmd); i++) {
-        st->cmd[i] = st->cmd[i] >= 'A' && st->cmd[i] <= 'Z' ? (char)(st->cmd[i] + 32) : st->cmd[i];
+    st->last_cmd = cmd->name;
+    st->last_sub[0] = '\0';
+    if (req->argc >= 2 && (cmd->name[0] == 'c' && (strcmp(cmd->name, "client") == 0 ||
+                                                   strcmp(cmd->name, "config") == 0))) {
+        size_t n = req->argv[1].len < sizeof(st->last_sub) - 1 ? req->argv[1].len
+                                                               : sizeof(st->last_sub) - 1;
+        for (size_t i = 0; i < n; i++) {
+            char ch = req->argv[1].p[i];
+            st->last_sub[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        st->last_sub[n] = '\0';
     }
 }
 

@@ -62,14 +62,15 @@ struct resp_conn {
     uint8_t kind;          /* CONN_RESP once set up (second, as in struct mc_conn) */
     enum resp_proto proto; /* RESP2 until HELLO 3 */
     struct resp_parser parser;
-    uint64_t id;         /* CLIENT ID */
-    char name[64];       /* CLIENT SETNAME */
-    uint64_t barrier;    /* an MSETNX's slot sequence + 1: nothing more is read until it is sent */
-    bool authed;         /* AUTH done, or no password set */
-    uint32_t multi_next; /* a multi-key command stopped between windows: its next key */
-    int64_t acc;         /* DEL, EXISTS: the sum of its windows sent so far */
-    uint64_t born;       /* CLOCK_MONOTONIC seconds when it started */
-    char cmd[32];        /* its last command, as CLIENT LIST names it ("client|info") */
+    uint64_t id;          /* CLIENT ID */
+    char name[64];        /* CLIENT SETNAME */
+    uint64_t barrier;     /* an MSETNX's slot sequence + 1: nothing more is read until it is sent */
+    bool authed;          /* AUTH done, or no password set */
+    uint32_t multi_next;  /* a multi-key command stopped between windows: its next key */
+    int64_t acc;          /* DEL, EXISTS: the sum of its windows sent so far */
+    uint64_t born;        /* CLOCK_MONOTONIC seconds when it started */
+    const char *last_cmd; /* its last command (CLIENT LIST's cmd), NULL before one ... */
+    char last_sub[16];    /* ... and its subcommand, for CLIENT and CONFIG ("client|info") */
 };
 
 /**
