@@ -249,19 +249,21 @@ void rt_stats_get(struct rt_stats *out);
 /* One client connection, as a product shows it (memcached's "stats conns"). */
 struct rt_conn_info {
     int fd;
-    int family;             /* AF_INET, AF_INET6, AF_UNIX (or 0): of peer and listener */
-    const char *peer;       /* "addr:port", "[addr]:port", a unix path; "?" if unknown */
-    const char *listener;   /* the address it was accepted on, in the same form */
-    const char *transport;  /* "tcp" (plain, unix sockets too) or "tls" */
-    const char *tls_client; /* subject of the client's TLS certificate; "" without one */
-    const char *state;      /* what it is doing, in memcached's words: conn_listening (a
-                             * listener), conn_waiting (idle), conn_read (a request part-way in),
-                             * conn_parse_cmd (waiting for other workers' answers),
-                             * conn_mwrite (replies waiting for the client to read them),
-                             * conn_closing */
-    uint64_t idle_secs;     /* since the connection last received a byte */
-    const void *product;    /* conn_state() of a client connection (NULL for a listener): read
-                             * on the worker thread that calls fn, its owner */
+    int family;                /* AF_INET, AF_INET6, AF_UNIX (or 0): of peer and listener */
+    const char *peer;          /* "addr:port", "[addr]:port", a unix path; "?" if unknown */
+    const char *listener;      /* the address it was accepted on, in the same form */
+    const char *transport;     /* "tcp" (plain, unix sockets too) or "tls" */
+    const char *tls_client;    /* subject of the client's TLS certificate; "" without one */
+    const char *state;         /* what it is doing, in memcached's words: conn_listening (a
+                                * listener), conn_waiting (idle), conn_read (a request part-way in),
+                                * conn_parse_cmd (waiting for other workers' answers),
+                                * conn_mwrite (replies waiting for the client to read them),
+                                * conn_closing */
+    uint64_t idle_secs;        /* since the connection last received a byte */
+    const void *product;       /* conn_state() of a client connection (NULL for a listener): read
+                                * on the worker thread that calls fn, its owner */
+    size_t rbuf_len, rbuf_cap; /* its read buffer: unread bytes, allocation */
+    size_t wbuf_len, wbuf_cap; /* its write buffer: unsent bytes, allocation */
 };
 
 /**

@@ -184,23 +184,37 @@ resp_conn_born(struct resp_conn *st)
     st->born = mono_secs();
 }
 
-/* One CLIENT LIST line of a RESP connection, with the fields Petrel knows truly. */
+/*
+ * One CLIENT LIST line of a RESP connection, in Redis's order, with what Petrel knows of it:
+ * qbuf/qbuf-free its read buffer, argv-mem the arguments of the request being run (only the
+ * connection asking has one), obl its write buffer's unsent bytes, oll its replies queued behind
+ * one being answered elsewhere and omem what they hold, rbs the read buffer's allocation, tot-mem
+ * its buffers and that. rbp (a peak) and events are left out, as Petrel does not keep them;
+ * clients that read CLIENT INFO as integers need the rest.
+ */
 static int
-client_line(struct buf *b, const struct rt_conn_info *ci, const struct resp_conn *st)
+client_line(struct buf *b, const struct rt_conn_info *ci, const struct resp_conn *st,
+            size_t argv_mem)
 {
     uint64_t now = mono_secs();
     return buf_printf(
         b,
         "id=%" PRIu64 " addr=%s laddr=%s fd=%d name=%s age=%" PRIu64 " idle=%" PRIu64
-        " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 cmd=%s%s%s "
+        " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=%zu qbuf-free=%zu argv-mem=%zu "
+        "multi-mem=0 rbs=%zu obl=%zu oll=%u omem=%zu tot-mem=%zu cmd=%s%s%s "
         "user=default redir=-1 resp=%d\n",
         st->id, ci->peer, ci->listener, ci->fd, st->name, now > st->born ? now - st->born : 0,
-        ci->idle_secs, st->last_cmd != NULL ? st->last_cmd : "NULL",
-        st->last_sub[0] != '\0' ? "|" : "", st->last_sub, st->proto == RESP_3 ? 3 : 2);
+        ci->idle_secs, ci->rbuf_len, ci->rbuf_cap - ci->rbuf_len, argv_mem, ci->rbuf_cap,
+        ci->wbuf_len, st->rc.qlen, st->rc.held,
+        ci->rbuf_cap + ci->wbuf_cap + st->rc.held + argv_mem,
+        st->last_cmd != NULL ? st->last_cmd : "NULL", st->last_sub[0] != '\0' ? "|" : "",
+        st->last_sub, st->proto == RESP_3 ? 3 : 2);
 }
 
 struct client_walk {
     const struct resp_conn *only; /* CLIENT INFO: this connection */
+    const struct resp_conn *self; /* the connection asking, and its request's arguments */
+    size_t argv_mem;
     struct buf *out;
     int rc;
 };
@@ -213,7 +227,7 @@ client_each(void *arg, const struct rt_conn_info *ci)
     if (cw->rc < 0 || st == NULL || st->kind != CONN_RESP || (cw->only && st != cw->only)) {
         return;
     }
-    cw->rc = client_line(cw->out, ci, st);
+    cw->rc = client_line(cw->out, ci, st, st == cw->self ? cw->argv_mem : 0);
 }
 
 void
@@ -245,6 +259,16 @@ resp_clients_emit(struct conn *c, struct route_conn *rc, struct route_slot *s)
     }
     r = r < 0 ? r : buf_append(wb, "\r\n", 2);
     return r < 0 ? r : 1;
+}
+
+static size_t
+argv_bytes(const struct resp_req *req)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < req->argc; i++) {
+        n += req->argv[i].len;
+    }
+    return n;
 }
 
 int
@@ -287,7 +311,7 @@ resp_client(struct resp_worker *w, struct conn *c, struct resp_conn *st, const s
     case 3: {
         struct buf line;
         buf_init(&line, 512, 4096);
-        struct client_walk cw = {.only = st, .out = &line};
+        struct client_walk cw = {.only = st, .self = st, .argv_mem = argv_bytes(req), .out = &line};
         rt_conns_each(false, client_each, &cw);
         int rc = cw.rc < 0
                      ? cw.rc

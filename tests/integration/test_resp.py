@@ -792,6 +792,12 @@ class RedisCli(unittest.TestCase):
         out = self.cli(stdin=b"SET s1 v1\nGET s1\nINCR c\nINCR c\n")
         self.assertEqual(out, b"OK\nv1\n1\n2\n")
 
+    def test_scan_from_the_command_line_lists_every_key(self):
+        self.cli("FLUSHALL")
+        self.cli(stdin=b"".join(b"SET scan:%d v\n" % i for i in range(500)))
+        out = self.cli("--scan", "--pattern", "scan:*")
+        self.assertEqual(sorted(out.split()), sorted(b"scan:%d" % i for i in range(500)))
+
     @unittest.skipUnless(shutil.which("redis-benchmark"), "redis-benchmark not found")
     def test_redis_benchmark_runs_pipelined_without_errors(self):
         out = subprocess.run(["redis-benchmark", "-p", str(self.port), "-t", "set,get", "-n",
@@ -831,6 +837,13 @@ class PythonRedis(unittest.TestCase):
         res = p.execute()
         self.assertEqual(res[-1], [str(i).encode() for i in range(100)])
         self.assertEqual(r.delete("py", "pyn", "nothere"), 2)
+        self.assertEqual(r.incrbyfloat("pyf", 2.5), 2.5)
+        self.assertTrue(r.msetnx({"pya": 1, "pyb": 2}))
+        self.assertFalse(r.msetnx({"pyb": 3, "pyc": 4}))
+        self.assertEqual(sorted(r.scan_iter(match="py[ab]")), [b"pya", b"pyb"])
+        self.assertEqual(r.config_get("maxmemory"), {"maxmemory": str(64 << 20)})
+        self.assertEqual(r.client_info()["id"], r.client_id())
+        self.assertIn("redis_version", r.info())
         r.close()
 
 
