@@ -150,7 +150,7 @@ struct rt_product {
     /**
      * On the admin thread: append the STAT lines of "stats <what>" for a subcommand the runtime
      * does not know (e.g. "seg"), without the final END. Must only read what workers publish
-     * for other threads (RCU, atomics); may use metrics_read_lock(). Returns 0, -ENOENT for an
+     * for other threads (RCU, atomics); may use prcu_read_lock(). Returns 0, -ENOENT for an
      * unknown subcommand, or a buf error. Optional.
      */
     int (*admin_stats)(const char *what, struct buf *out);
@@ -249,21 +249,23 @@ void rt_stats_get(struct rt_stats *out);
 /* One client connection, as a product shows it (memcached's "stats conns"). */
 struct rt_conn_info {
     int fd;
-    int family;                /* AF_INET, AF_INET6, AF_UNIX (or 0): of peer and listener */
-    const char *peer;          /* "addr:port", "[addr]:port", a unix path; "?" if unknown */
-    const char *listener;      /* the address it was accepted on, in the same form */
-    const char *transport;     /* "tcp" (plain, unix sockets too) or "tls" */
-    const char *tls_client;    /* subject of the client's TLS certificate; "" without one */
-    const char *state;         /* what it is doing, in memcached's words: conn_listening (a
-                                * listener), conn_waiting (idle), conn_read (a request part-way in),
-                                * conn_parse_cmd (waiting for other workers' answers),
-                                * conn_mwrite (replies waiting for the client to read them),
-                                * conn_closing */
-    uint64_t idle_secs;        /* since the connection last received a byte */
-    const void *product;       /* conn_state() of a client connection (NULL for a listener): read
-                                * on the worker thread that calls fn, its owner */
-    size_t rbuf_len, rbuf_cap; /* its read buffer: unread bytes, allocation */
-    size_t wbuf_len, wbuf_cap; /* its write buffer: unsent bytes, allocation */
+    int family;             /* AF_INET, AF_INET6, AF_UNIX (or 0): of peer and listener */
+    const char *peer;       /* "addr:port", "[addr]:port", a unix path; "?" if unknown */
+    const char *listener;   /* the address it was accepted on, in the same form */
+    const char *transport;  /* "tcp" (plain, unix sockets too) or "tls" */
+    const char *tls_client; /* subject of the client's TLS certificate; "" without one */
+    const char *state;      /* what it is doing, in memcached's words: conn_listening (a
+                             * listener), conn_waiting (idle), conn_read (a request part-way in),
+                             * conn_parse_cmd (waiting for other workers' answers),
+                             * conn_mwrite (replies waiting for the client to read them),
+                             * conn_closing */
+    uint64_t idle_secs;     /* since the connection last received a byte */
+    const void *product;    /* conn_state() of a client connection (NULL for a listener): read
+                             * on the worker thread that calls fn, its owner */
+    size_t rbuf_len;        /* its read buffer: unread bytes ... */
+    size_t rbuf_cap;        /* ... and allocation */
+    size_t wbuf_len;        /* its write buffer: unsent bytes ... */
+    size_t wbuf_cap;        /* ... and allocation */
 };
 
 /**
