@@ -29,8 +29,9 @@
  */
 struct walk_hdr {
     uint64_t count;  /* SCAN: a step stops once it looked at this many items; KEYS: no bound */
-    uint32_t patlen; /* the pattern's bytes follow; 0: every key */
+    uint32_t patlen; /* the pattern's bytes follow */
     uint8_t type;    /* SCAN TYPE: 0 none given, 1 string, 2 another (no key is one) */
+    bool all;        /* no pattern, or "*": every key (the empty one too) */
 };
 
 static struct walk_hdr
@@ -45,6 +46,7 @@ struct walk_step {
     const char *pat;
     size_t patlen;
     bool none; /* TYPE names no string: nothing matches */
+    bool all;  /* every key matches */
     struct buf *out;
     size_t stop_at; /* stop after the bucket in which out reached this length */
     uint64_t count, seen;
@@ -58,7 +60,7 @@ walk_item(void *ctx, const struct seg_item_info *it)
     struct walk_step *x = ctx;
     x->seen++;
     if (x->rc == 0 && !x->none &&
-        (x->patlen == 0 || resp_glob_match(x->pat, x->patlen, it->key, it->klen, false))) {
+        (x->all || resp_glob_match(x->pat, x->patlen, it->key, it->klen, false))) {
         x->rc = resp_compose_bulk(x->out, it->key, it->klen);
         x->found += x->rc == 0;
     }
@@ -74,6 +76,7 @@ exec_scan(struct resp_worker *w, struct route_msg *m)
     struct walk_step x = {.pat = buf_rptr(&m->req) + sizeof(h),
                           .patlen = h.patlen,
                           .none = h.type == 2,
+                          .all = h.all,
                           .out = &m->reply.b,
                           .stop_at = pre + m->allow,
                           .count = h.count};
@@ -164,7 +167,8 @@ resp_scan(struct resp_worker *w, struct conn *c, struct resp_conn *st, const str
     s->tag = keys ? RESP_TAG_KEYS : RESP_TAG_SCAN;
     struct walk_hdr h = {.count = keys ? UINT64_MAX : (uint64_t)count,
                          .patlen = pat != NULL ? (uint32_t)pat->len : 0,
-                         .type = type};
+                         .type = type,
+                         .all = pat == NULL};
     int rc = buf_append(&m->reply.b, &h, sizeof(h));
     rc = rc < 0 || pat == NULL ? rc : buf_append(&m->reply.b, pat->p, pat->len);
     rc = rc < 0 ? rc : buf_append(&m->req, buf_rptr(&m->reply.b), buf_len(&m->reply.b));

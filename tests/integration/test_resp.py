@@ -744,7 +744,7 @@ class SameAsRedis(unittest.TestCase):
         pats = ["*", "**", "h?llo", "h*llo", "h[ae]llo", "h[^e]llo", "h[a-b]llo", "h[b-a]llo",
                 "a\\*b", "a\\\\b", "[", "[]", "[^]", "[a-]", "[\\]]", "\\[x\\]", "*[", "?", "??",
                 "[abc", "[a-c]*", "*o", "h*l*o", "*\\", "[^a-z]", "[\\x00-\\x7f]", "[a-\xff]",
-                "[\x80-\xff]", "\xe9*", "*?*", "a*b*c"]
+                "[\x80-\xff]", "\xe9*", "*?*", "a*b*c", ""]
         for port in (self.port, self.rport):
             c = Client(port)
             c.call("FLUSHALL")
