@@ -73,7 +73,11 @@ struct resp_arg {
  * calls, only in the struct resp_parser.
  */
 struct resp_req {
-    struct resp_arg *argv; /* caller's array, room for the parser's opts.max_args entries */
+    struct resp_arg *argv; /* caller's array, room for argv_cap entries, or max_args if 0 */
+    uint32_t argv_cap;     /* 0, or argv's room when smaller than max_args: a complete
+                              multibulk of more arguments returns RESP_PARSE_AGAIN with
+                              p->argc > argv_cap (grow argv and call again with the same bytes);
+                              an inline line of more words is "too big inline request" */
     char *scratch;         /* caller's bytes, room for the parser's opts.max_inline */
     uint32_t argc;         /* arguments in argv (RESP_PARSE_OK: at least 1) */
     bool is_inline;        /* the request came as an inline line, not a multibulk */
@@ -224,5 +228,29 @@ int resp_compose_bignum(struct buf *b, enum resp_proto v, const char *num, size_
  * returns the length written (no NUL).
  */
 size_t resp_format_double(double d, char *dst);
+
+/**
+ * Whether s (slen bytes) matches the glob pattern pat (plen bytes) as Redis 7 matches KEYS,
+ * SCAN MATCH and CONFIG GET patterns: '*' any run of bytes, '?' one byte, "[abc]", "[a-z]" and
+ * "[^...]" one byte of a set (a range may be written backwards, "\\" escapes in a set, and an
+ * unterminated set ends with the pattern), "\\x" the byte x. nocase folds ASCII letters (CONFIG
+ * GET). Linear in the pattern times the string: no backtracking past the last '*'.
+ */
+bool resp_glob_match(const char *pat, size_t plen, const char *s, size_t slen, bool nocase);
+
+/**
+ * Write v as Redis's INCRBYFLOAT writes its result: "%.17Lf" with the zeros after the point,
+ * and then the point, removed ("-0" becomes "0"). dst needs RESP_LDOUBLE_MAX bytes; returns the
+ * length written (no NUL), or 0 when v is not finite.
+ */
+#define RESP_LDOUBLE_MAX 5120
+size_t resp_format_ldouble(long double v, char *dst);
+
+/**
+ * Redis's string2ld: the whole of p (len bytes, at most RESP_LDOUBLE_MAX - 1) as a long double
+ * as strtold reads it, with no leading blank, nothing after it, not NaN, and no overflow or
+ * underflow to zero. Returns false when it is not such a number.
+ */
+bool resp_parse_ldouble(const char *p, size_t len, long double *out);
 
 #endif /* PETREL_RESP_H */

@@ -279,6 +279,12 @@ struct rt_conn_info {
                              * conn_mwrite (replies waiting for the client to read them),
                              * conn_closing */
     uint64_t idle_secs;     /* since the connection last received a byte */
+    const void *product;    /* conn_state() of a client connection (NULL for a listener): read
+                             * on the worker thread that calls fn, its owner */
+    size_t rbuf_len;        /* its read buffer: unread bytes ... */
+    size_t rbuf_cap;        /* ... and allocation */
+    size_t wbuf_len;        /* its write buffer: unsent bytes ... */
+    size_t wbuf_cap;        /* ... and allocation */
 };
 
 /**

@@ -399,6 +399,11 @@ rt_conns_each(bool listeners, void (*fn)(void *arg, const struct rt_conn_info *c
                     .tls_client = tls != NULL ? tls_session_peer(tls) : "",
                     .state = state_name(c),
                     .idle_secs = t->now > c->last_active ? (uint64_t)(t->now - c->last_active) : 0,
+                    .product = c->state,
+                    .rbuf_len = buf_len(&c->io.rbuf),
+                    .rbuf_cap = c->io.rbuf.cap,
+                    .wbuf_len = buf_len(&c->io.wbuf),
+                    .wbuf_cap = c->io.wbuf.cap,
                 });
     }
 }

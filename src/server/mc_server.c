@@ -121,6 +121,16 @@ static const struct opt_def mc_options[] = {
      .min = 0,
      .max = 65535,
      .help = "TCP port for the Redis protocol (RESP2, RESP3), over the same items (0: off)"},
+    {.name = "resp-password",
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "Redis's requirepass for the RESP port (visible in ps: prefer the file option)"},
+    {.name = "resp-password-file",
+     .section = "server",
+     .type = OPT_STR,
+     .dflt = "",
+     .help = "a file whose first line is the RESP port's password (requirepass)"},
     {.name = "memory-limit",
      .short_name = 'm',
      .section = "storage",
@@ -2310,7 +2320,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     if (mw->ttl_scratch == NULL || id >= MAX_WORKERS ||
         mc_detail_create(&mw->detail, detail_cap(n)) < 0 ||
         (config_uint(cfg, "resp-port") > 0 &&
-         resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM) < 0)) {
+         resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM, cfg) < 0)) {
         seg_destroy(&mw->shard.seg);
         mc_detail_destroy(&mw->detail);
         free(mw->ttl_scratch);
@@ -2345,6 +2355,11 @@ static size_t
 request_limit(const struct config *cfg)
 {
     size_t set = (size_t)config_uint(cfg, "max-item-size") + MC_LINE_MAX;
+    if (config_uint(cfg, "resp-port") > 0) {
+        /* A RESP request holds all its arguments whole (an MSET of several values, an MGET of
+         * many keys): up to the product's most, each read buffer within buffer-memory. */
+        return mc_product.request_max;
+    }
     return set > MC_GET_LINE_DEFAULT ? set : MC_GET_LINE_DEFAULT;
 }
 

@@ -12,7 +12,7 @@
  * The same items as the memcached side: a value SET here is read byte for byte by a memcached
  * get (client flags 0), and the reverse. Expiry is the storage engine's, in whole seconds.
  */
-#include "resp_server.h"
+#include "resp_cmd.h"
 
 #include "petrel_build.h"
 
@@ -28,11 +28,8 @@
 #include <strings.h>
 #include <time.h>
 
-#define REDIS_VERSION "7.0.15" /* the release whose replies these are (Debian 12's) */
-#define GET_MIN_ALLOW 1024     /* the least reply room of a forwarded GET: a hole and more */
-#define REPLY_BOUND   256      /* the most a reply without a value takes */
-#define PROTO_MASK    0xff     /* route_msg.arg: the connection's protocol ... */
-#define ARG_GATHER    0x100    /* ... and whether the part answers a key of a gather slot */
+#define GET_MIN_ALLOW 1024 /* the least reply room of a forwarded GET: a hole and more */
+#define PROTO_MASK    0xff /* route_msg.arg: the connection's protocol */
 
 /* What a request does, besides its own handler. */
 enum cmd_kind {
@@ -40,10 +37,16 @@ enum cmd_kind {
     K_KEYED, /* one key (argv[1]) on its owner's shard */
     K_MULTI, /* one part per key: DEL, EXISTS (summed), MGET (gathered), MSET (OK) */
     K_ALL,   /* every shard: DBSIZE, FLUSHALL, FLUSHDB */
+    K_WALK,  /* resp_walk.c: SCAN, KEYS, MSETNX */
 };
 
 /* Result of dispatching one request, besides a negative errno. */
-enum ex { EX_DONE = 0, EX_WAIT, EX_CLOSE };
+enum ex {
+    EX_DONE = 0,
+    EX_WAIT,  /* not consumed: every earlier reply goes first */
+    EX_CLOSE, /* consumed; close once the replies are sent */
+    EX_STOP,  /* not consumed: stopped between windows for room, its progress kept */
+};
 
 struct cmd {
     const char *name; /* lower case, as Redis names it in errors */
@@ -53,30 +56,25 @@ struct cmd {
 };
 
 static const struct cmd cmds[] = {
-    {"get", 2, K_KEYED, 0},        {"set", -3, K_KEYED, 1},     {"setnx", 3, K_KEYED, 1},
-    {"setex", 4, K_KEYED, 1},      {"psetex", 4, K_KEYED, 1},   {"getdel", 2, K_KEYED, 0},
-    {"strlen", 2, K_KEYED, 0},     {"append", 3, K_KEYED, 1},   {"type", 2, K_KEYED, 3},
-    {"incr", 2, K_KEYED, 1},       {"decr", 2, K_KEYED, 1},     {"incrby", 3, K_KEYED, 1},
-    {"decrby", 3, K_KEYED, 1},     {"ttl", 2, K_KEYED, 3},      {"pttl", 2, K_KEYED, 3},
-    {"expire", -3, K_KEYED, 3},    {"pexpire", -3, K_KEYED, 3}, {"expireat", -3, K_KEYED, 3},
-    {"pexpireat", -3, K_KEYED, 3}, {"persist", 2, K_KEYED, 3},  {"del", -2, K_MULTI, 2},
-    {"unlink", -2, K_MULTI, 2},    {"exists", -2, K_MULTI, 3},  {"mget", -2, K_MULTI, 0},
-    {"mset", -3, K_MULTI, 1},      {"dbsize", 1, K_ALL, 3},     {"flushall", -1, K_ALL, 3},
-    {"flushdb", -1, K_ALL, 3},     {"ping", -1, K_LOCAL, 3},    {"echo", 2, K_LOCAL, 3},
-    {"quit", -1, K_LOCAL, 3},      {"select", 2, K_LOCAL, 3},   {"hello", -1, K_LOCAL, 3},
-    {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3}, {"info", -1, K_LOCAL, 3},
-    {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0}, {"setrange", 4, K_KEYED, 1},
-    {"reset", 1, K_LOCAL, 3},
+    {"get", 2, K_KEYED, 0},        {"set", -3, K_KEYED, 1},        {"setnx", 3, K_KEYED, 1},
+    {"setex", 4, K_KEYED, 1},      {"psetex", 4, K_KEYED, 1},      {"getdel", 2, K_KEYED, 0},
+    {"strlen", 2, K_KEYED, 0},     {"append", 3, K_KEYED, 1},      {"type", 2, K_KEYED, 3},
+    {"incr", 2, K_KEYED, 1},       {"decr", 2, K_KEYED, 1},        {"incrby", 3, K_KEYED, 1},
+    {"decrby", 3, K_KEYED, 1},     {"ttl", 2, K_KEYED, 3},         {"pttl", 2, K_KEYED, 3},
+    {"expire", -3, K_KEYED, 3},    {"pexpire", -3, K_KEYED, 3},    {"expireat", -3, K_KEYED, 3},
+    {"pexpireat", -3, K_KEYED, 3}, {"persist", 2, K_KEYED, 3},     {"del", -2, K_MULTI, 2},
+    {"unlink", -2, K_MULTI, 2},    {"exists", -2, K_MULTI, 3},     {"mget", -2, K_MULTI, 0},
+    {"mset", -3, K_MULTI, 1},      {"dbsize", 1, K_ALL, 3},        {"flushall", -1, K_ALL, 3},
+    {"flushdb", -1, K_ALL, 3},     {"ping", -1, K_LOCAL, 3},       {"echo", 2, K_LOCAL, 3},
+    {"quit", -1, K_LOCAL, 3},      {"select", 2, K_LOCAL, 3},      {"hello", -1, K_LOCAL, 3},
+    {"client", -2, K_LOCAL, 3},    {"command", -1, K_LOCAL, 3},    {"info", -1, K_LOCAL, 3},
+    {"getex", -2, K_KEYED, 0},     {"getrange", 4, K_KEYED, 0},    {"setrange", 4, K_KEYED, 1},
+    {"reset", 1, K_LOCAL, 3},      {"msetnx", -3, K_WALK, 1},      {"scan", -2, K_WALK, 3},
+    {"keys", 2, K_WALK, 3},        {"incrbyfloat", 3, K_KEYED, 1}, {"auth", -2, K_LOCAL, 3},
+    {"config", -2, K_LOCAL, 3},
 };
 
 /* ---- small helpers ---- */
-
-static bool
-arg_is(const struct resp_arg *a, const char *s)
-{
-    size_t n = strlen(s);
-    return a->len == n && strncasecmp(a->p, s, n) == 0;
-}
 
 static const struct cmd *
 cmd_find(const struct resp_arg *name)
@@ -87,50 +85,6 @@ cmd_find(const struct resp_arg *name)
         }
     }
     return NULL;
-}
-
-static int
-reply_err(struct buf *b, const char *msg)
-{
-    return resp_compose_error(b, msg, strlen(msg));
-}
-
-static int
-reply_ok(struct buf *b)
-{
-    return resp_compose_simple(b, "OK", 2);
-}
-
-/* Redis's string2ll: an optional '-', digits, no leading zero (but "0"), no blanks, in range. */
-static bool
-arg_ll(const struct resp_arg *a, long long *out)
-{
-    const char *p = a->p;
-    size_t n = a->len;
-    if (n == 0 || n > 20) {
-        return false;
-    }
-    bool neg = p[0] == '-';
-    size_t i = neg ? 1 : 0;
-    if (i == n || (p[i] == '0' && n - i > 1) || (neg && p[i] == '0')) {
-        return false;
-    }
-    unsigned long long v = 0;
-    for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return false;
-        }
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) {
-            return false;
-        }
-        v = v * 10 + d;
-    }
-    if (neg ? v > (unsigned long long)LLONG_MAX + 1 : v > (unsigned long long)LLONG_MAX) {
-        return false;
-    }
-    *out = neg ? (long long)(0 - v) : (long long)v;
-    return true;
 }
 
 static int64_t
@@ -380,6 +334,41 @@ x_incr(struct kx *x, const struct cmd *cmd)
                               .exptime = exptime};
     enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
     return sr == SEG_STORED ? resp_compose_int(x->out, n) : store_failed(x, sr);
+}
+
+/* INCRBYFLOAT key by: Redis's long double arithmetic and text (the item keeps flags and TTL). */
+static int
+x_incrbyfloat(struct kx *x)
+{
+    struct seg_view v;
+    long double cur = 0, by;
+    int64_t exptime = 0;
+    uint32_t flags = 0;
+    if (kx_peek(x, &v) == SEG_OK) {
+        if (!resp_parse_ldouble(v.value, v.vlen, &cur)) {
+            return reply_err(x->out, "value is not a valid float");
+        }
+        exptime = exptime_keep(&v);
+        flags = v.flags;
+    }
+    if (!resp_parse_ldouble(x->argv[2].p, x->argv[2].len, &by)) {
+        return reply_err(x->out, "value is not a valid float");
+    }
+    char text[RESP_LDOUBLE_MAX];
+    size_t len = resp_format_ldouble(cur + by, text);
+    if (len == 0) {
+        return reply_err(x->out, "increment would produce NaN or Infinity");
+    }
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = x->argv[1].p,
+                              .klen = x->argv[1].len,
+                              .hash = x->hash,
+                              .value = text,
+                              .vlen = len,
+                              .flags = flags,
+                              .exptime = exptime};
+    enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
+    return sr == SEG_STORED ? resp_compose_bulk(x->out, text, len) : store_failed(x, sr);
 }
 
 /* TTL and PTTL: -2 missing, -1 no expiry, else the time left (whole seconds here). */
@@ -632,6 +621,9 @@ exec_keyed(struct kx *x, const struct cmd *cmd)
         }
         return resp_compose_int(x->out, kx_peek(x, &v) == SEG_OK ? (int64_t)v.vlen : 0);
     }
+    if (strcmp(n, "incrbyfloat") == 0) {
+        return x_incrbyfloat(x);
+    }
     if (strstr(n, "incr") != NULL || strstr(n, "decr") != NULL) {
         return x_incr(x, cmd);
     }
@@ -649,6 +641,54 @@ exec_keyed(struct kx *x, const struct cmd *cmd)
 
 /* ---- messages ---- */
 
+int
+resp_argv_grow(struct resp_arg **argv, uint32_t *cap, uint32_t need)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    struct resp_arg *a = realloc(*argv, (size_t)need * sizeof(*a));
+    if (a == NULL) {
+        return -ENOMEM;
+    }
+    *argv = a;
+    *cap = need;
+    return 0;
+}
+
+/* Back to the default room once a request of many arguments is done with. */
+static void
+argv_shrink(struct resp_arg **argv, uint32_t *cap)
+{
+    if (*cap > RESP_ARGS_MAX_DEFAULT) {
+        struct resp_arg *a = realloc(*argv, RESP_ARGS_MAX_DEFAULT * sizeof(*a));
+        *argv = a != NULL ? a : *argv;
+        *cap = a != NULL ? RESP_ARGS_MAX_DEFAULT : *cap;
+    }
+}
+
+bool
+resp_parse_msg(struct resp_worker *w, const struct route_msg *m, struct resp_req *req)
+{
+    struct resp_parser p;
+    struct resp_parser_opts o = {.max_bulk = SIZE_MAX / 2,
+                                 .max_args = RESP_ARGS_MAX_LIMIT,
+                                 .max_inline = sizeof(w->mscratch)};
+    resp_parser_init(&p, &o);
+    for (;;) {
+        resp_req_init(req, w->margv, w->mscratch);
+        req->argv_cap = w->margv_cap;
+        enum resp_parse_rc pr = resp_parse(&p, buf_rptr(&m->req), buf_len(&m->req), req);
+        if (pr == RESP_PARSE_OK) {
+            return true;
+        }
+        if (pr != RESP_PARSE_AGAIN || p.argc <= w->margv_cap ||
+            resp_argv_grow(&w->margv, &w->margv_cap, p.argc) < 0) {
+            return false;
+        }
+    }
+}
+
 /* argv as a multibulk into b: the request a message carries to its key's owner. */
 static int
 encode(struct buf *b, const struct resp_arg *argv, uint32_t argc)
@@ -660,6 +700,68 @@ encode(struct buf *b, const struct resp_arg *argv, uint32_t argc)
     return rc;
 }
 
+/*
+ * A shard's part of a window of MGET, DEL, UNLINK, EXISTS or MSET: argv[0] is the one-key
+ * command ("get", "del", "unlink", "exists", "set"), then its keys (and values). GET answers
+ * each key in order (m->koff), with a hole past the part's share of room per key; DEL, UNLINK
+ * and EXISTS answer their count; SET answers nothing (MSET says OK once every part is back).
+ */
+static void
+exec_multi(struct resp_worker *w, struct route_msg *m, const struct cmd *cmd,
+           const struct resp_req *req)
+{
+    struct seg *seg = w->shard->seg;
+    bool get = strcmp(cmd->name, "get") == 0, set = strcmp(cmd->name, "set") == 0;
+    uint32_t step = set ? 2 : 1, nkeys = (req->argc - 1) / step;
+    int64_t count = 0;
+    int rc = 0;
+    for (uint32_t i = 0; rc >= 0 && i < nkeys; i++) {
+        const struct resp_arg *k = &req->argv[1 + i * step];
+        uint64_t hash = mc_key_hash(k->p, k->len);
+        struct seg_view v;
+        if (strcmp(cmd->name, "exists") == 0) {
+            count += seg_peek(seg, k->p, k->len, hash, &v) == SEG_OK;
+            continue;
+        }
+        if (!get && !set) {
+            count += seg_delete(seg, k->p, k->len, hash) == SEG_DELETED;
+            continue;
+        }
+        struct resp_arg one[3] = {req->argv[0], *k, set ? k[1] : *k};
+        struct kx x = {.w = w,
+                       .proto = (enum resp_proto)(m->arg & PROTO_MASK),
+                       .argv = one,
+                       .argc = set ? 3 : 2,
+                       .hash = hash,
+                       .out = &m->reply.b,
+                       .max = m->allow / nkeys};
+        size_t at = route_rb_end(&m->reply);
+        rc = exec_keyed(&x, cmd);
+        if (rc == 1) {
+            rc = route_rb_hole(&m->reply, at, x.hdr_len, x.miss_len, &x.hole, k->p, k->len, hash);
+        }
+        if (get && rc >= 0) {
+            m->koff[i] = (uint32_t)route_rb_end(&m->reply);
+        }
+    }
+    if (rc < 0 || set) {
+        route_rb_reset(&m->reply);
+    }
+    if (rc < 0) {
+        /* No memory for the values: every key of the part gets the error. */
+        for (uint32_t i = 0; get && i < nkeys; i++) {
+            (void)reply_err(&m->reply.b,
+                            "-OOM command not allowed when used memory > 'maxmemory'.");
+            m->koff[i] = (uint32_t)route_rb_end(&m->reply);
+        }
+    }
+    if (get) {
+        m->nkeys = nkeys;
+    } else if (!set) {
+        (void)resp_compose_int(&m->reply.b, count);
+    }
+}
+
 void
 resp_msg_execute(struct resp_worker *w, struct route_msg *m)
 {
@@ -669,24 +771,30 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         (void)resp_compose_int(&m->reply.b, (int64_t)st.items);
         return;
     }
+    if (m->op == RESP_OP_CLIENTS) {
+        resp_clients_part(&m->reply.b);
+        return;
+    }
+    if (m->op == RESP_OP_MSETNX || m->op == RESP_OP_UNDO || m->op == RESP_OP_SCAN) {
+        resp_walk_execute(w, m);
+        return;
+    }
     if (m->op == RESP_OP_FLUSH) {
         /* Reclaimed at once as far as one tick's bound goes, so that DBSIZE sees it. */
         seg_flush(w->shard->seg, 0);
         (void)seg_tick(w->shard->seg);
         return;
     }
-    struct resp_parser p;
-    struct resp_parser_opts o = {.max_bulk = SIZE_MAX / 2,
-                                 .max_args = RESP_ARGS_MAX_DEFAULT,
-                                 .max_inline = sizeof(w->mscratch)};
     struct resp_req req;
-    resp_parser_init(&p, &o);
-    resp_req_init(&req, w->margv, w->mscratch);
-    if (resp_parse(&p, buf_rptr(&m->req), buf_len(&m->req), &req) != RESP_PARSE_OK) {
-        log_error("forwarded RESP request does not parse; dropped");
+    if (!resp_parse_msg(w, m, &req)) {
+        log_error("forwarded RESP request does not parse (or no memory for it); dropped");
         return;
     }
     const struct cmd *cmd = cmd_find(&req.argv[0]);
+    if (m->op == RESP_OP_MULTI) {
+        exec_multi(w, m, cmd, &req);
+        return;
+    }
     struct kx x = {.w = w,
                    .proto = (enum resp_proto)(m->arg & PROTO_MASK),
                    .argv = req.argv,
@@ -704,19 +812,25 @@ resp_msg_execute(struct resp_worker *w, struct route_msg *m)
         route_rb_reset(&m->reply);
         (void)reply_err(&m->reply.b, "-OOM command not allowed when used memory > 'maxmemory'.");
     }
-    if (m->arg & ARG_GATHER) {
-        m->koff[0] = (uint32_t)route_rb_end(&m->reply);
-        m->nkeys = 1;
-    }
 }
 
 int
 resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct route_slot *s)
 {
     struct buf *wb = conn_wbuf(c);
+    if (s->tag == RESP_TAG_MSETNX || s->tag == RESP_TAG_SCAN || s->tag == RESP_TAG_KEYS) {
+        return resp_walk_emit(w, c, rc, s);
+    }
+    if (s->tag == RESP_TAG_CLIENTS) {
+        return resp_clients_emit(c, rc, s);
+    }
     if (s->tag == RESP_TAG_OK) {
         return reply_ok(wb) == 0 ? 1 : -ENOMEM;
     }
+    if (s->tag == RESP_TAG_NONE) {
+        return 1;
+    }
+    struct resp_conn *st = (struct resp_conn *)rc; /* route_conn is its first member */
     int64_t sum = 0;
     for (uint32_t i = 0; i < s->nparts; i++) {
         const struct route_msg *m = s->parts[i];
@@ -724,6 +838,12 @@ resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct r
             sum += strtoll(buf_rptr(&m->reply.b) + 1, NULL, 10);
         }
     }
+    st->acc += sum;
+    if (s->tag == RESP_TAG_ACC) {
+        return 1; /* a window of DEL or EXISTS: the last one answers */
+    }
+    sum = st->acc;
+    st->acc = 0;
     return resp_compose_int(wb, sum) == 0 ? 1 : -ENOMEM;
 }
 
@@ -781,17 +901,24 @@ dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     m->allow = strcmp(cmd->name, "get") == 0 || strcmp(cmd->name, "getex") == 0 ||
                        strcmp(cmd->name, "getrange") == 0 || strcmp(cmd->name, "getdel") == 0
                    ? route_allowance(c, GET_MIN_ALLOW)
-               : strcmp(cmd->name, "set") == 0 ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
-                                               : REPLY_BOUND;
+               : strcmp(cmd->name, "set") == 0         ? (uint32_t)(req->argv[2].len + REPLY_BOUND)
+               : strcmp(cmd->name, "incrbyfloat") == 0 ? RESP_LDOUBLE_MAX + 16
+                                                       : REPLY_BOUND;
     route_slot_time(rw, s);
     return route_msg_send(rw, c, &st->rc, m, owner);
 }
 
 /*
  * DEL, UNLINK, EXISTS (summed), MGET (gathered in key order), MSET (OK once all are stored):
- * one part per key (per key and value for MSET), each run on its key's owner.
+ * one part per key (per key and value for MSET), each run on its key's owner, in windows of at
+ * most MULTI_WINDOW keys (fewer when an MSET's values would take more than half the room), each
+ * window a slot. Between windows the room is checked, as the memcached get does: a command of
+ * many keys stops there (EX_STOP, its request kept in the input) and goes on from
+ * st->multi_next on the next call, so what it makes the workers hold stays within the
+ * connection's output bounds whatever its number of keys. The windows of DEL, UNLINK and EXISTS
+ * add up in st->acc and the last one answers; MSET's last one says OK.
  */
-#define RESP_MULTI_KEYS_MAX 256 /* keys of one MGET, MSET, DEL, UNLINK or EXISTS */
+#define MULTI_WINDOW 64
 
 static int
 dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
@@ -800,177 +927,103 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     struct route_worker *rw = w->rw;
     bool mget = strcmp(cmd->name, "mget") == 0, mset = strcmp(cmd->name, "mset") == 0;
     if (mset && req->argc % 2 == 0) {
-        struct route_out o;
-        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
-            return -ENOMEM;
-        }
-        int rc = reply_err(o.b, "wrong number of arguments for 'mset' command");
-        route_out_done(c, &st->rc, &o);
-        return rc;
+        return reply_local_err(rw, c, st, "wrong number of arguments for 'mset' command");
     }
-    uint32_t step = mset ? 2 : 1, nparts = (req->argc - 1) / step;
-    if (nparts > RESP_MULTI_KEYS_MAX) {
-        /* Every key is a message out at once (no windows yet, unlike the memcached get): the
-         * cap keeps what one connection can make the workers hold near its output limit. */
+    uint32_t step = mset ? 2 : 1, nkeys = (req->argc - 1) / step;
+    uint32_t i = st->multi_next;
+    if (mget && i == 0) {
         struct route_out o;
-        if (route_reply_out(rw, c, &st->rc, &o) < 0) {
-            return -ENOMEM;
-        }
-        int rc = reply_err(o.b, "too many keys: Petrel takes at most 256 per command");
-        route_out_done(c, &st->rc, &o);
-        return rc;
-    }
-    if (mget) {
-        struct route_out o;
-        if (route_reply_out(rw, c, &st->rc, &o) < 0 || resp_compose_array(o.b, nparts) < 0) {
+        if (route_reply_out(rw, c, &st->rc, &o) < 0 || resp_compose_array(o.b, nkeys) < 0) {
             return -ENOMEM;
         }
         route_out_done(c, &st->rc, &o);
     }
-    uint64_t seq = route_seq_next(&st->rc);
-    struct route_slot *s = route_slot_push(
-        rw, &st->rc, mget ? ROUTE_SLOT_GATHER : ROUTE_SLOT_PRODUCT, nparts, mget ? nparts : 0);
-    if (s == NULL) {
-        return -ENOMEM;
-    }
-    s->tag = mset ? RESP_TAG_OK : RESP_TAG_SUM;
-    s->nkeys = mget ? nparts : 0;
-    route_slot_time(rw, s);
     const char *single = mget ? "get" : mset ? "set" : cmd->name;
-    /* What all the GETs of an MGET may copy back stays within half the room left: a value past
-     * its share comes back as a hole, sent when the client has read what is before it. */
-    size_t share = conn_output_room(c) / 2 / nparts;
-    uint32_t allow = route_allowance(c, GET_MIN_ALLOW);
-    allow = share < allow ? (share > REPLY_BOUND ? (uint32_t)share : REPLY_BOUND) : allow;
-    for (uint32_t i = 0; i < nparts; i++) {
-        const struct resp_arg *k = &req->argv[1 + i * step];
-        struct resp_arg one[3] = {{single, strlen(single)}, *k, mset ? k[1] : *k};
-        struct route_msg *m = route_msg_new(rw, RESP_OP, seq, i);
-        if (m == NULL || encode(&m->req, one, mset ? 3 : 2) < 0 || (mget && route_koff(m, 1) < 0)) {
-            route_msg_free(rw, m);
+    for (bool first = true; i < nkeys; first = false) {
+        /* The caller checked before the first window (and an MGET's header is written only
+         * with its first window, so a stop must come after a window, never before it). */
+        if (!first && (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX)) {
+            st->multi_next = i;
+            return EX_STOP;
+        }
+        size_t room = conn_output_room(c);
+        uint32_t n = 0;
+        size_t bytes = 0;
+        while (n < MULTI_WINDOW && i + n < nkeys) {
+            const struct resp_arg *k = &req->argv[1 + (i + n) * step];
+            bytes += k->len + (mset ? k[1].len : 0) + 32;
+            if (n > 0 && mset && bytes > room / 2) {
+                break;
+            }
+            n++;
+        }
+        bool last = i + n == nkeys;
+        uint64_t hash[MULTI_WINDOW];
+        uint8_t part[MULTI_WINDOW];
+        unsigned shard_of_part[MULTI_WINDOW];
+        uint32_t keys_of_part[MULTI_WINDOW] = {0};
+        struct route_msg *msgs[MULTI_WINDOW] = {0};
+        for (uint32_t j = 0; j < n; j++) {
+            const struct resp_arg *k = &req->argv[1 + (i + j) * step];
+            hash[j] = mc_key_hash(k->p, k->len);
+        }
+        uint32_t nparts = route_split(rw, hash, n, part, shard_of_part, keys_of_part);
+        uint64_t seq = route_seq_next(&st->rc);
+        struct route_slot *s = route_slot_push(
+            rw, &st->rc, mget ? ROUTE_SLOT_GATHER : ROUTE_SLOT_PRODUCT, nparts, mget ? n : 0);
+        if (s == NULL) {
             return -ENOMEM;
         }
-        if (mget) {
-            s->keys[i] = (struct route_key_ref){.part = i, .idx = 0};
+        s->tag = mset ? (last ? RESP_TAG_OK : RESP_TAG_NONE) : (last ? RESP_TAG_SUM : RESP_TAG_ACC);
+        s->nkeys = mget ? n : 0;
+        if (last) {
+            route_slot_time(rw, s);
         }
-        m->hash = mc_key_hash(k->p, k->len);
-        m->arg = st->proto | (mget ? ARG_GATHER : 0);
-        m->allow = mget ? allow : REPLY_BOUND;
-        int rc = route_send_part(rw, c, &st->rc, s, m, route_shard_of(m->hash, rw->n));
+        /* What the GETs of a window may copy back stays within half the room left: a value
+         * past its share comes back as a hole, sent when the client has read what is before. */
+        size_t share = room / 2 / n;
+        uint32_t allow = route_allowance(c, GET_MIN_ALLOW);
+        allow = share < allow ? (share > REPLY_BOUND ? (uint32_t)share : REPLY_BOUND) : allow;
+        int rc = 0;
+        for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+            struct route_msg *m = msgs[p] = route_msg_new(rw, RESP_OP_MULTI, seq, p);
+            if (m == NULL || (mget && route_koff(m, MULTI_WINDOW) < 0)) {
+                rc = -ENOMEM;
+                break;
+            }
+            m->arg = st->proto;
+            m->allow = mget ? allow * keys_of_part[p] : REPLY_BOUND;
+            rc = buf_printf(&m->req, "*%u\r\n", 1 + keys_of_part[p] * step);
+            rc = rc < 0 ? rc : resp_compose_bulk(&m->req, single, strlen(single));
+        }
+        for (uint32_t j = 0; rc == 0 && j < n; j++) {
+            const struct resp_arg *k = &req->argv[1 + (i + j) * step];
+            struct route_msg *m = msgs[part[j]];
+            if (mget) {
+                s->keys[j] = (struct route_key_ref){.part = part[j], .idx = m->nkeys++};
+            }
+            rc = resp_compose_bulk(&m->req, k->p, k->len);
+            rc = rc < 0 || !mset ? rc : resp_compose_bulk(&m->req, k[1].p, k[1].len);
+        }
+        for (uint32_t p = 0; p < nparts; p++) {
+            if (msgs[p] != NULL) {
+                msgs[p]->nkeys = 0; /* counted again by the owner */
+            }
+        }
+        for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+            rc = route_send_part(rw, c, &st->rc, s, msgs[p], shard_of_part[p]);
+            msgs[p] = NULL;
+        }
+        for (uint32_t p = 0; p < nparts; p++) {
+            route_msg_free(rw, msgs[p]); /* not sent: no memory */
+        }
         if (rc < 0) {
             return rc;
         }
+        i += n;
     }
+    st->multi_next = 0;
     return 0;
-}
-
-/* HELLO [protover [AUTH user pass] [SETNAME name]]: Redis 7.0's reply, as a map. */
-static int
-cmd_hello(struct resp_worker *w, struct resp_conn *st, const struct resp_req *req, struct buf *b)
-{
-    uint32_t i = 1;
-    if (req->argc >= 2) {
-        long long v;
-        if (!arg_ll(&req->argv[1], &v)) {
-            return reply_err(b, "Protocol version is not an integer or out of range");
-        }
-        if (v != 2 && v != 3) {
-            return reply_err(b, "-NOPROTO unsupported protocol version");
-        }
-        i = 2;
-        for (; i < req->argc; i++) {
-            bool more = i + 1 < req->argc;
-            if (arg_is(&req->argv[i], "auth") && i + 2 < req->argc) {
-                /* No password is set here, and no user but the default: refused as Redis
-                 * refuses a wrong pair. */
-                return reply_err(b, "-WRONGPASS invalid username-password pair or user is "
-                                    "disabled.");
-            }
-            if (arg_is(&req->argv[i], "setname") && more) {
-                const struct resp_arg *n = &req->argv[++i];
-                size_t len = n->len < sizeof(st->name) - 1 ? n->len : sizeof(st->name) - 1;
-                memcpy(st->name, n->p, len);
-                st->name[len] = '\0';
-            } else {
-                char msg[96];
-                snprintf(msg, sizeof(msg), "Syntax error in HELLO option '%.*s'",
-                         (int)(req->argv[i].len > 32 ? 32 : req->argv[i].len), req->argv[i].p);
-                return reply_err(b, msg);
-            }
-        }
-        st->proto = v == 3 ? RESP_3 : RESP_2;
-    }
-    static const char *const kv[] = {"server", "redis", "version", REDIS_VERSION};
-    int rc = resp_compose_map(b, st->proto, 7);
-    for (size_t k = 0; rc == 0 && k < 4; k++) {
-        rc = resp_compose_bulk(b, kv[k], strlen(kv[k]));
-    }
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "proto", 5);
-    rc = rc < 0 ? rc : resp_compose_int(b, st->proto);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "id", 2);
-    rc = rc < 0 ? rc : resp_compose_int(b, (int64_t)st->id);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "mode", 4);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "standalone", 10);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "role", 4);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "master", 6);
-    rc = rc < 0 ? rc : resp_compose_bulk(b, "modules", 7);
-    return rc < 0 ? rc : resp_compose_array(b, 0);
-}
-
-/* CLIENT ID, SETNAME, GETNAME. */
-static int
-cmd_client(struct resp_conn *st, const struct resp_req *req, struct buf *b)
-{
-    const struct resp_arg *sub = &req->argv[1];
-    static const struct {
-        const char *name;
-        uint32_t argc;
-    } subs[] = {{"id", 2}, {"getname", 2}, {"setname", 3}};
-    size_t i = 0;
-    while (i < sizeof(subs) / sizeof(subs[0]) && !arg_is(sub, subs[i].name)) {
-        i++;
-    }
-    char msg[160];
-    if (i == sizeof(subs) / sizeof(subs[0])) {
-        snprintf(msg, sizeof(msg), "unknown subcommand '%.*s'. Try CLIENT HELP.",
-                 (int)(sub->len > 64 ? 64 : sub->len), sub->p);
-        return reply_err(b, msg);
-    }
-    if (req->argc != subs[i].argc) {
-        snprintf(msg, sizeof(msg), "wrong number of arguments for 'client|%s' command",
-                 subs[i].name);
-        return reply_err(b, msg);
-    }
-    if (i == 0) {
-        return resp_compose_int(b, (int64_t)st->id);
-    }
-    if (i == 1) {
-        return st->name[0] != '\0' ? resp_compose_bulk(b, st->name, strlen(st->name))
-                                   : resp_compose_null(b, st->proto);
-    }
-    const struct resp_arg *n = &req->argv[2];
-    for (size_t k = 0; k < n->len; k++) {
-        if (n->p[k] < '!' || n->p[k] > '~') {
-            return reply_err(b, "Client names cannot contain spaces, newlines or special "
-                                "characters.");
-        }
-    }
-    size_t len = n->len < sizeof(st->name) - 1 ? n->len : sizeof(st->name) - 1;
-    memcpy(st->name, n->p, len);
-    st->name[len] = '\0';
-    return reply_ok(b);
-}
-
-/* INFO: the server section, what a client checks for (redis_version). */
-static int
-cmd_info(struct resp_conn *st, struct buf *b)
-{
-    char text[256];
-    int n = snprintf(text, sizeof(text),
-                     "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\n"
-                     "petrel_version:%s\r\narch_bits:%zu\r\n",
-                     REDIS_VERSION, PETREL_VERSION, sizeof(void *) * 8);
-    return resp_compose_verbatim(b, st->proto, "txt", text, (size_t)n);
 }
 
 /* Commands that need no shard. */
@@ -984,6 +1037,9 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
             return EX_WAIT; /* every reply before it goes first */
         }
         return reply_ok(conn_wbuf(c)) < 0 ? -ENOMEM : EX_CLOSE;
+    }
+    if (strcmp(n, "client") == 0 && req->argc == 2 && arg_is(&req->argv[1], "list")) {
+        return route_broadcast(w->rw, c, &st->rc, RESP_TAG_CLIENTS, false, RESP_OP_CLIENTS, 0);
     }
     struct route_out o;
     if (route_reply_out(w->rw, c, &st->rc, &o) < 0) {
@@ -1005,11 +1061,16 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     } else if (strcmp(n, "reset") == 0) {
         st->proto = RESP_2;
         st->name[0] = '\0';
+        resp_auth_reset(w, st);
         rc = resp_compose_simple(b, "RESET", 5);
     } else if (strcmp(n, "hello") == 0) {
-        rc = cmd_hello(w, st, req, b);
+        rc = resp_hello(w, st, req, b);
+    } else if (strcmp(n, "auth") == 0) {
+        rc = resp_auth(w, st, req, b);
+    } else if (strcmp(n, "config") == 0) {
+        rc = resp_config(w, st, req, b);
     } else if (strcmp(n, "client") == 0) {
-        rc = cmd_client(st, req, b);
+        rc = resp_client(w, c, st, req, b);
     } else if (strcmp(n, "command") == 0) {
         /* Enough for redis-cli, which asks for the command docs to give hints: none here. */
         rc = req->argc >= 2 && arg_is(&req->argv[1], "count")
@@ -1017,7 +1078,7 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
              : req->argc >= 2 && arg_is(&req->argv[1], "docs") ? resp_compose_map(b, st->proto, 0)
                                                                : resp_compose_array(b, 0);
     } else {
-        rc = cmd_info(st, b);
+        rc = resp_info(w, st, req, b);
     }
     route_out_done(c, &st->rc, &o);
     return rc;
@@ -1039,6 +1100,25 @@ unknown(struct buf *b, const struct resp_req *req)
         args += (size_t)k;
     }
     return resp_compose_error(b, msg, (size_t)n);
+}
+
+/* The command as CLIENT LIST shows it: its name, and a container's subcommand ("client|info").
+ * Kept as a pointer (every request passes here), the subcommand copied only for those two. */
+static void
+note_cmd(struct resp_conn *st, const struct cmd *cmd, const struct resp_req *req)
+{
+    st->last_cmd = cmd->name;
+    st->last_sub[0] = '\0';
+    if (req->argc >= 2 && (cmd->name[0] == 'c' && (strcmp(cmd->name, "client") == 0 ||
+                                                   strcmp(cmd->name, "config") == 0))) {
+        size_t n = req->argv[1].len < sizeof(st->last_sub) - 1 ? req->argv[1].len
+                                                               : sizeof(st->last_sub) - 1;
+        for (size_t i = 0; i < n; i++) {
+            char ch = req->argv[1].p[i];
+            st->last_sub[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        st->last_sub[n] = '\0';
+    }
 }
 
 static int
@@ -1063,6 +1143,11 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
         route_out_done(c, &st->rc, &o);
         return rc;
     }
+    note_cmd(st, cmd, req);
+    if (!st->authed && strcmp(cmd->name, "auth") != 0 && strcmp(cmd->name, "hello") != 0 &&
+        strcmp(cmd->name, "quit") != 0 && strcmp(cmd->name, "reset") != 0) {
+        return reply_local_err(w->rw, c, st, "-NOAUTH Authentication required.");
+    }
     switch (cmd->kind) {
     case K_KEYED:
         return dispatch_keyed(w, c, st, cmd, req);
@@ -1082,6 +1167,12 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
         return route_broadcast(
             w->rw, c, &st->rc, strcmp(cmd->name, "dbsize") == 0 ? RESP_TAG_SUM : RESP_TAG_OK, false,
             strcmp(cmd->name, "dbsize") == 0 ? RESP_OP_DBSIZE : RESP_OP_FLUSH, 0);
+    case K_WALK:
+        if (strcmp(cmd->name, "msetnx") == 0) {
+            rc = resp_msetnx(w, c, st, req);
+            return rc == 1 ? EX_WAIT : rc;
+        }
+        return resp_scan(w, c, st, req, strcmp(cmd->name, "keys") == 0);
     default:
         return dispatch_local(w, c, st, cmd, req);
     }
@@ -1092,13 +1183,17 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
 static void
 conn_setup(struct resp_worker *w, struct resp_conn *st)
 {
-    struct resp_parser_opts o = {.max_bulk = w->max_value};
+    /* As many arguments as Redis takes: the request's bytes, within the read buffer's bound,
+     * are what limits them (argv grows to fit, and shrinks back after). */
+    struct resp_parser_opts o = {.max_bulk = w->max_value, .max_args = RESP_ARGS_MAX_LIMIT};
     route_conn_init(&st->rc);
     resp_parser_init(&st->parser, &o);
     st->proto = RESP_2;
     st->id = w->next_id;
     w->next_id += w->rw->n;
     st->kind = CONN_RESP;
+    resp_auth_reset(w, st);
+    resp_conn_born(st);
 }
 
 enum rt_result
@@ -1113,13 +1208,26 @@ resp_on_data(struct resp_worker *w, struct conn *c)
     if (st->rc.broken || route_flush(w->rw, c, &st->rc) < 0) {
         return RT_ABORT;
     }
-    resp_req_init(&req, w->argv, w->scratch);
     while (buf_len(in) > 0) {
+        resp_req_init(&req, w->argv, w->scratch);
+        req.argv_cap = w->argv_cap;
+        if (st->barrier != 0 && st->rc.seq_head < st->barrier) {
+            resp_parser_rewind(&st->parser);
+            return route_wait_result(c, &st->rc); /* an MSETNX is not answered yet */
+        }
+        st->barrier = 0;
         if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
             resp_parser_rewind(&st->parser);
             return route_wait_result(c, &st->rc);
         }
         enum resp_parse_rc pr = resp_parse(&st->parser, buf_rptr(in), buf_len(in), &req);
+        if (pr == RESP_PARSE_AGAIN && st->parser.argc > w->argv_cap) {
+            /* All there, with more arguments than argv has room for (bounded by the bytes). */
+            if (resp_argv_grow(&w->argv, &w->argv_cap, st->parser.argc) < 0) {
+                return RT_ABORT;
+            }
+            continue;
+        }
         if (pr == RESP_PARSE_AGAIN) {
             /* Room for the whole request at once: a large value is read in place. */
             if (st->parser.need > buf_len(in) &&
@@ -1152,7 +1260,7 @@ resp_on_data(struct resp_worker *w, struct conn *c)
         }
         route_lat_begin(w->rw);
         int r = dispatch(w, c, st, &req);
-        if (r == EX_WAIT) {
+        if (r == EX_WAIT || r == EX_STOP) {
             resp_parser_rewind(&st->parser);
             return route_wait_result(c, &st->rc);
         }
@@ -1162,6 +1270,8 @@ resp_on_data(struct resp_worker *w, struct conn *c)
         route_lat_answered(w->rw);
         route_lat_settle(w->rw);
         buf_consume(in, req.consumed);
+        argv_shrink(&w->argv, &w->argv_cap);
+        argv_shrink(&w->margv, &w->margv_cap);
         if (r == EX_CLOSE) {
             return RT_CLOSE;
         }
@@ -1172,14 +1282,54 @@ resp_on_data(struct resp_worker *w, struct conn *c)
     return route_end_result(c, &st->rc);
 }
 
+/*
+ * The password: --resp-password, or the first line of --resp-password-file (which keeps it off
+ * the command line, where any local user could read it). Empty: none, as Redis's requirepass "".
+ */
+static int
+password_of(const struct config *cfg, char **out)
+{
+    const char *pw = config_str(cfg, "resp-password");
+    const char *path = config_str(cfg, "resp-password-file");
+    *out = NULL;
+    if (pw[0] != '\0' && path[0] != '\0') {
+        log_error("--resp-password and --resp-password-file: give one of them");
+        return -EINVAL;
+    }
+    if (path[0] == '\0') {
+        *out = pw[0] != '\0' ? strdup(pw) : NULL;
+        return pw[0] != '\0' && *out == NULL ? -ENOMEM : 0;
+    }
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    if (f == NULL) {
+        log_error("--resp-password-file %s: %s", path, strerror(errno));
+        return -EINVAL;
+    }
+    size_t n = fgets(line, sizeof(line), f) != NULL ? strcspn(line, "\r\n") : 0;
+    fclose(f);
+    line[n] = '\0';
+    *out = n > 0 ? strdup(line) : NULL;
+    return n > 0 && *out == NULL ? -ENOMEM : 0;
+}
+
 int
 resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard *shard,
-                 size_t max_value)
+                 size_t max_value, const struct config *cfg)
 {
-    *w = (struct resp_worker){
-        .rw = rw, .shard = shard, .max_value = max_value, .next_id = rw->id + 1};
+    *w = (struct resp_worker){.rw = rw,
+                              .shard = shard,
+                              .max_value = max_value,
+                              .next_id = rw->id + 1,
+                              .mem_limit = config_uint(cfg, "memory-limit"),
+                              .port = (unsigned)config_uint(cfg, "resp-port")};
+    int rc = password_of(cfg, &w->password);
+    if (rc < 0) {
+        return rc;
+    }
     w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
     w->margv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->margv));
+    w->argv_cap = w->margv_cap = RESP_ARGS_MAX_DEFAULT;
     w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
     if (w->argv == NULL || w->margv == NULL || w->scratch == NULL) {
         resp_worker_teardown(w);
@@ -1194,6 +1344,8 @@ resp_worker_teardown(struct resp_worker *w)
     free(w->argv);
     free(w->margv);
     free(w->scratch);
+    free(w->password);
+    w->password = NULL;
     w->argv = NULL;
     w->margv = NULL;
     w->scratch = NULL;

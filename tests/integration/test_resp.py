@@ -10,7 +10,11 @@ import subprocess
 import time
 import unittest
 
-from harness import Server
+import re
+import tempfile
+
+from harness import Server, run
+from test_hostile import sanitized
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
@@ -60,13 +64,39 @@ def reply_end(buf, at):
     raise ValueError("not a reply: %r" % buf[at:])
 
 
+def split_bulks(reply):
+    """The bulk strings of a flat array reply, in order."""
+    n, rest = reply[1:].split(b"\r\n", 1)
+    out = []
+    for _ in range(int(n)):
+        hdr, rest = rest[1:].split(b"\r\n", 1)
+        out.append(rest[:int(hdr)])
+        rest = rest[int(hdr) + 2:]
+    return out
+
+
+def scan_all(c, *opts):
+    """Every key a SCAN walk returns, with the number of calls it took."""
+    cursor, keys, calls = b"0", [], 0
+    while True:
+        r = c.call("SCAN", cursor, *opts)
+        head, rest = r.split(b"\r\n", 1)
+        assert head == b"*2", r
+        hdr, rest = rest[1:].split(b"\r\n", 1)
+        cursor = rest[:int(hdr)]
+        keys += split_bulks(rest[int(hdr) + 2:])
+        calls += 1
+        if cursor == b"0":
+            return keys, calls
+
+
 def mb(*args):
     """A multibulk request."""
-    out = b"*%d\r\n" % len(args)
+    out = [b"*%d\r\n" % len(args)]
     for a in args:
         a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
 
 
 class Client:
@@ -160,14 +190,45 @@ class RespServer(unittest.TestCase):
                              b"-ERR syntax error\r\n")
             self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
 
-    def test_multi_key_commands_take_at_most_256_keys(self):
-        err = b"-ERR too many keys: Petrel takes at most 256 per command\r\n"
-        keys = ["m%d" % i for i in range(257)]
-        self.assertEqual(self.c.call("MGET", *keys), err)
-        self.assertEqual(self.c.call("DEL", *keys), err)
-        self.assertEqual(self.c.call("MSET", *[x for k in keys for x in (k, "v")]), err)
-        self.assertTrue(self.c.call("MGET", *keys[:256]).startswith(b"*256\r\n"))
+    def test_multi_key_commands_of_100000_keys_answer_whole(self):
+        keys = ["m%d" % i for i in range(100000)]
+        self.assertEqual(self.c.call("MSET", *[x for k in keys for x in (k, "v%s" % k)]),
+                         b"+OK\r\n")
+        r = self.c.call("MGET", *keys, "missing")
+        self.assertEqual(split_bulks(r), [b"v" + k.encode() for k in keys] + [b""])
+        self.assertTrue(r.endswith(b"$-1\r\n"))
+        self.assertEqual(self.c.call("EXISTS", *keys, "missing"), b":100000\r\n")
+        self.assertEqual(self.c.call("DEL", *keys), b":100000\r\n")
+        self.assertEqual(self.c.call("DBSIZE"), b":0\r\n")
+
+    def test_a_request_past_16_mib_closes_the_connection(self):
+        # Redis closes past its query buffer limit; Petrel's is 16 MiB a request.
+        v = b"v" * 1000000
+        c = Client(self.port)
+        try:
+            c.sock.sendall(b"*37\r\n$4\r\nMSET\r\n" +
+                           b"".join(mb("k%d" % i, v)[4:] for i in range(18)))
+        except OSError:
+            pass  # closed while it was sending
+        try:
+            self.assertEqual(c.sock.recv(100), b"")
+        except ConnectionResetError:
+            pass
+        c.close()
         self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
+        self.assertEqual(self.c.call("EXISTS", "k0"), b":0\r\n")
+
+    def test_mset_of_two_values_past_half_the_item_size_is_stored(self):
+        # 1.2 MB of request under the default 1 MiB -I: each value fits an item.
+        v = bytes(range(256)) * 2400
+        self.assertEqual(self.c.call("MSET", "two1", v, "two2", v), b"+OK\r\n")
+        self.assertEqual(self.c.call("MGET", "two1", "two2"),
+                         b"*2\r\n" + (b"$%d\r\n" % len(v) + v + b"\r\n") * 2)
+
+    def test_a_bulk_string_past_the_item_size_is_refused_as_redis_does(self):
+        self.assertEqual(self.c.raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n"),
+                         b"-ERR Protocol error: invalid bulk length\r\n")
+        self.assertEqual(self.c.sock.recv(10), b"")
 
     def test_dbsize_counts_every_shard(self):
         for i in range(50):
@@ -195,6 +256,347 @@ class RespServer(unittest.TestCase):
     def test_quit_says_ok_then_closes(self):
         self.assertEqual(self.c.call("QUIT"), b"+OK\r\n")
         self.assertEqual(self.c.sock.recv(10), b"")
+
+
+class Walks(unittest.TestCase):
+    """SCAN and KEYS across the shards, MSETNX all or nothing across them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv, cls.port = start_petrel("--output-limit", "256k")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def setUp(self):
+        self.c = Client(self.port)
+        self.c.call("FLUSHALL")
+
+    def tearDown(self):
+        self.c.close()
+
+    def fill(self, n, prefix="k"):
+        self.c.sock.sendall(b"".join(mb("SET", "%s%d" % (prefix, i), "v") for i in range(n)))
+        for _ in range(n):
+            r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+            self.assertEqual(r, b"+OK\r\n")
+
+    def test_scan_returns_every_key_of_every_shard(self):
+        self.fill(3000)
+        keys, calls = scan_all(self.c, "COUNT", "50")
+        self.assertEqual(set(keys), {b"k%d" % i for i in range(3000)})
+        self.assertGreater(calls, 2)  # COUNT bounds each call's work
+
+    def test_scan_match_and_type_filter(self):
+        self.fill(500)
+        keys, _ = scan_all(self.c, "MATCH", "k1?", "COUNT", "1000")
+        self.assertEqual(sorted(keys), sorted(b"k1%d" % i for i in range(10)))
+        self.assertEqual(scan_all(self.c, "TYPE", "list")[0], [])
+        self.assertEqual(len(set(scan_all(self.c, "TYPE", "string")[0])), 500)
+
+    def test_scan_returns_keys_present_throughout_while_others_change(self):
+        self.fill(1000, "stay")
+        other = Client(self.port)
+        cursor, seen, i = b"0", set(), 0
+        while True:
+            # 2,000 new keys a call for the first 15 calls: the hash tables grow (from 4,096
+            # buckets each) while the walk goes on.
+            if i < 15:
+                other.sock.sendall(b"".join(mb("SET", "new%d:%d" % (i, j), "v")
+                                            for j in range(2000)))
+                for _ in range(2000):
+                    r, other.buf = read_reply(other.sock, other.buf)
+            i += 1
+            r = self.c.call("SCAN", cursor, "COUNT", "50")
+            head, rest = r.split(b"\r\n", 1)
+            hdr, rest = rest[1:].split(b"\r\n", 1)
+            cursor = rest[:int(hdr)]
+            seen.update(split_bulks(rest[int(hdr) + 2:]))
+            if cursor == b"0":
+                break
+        other.close()
+        self.assertTrue({b"stay%d" % j for j in range(1000)} <= seen)
+        self.assertGreaterEqual(i, 15)
+
+    def test_keys_lists_every_shard(self):
+        self.fill(1000)
+        self.assertEqual(sorted(split_bulks(self.c.call("KEYS", "*"))),
+                         sorted(b"k%d" % i for i in range(1000)))
+        self.assertEqual(sorted(split_bulks(self.c.call("KEYS", "k99?"))),
+                         sorted(b"k99%d" % i for i in range(10)))
+
+    def test_keys_larger_than_the_output_limit_is_refused(self):
+        # 256 KiB of output room: 20,000 keys of 20 bytes make a reply of 540 KB.
+        self.fill(20000, "a-rather-long-key-")
+        r = self.c.call("KEYS", "*")
+        self.assertTrue(r.startswith(b"-ERR KEYS reply larger than"), r[:100])
+        self.assertTrue(self.c.call("KEYS", "a-rather-long-key-1999?").startswith(b"*10\r\n"))
+
+    def test_msetnx_stores_nothing_when_a_key_exists_on_another_shard(self):
+        keys = ["m%d" % i for i in range(40)]
+        self.c.call("SET", "m17", "old")
+        args = [x for k in keys for x in (k, "new")]
+        self.assertEqual(self.c.call("MSETNX", *args), b":0\r\n")
+        self.assertEqual(self.c.call("EXISTS", *keys), b":1\r\n")
+        self.assertEqual(self.c.call("GET", "m17"), b"$3\r\nold\r\n")
+        self.c.call("DEL", "m17")
+        self.assertEqual(self.c.call("MSETNX", *args), b":1\r\n")
+        self.assertEqual(self.c.call("EXISTS", *keys), b":40\r\n")
+
+    def test_a_request_after_a_failed_msetnx_sees_it_undone(self):
+        keys = ["u%d" % i for i in range(20)]
+        self.c.call("SET", "u19", "x")
+        args = [x for k in keys for x in (k, "new")]
+        self.c.sock.sendall(mb("MSETNX", *args) + b"".join(mb("GET", k) for k in keys[:19]))
+        r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+        self.assertEqual(r, b":0\r\n")
+        for _ in keys[:19]:
+            r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+            self.assertEqual(r, b"$-1\r\n")
+
+    def test_racing_msetnx_never_leave_a_mix(self):
+        # Two clients set the same pairs in opposite order: each pair ends with both values of
+        # one client, or neither (both may fail), never one key of each.
+        a, b = Client(self.port), Client(self.port)
+        n = 300
+        a.sock.sendall(b"".join(mb("MSETNX", "x%d" % i, "A", "y%d" % i, "A") for i in range(n)))
+        b.sock.sendall(b"".join(mb("MSETNX", "y%d" % i, "B", "x%d" % i, "B") for i in range(n)))
+        wins = 0
+        for cl in (a, b):
+            for _ in range(n):
+                r, cl.buf = read_reply(cl.sock, cl.buf)
+                self.assertIn(r, (b":0\r\n", b":1\r\n"))
+                wins += r == b":1\r\n"
+        for i in range(n):
+            x, y = self.c.call("GET", "x%d" % i), self.c.call("GET", "y%d" % i)
+            self.assertEqual(x, y, i)
+        self.assertLessEqual(wins, n)
+        a.close()
+        b.close()
+
+    def test_incrbyfloat_keeps_the_ttl(self):
+        self.c.call("SET", "f", "1", "EX", "100")
+        self.assertEqual(self.c.call("INCRBYFLOAT", "f", "0.5"), b"$3\r\n1.5\r\n")
+        ttl = int(self.c.call("TTL", "f")[1:])
+        self.assertTrue(90 < ttl <= 100, ttl)
+
+
+def start_redis(*extra):
+    """Debian's redis-server on an ephemeral port: (process, port)."""
+    rport = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", rport), timeout=1).close()
+            return proc, rport
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+# Before and after AUTH, with the password "sekret": each line on both servers, in order, on one
+# connection (a fresh one at None). HELLO's id differs and is left out of the comparison.
+AUTH_CASE = [
+    ("GET", "k"), ("NOSUCH", "k"), ("GET",), ("PING",), ("HELLO",), ("HELLO", "3"),
+    ("HELLO", "4"), ("HELLO", "3", "AUTH", "default", "bad"), ("HELLO", "3", "AUTH", "bob", "sekret"),
+    ("HELLO", "3", "AUTH", "default"), ("AUTH", "a", "b", "c"), ("AUTH", "bad"),
+    ("AUTH", "bob", "sekret"), ("CLIENT", "ID"), ("RESET",), ("SELECT", "0"), ("AUTH", "sekret"),
+    ("GET", "k"), ("RESET",), ("GET", "k"), ("HELLO", "2", "AUTH", "default", "sekret"),
+    ("GET", "k"), ("AUTH", "bad"), ("GET", "k"), ("AUTH", "default", "sekret"),
+    ("CONFIG", "GET", "requirepass"), ("RESET",), ("HELLO", "2", "AUTH", "default", "sekret",
+                                                    "SETNAME", "x"),
+    ("CLIENT", "GETNAME"), None, ("QUIT",),
+]
+
+
+@unittest.skipUnless(REDIS_SERVER, "redis-server not found (set REDIS_SERVER)")
+class Password(unittest.TestCase):
+    """requirepass: --resp-password-file here, --requirepass for redis-server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pwfile = tempfile.NamedTemporaryFile("w", suffix=".pw")
+        cls.pwfile.write("sekret\n")
+        cls.pwfile.flush()
+        cls.srv, cls.port = start_petrel("--resp-password-file", cls.pwfile.name)
+        cls.redis, cls.rport = start_redis("--requirepass", "sekret")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.redis.terminate()
+        cls.redis.wait(10)
+        cls.pwfile.close()
+
+    def run_case(self, port):
+        c, out = Client(port), []
+        for req in AUTH_CASE:
+            if req is None:
+                c.close()
+                c = Client(port)
+                continue
+            r = c.call(*req)
+            out.append(re.sub(rb"\$2\r\nid\r\n:\d+\r\n", b"", r))
+        c.close()
+        return out
+
+    def test_replies_before_and_after_auth_match_redis(self):
+        for req, a, b in zip([r for r in AUTH_CASE if r], self.run_case(self.port),
+                             self.run_case(self.rport)):
+            self.assertEqual(a, b, "request %r" % (req,))
+
+    def test_a_large_request_before_auth_is_refused_as_redis_does(self):
+        for port in (self.port, self.rport):
+            c = Client(port)
+            # Refused from its length line, before the 20,000 bytes would be read.
+            self.assertEqual(c.raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n"),
+                             b"-ERR Protocol error: unauthenticated bulk length\r\n")
+            self.assertEqual(c.sock.recv(10), b"")
+
+    def test_both_password_options_are_refused(self):
+        rc, _, err = run(PETREL, "-p", "0", "--resp-port", str(free_port()), "--resp-password", "a",
+                         "--resp-password-file", self.pwfile.name)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("give one of them", err)
+
+    def test_redis_cli_authenticates(self):
+        if not shutil.which("redis-cli"):
+            self.skipTest("redis-cli not found")
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a",
+                              "sekret", "PING"], capture_output=True, timeout=30).stdout
+        self.assertEqual(out, b"PONG\n")
+
+
+class ServerCommands(unittest.TestCase):
+    """CLIENT INFO and LIST, INFO's sections, CONFIG GET of the settings that map."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv, cls.port = start_petrel("-m", "96", "-c", "500")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def fields(self, line):
+        return dict(kv.split("=", 1) for kv in line.split(" "))
+
+    def test_client_info_shows_this_connection(self):
+        c = Client(self.port)
+        c.call("CLIENT", "SETNAME", "me")
+        cid = c.call("CLIENT", "ID")[1:-2].decode()
+        r = c.call("CLIENT", "INFO")
+        text = r.split(b"\r\n", 1)[1][:-2].decode()
+        self.assertTrue(text.endswith("\n"), text)
+        f = self.fields(text.strip())
+        self.assertEqual(f["id"], cid)
+        self.assertEqual(f["name"], "me")
+        self.assertEqual(f["cmd"], "client|info")
+        self.assertEqual(f["resp"], "2")
+        self.assertEqual(f["laddr"], "127.0.0.1:%d" % self.port)
+        self.assertEqual(f["addr"], "127.0.0.1:%d" % c.sock.getsockname()[1])
+        c.close()
+
+    def test_client_list_shows_the_connections_of_every_worker(self):
+        cs = [Client(self.port) for _ in range(4)]
+        ids = {c.call("CLIENT", "ID")[1:-2].decode() for c in cs}
+        r = cs[0].call("CLIENT", "LIST")
+        lines = r.split(b"\r\n", 1)[1][:-2].decode().strip().split("\n")
+        self.assertTrue(ids <= {self.fields(l)["id"] for l in lines}, (ids, lines))
+        for c in cs:
+            c.close()
+
+    def test_info_has_the_sections_asked_for(self):
+        c = Client(self.port)
+        every = c.call("INFO").decode()
+        for name in ("# Server", "# Clients", "# Memory", "# Stats", "# Keyspace"):
+            self.assertIn(name + "\r\n", every)
+        heads = lambda r: re.findall(rb"# \w+", r)
+        self.assertEqual(heads(c.call("INFO", "default")), heads(c.call("INFO", "everything")))
+        two = c.call("INFO", "memory", "CLIENTS").decode()
+        self.assertIn("# Clients\r\n", two)
+        self.assertIn("maxclients:500\r\n", two)
+        self.assertIn("maxmemory:%d\r\n" % (96 << 20), two)
+        self.assertNotIn("# Server", two)
+        c.close()
+
+    def test_info_keyspace_counts_the_keys(self):
+        c = Client(self.port)
+        c.call("FLUSHALL")
+        for i in range(30):
+            c.call("SET", "ik%d" % i, "v")
+        deadline = time.time() + 5
+        while b"db0:keys=30\r\n" not in c.call("INFO", "keyspace") and time.time() < deadline:
+            time.sleep(0.1)  # the shards publish their figures every tick
+        self.assertIn(b"db0:keys=30\r\n", c.call("INFO", "keyspace"))
+        c.close()
+
+    def test_config_get_gives_the_settings(self):
+        c = Client(self.port)
+        self.assertEqual(c.call("CONFIG", "GET", "maxmemory"),
+                         b"*2\r\n$9\r\nmaxmemory\r\n$9\r\n%d\r\n" % (96 << 20))
+        self.assertEqual(c.call("CONFIG", "GET", "maxclients"),
+                         b"*2\r\n$10\r\nmaxclients\r\n$3\r\n500\r\n")
+        names = split_bulks(c.call("CONFIG", "GET", "*"))[::2]
+        self.assertEqual(sorted(names), sorted([
+            b"maxmemory", b"maxclients", b"timeout", b"requirepass", b"save", b"appendonly",
+            b"databases", b"proto-max-bulk-len", b"port"]))
+        self.assertEqual(
+            c.call("CONFIG", "SET", "maxmemory", "1"),
+            b"-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - can't set "
+            b"immutable config\r\n")
+        c.call("HELLO", "3")
+        self.assertTrue(c.call("CONFIG", "GET", "save").startswith(b"%1\r\n"))
+        c.close()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+class Bounds(unittest.TestCase):
+    """A client that sends huge multi-key commands and never reads holds the server within its
+    output bounds."""
+
+    def test_unread_huge_mgets_keep_rss_bounded(self):
+        srv, port = start_petrel()
+        try:
+            c = Client(port)
+            value = b"x" * 1000
+            c.sock.sendall(b"".join(mb("SET", "r%d" % i, value) for i in range(2000)))
+            for _ in range(2000):
+                r, c.buf = read_reply(c.sock, c.buf)
+            time.sleep(0.5)
+            before = rss_kib(srv.proc.pid)
+            # Ten MGETs of 50,000 keys: 500 MB of replies that the client never reads.
+            req = mb("MGET", *["r%d" % (i % 2000) for i in range(50000)])
+            c.sock.setblocking(False)
+            pending, deadline = req * 10, time.time() + 10
+            while pending and time.time() < deadline:
+                try:
+                    pending = pending[c.sock.send(pending):]
+                except BlockingIOError:
+                    time.sleep(0.05)
+            time.sleep(1)
+            grown = rss_kib(srv.proc.pid) - before
+            if not sanitized(srv):  # under a sanitizer RSS is no measure (its quarantine)
+                self.assertLess(grown, 24 << 10, "RSS grew by %d KiB" % grown)
+            # The server still answers others meanwhile.
+            other = Client(port)
+            self.assertEqual(other.call("PING"), b"+PONG\r\n")
+            other.close()
+            c.close()
+        finally:
+            srv.stop()
 
 
 class SameItems(unittest.TestCase):
@@ -284,6 +686,33 @@ CASES = [
      ("GETEX", "k", "PERSIST"), ("TTL", "k"), ("GETEX", "k", "EX", "0"),
      ("GETEX", "k", "EX", "10", "PX", "10"), ("GETEX", "nokey", "EX", "10"), ("GETEX", "k", "FOO"),
      ("GETEX", "k", "PERSIST", "EX", "1"), ("GETEX", "k", "EX", "x"), ("RESET",), ("GET", "k")],
+    [("MSETNX", "a", "1", "b", "2"), ("MGET", "a", "b"), ("MSETNX", "a", "x", "c", "3"),
+     ("MGET", "a", "b", "c"), ("MSETNX", "a"), ("MSETNX", "a", "1", "b"),
+     ("MSETNX", "d", "1", "d", "2"), ("GET", "d")],
+    [("INCRBYFLOAT", "f", "1.5"), ("INCRBYFLOAT", "f", "0.1"), ("INCRBYFLOAT", "f", "-1.6"),
+     ("INCRBYFLOAT", "f", "abc"), ("INCRBYFLOAT", "f", " 1"), ("INCRBYFLOAT", "f", "1e308"),
+     ("INCRBYFLOAT", "f", "1e308"), ("INCRBYFLOAT", "f", "inf"), ("INCRBYFLOAT", "f", "nan"),
+     ("SET", "s", "abc"), ("INCRBYFLOAT", "s", "1"), ("SET", "n", "10"),
+     ("INCRBYFLOAT", "n", "3.0e3"), ("INCRBYFLOAT", "n", "-5000"), ("INCRBYFLOAT", "g", "5.0e-20"),
+     ("INCRBYFLOAT", "h", "0x10"), ("INCRBYFLOAT", "h", "1."), ("INCRBYFLOAT", "i", "-0.0"),
+     ("INCRBYFLOAT", "j", "3.14159265358979323846"), ("INCRBYFLOAT", "k", "1e-400"),
+     ("INCRBYFLOAT", "k", ""), ("INCRBYFLOAT", "k")],
+    [("SET", "a", "1"), ("KEYS", "a"), ("KEYS", "x*"), ("KEYS",), ("SCAN", "x"), ("SCAN", " 0"),
+     ("SCAN", "0", "COUNT", "0"), ("SCAN", "0", "COUNT", "x"), ("SCAN", "0", "FOO"),
+     ("SCAN", "0", "MATCH"), ("SCAN", "0", "TYPE", "hash"), ("SCAN", "0", "MATCH", "zz"),
+     ("SCAN", "0", "TYPE", "STRING"), ("SCAN", "-1", "COUNT", "1", "x"), ("SCAN", "")],
+    [("AUTH", "x"), ("AUTH", "default", "x"), ("AUTH", "bob", "x"), ("AUTH", "a", "b", "c"),
+     ("AUTH",), ("HELLO", "3", "AUTH", "default"), ("HELLO", "2", "SETNAME", "a b"),
+     ("CLIENT", "GETNAME"), ("CLIENT", "INFO", "x"), ("CLIENT", "LIST", "x"), ("INFO", "nosuch")],
+    [("CONFIG", "GET"), ("CONFIG", "GET", "nosuch"), ("CONFIG", "GET", "appendonly"),
+     ("CONFIG", "GET", "APPENDONLY"), ("CONFIG", "GET", "save", "save"),
+     ("CONFIG", "GET", "appendonl?"), ("CONFIG", "GET", "requirepass"),
+     ("CONFIG", "SET", "nosuch", "1"), ("CONFIG", "SET", "maxmemory"),
+     ("CONFIG", "SET", "maxmemory", "1", "timeout"), ("CONFIG", "SET", "save", ""),
+     ("CONFIG", "SET", "SAVE", ""), ("CONFIG", "SET", "appendonly", "no"),
+     ("CONFIG", "SET", "appendonly", "maybe"), ("CONFIG", "SET", "save", "", "save", ""),
+     ("CONFIG", "SET", "nosuch", "1", "other", "2"),
+     ("CONFIG", "SET", "appendonly", "no", "nosuch", "2"), ("CONFIG", "FOO"), ("CONFIG",)],
     [("HELLO", "4"), ("HELLO", "x"), ("DBSIZE",), ("FLUSHALL",), ("FLUSHDB",),
      ("FLUSHALL", "ASYNC"), ("FLUSHDB", "SYNC"), ("FLUSHALL", "NOW"), ("FLUSHDB", "A", "B")],
 ]
@@ -332,6 +761,25 @@ class SameAsRedis(unittest.TestCase):
                 for req, a, b in zip(case, ours, theirs):
                     self.assertEqual(a, b, "request %r" % (req,))
 
+    def test_keys_patterns_match_redis(self):
+        keys = ["hello", "hallo", "hxllo", "hllo", "heeeello", "a*b", "a\\b", "[x]", "-", "]",
+                "^", "abc", "ABC", "\xe9t\xe9", "", "x", "xy", "a-z", "b", "\x80", "\xff"]
+        pats = ["*", "**", "h?llo", "h*llo", "h[ae]llo", "h[^e]llo", "h[a-b]llo", "h[b-a]llo",
+                "a\\*b", "a\\\\b", "[", "[]", "[^]", "[a-]", "[\\]]", "\\[x\\]", "*[", "?", "??",
+                "[abc", "[a-c]*", "*o", "h*l*o", "*\\", "[^a-z]", "[\\x00-\\x7f]", "[a-\xff]",
+                "[\x80-\xff]", "\xe9*", "*?*", "a*b*c", ""]
+        for port in (self.port, self.rport):
+            c = Client(port)
+            c.call("FLUSHALL")
+            for k in keys:
+                c.call("SET", k.encode("latin-1"), "v")
+            c.close()
+        ours, theirs = Client(self.port), Client(self.rport)
+        for p in pats:
+            p = p.encode("latin-1")
+            a, b = ours.call("KEYS", p), theirs.call("KEYS", p)
+            self.assertEqual(sorted(split_bulks(a)), sorted(split_bulks(b)), p)
+
     def test_inline_requests_match_redis(self):
         for port in (self.port, self.rport):
             Client(port).call("FLUSHALL")
@@ -368,6 +816,12 @@ class RedisCli(unittest.TestCase):
     def test_interactive_session_reads_stdin(self):
         out = self.cli(stdin=b"SET s1 v1\nGET s1\nINCR c\nINCR c\n")
         self.assertEqual(out, b"OK\nv1\n1\n2\n")
+
+    def test_scan_from_the_command_line_lists_every_key(self):
+        self.cli("FLUSHALL")
+        self.cli(stdin=b"".join(b"SET scan:%d v\n" % i for i in range(500)))
+        out = self.cli("--scan", "--pattern", "scan:*")
+        self.assertEqual(sorted(out.split()), sorted(b"scan:%d" % i for i in range(500)))
 
     @unittest.skipUnless(shutil.which("redis-benchmark"), "redis-benchmark not found")
     def test_redis_benchmark_runs_pipelined_without_errors(self):
@@ -408,6 +862,13 @@ class PythonRedis(unittest.TestCase):
         res = p.execute()
         self.assertEqual(res[-1], [str(i).encode() for i in range(100)])
         self.assertEqual(r.delete("py", "pyn", "nothere"), 2)
+        self.assertEqual(r.incrbyfloat("pyf", 2.5), 2.5)
+        self.assertTrue(r.msetnx({"pya": 1, "pyb": 2}))
+        self.assertFalse(r.msetnx({"pyb": 3, "pyc": 4}))
+        self.assertEqual(sorted(r.scan_iter(match="py[ab]")), [b"pya", b"pyb"])
+        self.assertEqual(r.config_get("maxmemory"), {"maxmemory": str(64 << 20)})
+        self.assertEqual(r.client_info()["id"], r.client_id())
+        self.assertIn("redis_version", r.info())
         r.close()
 
 

@@ -857,3 +857,93 @@ Test(resp_compose, full_buffer_appends_nothing)
     cr_assert_eq(buf_len(&b), 0);
     buf_free(&b);
 }
+
+/* ---- text: glob patterns and INCRBYFLOAT's numbers ---- */
+
+static bool
+glob(const char *pat, const char *s)
+{
+    return resp_glob_match(pat, strlen(pat), s, strlen(s), false);
+}
+
+/* KEYS replies of redis-server 7.0.15 for these patterns and keys. */
+Test(resp_text, glob_matches_as_redis)
+{
+    cr_assert(glob("h?llo", "hello") && !glob("h?llo", "hllo"));
+    cr_assert(glob("h*llo", "hllo") && glob("h*llo", "heeeello") && !glob("h*llo", "hellx"));
+    cr_assert(glob("h[ae]llo", "hallo") && !glob("h[ae]llo", "hxllo"));
+    cr_assert(glob("h[^e]llo", "hallo") && !glob("h[^e]llo", "hello"));
+    cr_assert(glob("h[b-a]llo", "hallo"), "a range may be written backwards");
+    cr_assert(glob("a\\*b", "a*b") && !glob("a\\*b", "axb"));
+    cr_assert(glob("[abc", "b") && !glob("[abc", "bc"), "an unterminated set ends the pattern");
+    cr_assert(!glob("[", "[") && !glob("[]", "]") && glob("[^]", "x"));
+    cr_assert(glob("[a-]", "^") && glob("[a-]", "a"), "a '-' range takes the ']'");
+    cr_assert(glob("[\\]]", "]"));
+    cr_assert(glob("*\\", "a\\"), "a trailing backslash is itself");
+    cr_assert(!glob("*", "") && !glob("**", "") && glob("", ""), "the empty key: only \"\"");
+    cr_assert(glob("*a*b*c", "xxaxxbxxc") && !glob("*a*b*c", "xxaxxcxxb"));
+    cr_assert(resp_glob_match("MAX*", 4, "maxmemory", 9, true) &&
+              !resp_glob_match("MAX*", 4, "maxmemory", 9, false));
+    cr_assert(resp_glob_match("a\0*", 3, "a\0b", 3, false), "bytes, NUL included");
+}
+
+static const char *
+ld_text(long double v, char *buf)
+{
+    size_t n = resp_format_ldouble(v, buf);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* INCRBYFLOAT replies of redis-server 7.0.15. */
+Test(resp_text, ldouble_text_as_incrbyfloat_writes_it)
+{
+    char buf[RESP_LDOUBLE_MAX];
+    cr_assert_str_eq(ld_text(1.5L, buf), "1.5");
+    cr_assert_str_eq(ld_text(1.6L - 1.6L, buf), "0");
+    cr_assert_str_eq(ld_text(1e-18L, buf), "0", "17 decimals at most");
+    cr_assert_str_eq(ld_text(-0.0L, buf), "0");
+    cr_assert_str_eq(ld_text(3010.0L, buf), "3010");
+    cr_assert_str_eq(ld_text(3.14159265358979323846L, buf), "3.14159265358979324");
+    cr_assert_str_eq(ld_text(5.0e-20L, buf), "0");
+    cr_assert_eq(resp_format_ldouble(1.0L / 0.0L, buf), 0);
+    cr_assert_eq(strlen(ld_text(1e308L, buf)), 308, "no exponent: every digit (9.99...e307)");
+}
+
+static bool
+ld_ok(const char *s)
+{
+    long double v;
+    return resp_parse_ldouble(s, strlen(s), &v);
+}
+
+Test(resp_text, ldouble_parse_refuses_what_redis_refuses)
+{
+    cr_assert(ld_ok("1.5") && ld_ok("0x10") && ld_ok("1.") && ld_ok("-0.0") && ld_ok("inf"));
+    cr_assert(!ld_ok("") && !ld_ok(" 1") && !ld_ok("1 ") && !ld_ok("abc") && !ld_ok("nan"));
+    cr_assert(!ld_ok("1e99999"), "overflow");
+    cr_assert(!ld_ok("1e-99999"), "underflow to zero");
+    long double v;
+    cr_assert(resp_parse_ldouble("7\0junk", 6, &v) && v == 7.0L, "as Redis, a NUL ends it");
+}
+
+/* A complete multibulk of more arguments than argv's room asks for more room, then parses. */
+Test(resp_parse, argv_cap_asks_the_caller_to_grow_argv)
+{
+    struct resp_parser p;
+    struct resp_parser_opts o = {0};
+    resp_parser_init(&p, &o);
+    struct resp_arg small[2], big[3];
+    char scratch[64];
+    struct resp_req req;
+    const char *in = "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n";
+    resp_req_init(&req, small, scratch);
+    req.argv_cap = 2;
+    cr_assert_eq(resp_parse(&p, in, strlen(in), &req), RESP_PARSE_AGAIN);
+    cr_assert_eq(p.argc, 3);
+    resp_req_init(&req, big, scratch);
+    req.argv_cap = 3;
+    cr_assert_eq(resp_parse(&p, in, strlen(in), &req), RESP_PARSE_OK);
+    cr_assert_eq(req.argc, 3);
+    cr_assert(big[2].len == 1 && big[2].p[0] == 'c');
+}

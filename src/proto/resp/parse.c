@@ -269,6 +269,9 @@ parse_multibulk(struct resp_parser *p, const char *buf, size_t n, struct resp_re
             return rc;
         }
     }
+    if (req->argv_cap != 0 && p->argc > req->argv_cap) {
+        return RESP_PARSE_AGAIN; /* complete, but argv is too small: the caller grows it */
+    }
     mbulk_argv(p, buf, req);
     return finish(p, req, RESP_PARSE_OK, p->off);
 }
@@ -426,7 +429,7 @@ split_inline(struct resp_parser *p, const char *s, const char *e, struct resp_re
         if (s == e) {
             break;
         }
-        if (argc == p->opts.max_args) {
+        if (argc == p->opts.max_args || (req->argv_cap != 0 && argc == req->argv_cap)) {
             return fail(p, req, LIT(E_BIG_INLINE), "inline request above max-args");
         }
         const char *w = s;
