@@ -739,10 +739,9 @@ rc_of(struct conn *c)
 /* A keyed command: here at once, or forwarded whole to its key's owner. */
 static int
 dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
-               const struct resp_req *req)
+               const struct resp_req *req, uint64_t hash)
 {
     struct route_worker *rw = w->rw;
-    uint64_t hash = mc_key_hash(req->argv[1].p, req->argv[1].len);
     unsigned owner = route_shard_of(hash, rw->n);
     if (owner == rw->id) {
         struct route_out o;
@@ -1041,10 +1040,11 @@ unknown(struct buf *b, const struct resp_req *req)
     return resp_compose_error(b, msg, (size_t)n);
 }
 
+/* Run one request whose command is cmd (NULL: unknown); hash is its key's, for a keyed one. */
 static int
-dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct resp_req *req)
+dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct resp_req *req,
+         const struct cmd *cmd, uint64_t hash)
 {
-    const struct cmd *cmd = cmd_find(&req->argv[0]);
     int rc;
     route_lat_request(w->rw, cmd != NULL ? cmd->lat : 3);
     if (cmd == NULL ||
@@ -1065,7 +1065,7 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
     }
     switch (cmd->kind) {
     case K_KEYED:
-        return dispatch_keyed(w, c, st, cmd, req);
+        return dispatch_keyed(w, c, st, cmd, req, hash);
     case K_MULTI:
         return dispatch_multi(w, c, st, cmd, req);
     case K_ALL:
@@ -1101,26 +1101,143 @@ conn_setup(struct resp_worker *w, struct resp_conn *st)
     st->kind = CONN_RESP;
 }
 
+/*
+ * Requests parsed ahead of execution, so that their storage lookups overlap (as mc_on_data
+ * does): a key's bucket is prefetched when its request is parsed, its item ITEM_LEAD requests
+ * later. The argv of a batch share w->argv, which has room for two requests of the most
+ * arguments: a batch takes no more requests once half of it is used.
+ */
+#define AHEAD     16
+#define ITEM_LEAD 8
+
+struct ahead {
+    struct resp_req req; /* argc 0: bytes to drop without a reply (RESP_PARSE_SKIP) */
+    const struct cmd *cmd;
+    uint64_t hash; /* a keyed command's key's */
+    bool local;    /* keyed and owned by this worker: prefetched */
+};
+
+/*
+ * Find a parsed request's command, hash its key once and prefetch its bucket if it is ours.
+ * Returns whether requests behind it may be parsed before it runs: not behind one that may
+ * change how they parse (AUTH, HELLO, RESET: anything but a data command), nor behind an inline
+ * one (its quoted words live in the worker's one scratch).
+ */
+static bool
+prepare(struct resp_worker *w, struct ahead *a)
+{
+    a->cmd = cmd_find(&a->req.argv[0]);
+    a->hash = 0;
+    a->local = false;
+    if (a->cmd == NULL) {
+        return false;
+    }
+    if (a->cmd->kind == K_KEYED && a->req.argc >= 2) {
+        a->hash = mc_key_hash(a->req.argv[1].p, a->req.argv[1].len);
+        a->local = route_shard_of(a->hash, w->rw->n) == w->rw->id;
+        if (a->local) {
+            seg_prefetch(w->shard->seg, a->hash);
+        }
+    }
+    return !a->req.is_inline && (a->cmd->kind == K_KEYED || a->cmd->kind == K_MULTI);
+}
+
+/* Prefetch the items of batch[*done .. upto), whose buckets were prefetched a while ago. */
+static void
+prefetch_items(struct resp_worker *w, const struct ahead *batch, size_t *done, size_t upto)
+{
+    for (; *done < upto; (*done)++) {
+        if (batch[*done].local) {
+            seg_prefetch_item(w->shard->seg, batch[*done].hash);
+        }
+    }
+}
+
+/* Parse up to AHEAD requests from the input; returns the last parse's result, *n requests. */
+static enum resp_parse_rc
+parse_batch(struct resp_worker *w, struct resp_conn *st, struct buf *in, struct ahead *batch,
+            size_t *n)
+{
+    size_t off = 0, used = 0, items = 0;
+    enum resp_parse_rc last = RESP_PARSE_OK;
+    bool more = true;
+    *n = 0;
+    while (more && *n < AHEAD && off < buf_len(in)) {
+        struct ahead *a = &batch[*n];
+        resp_req_init(&a->req, w->argv + used, w->scratch);
+        last = resp_parse(&st->parser, buf_rptr(in) + off, buf_len(in) - off, &a->req);
+        if (last != RESP_PARSE_OK && last != RESP_PARSE_SKIP) {
+            break;
+        }
+        off += a->req.consumed;
+        used += a->req.argc;
+        a->local = false;
+        more = (last == RESP_PARSE_SKIP || prepare(w, a)) && used <= RESP_ARGS_MAX_DEFAULT;
+        if (++*n > ITEM_LEAD) {
+            prefetch_items(w, batch, &items, *n - ITEM_LEAD);
+        }
+    }
+    return last;
+}
+
+/* The batch stopped for room: everything not run is parsed again when the call comes back. */
+static enum rt_result
+batch_wait(struct resp_worker *w, struct conn *c, struct resp_conn *st)
+{
+    route_lat_settle(w->rw);
+    resp_parser_rewind(&st->parser);
+    return route_wait_result(c, &st->rc);
+}
+
 enum rt_result
 resp_on_data(struct resp_worker *w, struct conn *c)
 {
     struct resp_conn *st = rc_of(c);
     struct buf *in = conn_rbuf(c);
-    struct resp_req req;
+    struct ahead batch[AHEAD];
     if (st->kind != CONN_RESP) {
         conn_setup(w, st);
     }
     if (st->rc.broken || route_flush(w->rw, c, &st->rc) < 0) {
         return RT_ABORT;
     }
-    resp_req_init(&req, w->argv, w->scratch);
     while (buf_len(in) > 0) {
-        if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
-            resp_parser_rewind(&st->parser);
-            return route_wait_result(c, &st->rc);
+        size_t n, items = 0;
+        enum resp_parse_rc last = parse_batch(w, st, in, batch, &n);
+        if (n > 0) {
+            route_lat_begin(w->rw);
         }
-        enum resp_parse_rc pr = resp_parse(&st->parser, buf_rptr(in), buf_len(in), &req);
-        if (pr == RESP_PARSE_AGAIN) {
+        for (size_t i = 0; i < n; i++) {
+            struct ahead *a = &batch[i];
+            if (n > 1) {
+                prefetch_items(w, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
+            }
+            if (a->req.argc == 0) {
+                buf_consume(in, a->req.consumed);
+                continue;
+            }
+            if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
+                return batch_wait(w, c, st);
+            }
+            int r = dispatch(w, c, st, &a->req, a->cmd, a->hash);
+            if (r == EX_WAIT) {
+                return batch_wait(w, c, st);
+            }
+            if (r < 0) {
+                return RT_ABORT;
+            }
+            route_lat_answered(w->rw);
+            buf_consume(in, a->req.consumed);
+            if (r == EX_CLOSE) {
+                route_lat_settle(w->rw);
+                return RT_CLOSE;
+            }
+            if (route_flush(w->rw, c, &st->rc) < 0) {
+                return RT_ABORT;
+            }
+        }
+        route_lat_settle(w->rw);
+        if (last == RESP_PARSE_AGAIN) {
             /* Room for the whole request at once: a large value is read in place. */
             if (st->parser.need > buf_len(in) &&
                 conn_rbuf_want(c, st->parser.need - buf_len(in)) < 0) {
@@ -1130,43 +1247,22 @@ resp_on_data(struct resp_worker *w, struct conn *c)
             }
             break;
         }
-        if (pr == RESP_PARSE_SKIP) {
-            buf_consume(in, req.consumed);
-            continue;
-        }
-        if (pr == RESP_PARSE_ERROR) {
-            if (st->rc.qlen > 0) {
+        if (last == RESP_PARSE_ERROR) {
+            if (st->rc.qlen > 0 || route_blocked(c, &st->rc)) {
                 /* Framing is lost, but the replies before it go first: answered once they
                  * are all sent (the bytes are parsed again then). */
                 resp_parser_rewind(&st->parser);
                 return route_wait_result(c, &st->rc);
             }
+            const struct resp_req *req = &batch[n].req;
             struct route_out o;
             if (route_reply_out(w->rw, c, &st->rc, &o) < 0 ||
-                resp_compose_error(o.b, req.err.msg, req.err.len) < 0) {
+                resp_compose_error(o.b, req->err.msg, req->err.len) < 0) {
                 return RT_ABORT;
             }
             route_out_done(c, &st->rc, &o);
             buf_consume(in, buf_len(in));
             return RT_CLOSE;
-        }
-        route_lat_begin(w->rw);
-        int r = dispatch(w, c, st, &req);
-        if (r == EX_WAIT) {
-            resp_parser_rewind(&st->parser);
-            return route_wait_result(c, &st->rc);
-        }
-        if (r < 0) {
-            return RT_ABORT;
-        }
-        route_lat_answered(w->rw);
-        route_lat_settle(w->rw);
-        buf_consume(in, req.consumed);
-        if (r == EX_CLOSE) {
-            return RT_CLOSE;
-        }
-        if (route_flush(w->rw, c, &st->rc) < 0) {
-            return RT_ABORT;
         }
     }
     return route_end_result(c, &st->rc);
@@ -1178,7 +1274,7 @@ resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard
 {
     *w = (struct resp_worker){
         .rw = rw, .shard = shard, .max_value = max_value, .next_id = rw->id + 1};
-    w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
+    w->argv = malloc(2 * RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
     w->margv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->margv));
     w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
     if (w->argv == NULL || w->margv == NULL || w->scratch == NULL) {

@@ -26,7 +26,7 @@ struct resp_worker {
     struct route_worker *rw;
     struct mc_shard *shard;
     size_t max_value;      /* the largest value stored (-I minus its room for key and header) */
-    struct resp_arg *argv; /* argv of the request being executed (RESP_ARGS_MAX_DEFAULT) */
+    struct resp_arg *argv; /* argv of the requests parsed ahead (2 * RESP_ARGS_MAX_DEFAULT) */
     char *scratch;         /* its inline scratch (RESP_INLINE_MAX_DEFAULT) */
     /* A message's request, parsed again by its owner: as many arguments as a connection's
      * (SET, EXPIRE and GETEX take any number of options, and each needs its reply). */
