@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Server
+from harness import Server, recv_until_closed
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
@@ -409,6 +409,39 @@ class PythonRedis(unittest.TestCase):
         self.assertEqual(res[-1], [str(i).encode() for i in range(100)])
         self.assertEqual(r.delete("py", "pyn", "nothere"), 2)
         r.close()
+
+
+class RespConnLimit(unittest.TestCase):
+    """Past --max-conns the RESP port refuses with Redis's error, the memcached port with
+    memcached's: each listener has its own refusal."""
+
+    def refused(self, srv, port):
+        with srv.connect(port) as extra:
+            return recv_until_closed(extra)
+
+    def test_resp_port_refuses_with_redis_error_and_memcached_port_with_memcacheds(self):
+        srv, port = start_petrel("--max-conns", "3")
+        try:
+            held = [Client(port) for _ in range(3)]
+            for c in held:
+                self.assertEqual(c.call("PING"), b"+PONG\r\n")
+            self.assertEqual(self.refused(srv, port), b"-ERR max number of clients reached\r\n")
+            self.assertEqual(self.refused(srv, srv.port), b"ERROR Too many open connections\r\n")
+            held.pop().close()
+            deadline = time.monotonic() + 10
+            while True:  # the worker sees the close a moment later
+                with srv.connect(port) as s:
+                    s.sendall(mb("PING"))
+                    s.settimeout(10)
+                    got = s.recv(100)
+                if got == b"+PONG\r\n" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(got, b"+PONG\r\n")
+            for c in held:
+                c.close()
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":
