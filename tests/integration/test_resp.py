@@ -444,5 +444,52 @@ class RespConnLimit(unittest.TestCase):
             srv.stop()
 
 
+@unittest.skipUnless(REDIS_SERVER, "redis-server not found (set REDIS_SERVER)")
+class RespPipelines(unittest.TestCase):
+    """One write of many requests (more than a batch parsed ahead), mixing data commands with
+    the forms that end a batch (inline requests, empty ones, a local command) and ending in a
+    protocol error: petrel's whole reply stream equals redis-server's, byte for byte."""
+
+    def stream(self):
+        reqs = [mb("SET", "p%d" % i, "v" * i) for i in range(20)]
+        reqs += [b"*0\r\n", b"\r\n", b"GET p3\r\n", b"SET q \"a b\"\r\n", mb("GET", "q")]
+        reqs += [mb("GET", "p%d" % i) for i in range(20)]
+        reqs += [mb("MGET", "p1", "nope", "p2"), mb("INCR", "n"), mb("PING"), mb("INCR", "n")]
+        reqs += [mb("DEL", "p1", "p2", "nope"), mb("get", "P1"), mb("GET", "p1")]
+        return b"".join(reqs) + b"*1\r\n$x\r\n" + mb("PING")
+
+    def replies(self, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(mb("FLUSHALL"))
+            self.assertEqual(s.recv(100), b"+OK\r\n")
+            s.sendall(self.stream())
+            return recv_until_closed(s)
+
+    def test_a_long_pipeline_answers_as_redis_does(self):
+        rport = free_port()
+        redis_proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv, port = start_petrel()
+        try:
+            deadline = time.time() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", rport), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.05)
+            ours, theirs = self.replies(port), self.replies(rport)
+            self.assertTrue(theirs.endswith(b"-ERR Protocol error: invalid bulk length\r\n"))
+            self.assertEqual(ours, theirs)
+        finally:
+            srv.stop()
+            redis_proc.terminate()
+            redis_proc.wait(10)
+
+
 if __name__ == "__main__":
     unittest.main()
