@@ -95,7 +95,7 @@ seg_put(struct seg *s, const char *key, const char *val)
                               .vlen = VLEN};
     enum seg_result res = seg_store(s, &r, NULL);
     if (res != SEG_STORED) {
-        fprintf(stderr, "seg: %s\n", seg_result_str(res));
+        fprintf(stderr, "seg: %s\n", seg_result_name(res));
         exit(1);
     }
 }

@@ -4,8 +4,8 @@
 Each header of include/petrel/ belongs to one module, and each directory of src/ (and each header
 of include/petrel/) may include only the headers of the modules it may use:
 
-    util <- log <- config;  util <- metrics;  util, log <- io
-    core -> {util, log, config, io, metrics}
+    util <- log <- config;  util <- rcu <- metrics;  util, log <- io
+    core -> {util, log, config, io, rcu, metrics}
     proto, storage -> util only          (they never see core or io)
     server -> {core, proto, storage} and what core sees, but not io (no sockets in product glue)
     bin -> anything
@@ -26,6 +26,7 @@ HEADERS = {
     "log.h": "log",
     "config.h": "config",
     "sock.h": "io", "tls.h": "io", "transport.h": "io",
+    "prcu.h": "rcu",
     "metrics.h": "metrics",
     "runtime.h": "core", "route.h": "core",
     "memcache.h": "proto", "ping.h": "proto", "resp.h": "proto",
@@ -40,17 +41,18 @@ ALLOWED = {
     "log": {"util"},
     "config": {"util", "log"},
     "io": {"util", "log"},
-    "metrics": {"util"},
-    "core": {"util", "log", "config", "io", "metrics"},
+    "rcu": {"util"},
+    "metrics": {"util", "rcu"},
+    "core": {"util", "log", "config", "io", "rcu", "metrics"},
     "proto": {"util"},
     "storage": {"util"},
-    "server": {"util", "log", "config", "metrics", "core", "proto", "storage"},
+    "server": {"util", "log", "config", "rcu", "metrics", "core", "proto", "storage"},
     "bin": set(HEADERS.values()) | {"bin"},
 }
 
 # The module of each directory under src/.
 DIRS = {
-    "util": "util", "log": "log", "config": "config", "io": "io", "metrics": "metrics",
+    "util": "util", "log": "log", "config": "config", "io": "io", "rcu": "rcu", "metrics": "metrics",
     "core": "core", "proto": "proto", "storage": "storage", "server": "server", "bin": "bin",
 }
 

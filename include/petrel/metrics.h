@@ -6,9 +6,9 @@
  * gets a contiguous range of slots in every block: one slot per counter or gauge, and
  * METRICS_HIST_SLOTS per histogram. Every worker registers one block and is its only writer:
  * it updates its slots with relaxed atomic loads and stores (no read-modify-write, no lock), so
- * readers never see a torn value. Blocks sit on a list protected by RCU (liburcu, memb flavour):
+ * readers never see a torn value. Blocks sit on a list protected by RCU (petrel/prcu.h):
  * readers (the admin thread, or a worker answering "stats") walk it inside a read-side section
- * and sum; a block that is unregistered is freed through call_rcu once no reader can see it.
+ * and sum; a block that is unregistered is freed once no reader can see it.
  *
  * Histograms are log-linear over unsigned 64-bit values (for latencies: nanoseconds): values
  * below 16 have a bucket each; above, every power of two is split into 16 equal buckets, so a
@@ -19,7 +19,8 @@
  * Readers take a snapshot (a copy of every block's slots, in worker order) and render it as
  * memcached "STAT" lines, Prometheus text exposition or JSON.
  *
- * Threads: every RCU user must be a registered RCU thread (metrics_thread_register()).
+ * Threads: readers, and owners unregistering their block, must be registered RCU threads
+ * (prcu_thread_register()).
  */
 #ifndef PETREL_METRICS_H
 #define PETREL_METRICS_H
@@ -139,15 +140,6 @@ struct metrics;
 struct metrics_block;
 
 /**
- * Register the calling thread with RCU (liburcu memb). Every thread that reads the registry,
- * unregisters a block or calls metrics_defer_free() must call it once; idempotent per thread.
- */
-void metrics_thread_register(void);
-
-/** Undo metrics_thread_register() before the thread exits. */
-void metrics_thread_unregister(void);
-
-/**
  * Build a registry from n tables (copied; their definitions are not). Table i's slots are
  * found with metrics_slots(block, i). Returns 0 and sets *out, -EINVAL for a table with an
  * empty or duplicate name, or -ENOMEM. Any thread.
@@ -155,7 +147,7 @@ void metrics_thread_unregister(void);
 int metrics_create(struct metrics **out, const struct metric_table *tables, size_t n);
 
 /**
- * Free a registry whose blocks were all unregistered; waits for pending call_rcu frees. Sets
+ * Free a registry whose blocks were all unregistered; waits for pending deferred frees. Sets
  * *m to NULL. Must be called from a registered RCU thread outside any read-side section.
  */
 void metrics_destroy(struct metrics **m);
@@ -168,7 +160,7 @@ void metrics_destroy(struct metrics **m);
 int metrics_block_register(struct metrics *m, unsigned id, struct metrics_block **out);
 
 /**
- * Take the block off the list and free it after a grace period (call_rcu); sets *b to NULL.
+ * Take the block off the list and free it after a grace period; sets *b to NULL.
  * Its values no longer count in sums. Registered RCU thread, usually the owner at exit.
  */
 void metrics_block_unregister(struct metrics *m, struct metrics_block **b);
@@ -181,26 +173,6 @@ void metrics_block_reset(struct metrics_block *b);
 
 /** Number of slots table `table` takes in every block. */
 size_t metrics_table_slots(const struct metrics *m, unsigned table);
-
-/** Free p with fn after a grace period (call_rcu). Registered RCU thread. Returns 0 or -ENOMEM. */
-int metrics_defer_free(void *p, void (*fn)(void *));
-
-/** Wait until every RCU reader that might see an old pointer is done. Registered RCU thread,
- * outside any read-side section; slow (a grace period): for rare paths only. */
-void metrics_synchronize(void);
-
-/**
- * For RCU pointers published with rcu_xchg_pointer()/rcu_assign_pointer() and read with
- * rcu_dereference(): call metrics_rcu_publish() after initialising the object and before
- * publishing it, and metrics_rcu_subscribe() after dereferencing and before reading the object.
- * They cost nothing except under ThreadSanitizer, which cannot see liburcu's ordering otherwise.
- */
-void metrics_rcu_publish(void);
-void metrics_rcu_subscribe(void);
-
-/** Enter and leave an RCU read-side section (nests). Registered RCU thread. */
-void metrics_read_lock(void);
-void metrics_read_unlock(void);
 
 /** A copy of every registered block's values, for rendering. Owned by the caller. */
 struct metrics_snapshot;

@@ -155,7 +155,7 @@ struct rt_product {
     /**
      * On the admin thread: append the STAT lines of "stats <what>" for a subcommand the runtime
      * does not know (e.g. "seg"), without the final END. Must only read what workers publish
-     * for other threads (RCU, atomics); may use metrics_read_lock(). Returns 0, -ENOENT for an
+     * for other threads (RCU, atomics); may use prcu_read_lock(). Returns 0, -ENOENT for an
      * unknown subcommand, or a buf error. Optional.
      */
     int (*admin_stats)(const char *what, struct buf *out);

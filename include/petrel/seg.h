@@ -104,22 +104,24 @@ seg_hash(const void *key, size_t len)
     return XXH3_64bits(key, len);
 }
 
-/** Results; seg_result_str() gives memcached's reply line for each. */
+/** Results of the engine's operations. What a client is told of each is its protocol's business
+ * (src/server). */
 enum seg_result {
     SEG_OK = 0,      /* get hit; incr/decr done (the new value is returned separately) */
-    SEG_STORED,      /* STORED */
-    SEG_NOT_STORED,  /* NOT_STORED */
-    SEG_EXISTS,      /* EXISTS: CAS mismatch */
-    SEG_NOT_FOUND,   /* NOT_FOUND; for get: a miss (the protocol sends nothing for the key) */
-    SEG_DELETED,     /* DELETED */
-    SEG_TOUCHED,     /* TOUCHED */
-    SEG_NON_NUMERIC, /* CLIENT_ERROR cannot increment or decrement non-numeric value */
-    SEG_TOO_LARGE,   /* SERVER_ERROR object too large for cache */
-    SEG_NO_MEMORY,   /* SERVER_ERROR out of memory storing object */
+    SEG_STORED,      /* stored */
+    SEG_NOT_STORED,  /* a condition of the store (add, replace, ...) did not hold */
+    SEG_EXISTS,      /* CAS mismatch */
+    SEG_NOT_FOUND,   /* no such live item; for get: a miss */
+    SEG_DELETED,     /* deleted */
+    SEG_TOUCHED,     /* its expiry changed */
+    SEG_NON_NUMERIC, /* incr/decr of a value that is not a decimal number */
+    SEG_TOO_LARGE,   /* the item cannot fit a segment */
+    SEG_NO_MEMORY,   /* no room, and eviction could not make any */
 };
 
-/** memcached's reply line for r, without "\r\n"; "" for SEG_OK. Static storage. Any thread. */
-const char *seg_result_str(enum seg_result r);
+/** A short lower-case name for r ("stored", "no_memory", ...), for logs and tests. Static
+ * storage. Any thread. */
+const char *seg_result_name(enum seg_result r);
 
 /**
  * Convert a memcached exptime to an absolute unix time: 0 stays 0 (never expires); 1..30 days

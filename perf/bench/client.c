@@ -43,6 +43,28 @@ struct inflight {
     uint64_t t0; /* what its latency is measured from (scheduled or written time) */
     uint8_t op;  /* enum op_type */
     uint32_t nkeys;
+    uint32_t slot; /* --fanout: its logical request's place in the group's ring */
+};
+
+/* --fanout: a logical request, one get on each connection of its group. */
+struct logical {
+    uint64_t t0;   /* due (open loop) or issue (closed loop) time, shared by its parts */
+    uint32_t left; /* parts not yet answered */
+};
+
+/*
+ * --fanout: `fanout` consecutive connections of one thread. Each connection answers in order
+ * and every logical request puts one part on each, so logical requests complete in the order
+ * they were issued and a ring suffices.
+ */
+struct group {
+    struct conn *conns; /* the first of its `fanout` connections in the thread's array */
+    struct logical *q;  /* ring of `pipeline` entries, oldest at qhead */
+    uint32_t qhead;
+    uint32_t qlen;
+    uint32_t gidx;    /* index among all groups of the run */
+    struct rate rate; /* open-loop schedule of logical requests */
+    bool dead;        /* a connection of the group was lost: it issues nothing more */
 };
 
 /* One connection; owned by one thread. */
@@ -61,6 +83,7 @@ struct conn {
     bool read_wants_out;  /* the last read waits for the socket to be writable (TLS) */
     bool ready;           /* handshake done (always, for TCP) */
     bool dead;
+    struct group *grp; /* --fanout: the group it belongs to; NULL otherwise */
 };
 
 /* Written by the main thread before a barrier, read by the client threads after it. */
@@ -85,6 +108,8 @@ struct cthread {
     bool no_pwait2; /* the kernel lacks epoll_pwait2(): millisecond timeouts instead */
     struct conn *conns;
     uint32_t nconns;
+    struct group *groups; /* --fanout: nconns / fanout groups; NULL otherwise */
+    uint32_t ngroups;
     struct bench_rng rng;
     struct tls_thread *tls; /* --tls: this thread's random generator and configuration */
     struct bench_stats st;
@@ -111,6 +136,9 @@ bench_stats_init(struct bench_stats *s)
     }
     if (rc == 0) {
         rc = hist_init(&s->conn_latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
+    }
+    if (rc == 0) {
+        rc = hist_init(&s->fanout_latency, BENCH_HIST_SUB_BITS, BENCH_HIST_MAX_NS);
     }
     if (rc < 0) {
         bench_stats_free(s);
@@ -141,6 +169,10 @@ bench_stats_merge(struct bench_stats *dst, const struct bench_stats *src)
     dst->conn_failures += src->conn_failures;
     dst->conns_unfinished += src->conns_unfinished;
     dst->conns_scheduled += src->conns_scheduled;
+    hist_merge(&dst->fanout_latency, &src->fanout_latency);
+    dst->fanout_requests += src->fanout_requests;
+    dst->fanout_unfinished += src->fanout_unfinished;
+    dst->fanout_scheduled += src->fanout_scheduled;
 }
 
 void
@@ -149,6 +181,7 @@ bench_stats_free(struct bench_stats *s)
     hist_free(&s->latency);
     hist_free(&s->send_lag);
     hist_free(&s->conn_latency);
+    hist_free(&s->fanout_latency);
 }
 
 /* ---- connections ---- */
@@ -168,6 +201,9 @@ conn_fail(struct cthread *th, struct conn *c, const char *why, int err)
     c->dead = true;
     th->live--;
     th->st.conn_errors++;
+    if (c->grp != NULL) {
+        c->grp->dead = true;
+    }
 }
 
 static void
@@ -204,9 +240,12 @@ conn_flush(struct cthread *th, struct conn *c)
     }
 }
 
-/* Compose th->req and queue it as in flight since t0. Returns 0 or a negative errno. */
+/*
+ * Compose th->req and queue it as in flight since t0 (part of the logical request in ring slot
+ * `slot` of c's group, with --fanout). Returns 0 or a negative errno.
+ */
 static int
-conn_push(struct cthread *th, struct conn *c, uint64_t t0)
+conn_push(struct cthread *th, struct conn *c, uint64_t t0, uint32_t slot)
 {
     int rc = th->sh->o->proto->compose(&c->out, th->sh->w, &th->req);
     if (rc < 0) {
@@ -217,6 +256,7 @@ conn_push(struct cthread *th, struct conn *c, uint64_t t0)
     e->t0 = t0;
     e->op = (uint8_t)th->req.op;
     e->nkeys = th->req.nkeys;
+    e->slot = slot;
     c->qlen++;
     return 0;
 }
@@ -236,18 +276,21 @@ conn_fill(struct cthread *th, struct conn *c, uint64_t now)
         while (c->qlen < c->qcap && c->preload_pos < total) {
             workload_preload(sh->w, &th->rng, c->preload_pos, &th->req);
             c->preload_pos += o->connections;
-            if (conn_push(th, c, now) < 0) {
+            if (conn_push(th, c, now, 0) < 0) {
                 return;
             }
         }
         return;
+    }
+    if (c->grp != NULL) {
+        return; /* --fanout: its group fills it (group_fill) */
     }
     if (o->rate == 0) {
         /* Nothing before the start: a request sent in the lead would be neither measured nor
          * warm-up, yet the server would serve it. */
         while (now >= sh->start_ns && now < sh->mend && c->qlen < o->pipeline) {
             workload_next(sh->w, &th->rng, &th->req);
-            if (conn_push(th, c, now) < 0) {
+            if (conn_push(th, c, now, 0) < 0) {
                 return;
             }
         }
@@ -260,7 +303,7 @@ conn_fill(struct cthread *th, struct conn *c, uint64_t now)
         }
         rate_take(&c->rate);
         workload_next(sh->w, &th->rng, &th->req);
-        if (conn_push(th, c, t) < 0) {
+        if (conn_push(th, c, t, 0) < 0) {
             return;
         }
         if (t >= sh->mstart) {
@@ -269,10 +312,74 @@ conn_fill(struct cthread *th, struct conn *c, uint64_t now)
     }
 }
 
-/* Account for the reply to the oldest request in flight, received at now. */
+/* ---- fanout groups ---- */
+
+/* Issue one logical request due (or started) at t0: a get on each connection of the group. */
 static void
-conn_complete(struct cthread *th, const struct inflight *e, const struct proto_result *res,
-              uint64_t now)
+group_issue(struct cthread *th, struct group *g, uint64_t t0)
+{
+    const struct shared *sh = th->sh;
+    uint32_t n = sh->o->fanout;
+    uint32_t slot = (g->qhead + g->qlen) % sh->o->pipeline;
+
+    g->q[slot] = (struct logical){.t0 = t0, .left = n};
+    g->qlen++;
+    for (uint32_t i = 0; i < n && !g->dead; i++) {
+        workload_next(sh->w, &th->rng, &th->req);
+        conn_push(th, &g->conns[i], t0, slot);
+    }
+}
+
+/*
+ * Issue what the group may issue now: at most its pipeline's free slots, so the work per call is
+ * bounded by --pipeline logical requests of --fanout parts.
+ */
+static void
+group_fill(struct cthread *th, struct group *g, uint64_t now)
+{
+    const struct shared *sh = th->sh;
+    const struct bench_opts *o = sh->o;
+
+    if (o->rate == 0) {
+        while (!g->dead && now >= sh->start_ns && now < sh->mend && g->qlen < o->pipeline) {
+            group_issue(th, g, now);
+        }
+        return;
+    }
+    while (!g->dead && g->qlen < o->pipeline) {
+        uint64_t t = rate_peek(&g->rate);
+        if (t > now || t >= sh->mend) {
+            break;
+        }
+        rate_take(&g->rate);
+        group_issue(th, g, t);
+        if (t >= sh->mstart) {
+            hist_record(&th->st.send_lag, now - t);
+        }
+    }
+}
+
+/* One part of the logical request in `slot` was answered at now. */
+static void
+group_complete(struct cthread *th, struct group *g, uint32_t slot, uint64_t now)
+{
+    const struct shared *sh = th->sh;
+    struct logical *lg = &g->q[slot];
+
+    if (--lg->left == 0 && lg->t0 >= sh->mstart && lg->t0 < sh->mend) {
+        hist_record(&th->st.fanout_latency, now > lg->t0 ? now - lg->t0 : 0);
+        th->st.fanout_requests++;
+    }
+    while (g->qlen > 0 && g->q[g->qhead].left == 0) {
+        g->qhead = (g->qhead + 1) % sh->o->pipeline;
+        g->qlen--;
+    }
+}
+
+/* Account for the reply to the oldest request in flight on c, received at now. */
+static void
+conn_complete(struct cthread *th, struct conn *c, const struct inflight *e,
+              const struct proto_result *res, uint64_t now)
 {
     struct bench_stats *st = &th->st;
 
@@ -280,6 +387,9 @@ conn_complete(struct cthread *th, const struct inflight *e, const struct proto_r
         st->preload_sets++;
         st->preload_errors += (res->error || res->misses) ? 1 : 0;
         return;
+    }
+    if (c->grp != NULL) {
+        group_complete(th, c->grp, e->slot, now);
     }
     if (e->t0 < th->sh->mstart || e->t0 >= th->sh->mend) {
         return;
@@ -315,7 +425,7 @@ conn_parse(struct cthread *th, struct conn *c, uint64_t now)
             return;
         }
         buf_consume(&c->in, (size_t)len);
-        conn_complete(th, e, &res, now);
+        conn_complete(th, c, e, &res, now);
         c->qhead = (c->qhead + 1) % c->qcap;
         c->qlen--;
     }
@@ -456,6 +566,15 @@ thread_setup(struct cthread *th)
     for (uint32_t i = 0; i < th->nconns; i++) {
         struct conn *c = &th->conns[i];
         c->gidx = th->idx + i * o->threads;
+        if (th->groups != NULL) {
+            /* Whole groups per thread, round-robin: group k of thread t is group t + k * T. */
+            struct group *g = &th->groups[i / o->fanout];
+            if (i % o->fanout == 0) {
+                g->conns = c;
+            }
+            c->grp = g;
+            c->gidx = g->gidx * o->fanout + i % o->fanout;
+        }
         transport_init(&c->tp, o->tls.enabled ? &transport_tls : &transport_tcp, th->tls);
         c->qcap = o->pipeline > PRELOAD_DEPTH ? o->pipeline : PRELOAD_DEPTH;
         c->q = calloc(c->qcap, sizeof(*c->q));
@@ -554,10 +673,18 @@ thread_done(struct cthread *th, uint64_t now, uint64_t *wake)
         if (c->dead) {
             continue;
         }
-        bool unsent = sh->o->rate > 0 && rate_peek(&c->rate) < sh->mend;
+        bool unsent = sh->o->rate > 0 && c->grp == NULL && rate_peek(&c->rate) < sh->mend;
         busy = busy || c->qlen > 0 || unsent;
         if (unsent && c->qlen < sh->o->pipeline && rate_peek(&c->rate) < next) {
             next = rate_peek(&c->rate);
+        }
+    }
+    for (uint32_t i = 0; i < th->ngroups; i++) {
+        const struct group *g = &th->groups[i];
+        bool unsent = !g->dead && sh->o->rate > 0 && rate_peek(&g->rate) < sh->mend;
+        busy = busy || unsent;
+        if (unsent && g->qlen < sh->o->pipeline && rate_peek(&g->rate) < next) {
+            next = rate_peek(&g->rate);
         }
     }
     *wake = next;
@@ -571,6 +698,9 @@ thread_loop(struct cthread *th)
 
     for (;;) {
         uint64_t now = bench_now_ns(), wake;
+        for (uint32_t i = 0; th->phase == PHASE_RUN && i < th->ngroups; i++) {
+            group_fill(th, &th->groups[i], now);
+        }
         for (uint32_t i = 0; i < th->nconns; i++) {
             struct conn *c = &th->conns[i];
             if (!c->dead) {
@@ -614,12 +744,32 @@ thread_count_unfinished(struct cthread *th)
             uint64_t t0 = c->q[(c->qhead + k) % c->qcap].t0;
             th->st.unfinished += (t0 >= sh->mstart && t0 < sh->mend) ? 1 : 0;
         }
-        if (sh->o->rate > 0) {
+        if (sh->o->rate > 0 && c->grp == NULL) {
             uint64_t first = rate_count_by(&c->rate, sh->mstart - 1);
             uint64_t last = rate_count_by(&c->rate, sh->mend - 1);
             uint64_t from = c->rate.next_k > first ? c->rate.next_k : first;
             th->st.unfinished += last > from ? last - from : 0;
             th->st.scheduled += last - first;
+        }
+    }
+    for (uint32_t i = 0; i < th->ngroups; i++) {
+        const struct group *g = &th->groups[i];
+        uint32_t n = sh->o->fanout;
+        for (uint32_t k = 0; k < g->qlen; k++) {
+            const struct logical *lg = &g->q[(g->qhead + k) % sh->o->pipeline];
+            th->st.fanout_unfinished +=
+                (lg->left > 0 && lg->t0 >= sh->mstart && lg->t0 < sh->mend) ? 1 : 0;
+        }
+        if (sh->o->rate > 0) {
+            /* Logical requests of the window never issued: their parts were never sent. */
+            uint64_t first = rate_count_by(&g->rate, sh->mstart - 1);
+            uint64_t last = rate_count_by(&g->rate, sh->mend - 1);
+            uint64_t from = g->rate.next_k > first ? g->rate.next_k : first;
+            uint64_t unsent = last > from ? last - from : 0;
+            th->st.fanout_unfinished += unsent;
+            th->st.unfinished += unsent * n;
+            th->st.fanout_scheduled += last - first;
+            th->st.scheduled += (last - first) * n;
         }
     }
 }
@@ -648,6 +798,10 @@ thread_main(void *arg)
             for (uint32_t i = 0; i < th->nconns; i++) {
                 rate_init(&th->conns[i].rate, sh->start_ns, sh->o->rate, sh->o->connections,
                           th->conns[i].gidx);
+            }
+            for (uint32_t i = 0; i < th->ngroups; i++) {
+                rate_init(&th->groups[i].rate, sh->start_ns, sh->o->rate,
+                          sh->o->connections / sh->o->fanout, th->groups[i].gidx);
             }
         }
         thread_loop(th);
@@ -693,6 +847,10 @@ threads_free(struct cthread *ths, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         free(ths[i].conns);
+        for (uint32_t k = 0; ths[i].groups != NULL && k < ths[i].ngroups; k++) {
+            free(ths[i].groups[k].q);
+        }
+        free(ths[i].groups);
         bench_stats_free(&ths[i].st);
     }
     free(ths);
@@ -714,10 +872,26 @@ threads_new(struct shared *sh, uint32_t nt)
         th->sh = sh;
         th->epfd = -1;
         th->nconns = o->connections / nt + (i < o->connections % nt ? 1 : 0);
+        if (o->fanout > 0) {
+            /* Whole groups per thread (opts checked there are at least nt of them). */
+            uint32_t ng = o->connections / o->fanout;
+            th->ngroups = ng / nt + (i < ng % nt ? 1 : 0);
+            th->nconns = th->ngroups * o->fanout;
+            th->groups = calloc(th->ngroups, sizeof(*th->groups));
+            for (uint32_t k = 0; th->groups != NULL && k < th->ngroups; k++) {
+                th->groups[k].gidx = i + k * nt;
+                th->groups[k].q = calloc(o->pipeline, sizeof(*th->groups[k].q));
+                if (th->groups[k].q == NULL) {
+                    threads_free(ths, i + 1);
+                    return NULL;
+                }
+            }
+        }
         th->conns = calloc(th->nconns, sizeof(*th->conns));
         /* Streams differ per thread but repeat from run to run for the same seed. */
         bench_rng_seed(&th->rng, o->seed * 0x100000001b3ull + i);
-        if (th->conns == NULL || bench_stats_init(&th->st) < 0) {
+        if (th->conns == NULL || (o->fanout > 0 && th->groups == NULL) ||
+            bench_stats_init(&th->st) < 0) {
             threads_free(ths, i + 1);
             return NULL;
         }

@@ -20,6 +20,17 @@
  * large lag with a full pipeline means the server is behind; with free pipeline slots, that
  * the client itself is.
  *
+ * Fanout (--fanout N): the connections of each thread form groups of N, and the load is made
+ * of logical requests: one get on every connection of a group, sent at once, complete when the
+ * last of the N replies arrives — so a logical request's latency is that of its slowest part,
+ * the tail a page that reads N cache servers sees. A group keeps at most --pipeline logical
+ * requests in flight. In open loop --rate counts logical requests, shared by the groups as it is
+ * otherwise shared by connections, and every part is timed from its logical request's due time;
+ * in closed loop a group issues its next logical request whenever one completes. The parts are
+ * also counted as ordinary requests, and a logical request belongs to the window by its t0 as
+ * its parts do, so a clean run answers exactly N parts per logical request. A group whose
+ * connection is lost stops; its logical requests in flight count as unfinished.
+ *
  * With TLS (--tls) every connection finishes its handshake before the clock starts. The
  * connect load (--connect-rate, churn.h) runs in one more thread beside the client threads,
  * through the same phases; with --connections 0 it runs alone.
@@ -60,6 +71,11 @@ struct bench_stats {
     uint64_t conn_failures;    /* connections of the window that failed (connect, TLS, reply) */
     uint64_t conns_unfinished; /* connections of the window without a reply after the drain */
     uint64_t conns_scheduled;  /* at a rate: connections due in the window */
+    /* --fanout: logical requests; a logical request belongs to the window by its t0. */
+    struct hist fanout_latency; /* ns, from t0 to the last of its parts' replies */
+    uint64_t fanout_requests;   /* logical requests of the window with every part answered */
+    uint64_t fanout_unfinished; /* logical requests of the window not complete after the drain */
+    uint64_t fanout_scheduled;  /* open loop: logical requests due in the window */
 };
 
 /** The outcome of a run. */

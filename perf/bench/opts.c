@@ -380,6 +380,41 @@ set_connect_inflight(struct bench_opts *o, const char *arg, char *err, size_t er
                    errlen);
 }
 
+/* ---- fanout (--fanout): the option's setter and its checks ---- */
+
+static int
+set_fanout(struct bench_opts *o, const char *arg, char *err, size_t errlen)
+{
+    return set_u32(&o->fanout, "fanout", arg, 1, BENCH_MAX_FANOUT, err, errlen);
+}
+
+/*
+ * A logical request spans --fanout connections of one client thread, so the connections split
+ * into whole groups and every thread gets at least one. Its parts are gets: a mix does not apply.
+ */
+static int
+check_fanout(const struct bench_opts *o, char *err, size_t errlen)
+{
+    if (o->fanout == 0) {
+        return 0;
+    }
+    if (o->connections == 0 || o->connections % o->fanout != 0) {
+        return fail(err, errlen, "--connections (%u) must be a multiple of --fanout (%u)",
+                    o->connections, o->fanout);
+    }
+    if (o->connections / o->fanout < o->threads) {
+        return fail(err, errlen,
+                    "--connections / --fanout (%u groups) must be at least --threads (%u)",
+                    o->connections / o->fanout, o->threads);
+    }
+    if (o->ratio_set) {
+        return fail(err, errlen, "--fanout sends gets only: --ratio does not apply");
+    }
+    return 0;
+}
+
+/* ---- end fanout ---- */
+
 static int
 set_help(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 {
@@ -413,6 +448,10 @@ static const struct bench_opt bench_opt_table[] = {
     {"ratio", 0, "G:S[:D[:I]]", "9:1", "command mix get:set:delete:incr, relative weights",
      set_ratio},
     {"multiget", 'm', "K", "1", "keys per get", set_multiget},
+    /* ---- fanout ---- */
+    {"fanout", 0, "N", NULL,
+     "a logical request is N parallel gets on N connections, timed by the slowest", set_fanout},
+    /* ---- end fanout ---- */
     {"warmup", 'w', "SECONDS", "1", "run this long before measuring", set_warmup},
     {"duration", 'D', "SECONDS", "10", "measure this long", set_duration},
     {"preload", 0, NULL, NULL, "set every key once before the clock starts", set_preload},
@@ -513,6 +552,13 @@ check(struct bench_opts *o, char *err, size_t errlen)
     } else if (o->wl.key_size < need) {
         return fail(err, errlen, "--key-size %u is too short for %llu keys: it needs %u",
                     o->wl.key_size, (unsigned long long)o->wl.keys, need);
+    }
+    if (check_fanout(o, err, errlen) < 0) { /* fanout */
+        return -EINVAL;
+    }
+    if (o->fanout > 0 && o->proto->keyed) { /* fanout: every part is a get */
+        memset(o->wl.weight, 0, sizeof(o->wl.weight));
+        o->wl.weight[OP_GET] = 1;
     }
     if (!o->proto->keyed) {
         if (o->ratio_set || o->preload) {

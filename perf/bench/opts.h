@@ -22,6 +22,7 @@
 #define BENCH_MAX_CONNECTIONS 65536
 #define BENCH_MAX_PIPELINE    4096
 #define BENCH_MAX_INFLIGHT    4096
+#define BENCH_MAX_FANOUT      1024       /* --fanout: connections one logical request spans */
 #define BENCH_CONNECT_MAX     UINT64_MAX /* --connect-rate max */
 
 struct bench_opts {
@@ -43,8 +44,11 @@ struct bench_opts {
     struct tls_opts tls;       /* --tls and --tls-* */
     uint64_t connect_rate;     /* connect load: new connections/s, BENCH_CONNECT_MAX, 0: none */
     uint32_t connect_inflight; /* connect load: connections in progress at once, at most */
-    bool help;                 /* --help was asked for: print usage, do nothing else */
-    bool version;              /* --version */
+    /* ---- fanout (--fanout) ---- */
+    uint32_t fanout; /* 0: off; N: a logical request is one get on each of N connections */
+    /* ---- end fanout ---- */
+    bool help;    /* --help was asked for: print usage, do nothing else */
+    bool version; /* --version */
 };
 
 /**

@@ -82,6 +82,38 @@ table_connect(FILE *f, const struct bench_opts *o, const struct bench_result *r)
     table_row(f, "", &s->conn_latency);
 }
 
+/* --fanout: logical requests completed per second of the window. */
+static double
+fanout_rate(const struct bench_result *r)
+{
+    return r->measured_s > 0 ? (double)r->total.fanout_requests / r->measured_s : 0.0;
+}
+
+/* --fanout: the logical requests, each timed by the slowest of its parts. */
+static void
+table_fanout(FILE *f, const struct bench_opts *o, const struct bench_result *r)
+{
+    const struct bench_stats *s = &r->total;
+
+    if (o->fanout == 0) {
+        return;
+    }
+    fprintf(f, "\nfanout %u     %.0f logical req/s (%" PRIu64 " logical requests", o->fanout,
+            fanout_rate(r), s->fanout_requests);
+    if (o->rate) {
+        fprintf(f, " of %" PRIu64 " scheduled", s->fanout_scheduled);
+    }
+    fprintf(f, ", %" PRIu64 " unfinished), each %u get%s on %u connection%s\n",
+            s->fanout_unfinished, o->fanout, o->fanout == 1 ? "" : "s", o->fanout,
+            o->fanout == 1 ? "" : "s");
+    fprintf(f, "fanout (us) ");
+    for (size_t i = 0; i < NPCTS; i++) {
+        fprintf(f, " %9s", pct_names[i]);
+    }
+    fprintf(f, " %9s %9s\n", "max", "mean");
+    table_row(f, "slowest", &s->fanout_latency);
+}
+
 /* Hit ratio of gets, or a negative value when no get was answered. */
 static double
 hit_ratio(const struct bench_stats *s)
@@ -117,7 +149,7 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
                 o->threads == 1 ? "" : "s", o->connections, o->connections == 1 ? "" : "s",
                 o->pipeline);
         if (o->rate) {
-            fprintf(f, "open loop at %" PRIu64 " req/s\n", o->rate);
+            fprintf(f, "open loop at %" PRIu64 " %sreq/s\n", o->rate, o->fanout ? "logical " : "");
         } else {
             fprintf(f, "closed loop\n");
         }
@@ -172,6 +204,7 @@ report_table(FILE *f, const struct bench_opts *o, const struct workload *w,
     if (o->rate) {
         table_row(f, "send lag", &s->send_lag);
     }
+    table_fanout(f, o, r);
     table_connect(f, o, r);
 }
 
@@ -215,6 +248,25 @@ json_tls(FILE *f, const struct bench_opts *o)
     }
     fprintf(f, "{\"verify\":%s,\"client_cert\":%s,\"resume\":%s},", o->tls.ca ? "true" : "false",
             o->tls.cert ? "true" : "false", o->tls.resume ? "true" : "false");
+}
+
+static void
+json_fanout(FILE *f, const struct bench_opts *o, const struct bench_result *r)
+{
+    const struct bench_stats *s = &r->total;
+
+    fprintf(f, "\"fanout\":");
+    if (o->fanout == 0) {
+        fprintf(f, "null,");
+        return;
+    }
+    fprintf(f,
+            "{\"n\":%u,\"per_s\":%.1f,\"requests\":%" PRIu64 ",\"scheduled\":%" PRIu64
+            ",\"unfinished\":%" PRIu64 ",\"latency_us\":",
+            o->fanout, fanout_rate(r), s->fanout_requests, s->fanout_scheduled,
+            s->fanout_unfinished);
+    json_latency(f, &s->fanout_latency);
+    fprintf(f, "},");
 }
 
 static void
@@ -293,6 +345,7 @@ report_json(FILE *f, const struct bench_opts *o, const struct workload *w,
     }
     fprintf(f, "\"max\":%.3f},", us(s->send_lag.max));
     json_tls(f, o);
+    json_fanout(f, o, r);
     json_connect(f, o, r);
     fprintf(f, "}\n");
 }

@@ -7,6 +7,8 @@
  * In open loop, the send lag (how late the client wrote requests) is reported beside them. The
  * connect load (--connect-rate) adds connections completed per second of the window, resumed
  * TLS sessions, failures, and the latency from each connection's start (or due time) to its reply.
+ * --fanout adds the logical requests: how many completed (per second, and of how many scheduled
+ * in open loop), how many were left unfinished, and their latency, each that of its slowest part.
  *
  * Threads: main thread, after bench_run() returned.
  */

@@ -11,6 +11,7 @@
 #include "handshake.h"
 #include "live.h"
 
+#include "petrel/prcu.h"
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
@@ -203,7 +204,7 @@ acceptor_main(void *arg)
     struct runtime *rt = arg;
     pthread_setname_np(pthread_self(), "acceptor");
     log_thread_register("acceptor");
-    metrics_thread_register(); /* it reads the live settings */
+    prcu_thread_register(); /* it reads the live settings */
 
     struct acc a = {.out = calloc(rt->nworkers, sizeof(*a.out)),
                     .dirty = calloc(rt->nworkers, sizeof(*a.dirty))};
@@ -268,6 +269,6 @@ done:
     if (epfd >= 0) {
         close(epfd);
     }
-    metrics_thread_unregister();
+    prcu_thread_unregister();
     return NULL;
 }

@@ -22,6 +22,7 @@
 
 #include "petrel_build.h"
 
+#include "petrel/prcu.h"
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
@@ -815,7 +816,7 @@ admin_main(void *arg)
 {
     struct runtime *rt = arg;
     pthread_setname_np(pthread_self(), "admin");
-    metrics_thread_register();
+    prcu_thread_register();
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     hb_seen = calloc(rt->nworkers, sizeof(*hb_seen));
     hb_since = calloc(rt->nworkers, sizeof(*hb_since));
@@ -899,6 +900,6 @@ out:
     hb_seen = NULL;
     hb_since = NULL;
     hb_stuck = NULL;
-    metrics_thread_unregister();
+    prcu_thread_unregister();
     return NULL;
 }

@@ -8,6 +8,7 @@
 #include "handshake.h"
 #include "live.h"
 
+#include "petrel/prcu.h"
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
@@ -295,7 +296,7 @@ handshake_main(void *arg)
     struct runtime *rt = arg;
     pthread_setname_np(pthread_self(), "handshake");
     log_thread_register("handshake");
-    metrics_thread_register(); /* it reads the live settings */
+    prcu_thread_register(); /* it reads the live settings */
     /* SCHED_IDLE (this thread only; lowering one's own priority is always allowed): it runs
      * when no worker wants the CPU, and a worker that wakes preempts it at once, so handshakes
      * add nothing to the tail of requests. The price: while the workers keep every core busy,
@@ -358,6 +359,6 @@ handshake_main(void *arg)
     if (t.epfd >= 0) {
         close(t.epfd);
     }
-    metrics_thread_unregister();
+    prcu_thread_unregister();
     return NULL;
 }

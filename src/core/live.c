@@ -6,6 +6,8 @@
  */
 #include "live.h"
 
+#include "petrel/prcu.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -59,11 +61,11 @@ live_free(void *p)
 struct rt_live
 rt_live_get(struct runtime *rt)
 {
-    metrics_read_lock();
+    prcu_read_lock();
     const struct rt_live *l = rcu_dereference(rt->live);
-    metrics_rcu_subscribe();
+    prcu_subscribe();
     struct rt_live copy = *l;
-    metrics_read_unlock();
+    prcu_read_unlock();
     copy.cfg = NULL; /* only valid inside the read-side section */
     return copy;
 }

@@ -12,7 +12,7 @@
 
 /*
  * The settings that a reload may change, published through an RCU-protected pointer
- * (main(w) -> every thread(r)): readers dereference it inside metrics_read_lock(); a reload
+ * (main(w) -> every thread(r)): readers dereference it inside prcu_read_lock(); a reload
  * swaps in a new one with rcu_xchg_pointer() and frees the old one through call_rcu.
  */
 struct rt_live {

@@ -16,6 +16,7 @@
 
 #include "petrel_build.h"
 
+#include "petrel/prcu.h"
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
@@ -660,7 +661,7 @@ reload(struct runtime *rt)
         atomic_fetch_add(&rt->reload_errors, 1);
         return;
     }
-    metrics_rcu_publish();
+    prcu_publish();
     struct rt_live *old = rcu_xchg_pointer(&rt->live, l);
     log_set_level(l->level);
     if (l->max_conns > old->max_conns) {
@@ -676,8 +677,8 @@ reload(struct runtime *rt)
         log_info("reload: %s: no reloadable setting changed",
                  config_file(next) ? config_file(next) : "no config file");
     }
-    if (metrics_defer_free(old, live_free) < 0) {
-        metrics_synchronize(); /* no memory for a deferred free: wait for the readers here */
+    if (prcu_defer_free(old, live_free) < 0) {
+        prcu_synchronize(); /* no memory for a deferred free: wait for the readers here */
         live_free(old);
     }
 }
@@ -958,7 +959,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     log_thread_register("main");
 
     /* main takes part in RCU: it publishes reloaded settings and frees the old ones. */
-    metrics_thread_register();
+    prcu_thread_register();
     unsigned threads = (unsigned)config_uint(cfg, "threads");
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     rt->nworkers = threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
@@ -1067,7 +1068,7 @@ out:
         live_free(rt->live);
     }
     metrics_destroy(&rt->metrics); /* after rcu_barrier: every deferred free has run */
-    metrics_thread_unregister();
+    prcu_thread_unregister();
     log_teardown();
     daemon_verdict(&daemon_fd, false); /* start-up failed (a no-op after the ready verdict) */
     return status;

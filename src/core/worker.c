@@ -11,6 +11,7 @@
 #include "mesh.h"
 #include "worker.h"
 
+#include "petrel/prcu.h"
 #include "petrel/log.h"
 #include "petrel/sock.h"
 
@@ -236,7 +237,7 @@ debug_stall(struct worker *w)
 static int
 worker_metrics_setup(struct worker *w)
 {
-    metrics_thread_register();
+    prcu_thread_register();
     int rc = metrics_block_register(w->rt->metrics, w->id, &w->mblk);
     if (rc < 0) {
         return rc;
@@ -254,7 +255,7 @@ worker_metrics_teardown(struct worker *w)
 {
     metrics_block_unregister(w->rt->metrics, &w->mblk);
     w->m = NULL;
-    metrics_thread_unregister();
+    prcu_thread_unregister();
 }
 
 void *

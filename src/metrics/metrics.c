@@ -1,7 +1,7 @@
 /* metrics: blocks in an RCU list, snapshots and renderers. Contract in include/petrel/metrics.h */
 #include "petrel/metrics.h"
 
-#include <urcu/urcu-memb.h>
+#include "petrel/prcu.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,41 +10,6 @@
 #include <string.h>
 
 #define CACHE_LINE 64
-
-/*
- * ThreadSanitizer cannot see liburcu's ordering (its barriers are inline assembly, and a grace
- * period ends through membarrier(2)), so under TSan we tell it what RCU guarantees: every reader's
- * unlock happens before any call_rcu callback that follows (release on leaving a read-side
- * section, acquire in the callback), and whatever a writer did before publishing a pointer
- * happens before a reader's use of it (metrics_rcu_publish / metrics_rcu_subscribe). No-ops in
- * other builds.
- */
-#if defined(__SANITIZE_THREAD__)
-#define PETREL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PETREL_TSAN 1
-#endif
-#endif
-#ifdef PETREL_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-static char tsan_grace, tsan_publish;
-#define TSAN_ACQUIRE(x) __tsan_acquire(&(x))
-#define TSAN_RELEASE(x) __tsan_release(&(x))
-/* liburcu itself is not built with TSan, so its own hand-offs (e.g. rcu_barrier's completion,
- * allocated by the caller and freed by the call_rcu thread) look like races: ignore the
- * allocations and frees it makes. Our callbacks' frees are made from our code and stay checked. */
-const char *__tsan_default_suppressions(void);
-const char *
-__tsan_default_suppressions(void)
-{
-    return "called_from_lib:liburcu\n";
-}
-#else
-#define TSAN_ACQUIRE(x) ((void)0)
-#define TSAN_RELEASE(x) ((void)0)
-#endif
 
 /* Prometheus buckets: le = 2^k ns for k in [PROM_EXP_LO, PROM_EXP_HI], then +Inf. */
 #define PROM_EXP_LO 10
@@ -64,7 +29,6 @@ struct metrics {
 
 struct metrics_block {
     struct metrics_block *_Atomic next;
-    struct rcu_head rcu;
     const struct metrics *m;
     unsigned id;
     _Alignas(CACHE_LINE) metric_t v[]; /* its own cache lines: no false sharing with the list */
@@ -76,14 +40,6 @@ struct metrics_snapshot {
     unsigned *ids;
     uint64_t *vals; /* n * m->nslots */
 };
-
-struct deferred {
-    struct rcu_head rcu;
-    void *p;
-    void (*fn)(void *);
-};
-
-static _Thread_local bool rcu_registered;
 
 uint64_t
 metrics_hist_lower(unsigned idx)
@@ -145,24 +101,6 @@ metrics_hist_quantile(const uint64_t *buckets, double q)
         }
     }
     return 0;
-}
-
-void
-metrics_thread_register(void)
-{
-    if (!rcu_registered) {
-        urcu_memb_register_thread();
-        rcu_registered = true;
-    }
-}
-
-void
-metrics_thread_unregister(void)
-{
-    if (rcu_registered) {
-        urcu_memb_unregister_thread();
-        rcu_registered = false;
-    }
 }
 
 static size_t
@@ -245,7 +183,7 @@ metrics_destroy(struct metrics **mp)
         return;
     }
     /* Blocks unregistered earlier may still wait for their grace period. */
-    urcu_memb_barrier();
+    prcu_barrier();
     pthread_mutex_destroy(&m->lock);
     free(m->tables);
     free(m->offset);
@@ -274,13 +212,6 @@ metrics_block_register(struct metrics *m, unsigned id, struct metrics_block **ou
     return 0;
 }
 
-static void
-block_free_rcu(struct rcu_head *head)
-{
-    TSAN_ACQUIRE(tsan_grace);
-    free(caa_container_of(head, struct metrics_block, rcu));
-}
-
 void
 metrics_block_unregister(struct metrics *m, struct metrics_block **bp)
 {
@@ -300,8 +231,10 @@ metrics_block_unregister(struct metrics *m, struct metrics_block **bp)
                               memory_order_release);
     }
     pthread_mutex_unlock(&m->lock);
-    TSAN_RELEASE(tsan_grace); /* what the caller did happens before the callback */
-    urcu_memb_call_rcu(&b->rcu, block_free_rcu);
+    if (prcu_defer_free(b, free) < 0) {
+        prcu_synchronize(); /* no memory to defer it: wait out the readers here (rare) */
+        free(b);
+    }
     *bp = NULL;
 }
 
@@ -336,60 +269,6 @@ metrics_table_slots(const struct metrics *m, unsigned table)
     return table < m->ntables ? table_slots(&m->tables[table]) : 0;
 }
 
-static void
-deferred_run(struct rcu_head *head)
-{
-    struct deferred *d = caa_container_of(head, struct deferred, rcu);
-    TSAN_ACQUIRE(tsan_grace);
-    d->fn(d->p);
-    free(d);
-}
-
-int
-metrics_defer_free(void *p, void (*fn)(void *))
-{
-    struct deferred *d = malloc(sizeof(*d));
-    if (d == NULL) {
-        return -ENOMEM;
-    }
-    d->p = p;
-    d->fn = fn;
-    TSAN_RELEASE(tsan_grace); /* what the caller did happens before the callback */
-    urcu_memb_call_rcu(&d->rcu, deferred_run);
-    return 0;
-}
-
-void
-metrics_synchronize(void)
-{
-    urcu_memb_synchronize_rcu();
-}
-
-void
-metrics_read_lock(void)
-{
-    urcu_memb_read_lock();
-}
-
-void
-metrics_read_unlock(void)
-{
-    TSAN_RELEASE(tsan_grace);
-    urcu_memb_read_unlock();
-}
-
-void
-metrics_rcu_publish(void)
-{
-    TSAN_RELEASE(tsan_publish);
-}
-
-void
-metrics_rcu_subscribe(void)
-{
-    TSAN_ACQUIRE(tsan_publish);
-}
-
 static int
 cmp_ids(const void *a, const void *b)
 {
@@ -410,7 +289,7 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
     int rc = 0;
     /* One pass, growing the arrays as needed: counting first and copying in a second pass would
      * cut the list's tail (old blocks) whenever a block is registered (at the head) in between. */
-    metrics_read_lock();
+    prcu_read_lock();
     for (struct metrics_block *b = atomic_load_explicit(&m->head, memory_order_acquire); b != NULL;
          b = atomic_load_explicit(&b->next, memory_order_acquire)) {
         if (s->n == cap) {
@@ -435,7 +314,7 @@ metrics_snapshot_take(struct metrics *m, struct metrics_snapshot **out)
         }
         s->n++;
     }
-    metrics_read_unlock();
+    prcu_read_unlock();
     if (rc < 0) {
         metrics_snapshot_free(&s);
         return rc;

@@ -57,6 +57,7 @@
  * mc_admin_stats (admin thread). A message belongs to its origin until conn_forward(), to its
  * owner until rt_msg_return(), then to its origin again.
  */
+#include "petrel/prcu.h"
 #include "petrel/mc_server.h"
 
 #include "petrel_build.h"
@@ -499,10 +500,10 @@ publish_ttl(struct mc_worker *mw)
         return; /* the admin keeps the older view */
     }
     memcpy(copy, v, size);
-    metrics_rcu_publish();
+    prcu_publish();
     struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->rw.id], copy);
-    if (old != NULL && metrics_defer_free(old, free) < 0) {
-        metrics_synchronize(); /* rare: no memory for a deferred free, so wait for readers */
+    if (old != NULL && prcu_defer_free(old, free) < 0) {
+        prcu_synchronize(); /* rare: no memory for a deferred free, so wait for readers */
         free(old);
     }
 }
@@ -2128,10 +2129,10 @@ ttl_sum(void)
     if (sum == NULL) {
         return NULL;
     }
-    metrics_read_lock();
+    prcu_read_lock();
     for (unsigned w = 0; w < MAX_WORKERS; w++) {
         const struct ttl_view *v = rcu_dereference(ttl_views[w]);
-        metrics_rcu_subscribe();
+        prcu_subscribe();
         for (size_t i = 0; v != NULL && i < v->n; i++) {
             struct seg_ttl_stats *d = &sum[v->e[i].idx];
             d->ttl_lo = v->e[i].st.ttl_lo;
@@ -2141,7 +2142,7 @@ ttl_sum(void)
             d->bytes += v->e[i].st.bytes;
         }
     }
-    metrics_read_unlock();
+    prcu_read_unlock();
     return sum;
 }
 
@@ -2320,8 +2321,8 @@ mc_worker_teardown(void *ctx)
 {
     struct mc_worker *mw = ctx;
     struct ttl_view *old = rcu_xchg_pointer(&ttl_views[mw->rw.id], NULL);
-    if (old != NULL && metrics_defer_free(old, free) < 0) {
-        metrics_synchronize(); /* no memory for a deferred free: wait for readers here */
+    if (old != NULL && prcu_defer_free(old, free) < 0) {
+        prcu_synchronize(); /* no memory for a deferred free: wait for readers here */
         free(old);
     }
     route_worker_teardown(&mw->rw);

@@ -218,5 +218,81 @@ class PetrelOpenLoop(BenchChecks, unittest.TestCase):
         self.assertEqual(values, sorted(values), values)
 
 
+class PetrelFanout(BenchChecks, unittest.TestCase):
+    """--fanout 2, closed loop: 4 connections in 2 groups (one per client thread), each logical
+    request 2 gets."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(PETREL, "-t", "2", "-m", "64")
+        cls.rc, out, cls.err = bench(cls.server.port, "-c", "4", "--fanout", "2", "-t", "2", "-d", "2",
+                                     "--keys", "1000", "-v", "32", "--preload", "-w", "0.2",
+                                     "-D", "1")
+        cls.out = json.loads(out) if cls.rc == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def test_reports_the_logical_requests(self):
+        fan = self.out["fanout"]
+        self.assertEqual(fan["n"], 2)
+        self.assertGreater(fan["requests"], 0)
+        self.assertEqual(fan["unfinished"], 0)
+
+    def test_every_logical_request_is_two_gets(self):
+        self.assertEqual(self.out["requests"], 2 * self.out["fanout"]["requests"])
+        self.assertEqual(self.out["ops"]["get"], self.out["requests"])
+
+    def test_logical_latency_is_the_slowest_part(self):
+        fan, part = self.out["fanout"]["latency_us"], self.out["latency_us"]
+        values = [fan[p] for p in PERCENTILES]
+        self.assertEqual(values, sorted(values), values)
+        # The slowest part of the run is the slowest part of some logical request.
+        self.assertEqual(fan["max"], part["max"])
+        self.assertGreaterEqual(fan["min"], part["min"])
+        self.assertGreaterEqual(fan["mean"], part["mean"])
+
+
+class PetrelFanoutOpenLoop(unittest.TestCase):
+    """--fanout at a rate: the rate counts logical requests, and each sends its 4 gets."""
+
+    def test_answers_what_it_scheduled(self):
+        with Server(PETREL, "-t", "2", "-m", "64") as server:
+            rc, out, err = bench(server.port, "-c", "8", "--fanout", "4", "--keys", "1000",
+                                 "--rate", "500", "-w", "0.2", "-D", "1")
+        self.assertEqual(rc, 0, err)
+        report = json.loads(out)
+        fan = report["fanout"]
+        self.assertEqual(report["mode"], "open")
+        self.assertGreater(fan["scheduled"], 0)
+        self.assertEqual(fan["requests"], fan["scheduled"])
+        self.assertAlmostEqual(fan["per_s"], 500, delta=50)
+        self.assertEqual(report["scheduled"], 4 * fan["scheduled"])
+        self.assertEqual(report["requests"], 4 * fan["requests"])
+
+
+class FanoutCommandLine(unittest.TestCase):
+    """Fanout options that cannot work are refused with a one-line reason and status 64."""
+
+    def refused(self, *args):
+        p = subprocess.run([BENCH, "-s", "127.0.0.1:1", *args], capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 64, p.stderr)
+        return p.stderr.decode()
+
+    def test_connections_must_split_into_groups(self):
+        self.assertIn("multiple of --fanout", self.refused("-c", "8", "--fanout", "3"))
+
+    def test_every_thread_needs_a_group(self):
+        self.assertIn("at least --threads", self.refused("-c", "8", "-t", "4", "--fanout", "4"))
+
+    def test_mix_does_not_apply(self):
+        self.assertIn("--ratio does not apply",
+                      self.refused("-c", "8", "--fanout", "4", "--ratio", "9:1"))
+
+    def test_fanout_zero_is_refused(self):
+        self.assertIn("--fanout", self.refused("-c", "8", "--fanout", "0"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -5,6 +5,7 @@
  */
 #include "fake_rt.h"
 
+#include "petrel/prcu.h"
 #include "petrel/metrics.h"
 
 #include <errno.h>
@@ -141,7 +142,7 @@ registry_free(void)
 static int
 registry_get(const struct rt_product *p, unsigned n)
 {
-    metrics_thread_register();
+    prcu_thread_register();
     if (!registry.at_exit) {
         atexit(registry_free);
         registry.at_exit = true;

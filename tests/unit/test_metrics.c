@@ -1,4 +1,5 @@
 /* Unit tests of the metrics registry: histogram geometry, blocks, snapshots and renderers. */
+#include "petrel/prcu.h"
 #include "petrel/metrics.h"
 
 #include <criterion/criterion.h>
@@ -25,7 +26,7 @@ static struct metrics *reg;
 static void
 setup(void)
 {
-    metrics_thread_register();
+    prcu_thread_register();
     cr_assert_eq(metrics_create(&reg, tables, 2), 0);
 }
 
@@ -33,7 +34,7 @@ static void
 teardown(void)
 {
     metrics_destroy(&reg);
-    metrics_thread_unregister();
+    prcu_thread_unregister();
 }
 
 TestSuite(metrics, .init = setup, .fini = teardown);
@@ -319,7 +320,7 @@ Test(metrics, deferred_free_runs_after_the_grace_period)
 {
     int *p = malloc(sizeof(*p));
     *p = 5;
-    cr_assert_eq(metrics_defer_free(p, count_free), 0);
+    cr_assert_eq(prcu_defer_free(p, count_free), 0);
     metrics_destroy(&reg); /* waits for callbacks; the fini recreates nothing */
     cr_assert_eq(freed, 5);
 }

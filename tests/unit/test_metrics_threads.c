@@ -5,6 +5,7 @@
  * under the reader's feet). Checks: the reader's totals never go backwards, and after the
  * writers stop the totals are exact. Prints "N passed, N failed".
  */
+#include "petrel/prcu.h"
 #include "petrel/metrics.h"
 
 #include <pthread.h>
@@ -28,7 +29,7 @@ static void *
 writer(void *arg)
 {
     unsigned id = (unsigned)(uintptr_t)arg;
-    metrics_thread_register();
+    prcu_thread_register();
     struct metrics_block *b;
     if (metrics_block_register(reg, id, &b) < 0) {
         abort();
@@ -44,7 +45,7 @@ writer(void *arg)
         sched_yield();
     }
     metrics_block_unregister(reg, &b);
-    metrics_thread_unregister();
+    prcu_thread_unregister();
     return NULL;
 }
 
@@ -52,7 +53,7 @@ static void *
 churner(void *arg)
 {
     (void)arg;
-    metrics_thread_register();
+    prcu_thread_register();
     while (atomic_load(&stop_churn) == 0) {
         struct metrics_block *b;
         if (metrics_block_register(reg, 100, &b) == 0) {
@@ -60,7 +61,7 @@ churner(void *arg)
             metrics_block_unregister(reg, &b);
         }
     }
-    metrics_thread_unregister();
+    prcu_thread_unregister();
     return NULL;
 }
 
@@ -96,7 +97,7 @@ reader(void)
 int
 main(void)
 {
-    metrics_thread_register();
+    prcu_thread_register();
     if (metrics_create(&reg, &table, 1) < 0) {
         return 1;
     }
@@ -132,7 +133,7 @@ main(void)
     }
     pthread_join(c, NULL);
     metrics_destroy(&reg);
-    metrics_thread_unregister();
+    prcu_thread_unregister();
 
     unsigned passed = 0, failed = 0;
     printf("%s metrics: totals never go backwards and end exact under concurrent writers%s%s\n",

@@ -310,7 +310,7 @@ op_store(struct seg *s, struct model *m, int k, enum seg_store_mode mode)
     } else {
         p = was != ABSENT;
         cr_assert_eq(got, p ? if_present : if_absent, "key %d mode %d: got %s", k, mode,
-                     seg_result_str(got));
+                     seg_result_name(got));
     }
     if (got != SEG_STORED) {
         if (!p) {

@@ -28,31 +28,22 @@ seg_evict_policy_parse(const char *name, enum seg_evict_policy *out)
 }
 
 const char *
-seg_result_str(enum seg_result r)
+seg_result_name(enum seg_result r)
 {
-    switch (r) {
-    case SEG_OK:
-        return "";
-    case SEG_STORED:
-        return "STORED";
-    case SEG_NOT_STORED:
-        return "NOT_STORED";
-    case SEG_EXISTS:
-        return "EXISTS";
-    case SEG_NOT_FOUND:
-        return "NOT_FOUND";
-    case SEG_DELETED:
-        return "DELETED";
-    case SEG_TOUCHED:
-        return "TOUCHED";
-    case SEG_NON_NUMERIC:
-        return "CLIENT_ERROR cannot increment or decrement non-numeric value";
-    case SEG_TOO_LARGE:
-        return "SERVER_ERROR object too large for cache";
-    case SEG_NO_MEMORY:
-        return "SERVER_ERROR out of memory storing object";
-    }
-    return "SERVER_ERROR";
+    static const char *const names[] = {
+        [SEG_OK] = "ok",
+        [SEG_STORED] = "stored",
+        [SEG_NOT_STORED] = "not_stored",
+        [SEG_EXISTS] = "exists",
+        [SEG_NOT_FOUND] = "not_found",
+        [SEG_DELETED] = "deleted",
+        [SEG_TOUCHED] = "touched",
+        [SEG_NON_NUMERIC] = "non_numeric",
+        [SEG_TOO_LARGE] = "too_large",
+        [SEG_NO_MEMORY] = "no_memory",
+    };
+    return (unsigned)r < sizeof(names) / sizeof(names[0]) && names[r] != NULL ? names[r]
+                                                                              : "unknown";
 }
 
 static int64_t
