@@ -88,6 +88,10 @@ struct rt_port {
     const char *option; /* the product's OPT_UINT option holding the port; 0 there: off */
     unsigned proto;     /* what conn_protocol() says for its connections (not 0) */
     const char *name;   /* for the start-up log, e.g. "(resp)" */
+    /* What a client refused on this port past --max-conns reads before the close, in the
+     * port's protocol (e.g. Redis's "-ERR max number of clients reached\r\n"); NULL: the
+     * product's refusal. */
+    const char *refusal;
 };
 
 /*
@@ -99,8 +103,9 @@ struct rt_product {
     size_t request_max;     /* the largest request that must fit whole in the read buffer */
     size_t reply_max;       /* the largest reply one request may produce (0: request_max) */
     /* What a client refused past --max-conns reads before the close, in the product's protocol
-     * (e.g. memcached's "ERROR Too many open connections\r\n"); NULL: only the close. A TLS
-     * client never gets it (it would take the plain text for a broken record). */
+     * (e.g. memcached's "ERROR Too many open connections\r\n"); NULL: only the close. A port
+     * of ports[] may have its own (rt_port.refusal). A TLS client never gets it (it would take
+     * the plain text for a broken record). */
     const char *refusal;
     /* The name of the product's option (an OPT_UINT) that holds its TCP port, e.g. "port": the
      * runtime listens there, beside --tls-port. */

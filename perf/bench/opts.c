@@ -123,7 +123,7 @@ static int
 set_protocol(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 {
     o->proto = proto_find(arg);
-    return o->proto ? 0 : fail(err, errlen, "--protocol: '%s' is not memcache or ping", arg);
+    return o->proto ? 0 : fail(err, errlen, "--protocol: '%s' is not memcache, resp or ping", arg);
 }
 
 static int
@@ -432,7 +432,7 @@ set_version(struct bench_opts *o, const char *arg, char *err, size_t errlen)
 static const struct bench_opt bench_opt_table[] = {
     {"server", 's', "HOST:PORT", "127.0.0.1:11211", "server to load ([v6addr]:port for IPv6)",
      set_server},
-    {"protocol", 'P', "NAME", "memcache", "memcache (text) or ping", set_protocol},
+    {"protocol", 'P', "NAME", "memcache", "memcache (text), resp (Redis) or ping", set_protocol},
     {"threads", 't', "N", "1", "client threads, one epoll loop each", set_threads},
     {"connections", 'c', "N", "16",
      "connections in total, spread over the threads (0: --connect-rate only)", set_connections},
@@ -485,7 +485,8 @@ bench_opts_usage(FILE *f)
 {
     fprintf(f,
             "Usage: petrel-bench [OPTION]...\n"
-            "Load generator for memcache-protocol servers: a fixed request rate (open loop,\n"
+            "Load generator for memcache- and Redis-protocol servers: a fixed request rate (open "
+            "loop,\n"
             "latency timed from each request's scheduled send time) or as fast as possible.\n\n");
     for (size_t i = 0; i < NOPTS; i++) {
         const struct bench_opt *d = &bench_opt_table[i];

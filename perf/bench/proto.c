@@ -6,7 +6,7 @@
 const struct proto *
 proto_find(const char *name)
 {
-    static const struct proto *const all[] = {&proto_memcache, &proto_ping};
+    static const struct proto *const all[] = {&proto_memcache, &proto_resp, &proto_ping};
 
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (strcmp(all[i]->name, name) == 0) {

@@ -1,7 +1,7 @@
 /*
  * proto: the load generator's protocol interface. A protocol turns a drawn request into bytes
  * and recognises the reply to it; it does no I/O and keeps no state between calls, so a new
- * protocol (RESP, say) is one more file and one more entry in proto_find(), and it can be
+ * protocol is one more file and one more entry in proto_find(), and it can be
  * unit-tested on byte strings.
  *
  * Replies arrive in request order on a connection, so the caller hands parse() the command
@@ -46,6 +46,9 @@ struct proto {
 
 /** memcached's text protocol: get (multi-key), set, delete, incr. */
 extern const struct proto proto_memcache;
+
+/** The Redis protocol, RESP2: GET (MGET for a multi-key get), SET, DEL, INCR. */
+extern const struct proto proto_resp;
 
 /** The ping protocol: PING\r\n answered by PONG\r\n. */
 extern const struct proto proto_ping;

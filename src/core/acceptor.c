@@ -83,15 +83,28 @@ give_worker(struct runtime *rt, struct acc *a, void *item)
     return true;
 }
 
+/* What a client refused on the listener reads: its port's own refusal, or the product's. */
+static const char *
+refusal_of(const struct runtime *rt, unsigned listener)
+{
+    unsigned proto = rt->listen_proto[listener];
+    for (size_t k = 0; proto != 0 && k < rt->p->nports; k++) {
+        if (rt->p->ports[k].proto == proto && rt->p->ports[k].refusal != NULL) {
+            return rt->p->ports[k].refusal;
+        }
+    }
+    return rt->p->refusal;
+}
+
 static void
-reject(struct runtime *rt, int fd, bool tls)
+reject(struct runtime *rt, int fd, unsigned listener)
 {
     /* Counted first: a client that has read the refusal then finds it in the stats. */
     atomic_fetch_add_explicit(&rt->rejected, 1, memory_order_relaxed);
     /* Best effort, like memcached: the socket is new, so its buffer has room for one line. A TLS
      * client would take the plaintext line for a broken record: it only sees the close. */
-    const char *refusal = rt->p->refusal;
-    if (!tls && refusal != NULL) {
+    const char *refusal = refusal_of(rt, listener);
+    if (!rt->listen_tls[listener] && refusal != NULL) {
         (void)send(fd, refusal, strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     close(fd);
@@ -116,7 +129,7 @@ accept_from(struct runtime *rt, unsigned listener, struct acc *a)
         atomic_fetch_add_explicit(&rt->accepted, 1, memory_order_relaxed);
         /* max-conns may be reloaded: read the setting in force for every connection. */
         if (live_connections(rt, a) >= rt_live_get(rt).max_conns) {
-            reject(rt, fd, rt->listen_tls[listener]);
+            reject(rt, fd, listener);
             continue;
         }
         (void)sock_nodelay(fd);

@@ -2365,7 +2365,10 @@ request_limit(const struct config *cfg)
 
 /* The Redis protocol's port, beside memcached's. */
 static const struct rt_port resp_port[] = {
-    {.option = "resp-port", .proto = RESP_PROTO_ID, .name = "(resp)"},
+    {.option = "resp-port",
+     .proto = RESP_PROTO_ID,
+     .name = "(resp)",
+     .refusal = "-ERR max number of clients reached\r\n"}, /* Redis's, past maxclients */
 };
 
 const struct rt_product mc_product = {

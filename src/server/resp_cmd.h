@@ -26,7 +26,16 @@ static inline bool
 arg_is(const struct resp_arg *a, const char *s)
 {
     size_t n = strlen(s);
-    return a->len == n && strncasecmp(a->p, s, n) == 0;
+    if (a->len != n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a->p[i];
+        if ((c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c) != (unsigned char)s[i]) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static inline int

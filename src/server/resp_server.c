@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #define GET_MIN_ALLOW 1024 /* the least reply room of a forwarded GET: a hole and more */
@@ -656,14 +655,14 @@ resp_argv_grow(struct resp_arg **argv, uint32_t *cap, uint32_t need)
     return 0;
 }
 
-/* Back to the default room once a request of many arguments is done with. */
+/* Back to the default room (room entries) once a request of many arguments is done with. */
 static void
-argv_shrink(struct resp_arg **argv, uint32_t *cap)
+argv_shrink(struct resp_arg **argv, uint32_t *cap, uint32_t room)
 {
-    if (*cap > RESP_ARGS_MAX_DEFAULT) {
-        struct resp_arg *a = realloc(*argv, RESP_ARGS_MAX_DEFAULT * sizeof(*a));
+    if (*cap > room) {
+        struct resp_arg *a = realloc(*argv, room * sizeof(*a));
         *argv = a != NULL ? a : *argv;
-        *cap = a != NULL ? RESP_ARGS_MAX_DEFAULT : *cap;
+        *cap = a != NULL ? room : *cap;
     }
 }
 
@@ -859,10 +858,9 @@ rc_of(struct conn *c)
 /* A keyed command: here at once, or forwarded whole to its key's owner. */
 static int
 dispatch_keyed(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
-               const struct resp_req *req)
+               const struct resp_req *req, uint64_t hash)
 {
     struct route_worker *rw = w->rw;
-    uint64_t hash = mc_key_hash(req->argv[1].p, req->argv[1].len);
     unsigned owner = route_shard_of(hash, rw->n);
     if (owner == rw->id) {
         struct route_out o;
@@ -1121,10 +1119,11 @@ note_cmd(struct resp_conn *st, const struct cmd *cmd, const struct resp_req *req
     }
 }
 
+/* Run one request whose command is cmd (NULL: unknown); hash is its key's, for a keyed one. */
 static int
-dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct resp_req *req)
+dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct resp_req *req,
+         const struct cmd *cmd, uint64_t hash)
 {
-    const struct cmd *cmd = cmd_find(&req->argv[0]);
     int rc;
     route_lat_request(w->rw, cmd != NULL ? cmd->lat : 3);
     if (cmd == NULL ||
@@ -1150,7 +1149,7 @@ dispatch(struct resp_worker *w, struct conn *c, struct resp_conn *st, const stru
     }
     switch (cmd->kind) {
     case K_KEYED:
-        return dispatch_keyed(w, c, st, cmd, req);
+        return dispatch_keyed(w, c, st, cmd, req, hash);
     case K_MULTI:
         return dispatch_multi(w, c, st, cmd, req);
     case K_ALL:
@@ -1196,12 +1195,111 @@ conn_setup(struct resp_worker *w, struct resp_conn *st)
     resp_conn_born(st);
 }
 
+/*
+ * Requests parsed ahead of execution, so that their storage lookups overlap (as mc_on_data
+ * does): a key's bucket is prefetched when its request is parsed, its item ITEM_LEAD requests
+ * later. The argv of a batch share w->argv, which has room for two requests of the most
+ * arguments: a batch takes no more requests once half of it is used.
+ */
+#define AHEAD     16
+#define ITEM_LEAD 8
+#define ARGV_ROOM (2 * RESP_ARGS_MAX_DEFAULT) /* w->argv's entries between requests */
+
+struct ahead {
+    struct resp_req req; /* argc 0: bytes to drop without a reply (RESP_PARSE_SKIP) */
+    const struct cmd *cmd;
+    uint64_t hash; /* a keyed command's key's */
+    bool local;    /* keyed and owned by this worker: prefetched */
+};
+
+/*
+ * Find a parsed request's command, hash its key once and prefetch its bucket if it is ours.
+ * Returns whether requests behind it may be parsed before it runs: not behind one that may
+ * change how they parse (AUTH, HELLO, RESET: anything but a data command), nor behind an inline
+ * one (its quoted words live in the worker's one scratch).
+ */
+static bool
+prepare(struct resp_worker *w, struct ahead *a)
+{
+    a->cmd = cmd_find(&a->req.argv[0]);
+    a->hash = 0;
+    a->local = false;
+    if (a->cmd == NULL) {
+        return false;
+    }
+    if (a->cmd->kind == K_KEYED && a->req.argc >= 2) {
+        a->hash = mc_key_hash(a->req.argv[1].p, a->req.argv[1].len);
+        a->local = route_shard_of(a->hash, w->rw->n) == w->rw->id;
+        if (a->local) {
+            seg_prefetch(w->shard->seg, a->hash);
+        }
+    }
+    return !a->req.is_inline && (a->cmd->kind == K_KEYED || a->cmd->kind == K_MULTI);
+}
+
+/* Prefetch the items of batch[*done .. upto), whose buckets were prefetched a while ago. */
+static void
+prefetch_items(struct resp_worker *w, const struct ahead *batch, size_t *done, size_t upto)
+{
+    for (; *done < upto; (*done)++) {
+        if (batch[*done].local) {
+            seg_prefetch_item(w->shard->seg, batch[*done].hash);
+        }
+    }
+}
+
+/*
+ * Parse up to AHEAD requests from the input; returns the last parse's result, *n requests. Each
+ * request has the room of argv the batch left; *full says that the last one is complete but has
+ * more arguments than that (the caller grows argv when it is the first, else runs the batch and
+ * parses it again).
+ */
+static enum resp_parse_rc
+parse_batch(struct resp_worker *w, struct resp_conn *st, struct buf *in, struct ahead *batch,
+            size_t *n, bool *full)
+{
+    size_t off = 0, used = 0, items = 0;
+    enum resp_parse_rc last = RESP_PARSE_OK;
+    bool more = true;
+    *n = 0;
+    *full = false;
+    while (more && *n < AHEAD && off < buf_len(in)) {
+        struct ahead *a = &batch[*n];
+        resp_req_init(&a->req, w->argv + used, w->scratch);
+        a->req.argv_cap = w->argv_cap - (uint32_t)used;
+        last = resp_parse(&st->parser, buf_rptr(in) + off, buf_len(in) - off, &a->req);
+        if (last != RESP_PARSE_OK && last != RESP_PARSE_SKIP) {
+            /* Complete only once every argument is in: an announced count alone grows nothing. */
+            *full = last == RESP_PARSE_AGAIN && st->parser.argc > a->req.argv_cap &&
+                    st->parser.done == st->parser.argc;
+            break;
+        }
+        off += a->req.consumed;
+        used += a->req.argc;
+        a->local = false;
+        more = (last == RESP_PARSE_SKIP || prepare(w, a)) && used <= RESP_ARGS_MAX_DEFAULT;
+        if (++*n > ITEM_LEAD) {
+            prefetch_items(w, batch, &items, *n - ITEM_LEAD);
+        }
+    }
+    return last;
+}
+
+/* The batch stopped for room: everything not run is parsed again when the call comes back. */
+static enum rt_result
+batch_wait(struct resp_worker *w, struct conn *c, struct resp_conn *st)
+{
+    route_lat_settle(w->rw);
+    resp_parser_rewind(&st->parser);
+    return route_wait_result(c, &st->rc);
+}
+
 enum rt_result
 resp_on_data(struct resp_worker *w, struct conn *c)
 {
     struct resp_conn *st = rc_of(c);
     struct buf *in = conn_rbuf(c);
-    struct resp_req req;
+    struct ahead batch[AHEAD];
     if (st->kind != CONN_RESP) {
         conn_setup(w, st);
     }
@@ -1209,26 +1307,62 @@ resp_on_data(struct resp_worker *w, struct conn *c)
         return RT_ABORT;
     }
     while (buf_len(in) > 0) {
-        resp_req_init(&req, w->argv, w->scratch);
-        req.argv_cap = w->argv_cap;
-        if (st->barrier != 0 && st->rc.seq_head < st->barrier) {
-            resp_parser_rewind(&st->parser);
-            return route_wait_result(c, &st->rc); /* an MSETNX is not answered yet */
-        }
-        st->barrier = 0;
-        if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
-            resp_parser_rewind(&st->parser);
-            return route_wait_result(c, &st->rc);
-        }
-        enum resp_parse_rc pr = resp_parse(&st->parser, buf_rptr(in), buf_len(in), &req);
-        if (pr == RESP_PARSE_AGAIN && st->parser.argc > w->argv_cap) {
-            /* All there, with more arguments than argv has room for (bounded by the bytes). */
+        size_t n, items = 0;
+        bool full;
+        enum resp_parse_rc last = parse_batch(w, st, in, batch, &n, &full);
+        if (n == 0 && full) {
+            /* All there, with more arguments than argv has room for (bounded by the bytes):
+             * argv grows for it, and shrinks back once it is done. */
             if (resp_argv_grow(&w->argv, &w->argv_cap, st->parser.argc) < 0) {
                 return RT_ABORT;
             }
             continue;
         }
-        if (pr == RESP_PARSE_AGAIN) {
+        if (n > 0) {
+            route_lat_begin(w->rw);
+        }
+        for (size_t i = 0; i < n; i++) {
+            struct ahead *a = &batch[i];
+            if (n > 1) {
+                prefetch_items(w, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
+            }
+            if (a->req.argc == 0) {
+                buf_consume(in, a->req.consumed);
+                continue;
+            }
+            if (st->barrier != 0 && st->rc.seq_head < st->barrier) {
+                return batch_wait(w, c, st); /* an MSETNX is not answered yet */
+            }
+            st->barrier = 0;
+            if (route_blocked(c, &st->rc) || st->rc.qlen >= ROUTE_SLOTS_MAX) {
+                return batch_wait(w, c, st);
+            }
+            int r = dispatch(w, c, st, &a->req, a->cmd, a->hash);
+            if (r == EX_WAIT || r == EX_STOP) {
+                return batch_wait(w, c, st);
+            }
+            if (r < 0) {
+                return RT_ABORT;
+            }
+            route_lat_answered(w->rw);
+            buf_consume(in, a->req.consumed);
+            if (r == EX_CLOSE) {
+                route_lat_settle(w->rw);
+                return RT_CLOSE;
+            }
+            if (route_flush(w->rw, c, &st->rc) < 0) {
+                return RT_ABORT;
+            }
+        }
+        route_lat_settle(w->rw);
+        if (n > 0) {
+            argv_shrink(&w->argv, &w->argv_cap, ARGV_ROOM);
+            argv_shrink(&w->margv, &w->margv_cap, RESP_ARGS_MAX_DEFAULT);
+        }
+        if (full) {
+            continue; /* a request of many arguments behind the batch: argv grows for it */
+        }
+        if (last == RESP_PARSE_AGAIN) {
             /* Room for the whole request at once: a large value is read in place. */
             if (st->parser.need > buf_len(in) &&
                 conn_rbuf_want(c, st->parser.need - buf_len(in)) < 0) {
@@ -1238,45 +1372,22 @@ resp_on_data(struct resp_worker *w, struct conn *c)
             }
             break;
         }
-        if (pr == RESP_PARSE_SKIP) {
-            buf_consume(in, req.consumed);
-            continue;
-        }
-        if (pr == RESP_PARSE_ERROR) {
-            if (st->rc.qlen > 0) {
+        if (last == RESP_PARSE_ERROR) {
+            if (st->rc.qlen > 0 || route_blocked(c, &st->rc)) {
                 /* Framing is lost, but the replies before it go first: answered once they
                  * are all sent (the bytes are parsed again then). */
                 resp_parser_rewind(&st->parser);
                 return route_wait_result(c, &st->rc);
             }
+            const struct resp_req *req = &batch[n].req;
             struct route_out o;
             if (route_reply_out(w->rw, c, &st->rc, &o) < 0 ||
-                resp_compose_error(o.b, req.err.msg, req.err.len) < 0) {
+                resp_compose_error(o.b, req->err.msg, req->err.len) < 0) {
                 return RT_ABORT;
             }
             route_out_done(c, &st->rc, &o);
             buf_consume(in, buf_len(in));
             return RT_CLOSE;
-        }
-        route_lat_begin(w->rw);
-        int r = dispatch(w, c, st, &req);
-        if (r == EX_WAIT || r == EX_STOP) {
-            resp_parser_rewind(&st->parser);
-            return route_wait_result(c, &st->rc);
-        }
-        if (r < 0) {
-            return RT_ABORT;
-        }
-        route_lat_answered(w->rw);
-        route_lat_settle(w->rw);
-        buf_consume(in, req.consumed);
-        argv_shrink(&w->argv, &w->argv_cap);
-        argv_shrink(&w->margv, &w->margv_cap);
-        if (r == EX_CLOSE) {
-            return RT_CLOSE;
-        }
-        if (route_flush(w->rw, c, &st->rc) < 0) {
-            return RT_ABORT;
         }
     }
     return route_end_result(c, &st->rc);
@@ -1327,9 +1438,10 @@ resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard
     if (rc < 0) {
         return rc;
     }
-    w->argv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->argv));
+    w->argv = malloc(ARGV_ROOM * sizeof(*w->argv));
     w->margv = malloc(RESP_ARGS_MAX_DEFAULT * sizeof(*w->margv));
-    w->argv_cap = w->margv_cap = RESP_ARGS_MAX_DEFAULT;
+    w->argv_cap = ARGV_ROOM;
+    w->margv_cap = RESP_ARGS_MAX_DEFAULT;
     w->scratch = malloc(RESP_INLINE_MAX_DEFAULT);
     if (w->argv == NULL || w->margv == NULL || w->scratch == NULL) {
         resp_worker_teardown(w);

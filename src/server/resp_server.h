@@ -38,8 +38,8 @@ struct resp_worker {
     struct route_worker *rw;
     struct mc_shard *shard;
     size_t max_value;      /* the largest value stored (-I minus its room for key and header) */
-    struct resp_arg *argv; /* argv of the request being executed: argv_cap entries, grown for a
-                              request of more (RESP_ARGS_MAX_DEFAULT between them) */
+    struct resp_arg *argv; /* argv of the requests parsed ahead: argv_cap entries (ARGV_ROOM,
+                              grown for a request of more, RESP_ARGS_MAX_DEFAULT between them) */
     uint32_t argv_cap, margv_cap;
     char *scratch; /* its inline scratch (RESP_INLINE_MAX_DEFAULT) */
     /* A message's request, parsed again by its owner: as many arguments as a connection's

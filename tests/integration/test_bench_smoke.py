@@ -1,10 +1,12 @@
-"""petrel-bench smoke runs: about a second each against petrel-ping and petrel.
+"""petrel-bench smoke runs: about a second each against petrel-ping and petrel (memcache and
+RESP).
 
 They check that the report makes sense (requests counted, no errors, gets hit after a preload,
 percentiles positive and in order), not how fast anything is.
 """
 import json
 import os
+import socket
 import subprocess
 import unittest
 
@@ -101,6 +103,60 @@ class PetrelPreloaded(BenchChecks, unittest.TestCase):
     def test_mix_has_gets_and_sets(self):
         self.assertGreater(self.out["ops"]["get"], self.out["ops"]["set"])
         self.assertGreater(self.out["ops"]["set"], 0)
+
+
+class PetrelRespPreloaded(BenchChecks, unittest.TestCase):
+    """Closed loop over RESP (--resp-port), pipelines 4 deep, gets of two keys (MGET), sets and
+    incrs, after --preload: every get must hit."""
+
+    @classmethod
+    def setUpClass(cls):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            resp_port = s.getsockname()[1]
+        cls.server = Server(PETREL, "-t", "2", "-m", "64", "--resp-port", str(resp_port))
+        cls.server.port = resp_port
+        cls.rc, out, cls.err = bench(resp_port, "-P", "resp", "-c", "4", "-d", "4", "--keys",
+                                     "2000", "-v", "32", "--ratio", "9:1:0:1", "-m", "2",
+                                     "--preload", "-w", "0.2", "-D", "1")
+        cls.out = json.loads(out) if cls.rc == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def test_says_resp(self):
+        self.assertEqual(self.out["protocol"], "resp")
+
+    def test_preload_wrote_every_key_and_counter(self):
+        self.assertEqual(self.out["preload_sets"], 4000)
+        self.assertEqual(self.out["preload_errors"], 0)
+
+    def test_every_get_hits_after_preload(self):
+        self.assertGreater(self.out["get_keys"], 0)
+        self.assertEqual(self.out["get_keys"], 2 * self.out["ops"]["get"])
+        self.assertEqual(self.out["get_hits"], self.out["get_keys"])
+
+    def test_mix_has_gets_sets_and_incrs(self):
+        for op in ("get", "set", "incr"):
+            self.assertGreater(self.out["ops"][op], 0, op)
+
+
+class PetrelRespCountsMisses(unittest.TestCase):
+    """Gets of keys never written are misses over RESP, not errors."""
+
+    def test_gets_without_preload_miss(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            resp_port = s.getsockname()[1]
+        with Server(PETREL, "-t", "1", "-m", "64", "--resp-port", str(resp_port)):
+            rc, out, err = bench(resp_port, "-P", "resp", "-c", "2", "--ratio", "1:0",
+                                 "-w", "0", "-D", "0.3")
+        self.assertEqual(rc, 0, err)
+        report = json.loads(out)
+        self.assertGreater(report["get_keys"], 0)
+        self.assertEqual(report["get_hits"], 0)
+        self.assertEqual(report["errors"], 0)
 
 
 def served(server):

@@ -16,6 +16,8 @@ import tempfile
 from harness import Server, run
 from test_hostile import sanitized
 
+from harness import Server, recv_until_closed
+
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
 
@@ -200,6 +202,18 @@ class RespServer(unittest.TestCase):
         self.assertEqual(self.c.call("EXISTS", *keys, "missing"), b":100000\r\n")
         self.assertEqual(self.c.call("DEL", *keys), b":100000\r\n")
         self.assertEqual(self.c.call("DBSIZE"), b":0\r\n")
+
+    def test_a_request_of_100000_keys_behind_small_ones_in_one_pipeline(self):
+        # Requests are parsed ahead in batches sharing one argv: one that does not fit what the
+        # batch left runs after the batch, with argv grown for it, and its replies stay in order.
+        keys = ["p%d" % i for i in range(100000)]
+        data = mb("SET", "p0", "x") + mb("GET", "p0") + mb("EXISTS", *keys) + mb("GET", "p0")
+        self.c.sock.sendall(data)
+        replies = []
+        for _ in range(4):
+            r, self.c.buf = read_reply(self.c.sock, self.c.buf)
+            replies.append(r)
+        self.assertEqual(replies, [b"+OK\r\n", b"$1\r\nx\r\n", b":1\r\n", b"$1\r\nx\r\n"])
 
     def test_a_request_past_16_mib_closes_the_connection(self):
         # Redis closes past its query buffer limit; Petrel's is 16 MiB a request.
@@ -870,6 +884,86 @@ class PythonRedis(unittest.TestCase):
         self.assertEqual(r.client_info()["id"], r.client_id())
         self.assertIn("redis_version", r.info())
         r.close()
+
+
+class RespConnLimit(unittest.TestCase):
+    """Past --max-conns the RESP port refuses with Redis's error, the memcached port with
+    memcached's: each listener has its own refusal."""
+
+    def refused(self, srv, port):
+        with srv.connect(port) as extra:
+            return recv_until_closed(extra)
+
+    def test_resp_port_refuses_with_redis_error_and_memcached_port_with_memcacheds(self):
+        srv, port = start_petrel("--max-conns", "3")
+        try:
+            held = [Client(port) for _ in range(3)]
+            for c in held:
+                self.assertEqual(c.call("PING"), b"+PONG\r\n")
+            self.assertEqual(self.refused(srv, port), b"-ERR max number of clients reached\r\n")
+            self.assertEqual(self.refused(srv, srv.port), b"ERROR Too many open connections\r\n")
+            held.pop().close()
+            deadline = time.monotonic() + 10
+            while True:  # the worker sees the close a moment later
+                with srv.connect(port) as s:
+                    s.sendall(mb("PING"))
+                    s.settimeout(10)
+                    got = s.recv(100)
+                if got == b"+PONG\r\n" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(got, b"+PONG\r\n")
+            for c in held:
+                c.close()
+        finally:
+            srv.stop()
+
+
+@unittest.skipUnless(REDIS_SERVER, "redis-server not found (set REDIS_SERVER)")
+class RespPipelines(unittest.TestCase):
+    """One write of many requests (more than a batch parsed ahead), mixing data commands with
+    the forms that end a batch (inline requests, empty ones, a local command) and ending in a
+    protocol error: petrel's whole reply stream equals redis-server's, byte for byte."""
+
+    def stream(self):
+        reqs = [mb("SET", "p%d" % i, "v" * i) for i in range(20)]
+        reqs += [b"*0\r\n", b"\r\n", b"GET p3\r\n", b"SET q \"a b\"\r\n", mb("GET", "q")]
+        reqs += [mb("GET", "p%d" % i) for i in range(20)]
+        reqs += [mb("MGET", "p1", "nope", "p2"), mb("INCR", "n"), mb("PING"), mb("INCR", "n")]
+        reqs += [mb("DEL", "p1", "p2", "nope"), mb("get", "P1"), mb("GET", "p1")]
+        return b"".join(reqs) + b"*1\r\n$x\r\n" + mb("PING")
+
+    def replies(self, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(mb("FLUSHALL"))
+            self.assertEqual(s.recv(100), b"+OK\r\n")
+            s.sendall(self.stream())
+            return recv_until_closed(s)
+
+    def test_a_long_pipeline_answers_as_redis_does(self):
+        rport = free_port()
+        redis_proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv, port = start_petrel()
+        try:
+            deadline = time.time() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", rport), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.05)
+            ours, theirs = self.replies(port), self.replies(rport)
+            self.assertTrue(theirs.endswith(b"-ERR Protocol error: invalid bulk length\r\n"))
+            self.assertEqual(ours, theirs)
+        finally:
+            srv.stop()
+            redis_proc.terminate()
+            redis_proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ Test(bench_opts, bad_values_are_refused_with_a_message)
         {"--value-size", "2000000"}, {"--ratio", "1"},         {"--ratio", "0:0"},
         {"--ratio", "1:a"},          {"--ratio", "1:1:1:1:1"}, {"--multiget", "257"},
         {"--duration", "0"},         {"--warmup", "-1"},       {"--server", "localhost"},
-        {"--server", "host:70000"},  {"--protocol", "resp"},
+        {"--server", "host:70000"},  {"--protocol", "redis"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *argv[] = {"petrel-bench", (char *)bad[i][0], (char *)bad[i][1], NULL};

@@ -1,4 +1,5 @@
-/* Unit tests for perf/bench protocols: memcache text and ping, composed and parsed as bytes. */
+/* Unit tests for perf/bench protocols: memcache text, RESP and ping, composed and parsed as bytes.
+ */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
@@ -181,5 +182,85 @@ Test(bench_proto, protocols_are_found_by_name)
 {
     cr_assert_eq(proto_find("memcache"), &proto_memcache);
     cr_assert_eq(proto_find("ping"), &proto_ping);
-    cr_assert_null(proto_find("resp"));
+    cr_assert_eq(proto_find("resp"), &proto_resp);
+    cr_assert_null(proto_find("redis"));
+}
+
+static ssize_t
+resp_parse(const char *s, enum op_type op, uint32_t nkeys, struct proto_result *res)
+{
+    return proto_resp.parse(s, strlen(s), op, nkeys, res);
+}
+
+Test(bench_proto, resp_composes_multibulk_requests)
+{
+    struct request get = {.op = OP_GET, .nkeys = 1, .key = {1}};
+    struct request mget = {.op = OP_GET, .nkeys = 2, .key = {1, 22}};
+    struct request set = {.op = OP_SET, .nkeys = 1, .key = {7}, .value_len = 5};
+    struct request del = {.op = OP_DELETE, .nkeys = 1, .key = {3}};
+    struct request inc = {.op = OP_INCR, .ns = KEY_NS_COUNTER, .nkeys = 1, .key = {4}};
+    cr_assert_eq(proto_resp.compose(&out, &w, &get), 0);
+    cr_assert_eq(proto_resp.compose(&out, &w, &mget), 0);
+    cr_assert_eq(proto_resp.compose(&out, &w, &set), 0);
+    cr_assert_eq(proto_resp.compose(&out, &w, &del), 0);
+    cr_assert_eq(proto_resp.compose(&out, &w, &inc), 0);
+    assert_out("*2\r\n$3\r\nGET\r\n$4\r\nk001\r\n"
+               "*3\r\n$4\r\nMGET\r\n$4\r\nk001\r\n$4\r\nk022\r\n"
+               "*3\r\n$3\r\nSET\r\n$4\r\nk007\r\n$5\r\nabcde\r\n"
+               "*2\r\n$3\r\nDEL\r\n$4\r\nk003\r\n"
+               "*2\r\n$4\r\nINCR\r\n$4\r\nn004\r\n");
+}
+
+Test(bench_proto, resp_gets_hit_on_a_bulk_and_miss_on_a_null)
+{
+    struct proto_result res;
+    cr_assert_eq(resp_parse("$5\r\nab\r\nd\r\n", OP_GET, 1, &res), 11);
+    cr_assert_eq(res.hits, 1);
+    cr_assert_eq(resp_parse("$-1\r\n", OP_GET, 1, &res), 5);
+    cr_assert_eq(res.misses, 1);
+    cr_assert_eq(resp_parse("_\r\n", OP_GET, 1, &res), 3);
+    cr_assert_eq(res.misses, 1);
+    cr_assert_eq(resp_parse("*3\r\n$1\r\na\r\n$-1\r\n$0\r\n\r\n", OP_GET, 3, &res), 22);
+    cr_assert_eq(res.hits, 2);
+    cr_assert_eq(res.misses, 1);
+}
+
+Test(bench_proto, resp_an_incomplete_reply_asks_for_more_at_every_cut)
+{
+    struct proto_result res;
+    const char *r = "*2\r\n$5\r\nabcde\r\n$-1\r\n";
+    size_t n = strlen(r);
+    for (size_t cut = 0; cut < n; cut++) {
+        cr_assert_eq(proto_resp.parse(r, cut, OP_GET, 2, &res), 0, "cut at %zu", cut);
+    }
+    cr_assert_eq(proto_resp.parse(r, n, OP_GET, 2, &res), (ssize_t)n);
+    cr_assert_eq(res.hits, 1);
+}
+
+Test(bench_proto, resp_other_replies_are_hits_misses_or_errors)
+{
+    struct proto_result res;
+    cr_assert_eq(resp_parse("+OK\r\n", OP_SET, 1, &res), 5);
+    cr_assert_eq(res.hits, 1);
+    cr_assert_eq(resp_parse("$-1\r\n", OP_SET, 1, &res), 5);
+    cr_assert_eq(res.misses, 1);
+    cr_assert_eq(resp_parse(":1\r\n", OP_DELETE, 1, &res), 4);
+    cr_assert_eq(res.hits, 1);
+    cr_assert_eq(resp_parse(":0\r\n", OP_DELETE, 1, &res), 4);
+    cr_assert_eq(res.misses, 1);
+    cr_assert_eq(resp_parse(":-7\r\n", OP_INCR, 1, &res), 5);
+    cr_assert_eq(res.hits, 1);
+    cr_assert_eq(resp_parse("-OOM command not allowed\r\n", OP_SET, 1, &res), 26);
+    cr_assert(res.error);
+}
+
+Test(bench_proto, resp_a_reply_that_fits_no_request_is_a_framing_error)
+{
+    struct proto_result res;
+    cr_assert_eq(resp_parse("+OK\r\n", OP_GET, 1, &res), -EPROTO);
+    cr_assert_eq(resp_parse(":1\r\n", OP_SET, 1, &res), -EPROTO);
+    cr_assert_eq(resp_parse("$2\r\nabcd\r\n", OP_GET, 1, &res), -EPROTO);
+    cr_assert_eq(resp_parse("*1\r\n$1\r\na\r\n", OP_GET, 2, &res), -EPROTO);
+    cr_assert_eq(resp_parse(":1x\r\n", OP_DELETE, 1, &res), -EPROTO);
+    cr_assert_eq(resp_parse("+OK\n", OP_SET, 1, &res), -EPROTO);
 }

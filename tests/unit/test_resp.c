@@ -947,3 +947,43 @@ Test(resp_parse, argv_cap_asks_the_caller_to_grow_argv)
     cr_assert_eq(req.argc, 3);
     cr_assert(big[2].len == 1 && big[2].p[0] == 'c');
 }
+
+/*
+ * The one-pass path for whole requests and the checked path must agree on every input: random
+ * multibulk streams with random corruptions, each parsed whole (the one-pass path takes what it
+ * can) and byte by byte (always the checked path).
+ */
+Test(resp_split, whole_requests_parse_as_the_checked_path_does)
+{
+    static const char alphabet[] = "*$\r\n0123456789-x ";
+    struct resp_parser_opts small = {.max_inline = 40, .max_bulk = 12, .max_args = 6};
+    unsigned seed = 12345;
+    char in[256];
+    size_t cuts[sizeof(in) + 1];
+    for (size_t i = 0; i <= sizeof(in); i++) {
+        cuts[i] = i;
+    }
+    for (int round = 0; round < 3000; round++) {
+        size_t n = 0;
+        int reqs = 1 + rand_r(&seed) % 3;
+        for (int r = 0; r < reqs && n < 200; r++) {
+            int argc = rand_r(&seed) % 8;
+            n += (size_t)snprintf(in + n, sizeof(in) - n, "*%d\r\n", argc);
+            for (int a = 0; a < argc && n < 200; a++) {
+                int len = rand_r(&seed) % 15;
+                n += (size_t)snprintf(in + n, sizeof(in) - n, "$%d\r\n%.*s\r\n", len, len,
+                                      "abcdefghijklmnopq");
+            }
+        }
+        int flips = rand_r(&seed) % 3;
+        for (int f = 0; f < flips; f++) {
+            in[rand_r(&seed) % n] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+        }
+        n -= (size_t)(rand_r(&seed) % 2 ? rand_r(&seed) % (n / 4 + 1) : 0);
+        char *whole = transcript_opts(in, n, &small, false);
+        char *bytewise = transcript_cuts(in, n, cuts, n + 1, &small, false);
+        cr_assert_str_eq(whole, bytewise, "input [%.*s]", (int)n, in);
+        free(whole);
+        free(bytewise);
+    }
+}

@@ -253,10 +253,62 @@ mbulk_argv(const struct resp_parser *p, const char *buf, struct resp_req *req)
     req->argc = p->argc;
 }
 
+/*
+ * The common case in one pass: a whole, well-formed multibulk already buffered, its counts plain
+ * digits. Fills argv and returns true; anything else (a byte missing, an odd count, an
+ * authentication limit in force) returns false with nothing changed, and the checked path,
+ * which gives every error its Redis text, parses it from the start. For a request it accepts,
+ * both paths give the same argv and the same length.
+ */
+static bool
+mbulk_fast(const struct resp_parser *p, const char *buf, size_t n, struct resp_req *req)
+{
+    /* Counts of up to 18 digits cannot overflow; a count line that long is not fast. */
+    enum { DIGITS_MAX = 18 };
+    if (p->auth_required || p->opts.max_inline < 2 * DIGITS_MAX) {
+        return false;
+    }
+    size_t pos = 1;
+    uint64_t argc = 0;
+    while (pos < n && buf[pos] >= '0' && buf[pos] <= '9' && pos <= DIGITS_MAX) {
+        argc = argc * 10 + (uint64_t)(buf[pos++] - '0');
+    }
+    /* "*0", a leading zero, no digit, or the line's end not in: the checked path's. */
+    if (pos == 1 || buf[1] == '0' || pos + 1 >= n || buf[pos] != '\r' || argc > p->opts.max_args ||
+        (req->argv_cap != 0 && argc > req->argv_cap)) {
+        return false; /* too many for argv: the checked path says so (RESP_PARSE_AGAIN) */
+    }
+    pos += 2;
+    for (uint64_t i = 0; i < argc; i++) {
+        if (pos >= n || buf[pos] != '$') {
+            return false;
+        }
+        size_t start = ++pos;
+        uint64_t len = 0;
+        while (pos < n && buf[pos] >= '0' && buf[pos] <= '9' && pos - start < DIGITS_MAX) {
+            len = len * 10 + (uint64_t)(buf[pos++] - '0');
+        }
+        if (pos == start || (buf[start] == '0' && pos - start > 1) || pos + 1 >= n ||
+            buf[pos] != '\r' || len > p->opts.max_bulk || len > n - pos - 2 ||
+            n - pos - 2 - len < 2) {
+            return false;
+        }
+        pos += 2;
+        req->argv[i] = (struct resp_arg){.p = buf + pos, .len = (size_t)len};
+        pos += (size_t)len + 2;
+    }
+    req->argc = (uint32_t)argc;
+    req->consumed = pos;
+    return true;
+}
+
 static enum resp_parse_rc
 parse_multibulk(struct resp_parser *p, const char *buf, size_t n, struct resp_req *req)
 {
     if (p->argc == 0) {
+        if (p->scanned == 0 && mbulk_fast(p, buf, n, req)) {
+            return RESP_PARSE_OK;
+        }
         enum resp_parse_rc rc = mbulk_header(p, buf, n, req);
         if (rc != RESP_PARSE_OK || p->argc == 0) {
             return rc;
