@@ -1024,6 +1024,8 @@ dispatch_multi(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     return 0;
 }
 
+static int command(const struct resp_conn *st, const struct resp_req *req, struct buf *b);
+
 /* Commands that need no shard. */
 static int
 dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, const struct cmd *cmd,
@@ -1070,11 +1072,7 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     } else if (strcmp(n, "client") == 0) {
         rc = resp_client(w, c, st, req, b);
     } else if (strcmp(n, "command") == 0) {
-        /* Enough for redis-cli, which asks for the command docs to give hints: none here. */
-        rc = req->argc >= 2 && arg_is(&req->argv[1], "count")
-                 ? resp_compose_int(b, (int64_t)(sizeof(cmds) / sizeof(cmds[0])))
-             : req->argc >= 2 && arg_is(&req->argv[1], "docs") ? resp_compose_map(b, st->proto, 0)
-                                                               : resp_compose_array(b, 0);
+        rc = command(st, req, b);
     } else {
         rc = resp_info(w, st, req, b);
     }
@@ -1082,11 +1080,136 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
     return rc;
 }
 
+/*
+ * COMMAND [INFO name...]: each command as Redis 7 describes it, in part: name, arity, flags
+ * (write or readonly, for the commands that touch keys), and where its keys are (first, last,
+ * step); no ACL categories, tips, key specifications or subcommands (empty). What a client needs
+ * to find a command's keys (e.g. to route it). Unknown names: a null, as Redis.
+ */
+static int
+command_info(struct buf *b, enum resp_proto v, const struct cmd *cmd)
+{
+    if (cmd == NULL) {
+        return resp_compose_null(b, v);
+    }
+    bool many = cmd->kind == K_MULTI || strcmp(cmd->name, "msetnx") == 0;
+    bool keyed = cmd->kind == K_KEYED || many;
+    int step = strcmp(cmd->name, "mset") == 0 || strcmp(cmd->name, "msetnx") == 0 ? 2 : 1;
+    bool writes = cmd->lat == 1 || cmd->lat == 2 || strncmp(cmd->name, "flush", 5) == 0 ||
+                  strcmp(cmd->name, "persist") == 0 || strstr(cmd->name, "expire") != NULL ||
+                  strcmp(cmd->name, "getex") == 0;
+    const char *flag = !keyed && cmd->kind != K_ALL ? NULL : writes ? "write" : "readonly";
+    int rc = resp_compose_array(b, 10);
+    rc = rc < 0 ? rc : resp_compose_bulk(b, cmd->name, strlen(cmd->name));
+    rc = rc < 0 ? rc : resp_compose_int(b, cmd->arity);
+    rc = rc < 0 ? rc : resp_compose_set(b, v, flag != NULL);
+    rc = rc < 0 || flag == NULL ? rc : resp_compose_simple(b, flag, strlen(flag));
+    rc = rc < 0 ? rc : resp_compose_int(b, keyed ? 1 : 0);
+    rc = rc < 0 ? rc : resp_compose_int(b, !keyed ? 0 : many ? -1 : 1);
+    rc = rc < 0 ? rc : resp_compose_int(b, keyed ? step : 0);
+    rc = rc < 0 ? rc : resp_compose_set(b, v, 0);
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        rc = resp_compose_array(b, 0); /* tips, key specifications, subcommands */
+    }
+    return rc;
+}
+
+static int
+command(const struct resp_conn *st, const struct resp_req *req, struct buf *b)
+{
+    const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]);
+    if (req->argc >= 2 && arg_is(&req->argv[1], "count")) {
+        return resp_compose_int(b, (int64_t)ncmds);
+    }
+    if (req->argc >= 2 && arg_is(&req->argv[1], "docs")) {
+        return resp_compose_map(b, st->proto, 0); /* redis-cli's hints: none here */
+    }
+    if (req->argc >= 3 && arg_is(&req->argv[1], "info")) {
+        int rc = resp_compose_array(b, req->argc - 2);
+        for (uint32_t i = 2; i < req->argc && rc == 0; i++) {
+            rc = command_info(b, st->proto, cmd_find(&req->argv[i]));
+        }
+        return rc;
+    }
+    if (req->argc == 1 || (req->argc == 2 && arg_is(&req->argv[1], "info"))) {
+        int rc = resp_compose_array(b, ncmds);
+        for (size_t i = 0; i < ncmds && rc == 0; i++) {
+            rc = command_info(b, st->proto, &cmds[i]);
+        }
+        return rc;
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg), "unknown subcommand '%.*s'. Try COMMAND HELP.",
+             (int)(req->argv[1].len > 64 ? 64 : req->argv[1].len), req->argv[1].p);
+    return reply_err(b, msg);
+}
+
+/*
+ * Commands of Redis's other data types: Petrel keeps strings only, and says so, rather than
+ * "unknown command" (which reads as a typo or an old server). Looked up only for commands the
+ * table does not have.
+ */
+static const struct {
+    const char *type;
+    const char *names;
+} other_types[] = {
+    {"lists", " lpush rpush lpushx rpushx lpop rpop llen lrange lindex lset lrem ltrim linsert "
+              "lpos lmove blmove blpop brpop rpoplpush brpoplpush lmpop blmpop "},
+    {"hashes", " hset hsetnx hget hmset hmget hdel hlen hgetall hkeys hvals hexists hincrby "
+               "hincrbyfloat hstrlen hscan hrandfield "},
+    {"sets", " sadd srem smembers sismember smismember scard spop srandmember sinter "
+             "sintercard sinterstore sunion sunionstore sdiff sdiffstore smove sscan "},
+    {"sorted sets", " zadd zrem zcard zcount zincrby zscore zmscore zrank zrevrank zrange "
+                    "zrangestore zrangebyscore zrevrange zrevrangebyscore zrangebylex "
+                    "zrevrangebylex zlexcount zpopmin zpopmax bzpopmin bzpopmax zmpop bzmpop "
+                    "zremrangebyrank zremrangebyscore zremrangebylex zunion zunionstore zinter "
+                    "zinterstore zintercard zdiff zdiffstore zrandmember zscan "},
+    {"streams", " xadd xrange xrevrange xlen xread xreadgroup xgroup xack xclaim xautoclaim "
+                "xpending xtrim xdel xinfo xsetid "},
+    {"HyperLogLogs", " pfadd pfcount pfmerge "},
+    {"geospatial indexes", " geoadd geodist geohash geopos georadius georadius_ro "
+                           "georadiusbymember georadiusbymember_ro geosearch geosearchstore "},
+    {"bitmaps", " setbit getbit bitcount bitop bitpos bitfield bitfield_ro "},
+};
+
+/* The type of Redis's whose command name is, or NULL. */
+static const char *
+other_type(const struct resp_arg *name)
+{
+    char key[24];
+    if (name->len == 0 || name->len > sizeof(key) - 3) {
+        return NULL;
+    }
+    key[0] = ' ';
+    for (size_t i = 0; i < name->len; i++) {
+        char ch = name->p[i];
+        if (ch == ' ' || ch == '\0') {
+            return NULL;
+        }
+        key[i + 1] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    }
+    key[name->len + 1] = ' ';
+    key[name->len + 2] = '\0';
+    for (size_t i = 0; i < sizeof(other_types) / sizeof(other_types[0]); i++) {
+        if (strstr(other_types[i].names, key) != NULL) {
+            return other_types[i].type;
+        }
+    }
+    return NULL;
+}
+
 /* Redis's refusal of a command it does not know, arguments quoted (128 bytes of them at most). */
 static int
 unknown(struct buf *b, const struct resp_req *req)
 {
     char msg[512];
+    const char *type = other_type(&req->argv[0]);
+    if (type != NULL) {
+        int k = snprintf(msg, sizeof(msg),
+                         "unsupported command '%.*s': Petrel keeps strings only, not %s",
+                         (int)req->argv[0].len, req->argv[0].p, type);
+        return resp_compose_error(b, msg, (size_t)k);
+    }
     int n = snprintf(msg, sizeof(msg), "unknown command '%.*s', with args beginning with: ",
                      (int)(req->argv[0].len > 128 ? 128 : req->argv[0].len), req->argv[0].p);
     size_t args = 0;

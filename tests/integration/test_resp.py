@@ -203,6 +203,26 @@ class RespServer(unittest.TestCase):
         self.assertEqual(self.c.call("DEL", *keys), b":100000\r\n")
         self.assertEqual(self.c.call("DBSIZE"), b":0\r\n")
 
+    def test_command_info_says_where_the_keys_are(self):
+        r = self.c.call("COMMAND", "INFO", "get", "MSET", "nosuch")
+        self.assertTrue(r.startswith(b"*3\r\n*10\r\n$3\r\nget\r\n:2\r\n*1\r\n+readonly\r\n"
+                                     b":1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n"), r)
+        self.assertIn(b"*10\r\n$4\r\nmset\r\n:-3\r\n*1\r\n+write\r\n:1\r\n:-1\r\n:2\r\n", r)
+        self.assertTrue(r.endswith(b"$-1\r\n"), r)
+
+    def test_command_lists_as_many_commands_as_command_count(self):
+        count = int(self.c.call("COMMAND", "COUNT")[1:])
+        self.assertGreater(count, 40)
+        self.assertTrue(self.c.call("COMMAND").startswith(b"*%d\r\n*10\r\n" % count))
+
+    def test_other_data_types_are_refused_by_name(self):
+        self.assertEqual(self.c.call("LPUSH", "l", "a"),
+                         b"-ERR unsupported command 'LPUSH': Petrel keeps strings only, not lists\r\n")
+        self.assertEqual(self.c.call("zadd", "z", "1", "a"),
+                         b"-ERR unsupported command 'zadd': Petrel keeps strings only, not sorted sets\r\n")
+        self.assertTrue(self.c.call("LPUSHH", "l").startswith(b"-ERR unknown command 'LPUSHH'"))
+        self.assertEqual(self.c.call("PING"), b"+PONG\r\n")
+
     def test_a_request_of_100000_keys_behind_small_ones_in_one_pipeline(self):
         # Requests are parsed ahead in batches sharing one argv: one that does not fit what the
         # batch left runs after the batch, with argv grown for it, and its replies stay in order.
@@ -727,6 +747,7 @@ CASES = [
      ("CONFIG", "SET", "appendonly", "maybe"), ("CONFIG", "SET", "save", "", "save", ""),
      ("CONFIG", "SET", "nosuch", "1", "other", "2"),
      ("CONFIG", "SET", "appendonly", "no", "nosuch", "2"), ("CONFIG", "FOO"), ("CONFIG",)],
+    [("COMMAND", "INFO", "nosuch"), ("COMMAND", "FOO"), ("COMMAND", "COUNTX")],
     [("HELLO", "4"), ("HELLO", "x"), ("DBSIZE",), ("FLUSHALL",), ("FLUSHDB",),
      ("FLUSHALL", "ASYNC"), ("FLUSHDB", "SYNC"), ("FLUSHALL", "NOW"), ("FLUSHDB", "A", "B")],
 ]
