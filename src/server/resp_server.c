@@ -1039,6 +1039,16 @@ dispatch_local(struct resp_worker *w, struct conn *c, struct resp_conn *st, cons
         return reply_ok(conn_wbuf(c)) < 0 ? -ENOMEM : EX_CLOSE;
     }
     if (strcmp(n, "client") == 0 && req->argc == 2 && arg_is(&req->argv[1], "list")) {
+        /* The workers' lists come back whole, outside the output limit (their size is not known
+         * when they are asked for): one CLIENT LIST out per connection at a time, a pipeline of
+         * them waits (else a client that does not read could have every worker's list held
+         * ROUTE_SLOTS_MAX times). */
+        for (uint32_t i = 0; i < st->rc.qlen; i++) {
+            const struct route_slot *s = route_q_at(&st->rc, i);
+            if (s->kind == ROUTE_SLOT_PRODUCT && s->tag == RESP_TAG_CLIENTS) {
+                return EX_STOP;
+            }
+        }
         return route_broadcast(w->rw, c, &st->rc, RESP_TAG_CLIENTS, false, RESP_OP_CLIENTS, 0);
     }
     struct route_out o;

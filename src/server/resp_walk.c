@@ -50,21 +50,31 @@ struct walk_step {
     struct buf *out;
     size_t stop_at; /* stop after the bucket in which out reached this length */
     uint64_t count, seen;
+    uint64_t work; /* matching done, in pattern bytes times key bytes: a step's bound */
     uint32_t found;
     int rc;
 };
+
+/* Matching work per step: a pattern can be long (a request is up to 16 MiB) and matching costs
+ * up to its length times the key's, so a step ends after this much of it (and the bucket), as
+ * it ends after WALK_BUCKETS buckets; the cursor goes on from there. About a millisecond. */
+#define WALK_WORK        (UINT64_C(1) << 22)
+#define WALK_PATTERN_MAX 65536 /* the longest MATCH or KEYS pattern */
 
 static bool
 walk_item(void *ctx, const struct seg_item_info *it)
 {
     struct walk_step *x = ctx;
     x->seen++;
+    if (!x->all && !x->none) {
+        x->work += (uint64_t)(x->patlen + 1) * (it->klen + 1);
+    }
     if (x->rc == 0 && !x->none &&
         (x->all || resp_glob_match(x->pat, x->patlen, it->key, it->klen, false))) {
         x->rc = resp_compose_bulk(x->out, it->key, it->klen);
         x->found += x->rc == 0;
     }
-    return x->rc == 0 && x->seen < x->count && buf_len(x->out) < x->stop_at;
+    return x->rc == 0 && x->seen < x->count && buf_len(x->out) < x->stop_at && x->work < WALK_WORK;
 }
 
 /* On the owner: one step of a walk, from the cursor in m->arg. */
@@ -144,6 +154,11 @@ resp_scan(struct resp_worker *w, struct conn *c, struct resp_conn *st, const str
     }
     if (pat != NULL && pat->len == 1 && pat->p[0] == '*') {
         pat = NULL; /* every key, the empty one too, as Redis's "*" */
+    }
+    if (pat != NULL && pat->len > WALK_PATTERN_MAX) {
+        /* Matching one key costs up to the pattern's length times the key's: bounded so that a
+         * step's smallest unit (one bucket) stays short. Redis has no such limit. */
+        return reply_local_err(rw, c, st, "pattern longer than 65536 bytes");
     }
     uint64_t shard = cursor >> SHARD_SHIFT;
     if (shard >= rw->n) {

@@ -633,6 +633,98 @@ class Bounds(unittest.TestCase):
             srv.stop()
 
 
+    def test_pipelined_unread_client_lists_hold_one_list_at_a_time(self):
+        # Every worker's list comes back whole, outside the output limit: a pipeline of them
+        # waits for the one before, or 1024 copies of 400 connections' lines would be held.
+        srv, port = start_petrel()
+        idle = []
+        try:
+            # CLIENT ID is worker + 1 modulo the worker count (2): the idle clients kept are
+            # those of the other worker, so that this one's own part stays small and only the
+            # remote parts (outside the output limit) would grow.
+            c = Client(port)
+            mine = int(c.call("CLIENT", "ID")[1:]) % 2
+            same = []
+            for i in range(800):
+                x = Client(port)
+                if int(x.call("CLIENT", "ID")[1:]) % 2 == mine:
+                    same.append(x)  # closed once all are in: the acceptor balances the workers
+                    continue
+                x.call("CLIENT", "SETNAME", "idle-client-with-a-long-name-%d" % i)
+                idle.append(x)
+            for x in same:
+                x.close()
+            self.assertGreater(len(idle), 300)
+            time.sleep(0.5)
+            before = rss_kib(srv.proc.pid)
+            c.sock.setblocking(False)
+            pending, deadline = mb("CLIENT", "LIST") * 1024, time.time() + 10
+            while pending and time.time() < deadline:
+                try:
+                    pending = pending[c.sock.send(pending):]
+                except BlockingIOError:
+                    time.sleep(0.05)
+            time.sleep(1.5)
+            grown = rss_kib(srv.proc.pid) - before
+            if not sanitized(srv):
+                self.assertLess(grown, 24 << 10, "RSS grew by %d KiB" % grown)
+            other = Client(port)
+            self.assertEqual(other.call("PING"), b"+PONG\r\n")
+            other.close()
+            c.close()
+        finally:
+            for x in idle:
+                x.close()
+            srv.stop()
+
+    def test_a_pattern_past_65536_bytes_is_refused(self):
+        srv, port = start_petrel()
+        try:
+            c = Client(port)
+            self.assertEqual(c.call("KEYS", "*" * 65537),
+                             b"-ERR pattern longer than 65536 bytes\r\n")
+            self.assertEqual(c.call("SCAN", "0", "MATCH", "a" * 65537),
+                             b"-ERR pattern longer than 65536 bytes\r\n")
+            c.close()
+        finally:
+            srv.stop()
+
+    def test_a_costly_pattern_does_not_hold_the_workers(self):
+        # Matching costs up to the pattern's length times the key's: a walk's steps are bounded
+        # in that work, so others are answered between them.
+        srv, port = start_petrel()
+        try:
+            c = Client(port)
+            c.sock.sendall(b"".join(mb("SET", "key:%06d" % i, "v") for i in range(5000)))
+            for _ in range(5000):
+                r, c.buf = read_reply(c.sock, c.buf)
+            pattern = "*[" + "b" * 30000 + "]z"
+            c.sock.sendall(mb("KEYS", pattern))
+            other, slowest, start = Client(port), 0.0, time.time()
+            reply = None
+            while reply is None and time.time() - start < 120:
+                t0 = time.time()
+                self.assertEqual(other.call("PING"), b"+PONG\r\n")
+                slowest = max(slowest, time.time() - t0)
+                c.sock.setblocking(False)
+                try:
+                    chunk = c.sock.recv(65536)
+                    c.buf += chunk
+                    if reply_end(c.buf, 0) is not None:
+                        reply = c.buf
+                except BlockingIOError:
+                    pass
+                c.sock.setblocking(True)
+                time.sleep(0.01)
+            self.assertEqual(reply, b"*0\r\n")
+            if not sanitized(srv):
+                self.assertLess(slowest, 0.5, "a PING waited %.3f s" % slowest)
+            other.close()
+            c.close()
+        finally:
+            srv.stop()
+
+
 class SameItems(unittest.TestCase):
     """A key set through one protocol reads back byte for byte through the other."""
 
