@@ -222,6 +222,12 @@ struct route_ops {
      * Returns 1 (all of it), 0 (it waits) or a negative errno (the connection closes).
      */
     int (*emit)(void *ctx, struct conn *c, struct route_conn *rc, struct route_slot *s);
+    /**
+     * A part of a request whose connection closed before it was answered (back from its
+     * shard, or kept in a slot): the product may finish what it started (e.g. undo it, with
+     * rt_forward_detached()) and must free m. Optional: without it, m is freed.
+     */
+    void (*abandon)(void *ctx, struct route_msg *m);
     /** The reply of a forwarded request that could not be sent (no memory). */
     const char *lost_reply;
 };

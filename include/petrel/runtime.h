@@ -244,6 +244,13 @@ unsigned conn_worker(const struct conn *c);
 int conn_forward(struct conn *c, unsigned dest, struct rt_msg *m);
 
 /**
+ * Send m to worker dest on behalf of no connection (what a closed connection left to finish,
+ * e.g. an undo): as conn_forward(), and its reply comes back to on_reply() with c NULL. Worker
+ * thread; dest must differ from the calling worker. Returns 0, or -ENOMEM (m was not sent).
+ */
+int rt_forward_detached(unsigned dest, struct rt_msg *m);
+
+/**
  * Inside on_requests(): send m back to its origin as a reply. Returns 0, or -ENOMEM when the
  * outbox could not grow: then m was not sent, the caller still owns it, and its origin will
  * never see it (the origin's connection waits until it closes; free m, or keep it to retry).

@@ -38,6 +38,23 @@ conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
 }
 
 int
+rt_forward_detached(unsigned dest, struct rt_msg *m)
+{
+    struct worker *w = self_worker;
+    m->conn_slot = UINT32_MAX; /* no slot: the reply finds no connection */
+    m->conn_gen = 0;
+    m->origin = (uint16_t)w->id;
+    m->dest = (uint16_t)dest;
+    m->is_reply = false;
+    int rc = ring_outbox_push(&w->peer_out[dest], m);
+    if (rc == 0) {
+        w->peer_dirty[dest] = true;
+        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
+    }
+    return rc;
+}
+
+int
 rt_msg_return(struct rt_msg *m)
 {
     struct worker *w = self_worker;

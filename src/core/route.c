@@ -555,7 +555,12 @@ void
 route_on_reply(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct route_msg *m)
 {
     if (c == NULL) {
-        route_msg_free(rw, m); /* the connection is gone (and what it counted with it) */
+        /* The connection is gone (and what it counted with it). */
+        if (rw->ops->abandon != NULL) {
+            rw->ops->abandon(rw->ctx, m);
+        } else {
+            route_msg_free(rw, m);
+        }
         return;
     }
     rc->inflight--;
@@ -664,6 +669,12 @@ route_conn_close(struct route_worker *rw, struct conn *c, struct route_conn *rc)
     while (rc->qlen > 0) {
         struct route_slot *s = route_q_at(rc, 0);
         q_pop(rc);
+        for (uint32_t i = 0; rw->ops->abandon != NULL && i < s->nparts; i++) {
+            if (s->parts[i] != NULL) {
+                rw->ops->abandon(rw->ctx, s->parts[i]);
+                s->parts[i] = NULL;
+            }
+        }
         slot_free(rw, NULL, rc, s);
     }
     if (rc->held > 0) {

@@ -2245,6 +2245,18 @@ mc_execute(void *ctx, struct route_msg *m)
     msg_execute(ctx, m, NULL);
 }
 
+/* route_ops.abandon: a part whose connection closed; only RESP's MSETNX has anything to finish. */
+static void
+mc_abandon(void *ctx, struct route_msg *m)
+{
+    struct mc_worker *mw = ctx;
+    if (m->op >= RESP_OP) {
+        resp_abandon(&mw->resp, m);
+    } else {
+        route_msg_free(&mw->rw, m);
+    }
+}
+
 /* At shutdown: a message that never finished its round trip. */
 static void
 msg_free_rt(struct rt_msg *m)
@@ -2257,6 +2269,7 @@ static const struct route_ops mc_route_ops = {
     .execute = mc_execute,
     .fetch = mc_fetch,
     .emit = mc_emit,
+    .abandon = mc_abandon,
     .lost_reply = "SERVER_ERROR out of memory\r\n",
 };
 

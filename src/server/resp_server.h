@@ -90,6 +90,10 @@ enum rt_result resp_on_data(struct resp_worker *w, struct conn *c);
 /** On the owner: run a RESP message (op RESP_OP, RESP_OP_DBSIZE, RESP_OP_FLUSH) on its shard. */
 void resp_msg_execute(struct resp_worker *w, struct route_msg *m);
 
+/** route_ops.abandon for a RESP message: a stored MSETNX part of a closed connection is undone on
+ * its shard; m is freed (or sent, and freed when it is back). Worker thread. */
+void resp_abandon(struct resp_worker *w, struct route_msg *m);
+
 /** route_ops.emit for a RESP slot (RESP_TAG_*). Returns 1, 0 or a negative errno. */
 int resp_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct route_slot *s);
 

@@ -464,6 +464,28 @@ msetnx_emit(struct resp_worker *w, struct conn *c, struct route_conn *rc, struct
 }
 
 void
+resp_abandon(struct resp_worker *w, struct route_msg *m)
+{
+    if (m->op == RESP_OP_MSETNX && part_stored(m)) {
+        /* Its connection closed before the reply: whether the other parts stored is not known
+         * here, so what this part stored is undone (by CAS, as msetnx_emit's undo): such an
+         * MSETNX leaves nothing, never some of its keys. */
+        unsigned dest = (unsigned)m->arg;
+        m->op = RESP_OP_UNDO;
+        m->allow = 0;
+        m->hdr.cost = 0;
+        if (dest == w->rw->id) {
+            resp_walk_execute(w, m);
+        } else if (rt_forward_detached(dest, &m->hdr) == 0) {
+            return; /* back with no connection: here again, as an undo, and freed */
+        } else {
+            log_error("MSETNX: a closed connection's stored part could not be undone (no memory)");
+        }
+    }
+    route_msg_free(w->rw, m);
+}
+
+void
 resp_walk_execute(struct resp_worker *w, struct route_msg *m)
 {
     switch (m->op) {

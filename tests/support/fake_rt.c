@@ -496,6 +496,23 @@ conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
 }
 
 int
+rt_forward_detached(unsigned dest, struct rt_msg *m)
+{
+    struct fake_rt *rt = need_active("rt_forward_detached");
+    if (rt->cur < 0 || dest >= rt->n || dest == (unsigned)rt->cur || rt->batch != NULL) {
+        fail(rt, FAKE_CHECK_CONTRACT, "rt_forward_detached from worker %d to worker %u of %u",
+             rt->cur, dest, rt->n);
+        return -EINVAL;
+    }
+    m->conn_slot = UINT32_MAX;
+    m->conn_gen = 0;
+    m->origin = (uint16_t)rt->cur;
+    m->dest = (uint16_t)dest;
+    m->is_reply = false;
+    return msgq_push(&rt->q[rt->cur][dest], m);
+}
+
+int
 rt_msg_return(struct rt_msg *m)
 {
     struct fake_rt *rt = need_active("rt_msg_return");

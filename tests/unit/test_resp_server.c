@@ -180,3 +180,54 @@ Test(resp_server, mget_of_many_large_values_stays_within_the_output_bound)
     free(value);
     finish();
 }
+
+/* MSETNX's parts go out, the own shard's stores, the other's finds its key taken; the client
+ * resets before the replies are back. What the own shard stored must still be undone. */
+Test(resp_server, a_failed_msetnx_of_a_reset_connection_is_undone)
+{
+    start(2, 0);
+    char mine[32], theirs[32];
+    key_on(2, 0, "a", mine, sizeof(mine));
+    key_on(2, 1, "b", theirs, sizeof(theirs));
+    struct fake_conn *other = fake_conn_open_proto(rt, 0, RESP_PROTO);
+    cr_assert_str_eq(call(other, 3, (const char *[]){"SET", theirs, "old"}), "+OK\r\n");
+    struct fake_conn *fc = fake_conn_open_proto(rt, 0, RESP_PROTO);
+    char req[256];
+    size_t n = mb(req, sizeof(req), 5, (const char *[]){"MSETNX", mine, "new", theirs, "new"});
+    fake_conn_send(fc, req, n);
+    fake_conn_read(fc, SIZE_MAX); /* parsed and sent: worker 0's part stored at once */
+    cr_assert_eq(fake_rt_queued(rt, 0, 1), 1, "worker 1's part is out");
+    fake_conn_reset(fc);
+    cr_assert(fake_conn_closed(fc));
+    fake_rt_run(rt); /* worker 1's part runs and comes back to a closed connection */
+    size_t before = fake_conn_received(other)->wpos;
+    cr_assert_str_eq(call(other, 2, (const char *[]){"GET", mine}), "$-1\r\n");
+    cr_assert_str_eq(fake_conn_text(other) + before, "$-1\r\n");
+    cr_assert_str_eq(call(other, 2, (const char *[]){"GET", theirs}), "$3\r\nold\r\n");
+    finish();
+}
+
+/* The other way round: the own shard's key is taken, the other worker's part stores, and its
+ * reply comes back to a closed connection: the undo is sent to that worker with no connection. */
+Test(resp_server, a_failed_msetnx_whose_stored_part_returns_after_the_reset_is_undone)
+{
+    start(2, 0);
+    char mine[32], theirs[32];
+    key_on(2, 0, "c", mine, sizeof(mine));
+    key_on(2, 1, "d", theirs, sizeof(theirs));
+    struct fake_conn *other = fake_conn_open_proto(rt, 0, RESP_PROTO);
+    cr_assert_str_eq(call(other, 3, (const char *[]){"SET", mine, "old"}), "+OK\r\n");
+    struct fake_conn *fc = fake_conn_open_proto(rt, 0, RESP_PROTO);
+    char req[256];
+    size_t n = mb(req, sizeof(req), 5, (const char *[]){"MSETNX", mine, "new", theirs, "new"});
+    fake_conn_send(fc, req, n);
+    fake_conn_read(fc, SIZE_MAX);
+    fake_rt_deliver(rt, 0, 1, SIZE_MAX); /* worker 1 stores its part ... */
+    cr_assert_eq(fake_rt_queued(rt, 1, 0), 1, "... and its reply waits to be delivered");
+    fake_conn_reset(fc);
+    fake_rt_run(rt); /* the reply finds no connection; the undo goes to worker 1 and back */
+    cr_assert_eq(fake_rt_queued_total(rt), 0);
+    cr_assert_str_eq(call(other, 2, (const char *[]){"GET", theirs}), "$-1\r\n");
+    cr_assert_str_eq(call(other, 2, (const char *[]){"GET", mine}), "$3\r\nold\r\n");
+    finish();
+}
