@@ -186,14 +186,14 @@ class UnreadLargeReplies(unittest.TestCase):
     some twelve items, against about sixty a worker moves in this burst. A server that gives
     each of the 20 clients its whole turn makes the client wait for most of the burst (before
     these bounds, a worker spent about 70% of its burst CPU during one round trip); so the
-    slowest round trip must have waited for less than a third of the burst, and the client
-    must get many round trips done during it."""
+    slowest round trip must have waited for less than a third of the burst. (How many round
+    trips get done during the burst is no separate check: it depends on how the burst splits
+    between the workers, and a fair server gave 9 to 97.)"""
 
     KEYS, SIZE, CLIENTS, GETS, SECONDS = 40, 900000, 20, 10, 3.0
     ROUND_TRIPS = 200
     PEAK_LIMIT = 192 * MIB
     WAIT_SHARE = 1 / 3     # of a worker's burst CPU, the most it may spend during one round trip
-    DURING_BURST = 12      # round trips at least, before 90% of the burst's CPU was spent
 
     @classmethod
     def setUpClass(cls):
@@ -225,7 +225,7 @@ class UnreadLargeReplies(unittest.TestCase):
         # Meanwhile an ordinary client: alternately a set and a get of a small value. For each
         # round trip: its wall time, the workers' clocks when it was sent, and what each worker
         # spent while it waited.
-        cls.latencies, cls.sent_at, cls.waits, cls.failure = [], [], [], None
+        cls.latencies, cls.waits, cls.failure = [], [], None
         for i in range(cls.ROUND_TRIPS):
             key = b"small%d" % (i // 2)
             before = clock.read()
@@ -245,7 +245,6 @@ class UnreadLargeReplies(unittest.TestCase):
                 break
             after = clock.read()
             cls.latencies.append(took)
-            cls.sent_at.append([b - s for b, s in zip(before, start)])
             cls.waits.append([a - b for a, b in zip(after, before)])
         sampler.join(cls.SECONDS + 5)
         cls.peak, cls.samples = sampler.peak, sampler.samples
@@ -290,16 +289,6 @@ class UnreadLargeReplies(unittest.TestCase):
         share = max(w / b for ws in self.waits for w, b in zip(ws, self.burst))
         self.assertLess(share, self.WAIT_SHARE, "a worker spent %.0f%% of its burst CPU during "
                         "one round trip; %s" % (share * 100, self.burst_note()))
-
-    def test_many_round_trips_are_done_during_the_burst(self):
-        if sanitized(self.server):
-            self.skipTest("sanitizer build: its own work swamps the server's")
-        self.assertEqual(len(self.latencies), self.ROUND_TRIPS,
-                         "not every round trip was answered: %s" % self.failure)
-        total = sum(self.burst)
-        during = sum(1 for at in self.sent_at if sum(at) < 0.9 * total)
-        self.assertGreaterEqual(during, self.DURING_BURST, "%d round trips before 90%% of the "
-                                "burst's CPU was spent; %s" % (during, self.burst_note()))
 
 
 # --- 2, 3, 4. what is not memcached's text protocol is closed at once ----------------------

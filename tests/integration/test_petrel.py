@@ -862,9 +862,14 @@ class Lifecycle(unittest.TestCase):
             value = b"v" * 900000
             conns = [server.connect() for _ in range(16)]
             for rnd in range(4):
+                # Half of every value first, so that the 16 read buffers are grown at once
+                # (sent whole, one after the other, fewer may be at a time).
                 for i, c in enumerate(conns):
-                    c.sendall(b"set big%d.%d 0 0 %d noreply\r\n%s\r\n"
-                              % (rnd, i, len(value), value))
+                    c.sendall(b"set big%d.%d 0 0 %d noreply\r\n%s"
+                              % (rnd, i, len(value), value[:len(value) // 2]))
+                time.sleep(0.05)
+                for c in conns:
+                    c.sendall(value[len(value) // 2:] + b"\r\n")
             for c in conns:
                 self.assertEqual(request(c, b"version\r\n", b"\r\n")[:8], b"VERSION ")
                 c.close()
