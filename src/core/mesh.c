@@ -19,20 +19,37 @@
 #define MSG_COSTLY (64u * 1024) /* a message costing this much may be set aside */
 #define PEER_RING  1024         /* slots of each ring of the forwarding mesh */
 
+/* Queue m for worker dest; it leaves at the end of this loop iteration (mesh_flush). */
+static int
+outbox_push(struct worker *w, unsigned dest, struct rt_msg *m)
+{
+    int rc = ring_outbox_push(&w->peer_out[dest], m);
+    if (rc == 0) {
+        w->peer_dirty[dest] = true;
+        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
+    }
+    return rc;
+}
+
+/* A request from this worker to dest, whose reply goes to connection slot (generation gen). */
+static int
+request_push(struct worker *w, unsigned dest, struct rt_msg *m, uint32_t slot, uint32_t gen)
+{
+    m->conn_slot = slot;
+    m->conn_gen = gen;
+    m->origin = (uint16_t)w->id;
+    m->dest = (uint16_t)dest;
+    m->is_reply = false;
+    return outbox_push(w, dest, m);
+}
+
 int
 conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
 {
     struct worker *w = c->w;
-    m->conn_slot = c->slot;
-    m->conn_gen = w->conns->gen[c->slot];
-    m->origin = (uint16_t)w->id;
-    m->dest = (uint16_t)dest;
-    m->is_reply = false;
-    int rc = ring_outbox_push(&w->peer_out[dest], m);
+    int rc = request_push(w, dest, m, c->slot, w->conns->gen[c->slot]);
     if (rc == 0) {
-        w->peer_dirty[dest] = true;
         c->inflight++;
-        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
     }
     return rc;
 }
@@ -40,18 +57,8 @@ conn_forward(struct conn *c, unsigned dest, struct rt_msg *m)
 int
 rt_forward_detached(unsigned dest, struct rt_msg *m)
 {
-    struct worker *w = self_worker;
-    m->conn_slot = UINT32_MAX; /* no slot: the reply finds no connection */
-    m->conn_gen = 0;
-    m->origin = (uint16_t)w->id;
-    m->dest = (uint16_t)dest;
-    m->is_reply = false;
-    int rc = ring_outbox_push(&w->peer_out[dest], m);
-    if (rc == 0) {
-        w->peer_dirty[dest] = true;
-        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
-    }
-    return rc;
+    /* No slot: the reply finds no connection. */
+    return request_push(self_worker, dest, m, UINT32_MAX, 0);
 }
 
 int
@@ -60,12 +67,7 @@ rt_msg_return(struct rt_msg *m)
     struct worker *w = self_worker;
     m->is_reply = true;
     w->mesh_spent += m->cost; /* what running it copied, as the product says */
-    int rc = ring_outbox_push(&w->peer_out[m->origin], m);
-    if (rc == 0) {
-        w->peer_dirty[m->origin] = true;
-        metrics_incr(&w->m[RTM_MESSAGES_SENT]);
-    }
-    return rc;
+    return outbox_push(w, m->origin, m);
 }
 
 int
