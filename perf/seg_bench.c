@@ -211,7 +211,7 @@ run_expire(struct bench *b, bool prefault)
                                   .hash = b->hash[i],
                                   .value = b->value,
                                   .vlen = VLEN,
-                                  .exptime = 10};
+                                  .expire = fake_now + 10};
         seg_store(b->s, &r, NULL);
     }
     fake_now += 11;

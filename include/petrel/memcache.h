@@ -273,6 +273,15 @@ const char *mc_cmd_name(enum mc_cmd cmd);
 /** True for commands that carry a data block (set family, cas, ms). */
 bool mc_cmd_is_storage(enum mc_cmd cmd);
 
+#define MC_EXPTIME_REL_MAX 2592000 /* exptimes up to 30 days are relative, larger absolute */
+
+/**
+ * memcached's exptime as an absolute unix time, as the storage engine takes it: 0 stays 0
+ * (never expires); 1..30 days is relative to now; larger is already absolute; negative gives
+ * -1 (already expired). A result r != 0 with r <= now means "already expired".
+ */
+int64_t mc_exptime_abs(int64_t exptime, int64_t now);
+
 /**
  * A whole token read as memcached's safe_strtoul reads numbers (client flags, lru_crawler class
  * ids): an optional sign, digits, nothing else; a '-' refused only when the result reads as

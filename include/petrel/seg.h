@@ -19,6 +19,11 @@
  * Keys: the caller hashes a key once with seg_hash() and passes the hash with the key. The
  * engine takes its bucket index from the low 32 bits and its tag from bits 32..47; it does not
  * use the top 16 bits, which the server uses to pick the shard.
+ *
+ * Expiry: every expiry passed in is an absolute unix time in seconds (the engine's clock, see
+ * seg_now()): 0 means never, and any other value at or before now (negative ones included)
+ * means already expired. Protocols convert their own conventions (memcached's relative
+ * exptimes up to 30 days, Redis's EX/PX) before calling the engine.
  */
 #ifndef PETREL_SEG_H
 #define PETREL_SEG_H
@@ -28,11 +33,10 @@
 #include <stdint.h>
 #include <xxhash.h>
 
-#define SEG_KEY_MAX         250     /* longest key, as in memcached */
-#define SEG_EXPTIME_REL_MAX 2592000 /* exptimes up to 30 days are relative, larger absolute */
-#define SEG_SIZE_MIN        4096
-#define SEG_SIZE_MAX        (16u << 20)
-#define SEG_ITEM_OVERHEAD   21 /* worst case beside key and value: header, CAS, expiry, flags */
+#define SEG_KEY_MAX       250 /* longest key, as in memcached */
+#define SEG_SIZE_MIN      4096
+#define SEG_SIZE_MAX      (16u << 20)
+#define SEG_ITEM_OVERHEAD 21 /* worst case beside key and value: header, CAS, expiry, flags */
 
 /** Eviction policies, chosen per instance. */
 enum seg_evict_policy {
@@ -124,13 +128,6 @@ enum seg_result {
 const char *seg_result_name(enum seg_result r);
 
 /**
- * Convert a memcached exptime to an absolute unix time: 0 stays 0 (never expires); 1..30 days
- * is relative to now; larger is already absolute; negative gives -1. A result r != 0 with
- * r <= now means "already expired". Any thread.
- */
-int64_t seg_exptime_abs(int64_t exptime, int64_t now);
-
-/**
  * The most seconds an item stored with a remaining TTL of ttl seconds may expire early:
  * 0 below 32 s (exact), otherwise at most ttl / 16. Any thread.
  */
@@ -138,6 +135,12 @@ uint32_t seg_ttl_slack(uint32_t ttl);
 
 /** The engine's current time (the clock, read at the last call). Owner thread. */
 int64_t seg_now(const struct seg *s);
+
+/**
+ * Read the engine's clock now and return it (seg_now() then returns it too): the time a
+ * relative TTL counts from when it is turned into an absolute expiry. Owner thread.
+ */
+int64_t seg_clock(struct seg *s);
 
 /**
  * Item state bits, kept in the item header at no cost in bytes (struct seg_view.state,
@@ -187,12 +190,12 @@ enum seg_result seg_mark(struct seg *s, const void *key, size_t klen, uint64_t h
 /**
  * Invalidate (meta md I): the item stays readable but gets SEG_ST_STALE, loses SEG_ST_WIN (so
  * that the next reader may win the recache token), and gets a new CAS: new_cas, or a fresh one
- * when 0. With set_ttl, it also gets exptime (memcached semantics, see seg_exptime_abs). The
+ * when 0. With set_ttl, it also gets the absolute expiry expire (see "Expiry" above). The
  * item is rewritten (segments are append-only), so this can fail for lack of memory.
  * SEG_OK with *cas_out (if not NULL), SEG_NOT_FOUND or SEG_NO_MEMORY. Owner thread.
  */
 enum seg_result seg_invalidate(struct seg *s, const void *key, size_t klen, uint64_t hash,
-                               bool set_ttl, int64_t exptime, uint64_t new_cas, uint64_t *cas_out);
+                               bool set_ttl, int64_t expire, uint64_t new_cas, uint64_t *cas_out);
 
 /**
  * Replace an item's value with an empty one (meta md x), keeping its client flags and expiry;
@@ -243,7 +246,7 @@ struct seg_store_req {
     const void *value; /* ignored by seg_reserve */
     size_t vlen;
     uint32_t flags;   /* ignored by append/prepend, which keep the item's */
-    int64_t exptime;  /* memcached exptime (see seg_exptime_abs); ignored by append/prepend */
+    int64_t expire;   /* absolute expiry, 0 = never (see "Expiry" above); not for append/prepend */
     uint64_t cas;     /* SEG_CAS: the value to compare; other modes: 0, or compare like SEG_CAS */
     uint64_t new_cas; /* 0: the engine picks the CAS; else the new version's (kept in 8 bytes) */
     /*
@@ -257,7 +260,7 @@ struct seg_store_req {
  * Store. Returns STORED, NOT_STORED (add of a present key; replace/append/prepend of a missing
  * one), EXISTS / NOT_FOUND (CAS mismatch / missing key when a CAS is compared), TOO_LARGE or
  * NO_MEMORY. A failed set removes the key's old value, as memcached does. On STORED, *cas_out
- * (if not NULL) gets the new CAS (0 when the exptime was already past). Owner thread.
+ * (if not NULL) gets the new CAS (0 when the expiry was already past). Owner thread.
  */
 enum seg_result seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out);
 
@@ -265,11 +268,11 @@ enum seg_result seg_store(struct seg *s, const struct seg_store_req *req, uint64
 enum seg_result seg_delete(struct seg *s, const void *key, size_t klen, uint64_t hash);
 
 /**
- * Give an item a new exptime, keeping its CAS and state bits. SEG_TOUCHED, SEG_NOT_FOUND or
- * SEG_NO_MEMORY. Owner thread.
+ * Give an item a new absolute expiry (an expiry already past removes it), keeping its CAS and
+ * state bits. SEG_TOUCHED, SEG_NOT_FOUND or SEG_NO_MEMORY. Owner thread.
  */
 enum seg_result seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash,
-                          int64_t exptime);
+                          int64_t expire);
 
 /**
  * incr (decr = false) or decr: the value must be decimal digits (trailing spaces allowed) of a
@@ -293,7 +296,7 @@ struct seg_reservation {
     char *value; /* write vlen bytes here before seg_commit() */
     size_t vlen;
     struct seg_store_req req; /* key, value and klen are not kept: the key lives in the item */
-    int64_t expire;           /* absolute expiry (seg_exptime_abs) */
+    int64_t expire;           /* req.expire, clamped */
     uint32_t sid;             /* segment, pinned until commit or abort */
     uint32_t off;
     bool in_place; /* the reserved item can be linked as it is */

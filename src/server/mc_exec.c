@@ -52,13 +52,24 @@ flag_before(const struct mc_req *req, char a, char b)
 }
 
 /*
+ * memcached's exptime as the engine's absolute expiry. The clock is read only for a relative
+ * exptime: sets without one (the common case) pay nothing for it.
+ */
+static int64_t
+expire_of(struct seg *s, int64_t exptime)
+{
+    bool relative = exptime > 0 && exptime <= MC_EXPTIME_REL_MAX;
+    return mc_exptime_abs(exptime, relative ? seg_clock(s) : 0);
+}
+
+/*
  * Seconds an item given this memcached exptime has left, as the t flag shows it: -1 for
  * never, 0 when already expired.
  */
 static int32_t
 ttl_of_exptime(int64_t exptime, int64_t now)
 {
-    int64_t abs = seg_exptime_abs(exptime, now);
+    int64_t abs = mc_exptime_abs(exptime, now);
     if (abs == 0) {
         return -1;
     }
@@ -66,14 +77,6 @@ ttl_of_exptime(int64_t exptime, int64_t now)
         return 0;
     }
     return abs - now > INT32_MAX ? INT32_MAX : (int32_t)(abs - now);
-}
-
-/* True when a memcached exptime means "expire now" (negative, or an absolute time passed). */
-static bool
-exptime_is_past(int64_t exptime, int64_t now)
-{
-    int64_t abs = seg_exptime_abs(exptime, now);
-    return abs != 0 && abs <= now;
 }
 
 /* The engine counts expired finds in seg_get; mirror its count after a miss. */
@@ -194,7 +197,7 @@ exec_store(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
         .value = req->val,
         .vlen = req->vlen,
         .flags = req->flags,
-        .exptime = req->exptime,
+        .expire = expire_of(sh->seg, req->exptime),
         .cas = req->cmd == MC_CMD_CAS ? req->cas : 0,
     };
     enum seg_result res = sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r)
@@ -248,7 +251,8 @@ exec_delete(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct
 static int
 exec_touch(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
 {
-    enum seg_result res = seg_touch(sh->seg, req->key, req->klen, hash, req->exptime);
+    enum seg_result res =
+        seg_touch(sh->seg, req->key, req->klen, hash, expire_of(sh->seg, req->exptime));
     sh->stats.cmd_touch++;
     if (res == SEG_TOUCHED) {
         sh->stats.touch_hits++;
@@ -290,12 +294,14 @@ touch_and_get(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_
         return res;
     }
     *old_ttl = (int32_t)view->ttl;
-    if (exptime_is_past(exptime, seg_now(s))) {
+    int64_t now = seg_now(s); /* the get has just read the clock */
+    int64_t expire = mc_exptime_abs(exptime, now);
+    if (expire != 0 && expire <= now) {
         *drop = true;
         view->ttl = 0;
         return SEG_OK;
     }
-    res = seg_touch(s, key, klen, hash, exptime);
+    res = seg_touch(s, key, klen, hash, expire);
     if (res != SEG_TOUCHED) {
         return res;
     }
@@ -447,7 +453,7 @@ mg_vivify(struct seg *s, const struct mc_req *req, uint64_t hash, struct seg_vie
         .klen = req->klen,
         .hash = hash,
         .value = "",
-        .exptime = req->meta.vivify_ttl,
+        .expire = expire_of(s, req->meta.vivify_ttl),
         .new_cas = new_cas_of(req),
     };
     enum seg_result res = seg_store(s, &r, NULL);
@@ -630,7 +636,7 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         .value = req->val,
         .vlen = req->vlen,
         .flags = req->meta.client_flags,
-        .exptime = req->meta.ttl,
+        .expire = expire_of(s, req->meta.ttl),
         .new_cas = new_cas_of(req),
         .invalidate = has_flag(req, 'I'),
     };
@@ -647,7 +653,7 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     if (res == SEG_NOT_STORED && concat && has_flag(req, 'N')) {
         r.mode = SEG_ADD;
         r.cas = 0;
-        r.exptime = req->meta.vivify_ttl;
+        r.expire = expire_of(s, req->meta.vivify_ttl);
         res = seg_store(s, &r, &cas);
     }
     count_store(&sh->stats, r.mode, res);
@@ -681,7 +687,7 @@ md_tombstone(struct seg *s, const struct mc_req *req, uint64_t hash, uint64_t ol
         .hash = hash,
         .value = "",
         .flags = req->meta.client_flags,
-        .exptime = has_flag(req, 'T') ? req->meta.ttl : 0,
+        .expire = has_flag(req, 'T') ? expire_of(s, req->meta.ttl) : 0,
         .new_cas = has_flag(req, 'E') ? req->meta.new_cas : old_cas,
     };
     enum seg_result res = seg_store(s, &r, NULL);
@@ -711,8 +717,9 @@ exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         res = md_tombstone(s, req, hash, v.cas);
     }
     if (res == SEG_OK && has_flag(req, 'I')) {
-        res = seg_invalidate(s, req->key, req->klen, hash, has_flag(req, 'T'), req->meta.ttl,
-                             new_cas_of(req), NULL);
+        bool ttl = has_flag(req, 'T');
+        res = seg_invalidate(s, req->key, req->klen, hash, ttl,
+                             ttl ? expire_of(s, req->meta.ttl) : 0, new_cas_of(req), NULL);
     } else if (res == SEG_OK && !has_flag(req, 'x')) {
         res = seg_delete(s, req->key, req->klen, hash) == SEG_DELETED ? SEG_OK : SEG_NOT_FOUND;
     }
@@ -771,7 +778,7 @@ ma_vivify(struct seg *s, const struct mc_req *req, uint64_t hash, struct ma_ttl 
         .hash = hash,
         .value = num,
         .vlen = mc_u64toa(req->meta.initial, num),
-        .exptime = tt->exptime,
+        .expire = expire_of(s, tt->exptime),
         .new_cas = new_cas_of(req),
     };
     return seg_store(s, &r, cas) == SEG_STORED ? SEG_OK : SEG_NO_MEMORY;
@@ -810,7 +817,8 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     } else if (res == SEG_OK) {
         decr ? sh->stats.decr_hits++ : sh->stats.incr_hits++;
         ma_walk_ttl(req, false, ttl, seg_now(s), &tt);
-        if (tt.changed && seg_touch(s, req->key, req->klen, hash, tt.exptime) == SEG_NO_MEMORY) {
+        if (tt.changed &&
+            seg_touch(s, req->key, req->klen, hash, expire_of(s, tt.exptime)) == SEG_NO_MEMORY) {
             return mc_compose_reply(out, MC_R_OOM);
         }
     } else if (res == SEG_NOT_FOUND) {

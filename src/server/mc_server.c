@@ -1325,7 +1325,7 @@ dispatch_all(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const str
     if (op == OP_FLUSH) {
         mw->shard.stats.cmd_flush++;
         if (req->has_delay && req->exptime > 0) {
-            when = seg_exptime_abs(req->exptime, (int64_t)time(NULL));
+            when = mc_exptime_abs(req->exptime, (int64_t)time(NULL));
         }
     }
     int rc = route_broadcast(&mw->rw, c, &st->rc, tag_of[op], req->noreply, op, when);

@@ -95,24 +95,18 @@ now_ms(void)
 }
 
 /*
- * An absolute expiry in unix milliseconds as the storage engine's exptime (whole seconds,
- * rounded up so that a key never expires before its time): an absolute time, or -1 when it is
- * already past.
+ * An absolute expiry in unix milliseconds as the storage engine's (whole seconds, rounded up
+ * so that a key never expires before its time), or -1 when it is already past.
  */
 static int64_t
-exptime_of_ms(int64_t at_ms)
+expire_of_ms(int64_t at_ms)
 {
-    int64_t now = now_ms();
-    if (at_ms <= now) {
-        return -1;
-    }
-    int64_t s = (at_ms + 999) / 1000;
-    return s > SEG_EXPTIME_REL_MAX ? s : -1;
+    return at_ms <= now_ms() ? -1 : (at_ms + 999) / 1000;
 }
 
-/* A key's remaining lifetime as an exptime that keeps it (KEEPTTL, INCR): 0 for none. */
+/* A key's remaining lifetime as an absolute expiry that keeps it (KEEPTTL, INCR): 0 for none. */
 static int64_t
-exptime_keep(const struct seg_view *v)
+expire_keep(const struct seg_view *v)
 {
     if (v->ttl < 0) {
         return 0;
@@ -188,7 +182,7 @@ store_failed(struct kx *x, enum seg_result r)
  * (written, then 1). */
 struct set_opts {
     bool nx, xx, get, keepttl;
-    int64_t exptime; /* 0: none */
+    int64_t expire; /* 0: none */
 };
 
 static int
@@ -219,7 +213,7 @@ set_parse(struct kx *x, struct set_opts *o)
                 return reply_err(x->out, "invalid expire time in 'set' command") < 0 ? -ENOMEM : 1;
             }
             int64_t when = ms ? n : n * 1000;
-            o->exptime = exptime_of_ms(at ? when : now_ms() + when);
+            o->expire = expire_of_ms(at ? when : now_ms() + when);
             has_exp = true;
             i++;
         } else {
@@ -248,7 +242,7 @@ x_set(struct kx *x, const struct cmd *cmd)
             snprintf(msg, sizeof(msg), "invalid expire time in '%s' command", cmd->name);
             return reply_err(x->out, msg);
         }
-        o.exptime = exptime_of_ms(now_ms() + (ms ? n : n * 1000));
+        o.expire = expire_of_ms(now_ms() + (ms ? n : n * 1000));
         val = &x->argv[3];
     } else {
         int rc = set_parse(x, &o);
@@ -277,7 +271,7 @@ x_set(struct kx *x, const struct cmd *cmd)
                               .hash = x->hash,
                               .value = val->p,
                               .vlen = val->len,
-                              .exptime = o.keepttl && found ? exptime_keep(&old) : o.exptime};
+                              .expire = o.keepttl && found ? expire_keep(&old) : o.expire};
     enum seg_result sr =
         val->len > x->w->max_value ? SEG_TOO_LARGE : seg_store(x->w->shard->seg, &r, NULL);
     if (sr != SEG_STORED) {
@@ -307,14 +301,14 @@ x_incr(struct kx *x, const struct cmd *cmd)
     }
     struct seg_view v;
     long long cur = 0;
-    int64_t exptime = 0;
+    int64_t expire = 0;
     uint32_t flags = 0;
     if (kx_peek(x, &v) == SEG_OK) {
         struct resp_arg a = {.p = v.value, .len = v.vlen};
         if (!arg_ll(&a, &cur)) {
             return reply_err(x->out, "value is not an integer or out of range");
         }
-        exptime = exptime_keep(&v);
+        expire = expire_keep(&v);
         flags = v.flags;
     }
     if ((by > 0 && cur > LLONG_MAX - by) || (by < 0 && cur < LLONG_MIN - by)) {
@@ -330,7 +324,7 @@ x_incr(struct kx *x, const struct cmd *cmd)
                               .value = text,
                               .vlen = (size_t)len,
                               .flags = flags,
-                              .exptime = exptime};
+                              .expire = expire};
     enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
     return sr == SEG_STORED ? resp_compose_int(x->out, n) : store_failed(x, sr);
 }
@@ -341,13 +335,13 @@ x_incrbyfloat(struct kx *x)
 {
     struct seg_view v;
     long double cur = 0, by;
-    int64_t exptime = 0;
+    int64_t expire = 0;
     uint32_t flags = 0;
     if (kx_peek(x, &v) == SEG_OK) {
         if (!resp_parse_ldouble(v.value, v.vlen, &cur)) {
             return reply_err(x->out, "value is not a valid float");
         }
-        exptime = exptime_keep(&v);
+        expire = expire_keep(&v);
         flags = v.flags;
     }
     if (!resp_parse_ldouble(x->argv[2].p, x->argv[2].len, &by)) {
@@ -365,7 +359,7 @@ x_incrbyfloat(struct kx *x)
                               .value = text,
                               .vlen = len,
                               .flags = flags,
-                              .exptime = exptime};
+                              .expire = expire};
     enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
     return sr == SEG_STORED ? resp_compose_bulk(x->out, text, len) : store_failed(x, sr);
 }
@@ -436,12 +430,12 @@ x_expire(struct kx *x, const struct cmd *cmd)
         (lt && v.ttl >= 0 && when >= cur)) {
         return resp_compose_int(x->out, 0);
     }
-    int64_t exptime = exptime_of_ms(when);
-    if (exptime < 0) {
+    int64_t expire = expire_of_ms(when);
+    if (expire < 0) {
         (void)seg_delete(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash);
         return resp_compose_int(x->out, 1);
     }
-    enum seg_result r = seg_touch(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash, exptime);
+    enum seg_result r = seg_touch(x->w->shard->seg, x->argv[1].p, x->argv[1].len, x->hash, expire);
     return resp_compose_int(x->out, r == SEG_TOUCHED ? 1 : 0);
 }
 
@@ -450,7 +444,7 @@ static int
 x_getex(struct kx *x)
 {
     bool persist = false, has = false;
-    int64_t exptime = 0;
+    int64_t expire = 0;
     for (uint32_t i = 2; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
         bool ex = arg_is(a, "ex"), px = arg_is(a, "px"), exat = arg_is(a, "exat"),
@@ -467,7 +461,7 @@ x_getex(struct kx *x)
                 return reply_err(x->out, "invalid expire time in 'getex' command");
             }
             int64_t when = ms ? n : n * 1000;
-            exptime = exptime_of_ms(exat || pxat ? when : now_ms() + when);
+            expire = expire_of_ms(exat || pxat ? when : now_ms() + when);
             has = true;
         } else {
             return reply_err(x->out, "syntax error");
@@ -482,10 +476,10 @@ x_getex(struct kx *x)
     /* The value is copied before the touch, which ends the view. */
     int rc = resp_compose_bulk(x->out, v.value, v.vlen);
     if (rc == 0 && has) {
-        if (exptime < 0) {
+        if (expire < 0) {
             (void)seg_delete(seg, k->p, k->len, x->hash);
         } else if (!persist || v.ttl >= 0) {
-            (void)seg_touch(seg, k->p, k->len, x->hash, persist ? 0 : exptime);
+            (void)seg_touch(seg, k->p, k->len, x->hash, persist ? 0 : expire);
         }
     }
     return rc;
@@ -551,7 +545,7 @@ x_setrange(struct kx *x)
                               .value = buf,
                               .vlen = n,
                               .flags = found ? v.flags : 0,
-                              .exptime = found ? exptime_keep(&v) : 0};
+                              .expire = found ? expire_keep(&v) : 0};
     enum seg_result sr = seg_store(x->w->shard->seg, &r, NULL);
     free(buf);
     return sr == SEG_STORED ? resp_compose_int(x->out, (int64_t)n) : store_failed(x, sr);

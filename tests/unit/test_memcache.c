@@ -318,6 +318,17 @@ Test(memcache, delete_accepts_legacy_zero_and_noreply)
     free(t);
 }
 
+Test(memcache, exptime_becomes_absolute_as_memcached_reads_it)
+{
+    const int64_t now = 1700000000;
+    cr_assert_eq(mc_exptime_abs(0, now), 0);
+    cr_assert_eq(mc_exptime_abs(10, now), now + 10);
+    cr_assert_eq(mc_exptime_abs(MC_EXPTIME_REL_MAX, now), now + MC_EXPTIME_REL_MAX);
+    cr_assert_eq(mc_exptime_abs(MC_EXPTIME_REL_MAX + 1, now), MC_EXPTIME_REL_MAX + 1); /* past */
+    cr_assert_eq(mc_exptime_abs(now + 5, now), now + 5);
+    cr_assert_eq(mc_exptime_abs(-1, now), -1);
+}
+
 Test(memcache, touch_takes_key_and_exptime)
 {
     struct mc_req r;

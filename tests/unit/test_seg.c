@@ -56,6 +56,19 @@ mk_default(void)
     return mk(8 << 20, 1 << 20, SEG_EVICT_MERGE);
 }
 
+/*
+ * The tests write TTLs as memcached clients do (relative up to 30 days, larger absolute,
+ * negative already expired); the engine takes absolute times.
+ */
+static int64_t
+at(struct seg *s, int64_t exptime)
+{
+    if (exptime == 0 || exptime > 2592000) {
+        return exptime;
+    }
+    return exptime < 0 ? -1 : seg_clock(s) + exptime;
+}
+
 static enum seg_result
 st(struct seg *s, enum seg_store_mode mode, const char *key, const char *val, uint32_t flags,
    int64_t exptime, uint64_t cas, uint64_t *cas_out)
@@ -68,7 +81,7 @@ st(struct seg *s, enum seg_store_mode mode, const char *key, const char *val, ui
         .value = val,
         .vlen = strlen(val),
         .flags = flags,
-        .exptime = exptime,
+        .expire = at(s, exptime),
         .cas = cas,
     };
     return seg_store(s, &r, cas_out);
@@ -120,7 +133,7 @@ incr(struct seg *s, const char *key, uint64_t delta, bool decr, uint64_t *out)
 static enum seg_result
 touch(struct seg *s, const char *key, int64_t exptime)
 {
-    return seg_touch(s, key, strlen(key), seg_hash(key, strlen(key)), exptime);
+    return seg_touch(s, key, strlen(key), seg_hash(key, strlen(key)), at(s, exptime));
 }
 
 static enum seg_result
@@ -181,16 +194,6 @@ Test(seg, result_names)
     cr_assert_str_eq(seg_result_name(SEG_NOT_FOUND), "not_found");
     cr_assert_str_eq(seg_result_name(SEG_NO_MEMORY), "no_memory");
     cr_assert_str_eq(seg_result_name((enum seg_result)99), "unknown");
-}
-
-Test(seg, exptime_conversion_follows_memcached)
-{
-    cr_assert_eq(seg_exptime_abs(0, T0), 0);
-    cr_assert_eq(seg_exptime_abs(10, T0), T0 + 10);
-    cr_assert_eq(seg_exptime_abs(2592000, T0), T0 + 2592000);
-    cr_assert_eq(seg_exptime_abs(2592001, T0), 2592001); /* absolute, long past */
-    cr_assert_eq(seg_exptime_abs(T0 + 5, T0), T0 + 5);
-    cr_assert(seg_exptime_abs(-1, T0) <= T0);
 }
 
 Test(seg, ttl_slack_is_zero_below_32s_and_at_most_a_sixteenth)
@@ -714,6 +717,27 @@ Test(seg, absolute_exptime_is_honoured)
     seg_destroy(&s);
 }
 
+Test(seg, an_expiry_is_an_absolute_time_even_a_small_one)
+{
+    /* The engine has no relative convention: 10 is ten seconds after 1970, long past. */
+    struct seg *s = mk_default();
+    struct seg_store_req r = {.mode = SEG_SET,
+                              .key = "k",
+                              .klen = 1,
+                              .hash = seg_hash("k", 1),
+                              .value = "v",
+                              .vlen = 1,
+                              .expire = 10};
+    cr_assert_eq(seg_store(s, &r, NULL), SEG_STORED);
+    cr_assert(!has(s, "k"));
+    r.expire = T0 + 10;
+    cr_assert_eq(seg_store(s, &r, NULL), SEG_STORED);
+    cr_assert(has(s, "k"));
+    cr_assert_eq(seg_touch(s, "k", 1, seg_hash("k", 1), 10), SEG_TOUCHED);
+    cr_assert(!has(s, "k"));
+    seg_destroy(&s);
+}
+
 Test(seg, expired_item_is_never_returned)
 {
     struct seg *s = mk_default();
@@ -1155,7 +1179,7 @@ Test(seg, merge_relocation_keeps_the_cas)
 /* ---- reserve / commit ---- */
 
 static struct seg_store_req
-req_of(enum seg_store_mode mode, const char *key, size_t vlen, int64_t exptime)
+req_of(enum seg_store_mode mode, const char *key, size_t vlen, int64_t expire)
 {
     return (struct seg_store_req){.mode = mode,
                                   .key = key,
@@ -1163,7 +1187,7 @@ req_of(enum seg_store_mode mode, const char *key, size_t vlen, int64_t exptime)
                                   .hash = seg_hash(key, strlen(key)),
                                   .vlen = vlen,
                                   .flags = 5,
-                                  .exptime = exptime};
+                                  .expire = expire};
 }
 
 Test(seg, reserve_then_commit_stores_the_value)
@@ -1511,7 +1535,7 @@ store_invalidate(struct seg *s, const char *key, const char *val, int64_t exptim
                               .hash = seg_hash(key, strlen(key)),
                               .value = val,
                               .vlen = strlen(val),
-                              .exptime = exptime,
+                              .expire = at(s, exptime),
                               .cas = cas,
                               .invalidate = true};
     return seg_store(s, &r, NULL);
@@ -1571,7 +1595,7 @@ Test(seg, invalidate_may_set_the_ttl_and_the_cas)
 {
     struct seg *s = mk_default();
     set(s, "k", "v", 100);
-    cr_assert_eq(seg_invalidate(s, "k", 1, seg_hash("k", 1), true, 50, 999, NULL), SEG_OK);
+    cr_assert_eq(seg_invalidate(s, "k", 1, seg_hash("k", 1), true, at(s, 50), 999, NULL), SEG_OK);
     struct seg_view v;
     cr_assert_eq(peek(s, "k", &v), SEG_OK);
     cr_assert_eq(v.ttl, 50);
@@ -2056,7 +2080,8 @@ Test(seg, scan_survives_writes_moves_and_table_growth_between_calls)
         unsigned t = (step * 37) % 1000;
         snprintf(key, sizeof(key), "k%u", t);
         if (t % 10 != 9) {
-            (void)seg_touch(s, key, strlen(key), seg_hash(key, strlen(key)), 1000 + (step % 7));
+            (void)seg_touch(s, key, strlen(key), seg_hash(key, strlen(key)),
+                            at(s, 1000 + (step % 7)));
         }
         if (step < 100) {
             snprintf(key, sizeof(key), "k%u", 9 + step * 10);

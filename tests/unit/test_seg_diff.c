@@ -168,29 +168,30 @@ numeric(const uint8_t *p, size_t len, uint64_t *out)
 
 /* ---- random inputs ---- */
 
+/* An absolute expiry (0: never), as the engine takes it; some already past. */
 static int64_t
-random_exptime(struct model *m)
+random_expire(struct model *m)
 {
     uint64_t r = below(m, 100);
     if (r < 40) {
         return 0;
     }
     if (r < 70) {
-        return 1 + (int64_t)below(m, 31);
+        return m->now + 1 + (int64_t)below(m, 31);
     }
     if (r < 85) {
-        return 32 + (int64_t)below(m, 5000);
+        return m->now + 32 + (int64_t)below(m, 5000);
     }
     if (r < 88) {
         return -1 - (int64_t)below(m, 5);
     }
     if (r < 94) {
-        return m->now + 1 + (int64_t)below(m, 3000); /* absolute */
+        return m->now + 1 + (int64_t)below(m, 3000);
     }
     if (r < 97) {
-        return m->now - (int64_t)below(m, 1000); /* absolute, past */
+        return m->now - (int64_t)below(m, 1000); /* past */
     }
-    return 2592000 - (int64_t)below(m, 10); /* the longest relative */
+    return m->now + 2592000 - (int64_t)below(m, 10); /* 30 days */
 }
 
 static size_t
@@ -297,7 +298,7 @@ op_store(struct seg *s, struct model *m, int k, enum seg_store_mode mode)
         .value = buf,
         .vlen = len,
         .flags = below(m, 2) ? (uint32_t)rnd(m) : 0,
-        .exptime = random_exptime(m),
+        .expire = random_expire(m),
         .cas = mode == SEG_CAS ? (cas_match ? e->cas : rnd(m) | 1) : 0,
     };
     uint64_t cas = 0;
@@ -318,7 +319,7 @@ op_store(struct seg *s, struct model *m, int k, enum seg_store_mode mode)
         }
         return;
     }
-    int64_t expire = seg_exptime_abs(r.exptime, m->now);
+    int64_t expire = r.expire;
     if (concat) {
         uint8_t tmp[VAL_MAX];
         memcpy(tmp, e->val, e->len);
@@ -391,8 +392,8 @@ op_touch(struct seg *s, struct model *m, int k)
 {
     struct entry *e = &m->e[k];
     enum state was = state_of(m, k);
-    int64_t exptime = random_exptime(m);
-    enum seg_result got = seg_touch(s, m->keys[k], m->klen[k], m->hash[k], exptime);
+    int64_t expire = random_expire(m);
+    enum seg_result got = seg_touch(s, m->keys[k], m->klen[k], m->hash[k], expire);
     if (got == SEG_NOT_FOUND) {
         cr_assert_neq(was, PRESENT, "key %d: touch NOT_FOUND, model has it", k);
         e->present = false;
@@ -400,7 +401,6 @@ op_touch(struct seg *s, struct model *m, int k)
     }
     cr_assert_eq(got, SEG_TOUCHED);
     cr_assert_neq(was, ABSENT);
-    int64_t expire = seg_exptime_abs(exptime, m->now);
     if (expire != 0 && expire <= m->now) {
         e->present = false;
     } else {

@@ -91,7 +91,7 @@ put(struct seg *s, const char *key, const char *val, uint32_t flags, int64_t exp
                               .value = val,
                               .vlen = strlen(val),
                               .flags = flags,
-                              .exptime = exptime};
+                              .expire = exptime == 0 ? 0 : seg_clock(s) + exptime};
     uint64_t cas = 0;
     cr_assert_eq(seg_store(s, &r, &cas), SEG_STORED);
     return cas;

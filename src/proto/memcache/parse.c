@@ -206,6 +206,18 @@ mc_strtoul32(const char *s, size_t len, uint32_t *out)
     return true;
 }
 
+int64_t
+mc_exptime_abs(int64_t exptime, int64_t now)
+{
+    if (exptime == 0) {
+        return 0;
+    }
+    if (exptime < 0) {
+        return -1;
+    }
+    return exptime <= MC_EXPTIME_REL_MAX ? now + exptime : exptime;
+}
+
 /* Exptime of a storage command: strtol within 64 bits, cut to 32 bits (two's complement). */
 static bool
 parse_exptime_libc(const char *s, size_t len, int32_t *out)

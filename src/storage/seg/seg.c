@@ -73,21 +73,6 @@ seg_options_init(struct seg_options *opts)
     };
 }
 
-int64_t
-seg_exptime_abs(int64_t exptime, int64_t now)
-{
-    if (exptime == 0) {
-        return 0;
-    }
-    if (exptime < 0) {
-        return -1;
-    }
-    if (exptime <= SEG_EXPTIME_REL_MAX) {
-        return now + exptime;
-    }
-    return exptime;
-}
-
 /* ---- operations ---- */
 
 static inline int64_t
@@ -316,7 +301,7 @@ enum seg_result
 seg_store(struct seg *s, const struct seg_store_req *req, uint64_t *cas_out)
 {
     clock_update(s);
-    int64_t expire = clamp_expire(seg_exptime_abs(req->exptime, s->now));
+    int64_t expire = clamp_expire(req->expire);
     return do_store(s, req, expire, NULL, cas_out);
 }
 
@@ -436,7 +421,7 @@ seg_delete(struct seg *s, const void *key, size_t klen, uint64_t hash)
 }
 
 enum seg_result
-seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t exptime)
+seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t expire_at)
 {
     clock_update(s);
     uint64_t loc;
@@ -444,7 +429,7 @@ seg_touch(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_t ex
     if (slot == NULL) {
         return SEG_NOT_FOUND;
     }
-    int64_t expire = clamp_expire(seg_exptime_abs(exptime, s->now));
+    int64_t expire = clamp_expire(expire_at);
     if (expired(s, expire)) {
         unlink_slot(s, hash, slot);
         return SEG_TOUCHED;
@@ -540,10 +525,10 @@ rewrite(struct seg *s, const void *key, size_t klen, uint64_t hash, const void *
 
 enum seg_result
 seg_invalidate(struct seg *s, const void *key, size_t klen, uint64_t hash, bool set_ttl,
-               int64_t exptime, uint64_t new_cas, uint64_t *cas_out)
+               int64_t expire_at, uint64_t new_cas, uint64_t *cas_out)
 {
     clock_update(s);
-    int64_t expire = set_ttl ? clamp_expire(seg_exptime_abs(exptime, s->now)) : 0;
+    int64_t expire = set_ttl ? clamp_expire(expire_at) : 0;
     /* A fresh CAS comes with the new location; the rewrite is a new version, not a new item. */
     enum seg_result res = rewrite(s, key, klen, hash, NULL, 0, !set_ttl, expire, new_cas,
                                   SEG_ST_STALE, SEG_ST_WIN, cas_out);
@@ -643,10 +628,10 @@ seg_reserve(struct seg *s, const struct seg_store_req *req, struct seg_reservati
     if (too_large(s, req->klen, req->vlen)) {
         return store_failed(s, req, SEG_TOO_LARGE);
     }
-    int64_t expire = clamp_expire(seg_exptime_abs(req->exptime, s->now));
+    int64_t expire = clamp_expire(req->expire);
     /*
-     * set/add/replace/cas with a live exptime are written where they will stay; the others
-     * (append, prepend, past exptime) hold the bytes in a never-expiring segment until commit
+     * set/add/replace/cas with a live expiry are written where they will stay; the others
+     * (append, prepend, past expiry) hold the bytes in a never-expiring segment until commit
      * copies them.
      */
     bool in_place = req->mode != SEG_APPEND && req->mode != SEG_PREPEND && !expired(s, expire);

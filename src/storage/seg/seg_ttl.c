@@ -72,6 +72,13 @@ seg_now(const struct seg *s)
     return s->now;
 }
 
+int64_t
+seg_clock(struct seg *s)
+{
+    clock_update(s);
+    return s->now;
+}
+
 void
 seg_flush(struct seg *s, int64_t when)
 {
