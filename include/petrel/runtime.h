@@ -325,6 +325,19 @@ int rt_stats_each(const char *version, metrics_stat_fn fn, void *arg);
 metric_t *rt_metrics(unsigned table);
 
 /**
+ * Have [p, p + len) made present (faulted in, contents unchanged) by the runtime's populate
+ * thread, off the calling worker's request path: a fresh huge page can take milliseconds on a
+ * virtual machine. One range per worker at a time: false if the previous one is still being
+ * populated or no such thread runs; the caller then tries later, or does it itself. The range
+ * must stay mapped while the runtime runs. Worker thread only.
+ */
+bool rt_populate(void *p, size_t len);
+
+/** Bytes at the end of the calling worker's last rt_populate() range not present yet (0 once
+ * done): the thread goes from the start of the range. Worker thread only. */
+size_t rt_populate_left(void);
+
+/**
  * Command log sampling: true for 1 request in klog-sample on this worker when a klog-file is
  * set (then the product writes the request with log_klog()), false otherwise. A decrement and
  * a compare. Worker thread only; the setting is picked up within a tick (100 ms) of a reload.

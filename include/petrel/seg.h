@@ -340,15 +340,28 @@ bool seg_tick(struct seg *s);
  */
 bool seg_reclaim_step(struct seg *s, uint32_t max_items);
 
+/** Another thread that makes memory present (see seg_prefault_step). */
+struct seg_offload {
+    /** Take [p, p + len) to make present, from its start on: true if it took it. */
+    bool (*post)(void *p, size_t len);
+    /** Bytes at the end of the range last taken not present yet (0 once done). */
+    size_t (*left)(void);
+};
+
 /**
  * Make the heap's next segments present (page-faulted in) before an item is written there, so
  * that no store waits for page faults: keeps a few MiB past the last segment ever taken present,
- * so memory still grows with use. For a caller with idle time: at most max_bytes (rounded down to
- * whole pages, at least one) per call; with transparent huge pages a call may fault in one whole
- * huge page. Returns true while more is left to do. Anonymous heaps only (a memory file's is
- * mapped populated): false at once otherwise. Owner thread.
+ * so memory still grows with use. Also the hash table's new half before it is written. For a
+ * caller with idle time: at most max_bytes (rounded down to whole pages, at least one) per call
+ * done here; with transparent huge pages a call may fault in one whole huge page.
+ * With off, the heap's part (16 MiB ahead then) is handed to another thread, whole: a huge page
+ * faulted in here can take milliseconds on a virtual machine. Only when that thread lags so far
+ * that the next two segments are not present yet (it yields the CPU to everything) is the
+ * part of them it has not reached done here, in steps of max_bytes. Returns true while more
+ * is left to do here. Anonymous heaps only (a memory file's is left to the page cache). Owner
+ * thread.
  */
-bool seg_prefault_step(struct seg *s, size_t max_bytes);
+bool seg_prefault_step(struct seg *s, size_t max_bytes, const struct seg_offload *off);
 
 /**
  * A live item as a scan (seg_scan) sees it. key points into the segment and is valid only

@@ -10,6 +10,7 @@
 #include "petrel/ring.h"
 #include "petrel/runtime.h"
 #include "petrel/tls.h"
+#include "populate.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -129,6 +130,8 @@ struct runtime {
     _Atomic uint64_t hs_closed; /* handshake(w) -> acceptor(r): sockets it closed */
     size_t hs_max;              /* read-only: handshakes holding a session at once */
     struct tls_counters tls_stats;
+
+    struct populate populate; /* memory made present for the workers (populate.h) */
 };
 
 /*

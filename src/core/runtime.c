@@ -721,6 +721,8 @@ stop_threads(struct runtime *rt, bool acceptor, bool handshake, bool admin, unsi
         eventfd_write(rt->hs_waker.efd, 1);
         pthread_join(rt->handshaker, NULL);
     }
+    /* Before the workers free the memory it may be faulting in. */
+    populate_stop(&rt->populate);
     for (unsigned i = 0; i < workers; i++) {
         atomic_store(&rt->workers[i].stop, true);
         eventfd_write(rt->workers[i].waker.efd, 1);
@@ -1021,6 +1023,10 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     if (rt->tls_on && (rc = tls_setup(rt)) < 0) {
         log_error("tls: %s", strerror(-rc));
         goto out;
+    }
+    if ((rc = populate_start(&rt->populate, rt->nworkers)) < 0) {
+        log_warn("populate: no thread (%s): the workers fault their memory in themselves",
+                 strerror(-rc));
     }
     if (start_workers(rt, &started) < 0) {
         stop_threads(rt, false, false, false, started);

@@ -39,6 +39,20 @@ rt_metrics(unsigned table)
     return self_worker->pm[table];
 }
 
+bool
+rt_populate(void *p, size_t len)
+{
+    struct worker *w = self_worker;
+    return populate_post(&w->rt->populate, w->id, p, len);
+}
+
+size_t
+rt_populate_left(void)
+{
+    struct worker *w = self_worker;
+    return populate_left(&w->rt->populate, w->id);
+}
+
 void
 rt_stats_reset(void)
 {

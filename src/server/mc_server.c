@@ -2130,8 +2130,10 @@ mc_idle(void *ctx)
     if (mw->reclaim_left) {
         mw->reclaim_left = seg_reclaim_step(mw->shard.seg, IDLE_RECLAIM_ITEMS);
     }
-    /* Segment memory faulted in now rather than by the stores that will write there. */
-    bool more = seg_prefault_step(mw->shard.seg, IDLE_PREFAULT);
+    /* Segment memory faulted in ahead of the stores that will write there: the heap by the
+     * runtime's populate thread (a huge page can take milliseconds), a growing hash table here. */
+    static const struct seg_offload populate = {.post = rt_populate, .left = rt_populate_left};
+    bool more = seg_prefault_step(mw->shard.seg, IDLE_PREFAULT, &populate);
     return mw->reclaim_left || more;
 }
 

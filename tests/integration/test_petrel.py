@@ -812,8 +812,9 @@ class Lifecycle(unittest.TestCase):
                 self.assertEqual(rss >= 64 << 20, holds, "%s: RSS %d bytes" % (flags, rss))
 
     def test_idle_worker_faults_in_a_few_mib_of_its_heap_ahead_of_use(self):
-        # The worker makes the next 4 MiB past its last segment present while idle, so that
-        # no set waits for a page fault; and no more, so that memory grows with use.
+        # The populate thread makes the next 16 MiB past the worker's last segment present
+        # while it is idle, so that no set waits for a page fault; and no more, so that memory
+        # grows with use.
         def heap_rss():
             # The 1 GiB heap is the one mapping of that size; Rss in kB.
             size = rss = None
@@ -835,12 +836,17 @@ class Lifecycle(unittest.TestCase):
                             % (heap_rss(), low, high))
 
         with Server(PETREL, "-t", "1", "-m", "1024") as server, server.connect() as s:
-            settles_at(4 << 20, 6 << 20)  # at most one 2 MiB huge page past it
+            settles_at(16 << 20, 18 << 20)  # at most one 2 MiB huge page past it
             value = b"v" * 100000
             for i in range(80):  # 8 MB: 8 segments of 1 MiB taken
                 request(s, b"set big%d 0 0 %d\r\n%s\r\n" % (i, len(value), value),
                         b"STORED\r\n")
-            settles_at(12 << 20, 14 << 20)
+            settles_at(24 << 20, 26 << 20)
+            comms = []
+            for tid in os.listdir("/proc/%d/task" % server.proc.pid):
+                with open("/proc/%d/task/%s/comm" % (server.proc.pid, tid)) as f:
+                    comms.append(f.read().strip())
+            self.assertIn("populate", comms)
 
     def test_allocator_gives_back_a_burst_of_large_requests_when_quiet(self):
         # 16 connections each send 900 KB sets, so their read buffers grow to a megabyte or two and

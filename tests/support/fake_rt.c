@@ -545,6 +545,25 @@ rt_metrics(unsigned table)
 }
 
 bool
+rt_populate(void *p, size_t len)
+{
+    struct fake_rt *rt = need_active("rt_populate");
+    if (rt->cur == NO_WORKER) {
+        fail(rt, FAKE_CHECK_CONTRACT, "rt_populate outside a worker");
+    }
+    (void)p;
+    (void)len;
+    return false; /* no populate thread: the product does it itself */
+}
+
+size_t
+rt_populate_left(void)
+{
+    (void)need_active("rt_populate_left");
+    return 0;
+}
+
+bool
 rt_klog_sample(void)
 {
     struct fake_rt *rt = need_active("rt_klog_sample");

@@ -2131,7 +2131,7 @@ prefault_all(struct seg *s, size_t step)
 {
     unsigned n = 1;
     uint64_t last = prefaulted(s);
-    while (seg_prefault_step(s, step)) {
+    while (seg_prefault_step(s, step, NULL)) {
         cr_assert_leq(prefaulted(s) - last, step, "one call did more than asked");
         last = prefaulted(s);
         n++;
@@ -2164,14 +2164,87 @@ Test(seg, prefault_of_an_empty_heap_stops_a_few_mib_ahead)
     struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
     prefault_all(s, 256 << 10);
     cr_assert_eq(prefaulted(s), (4u << 20) + table_bytes(s), "prefaulted %" PRIu64, prefaulted(s));
-    cr_assert_not(seg_prefault_step(s, 256 << 10), "nothing more to do until a segment is taken");
+    cr_assert_not(seg_prefault_step(s, 256 << 10, NULL),
+                  "nothing more to do until a segment is taken");
+    seg_destroy(&s);
+}
+
+/* A stand-in for the populate thread: takes ranges or not, reports what it has left. */
+static struct {
+    bool accept;
+    unsigned calls;
+    uint8_t *p;
+    size_t len;
+    size_t left;
+} offload_seen;
+
+static bool
+offload_post(void *p, size_t len)
+{
+    offload_seen.calls++;
+    if (!offload_seen.accept) {
+        return false;
+    }
+    offload_seen.p = p;
+    offload_seen.len = len;
+    return true;
+}
+
+static size_t
+offload_left(void)
+{
+    return offload_seen.left;
+}
+
+static const struct seg_offload offload = {.post = offload_post, .left = offload_left};
+
+Test(seg, prefault_hands_the_heap_to_an_offload_whole_and_asks_again_if_refused)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    offload_seen = (__typeof__(offload_seen)){.accept = false};
+    /* Refused: the table is done here (small steps), the heap asked for on every call. */
+    while (seg_prefault_step(s, 256 << 10, &offload)) {
+    }
+    cr_assert_eq(prefaulted(s), table_bytes(s), "nothing of the heap done here");
+    cr_assert_geq(offload_seen.calls, 1);
+    unsigned refused = offload_seen.calls;
+    /* Taken: handed once, whole, then nothing more until a segment is taken. */
+    offload_seen.accept = true;
+    cr_assert_not(seg_prefault_step(s, 256 << 10, &offload));
+    cr_assert_eq(offload_seen.calls, refused + 1);
+    cr_assert_eq(offload_seen.len, 16u << 20, "the whole window at once: %zu", offload_seen.len);
+    cr_assert_not(seg_prefault_step(s, 256 << 10, &offload));
+    cr_assert_eq(offload_seen.calls, refused + 1, "a range taken is not handed again");
+    cr_assert_eq(resident_pages(offload_seen.p, offload_seen.len), 0, "the offload did nothing");
+    seg_destroy(&s);
+}
+
+Test(seg, prefault_does_the_next_two_segments_itself_when_the_offload_lags)
+{
+    struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
+    offload_seen = (__typeof__(offload_seen)){.accept = true};
+    while (seg_prefault_step(s, 256 << 10, &offload)) {
+    }
+    cr_assert_eq(offload_seen.len, 16u << 20);
+    uint8_t *heap = offload_seen.p;
+    /* The thread has not begun: the first two segments are done here, a step per call. */
+    offload_seen.left = offload_seen.len;
+    unsigned calls = 0;
+    while (seg_prefault_step(s, 256 << 10, &offload)) {
+        cr_assert_lt(++calls, 100);
+    }
+    cr_assert_eq(calls + 1, (2u << 20) / (256u << 10), "calls %u", calls);
+    cr_assert_eq(resident_pages(heap, 2u << 20), (2u << 20) / (size_t)sysconf(_SC_PAGESIZE));
+    cr_assert_not(seg_prefault_step(s, 256 << 10, &offload), "and no more while it lags");
+    /* Past the second segment, the thread's part stays the thread's. */
+    cr_assert_eq(resident_pages(heap + (2u << 20), 2u << 20), 0);
     seg_destroy(&s);
 }
 
 Test(seg, prefault_does_at_most_the_step_asked_per_call)
 {
     struct seg *s = mk(64 << 20, 1 << 20, SEG_EVICT_MERGE);
-    cr_assert(seg_prefault_step(s, 64 << 10));
+    cr_assert(seg_prefault_step(s, 64 << 10, NULL));
     cr_assert_eq(prefaulted(s), 64u << 10);
     unsigned calls = prefault_all(s, 64 << 10) + 1;
     cr_assert_geq(calls, ((4u << 20) + table_bytes(s)) / (64u << 10));
@@ -2195,7 +2268,7 @@ Test(seg, prefault_follows_the_segments_taken)
     seg_stats_get(s, &stats);
     cr_assert_eq(stats.segs_used, 3);
     cr_assert_eq(stats.hash_growing, 0);
-    cr_assert(seg_prefault_step(s, 1 << 20), "a segment taken makes more to do");
+    cr_assert(seg_prefault_step(s, 1 << 20, NULL), "a segment taken makes more to do");
     prefault_all(s, 1 << 20);
     cr_assert_eq(prefaulted(s), (7u << 20) + table_bytes(s), "prefaulted %" PRIu64, prefaulted(s));
     seg_destroy(&s);
@@ -2229,7 +2302,7 @@ Test(seg, prefault_covers_a_new_hash_table_as_it_grows)
         cr_assert_eq(set(s, key, key, 0), SEG_STORED);
         cr_assert_lt(i, 100000, "the table never grew");
     }
-    cr_assert(seg_prefault_step(s, 4096), "a new table makes more to do");
+    cr_assert(seg_prefault_step(s, 4096, NULL), "a new table makes more to do");
     prefault_all(s, 1 << 20);
     cr_assert_eq(prefaulted(s) - before, table_bytes(s), "the whole new table, %" PRIu64 " bytes",
                  table_bytes(s));
@@ -2261,7 +2334,7 @@ Test(seg, prefault_has_nothing_to_do_when_memory_was_touched_at_start)
     o.prefault = true;
     struct seg *s = NULL;
     cr_assert_eq(seg_create(&s, &o), 0);
-    cr_assert_not(seg_prefault_step(s, 1 << 20));
+    cr_assert_not(seg_prefault_step(s, 1 << 20, NULL));
     cr_assert_eq(prefaulted(s), 0);
     seg_destroy(&s);
 }

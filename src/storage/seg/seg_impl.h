@@ -149,13 +149,15 @@ struct seg {
     uint32_t nfree;
     /*
      * Prefault (seg_prefault_step): segments below taken_hi have been taken from the free list
-     * at least once; heap bytes below pf_off are known to be in memory, and so are the first
+     * at least once; heap bytes below pf_off are known to be in memory (or handed to a thread
+     * that makes them so), and so are the first
      * ht_pf bytes of the hash table. The free list hands out
      * untouched segments in ascending order, so the next ones to be written start at taken_hi.
      */
     uint32_t taken_hi;
     size_t pf_off;
-    size_t ht_pf; /* bytes of ht known to be in memory (0 when a new table is mapped) */
+    size_t ht_pf;  /* bytes of ht known to be in memory (0 when a new table is mapped) */
+    size_t pf_own; /* with an offload thread: heap bytes below this made present here (lag) */
     uint32_t ovf_nchunks;
     uint32_t ovf_cap;
     uint32_t ovf_free; /* free overflow bucket list, link values (index + 1), 0 = empty */
