@@ -94,12 +94,12 @@ populate_start(struct populate *pp, unsigned nworkers)
     pp->efd = eventfd(0, EFD_CLOEXEC);
     if (pp->efd < 0) {
         int rc = -errno;
-        populate_stop(pp);
+        populate_fini(pp);
         return rc;
     }
     atomic_store(&pp->running, true);
     if (pthread_create(&pp->thread, NULL, populate_main, pp) != 0) {
-        populate_stop(pp);
+        populate_fini(pp);
         return -EAGAIN;
     }
     pp->started = true;
@@ -116,6 +116,12 @@ populate_stop(struct populate *pp)
         pthread_join(pp->thread, NULL);
         pp->started = false;
     }
+}
+
+void
+populate_fini(struct populate *pp)
+{
+    populate_stop(pp);
     if (pp->slots != NULL && pp->efd >= 0) { /* (a never-started populate is all zeros) */
         close(pp->efd);
     }

@@ -38,8 +38,15 @@ struct populate {
 /** Start the thread with a slot per worker. 0, or a negative errno (then nothing runs). */
 int populate_start(struct populate *pp, unsigned nworkers);
 
-/** Stop and join the thread, free the slots. Safe on one that failed to start or is all zeros. */
+/**
+ * Stop and join the thread (before the workers free the memory it may be faulting in). The
+ * workers may go on calling populate_post() (which then refuses) and populate_left().
+ */
 void populate_stop(struct populate *pp);
+
+/** Stop if need be, then free the slots: once no worker runs. Safe on one that failed to
+ * start, or is all zeros. */
+void populate_fini(struct populate *pp);
 
 /**
  * Worker `worker`: hand [p, p + len) to the thread. False if the worker's previous range is

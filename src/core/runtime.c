@@ -758,6 +758,7 @@ runtime_free(struct runtime *rt)
         unlink(rt->unix_path);
         free(rt->unix_path);
     }
+    populate_fini(&rt->populate);
     waker_fini(&rt->acceptor_waker);
     waker_fini(&rt->admin_waker);
     waker_fini(&rt->hs_waker);
