@@ -18,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MSG_BUF_INIT    256
+/* A message's request and reply buffers are kept at this size while cached: a get's reply
+ * reserves its worst-case header and would outgrow 256 bytes (and be freed and allocated again,
+ * across threads) every time. */
+#define MSG_BUF_INIT    1024
 #define FREE_CACHE_MAX  1024 /* messages (and slots) a worker keeps for reuse */
 #define SLOT_KEEP_PARTS 256  /* a cached slot keeps its part and key arrays up to this size */
 
