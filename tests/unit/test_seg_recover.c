@@ -7,11 +7,13 @@
 #include "petrel/seg_file.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define T0   1700000000
@@ -609,4 +611,54 @@ Test(seg_recover, items_read_before_a_restart_survive_a_merge_over_unread_ones)
                  "read %d of %d kept, unread %d of %d", read_kept, read_total, unread_kept,
                  unread_total);
     seg_destroy(&s);
+}
+
+static blkcnt_t
+blocks_of(const char *path)
+{
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    return sb.st_blocks;
+}
+
+/*
+ * A memory file with holes (copied sparse, or punched) has them allocated again when it is
+ * recovered, so that a full filesystem is an error at start rather than a SIGBUS at a write.
+ */
+Test(seg_recover, holes_in_a_recovered_file_are_allocated)
+{
+    const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/seg-file-XXXXXX", tmp);
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/mem", dir);
+    struct seg_options o;
+    seg_options_init(&o);
+    o.mem_bytes = MEM;
+    o.seg_size = SEGB;
+    o.item_max = SEGB;
+    o.clock = fake_now;
+    struct seg_file *sf = NULL;
+    struct seg_file_info info;
+    cr_assert_eq(seg_file_open(&sf, path, &o, 2, NULL, &info), 0, "%s", info.note);
+    seg_file_close(&sf);
+    blkcnt_t full = blocks_of(path);
+
+    int f = open(path, O_RDWR | O_CLOEXEC);
+    cr_assert_geq(f, 0);
+    int punched = fallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 << 20, 1 << 20);
+    close(f);
+    if (punched != 0) {
+        unlink(path);
+        rmdir(dir);
+        cr_skip_test("this filesystem cannot punch holes");
+    }
+    cr_assert_lt(blocks_of(path), full);
+
+    cr_assert_eq(seg_file_open(&sf, path, &o, 2, NULL, &info), 0, "%s", info.note);
+    cr_assert_not(info.reset, "%s", info.note);
+    cr_assert_geq(blocks_of(path), full, "the hole is allocated again");
+    seg_file_close(&sf);
+    unlink(path);
+    rmdir(dir);
 }
