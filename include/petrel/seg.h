@@ -451,19 +451,39 @@ struct seg_stats {
 /** Copy the statistics. Owner thread (another thread must get a copy from the owner). */
 void seg_stats_get(const struct seg *s, struct seg_stats *out);
 
-/** Summary of one TTL bucket. */
+/**
+ * Summary of one TTL bucket. The counters only grow, from the instance's creation; a bucket's
+ * items all have a nonzero expiry except in the "never expires" bucket (ttl_hi == 0).
+ */
 struct seg_ttl_stats {
     uint32_t ttl_lo; /* TTLs in [ttl_lo, ttl_hi] (seconds); 0..0 is "never expires" */
     uint32_t ttl_hi;
     uint32_t segs;
+    /*
+     * When the oldest segment holding a live item was opened (unix time, engine's clock): its
+     * items were written at or after it, so now - oldest bounds the age of the oldest item from
+     * above. 0 when the bucket has no items. Past SEG_AGE_SCAN segments without a live item at
+     * the front of the chain, the last of them (still an upper bound, a looser one).
+     */
+    uint32_t oldest;
     uint64_t items;
     uint64_t bytes;
+    uint64_t evicted;           /* live items evicted (whole segments or merges) */
+    uint64_t evicted_unfetched; /* of those, never read */
+    uint64_t expired;           /* items freed because they expired (not those flushed) */
+    uint64_t expired_unfetched; /* of those, never read */
+    uint64_t no_memory;         /* allocations for this bucket refused for lack of memory */
 };
+
+#define SEG_AGE_SCAN 64 /* segment headers seg_ttl_stats_get reads at most to find the oldest */
 
 /** Number of TTL buckets (indexes for seg_ttl_stats_get). Any thread. */
 size_t seg_ttl_bucket_count(void);
 
-/** Fill *out for bucket idx. Returns 0, or -EINVAL for a bad index. Owner thread. */
+/**
+ * Fill *out for bucket idx. Returns 0, or -EINVAL for a bad index. Reads at most SEG_AGE_SCAN
+ * segment headers. Owner thread.
+ */
 int seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out);
 
 #endif /* PETREL_SEG_H */

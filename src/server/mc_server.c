@@ -381,8 +381,9 @@ static const struct metric_table mc_metric_tables[NTABLES] = {
     [TABLE_SRV] = {"server", srv_metric_defs, SRV_COUNT},
 };
 
-/* A worker's non-empty TTL buckets, for the admin's "stats seg": worker(w) -> admin(r), an
- * RCU-protected pointer replaced (never changed in place) when the buckets change. */
+/* A worker's non-empty TTL buckets, for the admin's "stats seg" and the data port's "stats items"
+ * and "stats slabs": worker(w) -> admin and every worker(r), an RCU-protected pointer replaced
+ * (never changed in place) when the buckets change. Counters run from the last "stats reset". */
 struct ttl_view {
     size_t n;
     struct ttl_entry {
@@ -401,17 +402,18 @@ struct mc_worker {
     const struct config *cfg;
     struct mc_shard shard;
     struct mc_parser_opts popts;
-    metric_t *m_cmd, *m_seg;      /* this worker's slots of the commands and storage tables ... */
-    metric_t *m_srv;              /* ... and of the server's (route has the latency table's) */
-    uint64_t limit_share;         /* its share of -m, shown as limit_maxbytes */
-    size_t seg_size;              /* the shard's segment size (-I may raise the option's) */
-    struct seg_stats seg_base;    /* the storage counters at the last "stats reset" */
-    struct ttl_view *ttl_scratch; /* worker-private: the next view, built each tick */
-    bool reclaim_left;            /* the last tick left expired segments to reclaim */
-    char delim;                   /* "stats detail": the end of a key's prefix (-D) */
-    bool dump_disabled;           /* -X: no metadump, mgdump or stats detail */
-    bool flush_disabled;          /* -F: no flush_all */
-    struct mc_detail *detail;     /* "stats detail": this worker's per-prefix counters */
+    metric_t *m_cmd, *m_seg;        /* this worker's slots of the commands and storage tables ... */
+    metric_t *m_srv;                /* ... and of the server's (route has the latency table's) */
+    uint64_t limit_share;           /* its share of -m, shown as limit_maxbytes */
+    size_t seg_size;                /* the shard's segment size (-I may raise the option's) */
+    struct seg_stats seg_base;      /* the storage counters at the last "stats reset" */
+    struct ttl_view *ttl_scratch;   /* worker-private: the next view, built each tick */
+    struct seg_ttl_stats *ttl_base; /* each TTL bucket's counters at the last "stats reset" */
+    bool reclaim_left;              /* the last tick left expired segments to reclaim */
+    char delim;                     /* "stats detail": the end of a key's prefix (-D) */
+    bool dump_disabled;             /* -X: no metadump, mgdump or stats detail */
+    bool flush_disabled;            /* -F: no flush_all */
+    struct mc_detail *detail;       /* "stats detail": this worker's per-prefix counters */
 };
 
 static enum lat_class
@@ -486,7 +488,8 @@ publish_stats(struct mc_worker *mw)
 
 /*
  * Rebuild this worker's TTL view; publish it only when it changed (an idle server publishes
- * nothing). Bound: one pass over the TTL buckets (seg_ttl_bucket_count()).
+ * nothing). Bound: one pass over the TTL buckets (seg_ttl_bucket_count()), each reading at most
+ * SEG_AGE_SCAN segment headers.
  */
 static void
 publish_ttl(struct mc_worker *mw)
@@ -496,6 +499,12 @@ publish_ttl(struct mc_worker *mw)
     for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
         struct seg_ttl_stats st;
         if (seg_ttl_stats_get(mw->shard.seg, i, &st) == 0 && (st.segs > 0 || st.items > 0)) {
+            const struct seg_ttl_stats *b = &mw->ttl_base[i];
+            st.evicted -= b->evicted;
+            st.evicted_unfetched -= b->evicted_unfetched;
+            st.expired -= b->expired;
+            st.expired_unfetched -= b->expired_unfetched;
+            st.no_memory -= b->no_memory;
             v->e[v->n].idx = (uint32_t)i;
             v->e[v->n].st = st;
             v->n++;
@@ -519,17 +528,22 @@ publish_ttl(struct mc_worker *mw)
     }
 }
 
-/* "stats reset" on this worker: its command counters, the storage counters (by moving their
- * zero), and the runtime's counters and latency histograms of this worker; gauges (items,
- * bytes, connections) stay. Published at once, so a "stats" behind it agrees. */
+/* "stats reset" on this worker: its command counters, the storage counters and those of every
+ * TTL bucket (by moving their zero), and the runtime's counters and latency histograms of this
+ * worker; gauges (items, bytes, connections, ages) stay. Published at once, so a "stats",
+ * "stats items" or "stats slabs" behind it agrees. Bound: one pass over the TTL buckets. */
 static void
 stats_reset(struct mc_worker *mw)
 {
     memset(&mw->shard.stats, 0, sizeof(mw->shard.stats));
     seg_stats_get(mw->shard.seg, &mw->seg_base);
+    for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
+        (void)seg_ttl_stats_get(mw->shard.seg, i, &mw->ttl_base[i]);
+    }
     mc_detail_clear(mw->detail); /* memcached forgets its prefixes on "stats reset" too */
     rt_stats_reset();
     publish_stats(mw);
+    publish_ttl(mw);
 }
 
 /* ---- per-prefix statistics ("stats detail") ---- */
@@ -2153,11 +2167,20 @@ ttl_sum(void)
         prcu_subscribe();
         for (size_t i = 0; v != NULL && i < v->n; i++) {
             struct seg_ttl_stats *d = &sum[v->e[i].idx];
-            d->ttl_lo = v->e[i].st.ttl_lo;
-            d->ttl_hi = v->e[i].st.ttl_hi;
-            d->segs += v->e[i].st.segs;
-            d->items += v->e[i].st.items;
-            d->bytes += v->e[i].st.bytes;
+            const struct seg_ttl_stats *e = &v->e[i].st;
+            d->ttl_lo = e->ttl_lo;
+            d->ttl_hi = e->ttl_hi;
+            d->segs += e->segs;
+            if (e->oldest != 0 && (d->oldest == 0 || e->oldest < d->oldest)) {
+                d->oldest = e->oldest; /* the oldest item of every shard's bucket */
+            }
+            d->items += e->items;
+            d->bytes += e->bytes;
+            d->evicted += e->evicted;
+            d->evicted_unfetched += e->evicted_unfetched;
+            d->expired += e->expired;
+            d->expired_unfetched += e->expired_unfetched;
+            d->no_memory += e->no_memory;
         }
     }
     prcu_read_unlock();
@@ -2192,13 +2215,37 @@ mc_admin_stats(const char *what, struct buf *out)
     return rc < 0 ? rc : 0;
 }
 
+/* "stats items": one class's lines, in memcached's order (docs/protocol.md). */
+static int
+write_items_class(struct buf *out, unsigned id, const struct seg_ttl_stats *b, int64_t now)
+{
+    unsigned long long age = b->oldest != 0 && now > (int64_t)b->oldest
+                                 ? (unsigned long long)(now - (int64_t)b->oldest)
+                                 : 0;
+    /* Every item of a bucket other than "never expires" has a nonzero exptime. */
+    unsigned long long nonzero = b->ttl_hi != 0 ? b->evicted : 0;
+    return buf_printf(out,
+                      "STAT items:%u:number %llu\r\nSTAT items:%u:age %llu\r\n"
+                      "STAT items:%u:mem_requested %llu\r\nSTAT items:%u:evicted %llu\r\n"
+                      "STAT items:%u:evicted_nonzero %llu\r\nSTAT items:%u:outofmemory %llu\r\n"
+                      "STAT items:%u:reclaimed %llu\r\nSTAT items:%u:expired_unfetched %llu\r\n"
+                      "STAT items:%u:evicted_unfetched %llu\r\nSTAT items:%u:ttl_min %u\r\n"
+                      "STAT items:%u:ttl_max %u\r\n",
+                      id, (unsigned long long)b->items, id, age, id, (unsigned long long)b->bytes,
+                      id, (unsigned long long)b->evicted, id, nonzero, id,
+                      (unsigned long long)b->no_memory, id, (unsigned long long)b->expired, id,
+                      (unsigned long long)b->expired_unfetched, id,
+                      (unsigned long long)b->evicted_unfetched, id, b->ttl_lo, id, b->ttl_hi);
+}
+
 /*
  * memcached's "stats items" and "stats slabs", with Petrel's equivalent of a slab class: a TTL
  * bucket (class id = bucket index + 1; segments play the part of slab pages, each holding items
- * of one TTL range). Only figures that mean the same are given: items (number, used_chunks),
- * segments (total_pages), bytes of items (mem_requested); memcached's per-class eviction and age
- * figures have no per-bucket counterpart here and are left out rather than made up. Petrel adds
- * each class's TTL range (ttl_min, ttl_max: seconds; 0 0 is "never expires").
+ * of one TTL range), summed over the shards from the views they publish every tick (at most a
+ * tick old). Only figures that mean the same are given, in memcached's order, and memcached's
+ * others are left out rather than made up (docs/protocol.md lists both). As memcached does,
+ * "stats items" lists the classes that hold items, "stats slabs" those that hold pages. Petrel
+ * adds each class's TTL range (ttl_min, ttl_max: seconds; 0 0 is "never expires").
  */
 static int
 write_classes(struct mc_worker *mw, struct buf *out, bool slabs)
@@ -2207,29 +2254,23 @@ write_classes(struct mc_worker *mw, struct buf *out, bool slabs)
     if (sum == NULL) {
         return -ENOMEM;
     }
+    int64_t now = seg_now(mw->shard.seg);
     int rc = 0;
     unsigned active = 0;
     uint64_t segs = 0;
     for (size_t i = 0; i < seg_ttl_bucket_count() && rc == 0; i++) {
         const struct seg_ttl_stats *b = &sum[i];
-        if (b->segs == 0 && b->items == 0) {
-            continue;
-        }
-        active++;
-        segs += b->segs;
         unsigned id = (unsigned)i + 1;
-        if (slabs) {
+        if (slabs && b->segs > 0) {
+            active++;
+            segs += b->segs;
             rc = buf_printf(out,
                             "STAT %u:total_pages %u\r\nSTAT %u:used_chunks %llu\r\n"
-                            "STAT %u:mem_requested %llu\r\nSTAT %u:ttl_min %u\r\n"
-                            "STAT %u:ttl_max %u\r\n",
-                            id, b->segs, id, (unsigned long long)b->items, id,
-                            (unsigned long long)b->bytes, id, b->ttl_lo, id, b->ttl_hi);
-        } else {
-            rc = buf_printf(out,
-                            "STAT items:%u:number %llu\r\nSTAT items:%u:ttl_min %u\r\n"
-                            "STAT items:%u:ttl_max %u\r\n",
-                            id, (unsigned long long)b->items, id, b->ttl_lo, id, b->ttl_hi);
+                            "STAT %u:ttl_min %u\r\nSTAT %u:ttl_max %u\r\n",
+                            id, b->segs, id, (unsigned long long)b->items, id, b->ttl_lo, id,
+                            b->ttl_hi);
+        } else if (!slabs && b->items > 0) {
+            rc = write_items_class(out, id, b, now);
         }
     }
     free(sum);
@@ -2332,13 +2373,15 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     }
     mw->ttl_scratch =
         malloc(sizeof(*mw->ttl_scratch) + seg_ttl_bucket_count() * sizeof(mw->ttl_scratch->e[0]));
-    if (mw->ttl_scratch == NULL || id >= MAX_WORKERS ||
+    mw->ttl_base = calloc(seg_ttl_bucket_count(), sizeof(*mw->ttl_base));
+    if (mw->ttl_scratch == NULL || mw->ttl_base == NULL || id >= MAX_WORKERS ||
         mc_detail_create(&mw->detail, detail_cap(n)) < 0 ||
         (config_uint(cfg, "resp-port") > 0 &&
          resp_worker_init(&mw->resp, &mw->rw, &mw->shard, o.item_max - ITEM_ROOM, cfg) < 0)) {
         seg_destroy(&mw->shard.seg);
         mc_detail_destroy(&mw->detail);
         free(mw->ttl_scratch);
+        free(mw->ttl_base);
         free(mw);
         return -ENOMEM;
     }
@@ -2361,6 +2404,7 @@ mc_worker_teardown(void *ctx)
     seg_destroy(&mw->shard.seg);
     mc_detail_destroy(&mw->detail);
     free(mw->ttl_scratch);
+    free(mw->ttl_base);
     free(mw);
 }
 

@@ -1,8 +1,9 @@
-"""petrel's stats views against Debian's memcached: the same requests to both, the same replies.
+"""petrel's stats views: against Debian's memcached, the same requests to both, the same replies;
+and "stats items" / "stats slabs" (Petrel's classes are its TTL buckets) on their own.
 
-memcached is found through $MEMCACHED, then PATH, then /usr/bin/memcached; without it these
-tests are skipped. Replies are compared byte for byte where Petrel promises memcached's; the
-order of "stats detail dump" lines is memcached's hash table's, so with several prefixes the
+memcached is found through $MEMCACHED, then PATH, then /usr/bin/memcached; without it the
+comparisons are skipped. Replies are compared byte for byte where Petrel promises memcached's;
+the order of "stats detail dump" lines is memcached's hash table's, so with several prefixes the
 lines are compared as a set.
 """
 import ctypes
@@ -340,6 +341,258 @@ class Settings(unittest.TestCase):
         for name in SAME_COUNTERS:
             self.assertIn(name, petrel, name)
             self.assertEqual(petrel[name], mc[name], name)
+
+
+# ---- stats items and stats slabs --------------------------------------------------------------
+
+MEMCACHED_TOOL = os.environ.get("MEMCACHED_TOOL", "/usr/share/memcached/scripts/memcached-tool")
+TICK = 0.35  # the shards publish their TTL buckets every 100 ms: a few ticks of margin
+
+
+def ttl_class(ttl):
+    """The class of items stored with a relative TTL of ttl seconds: their TTL bucket + 1 (one
+    bucket per second below 32 s, then 16 per power of two; docs/storage.md)."""
+    if ttl == 0:
+        return 1
+    if ttl < 32:
+        return ttl + 1
+    k = ttl.bit_length() - 1
+    return 32 + (k - 5) * 16 + ((ttl >> (k - 4)) & 15) + 1
+
+
+def view(sock, what):
+    """One stats view as a dict of ints."""
+    sock.sendall(b"stats %s\r\n" % what if what else b"stats\r\n")
+    return {k: int(v) if v.lstrip("-").isdigit() else v
+            for k, v in parse_stats(read_until(sock, b"END\r\n", 10).decode()).items()}
+
+
+def classes(items):
+    """{class id: {field: value}} of a "stats items" view."""
+    out = {}
+    for name, value in items.items():
+        _, cls, field = name.split(":")
+        out.setdefault(int(cls), {})[field] = value
+    return out
+
+
+def store(sock, keys, ttl, size=100):
+    """Pipelined noreply sets, then an mn to know they all ran."""
+    value = b"v" * size
+    batch = []
+    for key in keys:
+        batch.append(b"set %s 0 %d %d noreply\r\n%s\r\n" % (key, ttl, size, value))
+        if len(batch) == 1000:
+            sock.sendall(b"".join(batch))
+            batch = []
+    sock.sendall(b"".join(batch) + b"mn\r\n")
+    read_until(sock, b"MN\r\n", 60)
+
+
+# memcached 1.6's "stats items" fields, in its order (without its segmented-LRU ones), and the
+# ones Petrel gives: the others have no equivalent here (docs/protocol.md).
+MEMCACHED_ITEMS_FIELDS = (
+    "number", "age", "mem_requested", "evicted", "evicted_nonzero", "evicted_time",
+    "outofmemory", "tailrepairs", "reclaimed", "expired_unfetched", "evicted_unfetched",
+    "crawler_reclaimed", "crawler_items_checked", "lrutail_reflocked",
+)
+PETREL_ITEMS_FIELDS = (
+    "number", "age", "mem_requested", "evicted", "evicted_nonzero", "outofmemory", "reclaimed",
+    "expired_unfetched", "evicted_unfetched", "ttl_min", "ttl_max",
+)
+
+
+class Classes(unittest.TestCase):
+    """stats items and stats slabs: one class per TTL bucket, with what happened to its items."""
+
+    def test_items_are_counted_in_the_class_of_their_ttl(self):
+        with Server(PETREL, "-t", "2") as srv, srv.connect() as s:
+            sets = {0: 300, 100: 200, 5000: 100}
+            for ttl, n in sets.items():
+                store(s, [b"t%d-%d" % (ttl, i) for i in range(n)], ttl)
+            time.sleep(TICK)
+            items = classes(view(s, b"items"))
+            self.assertEqual(set(items), {ttl_class(t) for t in sets})
+            for ttl, n in sets.items():
+                c = items[ttl_class(ttl)]
+                self.assertEqual(c["number"], n, ttl)
+                self.assertLessEqual(c["ttl_min"], ttl)
+                self.assertGreaterEqual(c["ttl_max"], ttl)
+                self.assertGreater(c["mem_requested"], n * 100)
+            slabs = view(s, b"slabs")
+            for ttl, n in sets.items():
+                self.assertEqual(slabs["%d:used_chunks" % ttl_class(ttl)], n)
+            self.assertEqual(slabs["active_slabs"], len(sets))
+
+    def test_fields_are_memcacheds_in_its_order_then_petrels(self):
+        with Server(PETREL, "-t", "1") as srv, srv.connect() as s:
+            store(s, [b"k"], 0)
+            time.sleep(TICK)
+            s.sendall(b"stats items\r\n")
+            names = [line.split()[1].split(":")[2] for line in
+                     read_until(s, b"END\r\n", 10).decode().splitlines()[:-1]]
+            self.assertEqual(names, list(PETREL_ITEMS_FIELDS))
+            shared = [n for n in names if n in MEMCACHED_ITEMS_FIELDS]
+            self.assertEqual(shared, [n for n in MEMCACHED_ITEMS_FIELDS if n in shared])
+
+    def test_evictions_are_counted_in_the_class_evicted_from(self):
+        # 8 MB, one shard: 40 MB of two classes, keys never read and never overwritten, so
+        # every item set in a class is either still there or was evicted from it.
+        with Server(PETREL, "-t", "1", "-m", "8") as srv, srv.connect() as s:
+            sent = {0: 0, 1000: 0}
+            for round_ in range(20):
+                for ttl in sent:
+                    store(s, [b"e%d-%d-%d" % (ttl, round_, i) for i in range(1000)], ttl, 1000)
+                    sent[ttl] += 1000
+            time.sleep(TICK)
+            items = classes(view(s, b"items"))
+            total = view(s, b"")
+            evicted = 0
+            for ttl, n in sent.items():
+                c = items[ttl_class(ttl)]
+                self.assertGreater(c["evicted"], 0, ttl)
+                self.assertEqual(c["number"] + c["evicted"], n, ttl)
+                self.assertEqual(c["evicted_nonzero"], c["evicted"] if ttl else 0, ttl)
+                self.assertEqual(c["evicted_unfetched"], c["evicted"], ttl)  # none was read
+                self.assertEqual(c["outofmemory"], 0, ttl)
+                evicted += c["evicted"]
+            self.assertEqual(evicted, total["evictions"])
+
+    def test_refused_stores_are_counted_in_their_class(self):
+        with Server(PETREL, "-t", "1", "-m", "8", "--eviction", "none") as srv, \
+                srv.connect() as s:
+            value = b"v" * 1000
+            refused = 0
+            for i in range(20000):
+                s.sendall(b"set o%d 0 300 1000\r\n%s\r\n" % (i, value))
+                reply = read_until(s, b"\r\n", 10)
+                if reply != b"STORED\r\n":
+                    self.assertEqual(reply, b"SERVER_ERROR out of memory storing object\r\n")
+                    refused += 1
+                    if refused == 10:
+                        break
+            self.assertEqual(refused, 10)
+            time.sleep(TICK)
+            c = classes(view(s, b"items"))[ttl_class(300)]
+            self.assertEqual(c["outofmemory"], 10)
+            self.assertEqual(c["evicted"], 0)
+
+    def expire_once(self, srv, s):
+        """30 items with a TTL of 2 s (10 of them read) and, a second later, one more in the
+        same class that outlives them, so that the class is still listed once they expired.
+        Returns the class's fields after the 30 were reclaimed, or None if the test machine
+        was too slow to look in time."""
+        while time.time() % 1 > 0.1:  # start just after a second: expiries are whole seconds
+            time.sleep(0.01)
+        start = time.time()
+        store(s, [b"x%d" % i for i in range(30)], 2)
+        s.sendall(b"get " + b" ".join(b"x%d" % i for i in range(10)) + b"\r\n")
+        self.assertEqual(read_until(s, b"END\r\n", 10).count(b"VALUE "), 10)
+        time.sleep(max(0, start + 1.0 - time.time()))
+        store(s, [b"keeper"], 2)  # expires a whole second after the others
+        time.sleep(max(0, start + 2.0 - time.time()))
+        while time.time() < start + 2.8:
+            time.sleep(0.1)
+            c = classes(view(s, b"items")).get(ttl_class(2))
+            if c is not None and c["number"] == 1:
+                return c
+        return None
+
+    def test_expired_items_are_counted_in_their_class(self):
+        with Server(PETREL, "-t", "1") as srv, srv.connect() as s:
+            for attempt in range(3):
+                s.sendall(b"stats reset\r\n")
+                read_until(s, b"RESET\r\n", 10)
+                c = self.expire_once(srv, s)
+                if c is not None:
+                    break
+            self.assertIsNotNone(c, "the expired items were never seen reclaimed in time")
+            self.assertEqual(c["reclaimed"], 30)
+            self.assertEqual(c["expired_unfetched"], 20)
+            self.assertEqual(c["evicted"], 0)
+
+    def test_age_is_the_oldest_items_and_grows(self):
+        with Server(PETREL, "-t", "1") as srv, srv.connect() as s:
+            store(s, [b"old"], 0)
+            time.sleep(TICK)
+            first = classes(view(s, b"items"))[1]["age"]
+            self.assertLessEqual(first, 1)
+            time.sleep(2.2)
+            store(s, [b"new"], 0)  # a younger item does not make the class younger
+            time.sleep(TICK)
+            self.assertGreaterEqual(classes(view(s, b"items"))[1]["age"], first + 2)
+
+    def test_reset_zeroes_the_class_counters_and_keeps_the_items(self):
+        with Server(PETREL, "-t", "2", "-m", "8") as srv, srv.connect() as s:
+            store(s, [b"r%d" % i for i in range(20000)], 0, 1000)
+            time.sleep(TICK)
+            before = classes(view(s, b"items"))[1]
+            self.assertGreater(before["evicted"], 0)
+            s.sendall(b"stats reset\r\n")
+            self.assertEqual(read_until(s, b"RESET\r\n", 10), b"RESET\r\n")
+            after = classes(view(s, b"items"))[1]  # republished by the reset itself
+            for field in ("evicted", "evicted_nonzero", "evicted_unfetched", "outofmemory",
+                          "reclaimed", "expired_unfetched"):
+                self.assertEqual(after[field], 0, field)
+            self.assertEqual(after["number"], before["number"])
+            self.assertEqual(view(s, b"")["evictions"], 0)
+
+    @unittest.skipUnless(os.path.exists(MEMCACHED_TOOL) and shutil.which("perl"),
+                         "memcached-tool is not installed")
+    def test_memcached_tool_display_shows_age_and_evictions(self):
+        with Server(PETREL, "-t", "1", "-m", "8") as srv, srv.connect() as s:
+            store(s, [b"d%d" % i for i in range(20000)], 0, 1000)
+            time.sleep(TICK)
+            evicted = classes(view(s, b"items"))[1]["evicted"]
+            p = subprocess.run(["perl", MEMCACHED_TOOL, "127.0.0.1:%d" % srv.port, "display"],
+                               capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # "  #  Item_Size  Max_age   Pages   Count   Full?  Evicted Evict_Time OOM"
+        rows = [line.split() for line in p.stdout.decode().splitlines()[1:]]
+        row = [r for r in rows if r[0] == "1"][0]
+        self.assertRegex(row[2], r"^\d+s$")
+        self.assertEqual(int(row[-3]), evicted)
+        self.assertEqual(int(row[-1]), 0)
+
+
+class ExporterSequence(unittest.TestCase):
+    """Prometheus' memcached_exporter: stats, stats settings, stats slabs, stats items on one
+    connection, each read up to END, on an idle server holding 500,000 items."""
+
+    ITEMS = 500000
+
+    def test_answered_in_full_within_100_ms(self):
+        with Server(PETREL, "-t", "2", "-m", "256") as srv, srv.connect() as s:
+            ttls = (0, 60, 3600, 86400)
+            value = b"0123456789"
+            batch = []
+            for i in range(self.ITEMS):
+                batch.append(b"ms k%07d 10 T%d q\r\n%s\r\n" % (i, ttls[i % 4], value))
+                if len(batch) == 5000:
+                    s.sendall(b"".join(batch))
+                    batch = []
+            s.sendall(b"".join(batch) + b"mn\r\n")
+            read_until(s, b"MN\r\n", 120)
+            time.sleep(TICK)
+            best = None
+            for _ in range(10):
+                with srv.connect() as c:
+                    t0 = time.monotonic()
+                    replies = []
+                    for what in (b"stats", b"stats settings", b"stats slabs", b"stats items"):
+                        c.sendall(what + b"\r\n")
+                        replies.append(read_until(c, b"END\r\n", 10))
+                    took = time.monotonic() - t0
+                best = took if best is None else min(best, took)
+                if best < 0.1:
+                    break
+            self.assertLess(best, 0.1)
+            self.assertEqual(parse_stats(replies[0].decode())["curr_items"], str(self.ITEMS))
+            items = classes({k: int(v) for k, v in parse_stats(replies[3].decode()).items()})
+            self.assertEqual(sum(c["number"] for c in items.values()), self.ITEMS)
+            self.assertEqual(set(items), {ttl_class(t) for t in ttls})
+            for reply in replies:
+                self.assertNotIn(b"ERROR", reply)
 
 
 if __name__ == "__main__":

@@ -1344,6 +1344,111 @@ Test(seg, ttl_bucket_summary_reports_items_per_bucket)
     seg_destroy(&s);
 }
 
+/* The bucket a relative TTL's items go to (ttl 0: the "never expires" bucket). */
+static size_t
+bucket_of_ttl(struct seg *s, uint32_t ttl)
+{
+    for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
+        struct seg_ttl_stats t;
+        cr_assert_eq(seg_ttl_stats_get(s, i, &t), 0);
+        if (t.ttl_lo <= ttl && ttl <= t.ttl_hi) {
+            return i;
+        }
+    }
+    cr_assert_fail("no bucket for %u", ttl);
+    return 0;
+}
+
+static struct seg_ttl_stats
+bucket_stats(struct seg *s, uint32_t ttl)
+{
+    struct seg_ttl_stats t;
+    cr_assert_eq(seg_ttl_stats_get(s, bucket_of_ttl(s, ttl), &t), 0);
+    return t;
+}
+
+Test(seg, ttl_bucket_counts_its_expired_items_and_those_never_read)
+{
+    struct seg *s = mk_default();
+    set(s, "a", "v", 10);
+    set(s, "b", "v", 10);
+    set(s, "c", "v", 10);
+    set(s, "forever", "v", 0);
+    struct seg_view v;
+    cr_assert_eq(get(s, "a", &v), SEG_OK);
+    clk.now += 11;
+    tick_for(s, 2);
+    struct seg_ttl_stats t = bucket_stats(s, 10);
+    cr_assert_eq(t.items, 0);
+    cr_assert_eq(t.expired, 3);
+    cr_assert_eq(t.expired_unfetched, 2);
+    cr_assert_eq(t.evicted, 0);
+    cr_assert_eq(bucket_stats(s, 0).expired, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, ttl_bucket_counts_the_evictions_of_its_own_segments)
+{
+    /* Four segments of 4 KiB, oldest first evicted: the TTL items written first fill three,
+     * so the never-expiring items that follow evict the oldest of those. */
+    struct seg *s = mk(4 * 4096, 4096, SEG_EVICT_FIFO);
+    char key[16], val[101];
+    memset(val, 'v', 100);
+    val[100] = '\0';
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "t%d", i);
+        cr_assert_eq(set(s, key, val, 1000), SEG_STORED);
+    }
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "n%d", i);
+        cr_assert_eq(set(s, key, val, 0), SEG_STORED);
+    }
+    struct seg_stats ss;
+    seg_stats_get(s, &ss);
+    cr_assert_gt(ss.evicted_items, 0);
+    struct seg_ttl_stats ttl = bucket_stats(s, 1000), never = bucket_stats(s, 0);
+    cr_assert_eq(ttl.evicted, ss.evicted_items);
+    cr_assert_eq(ttl.evicted_unfetched, ss.evicted_items); /* none was read */
+    cr_assert_eq(ttl.items + ttl.evicted, 100);
+    cr_assert_eq(never.evicted, 0);
+    cr_assert_eq(never.items, 100);
+    seg_destroy(&s);
+}
+
+Test(seg, ttl_bucket_counts_its_refused_allocations)
+{
+    struct seg *s = mk(2 * 4096, 4096, SEG_EVICT_NONE);
+    char key[16], val[101];
+    memset(val, 'v', 100);
+    val[100] = '\0';
+    unsigned refused = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        refused += set(s, key, val, 100) == SEG_NO_MEMORY;
+    }
+    cr_assert_gt(refused, 0);
+    cr_assert_eq(bucket_stats(s, 100).no_memory, refused);
+    cr_assert_eq(bucket_stats(s, 0).no_memory, 0);
+    seg_destroy(&s);
+}
+
+Test(seg, ttl_bucket_oldest_is_its_oldest_segment_holding_an_item)
+{
+    struct seg *s = mk(8 * 4096, 4096, SEG_EVICT_MERGE);
+    char val[4001];
+    memset(val, 'v', 4000);
+    val[4000] = '\0';
+    cr_assert_eq(bucket_stats(s, 0).oldest, 0); /* no items */
+    cr_assert_eq(set(s, "a", val, 0), SEG_STORED);
+    clk.now += 10;
+    cr_assert_eq(set(s, "b", val, 0), SEG_STORED); /* does not fit beside a: a new segment */
+    cr_assert_eq(bucket_stats(s, 0).oldest, T0);
+    cr_assert_eq(del(s, "a"), SEG_DELETED); /* its segment stays, holding no item */
+    cr_assert_eq(bucket_stats(s, 0).segs, 2);
+    cr_assert_eq(bucket_stats(s, 0).oldest, T0 + 10);
+    seg_destroy(&s);
+}
+
 Test(seg, instances_are_independent)
 {
     struct seg *a = mk_default();

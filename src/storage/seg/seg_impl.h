@@ -117,6 +117,19 @@ struct ttl_bucket {
     uint64_t bytes;
 };
 
+/*
+ * What happened to a TTL bucket's items ("stats items"), apart from struct ttl_bucket so that the
+ * lines every store and delete touch stay as they are: only unlinking by expiry or eviction and
+ * a refused allocation write here, never a get or a store that succeeds.
+ */
+struct ttl_counts {
+    uint64_t evicted;           /* live items evicted */
+    uint64_t evicted_unfetched; /* of those, never read */
+    uint64_t expired;           /* items freed because they expired */
+    uint64_t expired_unfetched; /* of those, never read */
+    uint64_t no_memory;         /* allocations refused for lack of memory */
+};
+
 struct seg {
     /* hot: read on every request */
     uint8_t *heap;
@@ -177,6 +190,7 @@ struct seg {
     uint8_t it_sum;
     struct seg_stats st;
     struct ttl_bucket tb[TB_COUNT];
+    struct ttl_counts tc[TB_COUNT];
 };
 
 /* ---- TTL buckets (indexes and widths; the rest is in seg_ttl.c) ---- */

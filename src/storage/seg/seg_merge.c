@@ -72,6 +72,8 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
         /* Expired items of a half-expired segment are dropped, never carried over. */
         s->st.expired_items++;
         s->st.expired_unfetched += freq == 0;
+        s->tc[hdr(s, src)->bucket].expired++;
+        s->tc[hdr(s, src)->bucket].expired_unfetched += freq == 0;
         unlink_slot(s, hash, slot);
         return;
     }
@@ -86,6 +88,8 @@ merge_item(struct seg *s, uint32_t src, uint32_t off, uint8_t *it, uint64_t hash
     if (freq < m->cutoff || m->woff + nsz > s->seg_size) {
         s->st.evicted_items++;
         s->st.evicted_unfetched += freq == 0;
+        s->tc[hdr(s, src)->bucket].evicted++;
+        s->tc[hdr(s, src)->bucket].evicted_unfetched += freq == 0;
         unlink_slot(s, hash, slot);
         return;
     }

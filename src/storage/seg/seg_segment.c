@@ -129,14 +129,19 @@ unlink_one(struct seg *s, uint32_t sid, uint32_t off, uint8_t *it, uint64_t hash
 {
     enum why why = *(enum why *)ctx;
     bool unfetched = slot_freq(*slot) == 0;
-    (void)sid, (void)off, (void)it;
+    struct ttl_counts *tc = &s->tc[hdr(s, sid)->bucket];
+    (void)off, (void)it;
     unlink_slot(s, hash, slot);
     if (why == WHY_EVICT) {
         s->st.evicted_items++;
         s->st.evicted_unfetched += unfetched;
+        tc->evicted++;
+        tc->evicted_unfetched += unfetched;
     } else if (why == WHY_EXPIRE) {
         s->st.expired_items++;
         s->st.expired_unfetched += unfetched;
+        tc->expired++;
+        tc->expired_unfetched += unfetched;
     } else {
         s->st.flushed_items++;
     }
@@ -262,6 +267,7 @@ item_alloc(struct seg *s, int64_t expire, uint32_t sz, uint32_t *sid_out, uint32
     }
     int32_t sid = seg_take(s);
     if (sid < 0) {
+        s->tc[bi].no_memory++;
         return -ENOMEM;
     }
     struct seg_hdr *h = hdr(s, (uint32_t)sid);

@@ -133,6 +133,27 @@ seg_reclaim_step(struct seg *s, uint32_t max_items)
     return reclaim_some(s, max_items);
 }
 
+/*
+ * When the first segment of the chain (oldest first) that holds a live item was opened. Segments
+ * whose items were all replaced or deleted stay in the chain until they expire or are evicted;
+ * at most SEG_AGE_SCAN of them are passed over (see struct seg_ttl_stats).
+ */
+static uint32_t
+oldest_live(const struct seg *s, const struct ttl_bucket *b)
+{
+    int32_t sid = b->head;
+    uint32_t opened = 0;
+    for (int n = 0; sid >= 0 && n < SEG_AGE_SCAN; n++) {
+        const struct seg_hdr *h = hdr(s, (uint32_t)sid);
+        opened = h->opened;
+        if (h->live_items > 0) {
+            break;
+        }
+        sid = h->next;
+    }
+    return opened;
+}
+
 int
 seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out)
 {
@@ -140,12 +161,19 @@ seg_ttl_stats_get(const struct seg *s, size_t idx, struct seg_ttl_stats *out)
         return -EINVAL;
     }
     const struct ttl_bucket *b = &s->tb[idx];
+    const struct ttl_counts *c = &s->tc[idx];
     *out = (struct seg_ttl_stats){
         .ttl_lo = tb_lo((unsigned)idx),
         .ttl_hi = idx == TB_NEVER ? 0 : tb_lo((unsigned)idx) + tb_width((unsigned)idx) - 1,
         .segs = b->segs,
+        .oldest = b->items > 0 ? oldest_live(s, b) : 0,
         .items = b->items,
         .bytes = b->bytes,
+        .evicted = c->evicted,
+        .evicted_unfetched = c->evicted_unfetched,
+        .expired = c->expired,
+        .expired_unfetched = c->expired_unfetched,
+        .no_memory = c->no_memory,
     };
     return 0;
 }
