@@ -49,8 +49,10 @@ static const struct opt_def rt_options[] = {
      .type = OPT_STR,
      .dflt = "",
      .flags = OPT_LIST,
-     .help = "comma-separated addresses to listen on (none: every interface, IPv4 and IPv6); "
-             "given again, adds to the list"},
+     .help = "addresses to listen on, separated by ',' (none: every interface, IPv4 and IPv6), "
+             "as memcached's -l: HOST, HOST:PORT, [IPV6], [IPV6]:PORT, *:PORT (every "
+             "interface); an address's PORT replaces --port for it; given again, adds to the "
+             "list"},
     {.name = "unix-socket",
      .short_name = 's',
      .section = "server",
