@@ -121,7 +121,8 @@ class EveryMemcachedFlag(unittest.TestCase):
         rc, _, err = run(PETREL, *args, "--check-config")
         self.assertNotIn("unknown option", err, args)
         self.assertNotIn("unknown extended option", err, args)
-        self.assertIn(rc, (0, 64), (args, err))
+        # 78: the sample value names a file start-up could not create, which the check says.
+        self.assertIn(rc, (0, 64, 78), (args, err))
         return rc, err
 
     def test_every_short_flag_is_known(self):
