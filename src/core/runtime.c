@@ -394,9 +394,11 @@ tcp_wanted(const struct config *cfg)
     return config_str(cfg, "unix-socket")[0] == '\0';
 }
 
-/* Every address of list parses (label names the option in err). Returns 0 or -EINVAL. */
+/* Every address of list parses (label names the option in err), with no port if !ports and
+ * none that is tls_port (the TLS port opens on every host of the list). Returns 0 or -EINVAL. */
 static int
-check_list(const char *list, const char *label, bool ports, char *err, size_t errlen)
+check_list(const char *list, const char *label, bool ports, unsigned tls_port, char *err,
+           size_t errlen)
 {
     const char *c = list;
     struct sock_endpoint ep;
@@ -405,6 +407,13 @@ check_list(const char *list, const char *label, bool ports, char *err, size_t er
     while ((rc = sock_endpoint_next(&c, &ep, why, sizeof(why))) == 1) {
         if (!ports && ep.port >= 0) {
             snprintf(err, errlen, "%s: '%.80s' has a port: give it with --admin-port", label, list);
+            return -EINVAL;
+        }
+        if (tls_port != 0 && ep.port == (int)tls_port) {
+            snprintf(err, errlen,
+                     "--tls-port: %u is also the port of %s '%.80s'; use -Z for TLS on the "
+                     "main port",
+                     tls_port, label, list);
             return -EINVAL;
         }
     }
@@ -426,15 +435,15 @@ check_addresses(const struct rt_product *p, const struct config *cfg, char *err,
     const char *listen = config_str(cfg, "listen");
     const char *admin = config_str(cfg, "admin-address");
     char why[384];
-    int rc = check_list(listen, "-l/--listen", true, err, errlen);
+    unsigned tls_port = (unsigned)config_uint(cfg, "tls-port");
+    int rc = check_list(listen, "-l/--listen", true, tls_port, err, errlen);
     if (rc == 0) {
-        rc = check_list(admin, "--admin-address", false, err, errlen);
+        rc = check_list(admin, "--admin-address", false, 0, err, errlen);
     }
     if (rc < 0) {
         return rc;
     }
     size_t n = 0;
-    uint16_t tls_port = (uint16_t)config_uint(cfg, "tls-port");
     if (tcp_wanted(cfg)) {
         rc = sock_listen_count(listen, (uint16_t)config_uint(cfg, p->port_option), SOCK_PORT_OWN,
                                &n, why, sizeof(why));
@@ -446,7 +455,7 @@ check_addresses(const struct rt_product *p, const struct config *cfg, char *err,
         }
     }
     if (rc == 0 && tls_port != 0) {
-        rc = sock_listen_count(listen, tls_port, SOCK_PORT_HOST, &n, why, sizeof(why));
+        rc = sock_listen_count(listen, (uint16_t)tls_port, SOCK_PORT_HOST, &n, why, sizeof(why));
     }
     if (rc < 0) {
         snprintf(err, errlen, "-l/--listen: %s", why);
