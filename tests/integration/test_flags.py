@@ -494,6 +494,11 @@ class CheckConfigAgreesWithStartUp(unittest.TestCase):
             self.assert_both_refuse(["--resp-port", port, "--resp-password", "a",
                                      "--resp-password-file", f.name], "give one of them")
 
+    def test_a_tls_port_that_is_a_listen_address_own_port_fails_both(self):
+        port = str(free_port())
+        self.assert_both_refuse(["-l", "127.0.0.1:" + port, "--tls-port", port],
+                                "--tls-port: %s is also the port of -l/--listen" % port)
+
     def test_an_admin_address_with_a_port_fails_both(self):
         self.assert_both_refuse(["--admin-address", "127.0.0.1:9000"], "--admin-address")
 
