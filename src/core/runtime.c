@@ -410,10 +410,12 @@ check_list(const char *list, const char *label, bool ports, unsigned tls_port, c
             return -EINVAL;
         }
         if (tls_port != 0 && ep.port == (int)tls_port) {
+            bool v6 = strchr(ep.host, ':') != NULL;
             snprintf(err, errlen,
-                     "--tls-port: %u is also the port of %s '%.80s'; use -Z for TLS on the "
-                     "main port",
-                     tls_port, label, list);
+                     "--tls-port: %u is also the port of %s '%s%.80s%s:%d'; use -Z for TLS on "
+                     "the main port",
+                     tls_port, label, v6 ? "[" : "", ep.host[0] != '\0' ? ep.host : "*",
+                     v6 ? "]" : "", ep.port);
             return -EINVAL;
         }
     }
