@@ -429,7 +429,8 @@ check_list(const char *list, const char *label, bool ports, unsigned tls_port, c
  * What open_listeners() will refuse before it binds: a listen address of a form memcached's -l
  * does not take (always, used or not), a host that does not resolve, more sockets than
  * RT_MAX_LISTEN, an admin address that names more than one, a unix socket path that cannot be
- * bound. Returns 0, -EINVAL for a form (64) or another negative errno (78), with err.
+ * bound. Returns 0, -EINVAL for a form (64) or another negative errno (78), with err. Start-up
+ * resolves the hosts again when it binds: a name is looked up twice, the price of one check.
  */
 static int
 check_addresses(const struct rt_product *p, const struct config *cfg, char *err, size_t errlen)
