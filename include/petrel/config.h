@@ -268,4 +268,12 @@ int config_help(struct buf *b, const struct config_product *product, const struc
  */
 int config_print(struct buf *b, const struct config *cfg);
 
+/**
+ * Whether the file an option names (path) could be opened for writing, created if absent, found
+ * without creating anything: a file there that this process may write, or else a directory of it
+ * where this process may create one. Returns 0 or a negative errno with why ("Is a directory",
+ * "No such file or directory: /var/log/petrel"). Any thread.
+ */
+int config_path_writable(const char *path, char *why, size_t whylen);
+
 #endif /* PETREL_CONFIG_H */

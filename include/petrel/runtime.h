@@ -118,6 +118,15 @@ struct rt_product {
      * buffer-memory. */
     size_t (*request_limit)(const struct config *cfg);
 
+    /**
+     * The product's own start-up refusals, made before anything starts by rt_main() and, the
+     * same function, by rt_validate() (--check-config): options that do not go together (a
+     * shard too small for its segments), files worker_setup will read. nworkers is what the
+     * runtime will start. Returns 0; -EINVAL for values that do not go together (exit status
+     * 64) or another negative errno for a file or the system (78), with err one line naming the
+     * option. Must not create or change anything. Optional.
+     */
+    int (*check)(const struct config *cfg, unsigned nworkers, char *err, size_t errlen);
     /** Build a worker's context (e.g. its storage shard). Returns 0 or a negative errno. */
     int (*worker_setup)(unsigned worker, unsigned nworkers, const struct config *cfg, void **ctx);
     /** Free what worker_setup built. Optional. */
@@ -363,8 +372,13 @@ int rt_main(const struct rt_product *p, const struct config *cfg);
 
 /**
  * The checks rt_main(p, cfg) makes before it starts anything (for --check-config, from the
- * product's config_product.validate): options that go together, and the TLS certificates.
- * Returns 0, or prints the error to stderr and returns the exit status start-up would have.
+ * product's config_product.validate), by the same functions: options that go together, the
+ * listen addresses (their forms, and that each host resolves), the unix socket's path, the files
+ * to write (log, command log, pid file) and their directories, the -u user (when root), the core
+ * file limit of -r, the product's check and the TLS certificates. Creates nothing: what only
+ * binding, creating or locking would show (an address in use, a full disk, a memory file in use)
+ * is not checked. Returns 0, or prints the error to stderr and returns the exit status start-up
+ * would have.
  */
 int rt_validate(const struct rt_product *p, const struct config *cfg);
 

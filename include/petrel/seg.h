@@ -86,6 +86,15 @@ struct seg_options {
 /** Defaults: 64 MiB, 1 MiB segments, 1 MiB items, merge of 4, real clock. Any thread. */
 void seg_options_init(struct seg_options *opts);
 
+/** What seg_create() checks of opts, creating nothing: 0, or -EINVAL for options it refuses
+ * (see seg_mem_min, seg_mem_max). Any thread. */
+int seg_options_check(const struct seg_options *opts);
+
+/** The least and the most mem_bytes seg_create() takes with opts's seg_size (a power of two in
+ * range): two segments, and as many as a slot can name. Any thread. */
+size_t seg_mem_min(const struct seg_options *opts);
+size_t seg_mem_max(const struct seg_options *opts);
+
 /** Bytes of a memory file region for an instance with these options. Any thread. */
 size_t seg_region_size(const struct seg_options *opts);
 

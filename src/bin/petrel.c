@@ -332,25 +332,12 @@ static const struct opt_compat memcached_extended[] = {
     {0},
 };
 
-/* -D/--prefix-delimiter is one character. Checked here, before anything starts, so that
- * --check-config refuses what start-up refuses, with the same status. */
-static int
-check_delimiter(const struct config *cfg)
-{
-    const char *delim = config_str(cfg, "prefix-delimiter");
-    if (strlen(delim) > 1) {
-        fprintf(stderr, "petrel: --prefix-delimiter: takes one character, not '%.40s'\n", delim);
-        return CONFIG_EX_USAGE;
-    }
-    return 0;
-}
-
-/* --check-config: what start-up checks before it runs. */
+/* --check-config: what start-up checks before it runs (the runtime's checks and the server's,
+ * mc_product.check, the functions start-up runs). */
 static int
 validate(const struct config *cfg)
 {
-    int status = check_delimiter(cfg);
-    return status != 0 ? status : rt_validate(&mc_product, cfg);
+    return rt_validate(&mc_product, cfg);
 }
 
 int
@@ -370,10 +357,7 @@ main(int argc, char **argv)
     if (status != CONFIG_RUN) {
         return status;
     }
-    status = check_delimiter(cfg);
-    if (status == 0) {
-        status = rt_main(&mc_product, cfg);
-    }
+    status = rt_main(&mc_product, cfg);
     config_free(&cfg);
     return status;
 }

@@ -301,7 +301,7 @@ admin_listen(struct runtime *rt, char *err, size_t errlen)
     uint16_t port = (uint16_t)config_uint(rt->cfg, "admin-port");
     int fds[1];
     size_t n = 0;
-    int rc = sock_listen_tcp(addr, port, 64, fds, 1, &n, err, errlen);
+    int rc = sock_listen_tcp(addr, port, SOCK_PORT_HOST, 64, fds, 1, &n, err, errlen);
     if (rc < 0) {
         return rc;
     }

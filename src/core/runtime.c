@@ -26,6 +26,7 @@
 #include <pwd.h>
 #include <grp.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,8 +49,10 @@ static const struct opt_def rt_options[] = {
      .type = OPT_STR,
      .dflt = "",
      .flags = OPT_LIST,
-     .help = "comma-separated addresses to listen on (none: every interface, IPv4 and IPv6); "
-             "given again, adds to the list"},
+     .help = "addresses to listen on, separated by ',' (none: every interface, IPv4 and IPv6), "
+             "as memcached's -l: HOST, HOST:PORT, [IPV6], [IPV6]:PORT, *:PORT (every "
+             "interface); an address's PORT replaces --port for it; given again, adds to the "
+             "list"},
     {.name = "unix-socket",
      .short_name = 's',
      .section = "server",
@@ -339,36 +343,230 @@ const struct opt_table rt_option_table = {
     .n = sizeof(rt_options) / sizeof(rt_options[0]),
 };
 
-/* Settings that config's types cannot check alone. Returns 0, or prints and returns 64. */
+/* Settings that config's types cannot check alone. Returns 0, or -EINVAL with err. */
 static int
-check_options(const struct rt_product *p, const struct config *cfg, unsigned *unix_mode)
+check_options(const struct rt_product *p, const struct config *cfg, unsigned *unix_mode, char *err,
+              size_t errlen)
 {
     if (config_uint(cfg, "udp-port") != 0) {
-        fprintf(stderr, "-U/--udp-port: UDP is not supported; only 0 is accepted\n");
-        return CONFIG_EX_USAGE;
+        snprintf(err, errlen, "-U/--udp-port: UDP is not supported; only 0 is accepted");
+        return -EINVAL;
     }
     const char *mode = config_str(cfg, "unix-mode");
     char *end;
     errno = 0;
     unsigned long m = strtoul(mode, &end, 8);
     if (errno != 0 || end == mode || *end != '\0' || m > 0777) {
-        fprintf(stderr, "--unix-mode: '%s' is not an octal mode (e.g. 0700, 0770)\n", mode);
-        return CONFIG_EX_USAGE;
+        snprintf(err, errlen, "--unix-mode: '%.40s' is not an octal mode (e.g. 0700, 0770)", mode);
+        return -EINVAL;
     }
     *unix_mode = (unsigned)m;
     if (config_uint(cfg, "tls-port") != 0 &&
         config_uint(cfg, "tls-port") == config_uint(cfg, p->port_option)) {
-        fprintf(stderr, "--tls-port: %u is also --%s; use -Z for TLS on the main port\n",
-                (unsigned)config_uint(cfg, "tls-port"), p->port_option);
-        return CONFIG_EX_USAGE;
+        snprintf(err, errlen, "--tls-port: %u is also --%s; use -Z for TLS on the main port",
+                 (unsigned)config_uint(cfg, "tls-port"), p->port_option);
+        return -EINVAL;
     }
     return 0;
+}
+
+/* The workers rt_main() starts: --threads, or one per online CPU. */
+static unsigned
+worker_count(const struct config *cfg)
+{
+    unsigned threads = (unsigned)config_uint(cfg, "threads");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
 }
 
 static bool
 tls_wanted(const struct config *cfg)
 {
     return config_bool(cfg, "enable-ssl") || config_uint(cfg, "tls-port") != 0;
+}
+
+/* memcached's -s disables networking, whatever -p and -l say (Debian's memcached.conf sets both):
+ * an operator who moves a unix-socket-only memcached to Petrel must not find port 11211 open on
+ * every interface. */
+static bool
+tcp_wanted(const struct config *cfg)
+{
+    return config_str(cfg, "unix-socket")[0] == '\0';
+}
+
+/* Every address of list parses (label names the option in err), with no port if !ports and
+ * none that is tls_port (the TLS port opens on every host of the list). Returns 0 or -EINVAL. */
+static int
+check_list(const char *list, const char *label, bool ports, unsigned tls_port, char *err,
+           size_t errlen)
+{
+    const char *c = list;
+    struct sock_endpoint ep;
+    char why[256];
+    int rc;
+    while ((rc = sock_endpoint_next(&c, &ep, why, sizeof(why))) == 1) {
+        if (!ports && ep.port >= 0) {
+            snprintf(err, errlen, "%s: '%.80s' has a port: give it with --admin-port", label, list);
+            return -EINVAL;
+        }
+        if (tls_port != 0 && ep.port == (int)tls_port) {
+            bool v6 = strchr(ep.host, ':') != NULL;
+            snprintf(err, errlen,
+                     "--tls-port: %u is also the port of %s '%s%.80s%s:%d'; use -Z for TLS on "
+                     "the main port",
+                     tls_port, label, v6 ? "[" : "", ep.host[0] != '\0' ? ep.host : "*",
+                     v6 ? "]" : "", ep.port);
+            return -EINVAL;
+        }
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", label, why);
+    }
+    return rc;
+}
+
+/*
+ * What open_listeners() will refuse before it binds: a listen address of a form memcached's -l
+ * does not take (always, used or not), a host that does not resolve, more sockets than
+ * RT_MAX_LISTEN, an admin address that names more than one, a unix socket path that cannot be
+ * bound. Returns 0, -EINVAL for a form (64) or another negative errno (78), with err. Start-up
+ * resolves the hosts again when it binds: a name is looked up twice, the price of one check.
+ */
+static int
+check_addresses(const struct rt_product *p, const struct config *cfg, char *err, size_t errlen)
+{
+    const char *listen = config_str(cfg, "listen");
+    const char *admin = config_str(cfg, "admin-address");
+    char why[384];
+    unsigned tls_port = (unsigned)config_uint(cfg, "tls-port");
+    int rc = check_list(listen, "-l/--listen", true, tls_port, err, errlen);
+    if (rc == 0) {
+        rc = check_list(admin, "--admin-address", false, 0, err, errlen);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    size_t n = 0;
+    if (tcp_wanted(cfg)) {
+        rc = sock_listen_count(listen, (uint16_t)config_uint(cfg, p->port_option), SOCK_PORT_OWN,
+                               &n, why, sizeof(why));
+        for (size_t k = 0; rc == 0 && k < p->nports; k++) {
+            uint16_t extra = (uint16_t)config_uint(cfg, p->ports[k].option);
+            if (extra != 0) {
+                rc = sock_listen_count(listen, extra, SOCK_PORT_HOST, &n, why, sizeof(why));
+            }
+        }
+    }
+    if (rc == 0 && tls_port != 0) {
+        rc = sock_listen_count(listen, (uint16_t)tls_port, SOCK_PORT_HOST, &n, why, sizeof(why));
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "-l/--listen: %s", why);
+        return -ENOENT;
+    }
+    const char *unix_path = config_str(cfg, "unix-socket");
+    if (unix_path[0] != '\0') {
+        rc = sock_unix_check(unix_path, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "-s/--unix-socket: %s", why);
+            return rc;
+        }
+        n++;
+    }
+    if (n > RT_MAX_LISTEN) {
+        snprintf(err, errlen, "-l/--listen: %zu sockets to listen on, at most %d", n,
+                 RT_MAX_LISTEN);
+        return -EINVAL;
+    }
+    size_t na = 0;
+    rc = sock_listen_count(admin, (uint16_t)config_uint(cfg, "admin-port"), SOCK_PORT_HOST, &na,
+                           why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "--admin-address: %s", why);
+        return -ENOENT;
+    }
+    if (na != 1) {
+        snprintf(err, errlen,
+                 "--admin-address: '%.80s' is %zu addresses; the admin port listens on one (give "
+                 "one numeric address)",
+                 admin, na);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The files start-up opens for writing (as root, before -u). Returns 0 or a negative errno. */
+static int
+check_files(const struct config *cfg, char *err, size_t errlen)
+{
+    static const char *const names[] = {"log-file", "klog-file", "pid-file"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+        const char *path = config_str(cfg, names[i]);
+        char why[PATH_MAX + 64];
+        int rc = path[0] != '\0' ? config_path_writable(path, why, sizeof(why)) : 0;
+        if (rc < 0) {
+            snprintf(err, errlen, "--%s: cannot open '%.200s': %.300s", names[i], path, why);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* -r: no limit on core files, else the hard limit; a soft limit of 0 would mean none at all.
+ * Raising its own limit is the whole of -r, so --check-config may do it too. */
+static int
+raise_core_limit(void)
+{
+    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_CORE, &rl) < 0 && getrlimit(RLIMIT_CORE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_CORE, &rl);
+    }
+    return getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur > 0 ? 0 : -EPERM;
+}
+
+/* -u applies when started as root: the user must exist. */
+static int
+check_user(const char *user, char *err, size_t errlen)
+{
+    if (user[0] != '\0' && geteuid() == 0 && getpwnam(user) == NULL) {
+        snprintf(err, errlen, "-u/--user: no user '%.80s'", user);
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/*
+ * Everything start-up refuses that can be known before it starts anything (rt_validate says
+ * what); rt_main() and rt_validate() both run this. Returns 0, or prints the error and returns
+ * the exit status: 64 for values that do not go together, 78 for what the system says of them.
+ */
+static int
+check_startup(const struct rt_product *p, const struct config *cfg, unsigned *unix_mode)
+{
+    char err[1024] = "";
+    int rc = check_options(p, cfg, unix_mode, err, sizeof(err));
+    if (rc == 0) {
+        rc = check_addresses(p, cfg, err, sizeof(err));
+    }
+    if (rc == 0) {
+        rc = check_files(cfg, err, sizeof(err));
+    }
+    if (rc == 0) {
+        rc = check_user(config_str(cfg, "user"), err, sizeof(err));
+    }
+    if (rc == 0 && config_bool(cfg, "enable-coredumps") && (rc = raise_core_limit()) < 0) {
+        snprintf(err, sizeof(err),
+                 "-r/--enable-coredumps: the core file size limit is 0 and cannot be raised");
+    }
+    if (rc == 0 && p->check != NULL) {
+        rc = p->check(cfg, worker_count(cfg), err, sizeof(err));
+    }
+    if (rc == 0) {
+        return 0;
+    }
+    fprintf(stderr, "%s: %s\n", p->name, err);
+    return rc == -EINVAL ? CONFIG_EX_USAGE : rc == -ENOMEM ? CONFIG_EX_OSERR : CONFIG_EX_CONFIG;
 }
 
 /* Load the certificates cfg names. Returns 0, or an exit status with the error in err. */
@@ -398,26 +596,17 @@ int
 rt_validate(const struct rt_product *p, const struct config *cfg)
 {
     unsigned unix_mode;
-    int status = check_options(p, cfg, &unix_mode);
+    int status = check_startup(p, cfg, &unix_mode);
     if (status == 0 && tls_wanted(cfg)) {
         char err[512];
         struct tls_server *srv = NULL;
         status = tls_load(cfg, NULL, &srv, err, sizeof(err));
         if (status != 0) {
-            fprintf(stderr, "%s\n", err);
+            fprintf(stderr, "%s: %s\n", p->name, err);
         }
         tls_server_put(srv);
     }
     return status;
-}
-
-/* memcached's -s disables networking, whatever -p and -l say (Debian's memcached.conf sets both):
- * an operator who moves a unix-socket-only memcached to Petrel must not find port 11211 open on
- * every interface. */
-static bool
-tcp_wanted(const struct config *cfg)
-{
-    return config_str(cfg, "unix-socket")[0] == '\0';
 }
 
 static int
@@ -428,8 +617,8 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
     int backlog = (int)config_uint(rt->cfg, "backlog");
     int rc = 0;
     if (tcp_wanted(rt->cfg)) {
-        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), port, backlog, rt->listen_fds,
-                             RT_MAX_LISTEN, &rt->nlisten, err, sizeof(err));
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), port, SOCK_PORT_OWN, backlog,
+                             rt->listen_fds, RT_MAX_LISTEN, &rt->nlisten, err, sizeof(err));
     }
     for (size_t i = 0; i < rt->nlisten; i++) {
         rt->listen_tls[i] = config_bool(rt->cfg, "enable-ssl");
@@ -437,7 +626,7 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
     uint16_t tls_port = (uint16_t)config_uint(rt->cfg, "tls-port");
     if (rc == 0 && tls_port != 0) {
         size_t n = 0;
-        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), tls_port, backlog,
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), tls_port, SOCK_PORT_HOST, backlog,
                              rt->listen_fds + rt->nlisten, RT_MAX_LISTEN - rt->nlisten, &n, err,
                              sizeof(err));
         for (size_t i = rt->nlisten; i < rt->nlisten + n; i++) {
@@ -452,7 +641,7 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
         if (extra == 0) {
             continue;
         }
-        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), extra, backlog,
+        rc = sock_listen_tcp(config_str(rt->cfg, "listen"), extra, SOCK_PORT_HOST, backlog,
                              rt->listen_fds + rt->nlisten, RT_MAX_LISTEN - rt->nlisten, &n, err,
                              sizeof(err));
         for (size_t i = rt->nlisten; i < rt->nlisten + n; i++) {
@@ -551,18 +740,6 @@ raise_fd_limit(const struct runtime *rt, unsigned max_conns)
                  "LimitNOFILE / ulimit -n or lower --max-conns",
                  (unsigned long long)rl.rlim_cur, max_conns, (unsigned long long)want);
     }
-}
-
-/* -r: no limit on core files, else the hard limit; a soft limit of 0 would mean none at all. */
-static int
-raise_core_limit(void)
-{
-    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
-    if (setrlimit(RLIMIT_CORE, &rl) < 0 && getrlimit(RLIMIT_CORE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_CORE, &rl);
-    }
-    return getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur > 0 ? 0 : -1;
 }
 
 /* -k: as memcached, a lock that fails is a warning, not a reason to stay down. Done once the
@@ -928,7 +1105,7 @@ int
 rt_main(const struct rt_product *p, const struct config *cfg)
 {
     unsigned unix_mode = 0;
-    int status = check_options(p, cfg, &unix_mode);
+    int status = check_startup(p, cfg, &unix_mode);
     if (status != 0) {
         return status;
     }
@@ -939,7 +1116,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
         char err[512];
         status = tls_load(cfg, NULL, &rt->tls, err, sizeof(err));
         if (status != 0) {
-            fprintf(stderr, "%s\n", err);
+            fprintf(stderr, "%s: %s\n", p->name, err);
             return status;
         }
     }
@@ -963,9 +1140,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
 
     /* main takes part in RCU: it publishes reloaded settings and frees the old ones. */
     prcu_thread_register();
-    unsigned threads = (unsigned)config_uint(cfg, "threads");
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    rt->nworkers = threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
+    rt->nworkers = worker_count(cfg);
     rt->debug_commands = config_bool(cfg, "debug-commands");
     rt->rbuf_init = config_uint(cfg, "read-buffer");
     /* The read buffer must hold the largest request whole, plus one read's worth. */
@@ -999,10 +1174,6 @@ rt_main(const struct rt_product *p, const struct config *cfg)
         goto out;
     }
     raise_fd_limit(rt, rt->live->max_conns);
-    if (config_bool(cfg, "enable-coredumps") && raise_core_limit() < 0) {
-        log_error("--enable-coredumps: failed to ensure core file creation");
-        goto out;
-    }
     if (open_listeners(rt, unix_mode) < 0) {
         goto out;
     }

@@ -76,11 +76,14 @@
 #include <urcu/pointer.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2316,6 +2319,136 @@ static const struct route_ops mc_route_ops = {
     .lost_reply = "SERVER_ERROR out of memory\r\n",
 };
 
+/* The options of worker id's shard, of n: its share of -m, segments raised to fit -I. */
+static int
+shard_options(const struct config *cfg, unsigned id, unsigned n, struct seg_options *o)
+{
+    seg_options_init(o);
+    o->mem_bytes = config_uint(cfg, "memory-limit") / n;
+    o->item_max = config_uint(cfg, "max-item-size");
+    o->seg_size = config_uint(cfg, "segment-size");
+    while (o->seg_size < o->item_max) {
+        o->seg_size <<= 1;
+    }
+    o->seed = id + 1;
+    o->prefault = config_bool(cfg, "prefault");
+    return seg_evict_policy_parse(evict_names[config_enum(cfg, "eviction")], &o->evict);
+}
+
+/* bytes as a size option is written: the largest exact suffix ("4m", "1536k"). Returns out. */
+static const char *
+size_text(uint64_t bytes, char *out, size_t len)
+{
+    static const char suffixes[] = "gmk";
+    for (unsigned i = 0; i < 3; i++) {
+        unsigned shift = 30 - 10 * i;
+        if (bytes >= (UINT64_C(1) << shift) && bytes % (UINT64_C(1) << shift) == 0) {
+            snprintf(out, len, "%llu%c", (unsigned long long)(bytes >> shift), suffixes[i]);
+            return out;
+        }
+    }
+    snprintf(out, len, "%llub", (unsigned long long)bytes);
+    return out;
+}
+
+/* -m against what n shards of o's segments can take. Returns 0 or -EINVAL with err. */
+static int
+check_memory(const struct config *cfg, unsigned n, const struct seg_options *o, char *err,
+             size_t errlen)
+{
+    uint64_t m = config_uint(cfg, "memory-limit");
+    bool raised = o->seg_size > config_uint(cfg, "segment-size");
+    char mtext[24], seg[24], least[24], most[24];
+    size_text(m, mtext, sizeof(mtext));
+    size_text(o->seg_size, seg, sizeof(seg));
+    if (o->mem_bytes < seg_mem_min(o)) {
+        snprintf(err, errlen,
+                 "--memory-limit: %s is too little for %u worker thread%s with %s segments%s: "
+                 "each thread's shard needs two segments; the least that works is %s (or give "
+                 "fewer --threads, or a smaller %s)",
+                 mtext, n, n == 1 ? "" : "s", seg, raised ? " (raised to fit --max-item-size)" : "",
+                 size_text((uint64_t)seg_mem_min(o) * n, least, sizeof(least)),
+                 raised ? "--max-item-size" : "--segment-size");
+        return -EINVAL;
+    }
+    if (o->mem_bytes > seg_mem_max(o)) {
+        snprintf(err, errlen,
+                 "--memory-limit: %s is too much for %u worker thread%s with %s segments: a "
+                 "shard holds at most %s; the most that works is %s (or give more --threads, or "
+                 "a larger --segment-size)",
+                 mtext, n, n == 1 ? "" : "s", seg, size_text(seg_mem_max(o), least, sizeof(least)),
+                 size_text((uint64_t)seg_mem_max(o) * n, most, sizeof(most)));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* --memory-file as seg_file_open() will open it: read and written, created if absent. */
+static int
+check_memory_file(const char *path, char *err, size_t errlen)
+{
+    char why[PATH_MAX + 64];
+    struct stat st;
+    int rc = config_path_writable(path, why, sizeof(why));
+    if (rc == 0 && stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            rc = -EINVAL;
+            snprintf(why, sizeof(why), "not a regular file");
+        } else if (access(path, R_OK) < 0) {
+            rc = -errno;
+            snprintf(why, sizeof(why), "%s", strerror(-rc));
+        }
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "-e/--memory-file: cannot use '%.200s': %.300s", path, why);
+        return rc == -EINVAL ? -EEXIST : rc;
+    }
+    return 0;
+}
+
+/*
+ * rt_product.check: what the workers' setup would refuse, before any starts. The shard options
+ * are shard_options()'s, checked by seg_options_check(), the function seg_create() runs.
+ */
+static int
+mc_check(const struct config *cfg, unsigned n, char *err, size_t errlen)
+{
+    uint64_t seg = config_uint(cfg, "segment-size");
+    char text[24];
+    if ((seg & (seg - 1)) != 0) {
+        snprintf(err, errlen, "--segment-size: %s is not a power of two (4k, 8k, ... 16m)",
+                 size_text(seg, text, sizeof(text)));
+        return -EINVAL;
+    }
+    const char *delim = config_str(cfg, "prefix-delimiter");
+    if (strlen(delim) > 1) {
+        snprintf(err, errlen, "-D/--prefix-delimiter: takes one character, not '%.40s'", delim);
+        return -EINVAL;
+    }
+    struct seg_options o;
+    int rc = shard_options(cfg, 0, n, &o);
+    if (rc == 0) {
+        rc = check_memory(cfg, n, &o, err, errlen);
+    }
+    if (rc == 0 && seg_options_check(&o) < 0) {
+        snprintf(err, errlen,
+                 "--memory-limit, --max-item-size, --segment-size: the storage refuses "
+                 "shards of %zu bytes with segments of %zu bytes and items up to %zu",
+                 o.mem_bytes, o.seg_size, o.item_max);
+        rc = -EINVAL;
+    }
+    const char *path = config_str(cfg, "memory-file");
+    if (rc == 0 && path[0] != '\0') {
+        rc = check_memory_file(path, err, errlen);
+    }
+    if (rc == 0 && config_uint(cfg, "resp-port") > 0) {
+        char *pw = NULL;
+        rc = resp_password(cfg, &pw, err, errlen);
+        free(pw);
+    }
+    return rc;
+}
+
 static int
 mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
 {
@@ -2326,17 +2459,8 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     route_worker_init(&mw->rw, id, n, &mc_route_ops, mw, rt_metrics(TABLE_LAT), LAT_COUNT);
     mw->cfg = cfg;
     struct seg_options o;
-    seg_options_init(&o);
-    o.mem_bytes = config_uint(cfg, "memory-limit") / n;
-    o.item_max = config_uint(cfg, "max-item-size");
-    o.seg_size = config_uint(cfg, "segment-size");
-    while (o.seg_size < o.item_max) {
-        o.seg_size <<= 1;
-    }
+    int rc = shard_options(cfg, id, n, &o);
     mw->seg_size = o.seg_size;
-    o.seed = id + 1;
-    o.prefault = config_bool(cfg, "prefault");
-    int rc = seg_evict_policy_parse(evict_names[config_enum(cfg, "eviction")], &o.evict);
     if (rc == 0) {
         rc = mc_persist_create(id, n, cfg, &o, &mw->shard.seg);
     }
@@ -2352,13 +2476,7 @@ mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
     mw->flush_disabled = config_bool(cfg, "disable-flush-all");
     mw->popts.max_value = (uint32_t)(o.item_max - ITEM_ROOM);
     mw->popts.shutdown_enabled = config_bool(cfg, "enable-shutdown");
-    const char *delim = config_str(cfg, "prefix-delimiter");
-    if (strlen(delim) > 1) {
-        log_error("--prefix-delimiter takes one character, not \"%s\"", delim);
-        seg_destroy(&mw->shard.seg);
-        free(mw);
-        return -EINVAL;
-    }
+    const char *delim = config_str(cfg, "prefix-delimiter"); /* one character: mc_check() */
     mw->delim = delim[0] != '\0' ? delim[0] : ':';
     if (delim[0] != '\0') {
         atomic_store_explicit(&detail_on, true, memory_order_relaxed); /* -D turns it on */
@@ -2441,6 +2559,7 @@ const struct rt_product mc_product = {
     .port_option = "port",
     .ports = resp_port,
     .nports = 1,
+    .check = mc_check,
     .worker_setup = mc_worker_setup,
     .worker_teardown = mc_worker_teardown,
     .on_data = mc_on_data,

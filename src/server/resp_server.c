@@ -1520,18 +1520,14 @@ resp_on_data(struct resp_worker *w, struct conn *c)
     return route_end_result(c, &st->rc);
 }
 
-/*
- * The password: --resp-password, or the first line of --resp-password-file (which keeps it off
- * the command line, where any local user could read it). Empty: none, as Redis's requirepass "".
- */
-static int
-password_of(const struct config *cfg, char **out)
+int
+resp_password(const struct config *cfg, char **out, char *err, size_t errlen)
 {
     const char *pw = config_str(cfg, "resp-password");
     const char *path = config_str(cfg, "resp-password-file");
     *out = NULL;
     if (pw[0] != '\0' && path[0] != '\0') {
-        log_error("--resp-password and --resp-password-file: give one of them");
+        snprintf(err, errlen, "--resp-password and --resp-password-file: give one of them");
         return -EINVAL;
     }
     if (path[0] == '\0') {
@@ -1541,8 +1537,10 @@ password_of(const struct config *cfg, char **out)
     FILE *f = fopen(path, "r");
     char line[4096];
     if (f == NULL) {
-        log_error("--resp-password-file %s: %s", path, strerror(errno));
-        return -EINVAL;
+        int rc = -errno;
+        snprintf(err, errlen, "--resp-password-file: cannot read '%.200s': %s", path,
+                 strerror(-rc));
+        return rc;
     }
     size_t n = fgets(line, sizeof(line), f) != NULL ? strcspn(line, "\r\n") : 0;
     fclose(f);
@@ -1561,8 +1559,10 @@ resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard
                               .next_id = rw->id + 1,
                               .mem_limit = config_uint(cfg, "memory-limit"),
                               .port = (unsigned)config_uint(cfg, "resp-port")};
-    int rc = password_of(cfg, &w->password);
+    char err[320];
+    int rc = resp_password(cfg, &w->password, err, sizeof(err));
     if (rc < 0) {
+        log_error("%s", rc == -ENOMEM ? "--resp-password: out of memory" : err);
         return rc;
     }
     w->argv = malloc(ARGV_ROOM * sizeof(*w->argv));

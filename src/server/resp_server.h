@@ -74,9 +74,16 @@ struct resp_conn {
 };
 
 /**
+ * The RESP port's password: --resp-password, or the first line of --resp-password-file (which
+ * keeps it off the command line, where any local user could read it); *out is a heap copy, or
+ * NULL for none (Redis's requirepass ""). Both given is -EINVAL; a file that cannot be read is
+ * its errno; err says which. Also the start-up check (mc_product.check). Any thread.
+ */
+int resp_password(const struct config *cfg, char **out, char *err, size_t errlen);
+
+/**
  * Set up w (worker id of n), allocating its argv and scratch, with the settings of cfg it needs
- * (the password: read from --resp-password-file if given). Returns 0, -ENOMEM, or -EINVAL
- * (logged: a password file that cannot be read, or both password options).
+ * (the password: resp_password()). Returns 0, -ENOMEM, or resp_password()'s error (logged).
  */
 int resp_worker_init(struct resp_worker *w, struct route_worker *rw, struct mc_shard *shard,
                      size_t max_value, const struct config *cfg);

@@ -26,7 +26,9 @@ def raise_fd_limit(want=8192):
 class Server:
     def __init__(self, binary, *args, listen="127.0.0.1", wait_ready=True, env=None,
                  preexec=None):
-        self.args = [binary, "-l", listen, "-p", "0", "--admin-port", "0", *args]
+        # listen=None: no -l (the addresses come from a config file, or are every interface).
+        self.args = [binary, *(["-l", listen] if listen is not None else []), "-p", "0",
+                     "--admin-port", "0", *args]
         self.lines = []
         self.port = None       # the first listener, plain or TLS
         self.tls_port = None   # the first TLS listener (-Z, --tls-port), if any

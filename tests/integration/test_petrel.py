@@ -306,7 +306,8 @@ class Daemon(unittest.TestCase):
     @unittest.skipUnless(os.geteuid() == 0, "-u switches user only when started as root")
     def test_an_unknown_user_stops_the_start(self):
         rc, err = self.start("-u", "no-such-user-here")
-        self.assertEqual(rc, 1)
+        self.assertEqual(rc, 78, err)
+        self.assertIn("-u/--user: no user 'no-such-user-here'", err)
 
 
 MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"  # in Debian's memcached

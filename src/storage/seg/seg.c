@@ -717,8 +717,26 @@ seg_stats_get(const struct seg *s, struct seg_stats *out)
 
 /* ---- lifecycle ---- */
 
-static int
-check_options(const struct seg_options *o)
+size_t
+seg_mem_min(const struct seg_options *o)
+{
+    return 2 * o->seg_size;
+}
+
+size_t
+seg_mem_max(const struct seg_options *o)
+{
+    unsigned off_bits = (unsigned)__builtin_ctzll(o->seg_size);
+    /* Segment ids must fit the slot, with one id to spare (temp_sid). */
+    uint64_t nseg = (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) - 2;
+    if (nseg > INT32_MAX) {
+        nseg = INT32_MAX;
+    }
+    return (size_t)(nseg * o->seg_size);
+}
+
+int
+seg_options_check(const struct seg_options *o)
 {
     if (o->seg_size < SEG_SIZE_MIN || o->seg_size > SEG_SIZE_MAX ||
         (o->seg_size & (o->seg_size - 1)) != 0) {
@@ -727,16 +745,12 @@ check_options(const struct seg_options *o)
     if (o->item_max > o->seg_size || o->item_max < 64) {
         return -EINVAL;
     }
-    if (o->mem_bytes / o->seg_size < 2 || (unsigned)o->evict >= SEG_EVICT_COUNT) {
+    if (o->mem_bytes / o->seg_size < seg_mem_min(o) / o->seg_size ||
+        o->mem_bytes / o->seg_size > seg_mem_max(o) / o->seg_size ||
+        (unsigned)o->evict >= SEG_EVICT_COUNT) {
         return -EINVAL;
     }
     if (o->merge_n < 2 || o->merge_n > 16) {
-        return -EINVAL;
-    }
-    unsigned off_bits = (unsigned)__builtin_ctzll(o->seg_size);
-    /* Segment ids must fit the slot, with one id to spare (temp_sid). */
-    if (o->mem_bytes / o->seg_size >= (UINT64_C(1) << (SLOT_FREQ_SHIFT - off_bits)) - 1 ||
-        o->mem_bytes / o->seg_size > INT32_MAX) {
         return -EINVAL;
     }
     return 0;
@@ -745,7 +759,7 @@ check_options(const struct seg_options *o)
 int
 seg_create(struct seg **out, const struct seg_options *opts)
 {
-    int rc = check_options(opts);
+    int rc = seg_options_check(opts);
     if (rc != 0) {
         return rc;
     }
