@@ -127,6 +127,12 @@ struct rt_product {
      * option. Must not create or change anything. Optional.
      */
     int (*check)(const struct config *cfg, unsigned nworkers, char *err, size_t errlen);
+    /**
+     * The most workers the product's settings serve well (e.g. each storage shard a useful
+     * share of the memory limit). Caps the automatic count (--threads 0, one per online CPU),
+     * never an explicit --threads, which check() judges. At least 1. Optional.
+     */
+    unsigned (*workers_max)(const struct config *cfg);
     /** Build a worker's context (e.g. its storage shard). Returns 0 or a negative errno. */
     int (*worker_setup)(unsigned worker, unsigned nworkers, const struct config *cfg, void **ctx);
     /** Free what worker_setup built. Optional. */

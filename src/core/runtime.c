@@ -116,7 +116,8 @@ static const struct opt_def rt_options[] = {
      .dflt = "0",
      .min = 0,
      .max = 256,
-     .help = "worker threads (0: one per online CPU)"},
+     .help = "worker threads (0: one per online CPU, but no more than the memory limit "
+             "gives 8 segments each)"},
     {.name = "max-conns",
      .short_name = 'c',
      .section = "server",
@@ -370,13 +371,21 @@ check_options(const struct rt_product *p, const struct config *cfg, unsigned *un
     return 0;
 }
 
-/* The workers rt_main() starts: --threads, or one per online CPU. */
+/* The workers rt_main() starts: --threads, or one per online CPU up to what the product's
+ * settings serve (a packaged -m of 64 MiB on a 96-CPU host must not start 96 tiny shards). */
 static unsigned
-worker_count(const struct config *cfg)
+worker_count(const struct rt_product *p, const struct config *cfg)
 {
     unsigned threads = (unsigned)config_uint(cfg, "threads");
+    if (threads > 0) {
+        return threads;
+    }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return threads > 0 ? threads : (cpus > 0 ? (unsigned)cpus : 1);
+    unsigned n = cpus > 0 ? (unsigned)cpus : 1;
+    if (p->workers_max != NULL && p->workers_max(cfg) < n) {
+        n = p->workers_max(cfg) > 0 ? p->workers_max(cfg) : 1;
+    }
+    return n;
 }
 
 static bool
@@ -560,7 +569,7 @@ check_startup(const struct rt_product *p, const struct config *cfg, unsigned *un
                  "-r/--enable-coredumps: the core file size limit is 0 and cannot be raised");
     }
     if (rc == 0 && p->check != NULL) {
-        rc = p->check(cfg, worker_count(cfg), err, sizeof(err));
+        rc = p->check(cfg, worker_count(p, cfg), err, sizeof(err));
     }
     if (rc == 0) {
         return 0;
@@ -1140,7 +1149,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
 
     /* main takes part in RCU: it publishes reloaded settings and frees the old ones. */
     prcu_thread_register();
-    rt->nworkers = worker_count(cfg);
+    rt->nworkers = worker_count(p, cfg);
     rt->debug_commands = config_bool(cfg, "debug-commands");
     rt->rbuf_init = config_uint(cfg, "read-buffer");
     /* The read buffer must hold the largest request whole, plus one read's worth. */

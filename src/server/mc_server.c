@@ -2449,6 +2449,23 @@ mc_check(const struct config *cfg, unsigned n, char *err, size_t errlen)
     return rc;
 }
 
+/* Segments each shard gets at least when the thread count is automatic: with fewer, eviction
+ * (a whole segment at a time) would throw away a large part of a shard's items at once. */
+#define AUTO_SHARD_SEGMENTS 8
+
+/* The automatic thread count's cap (rt_product.workers_max): -m in shards of at least
+ * AUTO_SHARD_SEGMENTS segments, e.g. 8 workers for the packaged 64m with 1m segments. */
+static unsigned
+mc_workers_max(const struct config *cfg)
+{
+    struct seg_options o;
+    if (shard_options(cfg, 0, 1, &o) < 0) {
+        return 1; /* mc_check names the bad option */
+    }
+    uint64_t n = config_uint(cfg, "memory-limit") / ((uint64_t)o.seg_size * AUTO_SHARD_SEGMENTS);
+    return n == 0 ? 1 : n > UINT_MAX ? UINT_MAX : (unsigned)n;
+}
+
 static int
 mc_worker_setup(unsigned id, unsigned n, const struct config *cfg, void **ctx)
 {
@@ -2560,6 +2577,7 @@ const struct rt_product mc_product = {
     .ports = resp_port,
     .nports = 1,
     .check = mc_check,
+    .workers_max = mc_workers_max,
     .worker_setup = mc_worker_setup,
     .worker_teardown = mc_worker_teardown,
     .on_data = mc_on_data,

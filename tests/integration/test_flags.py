@@ -718,5 +718,27 @@ class ExtendedTls(unittest.TestCase):
                         raise ConnectionError("closed")
 
 
+class AutomaticThreads(unittest.TestCase):
+    """--threads 0 (the default) starts one worker per online CPU, but never so many that a
+    shard gets fewer than 8 segments of the memory limit (a packaged 64m on a large host)."""
+
+    def threads(self, *args):
+        with Server(PETREL, *args) as server:
+            return int(server.stats()["threads"])
+
+    def test_a_small_memory_limit_caps_the_automatic_count(self):
+        # 8m in 1m segments: one shard of 8 segments, whatever the CPU count.
+        self.assertEqual(self.threads("-m", "8"), 1)
+
+    def test_the_cap_counts_in_segments_of_the_given_size(self):
+        # 8m in 512k segments (items up to 512k, or the segments grow to fit -I): two shards of
+        # 8 segments, if there are two CPUs.
+        self.assertEqual(self.threads("-m", "8", "--segment-size", "512k", "-I", "512k"),
+                         min(2, os.cpu_count()))
+
+    def test_an_explicit_count_is_not_capped(self):
+        self.assertEqual(self.threads("-m", "8", "-t", "3"), 3)
+
+
 if __name__ == "__main__":
     unittest.main()
