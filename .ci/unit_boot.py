@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Boot a Debian root with systemd-nspawn and run the installed petrel units under systemd itself.
+
+    unit_boot.py ROOT UNIT...      e.g. unit_boot.py build/packages/root petrel.service petrel@test.service
+
+Run by .ci/test-packages as root. unit_run.py starts a unit as systemd would but cannot apply
+its sandboxing (SystemCallFilter=, PrivateUsers=, ProtectSystem=, ...): here systemd does. The
+root boots in a container with a network of its own (only lo), and the systemd in it starts each
+unit; for each it checks that the unit is active with its sandbox in effect (seccomp filter,
+no_new_privs, a user namespace), a set and a get on its data port (its unix socket, reached
+through the container's root, or its TCP port in the container's network), that every thread
+which lowers its own priority runs under SCHED_IDLE (populate; handshake when TLS is on), that
+`systemctl reload` reloads it, that `systemctl restart` keeps an item when it has a memory-file,
+that `systemctl stop` ends it with Result=success, and that it logged no warning or error (the
+journal and its log-file): a call its sandbox refuses shows there.
+
+Exit status 0 when every check passed, 1 when one failed, 77 when this host cannot boot the
+container (no systemd-nspawn, or the container's systemd never comes up): the reason is then the
+last line of the output.
+"""
+
+import ctypes
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import unit_run
+from unit_run import say
+
+MACHINE = "petrel-pkg"
+BOOT_TIMEOUT = 90
+SCHED_IDLE = 5
+CLONE_NEWNET = 0x40000000
+# The threads that lower their own priority (pthread_setname_np names).
+IDLE_THREADS = ("populate", "handshake")
+
+
+def skip(reason, output=""):
+    if output:
+        print(output.rstrip())
+    print(f"skip: {reason}", flush=True)
+    sys.exit(77)
+
+
+def children(pid):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def tail(path, n=15):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return "".join(f.readlines()[-n:])
+
+
+class Container:
+    """A booted root: its nspawn process, its PID 1 seen from here, its files through /proc."""
+
+    def __init__(self, root, console):
+        self.root, self.console = root, console
+        argv = ["systemd-nspawn", "--directory", root, "--boot", "--machine", MACHINE,
+                "--register=no", "--private-network", "--console=read-only"]
+        if not os.path.exists("/run/dbus/system_bus_socket"):
+            # No system bus (the host's PID 1 is not systemd): nspawn cannot ask for a scope of
+            # its own and runs the container in the cgroup it was started in.
+            argv.append("--keep-unit")
+        print("$ " + " ".join(argv), flush=True)
+        with open(console, "wb") as out:
+            self.nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT)
+        self.leader = None
+
+    def wait_booted(self):
+        """The container's PID 1 once its systemd reports the boot done; None if it never does."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        state = ""
+        while time.monotonic() < deadline and self.nspawn.poll() is None:
+            if self.leader is None:
+                pids = children(self.nspawn.pid)
+                if pids and os.path.basename(os.readlink(f"/proc/{pids[0]}/exe")) == "systemd":
+                    self.leader = pids[0]
+            if self.leader is not None:
+                out = self.ctl("is-system-running", "--wait", timeout=deadline - time.monotonic())
+                state = out.stdout.strip()
+                if state in ("running", "degraded"):
+                    return state
+            time.sleep(0.2)
+        return None
+
+    def run(self, argv, timeout=60):
+        return subprocess.run(["nsenter", "--target", str(self.leader), "--all"] + argv,
+                              capture_output=True, text=True, timeout=max(timeout, 1), check=False)
+
+    def ctl(self, *args, timeout=60):
+        return self.run(["systemctl"] + list(args), timeout)
+
+    def show(self, unit):
+        out = self.ctl("show", "-p", "ActiveState,SubState,Result,MainPID,ExecMainStatus", unit)
+        return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+    def path(self, path):
+        """A file in the container (its /run and /proc are its own) as seen from here."""
+        return f"/proc/{self.leader}/root{path}"
+
+    def enter_network(self):
+        """This process into the container's network: its loopback ports are reachable."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/proc/{self.leader}/ns/net", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the container's network")
+        finally:
+            os.close(fd)
+
+    def stop(self):
+        """Shut it down as a host does (nspawn passes SIGTERM on as the halt signal)."""
+        if self.nspawn.poll() is None:
+            self.nspawn.send_signal(signal.SIGTERM)
+            try:
+                self.nspawn.wait(60)
+            except subprocess.TimeoutExpired:
+                self.nspawn.kill()
+                self.nspawn.wait()
+        return self.nspawn.returncode
+
+
+def threads(c, pid):
+    """name -> scheduling policy of each thread of the container's process pid."""
+    out = {}
+    task = c.path(f"/proc/{pid}/task")
+    for tid in os.listdir(task):
+        with open(f"{task}/{tid}/stat", encoding="utf-8") as f:
+            head, _, rest = f.read().rpartition(")")
+        out[head.split("(", 1)[1]] = int(rest.split()[38])  # field 41: policy
+    return out
+
+
+def sandboxed(c, pid):
+    """What of the sandbox the kernel shows on the process."""
+    with open(c.path(f"/proc/{pid}/status"), encoding="utf-8") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    with open(c.path(f"/proc/{pid}/uid_map"), encoding="utf-8") as f:
+        uid_map = f.read().split()
+    return (status.get("Seccomp", "").strip() == "2" and status.get("NoNewPrivs", "").strip() == "1"
+            and uid_map[:3] != ["0", "0", "4294967295"]), (
+        f"Seccomp {status.get('Seccomp', '?').strip()}, NoNewPrivs "
+        f"{status.get('NoNewPrivs', '?').strip()}, uid_map {' '.join(uid_map)}")
+
+
+def check_unit(c, unit):
+    template = re.sub(r"@[^.]+\.", "@.", unit)
+    instance = unit.split("@", 1)[1].rsplit(".", 1)[0] if "@" in unit else None
+    settings = unit_run.parse_unit(os.path.join(c.root, "lib/systemd/system", template), instance)
+    user, group = unit_run.one(settings, "User", "root"), unit_run.one(settings, "Group", "root")
+    cfg = unit_run.effective_config(c.root, user, group,
+                                    shlex.split(unit_run.one(settings, "ExecStart")))
+    croot = c.path("")
+    log_file = cfg.get("log.log-file")
+    log_from = os.path.getsize(c.path(log_file)) if log_file and os.path.exists(
+        c.path(log_file)) else 0
+
+    out = c.ctl("start", unit)
+    state = c.show(unit)
+    if not say(out.returncode == 0 and state.get("ActiveState") == "active"
+               and state.get("SubState") == "running",
+               f"{unit}: systemctl start: {state} {out.stderr.strip()}"):
+        return
+    pid = state["MainPID"]
+    ok, shown = sandboxed(c, pid)
+    say(ok, f"{unit}: its sandbox is in effect ({shown})")
+    family, address, where = unit_run.data_port(croot, cfg)
+    ok, got = unit_run.set_get(family, address, b"pkg:boot")
+    say(ok, f"{unit}: set and get on {where} ({got!r})")
+    policies = threads(c, pid)
+    idle = [name for name in IDLE_THREADS if name in policies]
+    say("populate" in idle and all(policies[name] == SCHED_IDLE for name in idle),
+        f"{unit}: {', '.join(idle) or 'no populate thread'} under SCHED_IDLE "
+        f"(policy {SCHED_IDLE}); every thread: {policies}")
+
+    before = unit_run.reloads(cfg)
+    out = c.ctl("reload", unit)
+    deadline = time.monotonic() + 5
+    after = before
+    while time.monotonic() < deadline and after == before:
+        time.sleep(0.1)
+        after = unit_run.reloads(cfg)
+    state = c.show(unit)
+    say(out.returncode == 0 and before is not None and after == before + 1
+        and state.get("ActiveState") == "active" and state.get("MainPID") == pid,
+        f"{unit}: systemctl reload (config_reloads {before} -> {after}; {state}) "
+        f"{out.stderr.strip()}")
+
+    preserve = unit_run.one(settings, "RuntimeDirectoryPreserve", "no") in ("yes", "true", "1")
+    if cfg.get("storage.memory-file") and preserve:
+        ok, _ = unit_run.set_get(family, address, b"pkg:after-reload")
+        out = c.ctl("restart", unit)
+        state = c.show(unit)
+        ok, got = unit_run.get(family, address, b"pkg:after-reload") if ok else (False, b"")
+        say(out.returncode == 0 and state.get("ActiveState") == "active"
+            and state.get("MainPID") != pid and ok,
+            f"{unit}: systemctl restart keeps the item, recovered from memory-file "
+            f"{cfg['storage.memory-file']} ({got!r}; {state}) {out.stderr.strip()}")
+
+    out = c.ctl("stop", unit)
+    state = c.show(unit)
+    say(out.returncode == 0 and state.get("ActiveState") == "inactive"
+        and state.get("Result") == "success" and state.get("ExecMainStatus") == "0",
+        f"{unit}: systemctl stop: {state} {out.stderr.strip()}")
+
+    journal = c.run(["journalctl", "--boot", "--unit", unit, "--output", "cat", "--no-pager"]).stdout
+    text = journal
+    if log_file and os.path.exists(c.path(log_file)):
+        with open(c.path(log_file), encoding="utf-8", errors="replace") as f:
+            f.seek(log_from)
+            text += f.read()
+    bad = [line for line in text.splitlines() if re.search(r" (warn|error): ", line)]
+    say(not bad, f"{unit}: no warning or error in its journal or log-file {bad}")
+    print(f"--- {unit}: its journal ---\n{journal.rstrip()}")
+
+
+def main(argv):
+    root, units = os.path.abspath(argv[1]), argv[2:]
+    if shutil.which("systemd-nspawn") is None:
+        skip("systemd-nspawn is not installed (Debian: systemd-container)")
+    console = os.path.join(os.path.dirname(root), "boot-console.log")
+    c = Container(root, console)
+    try:
+        state = c.wait_booted()
+        if state is None:
+            skip(f"the container's systemd did not boot (systemd-nspawn exit status "
+                 f"{c.nspawn.poll()}; its output in {console})", tail(console))
+        say(True, f"the root boots under systemd-nspawn, system state {state} "
+            f"{c.ctl('list-units', '--failed', '--plain', '--no-legend').stdout.strip()}")
+        c.enter_network()
+        for unit in units:
+            try:
+                check_unit(c, unit)
+            except (OSError, ValueError, KeyError, subprocess.TimeoutExpired) as e:
+                say(False, f"{unit}: {type(e).__name__}: {e}")
+    finally:
+        status = c.stop()
+    say(status == 0, f"the container shuts down (systemd-nspawn exit status {status})")
+    return 1 if unit_run.FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
