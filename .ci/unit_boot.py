@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Boot a Debian root with systemd-nspawn and run the installed petrel units under systemd itself.
 
-    unit_boot.py ROOT UNIT...      e.g. unit_boot.py build/packages/root petrel.service petrel@test.service
+    unit_boot.py ROOT CONSOLE UNIT...
+        e.g. unit_boot.py build/packages/root build/packages/log/boot-console.log petrel.service
+
+CONSOLE: where the container's console goes (its boot messages).
 
 Run by .ci/test-packages as root. unit_run.py starts a unit as systemd would but cannot apply
 its sandboxing (SystemCallFilter=, PrivateUsers=, ProtectSystem=, ...): here systemd does. The
@@ -25,6 +28,8 @@ import re
 import shlex
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,8 +41,6 @@ MACHINE = "petrel-pkg"
 BOOT_TIMEOUT = 90
 SCHED_IDLE = 5
 CLONE_NEWNET = 0x40000000
-# The threads that lower their own priority (pthread_setname_np names).
-IDLE_THREADS = ("populate", "handshake")
 
 
 def skip(reason, output=""):
@@ -148,6 +151,18 @@ def threads(c, pid):
     return out
 
 
+def tls_version(port):
+    """A TLS connection (any certificate) to the container's port, and a version command."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw) as s:
+            s.sendall(b"version\r\n")
+            got = s.recv(256)
+    return got.startswith(b"VERSION ") and got.endswith(b"\r\n"), got
+
+
 def sandboxed(c, pid):
     """What of the sandbox the kernel shows on the process."""
     with open(c.path(f"/proc/{pid}/status"), encoding="utf-8") as f:
@@ -184,11 +199,15 @@ def check_unit(c, unit):
     family, address, where = unit_run.data_port(croot, cfg)
     ok, got = unit_run.set_get(family, address, b"pkg:boot")
     say(ok, f"{unit}: set and get on {where} ({got!r})")
+    tls_port = int(cfg.get("tls.tls-port") or 0)
+    if tls_port:
+        ok, got = tls_version(tls_port)
+        say(ok, f"{unit}: a TLS handshake on 127.0.0.1:{tls_port}, then version ({got!r})")
     policies = threads(c, pid)
-    idle = [name for name in IDLE_THREADS if name in policies]
-    say("populate" in idle and all(policies[name] == SCHED_IDLE for name in idle),
-        f"{unit}: {', '.join(idle) or 'no populate thread'} under SCHED_IDLE "
-        f"(policy {SCHED_IDLE}); every thread: {policies}")
+    idle = ["populate", "handshake"] if tls_port else ["populate"]
+    say(all(policies.get(name) == SCHED_IDLE for name in idle),
+        f"{unit}: {' and '.join(idle)} under SCHED_IDLE (policy {SCHED_IDLE}); every thread: "
+        f"{policies}")
 
     before = unit_run.reloads(cfg)
     out = c.ctl("reload", unit)
@@ -232,23 +251,24 @@ def check_unit(c, unit):
 
 
 def main(argv):
-    root, units = os.path.abspath(argv[1]), argv[2:]
+    root, console, units = os.path.abspath(argv[1]), argv[2], argv[3:]
     if shutil.which("systemd-nspawn") is None:
         skip("systemd-nspawn is not installed (Debian: systemd-container)")
-    console = os.path.join(os.path.dirname(root), "boot-console.log")
     c = Container(root, console)
     try:
         state = c.wait_booted()
         if state is None:
-            skip(f"the container's systemd did not boot (systemd-nspawn exit status "
-                 f"{c.nspawn.poll()}; its output in {console})", tail(console))
+            said = [line for line in tail(console).splitlines() if line.strip()]
+            skip(f"the container did not boot: {said[-1] if said else 'nothing said'} "
+                 f"(systemd-nspawn exit status {c.nspawn.poll()}, its console in {console})",
+                 "\n".join(said))
         say(True, f"the root boots under systemd-nspawn, system state {state} "
             f"{c.ctl('list-units', '--failed', '--plain', '--no-legend').stdout.strip()}")
         c.enter_network()
         for unit in units:
             try:
                 check_unit(c, unit)
-            except (OSError, ValueError, KeyError, subprocess.TimeoutExpired) as e:
+            except (OSError, ValueError, KeyError, ssl.SSLError, subprocess.TimeoutExpired) as e:
                 say(False, f"{unit}: {type(e).__name__}: {e}")
     finally:
         status = c.stop()
