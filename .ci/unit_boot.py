@@ -51,6 +51,7 @@ def skip(reason, output=""):
 
 
 def children(pid):
+    """The processes whose parent is pid."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -76,9 +77,9 @@ class Container:
         self.root, self.console = root, console
         argv = ["systemd-nspawn", "--directory", root, "--boot", "--machine", MACHINE,
                 "--register=no", "--private-network", "--console=read-only"]
-        if not os.path.exists("/run/dbus/system_bus_socket"):
-            # No system bus (the host's PID 1 is not systemd): nspawn cannot ask for a scope of
-            # its own and runs the container in the cgroup it was started in.
+        if not os.path.isdir("/run/systemd/system"):
+            # The host's PID 1 is not systemd: there is no one to ask for a scope of its own, so
+            # the container runs in the cgroup nspawn was started in.
             argv.append("--keep-unit")
         print("$ " + " ".join(argv), flush=True)
         with open(console, "wb") as out:
@@ -89,17 +90,19 @@ class Container:
     def wait_booted(self):
         """The container's PID 1 once its systemd reports the boot done; None if it never does."""
         deadline = time.monotonic() + BOOT_TIMEOUT
-        state = ""
         while time.monotonic() < deadline and self.nspawn.poll() is None:
             if self.leader is None:
                 pids = children(self.nspawn.pid)
                 if pids and os.path.basename(os.readlink(f"/proc/{pids[0]}/exe")) == "systemd":
                     self.leader = pids[0]
             if self.leader is not None:
-                out = self.ctl("is-system-running", "--wait", timeout=deadline - time.monotonic())
-                state = out.stdout.strip()
-                if state in ("running", "degraded"):
-                    return state
+                try:
+                    out = self.ctl("is-system-running", "--wait",
+                                   timeout=deadline - time.monotonic())
+                except subprocess.TimeoutExpired:
+                    return None
+                if out.stdout.strip() in ("running", "degraded"):
+                    return out.stdout.strip()
             time.sleep(0.2)
         return None
 
@@ -164,15 +167,16 @@ def tls_version(port):
 
 
 def sandboxed(c, pid):
-    """What of the sandbox the kernel shows on the process."""
+    """Whether the kernel shows the sandbox on the process: a seccomp filter, no_new_privs and
+    a user namespace of its own (PrivateUsers=); and what it shows."""
     with open(c.path(f"/proc/{pid}/status"), encoding="utf-8") as f:
-        status = dict(line.split(":", 1) for line in f if ":" in line)
+        status = {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
     with open(c.path(f"/proc/{pid}/uid_map"), encoding="utf-8") as f:
         uid_map = f.read().split()
-    return (status.get("Seccomp", "").strip() == "2" and status.get("NoNewPrivs", "").strip() == "1"
-            and uid_map[:3] != ["0", "0", "4294967295"]), (
-        f"Seccomp {status.get('Seccomp', '?').strip()}, NoNewPrivs "
-        f"{status.get('NoNewPrivs', '?').strip()}, uid_map {' '.join(uid_map)}")
+    ok = (status.get("Seccomp") == "2" and status.get("NoNewPrivs") == "1"
+          and uid_map[:3] != ["0", "0", "4294967295"])
+    return ok, (f"Seccomp {status.get('Seccomp')}, NoNewPrivs {status.get('NoNewPrivs')}, "
+                f"uid_map {' '.join(uid_map)}")
 
 
 def check_unit(c, unit):
@@ -183,9 +187,10 @@ def check_unit(c, unit):
     cfg = unit_run.effective_config(c.root, user, group,
                                     shlex.split(unit_run.one(settings, "ExecStart")))
     croot = c.path("")
-    log_file = cfg.get("log.log-file")
-    log_from = os.path.getsize(c.path(log_file)) if log_file and os.path.exists(
-        c.path(log_file)) else 0
+    log_file = cfg.get("log.log-file")  # what it logs from here on (unit_run.py's runs before)
+    log_from = 0
+    if log_file and os.path.exists(c.path(log_file)):
+        log_from = os.path.getsize(c.path(log_file))
 
     out = c.ctl("start", unit)
     state = c.show(unit)
@@ -224,10 +229,10 @@ def check_unit(c, unit):
 
     preserve = unit_run.one(settings, "RuntimeDirectoryPreserve", "no") in ("yes", "true", "1")
     if cfg.get("storage.memory-file") and preserve:
-        ok, _ = unit_run.set_get(family, address, b"pkg:after-reload")
+        ok, _ = unit_run.set_get(family, address, b"pkg:before-restart")
         out = c.ctl("restart", unit)
         state = c.show(unit)
-        ok, got = unit_run.get(family, address, b"pkg:after-reload") if ok else (False, b"")
+        ok, got = unit_run.get(family, address, b"pkg:before-restart") if ok else (False, b"")
         say(out.returncode == 0 and state.get("ActiveState") == "active"
             and state.get("MainPID") != pid and ok,
             f"{unit}: systemctl restart keeps the item, recovered from memory-file "
@@ -239,7 +244,8 @@ def check_unit(c, unit):
         and state.get("Result") == "success" and state.get("ExecMainStatus") == "0",
         f"{unit}: systemctl stop: {state} {out.stderr.strip()}")
 
-    journal = c.run(["journalctl", "--boot", "--unit", unit, "--output", "cat", "--no-pager"]).stdout
+    journal = c.run(["journalctl", "--boot", "--unit", unit, "--output", "cat",
+                     "--no-pager"]).stdout
     text = journal
     if log_file and os.path.exists(c.path(log_file)):
         with open(c.path(log_file), encoding="utf-8", errors="replace") as f:
