@@ -37,7 +37,8 @@ import time
 import unit_run
 from unit_run import say
 
-MACHINE = "petrel-pkg"
+# Unique on the host: nspawn keeps a directory per machine name under /run/systemd/nspawn.
+MACHINE = f"petrel-pkg-{os.getpid()}"
 BOOT_TIMEOUT = 90
 SCHED_IDLE = 5
 CLONE_NEWNET = 0x40000000
