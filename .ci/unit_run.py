@@ -19,7 +19,7 @@ When the configuration has a memory-file and the unit keeps its runtime director
 the restart back (a warm restart).
 
 The sandboxing options (ProtectSystem=, PrivateTmp=, SystemCallFilter=, ...) need systemd
-itself and are not applied; .ci/test-packages checks them with systemd-analyze.
+itself and are not applied here; unit_boot.py runs the units under systemd, with them.
 """
 
 import fcntl
