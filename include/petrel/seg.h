@@ -484,13 +484,21 @@ struct seg_ttl_stats {
 /** Number of TTL buckets (indexes for seg_ttl_stats_get): SEG_TTL_BUCKETS. Any thread. */
 size_t seg_ttl_bucket_count(void);
 
+/** seg_ttl_bucket_of() for an expiry other than 0. Owner thread. */
+size_t seg_ttl_bucket_expiring(const struct seg *s, int64_t expire);
+
 /**
  * The TTL bucket a store with this absolute expiry (see "Expiry" above) writes its item to,
  * by the engine's clock as last read (seg_now): right after seg_store, the bucket that store
- * chose, whether or not it got as far as writing. An expiry already past maps to bucket 1 (the
- * shortest TTL's). Owner thread.
+ * chose, whether or not it got as far as writing. 0 (never expires) is bucket 0, answered
+ * inline (a store path that counts per bucket pays no call for it); an expiry already past
+ * maps to bucket 1 (the shortest TTL's). Owner thread.
  */
-size_t seg_ttl_bucket_of(const struct seg *s, int64_t expire);
+static inline size_t
+seg_ttl_bucket_of(const struct seg *s, int64_t expire)
+{
+    return expire == 0 ? 0 : seg_ttl_bucket_expiring(s, expire);
+}
 
 /**
  * The TTL bucket of the live item that the last seg_store, seg_delete, seg_touch, seg_incr or

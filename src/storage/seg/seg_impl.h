@@ -31,7 +31,8 @@
 #define TB_COUNT   (TB_SHORT + 27 * 16) /* k = 5..31 */
 #define TB_NEVER   0
 #define TICK_ITEMS 65536 /* items unlinked per seg_tick() before it stops */
-_Static_assert(TB_COUNT == SEG_TTL_BUCKETS, "seg.h's SEG_TTL_BUCKETS is the bucket count");
+_Static_assert(TB_COUNT == SEG_TTL_BUCKETS && TB_NEVER == 0,
+               "seg.h's bucket count and never-expires bucket");
 
 /*
  * A hash slot: tag (16 bits, from hash bits 32..47, never 0 so an empty slot is 0), frequency

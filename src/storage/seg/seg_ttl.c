@@ -16,10 +16,10 @@ seg_ttl_bucket_count(void)
 }
 
 size_t
-seg_ttl_bucket_of(const struct seg *s, int64_t expire)
+seg_ttl_bucket_expiring(const struct seg *s, int64_t expire)
 {
     if (expire == 0) {
-        return TB_NEVER;
+        return TB_NEVER; /* as seg_ttl_bucket_of answers it inline */
     }
     if (expire <= s->now) {
         return 1; /* the shortest TTL's: such an item is gone at once */
