@@ -655,6 +655,14 @@ class ClassCommands(unittest.TestCase):
         run(self.s, b"gat 100 t\r\nmg t T100 v\r\ntouch nope 1\r\n")
         self.assertEqual(self.count("touch_hits"), {NEVER: 1, LONG: 2})
 
+    def test_cas_refused_by_disable_cas_counts_in_the_class_of_the_item(self):
+        with Server(PETREL, "-t", "2", "-C") as srv, srv.connect() as s:
+            run(s, b"set x 0 100 1\r\na\r\n")
+            self.assertEqual(run(s, b"cas x 0 0 1 0\r\nb\r\n"), b"EXISTS\r\n")
+            per_class = slab_classes(s)
+        self.assertEqual(per_class[LONG]["cas_badval"], 1)
+        self.assertEqual(per_class[NEVER]["cmd_set"], 1)  # the cas, by its TTL
+
     MIXED = (b"set a 0 0 1\r\n1\r\nset b 0 100 1\r\n2\r\nadd a 0 100 1\r\n3\r\n"
              b"get a b c\r\ngat 0 b\r\nincr a 1\r\ndecr b 1\r\ncas a 0 0 1 1\r\n4\r\n"
              b"cas z 0 0 1 1\r\n4\r\nms e 1 E77\r\n6\r\ncas e 0 0 1 77\r\n7\r\ntouch a 100\r\nms c 1 T100\r\n5\r\nmg c v\r\n"
