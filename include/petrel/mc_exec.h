@@ -27,11 +27,23 @@ struct mc_stats {
     uint64_t touch_hits, touch_misses;
 };
 
+/*
+ * Command counters of one class, memcached's per slab class ("stats slabs"), where Petrel's
+ * class is a TTL bucket. Hits count in the bucket of the item found; cmd_set in the bucket the
+ * request's expiry maps to (seg_ttl_bucket_of), whether or not it stored, as memcached counts
+ * it in the class of the item it allocated for the request. Each is counted where the
+ * matching mc_stats counter is, so that they sum to it. Owner thread writes.
+ */
+struct mc_class_stats {
+    uint64_t get_hits, cmd_set, delete_hits, incr_hits, decr_hits, cas_hits, cas_badval, touch_hits;
+};
+
 /** One shard: its storage and its counters. */
 struct mc_shard {
     struct seg *seg;
     struct mc_stats stats;
     bool cas_disabled; /* --disable-cas (memcached's -C): every CAS shown is 0, compared as 0 */
+    struct mc_class_stats classes[SEG_TTL_BUCKETS]; /* indexed by TTL bucket */
 };
 
 /** The hash that picks a key's shard and its hash-table bucket (seg_hash of the key bytes). */

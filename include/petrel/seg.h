@@ -169,12 +169,13 @@ int64_t seg_clock(struct seg *s);
 struct seg_view {
     const char *value;
     size_t vlen;
-    uint32_t flags; /* memcached client flags */
-    uint64_t cas;   /* unique per item version, never 0 (unless a caller chose it) */
-    int64_t ttl;    /* seconds left (lower bound), -1 when the item never expires */
-    uint32_t age;   /* seconds since its segment was opened: >= seconds since it was written */
-    uint32_t size;  /* bytes the item takes in its segment (header, key and value) */
-    uint8_t state;  /* SEG_ST_* bits as they were before this read */
+    uint32_t flags;  /* memcached client flags */
+    uint64_t cas;    /* unique per item version, never 0 (unless a caller chose it) */
+    int64_t ttl;     /* seconds left (lower bound), -1 when the item never expires */
+    uint32_t age;    /* seconds since its segment was opened: >= seconds since it was written */
+    uint32_t size;   /* bytes the item takes in its segment (header, key and value) */
+    uint8_t state;   /* SEG_ST_* bits as they were before this read */
+    uint16_t bucket; /* its TTL bucket (an index for seg_ttl_stats_get) */
 };
 
 /** Look a key up. SEG_OK with *out filled, or SEG_NOT_FOUND. Counts a read. Owner thread. */
@@ -486,8 +487,37 @@ struct seg_ttl_stats {
 
 #define SEG_AGE_SCAN 64 /* segment headers seg_ttl_stats_get reads at most to find the oldest */
 
-/** Number of TTL buckets (indexes for seg_ttl_stats_get). Any thread. */
+/** Number of TTL buckets (indexes for seg_ttl_stats_get), for arrays sized at compile time. */
+#define SEG_TTL_BUCKETS 464
+
+/** Number of TTL buckets (indexes for seg_ttl_stats_get): SEG_TTL_BUCKETS. Any thread. */
 size_t seg_ttl_bucket_count(void);
+
+/** seg_ttl_bucket_of() for an expiry other than 0. Owner thread. */
+size_t seg_ttl_bucket_expiring(const struct seg *s, int64_t expire);
+
+/**
+ * The TTL bucket a store with this absolute expiry (see "Expiry" above) writes its item to,
+ * by the engine's clock as last read (seg_now): right after seg_store, the bucket that store
+ * chose, whether or not it got as far as writing. 0 (never expires) is bucket 0, answered
+ * inline (a store path that counts per bucket pays no call for it); an expiry already past
+ * maps to bucket 1 (the shortest TTL's). Owner thread.
+ */
+static inline size_t
+seg_ttl_bucket_of(const struct seg *s, int64_t expire)
+{
+    return expire == 0 ? 0 : seg_ttl_bucket_expiring(s, expire);
+}
+
+/**
+ * The TTL bucket of the live item that the last seg_store, seg_delete, seg_touch, seg_incr or
+ * seg_incr_cas found under its key: the version a store compared, refused to add over or
+ * replaced, the item a touch changed (where it was before the touch moved it), the number an
+ * incr changed. Meaningful only right after such a call that found one (not after NOT_FOUND,
+ * nor after a store that found no item): other calls may change it. seg_get and seg_peek give
+ * it in seg_view.bucket instead. Owner thread.
+ */
+size_t seg_last_bucket(const struct seg *s);
 
 /**
  * Fill *out for bucket idx. Returns 0, or -EINVAL for a bad index. Reads at most SEG_AGE_SCAN

@@ -109,26 +109,39 @@ store_mode(enum mc_cmd cmd)
     }
 }
 
+/* A store's compared item is the one the engine found (seg_last_bucket), unless given. */
+#define FOUND_BY_ENGINE SIZE_MAX
+
 /*
  * Count a store as memcached does: cmd_set for every command that got as far as having room
  * for its value (not for too-large or out-of-memory), cas_* for compare-and-swap stores.
  * An append whose result outgrows the item limit did get room for its own data, so it counts.
+ * Per class, cmd_set counts in the TTL bucket of the request's expiry (memcached: the class of
+ * the item allocated for the request, stored or not), cas_hits and cas_badval in the bucket of
+ * the item compared (found: its bucket, or FOUND_BY_ENGINE). Called right after the store.
  */
 static void
-count_store(struct mc_stats *st, enum seg_store_mode mode, enum seg_result res)
+count_store(struct mc_shard *sh, const struct seg_store_req *r, enum seg_result res, size_t found)
 {
-    bool concat = mode == SEG_APPEND || mode == SEG_PREPEND;
+    struct mc_stats *st = &sh->stats;
+    bool concat = r->mode == SEG_APPEND || r->mode == SEG_PREPEND;
     if (res == SEG_NO_MEMORY || (res == SEG_TOO_LARGE && !concat)) {
         return;
     }
     st->cmd_set++;
-    if (mode != SEG_CAS) {
+    sh->classes[seg_ttl_bucket_of(sh->seg, r->expire)].cmd_set++;
+    if (r->mode != SEG_CAS) {
         return;
+    }
+    if (res == SEG_STORED || res == SEG_EXISTS) {
+        found = found != FOUND_BY_ENGINE ? found : seg_last_bucket(sh->seg);
     }
     if (res == SEG_STORED) {
         st->cas_hits++;
+        sh->classes[found].cas_hits++;
     } else if (res == SEG_EXISTS) {
         st->cas_badval++;
+        sh->classes[found].cas_badval++;
     } else if (res == SEG_NOT_FOUND) {
         st->cas_misses++;
     }
@@ -175,15 +188,19 @@ shown_cas(const struct mc_shard *sh, uint64_t cas)
 
 /*
  * A compare-and-swap store with --disable-cas: memcached -C compares with an item that has no
- * CAS, which never matches, so the answer is EXISTS, or NOT_FOUND without the key. Nothing is
- * stored. (The engine still keeps its internal version of each item: only what is shown and
- * compared is 0.)
+ * CAS, which never matches, so the answer is EXISTS (*found: the item's TTL bucket), or
+ * NOT_FOUND without the key. Nothing is stored. (The engine still keeps its internal version
+ * of each item: only what is shown and compared is 0.)
  */
 static enum seg_result
-cas_disabled_store(struct mc_shard *sh, const struct seg_store_req *r)
+cas_disabled_store(struct mc_shard *sh, const struct seg_store_req *r, size_t *found)
 {
     struct seg_view v;
-    return seg_peek(sh->seg, r->key, r->klen, r->hash, &v) == SEG_OK ? SEG_EXISTS : SEG_NOT_FOUND;
+    if (seg_peek(sh->seg, r->key, r->klen, r->hash, &v) != SEG_OK) {
+        return SEG_NOT_FOUND;
+    }
+    *found = v.bucket;
+    return SEG_EXISTS;
 }
 
 static int
@@ -200,15 +217,37 @@ exec_store(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
         .expire = expire_of(sh->seg, req->exptime),
         .cas = req->cmd == MC_CMD_CAS ? req->cas : 0,
     };
-    enum seg_result res = sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r)
+    size_t found = FOUND_BY_ENGINE;
+    enum seg_result res = sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r, &found)
                                                                 : seg_store(sh->seg, &r, NULL);
-    count_store(&sh->stats, r.mode, res);
+    count_store(sh, &r, res, found);
     res = concat_overflow(r.mode, res);
     /* memcached's noreply silences every reply of a storage command, errors included. */
     return req->noreply ? 0 : text_store_reply(out, res);
 }
 
 /* ---- incr, decr, delete, touch ---- */
+
+/* An incr or decr that changed the number of an item of this TTL bucket. */
+static void
+count_incr_hit(struct mc_shard *sh, bool decr, size_t bucket)
+{
+    if (decr) {
+        sh->stats.decr_hits++;
+        sh->classes[bucket].decr_hits++;
+    } else {
+        sh->stats.incr_hits++;
+        sh->classes[bucket].incr_hits++;
+    }
+}
+
+/* A delete (or md) that removed an item of this TTL bucket. */
+static void
+count_delete_hit(struct mc_shard *sh, size_t bucket)
+{
+    sh->stats.delete_hits++;
+    sh->classes[bucket].delete_hits++;
+}
 
 static int
 exec_incr(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf *out)
@@ -217,7 +256,7 @@ exec_incr(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct b
     uint64_t v = 0;
     enum seg_result res = seg_incr(sh->seg, req->key, req->klen, hash, req->delta, decr, &v, NULL);
     if (res == SEG_OK) {
-        decr ? sh->stats.decr_hits++ : sh->stats.incr_hits++;
+        count_incr_hit(sh, decr, seg_last_bucket(sh->seg));
     } else if (res == SEG_NOT_FOUND) {
         decr ? sh->stats.decr_misses++ : sh->stats.incr_misses++;
     }
@@ -241,7 +280,11 @@ exec_delete(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct
 {
     enum seg_result res = seg_delete(sh->seg, req->key, req->klen, hash);
     bool hit = res == SEG_DELETED;
-    hit ? sh->stats.delete_hits++ : sh->stats.delete_misses++;
+    if (hit) {
+        count_delete_hit(sh, seg_last_bucket(sh->seg));
+    } else {
+        sh->stats.delete_misses++;
+    }
     if (req->noreply) {
         return 0;
     }
@@ -256,6 +299,7 @@ exec_touch(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
     sh->stats.cmd_touch++;
     if (res == SEG_TOUCHED) {
         sh->stats.touch_hits++;
+        sh->classes[seg_last_bucket(sh->seg)].touch_hits++; /* where it was before the touch */
     } else if (res == SEG_NOT_FOUND) {
         sh->stats.touch_misses++;
     }
@@ -276,7 +320,8 @@ exec_touch(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
 /* ---- get, gets, gat, gats ---- */
 
 /*
- * Read a key and give it a new exptime, as gat and mg T do: *view is the item after the touch,
+ * Read a key and give it a new exptime, as gat and mg T do: *view is the item after the touch
+ * (but view->state and view->bucket as they were before: counters go to the class found),
  * *old_ttl its TTL before. An exptime already in the past still returns the item once
  * (memcached hands out the item it has just touched), so then the view is taken before the item
  * is dropped and *drop is set: the view stays valid only until the next engine call, so the
@@ -306,10 +351,12 @@ touch_and_get(struct seg *s, const void *key, size_t klen, uint64_t hash, int64_
         return res;
     }
     /* The touch may have moved the item: read it again where it lives now (the state bits
-     * as the first read found them). */
+     * and bucket as the first read found them). */
     uint8_t state = view->state;
+    uint16_t bucket = view->bucket;
     res = seg_peek(s, key, klen, hash, view);
     view->state = state;
+    view->bucket = bucket;
     return res;
 }
 
@@ -341,10 +388,20 @@ get_lookup(struct mc_shard *sh, const struct mc_req *req, const char *key, size_
     }
     if (touch) {
         sh->stats.cmd_touch++;
-        res == SEG_OK ? sh->stats.touch_hits++ : sh->stats.touch_misses++;
+        if (res == SEG_OK) {
+            sh->stats.touch_hits++;
+            sh->classes[v->bucket].touch_hits++;
+        } else {
+            sh->stats.touch_misses++;
+        }
     } else {
         sh->stats.cmd_get++;
-        res == SEG_OK ? sh->stats.get_hits++ : sh->stats.get_misses++;
+        if (res == SEG_OK) {
+            sh->stats.get_hits++;
+            sh->classes[v->bucket].get_hits++;
+        } else {
+            sh->stats.get_misses++;
+        }
     }
     if (res == SEG_NOT_FOUND) {
         sync_expired(sh);
@@ -550,9 +607,11 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
     if (touch) {
         sh->stats.cmd_touch++;
         sh->stats.touch_hits++;
+        sh->classes[v.bucket].touch_hits++;
     } else {
         sh->stats.cmd_get++;
         sh->stats.get_hits++;
+        sh->classes[v.bucket].get_hits++;
     }
     bool won = mg_wins(req, &v, created, old_ttl);
     struct mc_meta_item it = {
@@ -648,15 +707,16 @@ exec_ms(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         r.cas = r.mode == SEG_ADD || sh->cas_disabled ? 0 : req->meta.compare_cas;
     }
     uint64_t cas = 0;
-    enum seg_result res =
-        sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r) : seg_store(s, &r, &cas);
+    size_t found = FOUND_BY_ENGINE;
+    enum seg_result res = sh->cas_disabled && r.mode == SEG_CAS ? cas_disabled_store(sh, &r, &found)
+                                                                : seg_store(s, &r, &cas);
     if (res == SEG_NOT_STORED && concat && has_flag(req, 'N')) {
         r.mode = SEG_ADD;
         r.cas = 0;
         r.expire = expire_of(s, req->meta.vivify_ttl);
         res = seg_store(s, &r, &cas);
     }
-    count_store(&sh->stats, r.mode, res);
+    count_store(sh, &r, res, found);
     res = concat_overflow(r.mode, res);
     if (res == SEG_TOO_LARGE || res == SEG_NO_MEMORY) {
         /* memcached drops the old value whenever ms cannot get room, whatever the mode. */
@@ -731,7 +791,7 @@ exec_md(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         return mc_compose_meta(out, req, MC_META_NF, NULL);
     }
     if (!has_flag(req, 'I')) {
-        sh->stats.delete_hits++;
+        count_delete_hit(sh, v.bucket);
     }
     return mc_compose_meta(out, req, MC_META_HD, NULL);
 }
@@ -815,7 +875,7 @@ exec_ma(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         }
         value = req->meta.initial;
     } else if (res == SEG_OK) {
-        decr ? sh->stats.decr_hits++ : sh->stats.incr_hits++;
+        count_incr_hit(sh, decr, seg_last_bucket(s));
         ma_walk_ttl(req, false, ttl, seg_now(s), &tt);
         if (tt.changed &&
             seg_touch(s, req->key, req->klen, hash, expire_of(s, tt.exptime)) == SEG_NO_MEMORY) {

@@ -384,16 +384,40 @@ static const struct metric_table mc_metric_tables[NTABLES] = {
     [TABLE_SRV] = {"server", srv_metric_defs, SRV_COUNT},
 };
 
-/* A worker's non-empty TTL buckets, for the admin's "stats seg" and the data port's "stats items"
- * and "stats slabs": worker(w) -> admin and every worker(r), an RCU-protected pointer replaced
- * (never changed in place) when the buckets change. Counters run from the last "stats reset". */
+/* A worker's TTL buckets that hold segments or items or have counted a command, for the
+ * admin's "stats seg" and the data port's "stats items" and "stats slabs": worker(w) -> admin
+ * and every worker(r), an RCU-protected pointer replaced (never changed in place) when the
+ * buckets change. Counters run from the last "stats reset". */
 struct ttl_view {
     size_t n;
     struct ttl_entry {
         uint32_t idx; /* bucket index */
         struct seg_ttl_stats st;
+        struct mc_class_stats cmd; /* the commands counted in this class (mc_exec.h) */
     } e[];
 };
+
+/* Add one shard's command counters of a class to a sum. */
+static void
+class_cmd_add(struct mc_class_stats *d, const struct mc_class_stats *e)
+{
+    d->get_hits += e->get_hits;
+    d->cmd_set += e->cmd_set;
+    d->delete_hits += e->delete_hits;
+    d->incr_hits += e->incr_hits;
+    d->decr_hits += e->decr_hits;
+    d->cas_hits += e->cas_hits;
+    d->cas_badval += e->cas_badval;
+    d->touch_hits += e->touch_hits;
+}
+
+/* Whether any command was counted in a class. */
+static bool
+class_cmd_any(const struct mc_class_stats *c)
+{
+    static const struct mc_class_stats none;
+    return memcmp(c, &none, sizeof(none)) != 0;
+}
 
 #define MAX_WORKERS 256 /* the runtime's --threads maximum */
 static struct ttl_view *ttl_views[MAX_WORKERS];
@@ -501,7 +525,9 @@ publish_ttl(struct mc_worker *mw)
     v->n = 0;
     for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
         struct seg_ttl_stats st;
-        if (seg_ttl_stats_get(mw->shard.seg, i, &st) == 0 && (st.segs > 0 || st.items > 0)) {
+        const struct mc_class_stats *cmd = &mw->shard.classes[i];
+        if (seg_ttl_stats_get(mw->shard.seg, i, &st) == 0 &&
+            (st.segs > 0 || st.items > 0 || class_cmd_any(cmd))) {
             const struct seg_ttl_stats *b = &mw->ttl_base[i];
             st.evicted -= b->evicted;
             st.evicted_unfetched -= b->evicted_unfetched;
@@ -510,6 +536,7 @@ publish_ttl(struct mc_worker *mw)
             st.no_memory -= b->no_memory;
             v->e[v->n].idx = (uint32_t)i;
             v->e[v->n].st = st;
+            v->e[v->n].cmd = *cmd;
             v->n++;
         }
     }
@@ -531,14 +558,16 @@ publish_ttl(struct mc_worker *mw)
     }
 }
 
-/* "stats reset" on this worker: its command counters, the storage counters and those of every
- * TTL bucket (by moving their zero), and the runtime's counters and latency histograms of this
- * worker; gauges (items, bytes, connections, ages) stay. Published at once, so a "stats",
- * "stats items" or "stats slabs" behind it agrees. Bound: one pass over the TTL buckets. */
+/* "stats reset" on this worker: its command counters (also those per TTL bucket), the storage
+ * counters and those of every TTL bucket (by moving their zero), and the runtime's counters and
+ * latency histograms of this worker; gauges (items, bytes, connections, ages) stay. Published at
+ * once, so a "stats", "stats items" or "stats slabs" behind it agrees. Bound: one pass over the TTL
+ * buckets. */
 static void
 stats_reset(struct mc_worker *mw)
 {
     memset(&mw->shard.stats, 0, sizeof(mw->shard.stats));
+    memset(mw->shard.classes, 0, sizeof(mw->shard.classes));
     seg_stats_get(mw->shard.seg, &mw->seg_base);
     for (size_t i = 0; i < seg_ttl_bucket_count(); i++) {
         (void)seg_ttl_stats_get(mw->shard.seg, i, &mw->ttl_base[i]);
@@ -2155,12 +2184,13 @@ mc_idle(void *ctx)
 }
 
 /* Every worker's TTL buckets summed, from the published views (at most a tick old): an array
- * of seg_ttl_bucket_count() entries the caller frees, or NULL. Any RCU-registered thread. */
-static struct seg_ttl_stats *
+ * of seg_ttl_bucket_count() entries (entry i is bucket i) the caller frees, or NULL. Any
+ * RCU-registered thread. */
+static struct ttl_entry *
 ttl_sum(void)
 {
     size_t nb = seg_ttl_bucket_count();
-    struct seg_ttl_stats *sum = calloc(nb, sizeof(*sum));
+    struct ttl_entry *sum = calloc(nb, sizeof(*sum));
     if (sum == NULL) {
         return NULL;
     }
@@ -2169,7 +2199,8 @@ ttl_sum(void)
         const struct ttl_view *v = rcu_dereference(ttl_views[w]);
         prcu_subscribe();
         for (size_t i = 0; v != NULL && i < v->n; i++) {
-            struct seg_ttl_stats *d = &sum[v->e[i].idx];
+            class_cmd_add(&sum[v->e[i].idx].cmd, &v->e[i].cmd);
+            struct seg_ttl_stats *d = &sum[v->e[i].idx].st;
             const struct seg_ttl_stats *e = &v->e[i].st;
             d->ttl_lo = e->ttl_lo;
             d->ttl_hi = e->ttl_hi;
@@ -2197,24 +2228,24 @@ mc_admin_stats(const char *what, struct buf *out)
     if (strcmp(what, "seg") != 0) {
         return -ENOENT;
     }
-    struct seg_ttl_stats *sum = ttl_sum();
-    if (sum == NULL) {
+    struct ttl_entry *all = ttl_sum();
+    if (all == NULL) {
         return -ENOMEM;
     }
     int rc = 0;
     for (size_t i = 0; i < seg_ttl_bucket_count() && rc == 0; i++) {
-        if (sum[i].segs == 0 && sum[i].items == 0) {
+        const struct seg_ttl_stats *b = &all[i].st;
+        if (b->segs == 0 && b->items == 0) {
             continue;
         }
         /* One line per figure, named after the bucket's TTL range in seconds. */
-        rc = buf_printf(out, "STAT ttl_%u_%u:segments %u\r\n", sum[i].ttl_lo, sum[i].ttl_hi,
-                        sum[i].segs);
-        rc |= buf_printf(out, "STAT ttl_%u_%u:items %llu\r\n", sum[i].ttl_lo, sum[i].ttl_hi,
-                         (unsigned long long)sum[i].items);
-        rc |= buf_printf(out, "STAT ttl_%u_%u:bytes %llu\r\n", sum[i].ttl_lo, sum[i].ttl_hi,
-                         (unsigned long long)sum[i].bytes);
+        rc = buf_printf(out, "STAT ttl_%u_%u:segments %u\r\n", b->ttl_lo, b->ttl_hi, b->segs);
+        rc |= buf_printf(out, "STAT ttl_%u_%u:items %llu\r\n", b->ttl_lo, b->ttl_hi,
+                         (unsigned long long)b->items);
+        rc |= buf_printf(out, "STAT ttl_%u_%u:bytes %llu\r\n", b->ttl_lo, b->ttl_hi,
+                         (unsigned long long)b->bytes);
     }
-    free(sum);
+    free(all);
     return rc < 0 ? rc : 0;
 }
 
@@ -2241,19 +2272,39 @@ write_items_class(struct buf *out, unsigned id, const struct seg_ttl_stats *b, i
                       (unsigned long long)b->evicted_unfetched, id, b->ttl_lo, id, b->ttl_hi);
 }
 
+/* "stats slabs": one class's lines, memcached's in its order, then Petrel's (docs/protocol.md). */
+static int
+write_slabs_class(struct buf *out, unsigned id, const struct seg_ttl_stats *b,
+                  const struct mc_class_stats *c)
+{
+    return buf_printf(
+        out,
+        "STAT %u:total_pages %u\r\nSTAT %u:used_chunks %llu\r\nSTAT %u:get_hits %llu\r\n"
+        "STAT %u:cmd_set %llu\r\nSTAT %u:delete_hits %llu\r\nSTAT %u:incr_hits %llu\r\n"
+        "STAT %u:decr_hits %llu\r\nSTAT %u:cas_hits %llu\r\nSTAT %u:cas_badval %llu\r\n"
+        "STAT %u:touch_hits %llu\r\nSTAT %u:ttl_min %u\r\nSTAT %u:ttl_max %u\r\n",
+        id, b->segs, id, (unsigned long long)b->items, id, (unsigned long long)c->get_hits, id,
+        (unsigned long long)c->cmd_set, id, (unsigned long long)c->delete_hits, id,
+        (unsigned long long)c->incr_hits, id, (unsigned long long)c->decr_hits, id,
+        (unsigned long long)c->cas_hits, id, (unsigned long long)c->cas_badval, id,
+        (unsigned long long)c->touch_hits, id, b->ttl_lo, id, b->ttl_hi);
+}
+
 /*
  * memcached's "stats items" and "stats slabs", with Petrel's equivalent of a slab class: a TTL
  * bucket (class id = bucket index + 1; segments play the part of slab pages, each holding items
  * of one TTL range), summed over the shards from the views they publish every tick (at most a
  * tick old). Only figures that mean the same are given, in memcached's order, and memcached's
  * others are left out rather than made up (docs/protocol.md lists both). As memcached does,
- * "stats items" lists the classes that hold items, "stats slabs" those that hold pages. Petrel
- * adds each class's TTL range (ttl_min, ttl_max: seconds; 0 0 is "never expires").
+ * "stats items" lists the classes that hold items, "stats slabs" those that hold pages; it
+ * also lists those in which a command was counted (memcached's classes with counts all have
+ * pages; here a request's class may hold nothing, e.g. an add refused). Petrel adds each
+ * class's TTL range (ttl_min, ttl_max: seconds; 0 0 is "never expires").
  */
 static int
 write_classes(struct mc_worker *mw, struct buf *out, bool slabs)
 {
-    struct seg_ttl_stats *sum = ttl_sum();
+    struct ttl_entry *sum = ttl_sum();
     if (sum == NULL) {
         return -ENOMEM;
     }
@@ -2262,16 +2313,12 @@ write_classes(struct mc_worker *mw, struct buf *out, bool slabs)
     unsigned active = 0;
     uint64_t segs = 0;
     for (size_t i = 0; i < seg_ttl_bucket_count() && rc == 0; i++) {
-        const struct seg_ttl_stats *b = &sum[i];
+        const struct seg_ttl_stats *b = &sum[i].st;
         unsigned id = (unsigned)i + 1;
-        if (slabs && b->segs > 0) {
+        if (slabs && (b->segs > 0 || class_cmd_any(&sum[i].cmd))) {
             active++;
             segs += b->segs;
-            rc = buf_printf(out,
-                            "STAT %u:total_pages %u\r\nSTAT %u:used_chunks %llu\r\n"
-                            "STAT %u:ttl_min %u\r\nSTAT %u:ttl_max %u\r\n",
-                            id, b->segs, id, (unsigned long long)b->items, id, b->ttl_lo, id,
-                            b->ttl_hi);
+            rc = write_slabs_class(out, id, b, &sum[i].cmd);
         } else if (!slabs && b->items > 0) {
             rc = write_items_class(out, id, b, now);
         }

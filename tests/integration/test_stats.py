@@ -555,6 +555,185 @@ class Classes(unittest.TestCase):
         self.assertEqual(int(row[-1]), 0)
 
 
+# memcached 1.6's per-class command counters of "stats slabs", in its order.
+CLASS_COMMANDS = ("get_hits", "cmd_set", "delete_hits", "incr_hits", "decr_hits", "cas_hits",
+                  "cas_badval", "touch_hits")
+# memcached 1.6's "stats slabs" fields, in its order, and the ones Petrel gives.
+MEMCACHED_SLABS_FIELDS = ("chunk_size", "chunks_per_page", "total_pages", "total_chunks",
+                          "used_chunks", "free_chunks", "free_chunks_end") + CLASS_COMMANDS
+PETREL_SLABS_FIELDS = ("total_pages", "used_chunks") + CLASS_COMMANDS + ("ttl_min", "ttl_max")
+
+NEVER, LONG = ttl_class(0), ttl_class(100)  # the two classes the tests below use
+
+
+def per_slab_class(slabs):
+    """{class id: {field: value}} of a "stats slabs" view ("<id>:<field>" names)."""
+    out = {}
+    for name, value in slabs.items():
+        if ":" in name:
+            cls, field = name.split(":")
+            out.setdefault(int(cls), {})[field] = value
+    return out
+
+
+def slab_classes(sock):
+    """per_slab_class() of "stats slabs", once the shards have published."""
+    time.sleep(TICK)
+    return per_slab_class(view(sock, b"slabs"))
+
+
+def run(sock, text):
+    """Send requests, then an mn, and return the replies before its MN."""
+    sock.sendall(text + b"mn\r\n")
+    return read_until(sock, b"MN\r\n", 10)[:-4]
+
+
+def cas_of(sock, key):
+    sock.sendall(b"gets %s\r\n" % key)
+    return int(read_until(sock, b"END\r\n", 10).split(b"\r\n")[0].split()[4])
+
+
+class ClassCommands(unittest.TestCase):
+    """stats slabs: memcached's per-class command counters, a class being a TTL bucket. Two
+    workers, so that the keys (and the counts) are spread over two shards."""
+
+    def setUp(self):
+        self.srv = Server(PETREL, "-t", "2")
+        self.srv.__enter__()
+        self.s = self.srv.connect()
+
+    def tearDown(self):
+        self.s.close()
+        self.srv.__exit__(None, None, None)
+
+    def count(self, field):
+        """{class id: field} of the classes where it is nonzero."""
+        return {c: f[field] for c, f in slab_classes(self.s).items() if f[field]}
+
+    def test_get_hits_count_in_the_class_of_the_item_found(self):
+        run(self.s, b"set g0 0 0 1\r\na\r\nset g1 0 100 1\r\nb\r\n")
+        self.assertEqual(run(self.s, b"get g0 g1 nope\r\ngets g1\r\nmg g1 v\r\nmg nope v\r\n")
+                         .count(b"\r\nEND\r\n"), 2)
+        self.assertEqual(self.count("get_hits"), {NEVER: 1, LONG: 3})
+
+    def test_cmd_set_counts_every_store_in_the_class_of_its_ttl_stored_or_not(self):
+        replies = run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 100 1\r\nb\r\n"
+                      b"replace nope 0 100 1\r\nc\r\nms m 1 T100\r\nd\r\n")
+        self.assertEqual(replies, b"STORED\r\nNOT_STORED\r\nNOT_STORED\r\nHD\r\n")
+        self.assertEqual(self.count("cmd_set"), {NEVER: 1, LONG: 3})
+
+    def test_a_class_that_only_counted_commands_is_listed(self):
+        run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 100 1\r\nb\r\n")  # NOT_STORED
+        long = slab_classes(self.s)[LONG]
+        self.assertEqual((long["total_pages"], long["used_chunks"], long["cmd_set"]), (0, 0, 1))
+        self.assertEqual(view(self.s, b"slabs")["active_slabs"], 2)
+
+    def test_delete_hits_count_in_the_class_of_the_item_deleted(self):
+        run(self.s, b"set d0 0 0 1\r\na\r\nset d1 0 100 1\r\nb\r\nset d2 0 100 1\r\nc\r\n"
+                    b"delete d0\r\ndelete d1\r\ndelete d1\r\nmd d2\r\nmd d2\r\n")
+        self.assertEqual(self.count("delete_hits"), {NEVER: 1, LONG: 2})
+
+    def test_incr_and_decr_hits_count_in_the_class_of_the_number(self):
+        run(self.s, b"set n0 0 0 1\r\n5\r\nset n1 0 100 1\r\n5\r\nincr n0 1\r\n"
+                    b"incr n1 1\r\ndecr n1 1\r\nma n1\r\nma n0 MD\r\nincr nope 1\r\n")
+        self.assertEqual(self.count("incr_hits"), {NEVER: 1, LONG: 2})
+        self.assertEqual(self.count("decr_hits"), {NEVER: 1, LONG: 1})
+
+    def test_cas_counts_in_the_class_of_the_item_compared(self):
+        run(self.s, b"set x 0 0 1\r\na\r\n")
+        # The item is in NEVER; this cas moves it to LONG: the hit counts where it was.
+        self.assertEqual(run(self.s, b"cas x 0 100 1 %d\r\nb\r\n" % cas_of(self.s, b"x")),
+                         b"STORED\r\n")
+        self.assertEqual(run(self.s, b"cas x 0 0 1 1\r\nc\r\n"), b"EXISTS\r\n")
+        self.assertEqual(self.count("cas_hits"), {NEVER: 1})
+        self.assertEqual(self.count("cas_badval"), {LONG: 1})
+        self.assertEqual(self.count("cmd_set"), {NEVER: 2, LONG: 1})  # set, cas, cas
+
+    def test_touch_hits_count_in_the_class_the_item_was_in(self):
+        run(self.s, b"set t 0 0 1\r\na\r\n")
+        self.assertEqual(run(self.s, b"touch t 100\r\n"), b"TOUCHED\r\n")  # NEVER -> LONG
+        run(self.s, b"gat 100 t\r\nmg t T100 v\r\ntouch nope 1\r\n")
+        self.assertEqual(self.count("touch_hits"), {NEVER: 1, LONG: 2})
+
+    def test_cas_refused_by_disable_cas_counts_in_the_class_of_the_item(self):
+        with Server(PETREL, "-t", "2", "-C") as srv, srv.connect() as s:
+            run(s, b"set x 0 100 1\r\na\r\n")
+            self.assertEqual(run(s, b"cas x 0 0 1 0\r\nb\r\n"), b"EXISTS\r\n")
+            per_class = slab_classes(s)
+        self.assertEqual(per_class[LONG]["cas_badval"], 1)
+        self.assertEqual(per_class[NEVER]["cmd_set"], 1)  # the cas, by its TTL
+
+    MIXED = (b"set a 0 0 1\r\n1\r\nset b 0 100 1\r\n2\r\nadd a 0 100 1\r\n3\r\n"
+             b"get a b c\r\ngat 0 b\r\nincr a 1\r\ndecr b 1\r\ncas a 0 0 1 1\r\n4\r\n"
+             b"cas z 0 0 1 1\r\n4\r\nms e 1 E77\r\n6\r\ncas e 0 0 1 77\r\n7\r\ntouch a 100\r\nms c 1 T100\r\n5\r\nmg c v\r\n"
+             b"ma c\r\nmd b\r\ndelete a\r\n")
+
+    def test_each_counter_summed_over_the_classes_is_the_servers(self):
+        run(self.s, self.MIXED)
+        per_class = slab_classes(self.s)
+        total = view(self.s, b"")
+        for field in CLASS_COMMANDS:
+            self.assertGreater(total[field], 0, field)
+            self.assertEqual(sum(c[field] for c in per_class.values()), total[field], field)
+
+    def test_reset_zeroes_them(self):
+        run(self.s, self.MIXED + b"set keep 0 0 1\r\nk\r\n")
+        self.assertTrue(any(c["cmd_set"] for c in slab_classes(self.s).values()))
+        self.s.sendall(b"stats reset\r\n")
+        self.assertEqual(read_until(self.s, b"RESET\r\n", 10), b"RESET\r\n")
+        after = per_slab_class(view(self.s, b"slabs"))
+        self.assertIn(NEVER, after)  # it still holds "keep" and "c"
+        for c in after.values():
+            for field in CLASS_COMMANDS:
+                self.assertEqual(c[field], 0, field)
+
+    def test_every_class_has_what_memcached_exporter_parses(self):
+        # Its per-class slab metrics (on by default) report the server down when a class lacks
+        # cmd_set, cas_hits or cas_badval, or when a field it reads is not a number.
+        run(self.s, self.MIXED + b"set e 0 5000 1\r\n1\r\n")
+        slabs = slab_classes(self.s)
+        self.assertGreaterEqual(len(slabs), 3)
+        for cls, fields in slabs.items():
+            for field in ("cmd_set", "cas_hits", "cas_badval") + CLASS_COMMANDS:
+                self.assertIn(field, fields, (cls, field))
+            for value in fields.values():
+                float(value)
+
+    def test_slabs_fields_are_memcacheds_in_its_order_then_petrels(self):
+        run(self.s, b"set k 0 0 1\r\n1\r\n")
+        time.sleep(TICK)
+        self.s.sendall(b"stats slabs\r\n")
+        names = [line.split()[1].split(":")[1] for line in
+                 read_until(self.s, b"END\r\n", 10).decode().splitlines() if ":" in line]
+        self.assertEqual(names, list(PETREL_SLABS_FIELDS))
+        shared = [n for n in names if n in MEMCACHED_SLABS_FIELDS]
+        self.assertEqual(shared, [n for n in MEMCACHED_SLABS_FIELDS if n in shared])
+
+
+@unittest.skipIf(MEMCACHED is None, "memcached is not installed")
+class ClassCommandsOfMemcached(unittest.TestCase):
+    """What the tests above take from memcached, checked on Debian's: its per-class fields and
+    their order, and an add refused counted in the class of the item it allocated."""
+
+    def test_fields_and_a_refused_add(self):
+        mc = Memcached()
+        try:
+            with socket.create_connection(("127.0.0.1", mc.port)) as s:
+                run(s, b"set a 0 0 1\r\n1\r\nadd a 0 0 2000\r\n%s\r\n" % (b"x" * 2000))
+                s.sendall(b"stats slabs\r\n")
+                lines = read_until(s, b"END\r\n", 10).decode().splitlines()
+        finally:
+            mc.stop()
+        first = lines[0].split()[1].split(":")[0]
+        names = [line.split()[1].split(":")[1] for line in lines
+                 if line.startswith("STAT %s:" % first)]
+        self.assertEqual(names, list(MEMCACHED_SLABS_FIELDS))
+        per_class = per_slab_class({k: int(v) for k, v in
+                                    parse_stats("\r\n".join(lines)).items() if ":" in k})
+        big = [c for c in per_class.values() if c["used_chunks"] == 0]
+        self.assertEqual([c["cmd_set"] for c in big], [1])
+
+
 class ExporterSequence(unittest.TestCase):
     """Prometheus' memcached_exporter: stats, stats settings, stats slabs, stats items on one
     connection, each read up to END, on an idle server holding 500,000 items."""

@@ -1367,6 +1367,91 @@ bucket_stats(struct seg *s, uint32_t ttl)
     return t;
 }
 
+Test(seg, a_read_gives_the_ttl_bucket_of_the_item)
+{
+    struct seg *s = mk_default();
+    const uint32_t ttls[] = {0, 10, 5000};
+    const char *keys[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        set(s, keys[i], "v", ttls[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        struct seg_view v;
+        cr_assert_eq(get(s, keys[i], &v), SEG_OK);
+        cr_assert_eq(v.bucket, bucket_of_ttl(s, ttls[i]), "%s", keys[i]);
+    }
+    seg_destroy(&s);
+}
+
+Test(seg, ttl_bucket_of_an_expiry_is_the_one_a_store_writes_to)
+{
+    struct seg *s = mk_default();
+    const uint32_t ttls[] = {0, 1, 10, 31, 32, 100, 5000, 1000000};
+    for (int i = 0; i < 8; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(set(s, key, "v", ttls[i]), SEG_STORED);
+        struct seg_view v;
+        cr_assert_eq(get(s, key, &v), SEG_OK);
+        cr_assert_eq(seg_ttl_bucket_of(s, at(s, ttls[i])), v.bucket, "ttl %u", ttls[i]);
+        cr_assert_eq(v.bucket, bucket_of_ttl(s, ttls[i]), "ttl %u", ttls[i]);
+    }
+    cr_assert_eq(seg_ttl_bucket_of(s, seg_now(s)), 1); /* already past: the shortest TTL's */
+    cr_assert_eq(seg_ttl_bucket_of(s, -1), 1);
+    cr_assert_eq(seg_ttl_bucket_of(s, INT64_MAX), seg_ttl_bucket_of(s, UINT32_MAX));
+    cr_assert_eq(seg_ttl_bucket_count(), SEG_TTL_BUCKETS);
+    seg_destroy(&s);
+}
+
+Test(seg, last_bucket_is_that_of_the_item_a_delete_removed)
+{
+    struct seg *s = mk_default();
+    set(s, "d", "v", 10);
+    set(s, "other", "v", 0);
+    set(s, "other", "w", 0); /* found "other", in bucket 0 */
+    cr_assert_eq(del(s, "d"), SEG_DELETED);
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 10));
+    seg_destroy(&s);
+}
+
+Test(seg, last_bucket_is_where_a_touched_item_was_before_it_moved)
+{
+    struct seg *s = mk_default();
+    set(s, "t", "v", 0);
+    cr_assert_eq(seg_touch(s, "t", 1, seg_hash("t", 1), at(s, 100)), SEG_TOUCHED);
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 0));
+    struct seg_view v;
+    cr_assert_eq(get(s, "t", &v), SEG_OK);
+    cr_assert_eq(v.bucket, bucket_of_ttl(s, 100));
+    seg_destroy(&s);
+}
+
+Test(seg, last_bucket_is_that_of_the_number_an_incr_changed)
+{
+    struct seg *s = mk_default();
+    set(s, "n", "5", 10);
+    uint64_t value;
+    cr_assert_eq(seg_incr(s, "n", 1, seg_hash("n", 1), 1, false, &value, NULL), SEG_OK);
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 10));
+    seg_destroy(&s);
+}
+
+Test(seg, last_bucket_is_that_of_the_item_a_store_compared_or_refused_to_add_over)
+{
+    struct seg *s = mk_default();
+    uint64_t cas;
+    cr_assert_eq(st(s, SEG_SET, "x", "v", 0, 10, 0, &cas), SEG_STORED);
+    cr_assert_eq(st(s, SEG_ADD, "x", "w", 0, 5000, 0, NULL), SEG_NOT_STORED);
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 10));
+    cr_assert_eq(st(s, SEG_CAS, "x", "w", 0, 0, cas + 1, NULL), SEG_EXISTS);
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 10));
+    cr_assert_eq(st(s, SEG_CAS, "x", "w", 0, 0, cas, NULL), SEG_STORED); /* moves it to ttl 0 */
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 10));
+    cr_assert_eq(st(s, SEG_SET, "x", "z", 0, 5000, 0, NULL), SEG_STORED);
+    cr_assert_eq(seg_last_bucket(s), bucket_of_ttl(s, 0)); /* the version it replaced */
+    seg_destroy(&s);
+}
+
 Test(seg, ttl_bucket_counts_its_expired_items_and_those_never_read)
 {
     struct seg *s = mk_default();

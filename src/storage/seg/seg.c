@@ -96,9 +96,11 @@ find_live(struct seg *s, const void *key, size_t klen, uint64_t hash, uint64_t *
         return NULL;
     }
     *loc = *slot & SLOT_LOC_MASK;
-    if (!it_valid(s, hdr(s, loc_sid(s, *loc)), loc_item(s, *loc))) {
+    const struct seg_hdr *h = hdr(s, loc_sid(s, *loc));
+    if (!it_valid(s, h, loc_item(s, *loc))) {
         return NULL;
     }
+    s->last_bucket = h->bucket;
     return slot;
 }
 
@@ -332,6 +334,7 @@ get_one(struct seg *s, const void *key, size_t klen, uint64_t hash, struct seg_v
     out->size = it_size(it);
     uint8_t iflags = it[1];
     out->state = iflags & IT_STATE;
+    out->bucket = h->bucket;
     if (peek) {
         s->st.hits++;
         return SEG_OK;

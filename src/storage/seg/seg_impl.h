@@ -31,6 +31,8 @@
 #define TB_COUNT   (TB_SHORT + 27 * 16) /* k = 5..31 */
 #define TB_NEVER   0
 #define TICK_ITEMS 65536 /* items unlinked per seg_tick() before it stops */
+_Static_assert(TB_COUNT == SEG_TTL_BUCKETS && TB_NEVER == 0,
+               "seg.h's bucket count and never-expires bucket");
 
 /*
  * A hash slot: tag (16 bits, from hash bits 32..47, never 0 so an empty slot is 0), frequency
@@ -142,7 +144,8 @@ struct seg {
     uint32_t ht_moved; /* buckets of ht_old already moved to ht: lookups below go to ht */
     unsigned off_bits;
     int64_t now;
-    int64_t flush_at; /* pending delayed flush_all, 0 = none */
+    int64_t flush_at;     /* pending delayed flush_all, 0 = none */
+    uint16_t last_bucket; /* TTL bucket of the item find_live last found (seg_last_bucket) */
     uint64_t flush_cas;
     uint64_t cas_next;
     uint64_t ht_epoch; /* bumped whenever a slot may move or vanish */

@@ -15,6 +15,26 @@ seg_ttl_bucket_count(void)
     return TB_COUNT;
 }
 
+size_t
+seg_ttl_bucket_expiring(const struct seg *s, int64_t expire)
+{
+    if (expire == 0) {
+        return TB_NEVER; /* as seg_ttl_bucket_of answers it inline */
+    }
+    if (expire <= s->now) {
+        return 1; /* the shortest TTL's: such an item is gone at once */
+    }
+    /* As item_alloc picks it, from the clamped expiry. */
+    expire = expire > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : expire;
+    return tb_index((uint32_t)(expire - s->now));
+}
+
+size_t
+seg_last_bucket(const struct seg *s)
+{
+    return s->last_bucket;
+}
+
 #define SCAN_DEPTH 8 /* segments looked at per bucket when searching for reclaimable ones */
 
 /*
