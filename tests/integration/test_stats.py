@@ -478,22 +478,23 @@ class Classes(unittest.TestCase):
             self.assertEqual(c["evicted"], 0)
 
     def expire_once(self, srv, s):
-        """30 items with a TTL of 2 s (10 of them read) and, a second later, one more in the
-        same class that outlives them, so that the class is still listed once they expired.
-        Returns the class's fields after the 30 were reclaimed, or None if the test machine
-        was too slow to look in time."""
+        """30 items with a TTL of 3 s (10 of them read) and, two seconds later, one more in the
+        same class that outlives them by two seconds, so that the class is still listed once
+        they expired. Returns the class's fields after the 30 were reclaimed, or None if the
+        test machine was too slow to look in time (under a sanitizer, with other tests running,
+        a reclaim can take most of a second)."""
         while time.time() % 1 > 0.1:  # start just after a second: expiries are whole seconds
             time.sleep(0.01)
         start = time.time()
-        store(s, [b"x%d" % i for i in range(30)], 2)
+        store(s, [b"x%d" % i for i in range(30)], 3)
         s.sendall(b"get " + b" ".join(b"x%d" % i for i in range(10)) + b"\r\n")
         self.assertEqual(read_until(s, b"END\r\n", 10).count(b"VALUE "), 10)
-        time.sleep(max(0, start + 1.0 - time.time()))
-        store(s, [b"keeper"], 2)  # expires a whole second after the others
         time.sleep(max(0, start + 2.0 - time.time()))
-        while time.time() < start + 2.8:
+        store(s, [b"keeper"], 3)  # expires two whole seconds after the others
+        time.sleep(max(0, start + 3.0 - time.time()))
+        while time.time() < start + 4.8:
             time.sleep(0.1)
-            c = classes(view(s, b"items")).get(ttl_class(2))
+            c = classes(view(s, b"items")).get(ttl_class(3))
             if c is not None and c["number"] == 1:
                 return c
         return None
