@@ -403,35 +403,60 @@ tcp_wanted(const struct config *cfg)
     return config_str(cfg, "unix-socket")[0] == '\0';
 }
 
-/* Every address of list parses (label names the option in err), with no port if !ports and
- * none that is tls_port (the TLS port opens on every host of the list). Returns 0 or -EINVAL. */
+/* A port that opens on every host of the listen list beside an address's own port: --tls-port
+ * and the product's other protocols (e.g. --resp-port). Returns its option's name, or NULL. */
+static const char *
+port_taken_by(const struct rt_product *p, const struct config *cfg, int port)
+{
+    if (config_uint(cfg, "tls-port") != 0 && (int)config_uint(cfg, "tls-port") == port) {
+        return "tls-port";
+    }
+    for (size_t k = 0; p != NULL && k < p->nports; k++) {
+        if (config_uint(cfg, p->ports[k].option) != 0 &&
+            (int)config_uint(cfg, p->ports[k].option) == port) {
+            return p->ports[k].option;
+        }
+    }
+    return NULL;
+}
+
+/* Every address of list parses (label names the option in err), there is one if the list is
+ * not empty, with no port if !ports and none that another listener of p takes (those open on
+ * every host of the list: port_taken_by). Returns 0 or -EINVAL. */
 static int
-check_list(const char *list, const char *label, bool ports, unsigned tls_port, char *err,
-           size_t errlen)
+check_list(const char *list, const char *label, bool ports, const struct rt_product *p,
+           const struct config *cfg, char *err, size_t errlen)
 {
     const char *c = list;
     struct sock_endpoint ep;
     char why[256];
     int rc;
+    size_t n = 0;
     while ((rc = sock_endpoint_next(&c, &ep, why, sizeof(why))) == 1) {
+        n++;
         if (!ports && ep.port >= 0) {
             snprintf(err, errlen, "%s: '%.80s' has a port: give it with --admin-port", label, list);
             return -EINVAL;
         }
-        if (tls_port != 0 && ep.port == (int)tls_port) {
+        const char *other = ep.port >= 0 ? port_taken_by(p, cfg, ep.port) : NULL;
+        if (other != NULL) {
             bool v6 = strchr(ep.host, ':') != NULL;
-            snprintf(err, errlen,
-                     "--tls-port: %u is also the port of %s '%s%.80s%s:%d'; use -Z for TLS on "
-                     "the main port",
-                     tls_port, label, v6 ? "[" : "", ep.host[0] != '\0' ? ep.host : "*",
-                     v6 ? "]" : "", ep.port);
+            snprintf(err, errlen, "--%s: %d is also the port of %s '%s%.80s%s:%d'%s", other,
+                     ep.port, label, v6 ? "[" : "", ep.host[0] != '\0' ? ep.host : "*",
+                     v6 ? "]" : "", ep.port,
+                     strcmp(other, "tls-port") == 0 ? "; use -Z for TLS on the main port" : "");
             return -EINVAL;
         }
     }
     if (rc < 0) {
         snprintf(err, errlen, "%s: %s", label, why);
+        return rc;
     }
-    return rc;
+    if (n == 0 && list[0] != '\0') {
+        snprintf(err, errlen, "%s: '%.80s' names no address", label, list);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /*
@@ -448,9 +473,9 @@ check_addresses(const struct rt_product *p, const struct config *cfg, char *err,
     const char *admin = config_str(cfg, "admin-address");
     char why[384];
     unsigned tls_port = (unsigned)config_uint(cfg, "tls-port");
-    int rc = check_list(listen, "-l/--listen", true, tls_port, err, errlen);
+    int rc = check_list(listen, "-l/--listen", true, p, cfg, err, errlen);
     if (rc == 0) {
-        rc = check_list(admin, "--admin-address", false, 0, err, errlen);
+        rc = check_list(admin, "--admin-address", false, NULL, cfg, err, errlen);
     }
     if (rc < 0) {
         return rc;
@@ -512,7 +537,10 @@ check_files(const struct config *cfg, char *err, size_t errlen)
     for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
         const char *path = config_str(cfg, names[i]);
         char why[PATH_MAX + 64];
-        int rc = path[0] != '\0' ? config_path_writable(path, why, sizeof(why)) : 0;
+        if (path[0] == '\0' || (i == 0 && strcmp(path, "stderr") == 0)) {
+            continue; /* log-file stderr: the log's own stream (log_setup), no file */
+        }
+        int rc = config_path_writable(path, why, sizeof(why));
         if (rc < 0) {
             snprintf(err, errlen, "--%s: cannot open '%.200s': %.300s", names[i], path, why);
             return rc;
@@ -660,7 +688,14 @@ open_listeners(struct runtime *rt, unsigned unix_mode)
     }
     if (rc == 0 && config_str(rt->cfg, "unix-socket")[0] != '\0') {
         const char *path = config_str(rt->cfg, "unix-socket");
-        rc = sock_listen_unix(path, unix_mode, backlog, err, sizeof(err));
+        /* check_addresses counted it among RT_MAX_LISTEN, but a name may resolve to more
+         * addresses at bind time than it did then. */
+        if (rt->nlisten == RT_MAX_LISTEN) {
+            snprintf(err, sizeof(err), "more than %d listening sockets", RT_MAX_LISTEN);
+            rc = -EINVAL;
+        } else {
+            rc = sock_listen_unix(path, unix_mode, backlog, err, sizeof(err));
+        }
         if (rc >= 0) {
             rt->listen_fds[rt->nlisten++] = rc;
             rt->unix_path = strdup(path);

@@ -117,8 +117,9 @@ store_mode(enum mc_cmd cmd)
  * for its value (not for too-large or out-of-memory), cas_* for compare-and-swap stores.
  * An append whose result outgrows the item limit did get room for its own data, so it counts.
  * Per class, cmd_set counts in the TTL bucket of the request's expiry (memcached: the class of
- * the item allocated for the request, stored or not), cas_hits and cas_badval in the bucket of
- * the item compared (found: its bucket, or FOUND_BY_ENGINE). Called right after the store.
+ * the item allocated for the request, stored or not; an append's, the item's), cas_hits and
+ * cas_badval in the bucket of the item compared (found: its bucket, or FOUND_BY_ENGINE). Called
+ * right after the store.
  */
 static void
 count_store(struct mc_shard *sh, const struct seg_store_req *r, enum seg_result res, size_t found)
@@ -129,7 +130,9 @@ count_store(struct mc_shard *sh, const struct seg_store_req *r, enum seg_result 
         return;
     }
     st->cmd_set++;
-    sh->classes[seg_ttl_bucket_of(sh->seg, r->expire)].cmd_set++;
+    /* An append or prepend that found its item keeps the item's expiry, not the request's. */
+    bool kept = concat && (res == SEG_STORED || res == SEG_TOO_LARGE);
+    sh->classes[kept ? seg_last_bucket(sh->seg) : seg_ttl_bucket_of(sh->seg, r->expire)].cmd_set++;
     if (r->mode != SEG_CAS) {
         return;
     }

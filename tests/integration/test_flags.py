@@ -9,6 +9,7 @@ import resource
 import shutil
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 import unittest
@@ -99,10 +100,11 @@ def printed(*args):
     return values
 
 
-def start(*args):
+def start(*args, listen="127.0.0.1"):
     """Start-up as a service would run it, on ephemeral ports: (exit status, its stderr); a
-    server that comes up is stopped, and counts as status 0."""
-    server = Server(PETREL, *args, wait_ready=False)
+    server that comes up is stopped, and counts as status 0. listen=None: no -l of the
+    harness's before args."""
+    server = Server(PETREL, *args, wait_ready=False, listen=listen)
     try:
         try:
             server.wait_for(r" ready: ", 15)
@@ -400,9 +402,9 @@ NO_DIR = "/nonexistent/petrel-test-dir"
 
 
 class CheckConfigAgreesWithStartUp(unittest.TestCase):
-    def assert_both_refuse(self, args, expect=None):
+    def assert_both_refuse(self, args, expect=None, listen="127.0.0.1"):
         rc_check, _, err_check = run(PETREL, *args, "--check-config")
-        rc_start, err_start = start(*args)
+        rc_start, err_start = start(*args, listen=listen)
         self.assertNotEqual(rc_check, 0, err_check)
         self.assertEqual(rc_check, rc_start, (err_check, err_start))
         self.assertIn(err_check.splitlines()[0], err_start)
@@ -437,6 +439,25 @@ class CheckConfigAgreesWithStartUp(unittest.TestCase):
                       "[::1]x", "[]:1", "notls:127.0.0.1:1", "proto[ascii]:127.0.0.1:1"):
             with self.subTest(value=value):
                 self.assert_both_refuse(["-l", value], "-l/--listen: '%s'" % value)
+
+    def test_a_listen_list_without_an_address_fails_both(self):
+        for value in (",", ";", ",;,"):
+            with self.subTest(value=value):
+                self.assert_both_refuse(["-l", value],
+                                        "-l/--listen: '%s' names no address" % value,
+                                        listen=None)
+
+    def test_a_resp_port_that_is_an_addresss_own_port_fails_both(self):
+        port = str(free_port())
+        self.assert_both_refuse(["-l", "127.0.0.1:" + port, "--resp-port", port],
+                                "--resp-port: %s is also the port of -l/--listen" % port)
+
+    def test_log_file_stderr_needs_no_file_in_the_working_directory(self):
+        # log-file "stderr" is the log's own stream: nothing is opened where the server runs,
+        # here /proc, where not even root may create a file.
+        p = subprocess.run([os.path.abspath(PETREL), "--log-file", "stderr", "--check-config"],
+                           cwd="/proc", capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_a_listen_host_that_does_not_resolve_fails_both(self):
         line = self.assert_both_refuse(["-l", "no-such-host.invalid:11211"],

@@ -623,6 +623,13 @@ class ClassCommands(unittest.TestCase):
         self.assertEqual(replies, b"STORED\r\nNOT_STORED\r\nNOT_STORED\r\nHD\r\n")
         self.assertEqual(self.count("cmd_set"), {NEVER: 1, LONG: 3})
 
+    def test_an_append_counts_in_the_class_of_the_item_it_extends(self):
+        # The item keeps its own expiry (never); the exptime an append carries is ignored.
+        replies = run(self.s, b"set p 0 0 1\r\na\r\nappend p 0 100 1\r\nb\r\n"
+                      b"prepend p 0 100 1\r\nc\r\nappend nope 0 100 1\r\nd\r\n")
+        self.assertEqual(replies, b"STORED\r\nSTORED\r\nSTORED\r\nNOT_STORED\r\n")
+        self.assertEqual(self.count("cmd_set"), {NEVER: 3, LONG: 1})
+
     def test_a_class_that_only_counted_commands_is_listed(self):
         run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 100 1\r\nb\r\n")  # NOT_STORED
         long = slab_classes(self.s)[LONG]
