@@ -20,12 +20,15 @@
 #include "petrel/seg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define GET_MIN_ALLOW 1024 /* the least reply room of a forwarded GET: a hole and more */
 #define PROTO_MASK    0xff /* route_msg.arg: the connection's protocol */
@@ -1534,19 +1537,44 @@ resp_password(const struct config *cfg, char **out, char *err, size_t errlen)
         *out = pw[0] != '\0' ? strdup(pw) : NULL;
         return pw[0] != '\0' && *out == NULL ? -ENOMEM : 0;
     }
-    FILE *f = fopen(path, "r");
-    char line[4096];
-    if (f == NULL) {
-        int rc = -errno;
+    /* Non-blocking, and a regular file only: a FIFO would hold start-up until someone wrote. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    FILE *f = NULL;
+    int rc = 0;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rc = -errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = -EINVAL;
+    } else if ((f = fdopen(fd, "r")) == NULL) {
+        rc = -errno;
+    }
+    if (rc < 0) {
         snprintf(err, errlen, "--resp-password-file: cannot read '%.200s': %s", path,
-                 strerror(-rc));
+                 rc == -EINVAL ? "not a regular file" : strerror(-rc));
+        if (fd >= 0) {
+            close(fd);
+        }
         return rc;
     }
+    char line[4096];
     size_t n = fgets(line, sizeof(line), f) != NULL ? strcspn(line, "\r\n") : 0;
     fclose(f);
     line[n] = '\0';
-    *out = n > 0 ? strdup(line) : NULL;
-    return n > 0 && *out == NULL ? -ENOMEM : 0;
+    if (n == 0) {
+        /* Starting without the password the operator meant to set would open the port. */
+        snprintf(err, errlen,
+                 "--resp-password-file: '%.200s' holds no password (its first line "
+                 "is empty)",
+                 path);
+        return -EINVAL;
+    }
+    *out = strdup(line);
+    if (*out == NULL) {
+        snprintf(err, errlen, "--resp-password-file: out of memory");
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 int

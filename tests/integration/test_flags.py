@@ -515,6 +515,23 @@ class CheckConfigAgreesWithStartUp(unittest.TestCase):
             self.assert_both_refuse(["--resp-port", port, "--resp-password", "a",
                                      "--resp-password-file", f.name], "give one of them")
 
+    def test_an_empty_resp_password_file_fails_both(self):
+        # Starting without the password the operator meant to set would open the port to all.
+        port = str(free_port())
+        with tempfile.NamedTemporaryFile("w") as f:
+            f.write("\nsecret\n")
+            f.flush()
+            self.assert_both_refuse(["--resp-port", port, "--resp-password-file", f.name],
+                                    "holds no password")
+
+    def test_a_fifo_as_resp_password_file_fails_both_without_waiting(self):
+        port = str(free_port())
+        with tempfile.TemporaryDirectory() as d:
+            fifo = os.path.join(d, "pw")
+            os.mkfifo(fifo)
+            self.assert_both_refuse(["--resp-port", port, "--resp-password-file", fifo],
+                                    "not a regular file")
+
     def test_a_tls_port_that_is_a_listen_address_own_port_fails_both(self):
         port = str(free_port())
         self.assert_both_refuse(["-l", "127.0.0.1:" + port, "--tls-port", port],
