@@ -237,6 +237,12 @@ int config_foreach(const struct config *cfg, config_visit_fn fn, void *arg);
  */
 int config_format_value(const struct config *cfg, const char *name, char *out, size_t len);
 
+/**
+ * Write a size as a size option is written, with the largest suffix that is exact ("64m",
+ * "1536k", "1000b", "0"), so that it reads back as itself. Returns out. Any thread.
+ */
+const char *config_format_size(uint64_t v, char *out, size_t len);
+
 /** Called by config_diff() and config_keep_fixed() for an option whose values differ. */
 typedef void (*config_diff_fn)(void *arg, const struct opt_def *def, const char *old_value,
                                const char *new_value);

@@ -59,10 +59,8 @@ opt_default(const struct opt_def *d)
     return d->type == OPT_COUNT ? "0" : "";
 }
 
-/* Sizes print with the largest suffix that is exact, so "64m" stays "64m" and any value
- * (even a byte count that is no multiple of the unit) reads back as itself. */
-static void
-format_size(uint64_t v, char *out, size_t len)
+const char *
+config_format_size(uint64_t v, char *out, size_t len)
 {
     static const struct {
         char suffix;
@@ -71,23 +69,24 @@ format_size(uint64_t v, char *out, size_t len)
 
     if (v == 0) {
         snprintf(out, len, "0");
-        return;
+        return out;
     }
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (v % ((uint64_t)1 << units[i].shift) == 0) {
             snprintf(out, len, "%llu%c", (unsigned long long)(v >> units[i].shift),
                      units[i].suffix);
-            return;
+            return out;
         }
     }
     snprintf(out, len, "%llub", (unsigned long long)v);
+    return out;
 }
 
 static void
 format_number(const struct opt_def *d, uint64_t v, char *out, size_t len)
 {
     if (d->type == OPT_SIZE) {
-        format_size(v, out, len);
+        config_format_size(v, out, len);
     } else {
         snprintf(out, len, "%llu", (unsigned long long)v);
     }

@@ -2382,22 +2382,6 @@ shard_options(const struct config *cfg, unsigned id, unsigned n, struct seg_opti
     return seg_evict_policy_parse(evict_names[config_enum(cfg, "eviction")], &o->evict);
 }
 
-/* bytes as a size option is written: the largest exact suffix ("4m", "1536k"). Returns out. */
-static const char *
-size_text(uint64_t bytes, char *out, size_t len)
-{
-    static const char suffixes[] = "gmk";
-    for (unsigned i = 0; i < 3; i++) {
-        unsigned shift = 30 - 10 * i;
-        if (bytes >= (UINT64_C(1) << shift) && bytes % (UINT64_C(1) << shift) == 0) {
-            snprintf(out, len, "%llu%c", (unsigned long long)(bytes >> shift), suffixes[i]);
-            return out;
-        }
-    }
-    snprintf(out, len, "%llub", (unsigned long long)bytes);
-    return out;
-}
-
 /* -m against what n shards of o's segments can take. Returns 0 or -EINVAL with err. */
 static int
 check_memory(const struct config *cfg, unsigned n, const struct seg_options *o, char *err,
@@ -2406,15 +2390,15 @@ check_memory(const struct config *cfg, unsigned n, const struct seg_options *o, 
     uint64_t m = config_uint(cfg, "memory-limit");
     bool raised = o->seg_size > config_uint(cfg, "segment-size");
     char mtext[24], seg[24], least[24], most[24];
-    size_text(m, mtext, sizeof(mtext));
-    size_text(o->seg_size, seg, sizeof(seg));
+    config_format_size(m, mtext, sizeof(mtext));
+    config_format_size(o->seg_size, seg, sizeof(seg));
     if (o->mem_bytes < seg_mem_min(o)) {
         snprintf(err, errlen,
                  "--memory-limit: %s is too little for %u worker thread%s with %s segments%s: "
                  "each thread's shard needs two segments; the least that works is %s (or give "
                  "fewer --threads, or a smaller %s)",
                  mtext, n, n == 1 ? "" : "s", seg, raised ? " (raised to fit --max-item-size)" : "",
-                 size_text((uint64_t)seg_mem_min(o) * n, least, sizeof(least)),
+                 config_format_size((uint64_t)seg_mem_min(o) * n, least, sizeof(least)),
                  raised ? "--max-item-size" : "--segment-size");
         return -EINVAL;
     }
@@ -2423,8 +2407,9 @@ check_memory(const struct config *cfg, unsigned n, const struct seg_options *o, 
                  "--memory-limit: %s is too much for %u worker thread%s with %s segments: a "
                  "shard holds at most %s; the most that works is %s (or give more --threads, or "
                  "a larger --segment-size)",
-                 mtext, n, n == 1 ? "" : "s", seg, size_text(seg_mem_max(o), least, sizeof(least)),
-                 size_text((uint64_t)seg_mem_max(o) * n, most, sizeof(most)));
+                 mtext, n, n == 1 ? "" : "s", seg,
+                 config_format_size(seg_mem_max(o), least, sizeof(least)),
+                 config_format_size((uint64_t)seg_mem_max(o) * n, most, sizeof(most)));
         return -EINVAL;
     }
     return 0;
@@ -2464,7 +2449,7 @@ mc_check(const struct config *cfg, unsigned n, char *err, size_t errlen)
     char text[24];
     if ((seg & (seg - 1)) != 0) {
         snprintf(err, errlen, "--segment-size: %s is not a power of two (4k, 8k, ... 16m)",
-                 size_text(seg, text, sizeof(text)));
+                 config_format_size(seg, text, sizeof(text)));
         return -EINVAL;
     }
     const char *delim = config_str(cfg, "prefix-delimiter");
