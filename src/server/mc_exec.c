@@ -322,6 +322,21 @@ exec_touch(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct 
 
 /* ---- get, gets, gat, gats ---- */
 
+/* A read (get, or gat when touch) that found an item of this TTL bucket. */
+static void
+count_read_hit(struct mc_shard *sh, bool touch, size_t bucket)
+{
+    if (touch) {
+        sh->stats.cmd_touch++;
+        sh->stats.touch_hits++;
+        sh->classes[bucket].touch_hits++;
+    } else {
+        sh->stats.cmd_get++;
+        sh->stats.get_hits++;
+        sh->classes[bucket].get_hits++;
+    }
+}
+
 /*
  * Read a key and give it a new exptime, as gat and mg T do: *view is the item after the touch
  * (but view->state and view->bucket as they were before: counters go to the class found),
@@ -389,22 +404,14 @@ get_lookup(struct mc_shard *sh, const struct mc_req *req, const char *key, size_
     if (res == SEG_NO_MEMORY) {
         return res;
     }
-    if (touch) {
+    if (res == SEG_OK) {
+        count_read_hit(sh, touch, v->bucket);
+    } else if (touch) {
         sh->stats.cmd_touch++;
-        if (res == SEG_OK) {
-            sh->stats.touch_hits++;
-            sh->classes[v->bucket].touch_hits++;
-        } else {
-            sh->stats.touch_misses++;
-        }
+        sh->stats.touch_misses++;
     } else {
         sh->stats.cmd_get++;
-        if (res == SEG_OK) {
-            sh->stats.get_hits++;
-            sh->classes[v->bucket].get_hits++;
-        } else {
-            sh->stats.get_misses++;
-        }
+        sh->stats.get_misses++;
     }
     if (res == SEG_NOT_FOUND) {
         sync_expired(sh);
@@ -607,15 +614,7 @@ exec_mg(struct mc_shard *sh, const struct mc_req *req, uint64_t hash, struct buf
         sync_expired(sh);
         return mc_compose_meta(out, req, MC_META_EN, NULL);
     }
-    if (touch) {
-        sh->stats.cmd_touch++;
-        sh->stats.touch_hits++;
-        sh->classes[v.bucket].touch_hits++;
-    } else {
-        sh->stats.cmd_get++;
-        sh->stats.get_hits++;
-        sh->classes[v.bucket].get_hits++;
-    }
+    count_read_hit(sh, touch, v.bucket);
     bool won = mg_wins(req, &v, created, old_ttl);
     struct mc_meta_item it = {
         .value = has_flag(req, 'v') ? v.value : NULL,
