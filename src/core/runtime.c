@@ -344,6 +344,23 @@ const struct opt_table rt_option_table = {
     .n = sizeof(rt_options) / sizeof(rt_options[0]),
 };
 
+/* A port that opens on every host of the listen list beside an address's own port: --tls-port
+ * and the product's other protocols (e.g. --resp-port). Returns its option's name, or NULL. */
+static const char *
+port_taken_by(const struct rt_product *p, const struct config *cfg, int port)
+{
+    if (config_uint(cfg, "tls-port") != 0 && (int)config_uint(cfg, "tls-port") == port) {
+        return "tls-port";
+    }
+    for (size_t k = 0; p != NULL && k < p->nports; k++) {
+        if (config_uint(cfg, p->ports[k].option) != 0 &&
+            (int)config_uint(cfg, p->ports[k].option) == port) {
+            return p->ports[k].option;
+        }
+    }
+    return NULL;
+}
+
 /* Settings that config's types cannot check alone. Returns 0, or -EINVAL with err. */
 static int
 check_options(const struct rt_product *p, const struct config *cfg, unsigned *unix_mode, char *err,
@@ -362,10 +379,11 @@ check_options(const struct rt_product *p, const struct config *cfg, unsigned *un
         return -EINVAL;
     }
     *unix_mode = (unsigned)m;
-    if (config_uint(cfg, "tls-port") != 0 &&
-        config_uint(cfg, "tls-port") == config_uint(cfg, p->port_option)) {
-        snprintf(err, errlen, "--tls-port: %u is also --%s; use -Z for TLS on the main port",
-                 (unsigned)config_uint(cfg, "tls-port"), p->port_option);
+    int port = (int)config_uint(cfg, p->port_option);
+    const char *other = port != 0 ? port_taken_by(p, cfg, port) : NULL;
+    if (other != NULL) {
+        snprintf(err, errlen, "--%s: %d is also --%s%s", other, port, p->port_option,
+                 strcmp(other, "tls-port") == 0 ? "; use -Z for TLS on the main port" : "");
         return -EINVAL;
     }
     return 0;
@@ -401,23 +419,6 @@ static bool
 tcp_wanted(const struct config *cfg)
 {
     return config_str(cfg, "unix-socket")[0] == '\0';
-}
-
-/* A port that opens on every host of the listen list beside an address's own port: --tls-port
- * and the product's other protocols (e.g. --resp-port). Returns its option's name, or NULL. */
-static const char *
-port_taken_by(const struct rt_product *p, const struct config *cfg, int port)
-{
-    if (config_uint(cfg, "tls-port") != 0 && (int)config_uint(cfg, "tls-port") == port) {
-        return "tls-port";
-    }
-    for (size_t k = 0; p != NULL && k < p->nports; k++) {
-        if (config_uint(cfg, p->ports[k].option) != 0 &&
-            (int)config_uint(cfg, p->ports[k].option) == port) {
-            return p->ports[k].option;
-        }
-    }
-    return NULL;
 }
 
 /* Every address of list parses (label names the option in err), there is one if the list is

@@ -452,6 +452,11 @@ class CheckConfigAgreesWithStartUp(unittest.TestCase):
         self.assert_both_refuse(["-l", "127.0.0.1:" + port, "--resp-port", port],
                                 "--resp-port: %s is also the port of -l/--listen" % port)
 
+    def test_a_resp_port_that_is_the_main_port_fails_both(self):
+        port = str(free_port())
+        self.assert_both_refuse(["-p", port, "--resp-port", port],
+                                "--resp-port: %s is also --port" % port)
+
     def test_log_file_stderr_needs_no_file_in_the_working_directory(self):
         # log-file "stderr" is the log's own stream: nothing is opened where the server runs,
         # here /proc, where not even root may create a file.
