@@ -21,6 +21,7 @@
  */
 #include "conn.h"
 #include "handshake.h"
+#include "iobatch.h"
 
 #include "petrel/log.h"
 
@@ -51,6 +52,7 @@
 #define MEMWAIT_WAKE 16  /* connections waiting for read-buffer memory retried per release */
 #define MEMWAIT_MS   200 /* longest wait for read-buffer memory before the request is refused */
 #define POOL_KEEP    256 /* first buffers a worker keeps for reuse (at read-buffer bytes each) */
+#define BATCH_DEPTH  256 /* sends handed to the kernel per system call (iobatch) */
 
 struct buf *
 conn_rbuf(struct conn *c)
@@ -349,6 +351,7 @@ conn_table_fini(struct worker *w)
         return;
     }
     buf_pool_fini(&t->pool);
+    iobatch_free(t->batch);
     free(t->slot);
     free(t->free);
     free(t->gen);
@@ -449,6 +452,7 @@ conn_close(struct worker *w, struct conn *c)
         conn_output_hold(c, -(long)c->held);
     }
     queue_remove(t, Q_PENDING, c);
+    queue_remove(t, Q_FLUSH, c);
     memwait_remove(t, c);
     if (transport_tls_session(&c->io.t) != NULL) {
         metrics_add(&w->m[RTM_TLS_CONNECTIONS], (uint64_t)-1);
@@ -477,12 +481,12 @@ conn_heavy(const struct conn *c)
     return c->spent > LIGHT_BYTES || buf_len(&c->io.wbuf) + c->held > LIGHT_BYTES;
 }
 
-/* Send queued output; an emptied write buffer goes back to the pool. A product waiting for
- * its client to read (RT_CONTINUE) may go on once something left. */
+/* n bytes of c's output left (or the error that stopped them); an emptied write buffer goes
+ * back to the pool. A product waiting for its client to read (RT_CONTINUE) may go on once
+ * something left. */
 static int
-conn_flush(struct worker *w, struct conn *c)
+conn_sent(struct worker *w, struct conn *c, ssize_t n)
 {
-    ssize_t n = connio_flush(&c->io, WRITE_BUDGET);
     if (n < 0) {
         log_verbose("connection %d: write: %s", c->io.t.fd, strerror((int)-n));
         return (int)n;
@@ -490,6 +494,7 @@ conn_flush(struct worker *w, struct conn *c)
     if (n > 0) {
         metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
         c->spent += (size_t)n;
+        w->conns->turn_bytes += (size_t)n;
         c->await_send = false;
     }
     if (buf_len(&c->io.wbuf) == 0) {
@@ -497,6 +502,13 @@ conn_flush(struct worker *w, struct conn *c)
         buf_pool_give(&w->conns->pool, &c->io.wbuf);
     }
     return 0;
+}
+
+/* Send queued output. */
+static int
+conn_flush(struct worker *w, struct conn *c)
+{
+    return conn_sent(w, c, connio_flush(&c->io, WRITE_BUDGET));
 }
 
 /*
@@ -619,6 +631,8 @@ conn_deliver(struct worker *w, struct conn *c)
     return 0;
 }
 
+static int conn_turn_end(struct worker *w, struct conn *c);
+
 /*
  * Give the connection one turn: read, let the product answer, send the answers. Reading pauses
  * while the output is over its limit; a product that stopped for that reason (resume) is called
@@ -649,11 +663,23 @@ conn_serve(struct worker *w, struct conn *c)
         /* A read that found nothing must not leave an idle connection holding a buffer. */
         buf_pool_give(&w->conns->pool, &c->io.rbuf);
     }
-    rc = conn_flush(w, c);
     w->conns->turn_bytes += c->spent;
-    if (rc < 0) {
-        return rc;
+    if (w->conns->batch != NULL && c->io.writable && buf_len(&c->io.wbuf) > 0 &&
+        c->io.t.ops == &transport_plain) {
+        /* Sent with the phase's other output in one system call; the turn ends there. */
+        queue_add(w->conns, Q_FLUSH, c);
+        return 0;
     }
+    rc = conn_flush(w, c);
+    return rc < 0 ? rc : conn_turn_end(w, c);
+}
+
+/* The end of c's turn, once its output went: close it, or queue its next turn. Returns a
+ * negative errno when c must be closed now. */
+static int
+conn_turn_end(struct worker *w, struct conn *c)
+{
+    bool stopping = atomic_load_explicit(&w->stop, memory_order_relaxed);
     conn_account(w, c);
     /* Close when everything asked for was answered and sent. */
     if ((c->closing || (c->io.eof && !c->resume)) && buf_len(&c->io.wbuf) == 0 &&
@@ -666,6 +692,77 @@ conn_serve(struct worker *w, struct conn *c)
         (!c->closing && !stopping && !c->paused && !queued(c, Q_MEMWAIT) &&
          ((c->io.readable && !conn_output_full(c)) || conn_resumable(c)))) {
         pending_add(w->conns, c);
+    }
+    return 0;
+}
+
+/* A send of the batch is done: as connio_flush would have ended, then the turn's end. */
+static void
+batch_sent(void *arg, void *tag, long res)
+{
+    struct worker *w = arg;
+    struct conn *c = tag;
+    queue_remove(w->conns, Q_FLUSH, c);
+    ssize_t n = res;
+    if (res > 0) {
+        buf_consume(&c->io.wbuf, (size_t)res);
+    } else if (res == -EAGAIN || res == -EINTR || res == 0) {
+        /* No room: EPOLLOUT says when there is. (A short send keeps writable, as a send() loop
+         * would try again: the next turn's send finds out.) */
+        c->io.writable = res == -EINTR;
+        n = 0;
+    }
+    if (conn_sent(w, c, n) < 0 || conn_turn_end(w, c) < 0) {
+        conn_close(w, c);
+    }
+}
+
+void
+conn_flush_batch(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    while (t->queue[Q_FLUSH].head != NULL) {
+        if (t->batch == NULL) {
+            struct conn *c = t->queue[Q_FLUSH].head;
+            queue_remove(t, Q_FLUSH, c);
+            if (conn_flush(w, c) < 0 || conn_turn_end(w, c) < 0) {
+                conn_close(w, c);
+            }
+            continue;
+        }
+        for (struct conn *c = t->queue[Q_FLUSH].head; c != NULL; c = c->link[Q_FLUSH].next) {
+            size_t len = buf_len(&c->io.wbuf);
+            if (!iobatch_send(t->batch, c->io.t.fd, buf_rptr(&c->io.wbuf),
+                              len < WRITE_BUDGET ? len : WRITE_BUDGET, c)) {
+                break; /* the batch is full: the rest go in the next call */
+            }
+        }
+        metrics_incr(&w->m[RTM_URING_CALLS]);
+        metrics_add(&w->m[RTM_URING_SENDS], iobatch_queued(t->batch));
+        int rc = iobatch_run(t->batch, batch_sent, w);
+        if (rc < 0) {
+            log_warn("io_uring: %s; sending one system call at a time from now on", strerror(-rc));
+            iobatch_free(t->batch);
+            t->batch = NULL;
+        }
+    }
+}
+
+int
+conn_batch_start(struct worker *w)
+{
+    unsigned mode = w->rt->io_uring;
+    if (mode == RT_URING_OFF) {
+        return 0;
+    }
+    int rc = iobatch_new(BATCH_DEPTH, &w->conns->batch);
+    if (rc < 0 && mode == RT_URING_ON) {
+        log_error("--io-uring=on: io_uring cannot be used here: %s", strerror(-rc));
+        return rc;
+    }
+    if (rc < 0 && w->id == 0) {
+        log_info("io_uring not available (%s): replies are sent one system call each",
+                 strerror(-rc));
     }
     return 0;
 }

@@ -25,6 +25,7 @@
 enum conn_queue {
     Q_PENDING, /* unfinished input or a product to resume: served next iteration */
     Q_MEMWAIT, /* the next read waits for buffer memory (see conn_account) */
+    Q_FLUSH,   /* output to send in this phase's batch (conn_flush_batch) */
     Q_COUNT
 };
 
@@ -82,11 +83,27 @@ struct conn_table {
     /* Reply bytes composed and sent in this phase of the loop iteration (the pending list, then
      * epoll's events): past TURN_BYTES, the connections not yet served wait for the next. */
     size_t turn_bytes;
+    /* The phase's sends, one system call for all (iobatch.h); NULL: a send() each. */
+    struct iobatch *batch;
 };
 
 /** Create and free w->conns. */
 int conn_table_init(struct worker *w);
 void conn_table_fini(struct worker *w);
+
+/**
+ * Set up the worker's send batch as --io-uring says. Worker thread (an io_uring has one
+ * submitting thread). Returns 0, or a negative errno when --io-uring=on and io_uring cannot be
+ * used (logged).
+ */
+int conn_batch_start(struct worker *w);
+
+/**
+ * Send the output of every connection that a turn of this phase left with some (Q_FLUSH), in
+ * one system call, then finish their turns (close, or queue another). Call at the end of each
+ * phase, before the loop may sleep.
+ */
+void conn_flush_batch(struct worker *w);
 
 /** Take over a connection from the inbox (an accepted socket, or an established TLS session:
  * see inbox_item()); on failure it is closed. */

@@ -36,6 +36,8 @@ enum rt_metric {
     RTM_IDLE_KICKS,       /* connections closed for being idle past idle-timeout */
     RTM_TLS_CONNECTIONS,  /* gauge: established TLS connections */
     RTM_TLS_ERRORS,       /* TLS connections closed for a bad record or a renegotiation */
+    RTM_URING_CALLS,      /* io_uring system calls made for the send batch (conn_flush_batch) */
+    RTM_URING_SENDS,      /* sends they carried */
     RTM_COUNT
 };
 extern const struct metric_table rt_worker_metrics;
@@ -82,6 +84,9 @@ struct worker {
     size_t mesh_spent;                 /* worker-private: costs of the messages handled (mesh.c) */
 };
 
+/* --io-uring: whether workers batch their socket calls (src/core/iobatch.h). */
+enum rt_io_uring { RT_URING_OFF, RT_URING_AUTO, RT_URING_ON };
+
 struct runtime {
     const struct rt_product *p;
     const struct config *cfg;
@@ -118,6 +123,7 @@ struct runtime {
     _Atomic uint64_t reload_errors; /* main(w) -> admin(r): files that failed to load */
     _Atomic unsigned workers_stuck; /* admin(w) -> any(r) */
     bool debug_commands;            /* read-only: --debug-commands */
+    unsigned io_uring;              /* read-only: --io-uring (enum rt_io_uring) */
 
     /* TLS: only when a listener speaks it (see handshake.h). */
     bool tls_on;                           /* read-only */

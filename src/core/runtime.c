@@ -42,6 +42,9 @@
 
 #define EX_SOFTWARE_FAIL 1 /* start-up failed (address in use, out of memory, ...) */
 
+static const char *const io_uring_names[] = {
+    [RT_URING_OFF] = "off", [RT_URING_AUTO] = "auto", [RT_URING_ON] = "on", NULL};
+
 static const struct opt_def rt_options[] = {
     {.name = "listen",
      .short_name = 'l',
@@ -181,6 +184,14 @@ static const struct opt_def rt_options[] = {
      .help = "memory for connection buffers grown past read-buffer and for held replies, all "
              "connections together; past it the connections holding the most wait, and a request "
              "that waits 200 ms for read memory is refused with SERVER_ERROR"},
+    {.name = "io-uring",
+     .section = "server",
+     .type = OPT_ENUM,
+     .dflt = "auto",
+     .choices = io_uring_names,
+     .help = "send each worker's replies of a loop turn with one io_uring call instead of one "
+             "send per connection (plain TCP and unix sockets): auto (when the kernel allows "
+             "io_uring, else as off), on (start-up fails without it), off"},
     {.name = "admin-address",
      .section = "admin",
      .type = OPT_STR,
@@ -334,6 +345,11 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
     [RTM_TLS_CONNECTIONS] = {"tls_connections", METRIC_GAUGE, "open TLS client connections"},
     [RTM_TLS_ERRORS] = {"tls_errors", METRIC_COUNTER,
                         "TLS connections closed for a bad record or a renegotiation attempt"},
+    [RTM_URING_CALLS] = {"io_uring_calls", METRIC_COUNTER,
+                         "io_uring system calls, each sending the replies of one loop turn"},
+    [RTM_URING_SENDS] = {"io_uring_sends", METRIC_COUNTER,
+                         "sends made through io_uring (io_uring_sends / io_uring_calls: the "
+                         "connections served per system call)"},
 };
 
 const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};
@@ -1187,6 +1203,7 @@ rt_main(const struct rt_product *p, const struct config *cfg)
     prcu_thread_register();
     rt->nworkers = worker_count(p, cfg);
     rt->debug_commands = config_bool(cfg, "debug-commands");
+    rt->io_uring = config_enum(cfg, "io-uring");
     rt->rbuf_init = config_uint(cfg, "read-buffer");
     /* The read buffer must hold the largest request whole, plus one read's worth. */
     size_t request_max = p->request_max;

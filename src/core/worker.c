@@ -193,6 +193,7 @@ drain_and_close(struct worker *w)
         /* Peers may still need our shard's answers, and we theirs. */
         mesh_drain(w);
         conn_serve_pending(w);
+        conn_flush_batch(w);
         mesh_flush(w);
         for (unsigned i = 0; i < t->cap; i++) {
             struct conn *c = t->slot[i];
@@ -286,6 +287,9 @@ worker_main(void *arg)
     self_worker = w;
 
     int rc = worker_metrics_setup(w);
+    if (rc == 0) {
+        rc = conn_batch_start(w);
+    }
     if (rc == 0 && rt->p->worker_setup != NULL) {
         rc = rt->p->worker_setup(w->id, rt->nworkers, rt->cfg, &w->pctx);
     }
@@ -307,6 +311,7 @@ worker_main(void *arg)
         adopt_new(w);
         mesh_drain(w);
         conn_serve_pending(w);
+        conn_flush_batch(w);
         mesh_flush(w);
 
         int64_t now = mono_ms();
@@ -335,7 +340,9 @@ worker_main(void *arg)
                 conn_handle_event(w, ev[i].data.ptr, ev[i].events);
             }
         }
-        /* Requests forwarded while serving these events leave now, not after the next wait. */
+        /* Replies leave now, and requests forwarded while serving these events: not after the
+         * next wait. */
+        conn_flush_batch(w);
         mesh_flush(w);
 
         now = mono_ms();
