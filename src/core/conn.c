@@ -528,7 +528,12 @@ static int
 conn_read(struct worker *w, struct conn *c)
 {
     struct buf *rb = &c->io.rbuf;
-    for (int round = 0; round < READ_ROUNDS && c->io.readable; round++) {
+    if (c->read_err < 0) {
+        log_verbose("connection %d: read: %s", c->io.t.fd, strerror(-c->read_err));
+        return c->read_err;
+    }
+    /* A read made by the batch was this turn's first. */
+    for (int round = c->fresh ? 1 : 0; round < READ_ROUNDS && c->io.readable; round++) {
         /* Room for one read, or for the rest of a request whose size the product gave (unless
          * that no longer fits under the cap: a stale need must never stop the reads). */
         size_t chunk = w->rt->rbuf_init;
@@ -650,7 +655,9 @@ conn_serve(struct worker *w, struct conn *c)
         if (!conn_output_full(c)) {
             rc = conn_read(w, c);
         }
-        if (rc == 0 && (buf_len(&c->io.rbuf) > before || conn_resumable(c))) {
+        bool fresh = c->fresh;
+        c->fresh = false;
+        if (rc == 0 && (fresh || buf_len(&c->io.rbuf) > before || conn_resumable(c))) {
             size_t out = buf_len(&c->io.wbuf) + c->held;
             rc = conn_deliver(w, c);
             if (buf_len(&c->io.wbuf) + c->held > out) {
@@ -767,10 +774,78 @@ conn_batch_start(struct worker *w)
     return 0;
 }
 
-void
-conn_handle_event(struct worker *w, struct conn *c, uint32_t events)
+/* A read of the batch is done: as connio_read would have ended. The connection is not closed
+ * here (the loop still holds its event): an error waits for its turn. */
+static void
+batch_read(void *arg, void *tag, long res)
 {
+    struct worker *w = arg;
+    struct conn *c = tag;
+    struct connio *io = &c->io;
+    if (res > 0) {
+        size_t want = buf_avail(&io->rbuf);
+        buf_commit(&io->rbuf, (size_t)res);
+        metrics_add(&w->m[RTM_BYTES_READ], (uint64_t)res);
+        c->fresh = true;
+        /* A short read emptied the socket (a plain transport keeps nothing); the end of a
+         * stream whose hang-up was reported is read at its turn. */
+        if ((size_t)res < want && !io->hup) {
+            io->readable = false;
+        }
+    } else if (res == 0) {
+        io->eof = true;
+        io->readable = false;
+    } else if (res == -EAGAIN) {
+        io->readable = false;
+    } else if (res != -EINTR) {
+        c->read_err = (int)res;
+    }
+}
+
+void
+conn_note_event(struct worker *w, struct conn *c, uint32_t events)
+{
+    struct conn_table *t = w->conns;
     connio_events(&c->io, events);
+    /* The first read of conn_read, in the simple case only: a plain transport, a connection
+     * that reads now, and a buffer of the pool with room for one read. Anything else (a
+     * request larger than the buffer, waiting for memory) is left to conn_read. */
+    if (t->batch == NULL || !c->io.readable || c->io.t.ops != &transport_plain || c->closing ||
+        c->paused || c->rbuf_need > 0 || queued(c, Q_MEMWAIT) || conn_output_full(c) ||
+        atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+        return;
+    }
+    struct buf *rb = &c->io.rbuf;
+    if (rb->data == NULL && buf_pool_take(&t->pool, rb) < 0) {
+        return;
+    }
+    if (buf_avail(rb) < w->rt->rbuf_init) {
+        return;
+    }
+    (void)iobatch_recv(t->batch, c->io.t.fd, buf_wptr(rb), buf_avail(rb), c);
+}
+
+void
+conn_read_batch(struct worker *w)
+{
+    struct conn_table *t = w->conns;
+    if (t->batch == NULL || iobatch_queued(t->batch) == 0) {
+        return;
+    }
+    metrics_incr(&w->m[RTM_URING_CALLS]);
+    metrics_add(&w->m[RTM_URING_READS], iobatch_queued(t->batch));
+    int rc = iobatch_run(t->batch, batch_read, w);
+    if (rc < 0) {
+        /* Nothing was read: each connection reads at its turn. */
+        log_warn("io_uring: %s; one system call per read and send from now on", strerror(-rc));
+        iobatch_free(t->batch);
+        t->batch = NULL;
+    }
+}
+
+void
+conn_handle_event(struct worker *w, struct conn *c)
+{
     if (queued(c, Q_MEMWAIT) && c->io.hup) {
         /* It hung up while its request waited for buffer memory: the rest of that request is
          * not coming, and the memory it holds is wanted. */
@@ -778,8 +853,8 @@ conn_handle_event(struct worker *w, struct conn *c, uint32_t events)
         return;
     }
     if (w->conns->turn_bytes >= TURN_BYTES && conn_heavy(c)) {
-        /* Its turn comes in the next iteration's pending phase: the events remembered above
-         * are not reported again (edge-triggered). */
+        /* Its turn comes in the next iteration's pending phase: the events noted are not
+         * reported again (edge-triggered), and what the batch read waits in its buffer. */
         pending_add(w->conns, c);
         return;
     }

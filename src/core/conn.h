@@ -49,6 +49,8 @@ struct conn {
     bool paused;           /* the product waits for replies before it parses more (RT_PAUSED) */
     bool refused;          /* the wait for rbuf_need timed out: conn_rbuf_want says -ENOBUFS */
     bool granted;          /* the wait for read room of unknown size timed out: grow once */
+    bool fresh;            /* the phase's read batch put bytes in rbuf (conn_read_batch) */
+    int read_err;          /* the read batch's error (a negative errno): closed at its turn */
     unsigned inflight;     /* forwarded requests whose replies have not come back */
     size_t buf_bytes;      /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */
     size_t rbuf_extra;     /* read buffer beyond its initial size, last counted in the table */
@@ -115,9 +117,19 @@ void conn_close(struct worker *w, struct conn *c);
 /** A batch of epoll events follows: its own reply-byte budget begins (see conn_handle_event). */
 void conn_events_begin(struct worker *w);
 
-/** epoll reported events for c: serve it (or close it); once this batch has composed and sent
- * its budget of reply bytes, c is queued for the next iteration instead. */
-void conn_handle_event(struct worker *w, struct conn *c, uint32_t events);
+/**
+ * epoll reported events for c: note them, and queue a read of c's input in the phase's read
+ * batch when it is the read conn_read would make first (a plain transport, room in a buffer of
+ * the pool). Every event of an epoll_wait is noted before any is handled.
+ */
+void conn_note_event(struct worker *w, struct conn *c, uint32_t events);
+
+/** Make the reads conn_note_event queued, in one system call (if the worker has a batch). */
+void conn_read_batch(struct worker *w);
+
+/** Serve c, whose events were noted (or close it); once this batch has composed and sent its
+ * budget of reply bytes, c is queued for the next iteration instead. */
+void conn_handle_event(struct worker *w, struct conn *c);
 
 /** Give every connection queued for another turn (Q_PENDING at the start) that turn, until
  * they have composed and sent the phase's budget of reply bytes; the rest keep their place. */

@@ -36,7 +36,8 @@ enum rt_metric {
     RTM_IDLE_KICKS,       /* connections closed for being idle past idle-timeout */
     RTM_TLS_CONNECTIONS,  /* gauge: established TLS connections */
     RTM_TLS_ERRORS,       /* TLS connections closed for a bad record or a renegotiation */
-    RTM_URING_CALLS,      /* io_uring system calls made for the send batch (conn_flush_batch) */
+    RTM_URING_CALLS,      /* io_uring system calls (conn_read_batch, conn_flush_batch) */
+    RTM_URING_READS,      /* reads they carried */
     RTM_URING_SENDS,      /* sends they carried */
     RTM_COUNT
 };

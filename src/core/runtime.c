@@ -346,10 +346,10 @@ const struct metric_def rt_worker_metric_defs[RTM_COUNT] = {
     [RTM_TLS_ERRORS] = {"tls_errors", METRIC_COUNTER,
                         "TLS connections closed for a bad record or a renegotiation attempt"},
     [RTM_URING_CALLS] = {"io_uring_calls", METRIC_COUNTER,
-                         "io_uring system calls, each sending the replies of one loop turn"},
-    [RTM_URING_SENDS] = {"io_uring_sends", METRIC_COUNTER,
-                         "sends made through io_uring (io_uring_sends / io_uring_calls: the "
-                         "connections served per system call)"},
+                         "io_uring system calls, each making the reads or the sends of one "
+                         "phase of a loop turn"},
+    [RTM_URING_READS] = {"io_uring_reads", METRIC_COUNTER, "reads made through io_uring"},
+    [RTM_URING_SENDS] = {"io_uring_sends", METRIC_COUNTER, "sends made through io_uring"},
 };
 
 const struct metric_table rt_worker_metrics = {"runtime", rt_worker_metric_defs, RTM_COUNT};

@@ -333,11 +333,20 @@ worker_main(void *arg)
         int n = epoll_wait(w->epfd, ev, EVENT_BATCH, timeout);
         waker_sleep_end(&w->waker);
         conn_events_begin(w);
+        /* Every event first, so that the reads they allow go in one system call; then each
+         * connection's turn. */
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == &waker_tag) {
                 waker_drain(&w->waker);
+                ev[i].data.ptr = NULL;
             } else {
-                conn_handle_event(w, ev[i].data.ptr, ev[i].events);
+                conn_note_event(w, ev[i].data.ptr, ev[i].events);
+            }
+        }
+        conn_read_batch(w);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.ptr != NULL) {
+                conn_handle_event(w, ev[i].data.ptr);
             }
         }
         /* Replies leave now, and requests forwarded while serving these events: not after the
