@@ -446,6 +446,8 @@ struct seg_stats {
     uint64_t expired_items;      /* items freed because they expired (reclaimed) */
     uint64_t expired_unfetched;  /* of those, never read (expired_unfetched) */
     uint64_t expired_segs;       /* segments freed by expiration */
+    uint64_t emptied_segs;       /* segments freed when their last live item was replaced or
+                                    deleted, before a segment never used is opened */
     uint64_t flushed_items;      /* items freed because of flush_all */
     uint64_t flushes;            /* flush_all executed */
     uint64_t store_too_large;    /* stores refused: too large */

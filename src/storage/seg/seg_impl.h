@@ -74,6 +74,8 @@ _Static_assert(IT_SUM_LEN(IT_SUM) == 4 && IT_SUM_LEN(0x7f) == 0, "IT_SUM_LEN");
 #define IT_LAYOUT (IT_FLAGS | IT_CAS | IT_EXP | IT_SUM) /* the bits that say where fields are */
 _Static_assert((SEG_ST_MASK & (IT_DEAD | IT_LAYOUT)) == 0, "state bits overlap");
 
+#define SEG_EMPTIED_MAX 64 /* emptied segments remembered (struct seg.emptied) */
+
 /* Segment header, kept apart from the segment's data. */
 struct seg_hdr {
     uint64_t cas_base;   /* CAS of the item at offset o is cas_base + o + 1; also the age */
@@ -163,6 +165,10 @@ struct seg {
     uint64_t ht_grow_retry; /* after a failed growth: items to reach before trying again */
     int32_t free_head;
     uint32_t nfree;
+    /* Segments whose last live item went (item_kill), to be freed by seg_take before it
+     * opens a segment never used: their memory is in RAM already. Checked again when taken. */
+    uint32_t emptied[SEG_EMPTIED_MAX];
+    uint32_t nemptied;
     /*
      * Prefault (seg_prefault_step): segments below taken_hi have been taken from the free list
      * at least once; heap bytes below pf_off are known to be in memory (or handed to a thread
@@ -589,7 +595,9 @@ item_kill(struct seg *s, uint64_t loc)
     uint32_t sz = it_size(it);
     it[1] |= IT_DEAD;
     h->live_bytes -= sz;
-    h->live_items--;
+    if (--h->live_items == 0 && s->nemptied < SEG_EMPTIED_MAX) {
+        s->emptied[s->nemptied++] = loc_sid(s, loc);
+    }
     s->tb[h->bucket].items--;
     s->tb[h->bucket].bytes -= sz;
     s->st.items--;

@@ -210,11 +210,35 @@ pick_victim(struct seg *s, enum seg_evict_policy p)
     return best;
 }
 
-/* A free segment: from the free list, else by reclaiming a dead one, else by eviction. */
+/*
+ * Free a segment emptied by its items' replacement or deletion, if there is one: nothing to
+ * unlink, so it costs nothing, and its memory is in RAM, where a segment never used would cost
+ * the first touch of its pages (a fault and the zeroing of each, on the request path). Under
+ * overwrites, the heap then stops growing once every key has been rewritten a few times, rather
+ * than at -m. Not the segment being written (its bucket's tail), nor one pinned.
+ */
+static bool
+free_emptied(struct seg *s)
+{
+    while (s->nemptied > 0) {
+        uint32_t sid = s->emptied[--s->nemptied];
+        const struct seg_hdr *h = hdr(s, sid);
+        if (h->used && h->live_items == 0 && h->pinned == 0 &&
+            s->tb[h->bucket].tail != (int32_t)sid) {
+            seg_release(s, sid);
+            s->st.emptied_segs++;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A free segment: an emptied one, else from the free list, else by reclaiming a dead one, else
+ * by eviction. */
 int32_t
 seg_take(struct seg *s)
 {
-    if (s->free_head >= 0 || reclaim_one(s)) {
+    if (free_emptied(s) || s->free_head >= 0 || reclaim_one(s)) {
         return free_pop(s);
     }
     if (s->evict == SEG_EVICT_NONE) {
