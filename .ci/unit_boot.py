@@ -11,7 +11,8 @@ its sandboxing (SystemCallFilter=, PrivateUsers=, ProtectSystem=, ...): here sys
 root boots in a container with a network of its own (only lo), and the systemd in it starts each
 unit; for each it checks that the unit is active with its sandbox in effect (seccomp filter,
 no_new_privs, a user namespace), a set and a get on its data port (its unix socket, reached
-through the container's root, or its TCP port in the container's network), that every thread
+through the container's root, or its TCP port in the container's network) whose replies go
+through io_uring (the filter lets its system calls through), that every thread
 which lowers its own priority runs under SCHED_IDLE (populate; handshake when TLS is on), that
 `systemctl reload` reloads it, that `systemctl restart` keeps an item when it has a memory-file,
 that `systemctl stop` ends it with Result=success, and that it logged no warning or error (the
@@ -205,6 +206,12 @@ def check_unit(c, unit):
     family, address, where = unit_run.data_port(croot, cfg)
     ok, got = unit_run.set_get(family, address, b"pkg:boot")
     say(ok, f"{unit}: set and get on {where} ({got!r})")
+    # The unit's system call filter lets io_uring through (io-uring = auto would fall back
+    # quietly, at info level, if it did not).
+    m = re.search(r"STAT io_uring_calls (\d+)", unit_run.admin(cfg, b"stats\r\nquit\r\n"))
+    say(m is not None and int(m.group(1)) > 0,
+        f"{unit}: its replies went through io_uring (io_uring_calls "
+        f"{m.group(1) if m else None})")
     tls_port = int(cfg.get("tls.tls-port") or 0)
     if tls_port:
         ok, got = tls_version(tls_port)
