@@ -483,9 +483,9 @@ conn_heavy(const struct conn *c)
 
 /* n bytes of c's output left (or the error that stopped them); an emptied write buffer goes
  * back to the pool. A product waiting for its client to read (RT_CONTINUE) may go on once
- * something left. */
+ * something left. counted: the phase's budget counted them already (a batched send). */
 static int
-conn_sent(struct worker *w, struct conn *c, ssize_t n)
+conn_sent(struct worker *w, struct conn *c, ssize_t n, bool counted)
 {
     if (n < 0) {
         log_verbose("connection %d: write: %s", c->io.t.fd, strerror((int)-n));
@@ -493,8 +493,10 @@ conn_sent(struct worker *w, struct conn *c, ssize_t n)
     }
     if (n > 0) {
         metrics_add(&w->m[RTM_BYTES_WRITTEN], (uint64_t)n);
-        c->spent += (size_t)n;
-        w->conns->turn_bytes += (size_t)n;
+        if (!counted) {
+            c->spent += (size_t)n;
+            w->conns->turn_bytes += (size_t)n;
+        }
         c->await_send = false;
     }
     if (buf_len(&c->io.wbuf) == 0) {
@@ -508,7 +510,7 @@ conn_sent(struct worker *w, struct conn *c, ssize_t n)
 static int
 conn_flush(struct worker *w, struct conn *c)
 {
-    return conn_sent(w, c, connio_flush(&c->io, WRITE_BUDGET));
+    return conn_sent(w, c, connio_flush(&c->io, WRITE_BUDGET), false);
 }
 
 /*
@@ -670,13 +672,19 @@ conn_serve(struct worker *w, struct conn *c)
         /* A read that found nothing must not leave an idle connection holding a buffer. */
         buf_pool_give(&w->conns->pool, &c->io.rbuf);
     }
-    w->conns->turn_bytes += c->spent;
     if (w->conns->batch != NULL && c->io.writable && buf_len(&c->io.wbuf) > 0 &&
         c->io.t.ops == &transport_plain) {
-        /* Sent with the phase's other output in one system call; the turn ends there. */
+        /* Sent with the phase's other output in one system call; the turn ends there. What
+         * it will send counts in the phase's budget now, as a send() would have, and what it
+         * holds in buffer-memory, so that the connections served after it see both. */
+        size_t len = buf_len(&c->io.wbuf);
+        c->spent += len < WRITE_BUDGET ? len : WRITE_BUDGET;
+        w->conns->turn_bytes += c->spent;
+        conn_account(w, c);
         queue_add(w->conns, Q_FLUSH, c);
         return 0;
     }
+    w->conns->turn_bytes += c->spent;
     rc = conn_flush(w, c);
     return rc < 0 ? rc : conn_turn_end(w, c);
 }
@@ -719,7 +727,7 @@ batch_sent(void *arg, void *tag, long res)
         c->io.writable = res == -EINTR;
         n = 0;
     }
-    if (conn_sent(w, c, n) < 0 || conn_turn_end(w, c) < 0) {
+    if (conn_sent(w, c, n, true) < 0 || conn_turn_end(w, c) < 0) {
         conn_close(w, c);
     }
 }
@@ -743,6 +751,13 @@ conn_flush_batch(struct worker *w)
                               len < WRITE_BUDGET ? len : WRITE_BUDGET, c)) {
                 break; /* the batch is full: the rest go in the next call */
             }
+        }
+        if (iobatch_queued(t->batch) == 0) {
+            /* The ring gave no entry (it cannot while this thread reaps every run): never
+             * loop on it, send the plain way. */
+            iobatch_free(t->batch);
+            t->batch = NULL;
+            continue;
         }
         metrics_incr(&w->m[RTM_URING_CALLS]);
         metrics_add(&w->m[RTM_URING_SENDS], iobatch_queued(t->batch));

@@ -40,6 +40,16 @@ iobatch_new(unsigned depth, struct iobatch **out)
         free(b);
         return rc;
     }
+    /* Kernels before 5.6 have io_uring without send and recv: every call would fail. */
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&b->ring);
+    bool usable = probe != NULL && io_uring_opcode_supported(probe, IORING_OP_SEND) &&
+                  io_uring_opcode_supported(probe, IORING_OP_RECV);
+    io_uring_free_probe(probe);
+    if (!usable) {
+        io_uring_queue_exit(&b->ring);
+        free(b);
+        return -EOPNOTSUPP;
+    }
     b->depth = depth;
     *out = b;
     return 0;
@@ -104,7 +114,7 @@ iobatch_run(struct iobatch *b, iobatch_done_fn done, void *arg)
         int rc;
         do {
             rc = io_uring_submit_and_wait(&b->ring, b->queued);
-        } while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
+        } while (rc == -EINTR);
         if (rc <= 0) {
             /* The kernel took none: the caller gives up on b (see iobatch.h). */
             return rc < 0 ? rc : -EIO;

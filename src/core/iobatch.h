@@ -31,12 +31,13 @@ typedef void (*iobatch_done_fn)(void *arg, void *tag, long res);
 
 /**
  * A batch of at most `depth` operations per system call. Returns 0 and *out, or a negative
- * errno: -ENOSYS (built without io_uring), or why the kernel refused (-EPERM under a seccomp
- * filter or kernel.io_uring_disabled, -ENOMEM).
+ * errno: -ENOSYS (built without io_uring), -EOPNOTSUPP (a kernel before 5.6: io_uring without
+ * send and recv), or why the kernel refused (-EPERM under a seccomp filter or
+ * kernel.io_uring_disabled, -ENOMEM).
  */
 int iobatch_new(unsigned depth, struct iobatch **out);
 
-/** Free b (NULL is ignored). Nothing may be queued. */
+/** Free b (NULL is ignored). Operations still queued are dropped, never made. */
 void iobatch_free(struct iobatch *b);
 
 /** Queue a send of n bytes at p on socket fd (MSG_DONTWAIT | MSG_NOSIGNAL). False when the
@@ -52,9 +53,10 @@ unsigned iobatch_queued(const struct iobatch *b);
 /**
  * Hand every queued operation to the kernel in one call, wait for their results (they complete
  * inside that call), then call done(arg, tag, res) for each, in no particular order (done
- * queues nothing). Returns 0, or a negative errno if the kernel refused
- * the call: then nothing was done, done is not called, and b is of no further use (free it and
- * make the calls the plain way).
+ * queues nothing). Returns 0, or a negative errno if the kernel refused a call: then done was
+ * called for the operations of the calls before it (if the kernel took them in parts) and not
+ * for the rest, and b is of no further use (free it and make the remaining calls the plain
+ * way).
  */
 int iobatch_run(struct iobatch *b, iobatch_done_fn done, void *arg);
 

@@ -197,7 +197,9 @@ drain_and_close(struct worker *w)
         mesh_flush(w);
         for (unsigned i = 0; i < t->cap; i++) {
             struct conn *c = t->slot[i];
-            waiting += c != NULL && c->inflight > 0;
+            /* Output composed in this round and not all sent (the write budget, a full socket)
+             * is owed too. */
+            waiting += c != NULL && (c->inflight > 0 || buf_len(&c->io.wbuf) > 0);
         }
         /* Messages for peers not published yet, or peers' requests set aside, are owed. */
         waiting += mesh_backlog(w);
@@ -367,7 +369,8 @@ worker_main(void *arg)
             debug_stall(w);
         }
     }
-    /* Requests already read were answered as they were parsed; adopt nothing new. */
+    /* Requests already parsed were answered as they were parsed (bytes a read batch took in
+     * after the stop are dropped, as if never read); adopt nothing new. */
     drain_and_close(w);
     if (rt->p->worker_teardown != NULL) {
         rt->p->worker_teardown(w->pctx);

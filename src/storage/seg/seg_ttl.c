@@ -155,8 +155,9 @@ seg_reclaim_step(struct seg *s, uint32_t max_items)
 
 /*
  * When the first segment of the chain (oldest first) that holds a live item was opened. Segments
- * whose items were all replaced or deleted stay in the chain until they expire or are evicted;
- * at most SEG_AGE_SCAN of them are passed over (see struct seg_ttl_stats).
+ * whose items were all replaced or deleted stay in the chain until seg_take frees them (it
+ * remembers the last SEG_EMPTIED_MAX), they expire or are evicted; at most SEG_AGE_SCAN of them
+ * are passed over (see struct seg_ttl_stats).
  */
 static uint32_t
 oldest_live(const struct seg *s, const struct ttl_bucket *b)
