@@ -407,7 +407,7 @@ class Classes(unittest.TestCase):
 
     def test_items_are_counted_in_the_class_of_their_ttl(self):
         with Server(PETREL, "-t", "2") as srv, srv.connect() as s:
-            sets = {0: 300, 100: 200, 5000: 100}
+            sets = {0: 300, 101: 200, 5000: 100}  # none on a bucket's lower edge (see LONG)
             for ttl, n in sets.items():
                 store(s, [b"t%d-%d" % (ttl, i) for i in range(n)], ttl)
             time.sleep(TICK)
@@ -564,7 +564,9 @@ MEMCACHED_SLABS_FIELDS = ("chunk_size", "chunks_per_page", "total_pages", "total
                           "used_chunks", "free_chunks", "free_chunks_end") + CLASS_COMMANDS
 PETREL_SLABS_FIELDS = ("total_pages", "used_chunks") + CLASS_COMMANDS + ("ttl_min", "ttl_max")
 
-NEVER, LONG = ttl_class(0), ttl_class(100)  # the two classes the tests below use
+# The two classes the tests below use. 101 s, not 100: the store sees the clock a moment after
+# the request read it, and 100 s is the lower edge of its bucket (100-103 s)
+NEVER, LONG = ttl_class(0), ttl_class(101)
 
 
 def per_slab_class(slabs):
@@ -612,37 +614,37 @@ class ClassCommands(unittest.TestCase):
         return {c: f[field] for c, f in slab_classes(self.s).items() if f[field]}
 
     def test_get_hits_count_in_the_class_of_the_item_found(self):
-        run(self.s, b"set g0 0 0 1\r\na\r\nset g1 0 100 1\r\nb\r\n")
+        run(self.s, b"set g0 0 0 1\r\na\r\nset g1 0 101 1\r\nb\r\n")
         self.assertEqual(run(self.s, b"get g0 g1 nope\r\ngets g1\r\nmg g1 v\r\nmg nope v\r\n")
                          .count(b"\r\nEND\r\n"), 2)
         self.assertEqual(self.count("get_hits"), {NEVER: 1, LONG: 3})
 
     def test_cmd_set_counts_every_store_in_the_class_of_its_ttl_stored_or_not(self):
-        replies = run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 100 1\r\nb\r\n"
-                      b"replace nope 0 100 1\r\nc\r\nms m 1 T100\r\nd\r\n")
+        replies = run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 101 1\r\nb\r\n"
+                      b"replace nope 0 101 1\r\nc\r\nms m 1 T101\r\nd\r\n")
         self.assertEqual(replies, b"STORED\r\nNOT_STORED\r\nNOT_STORED\r\nHD\r\n")
         self.assertEqual(self.count("cmd_set"), {NEVER: 1, LONG: 3})
 
     def test_an_append_counts_in_the_class_of_the_item_it_extends(self):
         # The item keeps its own expiry (never); the exptime an append carries is ignored.
-        replies = run(self.s, b"set p 0 0 1\r\na\r\nappend p 0 100 1\r\nb\r\n"
-                      b"prepend p 0 100 1\r\nc\r\nappend nope 0 100 1\r\nd\r\n")
+        replies = run(self.s, b"set p 0 0 1\r\na\r\nappend p 0 101 1\r\nb\r\n"
+                      b"prepend p 0 101 1\r\nc\r\nappend nope 0 101 1\r\nd\r\n")
         self.assertEqual(replies, b"STORED\r\nSTORED\r\nSTORED\r\nNOT_STORED\r\n")
         self.assertEqual(self.count("cmd_set"), {NEVER: 3, LONG: 1})
 
     def test_a_class_that_only_counted_commands_is_listed(self):
-        run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 100 1\r\nb\r\n")  # NOT_STORED
+        run(self.s, b"set s 0 0 1\r\na\r\nadd s 0 101 1\r\nb\r\n")  # NOT_STORED
         long = slab_classes(self.s)[LONG]
         self.assertEqual((long["total_pages"], long["used_chunks"], long["cmd_set"]), (0, 0, 1))
         self.assertEqual(view(self.s, b"slabs")["active_slabs"], 2)
 
     def test_delete_hits_count_in_the_class_of_the_item_deleted(self):
-        run(self.s, b"set d0 0 0 1\r\na\r\nset d1 0 100 1\r\nb\r\nset d2 0 100 1\r\nc\r\n"
+        run(self.s, b"set d0 0 0 1\r\na\r\nset d1 0 101 1\r\nb\r\nset d2 0 101 1\r\nc\r\n"
                     b"delete d0\r\ndelete d1\r\ndelete d1\r\nmd d2\r\nmd d2\r\n")
         self.assertEqual(self.count("delete_hits"), {NEVER: 1, LONG: 2})
 
     def test_incr_and_decr_hits_count_in_the_class_of_the_number(self):
-        run(self.s, b"set n0 0 0 1\r\n5\r\nset n1 0 100 1\r\n5\r\nincr n0 1\r\n"
+        run(self.s, b"set n0 0 0 1\r\n5\r\nset n1 0 101 1\r\n5\r\nincr n0 1\r\n"
                     b"incr n1 1\r\ndecr n1 1\r\nma n1\r\nma n0 MD\r\nincr nope 1\r\n")
         self.assertEqual(self.count("incr_hits"), {NEVER: 1, LONG: 2})
         self.assertEqual(self.count("decr_hits"), {NEVER: 1, LONG: 1})
@@ -650,7 +652,7 @@ class ClassCommands(unittest.TestCase):
     def test_cas_counts_in_the_class_of_the_item_compared(self):
         run(self.s, b"set x 0 0 1\r\na\r\n")
         # The item is in NEVER; this cas moves it to LONG: the hit counts where it was.
-        self.assertEqual(run(self.s, b"cas x 0 100 1 %d\r\nb\r\n" % cas_of(self.s, b"x")),
+        self.assertEqual(run(self.s, b"cas x 0 101 1 %d\r\nb\r\n" % cas_of(self.s, b"x")),
                          b"STORED\r\n")
         self.assertEqual(run(self.s, b"cas x 0 0 1 1\r\nc\r\n"), b"EXISTS\r\n")
         self.assertEqual(self.count("cas_hits"), {NEVER: 1})
@@ -659,21 +661,21 @@ class ClassCommands(unittest.TestCase):
 
     def test_touch_hits_count_in_the_class_the_item_was_in(self):
         run(self.s, b"set t 0 0 1\r\na\r\n")
-        self.assertEqual(run(self.s, b"touch t 100\r\n"), b"TOUCHED\r\n")  # NEVER -> LONG
-        run(self.s, b"gat 100 t\r\nmg t T100 v\r\ntouch nope 1\r\n")
+        self.assertEqual(run(self.s, b"touch t 101\r\n"), b"TOUCHED\r\n")  # NEVER -> LONG
+        run(self.s, b"gat 101 t\r\nmg t T101 v\r\ntouch nope 1\r\n")
         self.assertEqual(self.count("touch_hits"), {NEVER: 1, LONG: 2})
 
     def test_cas_refused_by_disable_cas_counts_in_the_class_of_the_item(self):
         with Server(PETREL, "-t", "2", "-C") as srv, srv.connect() as s:
-            run(s, b"set x 0 100 1\r\na\r\n")
+            run(s, b"set x 0 101 1\r\na\r\n")
             self.assertEqual(run(s, b"cas x 0 0 1 0\r\nb\r\n"), b"EXISTS\r\n")
             per_class = slab_classes(s)
         self.assertEqual(per_class[LONG]["cas_badval"], 1)
         self.assertEqual(per_class[NEVER]["cmd_set"], 1)  # the cas, by its TTL
 
-    MIXED = (b"set a 0 0 1\r\n1\r\nset b 0 100 1\r\n2\r\nadd a 0 100 1\r\n3\r\n"
+    MIXED = (b"set a 0 0 1\r\n1\r\nset b 0 101 1\r\n2\r\nadd a 0 101 1\r\n3\r\n"
              b"get a b c\r\ngat 0 b\r\nincr a 1\r\ndecr b 1\r\ncas a 0 0 1 1\r\n4\r\n"
-             b"cas z 0 0 1 1\r\n4\r\nms e 1 E77\r\n6\r\ncas e 0 0 1 77\r\n7\r\ntouch a 100\r\nms c 1 T100\r\n5\r\nmg c v\r\n"
+             b"cas z 0 0 1 1\r\n4\r\nms e 1 E77\r\n6\r\ncas e 0 0 1 77\r\n7\r\ntouch a 101\r\nms c 1 T101\r\n5\r\nmg c v\r\n"
              b"ma c\r\nmd b\r\ndelete a\r\n")
 
     def test_each_counter_summed_over_the_classes_is_the_servers(self):
@@ -750,7 +752,11 @@ class ExporterSequence(unittest.TestCase):
 
     def test_answered_in_full_within_100_ms(self):
         with Server(PETREL, "-t", "2", "-m", "256") as srv, srv.connect() as s:
-            ttls = (0, 60, 3600, 86400)
+            # Each TTL is at least a second inside its bucket (61 s: bucket 60-61 s): the load
+            # takes seconds, and the clock may tick between reading it for the expiry and the
+            # store choosing the bucket, which then sees one second less. 60 s sits on the
+            # bucket's lower edge and such an item would be listed in the 58-59 s class.
+            ttls = (0, 61, 3600, 86400)
             value = b"0123456789"
             batch = []
             for i in range(self.ITEMS):
