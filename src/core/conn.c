@@ -732,6 +732,26 @@ batch_sent(void *arg, void *tag, long res)
     }
 }
 
+/*
+ * One io_uring_enter for the operations queued in the worker's batch, each handed to done
+ * (batch_sent or batch_read); metric counts them. When the ring fails, no operation was made:
+ * the batch is given up for good and every read and send is a system call of its own, as
+ * with --io-uring=off (the callers fall back when t->batch is NULL).
+ */
+static void
+batch_run(struct worker *w, iobatch_done_fn done, enum rt_metric metric)
+{
+    struct conn_table *t = w->conns;
+    metrics_incr(&w->m[RTM_URING_CALLS]);
+    metrics_add(&w->m[metric], iobatch_queued(t->batch));
+    int rc = iobatch_run(t->batch, done, w);
+    if (rc < 0) {
+        log_warn("io_uring: %s; one system call per read and send from now on", strerror(-rc));
+        iobatch_free(t->batch);
+        t->batch = NULL;
+    }
+}
+
 void
 conn_flush_batch(struct worker *w)
 {
@@ -759,14 +779,7 @@ conn_flush_batch(struct worker *w)
             t->batch = NULL;
             continue;
         }
-        metrics_incr(&w->m[RTM_URING_CALLS]);
-        metrics_add(&w->m[RTM_URING_SENDS], iobatch_queued(t->batch));
-        int rc = iobatch_run(t->batch, batch_sent, w);
-        if (rc < 0) {
-            log_warn("io_uring: %s; sending one system call at a time from now on", strerror(-rc));
-            iobatch_free(t->batch);
-            t->batch = NULL;
-        }
+        batch_run(w, batch_sent, RTM_URING_SENDS);
     }
 }
 
@@ -847,15 +860,7 @@ conn_read_batch(struct worker *w)
     if (t->batch == NULL || iobatch_queued(t->batch) == 0) {
         return;
     }
-    metrics_incr(&w->m[RTM_URING_CALLS]);
-    metrics_add(&w->m[RTM_URING_READS], iobatch_queued(t->batch));
-    int rc = iobatch_run(t->batch, batch_read, w);
-    if (rc < 0) {
-        /* Nothing was read: each connection reads at its turn. */
-        log_warn("io_uring: %s; one system call per read and send from now on", strerror(-rc));
-        iobatch_free(t->batch);
-        t->batch = NULL;
-    }
+    batch_run(w, batch_read, RTM_URING_READS);
 }
 
 void
