@@ -18,6 +18,8 @@
  *   - holes: a value left out of a reply for lack of room, fetched from its shard when its turn
  *     comes if the item is still that version (struct route_hole, ops.fetch);
  *   - requests sent to every worker and gathered (route_broadcast);
+ *   - pipes: the single-key requests of one parsed batch, from the first that another worker
+ *     owns, in one slot with one message per shard (route_pipe_open);
  *   - completion latency: a request answered on the spot counts in its batch's interval
  *     (route_lat_settle), one that waits carries its parse time in its slot.
  *
@@ -130,8 +132,10 @@ struct route_msg {
     size_t charged;            /* what the origin counts for it with conn_output_hold() */
     struct buf req;            /* request text (ROUTE_OP_FETCH: the key) */
     struct route_rb reply;     /* reply bytes written by the owner */
-    uint32_t nkeys;            /* gather parts: keys answered */
-    uint32_t *koff; /* gather parts: logical end in reply of key i's answer (route_koff()) */
+    uint32_t nkeys;            /* gather and pipe parts: keys (requests) answered */
+    uint32_t kcap;             /* room in koff */
+    uint32_t *koff; /* gather and pipe parts: logical end in reply of key i's answer (route_koff());
+                       a pipe part on its way out: request i's reply room (its allowance) */
     struct route_msg *next_free; /* in the origin worker's cache of unused messages */
 };
 
@@ -140,7 +144,7 @@ struct route_msg {
 enum route_slot_kind {
     ROUTE_SLOT_BYTES,   /* ready bytes in out */
     ROUTE_SLOT_EXEC,    /* the reply of one forwarded request */
-    ROUTE_SLOT_GATHER,  /* a multi-key request: parts gathered in key order */
+    ROUTE_SLOT_GATHER,  /* a multi-key request, or a pipe: parts gathered in key order */
     ROUTE_SLOT_PRODUCT, /* anything else, sent by route_ops.emit (tag says what) */
 };
 
@@ -151,11 +155,11 @@ struct route_key_ref {
 
 struct route_slot {
     uint8_t kind;
-    uint8_t tag;       /* ROUTE_SLOT_PRODUCT: the product's kind */
-    uint8_t lat_class; /* with t0: the class of the request waiting here */
+    uint8_t tag; /* ROUTE_SLOT_PRODUCT: the product's kind */
     bool noreply;
-    bool fetch_out;   /* fetch is out at its owner */
-    int64_t t0;       /* ns: when the request waiting here was parsed; 0: not timed here */
+    bool fetch_out;                /* fetch is out at its owner */
+    uint16_t lat_n[ROUTE_LAT_MAX]; /* with t0: requests waiting here, by latency class */
+    int64_t t0; /* ns: when the requests waiting here were parsed; 0: not timed here */
     uint32_t waiting; /* parts (or a fetch) not back yet */
     uint32_t nparts;
     struct route_msg **parts; /* returned (or local) parts, NULL while out: &one, or pv */
@@ -360,7 +364,7 @@ static inline void
 route_slot_time(struct route_worker *rw, struct route_slot *s)
 {
     s->t0 = rw->lat_t0;
-    s->lat_class = (uint8_t)rw->lat_cls;
+    s->lat_n[rw->lat_cls]++;
     rw->lat_timed = true;
 }
 
@@ -412,7 +416,8 @@ route_flush(struct route_worker *rw, struct conn *c, struct route_conn *rc)
 static inline bool
 route_blocked(const struct conn *c, const struct route_conn *rc)
 {
-    return conn_output_full(c) || (rc->qlen > 0 && conn_output_room(c) <= ROUTE_HOLD_SLACK);
+    /* One call either way (the room is 0 when the output is full): it runs per request. */
+    return rc->qlen > 0 ? conn_output_room(c) <= ROUTE_HOLD_SLACK : conn_output_full(c);
 }
 
 /**
@@ -468,6 +473,51 @@ uint32_t route_split(struct route_worker *rw, const uint64_t *hash, uint32_t n, 
  */
 int route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *rc, uint8_t tag,
                     bool noreply, uint8_t op, int64_t arg);
+
+/* ---- pipes ---- */
+
+/*
+ * A pipe carries the single-key requests of one parsed batch of a connection, from the first
+ * one another worker owns, in one ROUTE_SLOT_GATHER slot with a part per shard (part i is
+ * shard i's; each request is a key of the slot, in request order). Another shard's part is one
+ * message with its requests' text, sent when the pipe closes; this worker's requests run at
+ * once into its own part. Replies leave in request order as a gather's keys do. So a pipeline
+ * of forwarded requests costs one message, one slot and one ring hop per peer and batch, not
+ * per request. While a pipe is open it is the tail of the queue: every request of the
+ * connection goes into it, or closes it first (route_pipe_close), so that nothing overtakes a
+ * request waiting in an unsent part.
+ */
+
+/** A pipe at the tail of rc's queue, for up to cap requests. NULL without memory. */
+struct route_slot *route_pipe_open(struct route_worker *rw, struct route_conn *rc, uint32_t cap);
+
+/**
+ * The part of pipe s (the tail of rc's queue, cap as opened) for shard: its message of op,
+ * taken from the pool on first use. NULL without memory.
+ */
+struct route_msg *route_pipe_part(struct route_worker *rw, struct route_conn *rc,
+                                  struct route_slot *s, unsigned shard, uint8_t op, uint32_t cap);
+
+/**
+ * The request just added to part m (of shard) is the pipe's next: m->koff[m->nkeys] holds its
+ * reply's end (this worker's part, which ran it) or its allowance (another's, whose m->allow
+ * includes it). Counts what m holds for c.
+ */
+static inline void
+route_pipe_add(struct conn *c, struct route_conn *rc, struct route_slot *s, struct route_msg *m,
+               unsigned shard)
+{
+    s->keys[s->nkeys++] = (struct route_key_ref){.part = shard, .idx = m->nkeys++};
+    route_charge(c, rc, &m->charged, route_msg_held(m) + m->allow);
+}
+
+/**
+ * Send pipe s's parts to their shards; this worker's part is complete already. On failure
+ * (-ENOMEM) the parts not sent are freed with the slot, which never completes: the product
+ * closes the connection.
+ */
+int route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
+                     struct route_slot *s);
 
 /* ---- latency ---- */
 

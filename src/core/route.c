@@ -18,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A message's request and reply buffers are kept at this size while cached: a get's reply
- * reserves its worst-case header and would outgrow 256 bytes (and be freed and allocated again,
- * across threads) every time. */
+/* A message's request and reply buffers (and a slot's) are kept at these sizes while cached:
+ * a buffer that grows past its size is freed when it is emptied, and allocated again, across
+ * threads, the next time. A pipe's reply holds the answers of up to 16 requests, each of which
+ * reserves its worst-case header: 4 KiB holds those of small values. */
 #define MSG_BUF_INIT    1024
+#define MSG_REPLY_INIT  4096
 #define FREE_CACHE_MAX  1024 /* messages (and slots) a worker keeps for reuse */
 #define SLOT_KEEP_PARTS 256  /* a cached slot keeps its part and key arrays up to this size */
 
@@ -44,10 +46,10 @@ route_lat_settle(struct route_worker *rw)
 /* ---- reply bytes with holes ---- */
 
 static void
-rb_init(struct route_rb *r)
+rb_init(struct route_rb *r, size_t init)
 {
     *r = (struct route_rb){0};
-    buf_init(&r->b, MSG_BUF_INIT, ROUTE_REPLY_MAX);
+    buf_init(&r->b, init, ROUTE_REPLY_MAX);
 }
 
 static void
@@ -97,7 +99,7 @@ route_msg_new(struct route_worker *rw, uint8_t op, uint64_t seq, uint32_t part)
             return NULL;
         }
         buf_init(&m->req, MSG_BUF_INIT, ROUTE_REPLY_MAX);
-        rb_init(&m->reply);
+        rb_init(&m->reply, MSG_REPLY_INIT);
     }
     m->hdr = (struct rt_msg){0};
     m->seq = seq;
@@ -148,9 +150,14 @@ route_msg_free(struct route_worker *rw, struct route_msg *m)
 int
 route_koff(struct route_msg *m, uint32_t n)
 {
-    /* Every gather part of a worker asks for the same bound, so the first allocation stays. */
-    if (m->koff == NULL && (m->koff = malloc(n * sizeof(*m->koff))) == NULL) {
-        return -ENOMEM;
+    /* Gather parts and pipes each ask for one bound, so the allocation stays with m. */
+    if (n > m->kcap) {
+        uint32_t *k = realloc(m->koff, n * sizeof(*k));
+        if (k == NULL) {
+            return -ENOMEM;
+        }
+        m->koff = k;
+        m->kcap = n;
     }
     return 0;
 }
@@ -312,7 +319,7 @@ route_slot_push(struct route_worker *rw, struct route_conn *rc, uint8_t kind, ui
         rw->slot_cache = s->next_free;
         rw->slot_cached--;
     } else if ((s = calloc(1, sizeof(*s))) != NULL) {
-        rb_init(&s->out);
+        rb_init(&s->out, MSG_BUF_INIT);
     } else {
         return NULL;
     }
@@ -336,7 +343,7 @@ route_slot_push(struct route_worker *rw, struct route_conn *rc, uint8_t kind, ui
     }
     s->kind = kind;
     s->tag = 0;
-    s->lat_class = 0;
+    memset(s->lat_n, 0, sizeof(s->lat_n));
     s->noreply = false;
     s->fetch_out = false;
     s->t0 = 0;
@@ -545,8 +552,12 @@ route_flush_head(struct route_worker *rw, struct conn *c, struct route_conn *rc)
         }
         if (s->t0 != 0) {
             now = now != 0 ? now : route_now_ns(); /* one clock read for every slot sent */
-            metrics_hist_record(&rw->m_lat[s->lat_class * METRICS_HIST_SLOTS],
-                                (uint64_t)(now - s->t0));
+            for (unsigned i = 0; i < rw->nlat; i++) {
+                if (s->lat_n[i] > 0) {
+                    metrics_hist_record_n(&rw->m_lat[i * METRICS_HIST_SLOTS],
+                                          (uint64_t)(now - s->t0), s->lat_n[i]);
+                }
+            }
         }
         q_pop(rc);
         slot_free(rw, c, rc, s);
@@ -629,6 +640,50 @@ route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *rc, 
         int rc_ = route_send_part(rw, c, rc, s, m, sh);
         if (rc_ < 0) {
             return rc_;
+        }
+    }
+    return 0;
+}
+
+/* ---- pipes ---- */
+
+struct route_slot *
+route_pipe_open(struct route_worker *rw, struct route_conn *rc, uint32_t cap)
+{
+    return route_slot_push(rw, rc, ROUTE_SLOT_GATHER, rw->n, cap);
+}
+
+struct route_msg *
+route_pipe_part(struct route_worker *rw, struct route_conn *rc, struct route_slot *s,
+                unsigned shard, uint8_t op, uint32_t cap)
+{
+    struct route_msg *m = s->parts[shard];
+    if (m != NULL) {
+        return m;
+    }
+    /* The pipe is the tail of the queue while it is open. */
+    m = route_msg_new(rw, op, route_seq_next(rc) - 1, shard);
+    if (m != NULL && route_koff(m, cap) < 0) {
+        route_msg_free(rw, m);
+        return NULL;
+    }
+    s->parts[shard] = m;
+    return m;
+}
+
+int
+route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
+                 struct route_slot *s)
+{
+    for (uint32_t p = 0; p < s->nparts; p++) {
+        struct route_msg *m = s->parts[p];
+        if (m == NULL || p == rw->id) {
+            s->waiting--; /* no part, or this worker's: it ran already */
+            continue;
+        }
+        s->parts[p] = NULL; /* out until route_on_reply */
+        if (route_msg_send(rw, c, rc, m, p) < 0) {
+            return -ENOMEM;
         }
     }
     return 0;

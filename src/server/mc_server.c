@@ -224,7 +224,7 @@ const struct opt_table mc_option_table = {
 
 /* What a forwarded message asks its owner to do. */
 enum msg_op {
-    OP_EXEC = ROUTE_OP_FETCH + 1, /* one single-key request, as text */
+    OP_PIPE = ROUTE_OP_FETCH + 1, /* a pipe's single-key requests that this shard owns, as text */
     OP_GET,    /* the keys of a get family window that this shard owns, as a request line */
     OP_FLUSH,  /* flush_all */
     OP_STATS,  /* publish the shard's counters into its metrics block */
@@ -263,6 +263,7 @@ struct mc_conn {
     uint8_t kind;         /* CONN_NEW, CONN_MC, CONN_RESP (second, as in struct resp_conn) */
     struct mc_parser parser;
     uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
+    struct route_slot *pipe; /* the batch's open pipe (route_pipe_open), or NULL */
 };
 
 /* ---- metrics ---- */
@@ -793,14 +794,6 @@ rb_exec(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint
     return rc == 1 ? rb_hole(r, at, &d, req->key, req->klen, hash) : rc;
 }
 
-/* memcached's reply to a get whose answer does not fit: it replaces everything. */
-static void
-get_too_large(struct route_rb *r)
-{
-    route_rb_reset(r);
-    (void)buf_puts(&r->b, "SERVER_ERROR out of memory writing get response\r\n");
-}
-
 /* A get family line whose keys all belong to this shard: answer each within the room the
  * message has, recording where each key's answer ends. On failure the part answers nothing
  * (nkeys 0): the origin sends its keys as misses. */
@@ -833,24 +826,91 @@ is_get_family(enum mc_cmd cmd)
     return cmd == MC_CMD_GET || cmd == MC_CMD_GETS || cmd == MC_CMD_GAT || cmd == MC_CMD_GATS;
 }
 
-/* A request about one key (a single-key get included) on this shard, into the message's
- * reply within its room. A reply that cannot be composed becomes memcached's error. */
+/* Requests parsed ahead of execution, so that their storage lookups overlap. */
+#define AHEAD     16
+#define ITEM_LEAD 8
+
+struct ahead {
+    struct mc_req req;
+    uint64_t hash;
+    bool local; /* keyed and owned by this worker: prefetched */
+};
+
+/* Prefetch the items of batch[*done .. upto), whose buckets were prefetched a while ago. */
 static void
-exec_keyed(struct mc_worker *mw, const struct mc_req *req, struct route_msg *m)
+prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, size_t upto)
 {
-    struct route_rb *r = &m->reply;
+    for (; *done < upto; (*done)++) {
+        if (batch[*done].local) {
+            seg_prefetch_item(mw->shard.seg, batch[*done].hash);
+        }
+    }
+}
+
+/*
+ * A request about one key (a single-key get included) on this shard, appended to r in at most
+ * max bytes (a get's END included). A reply that cannot be composed becomes memcached's error,
+ * in place of what this request had appended.
+ */
+static void
+exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint64_t hash,
+           size_t max)
+{
+    size_t mark = buf_len(&r->b);
+    uint32_t holes = r->nholes;
+    int rc;
     if (is_get_family(req->cmd)) {
         size_t end = sizeof("END\r\n") - 1;
-        size_t max = m->allow > end ? m->allow - end : 0;
-        if (rb_get_key(mw, r, req, req->key, req->klen, m->hash, max) < 0 ||
-            mc_compose_reply(&r->b, MC_R_END) < 0) {
-            get_too_large(r);
-        }
-        return;
+        rc = rb_get_key(mw, r, req, req->key, req->klen, hash, max > end ? max - end : 0);
+        rc = rc < 0 ? rc : mc_compose_reply(&r->b, MC_R_END);
+    } else {
+        rc = rb_exec(mw, r, req, hash, max);
     }
-    if (rb_exec(mw, r, req, m->hash, m->allow) < 0) {
-        route_rb_reset(r);
-        (void)mc_compose_reply(&r->b, MC_R_OOM);
+    if (rc < 0) {
+        /* memcached's replies when a reply cannot be written; they replace what was. */
+        r->b.wpos = r->b.rpos + mark;
+        r->nholes = holes;
+        (void)buf_puts(&r->b, is_get_family(req->cmd)
+                                  ? "SERVER_ERROR out of memory writing get response\r\n"
+                                  : "SERVER_ERROR out of memory\r\n");
+    }
+}
+
+/*
+ * A pipe's part on its owner: parse its requests (the origin validated them), prefetching each
+ * key's bucket, and its item ITEM_LEAD requests later, then run them in order, each within the
+ * allowance koff[i] holds, which it replaces with the end of its reply.
+ */
+static void
+exec_pipe(struct mc_worker *mw, struct route_msg *m)
+{
+    struct ahead a[AHEAD];
+    struct mc_parser p;
+    const char *text = buf_rptr(&m->req);
+    size_t off = 0, items = 0;
+    uint32_t n = 0;
+    mc_parser_init(&p, &mw->popts);
+    for (; n < m->nkeys && n < AHEAD; n++) { /* a pipe has at most AHEAD (route_pipe_open) */
+        if (mc_parse(&p, text + off, buf_len(&m->req) - off, &a[n].req) != MC_PARSE_OK) {
+            log_error("a forwarded request does not parse; it and those after it are refused");
+            break;
+        }
+        off += a[n].req.consumed;
+        a[n].hash = mc_key_hash(a[n].req.key, a[n].req.klen);
+        a[n].local = true;
+        seg_prefetch(mw->shard.seg, a[n].hash);
+        if (n + 1 > ITEM_LEAD) {
+            prefetch_items(mw, a, &items, n + 1 - ITEM_LEAD);
+        }
+    }
+    for (uint32_t i = 0; i < m->nkeys; i++) {
+        if (i < n) {
+            prefetch_items(mw, a, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
+            exec_keyed(mw, &m->reply, &a[i].req, a[i].hash, m->koff[i]);
+        } else {
+            (void)mc_compose_reply(&m->reply.b, MC_R_ERROR);
+        }
+        m->koff[i] = (uint32_t)route_rb_end(&m->reply);
     }
 }
 
@@ -865,9 +925,9 @@ mc_fetch(void *ctx, const char *key, size_t klen, uint64_t hash, const struct ro
 }
 
 /*
- * Parse the request text of an OP_EXEC or OP_GET message into req. The origin parsed and
- * validated this text already; parsing it again is cheaper than shipping a parsed request with
- * pointers into another worker's buffer. Returns false (and logs) if it does not parse.
+ * Parse the request text of an OP_GET message into req. The origin parsed and validated this
+ * text already; parsing it again is cheaper than shipping a parsed request with pointers into
+ * another worker's buffer. Returns false (and logs) if it does not parse.
  */
 static bool
 msg_parse(struct mc_worker *mw, struct route_msg *m, struct mc_req *req)
@@ -927,20 +987,18 @@ msg_execute(struct mc_worker *mw, struct route_msg *m, const struct mc_req *req)
         return;
     }
     switch (m->op) {
-    case OP_EXEC:
+    case OP_PIPE:
+        exec_pipe(mw, m);
+        break;
     case OP_GET:
         if (req == NULL && msg_parse(mw, m, &parsed)) {
             req = &parsed;
         }
         if (req == NULL) {
-            m->nkeys = 0; /* OP_GET: its keys are misses; OP_EXEC: no reply */
+            m->nkeys = 0; /* its keys are misses */
             break;
         }
-        if (m->op == OP_GET) {
-            exec_get_part(mw, m, req);
-        } else {
-            exec_keyed(mw, req, m);
-        }
+        exec_get_part(mw, m, req);
         break;
     case ROUTE_OP_FETCH:
         m->hit =
@@ -1136,24 +1194,62 @@ reply_bound(const struct mc_req *req)
     }
 }
 
-/* A single-key request owned by worker dest (not this one): forward its text. */
-static int
-forward_exec(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
-             const char *text, uint64_t hash, unsigned dest)
+/*
+ * The reply room of a request held behind a waiting reply: what it adds stays under the limit
+ * (the caller saw more than ROUTE_HOLD_SLACK of room, more than any hole or reply without a
+ * value takes).
+ */
+static size_t
+held_room(const struct conn *c)
 {
-    uint64_t seq = route_seq_next(&st->rc);
-    struct route_slot *s = route_slot_push(&mw->rw, &st->rc, ROUTE_SLOT_EXEC, 1, 0);
-    struct route_msg *m = s != NULL ? route_msg_new(&mw->rw, OP_EXEC, seq, 0) : NULL;
-    if (m == NULL || buf_append(&m->req, text, req->consumed) < 0) {
-        route_msg_free(&mw->rw, m);
+    size_t room = conn_output_room(c);
+    return room > 0 ? room - 1 : 0;
+}
+
+/*
+ * A single-key request into the batch's pipe, opened by the first one another worker owns
+ * (route.h, "pipes"). This worker's runs at once into its own part, within the room left; one
+ * another worker owns goes into that worker's part as text, with the reply room it may bring
+ * back (its allowance: a share of the room for a value, else the longest reply it can have).
+ */
+static int
+pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct mc_req *req,
+         const char *text, uint64_t hash, unsigned owner)
+{
+    struct route_worker *rw = &mw->rw;
+    struct route_slot *s = st->pipe;
+    if (s == NULL && (s = st->pipe = route_pipe_open(rw, &st->rc, AHEAD)) == NULL) {
         return -ENOMEM;
     }
-    m->hash = hash;
-    m->allow = is_get_family(req->cmd) ? route_allowance(c, GET_MIN)
-               : has_value(req)        ? route_allowance(c, HOLE_MAX)
-                                       : reply_bound(req);
-    route_slot_time(&mw->rw, s);
-    return route_msg_send(&mw->rw, c, &st->rc, m, dest);
+    struct route_msg *m = route_pipe_part(rw, &st->rc, s, owner, OP_PIPE, AHEAD);
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    if (owner == rw->id) {
+        exec_keyed(mw, &m->reply, req, hash, held_room(c));
+        m->koff[m->nkeys] = (uint32_t)route_rb_end(&m->reply);
+    } else {
+        uint32_t allow = is_get_family(req->cmd) ? route_allowance(c, GET_MIN)
+                         : has_value(req)        ? route_allowance(c, HOLE_MAX)
+                                                 : reply_bound(req);
+        if (buf_append(&m->req, text, req->consumed) < 0) {
+            return -ENOMEM;
+        }
+        m->koff[m->nkeys] = allow;
+        m->allow += allow;
+    }
+    route_pipe_add(c, &st->rc, s, m, owner);
+    route_slot_time(rw, s);
+    return EX_DONE;
+}
+
+/* Send the batch's pipe, if it has one. Returns 0 or -ENOMEM. */
+static int
+pipe_close(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
+{
+    struct route_slot *s = st->pipe;
+    st->pipe = NULL;
+    return s != NULL ? route_pipe_close(&mw->rw, c, &st->rc, s) : 0;
 }
 
 /* A key of a window: its place in the request. */
@@ -1688,27 +1784,14 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
         int rc = shard_get_key(mw, req, hash, out);
         return rc < 0 ? rc : mc_compose_reply(out, MC_R_END);
     }
+    /* Behind a waiting reply (qlen > 0: route_reply_out gives a slot). */
     struct route_out o;
     if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
-    int rc;
-    if (o.s == NULL) {
-        rc = get ? shard_get_key(mw, req, hash, o.b) : shard_exec(mw, req, hash, o.b);
-    } else {
-        /* Held: what it adds stays under the limit (the caller saw more than HOLD_SLACK of
-         * room, more than any hole or reply without a value takes). */
-        size_t room = conn_output_room(c);
-        size_t end = sizeof("END\r\n") - 1;
-        size_t max = room > end ? room - end - 1 : 0;
-        rc = get ? rb_get_key(mw, &o.s->out, req, req->key, req->klen, hash, max)
-                 : rb_exec(mw, &o.s->out, req, hash, max);
-    }
-    if (rc == 0 && get) {
-        rc = mc_compose_reply(o.b, MC_R_END);
-    }
+    exec_keyed(mw, &o.s->out, req, hash, held_room(c));
     route_out_done(c, &st->rc, &o);
-    return rc;
+    return 0;
 }
 
 /*
@@ -1781,8 +1864,8 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         break;
     }
     unsigned owner = route_shard_of(hash, mw->rw.n);
-    if (owner != mw->rw.id) {
-        return forward_exec(mw, c, st, req, text, hash, owner);
+    if (owner != mw->rw.id || st->pipe != NULL) {
+        return pipe_add(mw, c, st, req, text, hash, owner);
     }
     return exec_local(mw, c, st, req, hash);
 }
@@ -1814,16 +1897,6 @@ drop_old_value(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const c
 }
 
 /* ---- the product's callbacks ---- */
-
-/* Requests parsed ahead of execution, so that their storage lookups overlap. */
-#define AHEAD     16
-#define ITEM_LEAD 8
-
-struct ahead {
-    struct mc_req req;
-    uint64_t hash;
-    bool local; /* keyed and owned by this worker: prefetched */
-};
 
 /* What a parse result other than a request did. */
 enum pr_rc {
@@ -1942,6 +2015,9 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
         size_t len = nl != NULL ? (size_t)(nl - text) : a->req.consumed;
         log_debug("request: %.*s", (int)(len > 0 && text[len - 1] == '\r' ? len - 1 : len), text);
     }
+    if (st->pipe != NULL && !is_keyed(&a->req) && pipe_close(mw, c, st) < 0) {
+        return -ENOMEM; /* a request that cannot join the pipe must not overtake it */
+    }
     int r = dispatch(mw, c, st, &a->req, buf_rptr(in), a->hash);
     if (r != EX_DONE && r != EX_CLOSE) {
         return r;
@@ -1953,8 +2029,9 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
                      direct ? (long)(buf_len(wb) - wb_before) : -1);
     }
     buf_consume(in, a->req.consumed);
-    /* A slot whose parts all ran here is complete already: send it now. */
-    if (r == EX_DONE && st->rc.qlen > 0) {
+    /* A slot whose parts all ran here is complete already: send it now (not while a pipe is
+     * open: it is the tail, and nothing before it completes during this call). */
+    if (r == EX_DONE && st->rc.qlen > 0 && st->pipe == NULL) {
         int rc = route_flush(&mw->rw, c, &st->rc);
         if (rc < 0) {
             return rc;
@@ -1974,17 +2051,6 @@ prepare(struct mc_worker *mw, struct ahead *a)
         a->local = route_shard_of(a->hash, mw->rw.n) == mw->rw.id;
         if (a->local) {
             seg_prefetch(mw->shard.seg, a->hash);
-        }
-    }
-}
-
-/* Prefetch the items of batch[*done .. upto), whose buckets were prefetched a while ago. */
-static void
-prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, size_t upto)
-{
-    for (; *done < upto; (*done)++) {
-        if (batch[*done].local) {
-            seg_prefetch_item(mw->shard.seg, batch[*done].hash);
         }
     }
 }
@@ -2055,7 +2121,7 @@ mc_on_data(void *ctx, struct conn *c)
                 continue;
             }
             route_lat_settle(&mw->rw);
-            if (r < 0) {
+            if (pipe_close(mw, c, st) < 0 || r < 0) {
                 return RT_ABORT;
             }
             if (r == EX_CLOSE) {
@@ -2066,6 +2132,9 @@ mc_on_data(void *ctx, struct conn *c)
             return route_wait_result(c, &st->rc);
         }
         route_lat_settle(&mw->rw);
+        if (pipe_close(mw, c, st) < 0) {
+            return RT_ABORT;
+        }
         if (last == MC_PARSE_ERROR && batch[n].req.err.action != MC_ERR_CLOSE &&
             route_blocked(c, &st->rc)) {
             /* Its reply, too, waits for room. */
@@ -2093,9 +2162,10 @@ mc_on_data(void *ctx, struct conn *c)
 }
 
 /*
- * Forwarded requests, as mc_on_data runs a pipeline: parse them all first, prefetching each
- * key's bucket as it is parsed and its item ITEM_LEAD requests later, then execute in order.
- * The origin sent each key's hash along, so nothing is hashed twice.
+ * Forwarded messages, as mc_on_data runs a pipeline: parse the get windows' lines first, and
+ * prefetch each fetch's bucket, then its item ITEM_LEAD messages later, then execute in order
+ * (a pipe's part does the same for its requests, exec_pipe). The origin sent each key's hash
+ * along with a fetch, so nothing is hashed twice.
  */
 static void
 mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
@@ -2107,10 +2177,10 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
 
     for (unsigned i = 0; i < n; i++) {
         struct route_msg *m = (struct route_msg *)hdrs[i];
-        parsed[i] = (m->op == OP_EXEC || m->op == OP_GET) && msg_parse(mw, m, &batch[i].req);
+        parsed[i] = m->op == OP_GET && msg_parse(mw, m, &batch[i].req);
         batch[i].hash = m->hash;
-        /* One key, ours: prefetched. */
-        batch[i].local = (parsed[i] && m->op == OP_EXEC) || m->op == ROUTE_OP_FETCH;
+        /* One key, ours: prefetched (a pipe prefetches its own). */
+        batch[i].local = m->op == ROUTE_OP_FETCH;
         if (batch[i].local) {
             seg_prefetch(mw->shard.seg, m->hash);
         }
@@ -2121,8 +2191,8 @@ mc_on_requests(void *ctx, struct rt_msg *const *hdrs, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         struct route_msg *m = (struct route_msg *)hdrs[i];
         prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
-        if ((m->op == OP_EXEC || m->op == OP_GET) && !parsed[i]) {
-            m->nkeys = 0; /* OP_GET: its keys are misses; OP_EXEC: no reply */
+        if (m->op == OP_GET && !parsed[i]) {
+            m->nkeys = 0; /* its keys are misses */
         } else {
             msg_execute(mw, m, parsed[i] ? &batch[i].req : NULL);
         }
