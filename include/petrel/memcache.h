@@ -231,6 +231,17 @@ enum mc_parse_rc mc_parse(struct mc_parser *p, const char *buf, size_t n, struct
 enum mc_parse_rc mc_parse_refuse(struct mc_parser *p, const char *buf, size_t n,
                                  struct mc_req *req);
 
+/**
+ * Make *dst a copy of the request src, parsed from text, that carries no address: each view
+ * into text becomes its offset there (a key decoded into binkey stays in the copy's own
+ * binkey). So a request parsed once can travel with a copy of its text (its consumed bytes) to
+ * another thread, which calls mc_req_unpack() rather than parsing it again. Any thread.
+ */
+void mc_req_pack(struct mc_req *dst, const struct mc_req *src, const char *text);
+
+/** Turn a packed request's offsets back into views into text, a copy of its text. */
+void mc_req_unpack(struct mc_req *req, const char *text);
+
 /** Iterator over the keys of a get/gets/gat/gats request (validated by mc_parse). */
 struct mc_key_iter {
     const char *p;

@@ -20,11 +20,13 @@
 
 /* A message's request and reply buffers (and a slot's) are kept at these sizes while cached:
  * a buffer that grows past its size is freed when it is emptied, and allocated again, across
- * threads, the next time. A pipe's reply holds the answers of up to 16 requests, each of which
- * reserves its worst-case header: 4 KiB holds those of small values. */
-#define MSG_BUF_INIT    1024
+ * threads, the next time. A pipe carries up to 16 requests, each parsed (about 450 bytes) with
+ * its text, and brings back their answers, each of which reserves its worst-case header: 8 and
+ * 4 KiB hold those of small values. */
+#define MSG_REQ_INIT    8192
 #define MSG_REPLY_INIT  4096
-#define FREE_CACHE_MAX  1024 /* messages (and slots) a worker keeps for reuse */
+#define MSG_BUF_INIT    1024 /* a slot's */
+#define FREE_CACHE_MAX  256  /* messages (and slots) a worker keeps for reuse: 3 MiB at most */
 #define SLOT_KEEP_PARTS 256  /* a cached slot keeps its part and key arrays up to this size */
 
 void
@@ -98,7 +100,7 @@ route_msg_new(struct route_worker *rw, uint8_t op, uint64_t seq, uint32_t part)
         if (m == NULL) {
             return NULL;
         }
-        buf_init(&m->req, MSG_BUF_INIT, ROUTE_REPLY_MAX);
+        buf_init(&m->req, MSG_REQ_INIT, ROUTE_REPLY_MAX);
         rb_init(&m->reply, MSG_REPLY_INIT);
     }
     m->hdr = (struct rt_msg){0};

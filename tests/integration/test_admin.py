@@ -287,6 +287,30 @@ def load(server, tls_ca):
         t.join()
 
 
+class PipelinedLatency(unittest.TestCase):
+    """Requests forwarded in one pipelined write travel together (one message per worker) and
+    complete together: each still counts once in its own latency class."""
+
+    def test_every_request_of_a_pipeline_counts_in_its_class(self):
+        with Server(PETREL, "-t", "2") as server, server.connect() as s:
+            # 12 gets, 3 sets, 1 delete: one batch, keys on both workers.
+            burst = b"".join(b"set p%d 0 0 1\r\nx\r\n" % i for i in range(3))
+            burst += b"".join(b"get p%d\r\n" % (i % 5) for i in range(12)) + b"delete p0\r\n"
+            s.sendall(burst)
+            want = 3 * len(b"STORED\r\n") + len(b"DELETED\r\n")
+            got = b""
+            while got.count(b"END\r\n") < 12 or not got.endswith(b"DELETED\r\n"):
+                chunk = s.recv(65536)
+                self.assertTrue(chunk)
+                got += chunk
+            self.assertGreater(len(got), want)
+            time.sleep(TICK)
+            st = stat_lines(admin_text(server, "stats latency"))
+            self.assertEqual(int(st["get_latency_count"]), 12)
+            self.assertEqual(int(st["set_latency_count"]), 3)
+            self.assertEqual(int(st["delete_latency_count"]), 1)
+
+
 class ExpositionIsValid(unittest.TestCase):
     """A real scrape of a TLS-enabled server under load passes promtool's checks and parses
     with prometheus_client."""

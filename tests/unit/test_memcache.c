@@ -1138,3 +1138,66 @@ Test(memcache, lru_crawler_bad_forms_get_memcached_errors)
         "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n"
         "CLIENT_ERROR sleep must be one second or less\r\n");
 }
+
+/* ---- a parsed request moved to a copy of its text (mc_req_pack, mc_req_unpack) ---- */
+
+/* Parse `in`, pack it, move its text to a new place and wipe the old one, unpack there. */
+static char *
+moved(const char *in, struct mc_req *out)
+{
+    char *text = strdup(in);
+    struct mc_req parsed;
+    parse_one(text, MC_PARSE_OK, &parsed);
+    mc_req_pack(out, &parsed, text);
+    char *copy = malloc(parsed.consumed);
+    cr_assert_not_null(copy);
+    memcpy(copy, text, parsed.consumed);
+    memset(text, '#', parsed.consumed);
+    memset(&parsed, 0, sizeof(parsed));
+    free(text);
+    mc_req_unpack(out, copy);
+    return copy;
+}
+
+Test(memcache, a_moved_storage_request_reads_its_key_and_value_from_the_copy)
+{
+    struct mc_req r;
+    char *copy = moved("set key 5 0 3\r\nabc\r\n", &r);
+    cr_assert_eq(r.cmd, MC_CMD_SET);
+    cr_assert_eq(r.key, copy + 4);
+    cr_assert_eq(r.klen, 3);
+    cr_assert_eq(r.val, copy + 15);
+    cr_assert_eq(memcmp(r.val, "abc", 3), 0);
+    cr_assert_eq(r.flags, 5);
+    free(copy);
+}
+
+Test(memcache, a_moved_get_iterates_its_key_in_the_copy)
+{
+    struct mc_req r;
+    char *copy = moved("gat 10 key1\r\n", &r);
+    struct mc_key_iter it;
+    const char *k;
+    size_t len;
+    mc_args_begin(&r, &it);
+    cr_assert(mc_args_next(&it, &k, &len));
+    cr_assert_eq(k, copy + 7);
+    cr_assert_eq(len, 4);
+    cr_assert_not(mc_args_next(&it, &k, &len));
+    cr_assert_eq(r.exptime, 10);
+    free(copy);
+}
+
+Test(memcache, a_moved_meta_request_keeps_its_decoded_key_and_its_opaque)
+{
+    struct mc_req r;
+    char *copy = moved("mg YWJj b k v Oxyz\r\n", &r);
+    cr_assert(r.meta.binary_key);
+    cr_assert_eq(r.key, r.binkey, "the decoded key is the moved struct's own");
+    cr_assert_eq(memcmp(r.key, "abc", 3), 0);
+    cr_assert_eq(r.key_raw, copy + 3);
+    cr_assert_eq(r.meta.opaque_len, 3);
+    cr_assert_eq(memcmp(r.meta.opaque, "xyz", 3), 0);
+    cr_assert(r.meta.opaque > copy && r.meta.opaque < copy + r.consumed);
+    free(copy);
+}
