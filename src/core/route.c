@@ -677,13 +677,18 @@ int
 route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
                  struct route_slot *s)
 {
-    for (uint32_t p = 0; p < s->nparts; p++) {
+    /* The parts its requests used (not every shard's: a short pipe among many workers pays
+     * for what it uses). This worker's part ran already; the others are out until
+     * route_on_reply, which cannot run before this returns. */
+    s->waiting = 0;
+    for (uint32_t i = 0; i < s->nkeys; i++) {
+        uint32_t p = s->keys[i].part;
         struct route_msg *m = s->parts[p];
         if (m == NULL || p == rw->id) {
-            s->waiting--; /* no part, or this worker's: it ran already */
             continue;
         }
-        s->parts[p] = NULL; /* out until route_on_reply */
+        s->parts[p] = NULL;
+        s->waiting++;
         if (route_msg_send(rw, c, rc, m, p) < 0) {
             return -ENOMEM;
         }
