@@ -159,7 +159,7 @@ struct route_slot {
     bool noreply;
     bool fetch_out;                /* fetch is out at its owner */
     uint16_t lat_n[ROUTE_LAT_MAX]; /* with t0: requests waiting here, by latency class */
-    int64_t t0; /* ns: when the requests waiting here were parsed; 0: not timed here */
+    int64_t t0;       /* ns: when the requests waiting here were parsed; 0: not timed here */
     uint32_t waiting; /* parts (or a fetch) not back yet */
     uint32_t nparts;
     struct route_msg **parts; /* returned (or local) parts, NULL while out: &one, or pv */

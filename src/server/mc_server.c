@@ -883,8 +883,8 @@ exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, u
  * buf starts over at 0) and malloc aligns it. Parsing and hashing once costs one copy of the
  * struct (about 450 bytes), less than half of what a second parse and hash cost.
  */
-#define PIPE_ALIGN(n)  (((n) + 7) & ~(size_t)7)
-#define PIPE_PART_MAX  (256u << 10) /* request bytes past which a pipe's part is sent */
+#define PIPE_ALIGN(n) (((n) + 7) & ~(size_t)7)
+#define PIPE_PART_MAX (256u << 10) /* request bytes past which a pipe's part is sent */
 
 static int
 pipe_put(struct buf *b, const struct ahead *a, const char *text)
@@ -911,7 +911,7 @@ static void
 exec_pipe(struct mc_worker *mw, struct route_msg *m)
 {
     struct ahead *a[AHEAD];
-    char *at = buf_rptr(&m->req); /* aligned: pipe_put */
+    char *at = buf_rptr(&m->req);                     /* aligned: pipe_put */
     uint32_t n = m->nkeys < AHEAD ? m->nkeys : AHEAD; /* AHEAD at most: route_pipe_open */
     for (uint32_t i = 0; i < n; i++) {
         a[i] = (struct ahead *)(void *)at;
@@ -1279,7 +1279,6 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     route_slot_time(rw, s);
     return EX_DONE;
 }
-
 
 /* A key of a window: its place in the request. */
 struct wkey {
