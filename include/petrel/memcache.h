@@ -333,6 +333,9 @@ int mc_compose_reply(struct buf *b, enum mc_reply r);
 /** Append the reply for a parse error (nothing when err->quiet or err->msg is NULL). */
 int mc_compose_error(struct buf *b, const struct mc_err *err);
 
+/** The longest "VALUE <key> <flags> <vlen>[ <cas>]\r\n" for a key of klen bytes. */
+#define MC_VALUE_HDR_MAX(klen) (6 + (size_t)(klen) + 1 + 10 + 1 + 10 + 1 + 20 + 2)
+
 /** Append "VALUE <key> <flags> <vlen>[ <cas>]\r\n" (a header only, for gathered writes). */
 int mc_compose_value_hdr(struct buf *b, const char *key, size_t klen, uint32_t flags, uint32_t vlen,
                          uint64_t cas, bool with_cas);

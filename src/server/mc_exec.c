@@ -470,6 +470,13 @@ mc_exec_get_key_max(struct mc_shard *sh, const struct mc_req *req, const char *k
     if (res == SEG_NOT_FOUND) {
         return 0;
     }
+    if (MC_VALUE_HDR_MAX(klen) + v.vlen + 2 <= max) {
+        /* It fits whatever its header's length: composed in one pass, as mc_exec_get_key. */
+        int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen,
+                                  shown_cas(sh, v.cas), get_with_cas(req));
+        drop_expired(sh->seg, key, klen, hash, drop);
+        return rc;
+    }
     size_t mark = buf_len(out);
     int rc = mc_compose_value_hdr(out, key, klen, v.flags, (uint32_t)v.vlen, shown_cas(sh, v.cas),
                                   get_with_cas(req));

@@ -157,7 +157,7 @@ value_hdr(char *p, const char *key, size_t klen, uint32_t flags, uint32_t vlen, 
 }
 
 /* Longest VALUE header: the words, a key, three numbers, separators. */
-#define VALUE_HDR_MAX (6 + MC_KEY_MAX + 1 + 10 + 1 + 10 + 1 + 20 + 2)
+#define VALUE_HDR_MAX MC_VALUE_HDR_MAX(MC_KEY_MAX)
 
 int
 mc_compose_value_hdr(struct buf *b, const char *key, size_t klen, uint32_t flags, uint32_t vlen,
