@@ -2529,21 +2529,38 @@ Test(seg, prefault_has_nothing_to_do_when_memory_was_touched_at_start)
     seg_destroy(&s);
 }
 
+/* Keys prefix0 .. prefix<n-1>, each set to a 999-byte value (about 70 fill a 64 KiB segment). */
+static void
+set_range(struct seg *s, const char *prefix, int n)
+{
+    char key[32], val[1000];
+    memset(val, 'v', sizeof(val) - 1);
+    val[sizeof(val) - 1] = '\0';
+    for (int k = 0; k < n; k++) {
+        snprintf(key, sizeof(key), "%s%d", prefix, k);
+        set(s, key, val, 0);
+    }
+}
+
+/* Every key of set_range(s, prefix, n) is there. */
+static void
+assert_range(struct seg *s, const char *prefix, int n)
+{
+    char key[32];
+    for (int k = 0; k < n; k++) {
+        snprintf(key, sizeof(key), "%s%d", prefix, k);
+        cr_assert(has(s, key), "%s", key);
+    }
+}
+
 Test(seg, overwrites_reuse_emptied_segments_before_opening_new_ones)
 {
     /* 16 segments of 64 KiB; 200 keys of ~1 KiB fill about 3. Rewriting them over and over
      * empties the older segments, which are taken again: the heap stops growing long before
      * -m, and no item is lost. */
     struct seg *s = mk(1 << 20, 64 << 10, SEG_EVICT_MERGE);
-    char key[32];
-    char val[1000];
-    memset(val, 'v', sizeof(val) - 1);
-    val[sizeof(val) - 1] = '\0';
     for (int round = 0; round < 40; round++) {
-        for (int k = 0; k < 200; k++) {
-            snprintf(key, sizeof(key), "k%d", k);
-            set(s, key, val, 0);
-        }
+        set_range(s, "k", 200);
     }
     struct seg_stats stats;
     seg_stats_get(s, &stats);
@@ -2552,39 +2569,24 @@ Test(seg, overwrites_reuse_emptied_segments_before_opening_new_ones)
     cr_assert_eq(stats.evicted_segs, 0, "nothing evicted: the emptied ones were enough");
     cr_assert_leq(stats.segs_used, 5, "segments in use: %llu", (unsigned long long)stats.segs_used);
     cr_assert_eq(stats.items, 200);
-    for (int k = 0; k < 200; k++) {
-        snprintf(key, sizeof(key), "k%d", k);
-        cr_assert(has(s, key), "%s", key);
-    }
+    assert_range(s, "k", 200);
     seg_destroy(&s);
 }
 
 Test(seg, segments_emptied_by_deletes_are_taken_before_new_ones)
 {
     struct seg *s = mk(1 << 20, 64 << 10, SEG_EVICT_MERGE);
+    set_range(s, "old", 200); /* about 3 segments */
     char key[32];
-    char val[1000];
-    memset(val, 'v', sizeof(val) - 1);
-    val[sizeof(val) - 1] = '\0';
-    for (int k = 0; k < 200; k++) { /* about 3 segments */
-        snprintf(key, sizeof(key), "old%d", k);
-        set(s, key, val, 0);
-    }
     for (int k = 0; k < 200; k++) {
         snprintf(key, sizeof(key), "old%d", k);
         cr_assert_eq(seg_delete(s, key, strlen(key), seg_hash(key, strlen(key))), SEG_DELETED);
     }
-    for (int k = 0; k < 150; k++) {
-        snprintf(key, sizeof(key), "new%d", k);
-        set(s, key, val, 0);
-    }
+    set_range(s, "new", 150);
     struct seg_stats stats;
     seg_stats_get(s, &stats);
     cr_assert_geq(stats.emptied_segs, 2);
     cr_assert_leq(stats.segs_used, 4, "segments in use: %llu", (unsigned long long)stats.segs_used);
-    for (int k = 0; k < 150; k++) {
-        snprintf(key, sizeof(key), "new%d", k);
-        cr_assert(has(s, key), "%s", key);
-    }
+    assert_range(s, "new", 150);
     seg_destroy(&s);
 }
