@@ -308,6 +308,7 @@ enum seg_metric {
     SM_SEGMENTS_USED,
     SM_SEGMENTS_FREE,
     SM_SEGMENT_MERGES,
+    SM_SEGMENTS_EMPTIED,
     SM_HEAP_BYTES,
     SM_HASH_BYTES,
     SM_HASH_EXPANDING,
@@ -336,6 +337,8 @@ static const struct metric_def seg_metric_defs[SM_COUNT] = {
     [SM_SEGMENTS_USED] = {"segments_used", METRIC_GAUGE, "storage segments in use"},
     [SM_SEGMENTS_FREE] = {"segments_free", METRIC_GAUGE, "storage segments free"},
     [SM_SEGMENT_MERGES] = {"segment_merges", METRIC_COUNTER, "merge evictions"},
+    [SM_SEGMENTS_EMPTIED] = {"segments_emptied", METRIC_COUNTER,
+                             "segments freed for reuse once overwrites and deletes emptied them"},
     [SM_HEAP_BYTES] = {"segment_heap_bytes", METRIC_GAUGE, "bytes of the segment heap"},
     [SM_HASH_BYTES] = {"hash_bytes", METRIC_GAUGE, "bytes of the hash tables"},
     [SM_HASH_EXPANDING] = {"hash_is_expanding", METRIC_GAUGE,
@@ -483,6 +486,7 @@ publish_stats(struct mc_worker *mw)
     ss.evicted_items -= b->evicted_items;
     ss.expired_items -= b->expired_items;
     ss.merges -= b->merges;
+    ss.emptied_segs -= b->emptied_segs;
     ss.hash_grow_failures -= b->hash_grow_failures;
     ss.flushed_items -= b->flushed_items;
     ss.store_no_memory -= b->store_no_memory;
@@ -498,6 +502,7 @@ publish_stats(struct mc_worker *mw)
         [SM_SEGMENTS_USED] = ss.segs_used,
         [SM_SEGMENTS_FREE] = ss.segs_free,
         [SM_SEGMENT_MERGES] = ss.merges,
+        [SM_SEGMENTS_EMPTIED] = ss.emptied_segs,
         [SM_HEAP_BYTES] = ss.heap_bytes,
         [SM_HASH_BYTES] = ss.hash_bytes,
         [SM_HASH_EXPANDING] = ss.hash_growing,

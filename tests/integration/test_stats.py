@@ -744,6 +744,26 @@ class ClassCommandsOfMemcached(unittest.TestCase):
         self.assertEqual([c["cmd_set"] for c in big], [1])
 
 
+class EmptiedSegments(unittest.TestCase):
+    """segments_emptied: segments whose items were all overwritten are freed for reuse."""
+
+    def test_overwrites_count_emptied_segments_and_reset_zeroes_them(self):
+        with Server(PETREL, "-t", "1", "-m", "64", "-I", "64k", "--segment-size", "64k") as srv, \
+                srv.connect() as s:
+            value = b"v" * 1000
+            for _ in range(20):  # 200 items of 1 KB: about 3 segments, rewritten 20 times
+                s.sendall(b"".join(b"set e%d 0 0 %d noreply\r\n%s\r\n" % (i, len(value), value)
+                                   for i in range(200)) + b"mn\r\n")
+                read_until(s, b"MN\r\n", 10)
+            st = view(s, b"")
+            self.assertGreater(st["segments_emptied"], 20)
+            self.assertLessEqual(st["segments_used"], 8)  # of the 66 the writes took
+            self.assertEqual(st["curr_items"], 200)
+            s.sendall(b"stats reset\r\n")
+            self.assertEqual(read_until(s, b"\r\n", 10), b"RESET\r\n")
+            self.assertEqual(view(s, b"")["segments_emptied"], 0)
+
+
 class ExporterSequence(unittest.TestCase):
     """Prometheus' memcached_exporter: stats, stats settings, stats slabs, stats items on one
     connection, each read up to END, on an idle server holding 500,000 items."""
