@@ -253,6 +253,9 @@ struct route_worker {
     struct route_slot *slot_cache;
     uint32_t msg_cached, slot_cached;
     uint16_t part_of[ROUTE_WORKERS_MAX]; /* scratch while keys are split: shard -> part + 1 */
+    /* The open pipe's parts (one pipe is open at a time: route_pipe_close empties these). */
+    uint16_t pipe_part[ROUTE_WORKERS_MAX];  /* shard -> part + 1, 0: none yet */
+    uint16_t pipe_shard[ROUTE_WORKERS_MAX]; /* part -> shard */
 };
 
 /**
@@ -478,9 +481,9 @@ int route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *
 
 /*
  * A pipe carries the single-key requests of one parsed batch of a connection, from the first
- * one another worker owns, in one ROUTE_SLOT_GATHER slot with a part per shard (part i is
- * shard i's; each request is a key of the slot, in request order). Another shard's part is one
- * message with its requests' text, sent when the pipe closes; this worker's requests run at
+ * one another worker owns, in one ROUTE_SLOT_GATHER slot with a part per shard it uses (in the
+ * order of first use; each request is a key of the slot, in request order). Another shard's part is
+ * one message with its requests' text, sent when the pipe closes; this worker's requests run at
  * once into its own part. Replies leave in request order as a gather's keys do. So a pipeline
  * of forwarded requests costs one message, one slot and one ring hop per peer and batch, not
  * per request. While a pipe is open it is the tail of the queue: every request of the
@@ -493,28 +496,28 @@ struct route_slot *route_pipe_open(struct route_worker *rw, struct route_conn *r
 
 /**
  * The part of pipe s (the tail of rc's queue, cap as opened) for shard: its message of op,
- * taken from the pool on first use. NULL without memory.
+ * taken from the pool on first use (m->part is its index in s). NULL without memory.
  */
 struct route_msg *route_pipe_part(struct route_worker *rw, struct route_conn *rc,
                                   struct route_slot *s, unsigned shard, uint8_t op, uint32_t cap);
 
 /**
- * The request just added to part m (of shard) is the pipe's next: m->koff[m->nkeys] holds its
- * reply's end (this worker's part, which ran it) or its allowance (another's, whose m->allow
- * includes it). Counts what m holds for c.
+ * The request just added to part m is the pipe's next: m->koff[m->nkeys] holds its reply's end
+ * (this worker's part, which ran it) or its allowance (another's, whose m->allow includes it).
+ * Counts what m holds for c.
  */
 static inline void
-route_pipe_add(struct conn *c, struct route_conn *rc, struct route_slot *s, struct route_msg *m,
-               unsigned shard)
+route_pipe_add(struct conn *c, struct route_conn *rc, struct route_slot *s, struct route_msg *m)
 {
-    s->keys[s->nkeys++] = (struct route_key_ref){.part = shard, .idx = m->nkeys++};
+    s->keys[s->nkeys++] = (struct route_key_ref){.part = m->part, .idx = m->nkeys++};
     route_charge(c, rc, &m->charged, route_msg_held(m) + m->allow);
 }
 
 /**
- * Send pipe s's parts to their shards; this worker's part is complete already. On failure
- * (-ENOMEM) the parts not sent are freed with the slot, which never completes: the product
- * closes the connection.
+ * Send pipe s's parts to their shards; this worker's part is complete already. Call it for
+ * every pipe opened (the next one starts from the state it leaves). On failure (-ENOMEM) the
+ * parts not sent are freed with the slot, which never completes: the product closes the
+ * connection.
  */
 int route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
                      struct route_slot *s);

@@ -652,24 +652,35 @@ route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *rc, 
 struct route_slot *
 route_pipe_open(struct route_worker *rw, struct route_conn *rc, uint32_t cap)
 {
-    return route_slot_push(rw, rc, ROUTE_SLOT_GATHER, rw->n, cap);
+    /* Room for a part per shard; the parts are added as the requests use them. */
+    struct route_slot *s = route_slot_push(rw, rc, ROUTE_SLOT_GATHER, rw->n, cap);
+    if (s != NULL) {
+        s->nparts = 0;
+        s->waiting = 0;
+    }
+    return s;
 }
 
 struct route_msg *
 route_pipe_part(struct route_worker *rw, struct route_conn *rc, struct route_slot *s,
                 unsigned shard, uint8_t op, uint32_t cap)
 {
-    struct route_msg *m = s->parts[shard];
-    if (m != NULL) {
-        return m;
+    if (rw->pipe_part[shard] != 0) {
+        return s->parts[rw->pipe_part[shard] - 1];
     }
     /* The pipe is the tail of the queue while it is open. */
-    m = route_msg_new(rw, op, route_seq_next(rc) - 1, shard);
+    uint32_t p = s->nparts;
+    struct route_msg *m = route_msg_new(rw, op, route_seq_next(rc) - 1, p);
     if (m != NULL && route_koff(m, cap) < 0) {
         route_msg_free(rw, m);
         return NULL;
     }
-    s->parts[shard] = m;
+    if (m != NULL) {
+        s->parts[p] = m;
+        s->nparts++;
+        rw->pipe_part[shard] = (uint16_t)(p + 1);
+        rw->pipe_shard[p] = (uint16_t)shard;
+    }
     return m;
 }
 
@@ -677,23 +688,21 @@ int
 route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
                  struct route_slot *s)
 {
-    /* The parts its requests used (not every shard's: a short pipe among many workers pays
-     * for what it uses). This worker's part ran already; the others are out until
-     * route_on_reply, which cannot run before this returns. */
-    s->waiting = 0;
-    for (uint32_t i = 0; i < s->nkeys; i++) {
-        uint32_t p = s->keys[i].part;
-        struct route_msg *m = s->parts[p];
-        if (m == NULL || p == rw->id) {
+    /* This worker's part ran already; the others are out until route_on_reply, which cannot
+     * run before this returns. */
+    int rc_ = 0;
+    for (uint32_t p = 0; p < s->nparts; p++) {
+        unsigned shard = rw->pipe_shard[p];
+        rw->pipe_part[shard] = 0;
+        if (shard == rw->id || rc_ < 0) {
             continue;
         }
+        struct route_msg *m = s->parts[p];
         s->parts[p] = NULL;
         s->waiting++;
-        if (route_msg_send(rw, c, rc, m, p) < 0) {
-            return -ENOMEM;
-        }
+        rc_ = route_msg_send(rw, c, rc, m, shard);
     }
-    return 0;
+    return rc_;
 }
 
 /* ---- set-up ---- */

@@ -1251,7 +1251,8 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     const struct mc_req *req = &a->req;
     struct route_worker *rw = &mw->rw;
     struct route_slot *s = st->pipe;
-    if (s != NULL && s->parts[owner] != NULL && buf_len(&s->parts[owner]->req) >= PIPE_PART_MAX) {
+    if (s != NULL && rw->pipe_part[owner] != 0 &&
+        buf_len(&s->parts[rw->pipe_part[owner] - 1]->req) >= PIPE_PART_MAX) {
         /* A part of large values goes now, and the requests after it make a new pipe: a
          * message stays far below ROUTE_REPLY_MAX (one value is 16 MiB at most). */
         int rc = pipe_close(mw, c, st);
@@ -1280,7 +1281,7 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         m->koff[m->nkeys] = allow;
         m->allow += allow;
     }
-    route_pipe_add(c, &st->rc, s, m, owner);
+    route_pipe_add(c, &st->rc, s, m);
     route_slot_time(rw, s);
     return EX_DONE;
 }
