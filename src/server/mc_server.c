@@ -224,7 +224,7 @@ const struct opt_table mc_option_table = {
 
 /* What a forwarded message asks its owner to do. */
 enum msg_op {
-    OP_PIPE = ROUTE_OP_FETCH + 1, /* a pipe's single-key requests that this shard owns, as text */
+    OP_PIPE = ROUTE_OP_FETCH + 1, /* a pipe's single-key requests for this shard, parsed */
     OP_GET,    /* the keys of a get family window that this shard owns, as a request line */
     OP_FLUSH,  /* flush_all */
     OP_STATS,  /* publish the shard's counters into its metrics block */
@@ -901,7 +901,6 @@ pipe_put(struct buf *b, const struct ahead *a, const char *text)
     struct ahead *p = (struct ahead *)(void *)buf_wptr(b); /* aligned: see exec_pipe */
     mc_req_pack(&p->req, &a->req, text);
     p->hash = a->hash;
-    p->local = true;
     memcpy(p + 1, text, a->req.consumed);
     buf_commit(b, need);
     return 0;
@@ -948,9 +947,8 @@ mc_fetch(void *ctx, const char *key, size_t klen, uint64_t hash, const struct ro
 }
 
 /*
- * Parse the request text of an OP_GET message into req. The origin parsed and validated this
- * text already; parsing it again is cheaper than shipping a parsed request with pointers into
- * another worker's buffer. Returns false (and logs) if it does not parse.
+ * Parse the request line of an OP_GET message (a window's keys for this shard, written by the
+ * origin: part_line) into req. Returns false (and logs) if it does not parse.
  */
 static bool
 msg_parse(struct mc_worker *mw, struct route_msg *m, struct mc_req *req)
@@ -1241,8 +1239,9 @@ pipe_close(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
 /*
  * A single-key request into the batch's pipe, opened by the first one another worker owns
  * (route.h, "pipes"). This worker's runs at once into its own part, within the room left; one
- * another worker owns goes into that worker's part as text, with the reply room it may bring
- * back (its allowance: a share of the room for a value, else the longest reply it can have).
+ * another worker owns goes into that worker's part as parsed here (pipe_put), with the reply
+ * room it may bring back (its allowance: a share of the room for a value, else the longest
+ * reply it can have).
  */
 static int
 pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct ahead *a,
