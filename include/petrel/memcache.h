@@ -232,10 +232,11 @@ enum mc_parse_rc mc_parse_refuse(struct mc_parser *p, const char *buf, size_t n,
                                  struct mc_req *req);
 
 /**
- * Make *dst a copy of the request src, parsed from text, that carries no address: each view
- * into text becomes its offset there (a key decoded into binkey stays in the copy's own
- * binkey). So a request parsed once can travel with a copy of its text (its consumed bytes) to
- * another thread, which calls mc_req_unpack() rather than parsing it again. Any thread.
+ * Make *dst a copy of the request src, parsed from text without error, that carries no
+ * address: each view into text becomes its offset there (a key decoded into binkey stays in
+ * the copy's own binkey). So a request parsed once can travel with a copy of its text (its
+ * consumed bytes) to another thread, which calls mc_req_unpack() rather than parsing it again.
+ * err (an error's) is not copied, nor the rest of binkey. Any thread.
  */
 void mc_req_pack(struct mc_req *dst, const struct mc_req *src, const char *text);
 
