@@ -494,12 +494,23 @@ int route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *
 /** A pipe at the tail of rc's queue, for up to cap requests. NULL without memory. */
 struct route_slot *route_pipe_open(struct route_worker *rw, struct route_conn *rc, uint32_t cap);
 
+/** route_pipe_part() for a shard the pipe has no part for yet. */
+struct route_msg *route_pipe_part_new(struct route_worker *rw, struct route_conn *rc,
+                                      struct route_slot *s, unsigned shard, uint8_t op,
+                                      uint32_t cap);
+
 /**
  * The part of pipe s (the tail of rc's queue, cap as opened) for shard: its message of op,
- * taken from the pool on first use (m->part is its index in s). NULL without memory.
+ * taken from the pool on first use (m->part is its index in s). NULL without memory. Inline:
+ * every request of a pipe asks.
  */
-struct route_msg *route_pipe_part(struct route_worker *rw, struct route_conn *rc,
-                                  struct route_slot *s, unsigned shard, uint8_t op, uint32_t cap);
+static inline struct route_msg *
+route_pipe_part(struct route_worker *rw, struct route_conn *rc, struct route_slot *s,
+                unsigned shard, uint8_t op, uint32_t cap)
+{
+    uint16_t p = rw->pipe_part[shard];
+    return p != 0 ? s->parts[p - 1] : route_pipe_part_new(rw, rc, s, shard, op, cap);
+}
 
 /**
  * The request just added to part m is the pipe's next: m->koff[m->nkeys] holds its reply's end

@@ -662,12 +662,9 @@ route_pipe_open(struct route_worker *rw, struct route_conn *rc, uint32_t cap)
 }
 
 struct route_msg *
-route_pipe_part(struct route_worker *rw, struct route_conn *rc, struct route_slot *s,
-                unsigned shard, uint8_t op, uint32_t cap)
+route_pipe_part_new(struct route_worker *rw, struct route_conn *rc, struct route_slot *s,
+                    unsigned shard, uint8_t op, uint32_t cap)
 {
-    if (rw->pipe_part[shard] != 0) {
-        return s->parts[rw->pipe_part[shard] - 1];
-    }
     /* The pipe is the tail of the queue while it is open. */
     uint32_t p = s->nparts;
     struct route_msg *m = route_msg_new(rw, op, route_seq_next(rc) - 1, p);

@@ -264,6 +264,7 @@ struct mc_conn {
     struct mc_parser parser;
     uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
     struct route_slot *pipe; /* the batch's open pipe (route_pipe_open), or NULL */
+    uint32_t pipe_get_allow; /* the reply room of a get in it: route_allowance() as it opened */
 };
 
 /* ---- metrics ---- */
@@ -1260,8 +1261,13 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         }
         s = NULL;
     }
-    if (s == NULL && (s = st->pipe = route_pipe_open(rw, &st->rc, AHEAD)) == NULL) {
-        return -ENOMEM;
+    if (s == NULL) {
+        if ((s = st->pipe = route_pipe_open(rw, &st->rc, AHEAD)) == NULL) {
+            return -ENOMEM;
+        }
+        /* Once for the pipe, not per get: the room it is a share of changes little over a
+         * batch, and every request still waits while the output is full (route_blocked). */
+        st->pipe_get_allow = route_allowance(c, GET_MIN);
     }
     struct route_msg *m = route_pipe_part(rw, &st->rc, s, owner, OP_PIPE, AHEAD);
     if (m == NULL) {
@@ -1271,7 +1277,7 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         exec_keyed(mw, &m->reply, req, a->hash, held_room(c));
         m->koff[m->nkeys] = (uint32_t)route_rb_end(&m->reply);
     } else {
-        uint32_t allow = is_get_family(req->cmd) ? route_allowance(c, GET_MIN)
+        uint32_t allow = is_get_family(req->cmd) ? st->pipe_get_allow
                          : has_value(req)        ? route_allowance(c, HOLE_MAX)
                                                  : reply_bound(req);
         if (pipe_put(&m->req, a, text) < 0) {
