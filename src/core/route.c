@@ -521,17 +521,28 @@ slot_emit(struct route_worker *rw, struct conn *c, struct route_conn *rc, struct
         return rc_;
     }
     case ROUTE_SLOT_GATHER:
-        for (; s->ekey < s->nkeys; s->ekey++) {
+        while (s->ekey < s->nkeys) {
             const struct route_key_ref *k = &s->keys[s->ekey];
             struct route_msg *m = s->parts[k->part];
             if (m == NULL || k->idx >= m->nkeys) {
+                s->ekey++;
                 continue; /* its owner could not answer (logged there): a miss */
             }
-            rc_ = route_emit_rb(rw, c, rc, s, &m->reply, m->koff[k->idx]);
+            /* The keys after it that its part answered next are the rest of one range of that
+             * part's reply: sent in one go (a pipe of one peer's requests is one range). A
+             * range stopped at a hole goes on from where it stopped (route_emit_rb). */
+            uint32_t last = s->ekey;
+            while (last + 1 < s->nkeys && s->keys[last + 1].part == k->part &&
+                   s->keys[last + 1].idx == s->keys[last].idx + 1 &&
+                   s->keys[last + 1].idx < m->nkeys) {
+                last++;
+            }
+            rc_ = route_emit_rb(rw, c, rc, s, &m->reply, m->koff[s->keys[last].idx]);
             route_charge(c, rc, &m->charged, route_msg_held(m));
             if (rc_ <= 0) {
                 return rc_;
             }
+            s->ekey = last + 1;
         }
         return 1;
     default:
