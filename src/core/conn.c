@@ -915,6 +915,14 @@ conn_serve_pending(struct worker *w)
 }
 
 void
+conn_reply_arriving(struct worker *w, struct conn *c)
+{
+    if (c->io.wbuf.data == NULL) {
+        (void)buf_pool_take(&w->conns->pool, &c->io.wbuf); /* without: allocated when written */
+    }
+}
+
+void
 conn_reply_arrived(struct worker *w, struct conn *c)
 {
     /* Send what the reply completed, and let the product go on: a paused one, one that stopped

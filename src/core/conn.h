@@ -135,6 +135,13 @@ void conn_handle_event(struct worker *w, struct conn *c);
  * they have composed and sent the phase's budget of reply bytes; the rest keep their place. */
 void conn_serve_pending(struct worker *w);
 
+/**
+ * A reply for c is coming back from another worker: give c's write buffer a buffer of the pool
+ * first, as a turn does before the product writes (else composing into it would allocate one,
+ * which the pool then frees after the send: a malloc and a free per reply).
+ */
+void conn_reply_arriving(struct worker *w, struct conn *c);
+
 /** A reply for c came back from another worker: let a paused product go on. */
 void conn_reply_arrived(struct worker *w, struct conn *c);
 

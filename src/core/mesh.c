@@ -139,6 +139,9 @@ take_reply(struct worker *w, struct rt_msg *m)
     if (c != NULL && t->gen[m->conn_slot] != m->conn_gen) {
         c = NULL; /* the slot holds a newer connection */
     }
+    if (c != NULL) {
+        conn_reply_arriving(w, c);
+    }
     w->rt->p->on_reply(w->pctx, c, m);
     if (c != NULL) {
         conn_reply_arrived(w, c);
