@@ -151,13 +151,15 @@ struct mc_req {
     const char *args; /* get family: the keys; stats: the arguments; lru_crawler: the class
                          list; a view of the line */
     size_t args_len;
-    uint32_t nargs;      /* stats: number of arguments */
-    uint32_t flags;      /* storage: client flags */
-    int32_t exptime;     /* storage, touch, gat/gats: exptime; flush_all: delay */
-    uint32_t vlen;       /* storage, ms: value length */
-    const char *val;     /* storage, ms: the value (view, without the "\r\n") */
-    uint64_t cas;        /* cas: cas unique */
-    uint64_t delta;      /* incr/decr */
+    uint32_t nargs;  /* stats: number of arguments */
+    uint32_t flags;  /* storage: client flags */
+    int32_t exptime; /* storage, touch, gat/gats: exptime; flush_all: delay */
+    uint32_t vlen;   /* storage, ms: value length */
+    const char *val; /* storage, ms: the value (view, without the "\r\n") */
+    uint64_t cas;    /* cas: cas unique */
+    uint64_t delta;  /* incr/decr */
+    /* The text commands about one key (get .. touch) use no field below: mc_req_pack relies on
+     * it. */
     uint32_t verbosity;  /* verbosity level */
     uint8_t crawler;     /* lru_crawler: enum mc_crawler_op */
     enum mc_slabs slabs; /* slabs: the reply */
@@ -236,7 +238,8 @@ enum mc_parse_rc mc_parse_refuse(struct mc_parser *p, const char *buf, size_t n,
  * address: each view into text becomes its offset there (a key decoded into binkey stays in
  * the copy's own binkey). So a request parsed once can travel with a copy of its text (its
  * consumed bytes) to another thread, which calls mc_req_unpack() rather than parsing it again.
- * err (an error's) is not copied, nor the rest of binkey. Any thread.
+ * Only what the request uses is copied: a text command's fields up to delta, a meta command's
+ * up to meta (not err, an error's; of binkey only a decoded key). Any thread.
  */
 void mc_req_pack(struct mc_req *dst, const struct mc_req *src, const char *text);
 
