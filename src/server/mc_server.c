@@ -642,8 +642,9 @@ detail_note(struct mc_worker *mw, const struct mc_req *req, const char *key, siz
     mc_detail_count(mw->detail, key, klen, mw->delim, kind, detail_hits(mw) != mark);
 }
 
-/* mc_exec_get_key_max(), counted per prefix while "stats detail" is on. */
-static int
+/* mc_exec_get_key_max(), counted per prefix while "stats detail" is on. Inline: a forwarded
+ * get's path. */
+static inline int
 shard_get_key_max(struct mc_worker *mw, const struct mc_req *req, const char *key, size_t klen,
                   uint64_t hash, size_t max, struct buf *out, struct mc_deferred *d)
 {
