@@ -243,8 +243,34 @@ enum mc_parse_rc mc_parse_refuse(struct mc_parser *p, const char *buf, size_t n,
  */
 void mc_req_pack(struct mc_req *dst, const struct mc_req *src, const char *text);
 
-/** Turn a packed request's offsets back into views into text, a copy of its text. */
-void mc_req_unpack(struct mc_req *req, const char *text);
+#define MC_REQ_BINKEY ((const char *)UINTPTR_MAX) /* packed: the key is in binkey */
+
+/*
+ * Move the views of r (its pointers into its text: key, key_raw, args, val, meta.opaque; err's
+ * point at string constants) from text at `from` to text at `to`. On integers: a view the
+ * command does not set is garbage, moved as garbage and never read.
+ */
+static inline void
+mc_req_views_move(struct mc_req *r, uintptr_t from, uintptr_t to)
+{
+    r->key = (const char *)((uintptr_t)r->key - from + to);
+    r->key_raw = (const char *)((uintptr_t)r->key_raw - from + to);
+    r->args = (const char *)((uintptr_t)r->args - from + to);
+    r->val = (const char *)((uintptr_t)r->val - from + to);
+    r->meta.opaque = (const char *)((uintptr_t)r->meta.opaque - from + to);
+}
+
+/** Turn a packed request's offsets back into views into text, a copy of its text. Inline: it
+ * runs for every forwarded request. */
+static inline void
+mc_req_unpack(struct mc_req *req, const char *text)
+{
+    bool binkey = req->key == MC_REQ_BINKEY;
+    mc_req_views_move(req, 0, (uintptr_t)text);
+    if (binkey) {
+        req->key = req->binkey;
+    }
+}
 
 /** Iterator over the keys of a get/gets/gat/gats request (validated by mc_parse). */
 struct mc_key_iter {

@@ -840,7 +840,9 @@ is_get_family(enum mc_cmd cmd)
 struct ahead {
     struct mc_req req;
     uint64_t hash;
-    bool local; /* keyed and owned by this worker: prefetched */
+    bool keyed;     /* is_keyed(&req): hash is its key's */
+    bool local;     /* keyed and owned by this worker: prefetched */
+    uint16_t owner; /* keyed: the shard that owns its key */
 };
 
 /* Prefetch the items of batch[*done .. upto), whose buckets were prefetched a while ago. */
@@ -897,7 +899,7 @@ static int
 pipe_put(struct buf *b, const struct ahead *a, const char *text)
 {
     size_t need = sizeof(*a) + PIPE_ALIGN(a->req.consumed);
-    if (buf_reserve(b, need) < 0) {
+    if (buf_avail(b) < need && buf_reserve(b, need) < 0) {
         return -ENOMEM;
     }
     struct ahead *p = (struct ahead *)(void *)buf_wptr(b); /* aligned: see exec_pipe */
@@ -1252,16 +1254,6 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     const struct mc_req *req = &a->req;
     struct route_worker *rw = &mw->rw;
     struct route_slot *s = st->pipe;
-    if (s != NULL && rw->pipe_part[owner] != 0 &&
-        buf_len(&s->parts[rw->pipe_part[owner] - 1]->req) >= PIPE_PART_MAX) {
-        /* A part of large values goes now, and the requests after it make a new pipe: a
-         * message stays far below ROUTE_REPLY_MAX (one value is 16 MiB at most). */
-        int rc = pipe_close(mw, c, st);
-        if (rc < 0) {
-            return rc;
-        }
-        s = NULL;
-    }
     if (s == NULL) {
         if ((s = st->pipe = route_pipe_open(rw, &st->rc, AHEAD)) == NULL) {
             return -ENOMEM;
@@ -1289,6 +1281,11 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     }
     route_pipe_add(c, &st->rc, s, m);
     route_slot_time(rw, s);
+    if (buf_len(&m->req) >= PIPE_PART_MAX) {
+        /* A part of large values goes now, and the requests after it make a new pipe: a
+         * message stays far below ROUTE_REPLY_MAX (one value is 16 MiB at most). */
+        return pipe_close(mw, c, st) < 0 ? -ENOMEM : EX_DONE;
+    }
     return EX_DONE;
 }
 
@@ -1905,9 +1902,8 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
     default:
         break;
     }
-    unsigned owner = route_shard_of(hash, mw->rw.n);
-    if (owner != mw->rw.id || st->pipe != NULL) {
-        return pipe_add(mw, c, st, a, text, owner);
+    if (!a->local || st->pipe != NULL) {
+        return pipe_add(mw, c, st, a, text, a->owner);
     }
     return exec_local(mw, c, st, req, hash);
 }
@@ -2057,7 +2053,7 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
         size_t len = nl != NULL ? (size_t)(nl - text) : a->req.consumed;
         log_debug("request: %.*s", (int)(len > 0 && text[len - 1] == '\r' ? len - 1 : len), text);
     }
-    if (st->pipe != NULL && !is_keyed(&a->req) && pipe_close(mw, c, st) < 0) {
+    if (st->pipe != NULL && !a->keyed && pipe_close(mw, c, st) < 0) {
         return -ENOMEM; /* a request that cannot join the pipe must not overtake it */
     }
     int r = dispatch(mw, c, st, a, buf_rptr(in));
@@ -2073,7 +2069,7 @@ execute(struct mc_worker *mw, struct conn *c, struct mc_conn *st, struct ahead *
     buf_consume(in, a->req.consumed);
     /* A slot whose parts all ran here is complete already: send it now (not while a pipe is
      * open: it is the tail, and nothing before it completes during this call). */
-    if (r == EX_DONE && st->rc.qlen > 0 && st->pipe == NULL) {
+    if (r == EX_DONE && st->pipe == NULL && st->rc.qlen > 0) {
         int rc = route_flush(&mw->rw, c, &st->rc);
         if (rc < 0) {
             return rc;
@@ -2087,10 +2083,12 @@ static void
 prepare(struct mc_worker *mw, struct ahead *a)
 {
     a->hash = 0;
-    a->local = is_keyed(&a->req);
-    if (a->local) {
+    a->keyed = is_keyed(&a->req);
+    a->local = false;
+    if (a->keyed) {
         a->hash = mc_key_hash(a->req.key, a->req.klen);
-        a->local = route_shard_of(a->hash, mw->rw.n) == mw->rw.id;
+        a->owner = (uint16_t)route_shard_of(a->hash, mw->rw.n);
+        a->local = a->owner == mw->rw.id;
         if (a->local) {
             seg_prefetch(mw->shard.seg, a->hash);
         }

@@ -54,23 +54,6 @@ static const char E_MA_MODE[] = "CLIENT_ERROR invalid mode for ma M token";
 static const char E_CRAWL_SLEEP[] = "CLIENT_ERROR sleep must be one second or less";
 static const char E_KEEP[] = ""; /* a meta flag failed without a message of its own */
 
-/*
- * The views of a request are its pointers into its text: key, key_raw, args, val and
- * meta.opaque (err's point at string constants). The arithmetic is on integers: a view a
- * command does not set is garbage, moved as garbage and never read.
- */
-#define BINKEY_MARK ((const char *)UINTPTR_MAX) /* a packed key that is in binkey */
-
-static inline void
-views_move(struct mc_req *r, uintptr_t from, uintptr_t to)
-{
-    r->key = (const char *)((uintptr_t)r->key - from + to);
-    r->key_raw = (const char *)((uintptr_t)r->key_raw - from + to);
-    r->args = (const char *)((uintptr_t)r->args - from + to);
-    r->val = (const char *)((uintptr_t)r->val - from + to);
-    r->meta.opaque = (const char *)((uintptr_t)r->meta.opaque - from + to);
-}
-
 void
 mc_req_pack(struct mc_req *dst, const struct mc_req *src, const char *text)
 {
@@ -82,20 +65,10 @@ mc_req_pack(struct mc_req *dst, const struct mc_req *src, const char *text)
     } else {
         memcpy(dst, src, offsetof(struct mc_req, err));
     }
-    views_move(dst, (uintptr_t)text, 0);
+    mc_req_views_move(dst, (uintptr_t)text, 0);
     if (src->key == src->binkey) {
         memcpy(dst->binkey, src->binkey, src->klen);
-        dst->key = BINKEY_MARK; /* in the copy's binkey: unpacked as such */
-    }
-}
-
-void
-mc_req_unpack(struct mc_req *req, const char *text)
-{
-    bool binkey = req->key == BINKEY_MARK;
-    views_move(req, 0, (uintptr_t)text);
-    if (binkey) {
-        req->key = req->binkey;
+        dst->key = MC_REQ_BINKEY; /* in the copy's binkey: unpacked as such */
     }
 }
 
