@@ -315,19 +315,26 @@ int route_koff(struct route_msg *m, uint32_t n);
 
 /**
  * The reply room a forwarded request that may return a value gets: 1/ROUTE_FORWARD_SHARE of
- * c's output room, within min and ROUTE_FORWARD_REPLY_MAX. Of the default 1 MiB limit that is
- * 5 KiB, so a value of the usual sizes (up to 4 KiB) comes back with its request, while a
+ * the output room (room), within min and ROUTE_FORWARD_REPLY_MAX. Of the default 1 MiB limit that
+ * is 5 KiB, so a value of the usual sizes (up to 4 KiB) comes back with its request, while a
  * pipeline of hundreds of forwarded gets still fits before the connection waits for their
  * replies; a larger value comes back as a hole.
  */
 static inline uint32_t
-route_allowance(const struct conn *c, uint32_t min)
+route_allowance_of(size_t room, uint32_t min)
 {
-    size_t room = conn_output_room(c) / ROUTE_FORWARD_SHARE;
+    room /= ROUTE_FORWARD_SHARE;
     if (room > ROUTE_FORWARD_REPLY_MAX) {
         return ROUTE_FORWARD_REPLY_MAX;
     }
     return room < min ? min : (uint32_t)room;
+}
+
+/** route_allowance_of() c's output room now. */
+static inline uint32_t
+route_allowance(const struct conn *c, uint32_t min)
+{
+    return route_allowance_of(conn_output_room(c), min);
 }
 
 /**
@@ -483,12 +490,12 @@ int route_broadcast(struct route_worker *rw, struct conn *c, struct route_conn *
  * A pipe carries the single-key requests of one parsed batch of a connection, from the first
  * one another worker owns, in one ROUTE_SLOT_GATHER slot with a part per shard it uses (in the
  * order of first use; each request is a key of the slot, in request order). Another shard's part is
- * one message with its requests' text, sent when the pipe closes; this worker's requests run at
- * once into its own part. Replies leave in request order as a gather's keys do. So a pipeline
- * of forwarded requests costs one message, one slot and one ring hop per peer and batch, not
- * per request. While a pipe is open it is the tail of the queue: every request of the
- * connection goes into it, or closes it first (route_pipe_close), so that nothing overtakes a
- * request waiting in an unsent part.
+ * one message with its requests (in the form the product chooses), sent when the pipe closes;
+ * this worker's requests run at once into its own part. Replies leave in request order as a
+ * gather's keys do. So a pipeline of forwarded requests costs one message, one slot and one ring
+ * hop per peer and batch, not per request. While a pipe is open it is the tail of the queue: every
+ * request of the connection goes into it, or closes it first (route_pipe_close), so that nothing
+ * overtakes a request waiting in an unsent part.
  */
 
 /** A pipe at the tail of rc's queue, for up to cap requests. NULL without memory. */

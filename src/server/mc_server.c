@@ -6,12 +6,13 @@
  * (include/petrel/route.h); this file decides what each memcached request does with it.
  *
  * The path of a request: the connection's worker parses it and hashes its key once. A key this
- * worker owns is executed at once on its shard; a key another worker owns is copied (request
- * text, value included: the one copy) into a message and forwarded to that worker, which
- * executes it and sends the message back with the reply. A multi-key get is split into windows
- * of GET_WINDOW keys, each sent as one sub-request per owning worker and gathered back in key
- * order; flush_all and stats go to every shard; a metadump walks the shards in turn, one
- * bounded step at a time on each shard's worker (dump_emit).
+ * worker owns is executed at once on its shard; from the first key of a batch another worker
+ * owns, the batch's single-key requests go in a pipe (route.h): each worker's are copied, as
+ * parsed and with their text (a value included: the one copy), into one message to it, which
+ * executes them and sends the message back with their replies; this worker's run at once. A
+ * multi-key get is split into windows of GET_WINDOW keys, each sent as one sub-request per owning
+ * worker and gathered back in key order; flush_all and stats go to every shard; a metadump walks
+ * the shards in turn, one bounded step at a time on each shard's worker (dump_emit).
  *
  * Reply order: while nothing is waiting, replies go straight into the connection's write
  * buffer. Once a request waits for another worker, it takes a slot in the connection's reply
@@ -21,9 +22,9 @@
  *
  * Memory: every reply byte held outside the write buffer is counted with conn_output_hold():
  * ready bytes in slots, parts back from other workers waiting their turn, and, while a request
- * is out, its text (a set's value) plus the reply room it was given (its allowance, which bounds
- * what it brings back). No request makes that grow without bound (docs/architecture.md states
- * the bound):
+ * is out, what its message holds for it (its parse and its text, a set's value included) plus
+ * the reply room it was given (its allowance, which bounds what it brings back). No request makes
+ * that grow without bound (docs/architecture.md states the bound):
  *   - a request starts only while the output is not full (conn_output_full), and, behind a
  *     waiting reply, only with more than HOLD_SLACK bytes of room; a multi-key get checks again
  *     between keys and windows, keeping its progress (mc_conn.get_next);
@@ -264,7 +265,8 @@ struct mc_conn {
     struct mc_parser parser;
     uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
     struct route_slot *pipe; /* the batch's open pipe (route_pipe_open), or NULL */
-    uint32_t pipe_get_allow; /* the reply room of a get in it: route_allowance() as it opened */
+    size_t pipe_room;        /* the output room when it opened (conn_output_room) */
+    size_t pipe_held;        /* and st->rc.held then: what the pipe adds is the difference */
 };
 
 /* ---- metrics ---- */
@@ -859,9 +861,10 @@ prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, si
 /*
  * A request about one key (a single-key get included) on this shard, appended to r in at most
  * max bytes (a get's END included). A reply that cannot be composed becomes memcached's error,
- * in place of what this request had appended.
+ * in place of what this request had appended. Returns 0, or -ENOMEM when not even that could
+ * be written (the request has no reply: the connection must close).
  */
-static void
+static int
 exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint64_t hash,
            size_t max)
 {
@@ -879,10 +882,11 @@ exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, u
         /* memcached's replies when a reply cannot be written; they replace what was. */
         r->b.wpos = r->b.rpos + mark;
         r->nholes = holes;
-        (void)buf_puts(&r->b, is_get_family(req->cmd)
-                                  ? "SERVER_ERROR out of memory writing get response\r\n"
-                                  : "SERVER_ERROR out of memory\r\n");
+        return buf_puts(&r->b, is_get_family(req->cmd)
+                                   ? "SERVER_ERROR out of memory writing get response\r\n"
+                                   : "SERVER_ERROR out of memory\r\n");
     }
+    return 0;
 }
 
 /*
@@ -893,6 +897,7 @@ exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, u
  * struct (about 450 bytes), less than half of what a second parse and hash cost.
  */
 #define PIPE_ALIGN(n) (((n) + 7) & ~(size_t)7)
+_Static_assert(sizeof(struct ahead) % 8 == 0, "a pipe's requests stay 8-byte aligned");
 #define PIPE_PART_MAX (256u << 10) /* request bytes past which a pipe's part is sent */
 
 static int
@@ -935,7 +940,9 @@ exec_pipe(struct mc_worker *mw, struct route_msg *m)
         for (uint32_t upto = i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n; items < upto; items++) {
             seg_prefetch_item(mw->shard.seg, a[items]->hash);
         }
-        exec_keyed(mw, &m->reply, &a[i]->req, a[i]->hash, m->koff[i]);
+        if (exec_keyed(mw, &m->reply, &a[i]->req, a[i]->hash, m->koff[i]) < 0) {
+            log_error("out of memory answering a forwarded request; it has no reply");
+        }
         m->koff[i] = (uint32_t)route_rb_end(&m->reply);
     }
 }
@@ -1258,21 +1265,28 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         if ((s = st->pipe = route_pipe_open(rw, &st->rc, AHEAD)) == NULL) {
             return -ENOMEM;
         }
-        /* Once for the pipe, not per get: the room it is a share of changes little over a
-         * batch, and every request still waits while the output is full (route_blocked). */
-        st->pipe_get_allow = route_allowance(c, GET_MIN);
+        /* The room is read once for the pipe: while it is open, only what the pipe holds
+         * changes it (no reply goes to the write buffer, nothing else of c moves), so the
+         * room left for a get is the room then minus what the pipe has been charged since. */
+        st->pipe_room = conn_output_room(c);
+        st->pipe_held = st->rc.held;
     }
     struct route_msg *m = route_pipe_part(rw, &st->rc, s, owner, OP_PIPE, AHEAD);
     if (m == NULL) {
         return -ENOMEM;
     }
     if (owner == rw->id) {
-        exec_keyed(mw, &m->reply, req, a->hash, held_room(c));
+        if (exec_keyed(mw, &m->reply, req, a->hash, held_room(c)) < 0) {
+            return -ENOMEM;
+        }
         m->koff[m->nkeys] = (uint32_t)route_rb_end(&m->reply);
     } else {
-        uint32_t allow = is_get_family(req->cmd) ? st->pipe_get_allow
-                         : has_value(req)        ? route_allowance(c, HOLE_MAX)
-                                                 : reply_bound(req);
+        size_t added = st->rc.held - st->pipe_held;
+        uint32_t allow =
+            is_get_family(req->cmd)
+                ? route_allowance_of(st->pipe_room > added ? st->pipe_room - added : 0, GET_MIN)
+            : has_value(req) ? route_allowance(c, HOLE_MAX)
+                             : reply_bound(req);
         if (pipe_put(&m->req, a, text) < 0) {
             return -ENOMEM;
         }
@@ -1826,9 +1840,9 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
-    exec_keyed(mw, &o.s->out, req, hash, held_room(c));
+    int rc = exec_keyed(mw, &o.s->out, req, hash, held_room(c));
     route_out_done(c, &st->rc, &o);
-    return 0;
+    return rc;
 }
 
 /*
