@@ -583,6 +583,13 @@ conn_read(struct worker *w, struct conn *c)
     return 0;
 }
 
+/* Give c's write buffer a buffer of the pool before replies are composed into it. */
+static int
+wbuf_ready(struct conn_table *t, struct conn *c)
+{
+    return c->io.wbuf.data == NULL ? buf_pool_take(&t->pool, &c->io.wbuf) : 0;
+}
+
 /*
  * Hand c's input to the product and act on its answer. Also tracks the request deadline: an
  * unfinished request in the buffer starts the clock, and consuming a request restarts it for
@@ -596,7 +603,7 @@ conn_deliver(struct worker *w, struct conn *c)
     struct buf *rb = &c->io.rbuf;
     c->resume = false;
     c->last_active = t->now;
-    if (c->io.wbuf.data == NULL && buf_pool_take(&t->pool, &c->io.wbuf) < 0) {
+    if (wbuf_ready(t, c) < 0) {
         return -ENOMEM;
     }
     size_t before = buf_len(rb);
@@ -917,9 +924,7 @@ conn_serve_pending(struct worker *w)
 void
 conn_reply_arriving(struct worker *w, struct conn *c)
 {
-    if (c->io.wbuf.data == NULL) {
-        (void)buf_pool_take(&w->conns->pool, &c->io.wbuf); /* without: allocated when written */
-    }
+    (void)wbuf_ready(w->conns, c); /* without: allocated when written */
 }
 
 void

@@ -425,6 +425,18 @@ get_with_cas(const struct mc_req *req)
     return req->cmd == MC_CMD_GETS || req->cmd == MC_CMD_GATS;
 }
 
+/* A hit's whole answer (VALUE line, value, "\r\n") into out; then a gat to a past exptime drops
+ * the item. Inline: every get's path. */
+static inline int
+put_hit(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen, uint64_t hash,
+        const struct seg_view *v, bool drop, struct buf *out)
+{
+    int rc = mc_compose_value(out, key, klen, v->flags, v->value, (uint32_t)v->vlen,
+                              shown_cas(sh, v->cas), get_with_cas(req));
+    drop_expired(sh->seg, key, klen, hash, drop);
+    return rc;
+}
+
 int
 mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, size_t klen,
                 uint64_t hash, struct buf *out)
@@ -438,10 +450,7 @@ mc_exec_get_key(struct mc_shard *sh, const struct mc_req *req, const char *key, 
     if (res == SEG_NOT_FOUND) {
         return 0;
     }
-    int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen,
-                              shown_cas(sh, v.cas), get_with_cas(req));
-    drop_expired(sh->seg, key, klen, hash, drop);
-    return rc;
+    return put_hit(sh, req, key, klen, hash, &v, drop, out);
 }
 
 /* Append a value and its "\r\n" after a header already in out. */
@@ -472,10 +481,7 @@ mc_exec_get_key_max(struct mc_shard *sh, const struct mc_req *req, const char *k
     }
     if (MC_VALUE_HDR_MAX(klen) + v.vlen + 2 <= max) {
         /* It fits whatever its header's length: composed in one pass, as mc_exec_get_key. */
-        int rc = mc_compose_value(out, key, klen, v.flags, v.value, (uint32_t)v.vlen,
-                                  shown_cas(sh, v.cas), get_with_cas(req));
-        drop_expired(sh->seg, key, klen, hash, drop);
-        return rc;
+        return put_hit(sh, req, key, klen, hash, &v, drop, out);
     }
     size_t mark = buf_len(out);
     int rc = mc_compose_value_hdr(out, key, klen, v.flags, (uint32_t)v.vlen, shown_cas(sh, v.cas),

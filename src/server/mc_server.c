@@ -1256,9 +1256,10 @@ pipe_close(struct mc_worker *mw, struct conn *c, struct mc_conn *st)
  */
 static int
 pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct ahead *a,
-         const char *text, unsigned owner)
+         const char *text)
 {
     const struct mc_req *req = &a->req;
+    unsigned owner = a->owner;
     struct route_worker *rw = &mw->rw;
     struct route_slot *s = st->pipe;
     if (s == NULL) {
@@ -1917,7 +1918,7 @@ dispatch(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         break;
     }
     if (!a->local || st->pipe != NULL) {
-        return pipe_add(mw, c, st, a, text, a->owner);
+        return pipe_add(mw, c, st, a, text);
     }
     return exec_local(mw, c, st, req, hash);
 }
