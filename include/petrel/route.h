@@ -184,6 +184,7 @@ struct route_conn {
     uint32_t inflight; /* messages out at other workers */
     bool broken;       /* no memory for a reply that had to be sent: close at the next call */
     size_t held;       /* bytes counted with conn_output_hold() */
+    size_t untold;     /* of them, what an open pipe holds, told at its close */
     struct route_slot *q_inline[ROUTE_QUEUE_INLINE];
 };
 
@@ -522,20 +523,25 @@ route_pipe_part(struct route_worker *rw, struct route_conn *rc, struct route_slo
 /**
  * The request just added to part m is the pipe's next: m->koff[m->nkeys] holds its reply's end
  * (this worker's part, which ran it) or its allowance (another's, whose m->allow includes it).
- * Counts what m holds for c.
+ * Counts what m holds in rc->held at once, and for c (conn_output_hold) when the pipe closes:
+ * until then the product must take c's output room from rc->held (as conn_room_left does), not
+ * from the runtime.
  */
 static inline void
-route_pipe_add(struct conn *c, struct route_conn *rc, struct route_slot *s, struct route_msg *m)
+route_pipe_add(struct route_conn *rc, struct route_slot *s, struct route_msg *m)
 {
     s->keys[s->nkeys++] = (struct route_key_ref){.part = m->part, .idx = m->nkeys++};
-    route_charge(c, rc, &m->charged, route_msg_held(m) + m->allow);
+    size_t now = route_msg_held(m) + m->allow;
+    rc->held += now - m->charged; /* a part only grows while its pipe is open */
+    rc->untold += now - m->charged;
+    m->charged = now;
 }
 
 /**
- * Send pipe s's parts to their shards; this worker's part is complete already. Call it for
- * every pipe opened (the next one starts from the state it leaves). On failure (-ENOMEM) the
- * parts not sent are freed with the slot, which never completes: the product closes the
- * connection.
+ * Send pipe s's parts to their shards, after counting what they hold for c; this worker's part
+ * is complete already. Call it for every pipe opened, before anything else of c's (the next one
+ * starts from the state it leaves). On failure (-ENOMEM) the parts not sent are freed with the
+ * slot, which never completes: the product closes the connection.
  */
 int route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
                      struct route_slot *s);

@@ -231,6 +231,26 @@ void conn_output_hold(struct conn *c, long delta);
  */
 size_t conn_output_room(const struct conn *c);
 
+/**
+ * c's output room as a figure a product can spend from without asking again, for a run of
+ * requests during which nothing of c changes but what the product holds for it (one parsed
+ * batch): after spent more bytes are held (conn_output_hold), conn_room_left(&r, spent) is
+ * what conn_output_room(c) would then say.
+ */
+struct conn_room {
+    size_t room; /* conn_output_room(c) now */
+    size_t stop; /* bytes more held that make the output full: the room, or fewer when they
+                  * take the worker past its share of buffer-memory first */
+};
+struct conn_room conn_output_budget(const struct conn *c);
+
+/** conn_output_room() after spent bytes more held (conn_output_budget()). */
+static inline size_t
+conn_room_left(const struct conn_room *r, size_t spent)
+{
+    return spent < r->stop ? r->room - spent : 0;
+}
+
 /** The product's per-connection state (rt_product.conn_state_size bytes). Worker thread of c. */
 void *conn_state(struct conn *c);
 

@@ -118,6 +118,13 @@ conn_extra(const struct conn *c)
     return c->rbuf_extra + c->wbuf_extra + c->held;
 }
 
+/* What conn_output_full() compares with the worker's buffer budget. */
+static size_t
+budget_total(const struct conn *c)
+{
+    return c->w->conns->buf_extra - c->wbuf_extra + buf_extra_of(c->w->rt, c->io.wbuf.cap);
+}
+
 bool
 conn_output_full(const struct conn *c)
 {
@@ -133,8 +140,7 @@ conn_output_full(const struct conn *c)
      * buffer takes no more requests: a client that does not read holds at most one reply more
      * than it had, and one that reads goes on a reply at a time. Its own buffer counts as it is
      * now. */
-    size_t total = c->w->conns->buf_extra - c->wbuf_extra + buf_extra_of(rt, c->io.wbuf.cap);
-    return total > rt->buf_budget;
+    return budget_total(c) > rt->buf_budget;
 }
 
 size_t
@@ -144,6 +150,19 @@ conn_output_room(const struct conn *c)
         return 0;
     }
     return c->w->rt->wbuf_limit - (buf_len(&c->io.wbuf) + c->held);
+}
+
+struct conn_room
+conn_output_budget(const struct conn *c)
+{
+    /* Held bytes count in the budget's total as in the output, and once anything is held the
+     * exemption of an output within its first buffer is over: more held than the budget has
+     * left makes the output full, whatever the room. */
+    size_t total = budget_total(c);
+    size_t budget = c->w->rt->buf_budget;
+    size_t room = conn_output_room(c);
+    size_t past_budget = total <= budget ? budget - total + 1 : 1;
+    return (struct conn_room){.room = room, .stop = room < past_budget ? room : past_budget};
 }
 
 /* ---- queues ---- */

@@ -77,9 +77,13 @@ struct worker {
     void *pctx;               /* the product's worker context; worker-private */
     struct conn_table *conns; /* worker-private */
     /* The forwarding mesh: one ring per ordered pair of workers; [id] is unused. */
-    struct ring **peer_in;             /* peer j(w) -> this(r), messages from worker j */
-    struct ring_outbox *peer_out;      /* this(w) -> peer j(r); worker-private */
-    bool *peer_dirty;                  /* worker-private: something staged for peer j */
+    struct ring **peer_in; /* peer j(w) -> this(r), messages from worker j */
+    struct ring **in;      /* the nin rings of peer_in that exist, in peer order */
+    unsigned nin;
+    struct ring_outbox *peer_out; /* this(w) -> peer j(r); worker-private */
+    bool *peer_dirty;             /* worker-private: something staged for peer j */
+    uint16_t *dirty;              /* worker-private: the ndirty peers with peer_dirty set */
+    unsigned ndirty;
     struct rt_msg *later, *later_tail; /* worker-private: costly messages set aside (mesh.c) */
     unsigned drain_from;               /* worker-private: the peer drained first (mesh.c) */
     size_t mesh_spent;                 /* worker-private: costs of the messages handled (mesh.c) */

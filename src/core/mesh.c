@@ -25,7 +25,10 @@ outbox_push(struct worker *w, unsigned dest, struct rt_msg *m)
 {
     int rc = ring_outbox_push(&w->peer_out[dest], m);
     if (rc == 0) {
-        w->peer_dirty[dest] = true;
+        if (!w->peer_dirty[dest]) {
+            w->peer_dirty[dest] = true;
+            w->dirty[w->ndirty++] = (uint16_t)dest;
+        }
         metrics_incr(&w->m[RTM_MESSAGES_SENT]);
     }
     return rc;
@@ -84,6 +87,14 @@ workers_connect(struct runtime *rt)
                 return rc;
             }
             ring_outbox_init(&rt->workers[i].peer_out[j], *r);
+        }
+    }
+    for (unsigned j = 0; j < rt->nworkers; j++) {
+        struct worker *w = &rt->workers[j];
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            if (w->peer_in[i] != NULL) {
+                w->in[w->nin++] = w->peer_in[i];
+            }
         }
     }
     return 0;
@@ -155,6 +166,50 @@ set_aside(const struct rt_msg *m)
     return m->cost >= MSG_COSTLY && (m->is_reply || m->any_order);
 }
 
+/* One peer's ring, within the iteration's budgets (mesh_drain). */
+static void
+drain_peer(struct worker *w, const struct rt_product *p, struct ring *r)
+{
+    struct rt_msg *m;
+    unsigned n = 0;
+    struct rt_msg *batch[RT_REQUEST_BATCH];
+    unsigned nb = 0;
+    size_t est = 0; /* the senders' estimates for the batch */
+    while (n < PEER_BUDGET && w->mesh_spent < MESH_BYTES && (m = ring_pop(r)) != NULL) {
+        n++;
+        if (set_aside(m)) {
+            m->next = NULL;
+            if (w->later_tail != NULL) {
+                w->later_tail->next = m;
+            } else {
+                w->later = m;
+            }
+            w->later_tail = m;
+            continue;
+        }
+        if (!m->is_reply) {
+            /* Requests go in batches (order kept); replies concern other connections. */
+            batch[nb++] = m;
+            est += m->cost;
+            if (nb == RT_REQUEST_BATCH || w->mesh_spent + est >= MESH_BYTES) {
+                p->on_requests(w->pctx, batch, nb);
+                nb = 0;
+                est = 0;
+            }
+            continue;
+        }
+        w->mesh_spent += m->cost;
+        take_reply(w, m);
+    }
+    if (nb > 0) {
+        p->on_requests(w->pctx, batch, nb);
+    }
+    if (n > 0) {
+        ring_release(r);
+        metrics_add(&w->m[RTM_MESSAGES_RECEIVED], n);
+    }
+}
+
 /*
  * Messages from other workers: requests to execute here, replies for our connections. In ring
  * order while the costs taken this iteration stay under MESH_BYTES (a request's cost is known
@@ -166,55 +221,16 @@ void
 mesh_drain(struct worker *w)
 {
     const struct rt_product *p = w->rt->p;
-    unsigned nw = w->rt->nworkers;
+    unsigned nin = w->nin;
     w->mesh_spent = 0;
-    for (unsigned k = 0; k < nw; k++) {
-        /* The peer drained first takes turns: the budget may run out before the last. */
-        unsigned j = (w->drain_from + k) % nw;
-        struct ring *r = w->peer_in[j];
-        struct rt_msg *m;
-        unsigned n = 0;
-        if (r == NULL) {
-            continue;
-        }
-        struct rt_msg *batch[RT_REQUEST_BATCH];
-        unsigned nb = 0;
-        size_t est = 0; /* the senders' estimates for the batch */
-        while (n < PEER_BUDGET && w->mesh_spent < MESH_BYTES && (m = ring_pop(r)) != NULL) {
-            n++;
-            if (set_aside(m)) {
-                m->next = NULL;
-                if (w->later_tail != NULL) {
-                    w->later_tail->next = m;
-                } else {
-                    w->later = m;
-                }
-                w->later_tail = m;
-                continue;
-            }
-            if (!m->is_reply) {
-                /* Requests go in batches (order kept); replies concern other connections. */
-                batch[nb++] = m;
-                est += m->cost;
-                if (nb == RT_REQUEST_BATCH || w->mesh_spent + est >= MESH_BYTES) {
-                    p->on_requests(w->pctx, batch, nb);
-                    nb = 0;
-                    est = 0;
-                }
-                continue;
-            }
-            w->mesh_spent += m->cost;
-            take_reply(w, m);
-        }
-        if (nb > 0) {
-            p->on_requests(w->pctx, batch, nb);
-        }
-        if (n > 0) {
-            ring_release(r);
-            metrics_add(&w->m[RTM_MESSAGES_RECEIVED], n);
+    /* The peer drained first takes turns: the budget may run out before the last. A turn
+     * looks at every peer's ring, so an empty one costs a load and a compare. */
+    for (unsigned k = 0, j = w->drain_from; k < nin; k++, j = j + 1 < nin ? j + 1 : 0) {
+        if (!ring_empty(w->in[j])) {
+            drain_peer(w, p, w->in[j]);
         }
     }
-    w->drain_from = (w->drain_from + 1) % nw;
+    w->drain_from = w->drain_from + 1 < nin ? w->drain_from + 1 : 0;
     w->mesh_spent = 0;
     struct rt_msg *m;
     while (w->mesh_spent < MESH_BYTES && (m = w->later) != NULL) {
@@ -231,19 +247,24 @@ mesh_drain(struct worker *w)
     }
 }
 
-/* Publish what this iteration staged for each peer, and wake the peers that sleep. */
+/* Publish what this iteration staged for each peer, and wake the peers that sleep. Only the
+ * peers staged for are visited: a loop turn's cost does not grow with the worker count. */
 void
 mesh_flush(struct worker *w)
 {
-    for (unsigned j = 0; j < w->rt->nworkers; j++) {
-        if (!w->peer_dirty[j]) {
-            continue;
-        }
+    unsigned left = 0;
+    for (unsigned i = 0; i < w->ndirty; i++) {
+        unsigned j = w->dirty[i];
         if (ring_outbox_flush(&w->peer_out[j])) {
             waker_notify(&w->rt->workers[j].waker);
         }
-        w->peer_dirty[j] = ring_outbox_backlog(&w->peer_out[j]) > 0;
+        if (ring_outbox_backlog(&w->peer_out[j]) > 0) {
+            w->dirty[left++] = (uint16_t)j; /* the ring was full: the rest goes next turn */
+        } else {
+            w->peer_dirty[j] = false;
+        }
     }
+    w->ndirty = left;
 }
 
 /* True if a peer's ring or the inbox has something: the sleep protocol's re-check. */
@@ -253,8 +274,8 @@ mesh_inbound_pending(struct worker *w)
     if (ring_pending(w->inbox)) {
         return true;
     }
-    for (unsigned j = 0; j < w->rt->nworkers; j++) {
-        if (w->peer_in[j] != NULL && ring_pending(w->peer_in[j])) {
+    for (unsigned j = 0; j < w->nin; j++) {
+        if (ring_pending(w->in[j])) {
             return true;
         }
     }
@@ -265,13 +286,5 @@ mesh_inbound_pending(struct worker *w)
 bool
 mesh_backlog(struct worker *w)
 {
-    if (w->later != NULL) {
-        return true;
-    }
-    for (unsigned j = 0; j < w->rt->nworkers; j++) {
-        if (w->peer_dirty[j]) {
-            return true;
-        }
-    }
-    return false;
+    return w->later != NULL || w->ndirty > 0;
 }

@@ -698,6 +698,8 @@ route_pipe_close(struct route_worker *rw, struct conn *c, struct route_conn *rc,
 {
     /* This worker's part ran already; the others are out until route_on_reply, which cannot
      * run before this returns. */
+    conn_output_hold(c, (long)rc->untold);
+    rc->untold = 0;
     int rc_ = 0;
     for (uint32_t p = 0; p < s->nparts; p++) {
         unsigned shard = rw->pipe_shard[p];
@@ -760,7 +762,8 @@ route_conn_close(struct route_worker *rw, struct conn *c, struct route_conn *rc)
         slot_free(rw, NULL, rc, s);
     }
     if (rc->held > 0) {
-        conn_output_hold(c, -(long)rc->held);
+        conn_output_hold(c, -(long)(rc->held - rc->untold)); /* untold: a pipe never closed */
         rc->held = 0;
+        rc->untold = 0;
     }
 }

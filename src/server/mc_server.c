@@ -264,9 +264,9 @@ struct mc_conn {
     uint8_t kind;         /* CONN_NEW, CONN_MC, CONN_RESP (second, as in struct resp_conn) */
     struct mc_parser parser;
     uint32_t get_next; /* keys of the multi-key get at the front of the input already dispatched */
-    struct route_slot *pipe; /* the batch's open pipe (route_pipe_open), or NULL */
-    size_t pipe_room;        /* the output room when it opened (conn_output_room) */
-    size_t pipe_held;        /* and st->rc.held then: what the pipe adds is the difference */
+    struct route_slot *pipe;    /* the batch's open pipe (route_pipe_open), or NULL */
+    struct conn_room pipe_room; /* the output room when it opened */
+    size_t pipe_held;           /* and st->rc.held then: what the pipe adds is the difference */
 };
 
 /* ---- metrics ---- */
@@ -864,8 +864,8 @@ prefetch_items(struct mc_worker *mw, const struct ahead *batch, size_t *done, si
  * in place of what this request had appended. Returns 0, or -ENOMEM when not even that could
  * be written (the request has no reply: the connection must close).
  */
-static int
-exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint64_t hash,
+static inline __attribute__((always_inline)) int
+keyed_into(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint64_t hash,
            size_t max)
 {
     size_t mark = buf_len(&r->b);
@@ -887,6 +887,14 @@ exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, u
                                    : "SERVER_ERROR out of memory\r\n");
     }
     return 0;
+}
+
+/* keyed_into(), called: the one copy inlined is a pipe's loop on its owner (exec_pipe). */
+static int
+exec_keyed(struct mc_worker *mw, struct route_rb *r, const struct mc_req *req, uint64_t hash,
+           size_t max)
+{
+    return keyed_into(mw, r, req, hash, max);
 }
 
 /*
@@ -940,7 +948,7 @@ exec_pipe(struct mc_worker *mw, struct route_msg *m)
         for (uint32_t upto = i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n; items < upto; items++) {
             seg_prefetch_item(mw->shard.seg, a[items]->hash);
         }
-        if (exec_keyed(mw, &m->reply, &a[i]->req, a[i]->hash, m->koff[i]) < 0) {
+        if (keyed_into(mw, &m->reply, &a[i]->req, a[i]->hash, m->koff[i]) < 0) {
             log_error("out of memory answering a forwarded request; it has no reply");
         }
         m->koff[i] = (uint32_t)route_rb_end(&m->reply);
@@ -1227,15 +1235,26 @@ reply_bound(const struct mc_req *req)
 }
 
 /*
- * The reply room of a request held behind a waiting reply: what it adds stays under the limit
- * (the caller saw more than ROUTE_HOLD_SLACK of room, more than any hole or reply without a
- * value takes).
+ * The reply room of a request held behind a waiting reply, from the output room: what it adds
+ * stays under the limit (the caller saw more than ROUTE_HOLD_SLACK of room, more than any hole
+ * or reply without a value takes).
  */
 static size_t
-held_room(const struct conn *c)
+held_room(size_t room)
 {
-    size_t room = conn_output_room(c);
     return room > 0 ? room - 1 : 0;
+}
+
+/*
+ * The output room while the batch's pipe is open. The room is read once, when it opens: until
+ * it closes only what the pipe holds for c changes (no reply goes to the write buffer, nothing
+ * else of c's worker moves), so the room is the room then less what the pipe has been charged
+ * since. It is read for every request of a pipe.
+ */
+static inline size_t
+pipe_room(const struct mc_conn *st)
+{
+    return conn_room_left(&st->pipe_room, st->rc.held - st->pipe_held);
 }
 
 /* Send the batch's pipe, if it has one. Returns 0 or -ENOMEM. */
@@ -1266,35 +1285,30 @@ pipe_add(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struct 
         if ((s = st->pipe = route_pipe_open(rw, &st->rc, AHEAD)) == NULL) {
             return -ENOMEM;
         }
-        /* The room is read once for the pipe: while it is open, only what the pipe holds
-         * changes it (no reply goes to the write buffer, nothing else of c moves), so the
-         * room left for a get is the room then minus what the pipe has been charged since. */
-        st->pipe_room = conn_output_room(c);
+        st->pipe_room = conn_output_budget(c);
         st->pipe_held = st->rc.held;
     }
+    size_t room = pipe_room(st);
     struct route_msg *m = route_pipe_part(rw, &st->rc, s, owner, OP_PIPE, AHEAD);
     if (m == NULL) {
         return -ENOMEM;
     }
     if (owner == rw->id) {
-        if (exec_keyed(mw, &m->reply, req, a->hash, held_room(c)) < 0) {
+        if (exec_keyed(mw, &m->reply, req, a->hash, held_room(room)) < 0) {
             return -ENOMEM;
         }
         m->koff[m->nkeys] = (uint32_t)route_rb_end(&m->reply);
     } else {
-        size_t added = st->rc.held - st->pipe_held;
-        uint32_t allow =
-            is_get_family(req->cmd)
-                ? route_allowance_of(st->pipe_room > added ? st->pipe_room - added : 0, GET_MIN)
-            : has_value(req) ? route_allowance(c, HOLE_MAX)
-                             : reply_bound(req);
+        uint32_t allow = is_get_family(req->cmd) ? route_allowance_of(room, GET_MIN)
+                         : has_value(req)        ? route_allowance_of(room, HOLE_MAX)
+                                                 : reply_bound(req);
         if (pipe_put(&m->req, a, text) < 0) {
             return -ENOMEM;
         }
         m->koff[m->nkeys] = allow;
         m->allow += allow;
     }
-    route_pipe_add(c, &st->rc, s, m);
+    route_pipe_add(&st->rc, s, m);
     route_slot_time(rw, s);
     if (buf_len(&m->req) >= PIPE_PART_MAX) {
         /* A part of large values goes now, and the requests after it make a new pipe: a
@@ -1841,7 +1855,7 @@ exec_local(struct mc_worker *mw, struct conn *c, struct mc_conn *st, const struc
     if (route_reply_out(&mw->rw, c, &st->rc, &o) < 0) {
         return -ENOMEM;
     }
-    int rc = exec_keyed(mw, &o.s->out, req, hash, held_room(c));
+    int rc = exec_keyed(mw, &o.s->out, req, hash, held_room(conn_output_room(c)));
     route_out_done(c, &st->rc, &o);
     return rc;
 }
@@ -2169,7 +2183,10 @@ mc_on_data(void *ctx, struct conn *c)
                 prefetch_items(mw, batch, &items, i + ITEM_LEAD + 1 < n ? i + ITEM_LEAD + 1 : n);
             }
             int r = EX_STOP;
-            if (!route_blocked(c, &st->rc) && st->rc.qlen < ROUTE_SLOTS_MAX) {
+            /* route_blocked(), from the pipe's room while one is open (the tail of the queue). */
+            bool blocked =
+                st->pipe != NULL ? pipe_room(st) <= ROUTE_HOLD_SLACK : route_blocked(c, &st->rc);
+            if (!blocked && st->rc.qlen < ROUTE_SLOTS_MAX) {
                 r = execute(mw, c, st, &batch[i], in, wb);
             }
             if (r == EX_DONE) {

@@ -4,6 +4,8 @@ The server is started with -p 0 / --admin-port 0 and prints the ports it got in 
 ("listening on 127.0.0.1:PORT", "listening on 127.0.0.1:PORT (tls)" for a TLS listener,
 "admin port on 127.0.0.1:PORT"); its stderr is drained by a thread so that the pipe never fills.
 """
+import ctypes
+import ctypes.util
 import os
 import re
 import resource
@@ -206,3 +208,26 @@ def run(binary, *args):
     """Run a binary to completion (config checks); return (status, stdout, stderr)."""
     p = subprocess.run([binary, *args], capture_output=True, timeout=30)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def xxh3_64():
+    """XXH3_64bits from libxxhash (a build dependency), for keys of a chosen shard; or None."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+    except OSError:
+        return None
+    lib.XXH3_64bits.restype = ctypes.c_uint64
+    lib.XXH3_64bits.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+    return lambda key: lib.XXH3_64bits(key, len(key))
+
+
+def keys_of_worker(worker, nworkers, count, make):
+    """count keys make(i) whose shard is worker (mc_shard_of: the hash's high 32 bits)."""
+    h = xxh3_64()
+    keys, i = [], 0
+    while len(keys) < count:
+        key = make(i)
+        if ((h(key) >> 32) * nworkers) >> 32 == worker:
+            keys.append(key)
+        i += 1
+    return keys

@@ -15,7 +15,8 @@ import unittest
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheServerError
 
-from harness import Server, free_port, recv_exactly, recv_until_closed, run
+from harness import (Server, free_port, keys_of_worker, recv_exactly, recv_until_closed, run,
+                     xxh3_64)
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
 MAX_VALUE = 1024 * 1024 - 1024  # -I 1m minus the room for key and header
@@ -767,6 +768,43 @@ class BufferMemory(unittest.TestCase):
                                  self.FLOOR + (n + 1) * (2 * init + (128 << 10)), st)
             self.assertEqual(request(mon, b"get big\r\n", b"END\r\n")[:18],
                              b"VALUE big 0 100000")
+            for c in readers:
+                c.close()
+
+    @unittest.skipIf(xxh3_64() is None, "libxxhash not found")
+    def test_past_buffer_memory_a_pipeline_of_forwarded_gets_goes_one_at_a_time(self):
+        # Two workers, both past their share: clients that asked for a 100 KB value many times
+        # and never read hold a grown write buffer each. A connection whose output holds
+        # anything then takes no more requests until it is sent, so of 16 gets in one write,
+        # alternately for either worker's key, each forwarded one travels alone: a message and
+        # its reply. Within its share all 8 would go in one message (a pipe) and one reply.
+        n, size, init = 100, 100000, 16 << 10
+        k0 = keys_of_worker(0, 2, 1, lambda i: b"w0-%d" % i)[0]
+        k1 = keys_of_worker(1, 2, 1, lambda i: b"w1-%d" % i)[0]
+        with Server(PETREL, "-t", "2", "-c", "1000", "--buffer-memory", "1m") as server, \
+                server.connect() as mon:
+            request(mon, b"set %s 0 0 4\r\nzero\r\nset %s 0 0 3\r\none\r\n" % (k0, k1),
+                    b"STORED\r\nSTORED\r\n")
+            request(mon, b"set big 0 0 %d\r\n%s\r\n" % (size, b"v" * size), b"STORED\r\n")
+            readers = []
+            for _ in range(n):
+                c = socket.socket()
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                c.connect(("127.0.0.1", server.port))
+                c.sendall(b"get big\r\n" * 60)
+                readers.append(c)
+            grown = (n + 2) * 2 * init + n * size  # every reader holds a value it cannot send
+            deadline = time.monotonic() + 10
+            while data_stats(mon)["conn_buffer_bytes"] < grown and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertGreaterEqual(data_stats(mon)["conn_buffer_bytes"], grown)
+            before = int(server.stats()["messages_sent"])
+            with server.connect() as c:
+                want = (b"VALUE %s 0 4\r\nzero\r\nEND\r\n" % k0 +
+                        b"VALUE %s 0 3\r\none\r\nEND\r\n" % k1) * 8
+                c.sendall(b"get %s\r\nget %s\r\n" % (k0, k1) * 8)
+                self.assertEqual(recv_exactly(c, len(want)), want)
+            self.assertGreaterEqual(int(server.stats()["messages_sent"]) - before, 16)
             for c in readers:
                 c.close()
 

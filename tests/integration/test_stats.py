@@ -6,8 +6,6 @@ comparisons are skipped. Replies are compared byte for byte where Petrel promise
 the order of "stats detail dump" lines is memcached's hash table's, so with several prefixes the
 lines are compared as a set.
 """
-import ctypes
-import ctypes.util
 import os
 import resource
 import shutil
@@ -16,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Server, free_port, parse_stats, read_until
+from harness import Server, free_port, keys_of_worker, parse_stats, read_until, xxh3_64
 from test_hostile import rss, sanitized
 
 PETREL = os.environ.get("PETREL", "build/src/bin/petrel")
@@ -165,29 +163,6 @@ class Delimiter(unittest.TestCase):
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(b"prefix-delimiter", p.stderr)
-
-
-def xxh3_64():
-    """XXH3_64bits from libxxhash (a build dependency), for keys of a chosen shard; or None."""
-    try:
-        lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
-    except OSError:
-        return None
-    lib.XXH3_64bits.restype = ctypes.c_uint64
-    lib.XXH3_64bits.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
-    return lambda key: lib.XXH3_64bits(key, len(key))
-
-
-def keys_of_worker(worker, nworkers, count, make):
-    """count keys make(i) whose shard is worker (mc_shard_of: the hash's high 32 bits)."""
-    h = xxh3_64()
-    keys, i = [], 0
-    while len(keys) < count:
-        key = make(i)
-        if ((h(key) >> 32) * nworkers) >> 32 == worker:
-            keys.append(key)
-        i += 1
-    return keys
 
 
 @unittest.skipIf(xxh3_64() is None, "libxxhash not found")

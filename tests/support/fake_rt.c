@@ -399,6 +399,14 @@ conn_output_room(const struct conn *c)
     return out < limit ? limit - out : 0;
 }
 
+struct conn_room
+conn_output_budget(const struct conn *c)
+{
+    check_owner(c, "conn_output_budget");
+    return (struct conn_room){.room = conn_output_room(c),
+                              .stop = conn_output_room(c)}; /* no budget */
+}
+
 void
 conn_output_hold(struct conn *c, long delta)
 {
