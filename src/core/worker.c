@@ -111,7 +111,10 @@ worker_init(struct worker *w, struct runtime *rt, unsigned id)
     if (w->epfd < 0) {
         return -errno;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &waker_tag};
+    /* Edge-triggered: every eventfd write is reported once, so the counter need not be read
+     * back (a system call per wake-up, two per request forwarded to a sleeping worker and
+     * answered to a sleeping one). It would take 2^64 wake-ups to fill. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = &waker_tag};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->waker.efd, &ev) < 0) {
         return -errno;
     }
@@ -219,9 +222,8 @@ drain_and_close(struct worker *w)
         metrics_incr(&w->heartbeat);
         int n = epoll_wait(w->epfd, ev, EVENT_BATCH, (int)(left < 50 ? left : 50));
         for (int i = 0; i < n; i++) {
-            if (ev[i].data.ptr == &waker_tag) {
-                waker_drain(&w->waker);
-            } else if (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+            /* The waker's event needs nothing: it is edge-triggered (see worker_init). */
+            if (ev[i].data.ptr != &waker_tag && (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
                 ((struct conn *)ev[i].data.ptr)->io.writable = true;
             }
         }
@@ -347,8 +349,7 @@ worker_main(void *arg)
          * connection's turn. */
         for (int i = 0; i < n; i++) {
             if (ev[i].data.ptr == &waker_tag) {
-                waker_drain(&w->waker);
-                ev[i].data.ptr = NULL;
+                ev[i].data.ptr = NULL; /* its wake-up is over: nothing to read back */
             } else {
                 conn_note_event(w, ev[i].data.ptr, ev[i].events);
             }
