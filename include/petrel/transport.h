@@ -16,6 +16,7 @@
 #ifndef PETREL_TRANSPORT_H
 #define PETREL_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -32,6 +33,14 @@ struct transport_ops {
     /** Bytes the transport has already received and will return without waiting for the
      * socket (decrypted records); 0 for TCP. */
     size_t (*pending)(const struct transport *t);
+    /** Whether the transport holds no bytes of its own from the socket (none it has read and
+     * not yet gone through): then a read of the socket made for it elsewhere (a batch of the
+     * event loop's reads) may be handed in with feed(). Optional, with feed. */
+    bool (*may_feed)(const struct transport *t);
+    /** n > 0 bytes read from the socket on the transport's behalf (may_feed() said yes), at p,
+     * which stays valid until the next read() returns: that read takes them first and keeps
+     * what it leaves. full: the read filled its room, so the socket may hold more. */
+    void (*feed)(struct transport *t, const unsigned char *p, size_t n, bool full);
     /** Say goodbye properly (TLS close_notify); best effort, never blocks. Optional. */
     void (*shutdown)(struct transport *t);
     /** Close the socket and free ctx. t->fd is -1 afterwards. */

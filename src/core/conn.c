@@ -436,6 +436,7 @@ conn_adopt(struct worker *w, void *item)
     c->spent = SIZE_MAX; /* heavy until a turn shows otherwise */
     buf_init(&c->io.rbuf, rt->rbuf_init, rt->rbuf_max);
     buf_init(&c->io.wbuf, rt->rbuf_init, rt->wbuf_max);
+    buf_init(&c->raw, rt->rbuf_init, rt->rbuf_init);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         log_error("epoll_ctl: %s", strerror(errno));
@@ -477,6 +478,7 @@ conn_close(struct worker *w, struct conn *c)
         metrics_add(&w->m[RTM_TLS_CONNECTIONS], (uint64_t)-1);
     }
     connio_close(&c->io);
+    buf_free(&c->raw);
     conn_account(w, c);
     t->slot[c->slot] = NULL;
     t->gen[c->slot]++; /* replies still in flight for this connection will not find it */
@@ -586,7 +588,18 @@ conn_read(struct worker *w, struct conn *c)
             c->granted = false;
             conn_account(w, c);
         }
+        /* What the read batch took for the transport goes through it now; it keeps what it
+         * leaves, so the buffer goes back to the pool. */
+        bool fed = buf_len(&c->raw) > 0;
+        if (fed) {
+            c->io.t.ops->feed(&c->io.t, (const unsigned char *)buf_rptr(&c->raw), buf_len(&c->raw),
+                              c->raw_full);
+        }
         ssize_t n = connio_read(&c->io);
+        if (fed) {
+            buf_consume(&c->raw, buf_len(&c->raw));
+            buf_pool_give(&w->conns->pool, &c->raw);
+        }
         if (n < 0) {
             struct tls_session *tls = transport_tls_session(&c->io.t);
             if (tls != NULL && n == -EPROTO) {
@@ -829,6 +842,25 @@ conn_batch_start(struct worker *w)
     return 0;
 }
 
+/* The batch's read for a transport of its own: its bytes wait in c->raw for conn_read to feed
+ * them (the transport takes them in at the connection's turn). */
+static void
+batch_read_raw(struct worker *w, struct conn *c, long res)
+{
+    if (res > 0) {
+        size_t want = buf_avail(&c->raw);
+        buf_commit(&c->raw, (size_t)res);
+        c->raw_full = (size_t)res == want;
+    } else if (res == -EAGAIN) {
+        /* Nothing came; the transport may still hold what it decrypted before. */
+        c->io.readable = c->io.t.ops->pending(&c->io.t) > 0;
+    } else if (res < 0 && res != -EINTR) {
+        c->read_err = (int)res;
+    }
+    /* The end of the stream (0) is left to the transport's own read, at the turn. */
+    buf_pool_give(&w->conns->pool, &c->raw);
+}
+
 /* A read of the batch is done: as connio_read would have ended. The connection is not closed
  * here (the loop still holds its event): an error waits for its turn. */
 static void
@@ -837,6 +869,10 @@ batch_read(void *arg, void *tag, long res)
     struct worker *w = arg;
     struct conn *c = tag;
     struct connio *io = &c->io;
+    if (io->t.ops != &transport_plain) {
+        batch_read_raw(w, c, res);
+        return;
+    }
     if (res > 0) {
         size_t want = buf_avail(&io->rbuf);
         buf_commit(&io->rbuf, (size_t)res);
@@ -865,9 +901,20 @@ conn_note_event(struct worker *w, struct conn *c, uint32_t events)
     /* The first read of conn_read, in the simple case only: a plain transport, a connection
      * that reads now, and a buffer of the pool with room for one read. Anything else (a
      * request larger than the buffer, waiting for memory) is left to conn_read. */
-    if (t->batch == NULL || !c->io.readable || c->io.t.ops != &transport_plain || c->closing ||
-        c->paused || c->rbuf_need > 0 || queued(c, Q_MEMWAIT) || conn_output_full(c) ||
+    if (t->batch == NULL || !c->io.readable || c->closing || c->paused || c->rbuf_need > 0 ||
+        queued(c, Q_MEMWAIT) || conn_output_full(c) ||
         atomic_load_explicit(&w->stop, memory_order_relaxed)) {
+        return;
+    }
+    const struct transport_ops *ops = c->io.t.ops;
+    if (ops != &transport_plain) {
+        /* A transport of its own (TLS): the socket's bytes go to a buffer of the pool, fed to
+         * it at the turn, when it holds none of its own. */
+        if (ops->feed == NULL || buf_len(&c->raw) > 0 || !ops->may_feed(&c->io.t) ||
+            (c->raw.data == NULL && buf_pool_take(&t->pool, &c->raw) < 0)) {
+            return;
+        }
+        (void)iobatch_recv(t->batch, c->io.t.fd, buf_wptr(&c->raw), buf_avail(&c->raw), c);
         return;
     }
     struct buf *rb = &c->io.rbuf;

@@ -50,6 +50,9 @@ struct conn {
     bool refused;          /* the wait for rbuf_need timed out: conn_rbuf_want says -ENOBUFS */
     bool granted;          /* the wait for read room of unknown size timed out: grow once */
     bool fresh;            /* the phase's read batch put bytes in rbuf (conn_read_batch) */
+    bool raw_full;         /* ... or in raw, and filled it: the socket may hold more */
+    struct buf raw;        /* the read batch's bytes for a transport of its own (TLS), until
+                            * conn_read feeds them to it; a buffer of the pool meanwhile */
     int read_err;          /* the read batch's error (a negative errno): closed at its turn */
     unsigned inflight;     /* forwarded requests whose replies have not come back */
     size_t buf_bytes;      /* buffer capacity last counted in RTM_CONN_BUFFER_BYTES */

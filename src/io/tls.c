@@ -84,6 +84,7 @@ struct tls_session {
     bool renegotiation;   /* the peer sent a handshake record after the handshake */
     bool may_recv;        /* this read call has not called recv() yet */
     bool recv_full;       /* that recv() filled its buffer: the socket may hold more */
+    bool fed, fed_full;   /* bytes were fed (tls_feed) for the next read call: its recv() */
     int err;              /* an error to report once the bytes before it are delivered */
     size_t claimed;       /* bytes put in a record that has not left yet (see tls_writev) */
     size_t max_payload;   /* largest record plaintext, as negotiated */
@@ -700,8 +701,10 @@ tls_read(struct transport *t, void *p, size_t n)
 {
     struct tls_session *s = t->ctx;
     size_t got = 0;
-    s->may_recv = true;
-    s->recv_full = false;
+    /* Bytes fed were this call's recv(), made by the loop's batch of reads. */
+    s->may_recv = !s->fed;
+    s->recv_full = s->fed && s->fed_full;
+    s->fed = false;
     /* Ciphertext is taken up to the caller's room: what mbedTLS does not take for want of room
      * (the stash) is then at most one record that an earlier call left half-received. */
     s->recv_max = n < sizeof(scratch) ? (n > 64 ? n : 64) : sizeof(scratch);
@@ -814,6 +817,25 @@ tls_writev(struct transport *t, const struct iovec *iov, int iovcnt)
     return sock_error(s, rc);
 }
 
+static bool
+tls_may_feed(const struct transport *t)
+{
+    const struct tls_session *s = t->ctx;
+    return s->stash_len == 0 && s->ra_len == 0 && !s->fed;
+}
+
+static void
+tls_feed(struct transport *t, const unsigned char *p, size_t n, bool full)
+{
+    /* Taken as the read-ahead of the next tls_read(), which copies what it leaves to the
+     * stash: ahead of whatever the stash would hold, but it is empty (tls_may_feed). */
+    struct tls_session *s = t->ctx;
+    s->ra = p;
+    s->ra_len = n;
+    s->fed = true;
+    s->fed_full = full;
+}
+
 static size_t
 tls_pending(const struct transport *t)
 {
@@ -843,6 +865,8 @@ const struct transport_ops transport_tls = {
     .read = tls_read,
     .writev = tls_writev,
     .pending = tls_pending,
+    .may_feed = tls_may_feed,
+    .feed = tls_feed,
     .shutdown = tls_shutdown,
     .close = tls_close,
 };
