@@ -41,6 +41,17 @@ struct transport_ops {
      * which stays valid until the next read() returns: that read takes them first and keeps
      * what it leaves. full: the read filled its room, so the socket may hold more. */
     void (*feed)(struct transport *t, const unsigned char *p, size_t n, bool full);
+    /** For a batched send: seal [p, p + n) into output of the transport's own, without
+     * sending it; the caller sends what sealed() shows and says so with sent(). Returns n, 0 when
+     * it cannot now (more than it seals at once, or earlier output of its own still to leave:
+     * then writev()), or a negative errno. The n bytes stay the caller's until sent() reports
+     * them. Optional, with sealed and sent. */
+    ssize_t (*seal)(struct transport *t, const void *p, size_t n);
+    /** The sealed bytes still to send: *p, and how many. */
+    size_t (*sealed)(const struct transport *t, const void **p);
+    /** k of the sealed bytes were sent. Returns seal()'s n once all have left, else 0: the rest
+     * leaves with the next writev(), which then returns that n. */
+    size_t (*sent)(struct transport *t, size_t k);
     /** Say goodbye properly (TLS close_notify); best effort, never blocks. Optional. */
     void (*shutdown)(struct transport *t);
     /** Close the socket and free ctx. t->fd is -1 afterwards. */

@@ -677,6 +677,20 @@ conn_deliver(struct worker *w, struct conn *c)
     return 0;
 }
 
+/* Whether c's output can go in the phase's batch of sends: a plain socket's as it is; a
+ * transport of its own seals it first, when it fits what it seals at once (one TLS record: more
+ * goes through writev, record after record, in the turn). */
+static bool
+batch_sendable(struct conn *c)
+{
+    const struct transport_ops *ops = c->io.t.ops;
+    if (ops == &transport_plain) {
+        return true;
+    }
+    return ops->seal != NULL &&
+           ops->seal(&c->io.t, buf_rptr(&c->io.wbuf), buf_len(&c->io.wbuf)) > 0;
+}
+
 static int conn_turn_end(struct worker *w, struct conn *c);
 
 /*
@@ -712,7 +726,7 @@ conn_serve(struct worker *w, struct conn *c)
         buf_pool_give(&w->conns->pool, &c->io.rbuf);
     }
     if (w->conns->batch != NULL && c->io.writable && buf_len(&c->io.wbuf) > 0 &&
-        c->io.t.ops == &transport_plain) {
+        batch_sendable(c)) {
         /* Sent with the phase's other output in one system call; the turn ends there. What
          * it will send counts in the phase's budget now, as a send() would have, and what it
          * holds in buffer-memory, so that the connections served after it see both. */
@@ -758,7 +772,12 @@ batch_sent(void *arg, void *tag, long res)
     struct conn *c = tag;
     queue_remove(w->conns, Q_FLUSH, c);
     ssize_t n = res;
-    if (res > 0) {
+    if (res > 0 && c->io.t.ops != &transport_plain) {
+        /* The transport's record: its plaintext leaves the write buffer once all of it has
+         * (a short send leaves the rest to the next turn's writev). */
+        n = (ssize_t)c->io.t.ops->sent(&c->io.t, (size_t)res);
+        buf_consume(&c->io.wbuf, (size_t)n);
+    } else if (res > 0) {
         buf_consume(&c->io.wbuf, (size_t)res);
     } else if (res == -EAGAIN || res == -EINTR || res == 0) {
         /* No room: EPOLLOUT says when there is. (A short send keeps writable, as a send() loop
@@ -806,9 +825,13 @@ conn_flush_batch(struct worker *w)
             continue;
         }
         for (struct conn *c = t->queue[Q_FLUSH].head; c != NULL; c = c->link[Q_FLUSH].next) {
+            const void *p = buf_rptr(&c->io.wbuf);
             size_t len = buf_len(&c->io.wbuf);
-            if (!iobatch_send(t->batch, c->io.t.fd, buf_rptr(&c->io.wbuf),
-                              len < WRITE_BUDGET ? len : WRITE_BUDGET, c)) {
+            if (c->io.t.ops != &transport_plain) {
+                len = c->io.t.ops->sealed(&c->io.t, &p); /* its record (batch_sendable) */
+            }
+            if (!iobatch_send(t->batch, c->io.t.fd, p, len < WRITE_BUDGET ? len : WRITE_BUDGET,
+                              c)) {
                 break; /* the batch is full: the rest go in the next call */
             }
         }

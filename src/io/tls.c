@@ -75,16 +75,19 @@ struct tls_session {
     mbedtls_ssl_context ssl;
     struct tls_server *srv;
     int fd;
-    int sock_err;         /* errno of the socket call that failed */
-    bool established;     /* handshake done: reads go through the per-thread buffer */
-    bool resumed;         /* the handshake resumed a session */
-    bool first_seen;      /* a byte has arrived */
-    bool not_tls;         /* ... and it was not the start of a handshake record */
-    bool eof;             /* the peer closed (or sent close_notify) */
-    bool renegotiation;   /* the peer sent a handshake record after the handshake */
-    bool may_recv;        /* this read call has not called recv() yet */
-    bool recv_full;       /* that recv() filled its buffer: the socket may hold more */
-    bool fed, fed_full;   /* bytes were fed (tls_feed) for the next read call: its recv() */
+    int sock_err;       /* errno of the socket call that failed */
+    bool established;   /* handshake done: reads go through the per-thread buffer */
+    bool resumed;       /* the handshake resumed a session */
+    bool first_seen;    /* a byte has arrived */
+    bool not_tls;       /* ... and it was not the start of a handshake record */
+    bool eof;           /* the peer closed (or sent close_notify) */
+    bool renegotiation; /* the peer sent a handshake record after the handshake */
+    bool may_recv;      /* this read call has not called recv() yet */
+    bool recv_full;     /* that recv() filled its buffer: the socket may hold more */
+    bool fed, fed_full; /* bytes were fed (tls_feed) for the next read call: its recv() */
+    bool defer;         /* a record is being sealed for a batched send (tls_seal) */
+    bool confirming;    /* ... and confirm bytes of it were sent (tls_sent) */
+    size_t confirm;
     int err;              /* an error to report once the bytes before it are delivered */
     size_t claimed;       /* bytes put in a record that has not left yet (see tls_writev) */
     size_t max_payload;   /* largest record plaintext, as negotiated */
@@ -419,6 +422,15 @@ static int
 bio_send(void *ctx, const unsigned char *p, size_t n)
 {
     struct tls_session *s = ctx;
+    if (s->defer) {
+        return MBEDTLS_ERR_SSL_WANT_WRITE; /* sealed to leave in the caller's batch */
+    }
+    if (s->confirming) {
+        /* The caller's batch sent them: mbedTLS counts them as gone. */
+        size_t k = n < s->confirm ? n : s->confirm;
+        s->confirm -= k;
+        return k > 0 ? (int)k : MBEDTLS_ERR_SSL_WANT_WRITE;
+    }
     for (;;) {
         ssize_t r = send(s->fd, p, n, MSG_NOSIGNAL);
         if (r >= 0) {
@@ -817,6 +829,53 @@ tls_writev(struct transport *t, const struct iovec *iov, int iovcnt)
     return sock_error(s, rc);
 }
 
+/*
+ * A batched send: the record is sealed into mbedTLS's output buffer as tls_writev would seal
+ * it, but bio_send says "would block", so it stays there as after a send that could not go
+ * (out_left, claimed). The batch sends it from there; tls_sent tells mbedTLS what left.
+ */
+static ssize_t
+tls_seal(struct transport *t, const void *p, size_t n)
+{
+    struct tls_session *s = t->ctx;
+    if (n == 0 || n > s->max_payload || s->ssl.out_left > 0 || s->claimed > 0 || s->err != 0) {
+        return 0;
+    }
+    s->defer = true;
+    int rc = mbedtls_ssl_write(&s->ssl, p, n);
+    s->defer = false;
+    if (rc == MBEDTLS_ERR_SSL_WANT_WRITE && s->ssl.out_left > 0) {
+        s->claimed = n;
+        return (ssize_t)n;
+    }
+    return rc < 0 && rc != MBEDTLS_ERR_SSL_WANT_WRITE ? sock_error(s, rc) : 0;
+}
+
+static size_t
+tls_sealed(const struct transport *t, const void **p)
+{
+    const struct tls_session *s = t->ctx;
+    *p = s->ssl.out_hdr - s->ssl.out_left; /* what mbedtls_ssl_flush_output() would send */
+    return s->ssl.out_left;
+}
+
+static size_t
+tls_sent(struct transport *t, size_t k)
+{
+    struct tls_session *s = t->ctx;
+    s->confirm = k;
+    s->confirming = true;
+    int rc = mbedtls_ssl_flush_output(&s->ssl);
+    s->confirming = false;
+    s->confirm = 0;
+    if (rc != 0 || s->ssl.out_left > 0) {
+        return 0; /* the rest leaves with the next tls_writev, which reports the claim */
+    }
+    size_t n = s->claimed;
+    s->claimed = 0;
+    return n;
+}
+
 static bool
 tls_may_feed(const struct transport *t)
 {
@@ -867,6 +926,9 @@ const struct transport_ops transport_tls = {
     .pending = tls_pending,
     .may_feed = tls_may_feed,
     .feed = tls_feed,
+    .seal = tls_seal,
+    .sealed = tls_sealed,
+    .sent = tls_sent,
     .shutdown = tls_shutdown,
     .close = tls_close,
 };

@@ -398,6 +398,28 @@ class Backpressure(unittest.TestCase):
                           % next(i for i, (a, b) in enumerate(zip(got, want)) if a != b))
 
 
+    def test_one_record_replies_held_back_by_a_client_that_does_not_read_arrive_intact(self):
+        # Gets of a 12 KB value, each in a write of its own and so each turn's reply one record,
+        # which the worker seals and sends in its batch of sends; the client does not read, so
+        # the socket fills and a batched send stops mid-record: the rest must follow, once.
+        with tls_server("-t", "1") as server:
+            value = os.urandom(12000)
+            mc = memcache(server.port)
+            self.addCleanup(mc.close)
+            self.assertTrue(mc.set("one", value))
+            n = 600  # 7.2 MB of replies: more than the sockets' buffers hold
+            want = (b"VALUE one 0 %d\r\n%s\r\nEND\r\n" % (len(value), value)) * n
+            with tls_connect(server.port, timeout=10) as s:
+                for _ in range(n):
+                    s.sendall(b"get one\r\n")
+                    time.sleep(0.001)
+                got = recv_exactly(s, len(want), 10)
+            self.assertEqual(len(got), len(want), "the connection closed early")
+            if got != want:
+                self.fail("the replies differ from byte %d"
+                          % next(i for i, (a, b) in enumerate(zip(got, want)) if a != b))
+
+
 class ConcurrentClients(unittest.TestCase):
     def test_8_tls_clients_at_once_over_2_workers_each_see_their_own_values(self):
         with tls_server("-t", "2") as server:
