@@ -937,7 +937,9 @@ conn_note_event(struct worker *w, struct conn *c, uint32_t events)
             (c->raw.data == NULL && buf_pool_take(&t->pool, &c->raw) < 0)) {
             return;
         }
-        (void)iobatch_recv(t->batch, c->io.t.fd, buf_wptr(&c->raw), buf_avail(&c->raw), c);
+        if (!iobatch_recv(t->batch, c->io.t.fd, buf_wptr(&c->raw), buf_avail(&c->raw), c)) {
+            buf_pool_give(&t->pool, &c->raw); /* the batch is full: its turn reads */
+        }
         return;
     }
     struct buf *rb = &c->io.rbuf;
