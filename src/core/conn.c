@@ -289,7 +289,7 @@ static void
 conn_account(struct worker *w, struct conn *c)
 {
     struct conn_table *t = w->conns;
-    size_t now = c->io.rbuf.cap + c->io.wbuf.cap;
+    size_t now = c->io.rbuf.cap + c->io.wbuf.cap + c->raw.cap;
     if (now != c->buf_bytes) {
         metrics_add(&w->m[RTM_CONN_BUFFER_BYTES], (uint64_t)now - (uint64_t)c->buf_bytes);
         c->buf_bytes = now;
@@ -724,6 +724,7 @@ conn_serve(struct worker *w, struct conn *c)
         }
         /* A read that found nothing must not leave an idle connection holding a buffer. */
         buf_pool_give(&w->conns->pool, &c->io.rbuf);
+        buf_pool_give(&w->conns->pool, &c->raw); /* a batch that failed before its read */
     }
     if (w->conns->batch != NULL && c->io.writable && buf_len(&c->io.wbuf) > 0 &&
         batch_sendable(c)) {
@@ -932,8 +933,12 @@ conn_note_event(struct worker *w, struct conn *c, uint32_t events)
     const struct transport_ops *ops = c->io.t.ops;
     if (ops != &transport_plain) {
         /* A transport of its own (TLS): the socket's bytes go to a buffer of the pool, fed to
-         * it at the turn, when it holds none of its own. */
+         * it at the turn, when it holds none of its own, and when the turn will have a read
+         * buffer with room for one read (a new one from the pool, or room in the one it has):
+         * then the turn reaches the feed and nothing waits in this buffer. */
+        const struct buf *rb = &c->io.rbuf;
         if (ops->feed == NULL || buf_len(&c->raw) > 0 || !ops->may_feed(&c->io.t) ||
+            (rb->data != NULL && buf_avail(rb) < w->rt->rbuf_init) ||
             (c->raw.data == NULL && buf_pool_take(&t->pool, &c->raw) < 0)) {
             return;
         }

@@ -718,7 +718,8 @@ tls_read(struct transport *t, void *p, size_t n)
     s->recv_full = s->fed && s->fed_full;
     s->fed = false;
     /* Ciphertext is taken up to the caller's room: what mbedTLS does not take for want of room
-     * (the stash) is then at most one record that an earlier call left half-received. */
+     * (the stash) is then at most one record that an earlier call left half-received, or what
+     * was fed (up to a pool buffer) beyond it. */
     s->recv_max = n < sizeof(scratch) ? (n > 64 ? n : 64) : sizeof(scratch);
     unsigned idle = 0; /* calls in a row that delivered nothing: bounded work per call */
     while (got < n && s->err == 0 && !s->eof && !s->renegotiation && idle < 64) {

@@ -808,6 +808,24 @@ class BufferMemory(unittest.TestCase):
             for c in readers:
                 c.close()
 
+    @unittest.skipIf(xxh3_64() is None, "libxxhash not found")
+    def test_within_buffer_memory_a_pipeline_of_forwarded_gets_goes_in_one_message(self):
+        # The counterpart of the test above: with the worker within its share, the 8 forwarded
+        # gets of the same write travel together (one message there, one reply back).
+        k0 = keys_of_worker(0, 2, 1, lambda i: b"w0-%d" % i)[0]
+        k1 = keys_of_worker(1, 2, 1, lambda i: b"w1-%d" % i)[0]
+        with Server(PETREL, "-t", "2", "--buffer-memory", "1m") as server, \
+                server.connect() as mon:
+            request(mon, b"set %s 0 0 4\r\nzero\r\nset %s 0 0 3\r\none\r\n" % (k0, k1),
+                    b"STORED\r\nSTORED\r\n")
+            before = int(server.stats()["messages_sent"])
+            with server.connect() as c:
+                want = (b"VALUE %s 0 4\r\nzero\r\nEND\r\n" % k0 +
+                        b"VALUE %s 0 3\r\none\r\nEND\r\n" % k1) * 8
+                c.sendall(b"get %s\r\nget %s\r\n" % (k0, k1) * 8)
+                self.assertEqual(recv_exactly(c, len(want)), want)
+            self.assertLessEqual(int(server.stats()["messages_sent"]) - before, 4)
+
     def test_two_half_read_requests_do_not_wait_for_each_other(self):
         # Two 600 KB get lines (sizes unknown until their ends come) each grow their buffer to
         # 512 KiB, together within the share; to finish, each needs 1 MiB, which the share holds

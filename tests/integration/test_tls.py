@@ -409,11 +409,18 @@ class Backpressure(unittest.TestCase):
             self.assertTrue(mc.set("one", value))
             n = 600  # 7.2 MB of replies: more than the sockets' buffers hold
             want = (b"VALUE one 0 %d\r\n%s\r\nEND\r\n" % (len(value), value)) * n
-            with tls_connect(server.port, timeout=10) as s:
+            sends = int(server.stats()["io_uring_sends"])
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills sooner
+            raw.settimeout(10)
+            raw.connect((HOST, server.port))
+            with client_context().wrap_socket(raw, server_hostname=HOST) as s:
                 for _ in range(n):
                     s.sendall(b"get one\r\n")
                     time.sleep(0.001)
                 got = recv_exactly(s, len(want), 10)
+            if int(server.stats()["io_uring_sends"]) == sends:
+                self.skipTest("io_uring is not usable here: the replies went one send() each")
             self.assertEqual(len(got), len(want), "the connection closed early")
             if got != want:
                 self.fail("the replies differ from byte %d"
