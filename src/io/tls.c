@@ -75,19 +75,19 @@ struct tls_session {
     mbedtls_ssl_context ssl;
     struct tls_server *srv;
     int fd;
-    int sock_err;       /* errno of the socket call that failed */
-    bool established;   /* handshake done: reads go through the per-thread buffer */
-    bool resumed;       /* the handshake resumed a session */
-    bool first_seen;    /* a byte has arrived */
-    bool not_tls;       /* ... and it was not the start of a handshake record */
-    bool eof;           /* the peer closed (or sent close_notify) */
-    bool renegotiation; /* the peer sent a handshake record after the handshake */
-    bool may_recv;      /* this read call has not called recv() yet */
-    bool recv_full;     /* that recv() filled its buffer: the socket may hold more */
-    bool fed, fed_full; /* bytes were fed (tls_feed) for the next read call: its recv() */
-    bool defer;         /* a record is being sealed for a batched send (tls_seal) */
-    bool confirming;    /* ... and confirm bytes of it were sent (tls_sent) */
-    size_t confirm;
+    int sock_err;         /* errno of the socket call that failed */
+    bool established;     /* handshake done: reads go through the per-thread buffer */
+    bool resumed;         /* the handshake resumed a session */
+    bool first_seen;      /* a byte has arrived */
+    bool not_tls;         /* ... and it was not the start of a handshake record */
+    bool eof;             /* the peer closed (or sent close_notify) */
+    bool renegotiation;   /* the peer sent a handshake record after the handshake */
+    bool may_recv;        /* this read call has not called recv() yet */
+    bool recv_full;       /* that recv() filled its buffer: the socket may hold more */
+    bool fed, fed_full;   /* bytes were fed (tls_feed) for the next read call: its recv() */
+    bool defer;           /* a record is being sealed for a batched send (tls_seal) */
+    bool confirming;      /* the batch sent bytes of that record: tls_sent confirms them */
+    size_t confirm;       /* ... how many are still to be confirmed */
     int err;              /* an error to report once the bytes before it are delivered */
     size_t claimed;       /* bytes put in a record that has not left yet (see tls_writev) */
     size_t max_payload;   /* largest record plaintext, as negotiated */
@@ -887,8 +887,8 @@ tls_may_feed(const struct transport *t)
 static void
 tls_feed(struct transport *t, const unsigned char *p, size_t n, bool full)
 {
-    /* Taken as the read-ahead of the next tls_read(), which copies what it leaves to the
-     * stash: ahead of whatever the stash would hold, but it is empty (tls_may_feed). */
+    /* The read-ahead of the next tls_read(), which copies what it leaves to the stash. The
+     * stash, older bytes that would have to come first, is empty (tls_may_feed). */
     struct tls_session *s = t->ctx;
     s->ra = p;
     s->ra_len = n;
