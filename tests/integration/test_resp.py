@@ -622,8 +622,11 @@ class Bounds(unittest.TestCase):
                     time.sleep(0.05)
             time.sleep(1)
             grown = rss_kib(srv.proc.pid) - before
+            # Unbounded, the replies would be 500 MB. Bounded, the growth is the read and write
+            # buffers, the output limit and what the allocator keeps of them: 19-22 MB in runs
+            # by hand, once 25 MB in a full test run on a busy machine; 32 MB leaves that room.
             if not sanitized(srv):  # under a sanitizer RSS is no measure (its quarantine)
-                self.assertLess(grown, 24 << 10, "RSS grew by %d KiB" % grown)
+                self.assertLess(grown, 32 << 10, "RSS grew by %d KiB" % grown)
             # The server still answers others meanwhile.
             other = Client(port)
             self.assertEqual(other.call("PING"), b"+PONG\r\n")
