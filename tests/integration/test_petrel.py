@@ -713,6 +713,34 @@ class BufferMemory(unittest.TestCase):
 
     FLOOR = (1 << 20) + 2048
 
+    @staticmethod
+    def unread_gets(server, n, key, times):
+        """n connections that each ask for key times over and never read (a small receive
+        buffer, so that their replies stay in the server)."""
+        readers = []
+        for _ in range(n):
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect(("127.0.0.1", server.port))
+            c.sendall(b"get %s\r\n" % key * times)
+            readers.append(c)
+        return readers
+
+    def forwarded_pipeline_messages(self, server, mon):
+        """Sets one key on each of two workers, sends 16 gets alternating between them in one
+        write, checks the replies and returns the messages the workers sent meanwhile."""
+        k0 = keys_of_worker(0, 2, 1, lambda i: b"w0-%d" % i)[0]
+        k1 = keys_of_worker(1, 2, 1, lambda i: b"w1-%d" % i)[0]
+        request(mon, b"set %s 0 0 4\r\nzero\r\nset %s 0 0 3\r\none\r\n" % (k0, k1),
+                b"STORED\r\nSTORED\r\n")
+        before = int(server.stats()["messages_sent"])
+        with server.connect() as c:
+            want = (b"VALUE %s 0 4\r\nzero\r\nEND\r\n" % k0 +
+                    b"VALUE %s 0 3\r\none\r\nEND\r\n" % k1) * 8
+            c.sendall(b"get %s\r\nget %s\r\n" % (k0, k1) * 8)
+            self.assertEqual(recv_exactly(c, len(want)), want)
+        return int(server.stats()["messages_sent"]) - before
+
     def test_stalled_large_sets_hold_no_more_than_buffer_memory(self):
         n, init = 100, 16 << 10
         with Server(PETREL, "-t", "1", "-c", "1000", "--buffer-memory", "1m") as server, \
@@ -749,13 +777,7 @@ class BufferMemory(unittest.TestCase):
         with Server(PETREL, "-t", "1", "-c", "1000", "--buffer-memory", "1m") as server, \
                 server.connect() as mon:
             request(mon, b"set big 0 0 %d\r\n%s\r\n" % (size, b"v" * size), b"\r\n")
-            readers = []
-            for _ in range(n):
-                c = socket.socket()
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                c.connect(("127.0.0.1", server.port))
-                c.sendall(b"get big\r\n" * 60)
-                readers.append(c)
+            readers = self.unread_gets(server, n, b"big", 60)
             written, deadline = -(1 << 30), time.monotonic() + 10
             while time.monotonic() < deadline:  # until the server has sent what it will
                 time.sleep(0.3)
@@ -779,32 +801,17 @@ class BufferMemory(unittest.TestCase):
         # alternately for either worker's key, each forwarded one travels alone: a message and
         # its reply. Within its share all 8 would go in one message (a pipe) and one reply.
         n, size, init = 100, 100000, 16 << 10
-        k0 = keys_of_worker(0, 2, 1, lambda i: b"w0-%d" % i)[0]
-        k1 = keys_of_worker(1, 2, 1, lambda i: b"w1-%d" % i)[0]
         with Server(PETREL, "-t", "2", "-c", "1000", "--buffer-memory", "1m") as server, \
                 server.connect() as mon:
-            request(mon, b"set %s 0 0 4\r\nzero\r\nset %s 0 0 3\r\none\r\n" % (k0, k1),
-                    b"STORED\r\nSTORED\r\n")
             request(mon, b"set big 0 0 %d\r\n%s\r\n" % (size, b"v" * size), b"STORED\r\n")
-            readers = []
-            for _ in range(n):
-                c = socket.socket()
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                c.connect(("127.0.0.1", server.port))
-                c.sendall(b"get big\r\n" * 60)
-                readers.append(c)
+            readers = self.unread_gets(server, n, b"big", 60)
             grown = (n + 2) * 2 * init + n * size  # every reader holds a value it cannot send
             deadline = time.monotonic() + 10
             while data_stats(mon)["conn_buffer_bytes"] < grown and time.monotonic() < deadline:
                 time.sleep(0.1)
             self.assertGreaterEqual(data_stats(mon)["conn_buffer_bytes"], grown)
-            before = int(server.stats()["messages_sent"])
-            with server.connect() as c:
-                want = (b"VALUE %s 0 4\r\nzero\r\nEND\r\n" % k0 +
-                        b"VALUE %s 0 3\r\none\r\nEND\r\n" % k1) * 8
-                c.sendall(b"get %s\r\nget %s\r\n" % (k0, k1) * 8)
-                self.assertEqual(recv_exactly(c, len(want)), want)
-            self.assertGreaterEqual(int(server.stats()["messages_sent"]) - before, 16)
+            # 8 forwarded gets, each a message and a reply; a pipe would have made 2.
+            self.assertGreaterEqual(self.forwarded_pipeline_messages(server, mon), 16)
             for c in readers:
                 c.close()
 
@@ -812,19 +819,9 @@ class BufferMemory(unittest.TestCase):
     def test_within_buffer_memory_a_pipeline_of_forwarded_gets_goes_in_one_message(self):
         # The counterpart of the test above: with the worker within its share, the 8 forwarded
         # gets of the same write travel together (one message there, one reply back).
-        k0 = keys_of_worker(0, 2, 1, lambda i: b"w0-%d" % i)[0]
-        k1 = keys_of_worker(1, 2, 1, lambda i: b"w1-%d" % i)[0]
         with Server(PETREL, "-t", "2", "--buffer-memory", "1m") as server, \
                 server.connect() as mon:
-            request(mon, b"set %s 0 0 4\r\nzero\r\nset %s 0 0 3\r\none\r\n" % (k0, k1),
-                    b"STORED\r\nSTORED\r\n")
-            before = int(server.stats()["messages_sent"])
-            with server.connect() as c:
-                want = (b"VALUE %s 0 4\r\nzero\r\nEND\r\n" % k0 +
-                        b"VALUE %s 0 3\r\none\r\nEND\r\n" % k1) * 8
-                c.sendall(b"get %s\r\nget %s\r\n" % (k0, k1) * 8)
-                self.assertEqual(recv_exactly(c, len(want)), want)
-            self.assertLessEqual(int(server.stats()["messages_sent"]) - before, 4)
+            self.assertLessEqual(self.forwarded_pipeline_messages(server, mon), 4)
 
     def test_two_half_read_requests_do_not_wait_for_each_other(self):
         # Two 600 KB get lines (sizes unknown until their ends come) each grow their buffer to
