@@ -677,11 +677,11 @@ conn_deliver(struct worker *w, struct conn *c)
     return 0;
 }
 
-/* Whether c's output can go in the phase's batch of sends: a plain socket's as it is; a
- * transport of its own seals it first, when it fits what it seals at once (one TLS record: more
- * goes through writev, record after record, in the turn). */
+/* Make c's output ready for the phase's batch of sends, and say whether it is: a plain socket's
+ * is as it stands; a transport of its own seals it here, when it fits what it seals at once (one
+ * TLS record: more goes through writev, record after record, in the turn). */
 static bool
-batch_sendable(struct conn *c)
+stage_for_batch(struct conn *c)
 {
     const struct transport_ops *ops = c->io.t.ops;
     if (ops == &transport_plain) {
@@ -727,7 +727,7 @@ conn_serve(struct worker *w, struct conn *c)
         buf_pool_give(&w->conns->pool, &c->raw); /* a batch that failed before its read */
     }
     if (w->conns->batch != NULL && c->io.writable && buf_len(&c->io.wbuf) > 0 &&
-        batch_sendable(c)) {
+        stage_for_batch(c)) {
         /* Sent with the phase's other output in one system call; the turn ends there. What
          * it will send counts in the phase's budget now, as a send() would have, and what it
          * holds in buffer-memory, so that the connections served after it see both. */
@@ -829,7 +829,7 @@ conn_flush_batch(struct worker *w)
             const void *p = buf_rptr(&c->io.wbuf);
             size_t len = buf_len(&c->io.wbuf);
             if (c->io.t.ops != &transport_plain) {
-                len = c->io.t.ops->sealed(&c->io.t, &p); /* its record (batch_sendable) */
+                len = c->io.t.ops->sealed(&c->io.t, &p); /* its record (stage_for_batch) */
             }
             if (!iobatch_send(t->batch, c->io.t.fd, p, len < WRITE_BUDGET ? len : WRITE_BUDGET,
                               c)) {
