@@ -16,7 +16,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define RT_MAX_LISTEN 32
+#define RT_MAX_LISTEN  32
+#define RT_MAX_WORKERS 256 /* --threads at most */
+#define RT_MAIL_WORDS  (RT_MAX_WORKERS / 64)
 
 struct runtime;
 
@@ -78,15 +80,21 @@ struct worker {
     struct conn_table *conns; /* worker-private */
     /* The forwarding mesh: one ring per ordered pair of workers; [id] is unused. */
     struct ring **peer_in; /* peer j(w) -> this(r), messages from worker j */
-    struct ring **in;      /* the nin rings of peer_in that exist, in peer order */
-    unsigned nin;
+    /* A bit per peer that published to its ring since this worker last looked (mesh.c), so a
+     * loop turn looks only at the rings that have something: peers(w: fetch_or, release) ->
+     * this(r: exchange, acquire). On a line of its own: the peers write it. */
+    _Alignas(PETREL_CACHELINE) _Atomic uint64_t mail[RT_MAIL_WORDS];
+    _Alignas(PETREL_CACHELINE) uint64_t mail_left[RT_MAIL_WORDS]; /* worker-private: rings
+                                                                      the budget left unread */
     struct ring_outbox *peer_out; /* this(w) -> peer j(r); worker-private */
     bool *peer_dirty;             /* worker-private: something staged for peer j */
     uint16_t *dirty;              /* worker-private: the ndirty peers with peer_dirty set */
     unsigned ndirty;
     struct rt_msg *later, *later_tail; /* worker-private: costly messages set aside (mesh.c) */
-    unsigned drain_from;               /* worker-private: the peer drained first (mesh.c) */
-    size_t mesh_spent;                 /* worker-private: costs of the messages handled (mesh.c) */
+    unsigned drain_from; /* worker-private: the peer drained first (mesh.c): the one after
+                          * the last a turn's budget stopped at */
+    unsigned mail_words; /* worker-private: words of mail in use, (workers + 63) / 64 */
+    size_t mesh_spent;   /* worker-private: costs of the messages handled (mesh.c) */
 };
 
 /* --io-uring: whether workers batch their socket calls (src/core/iobatch.h). */

@@ -89,14 +89,6 @@ workers_connect(struct runtime *rt)
             ring_outbox_init(&rt->workers[i].peer_out[j], *r);
         }
     }
-    for (unsigned j = 0; j < rt->nworkers; j++) {
-        struct worker *w = &rt->workers[j];
-        for (unsigned i = 0; i < rt->nworkers; i++) {
-            if (w->peer_in[i] != NULL) {
-                w->in[w->nin++] = w->peer_in[i];
-            }
-        }
-    }
     return 0;
 }
 
@@ -166,16 +158,20 @@ set_aside(const struct rt_msg *m)
     return m->cost >= MSG_COSTLY && (m->is_reply || m->any_order);
 }
 
-/* One peer's ring, within the iteration's budgets (mesh_drain). */
+/* Peer i's ring, within the iteration's budgets (mesh_drain); when a budget stops it before
+ * the ring is empty, the ring is read again next turn. */
 static void
-drain_peer(struct worker *w, const struct rt_product *p, struct ring *r)
+drain_peer(struct worker *w, const struct rt_product *p, unsigned i)
 {
+    struct ring *r = w->peer_in[i];
     struct rt_msg *m;
     unsigned n = 0;
     struct rt_msg *batch[RT_REQUEST_BATCH];
     unsigned nb = 0;
     size_t est = 0; /* the senders' estimates for the batch */
-    while (n < PEER_BUDGET && w->mesh_spent < MESH_BYTES && (m = ring_pop(r)) != NULL) {
+    bool budget;
+    while (!(budget = n == PEER_BUDGET || w->mesh_spent >= MESH_BYTES) &&
+           (m = ring_pop(r)) != NULL) {
         n++;
         if (set_aside(m)) {
             m->next = NULL;
@@ -208,6 +204,14 @@ drain_peer(struct worker *w, const struct rt_product *p, struct ring *r)
         ring_release(r);
         metrics_add(&w->m[RTM_MESSAGES_RECEIVED], n);
     }
+    if (budget) {
+        w->mail_left[i / 64] |= UINT64_C(1) << (i % 64);
+    }
+    if (budget && n > 0) {
+        /* The budget ran out here: the peers after this one go first next turn, so that a peer
+         * that keeps its ring full does not keep them waiting. */
+        w->drain_from = i + 1 < w->rt->nworkers ? i + 1 : 0;
+    }
 }
 
 /*
@@ -221,16 +225,27 @@ void
 mesh_drain(struct worker *w)
 {
     const struct rt_product *p = w->rt->p;
-    unsigned nin = w->nin;
     w->mesh_spent = 0;
-    /* The peer drained first takes turns: the budget may run out before the last. A turn
-     * looks at every peer's ring, so an empty one costs a load and a compare. */
-    for (unsigned k = 0, j = w->drain_from; k < nin; k++, j = j + 1 < nin ? j + 1 : 0) {
-        if (!ring_empty(w->in[j])) {
-            drain_peer(w, p, w->in[j]);
+    /* The peers that published since the last look, and the rings the budget left unread:
+     * only those rings are read, so a turn's cost does not grow with the worker count. The
+     * exchange (acquire) pairs with the fetch_or (release) each peer makes after publishing
+     * (mesh_flush): a ring whose bit is taken shows at least what that bit announced. From
+     * drain_from's word and bit on, round; drain_from moves only when the budget runs out. */
+    unsigned words = w->mail_words, k = w->drain_from / 64, sh = w->drain_from % 64;
+    for (unsigned t = 0; t < words; t++, k = k + 1 < words ? k + 1 : 0, sh = 0) {
+        uint64_t b = w->mail_left[k];
+        if (atomic_load_explicit(&w->mail[k], memory_order_relaxed) != 0) {
+            b |= atomic_exchange_explicit(&w->mail[k], 0, memory_order_acquire);
+        }
+        if (b == 0) {
+            continue;
+        }
+        w->mail_left[k] = 0;
+        /* Bits from sh on first: rotated right by sh (a rotation by 0 is b). */
+        for (b = b >> sh | b << ((64 - sh) & 63); b != 0; b &= b - 1) {
+            drain_peer(w, p, k * 64 + (((unsigned)__builtin_ctzll(b) + sh) & 63));
         }
     }
-    w->drain_from = w->drain_from + 1 < nin ? w->drain_from + 1 : 0;
     w->mesh_spent = 0;
     struct rt_msg *m;
     while (w->mesh_spent < MESH_BYTES && (m = w->later) != NULL) {
@@ -256,7 +271,12 @@ mesh_flush(struct worker *w)
     for (unsigned i = 0; i < w->ndirty; i++) {
         unsigned j = w->dirty[i];
         if (ring_outbox_flush(&w->peer_out[j])) {
-            waker_notify(&w->rt->workers[j].waker);
+            /* Announce it (mesh_drain), then wake the peer if it sleeps: the bit is set before
+             * waker_notify's fence, as the sleep protocol needs (mesh_inbound_pending). */
+            struct worker *peer = &w->rt->workers[j];
+            atomic_fetch_or_explicit(&peer->mail[w->id / 64], UINT64_C(1) << (w->id % 64),
+                                     memory_order_release);
+            waker_notify(&peer->waker);
         }
         if (ring_outbox_backlog(&w->peer_out[j]) > 0) {
             w->dirty[left++] = (uint16_t)j; /* the ring was full: the rest goes next turn */
@@ -274,8 +294,8 @@ mesh_inbound_pending(struct worker *w)
     if (ring_pending(w->inbox)) {
         return true;
     }
-    for (unsigned j = 0; j < w->nin; j++) {
-        if (ring_pending(w->in[j])) {
+    for (unsigned k = 0; k < w->mail_words; k++) {
+        if (w->mail_left[k] != 0 || atomic_load_explicit(&w->mail[k], memory_order_relaxed) != 0) {
             return true;
         }
     }

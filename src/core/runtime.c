@@ -118,7 +118,7 @@ static const struct opt_def rt_options[] = {
      .type = OPT_UINT,
      .dflt = "0",
      .min = 0,
-     .max = 256,
+     .max = RT_MAX_WORKERS,
      .help = "worker threads (0: one per online CPU, but no more than the memory limit "
              "gives 8 segments each)"},
     {.name = "max-conns",

@@ -122,14 +122,14 @@ worker_init(struct worker *w, struct runtime *rt, unsigned id)
     if (rc < 0) {
         return rc;
     }
+    w->mail_words = (rt->nworkers + 63) / 64;
     w->peer_in = calloc(rt->nworkers, sizeof(*w->peer_in));
     w->peer_out = calloc(rt->nworkers, sizeof(*w->peer_out));
     w->peer_dirty = calloc(rt->nworkers, sizeof(*w->peer_dirty));
     w->dirty = calloc(rt->nworkers, sizeof(*w->dirty));
-    w->in = calloc(rt->nworkers, sizeof(*w->in));
     w->pm = calloc(rt->p->nmetrics + 1, sizeof(*w->pm));
     if (w->peer_in == NULL || w->peer_out == NULL || w->peer_dirty == NULL || w->dirty == NULL ||
-        w->in == NULL || w->pm == NULL) {
+        w->pm == NULL) {
         return -ENOMEM;
     }
     return 0;
@@ -151,15 +151,12 @@ worker_fini(struct worker *w)
     free(w->peer_out);
     free(w->peer_dirty);
     free(w->dirty);
-    free(w->in);
     free(w->pm);
     w->pm = NULL;
     w->peer_in = NULL;
     w->peer_out = NULL;
     w->peer_dirty = NULL;
     w->dirty = NULL;
-    w->in = NULL;
-    w->nin = 0;
     waker_fini(&w->waker);
     if (w->epfd >= 0) {
         close(w->epfd);

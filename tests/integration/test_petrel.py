@@ -614,6 +614,33 @@ class Ordering(unittest.TestCase):
             s.sendall(burst)
             self.assertEqual(recv_exactly(s, len(want), timeout=30), want)
 
+    def test_forwarded_messages_past_a_turns_budget_are_read_the_next_turn(self):
+        # A worker takes at most 256 KiB of messages' costs from the mesh per loop turn, and
+        # reads what is left next turn, unasked: no peer announces those messages again.
+        # 16 connections each ask for a 40,000-byte value on each worker in one write (under
+        # 64 KiB, so no message is set aside), 5 rounds: each worker gets about 8 forwarded
+        # requests at once and sends about 8 replies back, some 320 KB either way.
+        with Server(PETREL, "-t", "2") as server:
+            value = b"v" * 40000
+            keys = [keys_of_worker(w, 2, 1, lambda i, w=w: b"budget%d-%d" % (w, i))[0]
+                    for w in range(2)]
+            conns = [server.connect() for _ in range(16)]
+            try:
+                for k in keys:
+                    request(conns[0], b"set %s 0 0 %d\r\n%s\r\n" % (k, len(value), value),
+                            b"STORED\r\n")
+                want = b"".join(b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (k, len(value), value)
+                                for k in keys)
+                for r in range(5):
+                    for c in conns:
+                        c.sendall(b"".join(b"get %s\r\n" % k for k in keys))
+                    for i, c in enumerate(conns):
+                        self.assertEqual(recv_exactly(c, len(want), timeout=10), want,
+                                         "round %d, connection %d" % (r, i))
+            finally:
+                for c in conns:
+                    c.close()
+
     def test_large_and_small_values_through_reused_messages_come_back_exact(self):
         # Forwarding reuses messages and reply slots, buffers included: a large value followed
         # by small ones (over the same reused buffers) must not leave a byte behind.
