@@ -74,7 +74,7 @@ ring_push(struct ring *r, void *item)
 
 /**
  * Producer: make every staged item visible. Returns true if anything was published. After a
- * publish the producer must run ring_wake_prepare() + the waker check (see struct waker).
+ * publish the producer must run waker_notify() (see struct waker).
  */
 static inline bool
 ring_publish(struct ring *r)
@@ -146,7 +146,9 @@ ring_pending(struct ring *r)
  *
  * Either the consumer's re-check sees the item, or the producer's load sees sleeping == 1 (the
  * fences forbid both missing). A plain seq_cst load after a release store would not be enough:
- * the store may still sit in the store buffer when the load executes.
+ * the store may still sit in the store buffer when the load executes. The re-check may look at
+ * something the producer stores before its fence instead of the rings themselves: the worker
+ * mesh re-checks a bitmap of the peers that published (src/core/mesh.c).
  */
 struct waker {
     _Alignas(PETREL_CACHELINE) _Atomic int sleeping; /* consumer(w) <-> producers(xchg) */
@@ -160,7 +162,7 @@ int waker_init(struct waker *w);
 /** Close the eventfd. */
 void waker_fini(struct waker *w);
 
-/** Consumer: announce the intent to sleep; then re-check every inbound ring. */
+/** Consumer: announce the intent to sleep; then re-check what may have come (see above). */
 static inline void
 waker_sleep_begin(struct waker *w)
 {

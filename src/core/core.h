@@ -86,6 +86,7 @@ struct worker {
     _Alignas(PETREL_CACHELINE) _Atomic uint64_t mail[RT_MAIL_WORDS];
     _Alignas(PETREL_CACHELINE) uint64_t mail_left[RT_MAIL_WORDS]; /* worker-private: rings
                                                                       the budget left unread */
+    bool mail_held;               /* worker-private: a bit of mail_left is set */
     struct ring_outbox *peer_out; /* this(w) -> peer j(r); worker-private */
     bool *peer_dirty;             /* worker-private: something staged for peer j */
     uint16_t *dirty;              /* worker-private: the ndirty peers with peer_dirty set */

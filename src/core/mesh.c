@@ -4,10 +4,12 @@
  * each peer once per loop iteration and wakes only the peers that sleep (ring.h's protocol). A
  * full ring never blocks: the outbox keeps the rest for the next iteration.
  *
- * Threads: a worker's outboxes and the consuming side of its inbound rings are its own; the
- * rings themselves are the only thing shared, one writer and one reader each.
+ * Threads: a worker's outboxes and the consuming side of its inbound rings are its own; shared
+ * are the rings, one writer and one reader each, and each worker's mail, a bit per peer that
+ * its peers set when they publish and it clears when it looks (struct worker).
  */
 #include "conn.h"
+#include "mail.h"
 #include "mesh.h"
 #include "worker.h"
 
@@ -206,12 +208,21 @@ drain_peer(struct worker *w, const struct rt_product *p, unsigned i)
     }
     if (budget) {
         w->mail_left[i / 64] |= UINT64_C(1) << (i % 64);
+        w->mail_held = true;
     }
     if (budget && n > 0) {
         /* The budget ran out here: the peers after this one go first next turn, so that a peer
          * that keeps its ring full does not keep them waiting. */
         w->drain_from = i + 1 < w->rt->nworkers ? i + 1 : 0;
     }
+}
+
+/* mail_visit's visit: peer i's ring. */
+static void
+drain_mail(void *arg, unsigned i)
+{
+    struct worker *w = arg;
+    drain_peer(w, w->rt->p, i);
 }
 
 /*
@@ -229,22 +240,20 @@ mesh_drain(struct worker *w)
     /* The peers that published since the last look, and the rings the budget left unread:
      * only those rings are read, so a turn's cost does not grow with the worker count. The
      * exchange (acquire) pairs with the fetch_or (release) each peer makes after publishing
-     * (mesh_flush): a ring whose bit is taken shows at least what that bit announced. From
-     * drain_from's word and bit on, round; drain_from moves only when the budget runs out. */
-    unsigned words = w->mail_words, k = w->drain_from / 64, sh = w->drain_from % 64;
-    for (unsigned t = 0; t < words; t++, k = k + 1 < words ? k + 1 : 0, sh = 0) {
-        uint64_t b = w->mail_left[k];
-        if (atomic_load_explicit(&w->mail[k], memory_order_relaxed) != 0) {
-            b |= atomic_exchange_explicit(&w->mail[k], 0, memory_order_acquire);
-        }
-        if (b == 0) {
-            continue;
-        }
+     * (mesh_flush): a ring whose bit is taken shows at least what that bit announced. */
+    unsigned words = w->mail_words;
+    uint64_t todo[RT_MAIL_WORDS], any = 0;
+    w->mail_held = false;
+    for (unsigned k = 0; k < words; k++) {
+        todo[k] = w->mail_left[k];
         w->mail_left[k] = 0;
-        /* Bits from sh on first: rotated right by sh (a rotation by 0 is b). */
-        for (b = b >> sh | b << ((64 - sh) & 63); b != 0; b &= b - 1) {
-            drain_peer(w, p, k * 64 + (((unsigned)__builtin_ctzll(b) + sh) & 63));
+        if (atomic_load_explicit(&w->mail[k], memory_order_relaxed) != 0) {
+            todo[k] |= atomic_exchange_explicit(&w->mail[k], 0, memory_order_acquire);
         }
+        any |= todo[k];
+    }
+    if (any != 0) {
+        mail_visit(todo, words, w->drain_from, drain_mail, w);
     }
     w->mesh_spent = 0;
     struct rt_msg *m;
@@ -287,24 +296,28 @@ mesh_flush(struct worker *w)
     w->ndirty = left;
 }
 
-/* True if a peer's ring or the inbox has something: the sleep protocol's re-check. */
-bool
-mesh_inbound_pending(struct worker *w)
+/* Whether a peer announced messages not looked at yet (relaxed: after the sleep protocol's
+ * fence, or a hint that the next turn makes sure of). */
+static bool
+mail_waiting(const struct worker *w)
 {
-    if (ring_pending(w->inbox)) {
-        return true;
-    }
     for (unsigned k = 0; k < w->mail_words; k++) {
-        if (w->mail_left[k] != 0 || atomic_load_explicit(&w->mail[k], memory_order_relaxed) != 0) {
+        if (atomic_load_explicit(&w->mail[k], memory_order_relaxed) != 0) {
             return true;
         }
     }
     return false;
 }
 
-/* Backlog in an outbox needs another turn soon: the peer is busy draining its ring. */
+bool
+mesh_inbound_pending(struct worker *w)
+{
+    return ring_pending(w->inbox) || mail_waiting(w);
+}
+
 bool
 mesh_backlog(struct worker *w)
 {
-    return w->later != NULL || w->ndirty > 0;
+    /* Backlog in an outbox: the peer is busy draining its ring. */
+    return w->later != NULL || w->ndirty > 0 || w->mail_held || mail_waiting(w);
 }

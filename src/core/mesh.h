@@ -18,10 +18,11 @@ void workers_free_mesh(struct runtime *rt);
 void mesh_drain(struct worker *w);
 /* Publish what this iteration staged for each peer, and wake the peers that sleep. */
 void mesh_flush(struct worker *w);
-/* True if a peer announced messages (or left some unread) or the inbox has something: the
- * sleep protocol's re-check. */
+/* True if a peer announced messages or the inbox has something: the sleep protocol's
+ * re-check. */
 bool mesh_inbound_pending(struct worker *w);
-/* True while an outbox has a backlog or messages wait set aside: another turn is needed soon. */
+/* True while an outbox has a backlog, messages wait set aside, or peers' messages wait unread
+ * (left by a turn's budget, or announced since the last turn): another turn is needed soon. */
 bool mesh_backlog(struct worker *w);
 
 #endif /* PETREL_MESH_H */
