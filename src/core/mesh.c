@@ -318,6 +318,7 @@ mesh_inbound_pending(struct worker *w)
 bool
 mesh_backlog(struct worker *w)
 {
-    /* Backlog in an outbox: the peer is busy draining its ring. */
+    /* An outbox's backlog (the peer is busy draining its ring), messages set aside, rings a
+     * budget left unread, or mail announced since this turn's drain. */
     return w->later != NULL || w->ndirty > 0 || w->mail_held || mail_waiting(w);
 }
