@@ -209,15 +209,27 @@ drain_and_close(struct worker *w)
              * is owed too. */
             waiting += c != NULL && (c->inflight > 0 || buf_len(&c->io.wbuf) > 0);
         }
-        /* Messages for peers not published yet, or peers' requests set aside, are owed. */
-        waiting += mesh_backlog(w);
+        /* Messages for peers not published yet, peers' requests set aside, and peers'
+         * messages not read yet are owed. */
+        bool backlog = mesh_backlog(w);
+        waiting += backlog;
         int64_t left = deadline - mono_ms();
         if (waiting == 0 || left <= 0) {
             break;
         }
         /* Still alive for the health check while draining. */
         metrics_incr(&w->heartbeat);
-        int n = epoll_wait(w->epfd, ev, EVENT_BATCH, (int)(left < 50 ? left : 50));
+        /* The sleep protocol of ring.h, so that a peer's message (a reply owed to one of our
+         * connections) wakes this wait rather than the next 50 ms. */
+        int timeout = backlog ? 0 : (int)(left < 50 ? left : 50);
+        if (timeout != 0) {
+            waker_sleep_begin(&w->waker);
+            if (mesh_backlog(w)) {
+                timeout = 0;
+            }
+        }
+        int n = epoll_wait(w->epfd, ev, EVENT_BATCH, timeout);
+        waker_sleep_end(&w->waker);
         for (int i = 0; i < n; i++) {
             /* The waker's event needs nothing: it is edge-triggered (see worker_init). */
             if (ev[i].data.ptr != &waker_tag && (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
