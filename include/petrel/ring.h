@@ -105,16 +105,6 @@ ring_pop(struct ring *r)
     return item;
 }
 
-/** Consumer: true if ring_pop() would find nothing. Touches the shared line only when the
- * private copy of the tail says empty. */
-static inline bool
-ring_empty(struct ring *r)
-{
-    size_t h = r->head_staged;
-    return h == r->tail_cache &&
-           h == (r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire));
-}
-
 /** Consumer: give the slots of every popped item back to the producer. */
 static inline void
 ring_release(struct ring *r)
